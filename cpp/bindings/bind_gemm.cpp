@@ -1,0 +1,88 @@
+// Binding for sg.ops.gemm: validate, allocate the output with the GIL held, release the GIL
+// around the kernel.
+#include <string>
+
+#include "bindings/checks.h"
+#include "gemm/gemm.h"
+
+namespace sg::bind {
+namespace {
+
+const char* tf(bool b) { return b ? "True" : "False"; }
+
+py::array gemm(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b, py::handle out_obj,
+               double alpha, double beta, py::handle bias_obj, py::handle act_obj) {
+  const char* fn = "gemm";
+  py::array a = f32_array(fn, "a", a_obj, 2);
+  py::array b = f32_array(fn, "b", b_obj, 2);
+  const int64_t m = trans_a ? a.shape(1) : a.shape(0);
+  const int64_t k = trans_a ? a.shape(0) : a.shape(1);
+  const int64_t bk = trans_b ? b.shape(1) : b.shape(0);
+  const int64_t n = trans_b ? b.shape(0) : b.shape(1);
+  if (bk != k) {
+    value_error(fn, "b has shape " + shape_str(b) + " but trans_b=" + tf(trans_b) + " needs " +
+                        (trans_b ? "(n, k=" + std::to_string(k) + ")"
+                                 : "(k=" + std::to_string(k) + ", n)") +
+                        " to match a of shape " + shape_str(a) + " with trans_a=" + tf(trans_a));
+  }
+  Activation act = Activation::none;
+  if (!act_obj.is_none()) {
+    if (!py::isinstance<py::str>(act_obj)) {
+      type_error(fn, "activation must be None or 'relu', got " +
+                         py::repr(act_obj).cast<std::string>());
+    }
+    std::string s = act_obj.cast<std::string>();
+    if (s != "relu") value_error(fn, "activation must be None or 'relu', got '" + s + "'");
+    act = Activation::relu;
+  }
+  const float* bias = nullptr;
+  py::array bias_arr;
+  if (!bias_obj.is_none()) {
+    bias_arr = f32_array(fn, "bias", bias_obj, 1);
+    if (bias_arr.shape(0) != n) {
+      value_error(fn, "bias must have shape (n=" + std::to_string(n) + ",), got " +
+                          shape_str(bias_arr));
+    }
+    bias = f32_cptr(bias_arr);
+  }
+  py::array out;
+  if (out_obj.is_none()) {
+    if (beta != 0.0) {
+      value_error(fn, "beta=" + std::to_string(beta) + " reads out, so out must be given");
+    }
+    out = new_f32({m, n});
+  } else {
+    out = f32_array(fn, "out", out_obj, 2);
+    require_shape(fn, "out", out, {m, n});
+    require_writeable(fn, "out", out);
+    require_disjoint(fn, "out", out, "a", a);
+    require_disjoint(fn, "out", out, "b", b);
+    if (bias) require_disjoint(fn, "out", out, "bias", bias_arr);
+  }
+  const float* ap = f32_cptr(a);
+  const float* bp = f32_cptr(b);
+  float* cp = f32_ptr(out);
+  const int64_t lda = a.shape(1), ldb = b.shape(1);
+  {
+    py::gil_scoped_release release;
+    gemm_f32(trans_a, trans_b, m, n, k, static_cast<float>(alpha), ap, lda, bp, ldb,
+             static_cast<float>(beta), cp, n, bias, act);
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_gemm(py::module_& m) {
+  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
+        py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("alpha") = 1.0,
+        py::arg("beta") = 0.0, py::arg("bias") = py::none(), py::arg("activation") = py::none(),
+        R"doc(C = activation(alpha * op(a) @ op(b) + beta * out + bias), float32, row-major.
+
+op(a) is a.T when trans_a else a, (m, k); op(b) likewise, (k, n). beta == 0 writes `out`
+without reading it (NaN or garbage there cannot leak). `bias` has shape (n,), broadcast over
+rows. activation is None or 'relu', fused into the store. Returns `out` (allocated when None).
+Bitwise-identical results for any thread count.)doc");
+}
+
+}  // namespace sg::bind

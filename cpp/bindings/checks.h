@@ -1,0 +1,49 @@
+// Argument validation for the binding layer: the only gate between Python and the kernels.
+// Every failure raises TypeError (wrong type/dtype) or ValueError (wrong shape, layout,
+// aliasing, value) naming the function, the argument, what was expected and what came.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace sg::bind {
+
+namespace py = pybind11;
+
+std::string shape_str(const py::array& a);
+std::string dtype_str(const py::array& a);
+
+[[noreturn]] void type_error(const std::string& fn, const std::string& msg);
+[[noreturn]] void value_error(const std::string& fn, const std::string& msg);
+
+// A float32, C-contiguous ndarray (no conversion: a cast copy would hide in-place updates).
+// ndim < 0 accepts any rank.
+py::array f32_array(const char* fn, const char* name, const py::handle& obj, int ndim);
+
+// An int32 or int64, C-contiguous ndarray of the given rank.
+py::array int_array(const char* fn, const char* name, const py::handle& obj, int ndim);
+
+void require_writeable(const char* fn, const char* name, const py::array& a);
+
+// `shape` lists the expected extents; a negative entry accepts anything.
+void require_shape(const char* fn, const char* name, const py::array& a,
+                   std::initializer_list<int64_t> shape);
+
+// Raises if a and b share any byte. If allow_exact is true, a and b may be the very same
+// memory (same pointer, same size): the kernels that accept in-place operation say so.
+void require_disjoint(const char* fn, const char* out_name, const py::array& out,
+                      const char* in_name, const py::array& in, bool allow_exact = false);
+
+bool is_none(const py::handle& h);
+
+inline float* f32_ptr(py::array& a) { return static_cast<float*>(a.mutable_data()); }
+inline const float* f32_cptr(const py::array& a) { return static_cast<const float*>(a.data()); }
+
+// Allocate a float32 C-contiguous array of the given shape (with the GIL held).
+py::array new_f32(std::vector<py::ssize_t> shape);
+
+}  // namespace sg::bind

@@ -1,0 +1,84 @@
+// steadygrad._core: the compiled module. This file holds the module definition and the
+// runtime controls (ISA, threads, cpu_info); each kernel family registers its functions from
+// its own bind_<family>.cpp.
+#include <omp.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "bindings/checks.h"
+#include "isa/cpu_features.h"
+#include "isa/dispatch.h"
+
+namespace py = pybind11;
+
+namespace sg::bind {
+void register_gemm(py::module_& m);
+void register_ops(py::module_& m);
+}  // namespace sg::bind
+
+namespace {
+
+py::dict cpu_info() {
+  py::dict d;
+  py::list supported;
+  for (int i = 0; i < sg::kNumIsa; ++i) {
+    auto isa = static_cast<sg::Isa>(i);
+    if (sg::isa_supported(isa)) supported.append(sg::isa_name(isa));
+  }
+  d["isa"] = sg::isa_name(sg::active_isa());
+  d["isa_best"] = sg::isa_name(sg::best_isa());
+  d["isa_supported"] = supported;
+  d["threads"] = omp_get_max_threads();
+  d["cores"] = omp_get_num_procs();
+  d["cpu"] = std::string(sg::cpu_model_name());
+  d["compiler"] = SG_COMPILER;
+  d["openmp"] = _OPENMP;
+  d["version"] = SG_VERSION;
+  return d;
+}
+
+void set_num_threads(py::handle n) {
+  if (!py::isinstance<py::int_>(n) || py::isinstance<py::bool_>(n)) {
+    throw py::type_error("set_num_threads: n must be an int >= 1, got " +
+                         py::str(py::type::of(n).attr("__name__")).cast<std::string>());
+  }
+  long long v = n.cast<long long>();
+  if (v < 1 || v > 4096) {
+    throw py::value_error("set_num_threads: n must be an int in [1, 4096], got " +
+                          std::to_string(v));
+  }
+  omp_set_num_threads(static_cast<int>(v));
+}
+
+void set_isa(const std::string& name) {
+  std::string err;
+  if (!sg::set_active_isa(name, &err)) throw py::value_error("set_isa: " + err);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "steadygrad's compiled kernels (GEMM, layers, optimizers) with runtime ISA dispatch.";
+  m.attr("__version__") = SG_VERSION;
+
+  std::string err;
+  if (!sg::init_isa_from_env(&err)) throw py::value_error(err);
+
+  m.def("cpu_info", &cpu_info,
+        "Return a dict: isa (in use), isa_best, isa_supported, threads, cores, cpu, compiler, "
+        "openmp, version.");
+  m.def("set_num_threads", &set_num_threads, py::arg("n"),
+        "Set the number of OpenMP threads the kernels use (default: OMP_NUM_THREADS or all cores).");
+  m.def("get_num_threads", []() { return omp_get_max_threads(); },
+        "Number of OpenMP threads the kernels use.");
+  m.def("set_isa", &set_isa, py::arg("name"),
+        "Select the kernel path: 'generic', 'avx2' or 'avx512'. Raises ValueError for an unknown "
+        "name or a path this CPU/OS cannot run. STEADYGRAD_ISA sets it at import.");
+  m.def("get_isa", []() { return std::string(sg::isa_name(sg::active_isa())); },
+        "The kernel path in use.");
+
+  sg::bind::register_gemm(m);
+  sg::bind::register_ops(m);
+}

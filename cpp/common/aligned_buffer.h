@@ -1,0 +1,37 @@
+// A growable, 64-byte-aligned float scratch buffer. Grows, never shrinks: a steady-state caller
+// (same shapes every step) allocates once.
+#pragma once
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+
+namespace sg {
+
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer() { std::free(data_); }
+
+  // Returns at least n floats; contents are unspecified after a grow.
+  float* get(size_t n) {
+    if (n > capacity_) {
+      std::free(data_);
+      size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data_) {
+        capacity_ = 0;
+        throw std::bad_alloc();
+      }
+      capacity_ = bytes / sizeof(float);
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+}  // namespace sg

@@ -1,0 +1,7 @@
+// AVX2+FMA GEMM microkernel: 6 x 16 (12 ymm accumulators + 2 B vectors + 1 broadcast), as BLIS haswell.
+#include "simd/vec_avx2.h"
+#include "gemm/f32_gemm_ukernel_impl.h"
+
+namespace sg {
+const GemmUkernel f32_gemm_ukernel__avx2 = {6, 16, 6 * 24, 256, 4080, &f32_gemm_ukernel<6, 2>};
+}

@@ -1,0 +1,8 @@
+// AVX-512 GEMM microkernel: 14 x 32 (28 zmm accumulators + 2 B vectors + 1 broadcast).
+#include "simd/vec_avx512.h"
+#include "gemm/f32_gemm_ukernel_impl.h"
+
+namespace sg {
+const GemmUkernel f32_gemm_ukernel__avx512 = {14, 32, 14 * 24, 384, 4096,
+                                              &f32_gemm_ukernel<14, 2>};
+}

@@ -1,0 +1,7 @@
+// Portable GEMM microkernel: 6 x 8 over 4-lane vectors (12 xmm accumulators on SSE2).
+#include "simd/vec_generic.h"
+#include "gemm/f32_gemm_ukernel_impl.h"
+
+namespace sg {
+const GemmUkernel f32_gemm_ukernel__generic = {6, 8, 6 * 24, 256, 4080, &f32_gemm_ukernel<6, 2>};
+}

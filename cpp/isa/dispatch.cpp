@@ -1,0 +1,77 @@
+// The active ISA path: detected once, optionally lowered by STEADYGRAD_ISA, switchable for tests.
+#include "isa/dispatch.h"
+
+#include <atomic>
+#include <cstdlib>
+
+#include "isa/cpu_features.h"
+
+namespace sg {
+namespace {
+std::atomic<int> g_active{-1};
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+bool isa_supported(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return cpu_features().avx512;
+    case Isa::avx2: return cpu_features().avx2_fma;
+    default: return true;
+  }
+}
+
+Isa best_isa() {
+  if (isa_supported(Isa::avx512)) return Isa::avx512;
+  if (isa_supported(Isa::avx2)) return Isa::avx2;
+  return Isa::generic;
+}
+
+Isa active_isa() {
+  int v = g_active.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = static_cast<int>(best_isa());
+    g_active.store(v, std::memory_order_relaxed);
+  }
+  return static_cast<Isa>(v);
+}
+
+bool set_active_isa(const std::string& name, std::string* error) {
+  Isa want;
+  if (name == "generic") want = Isa::generic;
+  else if (name == "avx2") want = Isa::avx2;
+  else if (name == "avx512") want = Isa::avx512;
+  else {
+    *error = "unknown ISA '" + name + "': expected one of 'generic', 'avx2', 'avx512'";
+    return false;
+  }
+  if (!isa_supported(want)) {
+    *error = "ISA '" + name + "' is not supported by this CPU/OS (best available: '" +
+             isa_name(best_isa()) + "')";
+    return false;
+  }
+  g_active.store(static_cast<int>(want), std::memory_order_relaxed);
+  return true;
+}
+
+bool init_isa_from_env(std::string* error) {
+  const char* env = std::getenv("STEADYGRAD_ISA");
+  if (!env || !*env) {
+    g_active.store(static_cast<int>(best_isa()), std::memory_order_relaxed);
+    return true;
+  }
+  std::string msg;
+  if (!set_active_isa(env, &msg)) {
+    *error = "STEADYGRAD_ISA=" + std::string(env) + ": " + msg;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace sg

@@ -1,0 +1,37 @@
+// Softmax cross-entropy on logits with integer labels: the loss and its gradient in one pass
+// per row. Shape legend: logits and dlogits are (batch, classes), labels are (batch,).
+#pragma once
+#include <cstdint>
+
+#include "isa/dispatch.h"
+
+namespace sg {
+
+// Returns the SUM over rows of -sum_j q_j log softmax(x)_j, with q = (1-eps) onehot + eps/C.
+// If dlogits is non-null it receives grad_scale * (softmax(x) - q) (e.g. 1/batch for 'mean').
+// dlogits may alias logits. Labels must lie in [0, classes) (checked by the caller).
+struct SoftmaxXentKernels {
+  double (*i64)(float* dlogits, const float* logits, const int64_t* labels, int64_t batch,
+                int64_t classes, float label_smoothing, float grad_scale);
+  double (*i32)(float* dlogits, const float* logits, const int32_t* labels, int64_t batch,
+                int64_t classes, float label_smoothing, float grad_scale);
+};
+
+extern const SoftmaxXentKernels softmax_xent_kernels__generic;
+#if defined(SG_X86)
+extern const SoftmaxXentKernels softmax_xent_kernels__avx2;
+extern const SoftmaxXentKernels softmax_xent_kernels__avx512;
+#endif
+
+inline const SoftmaxXentKernels& softmax_xent_kernels() {
+#if defined(SG_X86)
+  static const SoftmaxXentKernels* const table[kNumIsa] = {
+      &softmax_xent_kernels__generic, &softmax_xent_kernels__avx2, &softmax_xent_kernels__avx512};
+#else
+  static const SoftmaxXentKernels* const table[kNumIsa] = {&softmax_xent_kernels__generic, nullptr,
+                                                           nullptr};
+#endif
+  return pick(table);
+}
+
+}  // namespace sg

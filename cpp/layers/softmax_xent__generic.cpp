@@ -1,0 +1,7 @@
+// Softmax cross-entropy compiled for the generic path.
+#include "simd/vec_generic.h"
+#include "layers/softmax_xent_impl.h"
+
+namespace sg {
+const SoftmaxXentKernels softmax_xent_kernels__generic = {&softmax_xent<int64_t>, &softmax_xent<int32_t>};
+}

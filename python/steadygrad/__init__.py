@@ -1,0 +1,27 @@
+"""steadygrad: fast, stable neural-network training on the CPU.
+
+Hot paths (GEMM, layer backward passes, fused optimizer steps) are C++ with AVX-512/AVX2
+kernels chosen at run time; this package is the thin Python layer over them.
+"""
+
+from __future__ import annotations
+
+from steadygrad import ops
+from steadygrad._core import (
+    __version__,
+    cpu_info,
+    get_isa,
+    get_num_threads,
+    set_isa,
+    set_num_threads,
+)
+
+__all__ = [
+    "__version__",
+    "cpu_info",
+    "get_isa",
+    "get_num_threads",
+    "ops",
+    "set_isa",
+    "set_num_threads",
+]

@@ -1,0 +1,187 @@
+"""Parameters and the flat buffers that hold them.
+
+Every Parameter's `.data` and `.grad` are numpy views into two contiguous float32 arrays (a
+`FlatStorage`), each view starting on a 64-byte boundary. `flatten()` moves a list of
+parameters into one new storage (copying values, rebinding views), which is what a model does
+when it is built, so an optimizer step, a norm or a checkpoint is one pass over one array.
+
+Gradient freshness: after `zero_grad()` a parameter's gradient is *stale* (`grad` reads as
+None, as in PyTorch's `zero_grad(set_to_none=True)`), and no memory is cleared. The first
+backward then writes the gradient (beta = 0) and marks it fresh; later backwards accumulate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+ALIGN_FLOATS = 16  # 64 bytes
+
+
+def _aligned_empty(n: int) -> np.ndarray:
+    """A 1-D float32 array of n elements whose data starts on a 64-byte boundary."""
+    raw = np.empty(n + ALIGN_FLOATS, dtype=np.float32)
+    shift = (-(raw.ctypes.data // 4)) % ALIGN_FLOATS
+    return raw[shift : shift + n]
+
+
+def _round_up(n: int) -> int:
+    return (n + ALIGN_FLOATS - 1) // ALIGN_FLOATS * ALIGN_FLOATS
+
+
+class FlatStorage:
+    """One contiguous float32 buffer of values and one of gradients for a list of parameters.
+
+    `data` and `grad` are 1-D, 64-byte aligned; parameter i occupies
+    `[offsets[i], offsets[i] + sizes[i])` of both; the padding between parameters is zero.
+    """
+
+    def __init__(self, params: list[Parameter]) -> None:
+        self.params = list(params)
+        self.offsets: list[int] = []
+        self.sizes: list[int] = []
+        total = 0
+        for p in self.params:
+            self.offsets.append(total)
+            self.sizes.append(p.size)
+            total += _round_up(p.size)
+        self.data = _aligned_empty(total)
+        self.grad = _aligned_empty(total)
+        self.data.fill(0.0)
+        self.grad.fill(0.0)
+
+    @property
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def index(self, param: Parameter) -> int:
+        for i, p in enumerate(self.params):
+            if p is param:
+                return i
+        raise ValueError("parameter does not belong to this storage")
+
+
+class Parameter:
+    """A trainable float32 tensor: `.data` and `.grad` are views into its FlatStorage."""
+
+    __slots__ = ("__weakref__", "_data", "_grad", "_grad_fresh", "_offset", "_storage")
+
+    def __init__(self, data: np.ndarray) -> None:
+        arr = np.asarray(data)
+        if arr.dtype != np.float32:
+            raise TypeError(f"Parameter: data must have dtype float32, got {arr.dtype}")
+        self._grad_fresh = False
+        self._storage: FlatStorage | None = None
+        self._offset = 0
+        self._data = np.ascontiguousarray(arr).copy()
+        self._grad = np.zeros_like(self._data)
+        flatten([self])
+
+    # -- values ------------------------------------------------------------------------
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        """Copies into the existing view (never replaces it: the flat buffer stays whole)."""
+        value = np.asarray(value)
+        if value.shape != self._data.shape:
+            raise ValueError(
+                f"Parameter.data: expected shape {self._data.shape}, got {value.shape}"
+            )
+        np.copyto(self._data, value, casting="same_kind")
+
+    @property
+    def grad(self) -> np.ndarray | None:
+        """The gradient view, or None while stale (after zero_grad, before any backward)."""
+        return self._grad if self._grad_fresh else None
+
+    @grad.setter
+    def grad(self, value: np.ndarray | None) -> None:
+        if value is None:
+            self._grad_fresh = False
+            return
+        value = np.asarray(value)
+        if value.shape != self._grad.shape:
+            raise ValueError(f"Parameter.grad: expected shape {self._grad.shape}, got {value.shape}")
+        np.copyto(self._grad, value, casting="same_kind")
+        self._grad_fresh = True
+
+    @property
+    def grad_buffer(self) -> np.ndarray:
+        """The gradient view regardless of freshness (for kernels that write it)."""
+        return self._grad
+
+    @property
+    def grad_fresh(self) -> bool:
+        return self._grad_fresh
+
+    def mark_grad_fresh(self) -> None:
+        self._grad_fresh = True
+
+    def zero_grad(self) -> None:
+        self._grad_fresh = False
+
+    # -- metadata ----------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def size(self) -> int:
+        return int(self._data.size)
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    @property
+    def storage(self) -> FlatStorage:
+        assert self._storage is not None
+        return self._storage
+
+    @property
+    def offset(self) -> int:
+        """Element offset of this parameter inside `storage.data` / `storage.grad`."""
+        return self._offset
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape})"
+
+
+def flatten(params: Iterable[Parameter]) -> FlatStorage:
+    """Move `params` (deduplicated, order kept) into one new FlatStorage; returns it.
+
+    Values and gradients (with their freshness) are copied; each parameter's `.data` and
+    `.grad` become views into the new buffers. Anything still holding an old view keeps the
+    old memory, so flatten when a model is built, before an optimizer takes the parameters.
+    """
+    unique: list[Parameter] = []
+    seen: set[int] = set()
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            unique.append(p)
+    storage = FlatStorage(unique)
+    for p, off in zip(unique, storage.offsets):
+        n = p.size
+        shape = p._data.shape
+        new_data = storage.data[off : off + n].reshape(shape)
+        new_grad = storage.grad[off : off + n].reshape(shape)
+        new_data[...] = p._data
+        new_grad[...] = p._grad
+        p._data, p._grad = new_data, new_grad
+        p._storage, p._offset = storage, off
+    return storage
+
+
+def shared_storage(params: Iterable[Parameter]) -> FlatStorage | None:
+    """The one FlatStorage holding all of `params`, or None if they span several."""
+    storage = None
+    for p in params:
+        if storage is None:
+            storage = p.storage
+        elif p.storage is not storage:
+            return None
+    return storage
