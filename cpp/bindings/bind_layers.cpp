@@ -75,8 +75,9 @@ py::array linear_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, p
 
 py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj,
                            py::handle dw_obj, py::handle db_obj, bool accumulate,
-                           bool compute_grad_input, py::handle dx_obj) {
+                           py::handle accumulate_bias, bool compute_grad_input, py::handle dx_obj) {
   const char* fn = "linear_backward";
+  const bool acc_b = accumulate_bias.is_none() ? accumulate : accumulate_bias.cast<bool>();
   py::array w = f32_array(fn, "weight", w_obj, 2);
   const int64_t out_f = w.shape(0), in_f = w.shape(1);
   py::array x = f32_array(fn, "input", x_obj, 2);
@@ -118,7 +119,8 @@ py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj
   float* dwp = f32_ptr(dw);
   {
     py::gil_scoped_release release;
-    linear_backward_f32(dxp, dwp, dbp, dyp, xp, wp, batch, in_f, out_f, accumulate ? 1.0f : 0.0f);
+    linear_backward_f32(dxp, dwp, dbp, dyp, xp, wp, batch, in_f, out_f, accumulate ? 1.0f : 0.0f,
+                        acc_b ? 1.0f : 0.0f);
   }
   return dx_ret;
 }
@@ -205,8 +207,10 @@ py::array batchnorm_forward(py::handle x_obj, py::handle g_obj, py::handle b_obj
 py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_obj,
                               py::handle sm_obj, py::handle si_obj, py::handle dg_obj,
                               py::handle db_obj, bool batch_stats, bool accumulate,
-                              bool compute_grad_input, py::handle dx_obj) {
+                              py::handle accumulate_bias, bool compute_grad_input,
+                              py::handle dx_obj) {
   const char* fn = "batchnorm_backward";
+  const bool acc_b = accumulate_bias.is_none() ? accumulate : accumulate_bias.cast<bool>();
   py::array sm = f32_array(fn, "save_mean", sm_obj, 1);
   const int64_t c = sm.shape(0);
   py::array si = f32_array(fn, "save_invstd", si_obj, 1);
@@ -241,7 +245,7 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
   {
     py::gil_scoped_release release;
     batchnorm_kernels().backward(dxp, dgp, dbp, dyp, xp, smp, sip, gp, n, c, batch_stats,
-                                 accumulate ? 1.0f : 0.0f);
+                                 accumulate ? 1.0f : 0.0f, acc_b ? 1.0f : 0.0f);
   }
   return dx_ret;
 }
@@ -361,7 +365,8 @@ void register_layers(py::module_& m) {
         "input (batch, in), weight (out, in), bias (out,) or None; returns (batch, out).");
   m.def("linear_backward", &linear_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::arg("grad_weight"), py::arg("grad_bias") = py::none(), py::kw_only(),
-        py::arg("accumulate") = false, py::arg("compute_grad_input") = true,
+        py::arg("accumulate") = false, py::arg("accumulate_bias") = py::none(),
+        py::arg("compute_grad_input") = true,
         py::arg("grad_input") = py::none(),
         "Linear backward in one call: grad_weight (+)= grad_output.T @ input, grad_bias (+)= "
         "column sums of grad_output (deterministic), and returns grad_input = grad_output @ weight "
@@ -378,7 +383,7 @@ void register_layers(py::module_& m) {
   m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("grad_weight"),
         py::arg("grad_bias"), py::kw_only(), py::arg("batch_stats"), py::arg("accumulate") = false,
-        py::arg("compute_grad_input") = true, py::arg("grad_input") = py::none(),
+        py::arg("accumulate_bias") = py::none(), py::arg("compute_grad_input") = true, py::arg("grad_input") = py::none(),
         "BatchNorm1d backward from the saved statistics: grad_weight/grad_bias written or "
         "accumulated, returns grad_input. Deterministic reductions.");
   m.def("add", &add, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("out") = py::none(),

@@ -22,11 +22,11 @@ struct BatchNormKernels {
                        const float* beta, int64_t n, int64_t c, float eps);
   // Backward from the saved statistics. batch_stats: the statistics came from this batch
   // (training), so dx carries their gradient; otherwise dx = dy * gamma * invstd.
-  // dgamma/dbeta (null when affine=False) are written (acc = 0) or accumulated (acc = 1);
+  // dgamma/dbeta (null when affine=False) are written (acc_* = 0) or accumulated (acc_* = 1);
   // dx is skipped when null.
   void (*backward)(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                    const float* save_mean, const float* save_invstd, const float* gamma,
-                   int64_t n, int64_t c, bool batch_stats, float acc);
+                   int64_t n, int64_t c, bool batch_stats, float acc_gamma, float acc_beta);
 };
 
 extern const BatchNormKernels batchnorm_kernels__generic;

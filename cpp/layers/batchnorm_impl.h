@@ -80,7 +80,7 @@ void bn_forward_eval(float* y, float* save_mean, float* save_invstd, const float
 
 void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                  const float* save_mean, const float* save_invstd, const float* gamma, int64_t n,
-                 int64_t c, bool batch_stats, float acc) {
+                 int64_t c, bool batch_stats, float acc_gamma, float acc_beta) {
   if (c <= 0) return;
   for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
     double sdy[kColTile], sdyx[kColTile];
@@ -98,8 +98,8 @@ void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const 
     });
     for (int64_t j = 0; j < w; ++j) {
       const int64_t ch = j0 + j;
-      if (dgamma) dgamma[ch] = static_cast<float>(acc != 0.0f ? dgamma[ch] + sdyx[j] : sdyx[j]);
-      if (dbeta) dbeta[ch] = static_cast<float>(acc != 0.0f ? dbeta[ch] + sdy[j] : sdy[j]);
+      if (dgamma) dgamma[ch] = static_cast<float>(acc_gamma != 0.0f ? dgamma[ch] + sdyx[j] : sdyx[j]);
+      if (dbeta) dbeta[ch] = static_cast<float>(acc_beta != 0.0f ? dbeta[ch] + sdy[j] : sdy[j]);
       k[j] = (gamma ? gamma[ch] : 1.0f) * invstd[j];
       a[j] = batch_stats ? static_cast<float>(sdy[j] / static_cast<double>(n)) : 0.0f;
       // b multiplies (x - mean), so it folds in one invstd of xhat: invstd * mean(dy * xhat).

@@ -35,9 +35,11 @@ inline const LinearKernels& linear_kernels() {
 void linear_forward_f32(float* y, const float* x, const float* w, const float* b, int64_t batch,
                         int64_t in, int64_t out, Activation act);
 
-// dx = dy w (skipped when dx is null), dw = beta*dw + dy^T x, db = beta*db + colsum(dy)
-// (skipped when db is null). beta is 0 (first backward after zero_grad) or 1 (accumulate).
+// dx = dy w (skipped when dx is null), dw = beta_w*dw + dy^T x, db = beta_b*db + colsum(dy)
+// (skipped when db is null). Each beta is 0 (first backward after zero_grad: write without
+// reading) or 1 (accumulate).
 void linear_backward_f32(float* dx, float* dw, float* db, const float* dy, const float* x,
-                         const float* w, int64_t batch, int64_t in, int64_t out, float beta);
+                         const float* w, int64_t batch, int64_t in, int64_t out, float beta_w,
+                         float beta_b);
 
 }  // namespace sg
