@@ -74,14 +74,14 @@ class Residual(Module):
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         out = self._in_child("module", self.module, self.module.output_shape, shape)
         if tuple(out) != tuple(shape):
-            raise ValueError(f"Residual: module maps shape {tuple(shape)} to {tuple(out)}; "
+            raise ValueError(f"module maps shape {tuple(shape)} to {tuple(out)}; "
                              "y = x + module(x) needs them equal")
         return tuple(shape)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         fx = self._in_child("module", self.module, self.module._run_forward, x)
         if not isinstance(fx, np.ndarray) or fx.shape != getattr(x, "shape", None):
-            raise ValueError(f"Residual: module maps shape {getattr(x, 'shape', None)} to "
+            raise ValueError(f"module maps shape {getattr(x, 'shape', None)} to "
                              f"{getattr(fx, 'shape', None)}; y = x + module(x) needs them equal")
         return _core.add(x, fx, out=work_like(self, "out", x.shape, x, fx))
 
