@@ -127,7 +127,7 @@ def test_bad_mse_and_constructor_arguments() -> None:
         nn.CrossEntropyLoss(reduction="none")
     with pytest.raises(TypeError, match=r"Sequential: argument 1 must be an nn.Module, got int"):
         nn.Sequential(nn.ReLU(), 3)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1, but got 1.5"):
+    with pytest.raises(ValueError, match=r"dropout probability has to be between 0 and 1, but got 1\.5"):
         nn.Dropout(1.5)
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
         nn.GELU("fast")

@@ -188,3 +188,31 @@ def test_init_distributions_follow_torch_formulas() -> None:
         init.kaiming_uniform_(w, mode="fan_avg")
     with pytest.raises(ValueError, match="Unsupported nonlinearity"):
         init.calculate_gain("swish")
+
+
+def test_backward_without_input_grad_gives_same_parameter_grads(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((6, 10)).astype(np.float32)
+    d = rng.standard_normal((6, 3)).astype(np.float32)
+    sg.manual_seed(5)
+    a = nn.Sequential(nn.BatchNorm1d(10), nn.Linear(10, 3))
+    sg.manual_seed(5)
+    b = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    for m in (a, b):
+        m(x)
+        dx = m.backward(d).copy()
+        grads = [p.grad.copy() for p in m.parameters()]
+        m.zero_grad()
+        m(x)
+        assert m.backward(d, input_grad=False) is None
+        for g, p in zip(grads, m.parameters(), strict=True):
+            np.testing.assert_array_equal(g, p.grad)
+        m(x)
+        np.testing.assert_array_equal(m.backward(d), dx)  # the next backward computes it again
+
+
+def test_smaller_batch_reuses_the_front_of_the_buffers(rng: np.random.Generator) -> None:
+    m = nn.Sequential(nn.Linear(8, 8))
+    y_full = m(rng.standard_normal((16, 8)).astype(np.float32))
+    y_part = m(rng.standard_normal((5, 8)).astype(np.float32))
+    assert y_part.shape == (5, 8) and np.shares_memory(y_full, y_part)
+    assert y_part.flags.c_contiguous

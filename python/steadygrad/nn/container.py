@@ -54,8 +54,11 @@ class Sequential(Module):
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         g = grad_output
-        for key, m in reversed(self._modules.items()):
-            g = self._in_child(key, m, m._run_backward, g)
+        items = list(self._modules.items())
+        for i in range(len(items) - 1, -1, -1):
+            key, m = items[i]
+            need = self._input_grad or i > 0
+            g = self._in_child(key, m, lambda d, m=m, need=need: m._run_backward(d, need), g)
         return g
 
 
