@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 from steadygrad import nn  # noqa: E402
 
 torch.set_default_dtype(torch.float32)
+torch.set_num_threads(1)  # tiny shapes: a thread pool only adds overhead on a shared machine
 
 
 class TorchResidual(torch.nn.Module):
