@@ -122,7 +122,7 @@ def _deep(rng: np.random.Generator) -> nn.Sequential:
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_deep_stack_matches_torch(mode: str, rng: np.random.Generator) -> None:
+def test_deep_stack_matches_torch(isa: str, mode: str, rng: np.random.Generator) -> None:
     m = _deep(rng)
     assert len(list(m.modules())) > 10
     m.train(mode == "train")
