@@ -241,3 +241,20 @@ def test_training_steps_bitwise_identical_for_any_thread_count(rng: np.random.Ge
         np.testing.assert_array_equal(r[1], results[0][1])
         for a, b in zip(r[2], results[0][2], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_custom_module_without_output_shape_works_in_sequential(rng: np.random.Generator) -> None:
+    class Double(nn.Module):  # changes the shape and does not say so
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            return np.concatenate([x, x], axis=1)
+
+        def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+            h = grad_output.shape[1] // 2
+            return grad_output[:, :h] + grad_output[:, h:]
+
+    m = nn.Sequential(nn.Linear(3, 4), Double(), nn.Linear(8, 2))
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    assert m(x).shape == (5, 2)
+    assert m.backward(np.ones((5, 2), np.float32)).shape == (5, 3)
+    with pytest.raises(ValueError, match=r"Sequential\[1\] Linear\(3 -> 2\): linear_forward: input must have shape .* got \(5, 6\)"):
+        nn.Sequential(Double(), nn.Linear(3, 2))(x)

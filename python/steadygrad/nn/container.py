@@ -43,8 +43,10 @@ class Sequential(Module):
     def __getitem__(self, idx: int) -> Module:
         return list(self._modules.values())[idx]
 
-    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+    def output_shape(self, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
         for key, m in self._modules.items():
+            if shape is None:  # past a module of unknown output shape: nothing more to check
+                return None
             shape = self._in_child(key, m, m.output_shape, shape)
         return shape
 
@@ -89,8 +91,10 @@ class Residual(Module):
         self.module = module
         self._flatten_parameters()
 
-    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
         out = self._in_child("module", self.module, self.module.output_shape, shape)
+        if out is None:
+            return tuple(shape)  # unknown inside; forward checks the shapes match
         if tuple(out) != tuple(shape):
             raise ValueError(f"module maps shape {tuple(shape)} to {tuple(out)}; "
                              "y = x + module(x) needs them equal")

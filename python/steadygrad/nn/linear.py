@@ -89,6 +89,9 @@ class Identity(Module):
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         return grad_output
 
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)
+
 
 class Flatten(Module):
     """Flattens dims start_dim..end_dim into one (a view, no copy), as torch.nn.Flatten."""

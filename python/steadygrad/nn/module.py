@@ -143,9 +143,10 @@ class Module:
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
-    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Shape of the output for an input of `shape`; raises ValueError on a bad shape."""
-        return tuple(shape)
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """Shape of the output for an input of `shape`; raises ValueError on a bad shape.
+        None means unknown (a custom module that does not say): checks stop there."""
+        return None
 
     def label(self) -> str:
         """One-line description used in error messages and summaries."""

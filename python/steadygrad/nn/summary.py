@@ -35,6 +35,8 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
         label = "Residual (x + module(x))"
     else:
         out = m.output_shape(shape)
+        if out is None:
+            raise ValueError(f"summary: {m.label()} at '{name}' does not define output_shape()")
         label = m.label()
     act, ws = m.memory(shape)
     own = [p for p in m._parameters.values() if p is not None]
