@@ -84,7 +84,7 @@ def assert_close(got: np.ndarray, want: np.ndarray, atol, rtol: float = 0.0, wha
             f"{err[idx]:.3g} > tol {tol[idx]:.3g}")
 
 
-def f32_bits(x: float) -> int:
+def float_bits(x: float) -> int:
     """The IEEE bits of a Python float (double) result, for bitwise comparisons."""
     return int(np.float64(x).view(np.int64))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, f32_bits, num_threads
+from conftest import assert_close, float_bits, num_threads
 
 import steadygrad as sg
 
@@ -171,5 +171,5 @@ def test_thread_count_invariance(isa, rng):
     for t in (1, 2):
         with num_threads(t):
             res.append(sg.ops.softmax_cross_entropy(logits, labels, label_smoothing=0.05))
-    assert f32_bits(res[0][0]) == f32_bits(res[1][0])
+    assert float_bits(res[0][0]) == float_bits(res[1][0])
     np.testing.assert_array_equal(res[0][1], res[1][1])
