@@ -121,7 +121,7 @@ def _over_budget() -> list[str]:
             if _module_seconds.get(m, 0.0) > b * scale]
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if _module_budget:
         total = sum(_module_seconds.get(m, 0.0) for m in _module_budget)
         terminalreporter.write_line(

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import num_threads
 
@@ -45,14 +46,18 @@ def test_num_threads_round_trip():
         assert sg.cpu_info()["threads"] == 1
     with num_threads(3):
         assert sg.get_num_threads() == 3
+    with num_threads(np.int64(2)):  # any integer type (__index__) is accepted
+        assert sg.get_num_threads() == 2
 
 
 @pytest.mark.parametrize("bad,exc,fragment", [
     (0, ValueError, "n must be an int in [1, 4096], got 0"),
     (-1, ValueError, "got -1"),
     (10**6, ValueError, "got 1000000"),
+    (2**70, ValueError, "got 1180591620717411303424"),  # was a RuntimeError (cast overflow)
     (1.5, TypeError, "n must be an int >= 1, got float"),
     (True, TypeError, "got bool"),
+    (np.bool_(True), TypeError, "got bool"),
     ("2", TypeError, "got str"),
     (None, TypeError, "got NoneType"),
 ])

@@ -106,6 +106,7 @@ def test_large_logits_stable(isa, rng, magnitude, reduction):
         t_loss, t_grad = torch_reference(logits, labels, reduction, eps)
         assert abs(loss - t_loss) <= 16 * EPS32 * (1 + abs(t_loss)), (loss, t_loss, eps)
         assert_close(grad, ref_grad, 8 * EPS32, rtol=8 * EPS32, what=f"+-{magnitude} eps={eps}")
+        assert_close(grad, t_grad, 8 * EPS32, rtol=16 * EPS32, what=f"torch +-{magnitude}")
 
 
 def test_single_class(isa):
