@@ -1,13 +1,15 @@
-// GEMM driver: BLIS-style blocking (jc -> pc -> ic -> jr/ir), packing that absorbs both
-// transposes, OpenMP over the (jr, ir) tiles of each block. K is never split across threads
-// and the blocking does not depend on the thread count, so results are bitwise identical for
-// any number of threads. The ISA-specific part is only the microkernel (gemm_ukernel.h).
+// GEMM driver: BLIS-style blocking (jc -> pc -> ic -> jr/ir) and two paths chosen from the
+// shapes alone: "packed" (A and B copied into micropanels; large shapes) and "sup" (A read in
+// place, B streamed in place unless transposed; the small and skinny shapes of MLP training,
+// where packing is a large share of the work). OpenMP splits the (jr, ir) tiles of each block;
+// K is never split and the blocking does not depend on the thread count, so results are
+// bitwise identical for any number of threads. The ISA-specific part is the microkernel.
 #include "gemm/gemm.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
+#include <cstdlib>
 
 #include "common/aligned_buffer.h"
 #include "gemm/gemm_ukernel.h"
@@ -15,52 +17,50 @@
 namespace sg {
 namespace {
 
-// Below this many multiply-adds a parallel region costs more than it saves.
-constexpr int64_t kParallelMinFlops = 2 * 64 * 64 * 64;
+// Below this many multiply-adds (m*n*k) a parallel region costs more than it saves.
+constexpr int64_t kParallelMinMacs = 64 * 64 * 64;
 
-// A block: rows [i0, i0+mc) of op(A), k range [p0, p0+kc) -> MR-row micropanels, k-major.
-void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
-            int64_t kc, int MR, float* dst, int64_t panel) {
-  const int64_t r0 = panel * MR;
-  const int64_t rows = std::min<int64_t>(MR, mc - r0);
-  float* d = dst + panel * MR * kc;
+// One A micropanel: rows [i0, i0+rows) (rows <= MR) of op(A), k range [p0, p0+kc), k-major,
+// zero-padded to MR rows. Rows are read as contiguous streams and the panel written in order.
+void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t rows, int64_t p0,
+            int64_t kc, int MR, float* d) {
   if (trans) {  // op(A)(i, p) = a[p * lda + i]: each k step is a contiguous run of rows
     for (int64_t p = 0; p < kc; ++p) {
-      const float* s = a + (p0 + p) * lda + i0 + r0;
+      const float* s = a + (p0 + p) * lda + i0;
+      float* dp = d + p * MR;
       int64_t r = 0;
-      for (; r < rows; ++r) d[p * MR + r] = s[r];
-      for (; r < MR; ++r) d[p * MR + r] = 0.0f;
+      for (; r < rows; ++r) dp[r] = s[r];
+      for (; r < MR; ++r) dp[r] = 0.0f;
     }
-  } else {  // op(A)(i, p) = a[i * lda + p]
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* s = a + (i0 + r0 + r) * lda + p0;
-      for (int64_t p = 0; p < kc; ++p) d[p * MR + r] = s[p];
-    }
-    for (int64_t r = rows; r < MR; ++r)
-      for (int64_t p = 0; p < kc; ++p) d[p * MR + r] = 0.0f;
+    return;
+  }
+  const float* src[32];
+  for (int r = 0; r < MR; ++r) src[r] = a + (i0 + std::min<int64_t>(r, rows - 1)) * lda + p0;
+  for (int64_t p = 0; p < kc; ++p) {
+    float* dp = d + p * MR;
+    for (int r = 0; r < MR; ++r) dp[r] = r < rows ? src[r][p] : 0.0f;
   }
 }
 
-// B panel: k range [p0, p0+kc), columns [j0, j0+nc) -> NR-column micropanels, k-major.
+// One B micropanel: k range [p0, p0+kc), columns [j0, j0+cols) (cols <= NR) of op(B),
+// k-major, zero-padded to NR columns.
 void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
-            int64_t nc, int NR, float* dst, int64_t panel) {
-  const int64_t c0 = panel * NR;
-  const int64_t cols = std::min<int64_t>(NR, nc - c0);
-  float* d = dst + panel * NR * kc;
+            int64_t cols, int NR, float* d) {
   if (!trans) {  // op(B)(p, j) = b[p * ldb + j]
     for (int64_t p = 0; p < kc; ++p) {
-      const float* s = b + (p0 + p) * ldb + j0 + c0;
+      const float* s = b + (p0 + p) * ldb + j0;
+      float* dp = d + p * NR;
       int64_t c = 0;
-      for (; c < cols; ++c) d[p * NR + c] = s[c];
-      for (; c < NR; ++c) d[p * NR + c] = 0.0f;
+      for (; c < cols; ++c) dp[c] = s[c];
+      for (; c < NR; ++c) dp[c] = 0.0f;
     }
-  } else {  // op(B)(p, j) = b[j * ldb + p]
-    for (int64_t c = 0; c < cols; ++c) {
-      const float* s = b + (j0 + c0 + c) * ldb + p0;
-      for (int64_t p = 0; p < kc; ++p) d[p * NR + c] = s[p];
-    }
-    for (int64_t c = cols; c < NR; ++c)
-      for (int64_t p = 0; p < kc; ++p) d[p * NR + c] = 0.0f;
+    return;
+  }
+  const float* src[64];  // op(B)(p, j) = b[j * ldb + p]: NR column streams
+  for (int c = 0; c < NR; ++c) src[c] = b + (j0 + std::min<int64_t>(c, cols - 1)) * ldb + p0;
+  for (int64_t p = 0; p < kc; ++p) {
+    float* dp = d + p * NR;
+    for (int c = 0; c < NR; ++c) dp[c] = c < cols ? src[c][p] : 0.0f;
   }
 }
 
@@ -80,6 +80,13 @@ void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, cons
 
 }  // namespace
 
+bool gemm_uses_sup(int64_t m, int64_t n, int64_t k) {
+  static const int64_t tm = getenv("SG_SUP_M") ? atol(getenv("SG_SUP_M")) : 256;
+  static const int64_t tn = getenv("SG_SUP_N") ? atol(getenv("SG_SUP_N")) : 128;
+  static const int64_t tk = getenv("SG_SUP_K") ? atol(getenv("SG_SUP_K")) : 256;
+  return m <= tm || n <= tn || k <= tk;
+}
+
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act) {
@@ -91,16 +98,25 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   }
   const GemmUkernel& uk = gemm_ukernel();
   const int MR = uk.mr, NR = uk.nr;
-  const int64_t MC = uk.mc, KC = uk.kc, NC = uk.nc;
+  const bool sup = gemm_uses_sup(m, n, k);
+  const GemmBlocking& bl = sup ? uk.sup : uk.packed;
+  static const int64_t eMC = getenv("SG_MC") ? atol(getenv("SG_MC")) : 0;
+  static const int64_t eKC = getenv("SG_KC") ? atol(getenv("SG_KC")) : 0;
+  const int64_t MC = eMC ? eMC : bl.mc, KC = eKC ? eKC : bl.kc, NC = bl.nc;
+  // sup packs only the partial edge micropanels (one of each), and B when it is transposed
+  // (op(B) rows are then not vector-loadable).
+  const bool pack_all_a = !sup, pack_all_b = !sup || trans_b;
+  const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
 
   // Pack buffers belong to the calling thread (callers may run gemm concurrently with the
-  // GIL released); OpenMP workers share them.
+  // GIL released); OpenMP workers share them. They grow once and are reused.
   thread_local AlignedBuffer a_buf, b_buf;
-  float* ap = a_buf.get(static_cast<size_t>(MC) * KC);
-  float* bp = b_buf.get(static_cast<size_t>(std::min<int64_t>(KC, k)) *
-                        ((std::min<int64_t>(NC, n) + NR - 1) / NR) * NR);
+  const int64_t kc_max = std::min<int64_t>(KC, k);
+  float* ap = a_buf.get(static_cast<size_t>(pack_all_a ? MC : MR) * kc_max);
+  float* bp = b_buf.get(static_cast<size_t>(kc_max) *
+                        (pack_all_b ? (std::min<int64_t>(NC, n) + NR - 1) / NR * NR : NR));
 
-  const bool parallel = m * n * k >= kParallelMinFlops && omp_get_max_threads() > 1;
+  const bool parallel = m * n * k >= kParallelMinMacs && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
   {
     for (int64_t jc = 0; jc < n; jc += NC) {
@@ -109,22 +125,44 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
-        GemmEpilogue ep{alpha, first ? beta : 1.0f, nullptr, last && relu};
+        const GemmEpilogue ep{alpha, first ? beta : 1.0f, nullptr, last && relu};
+        if (pack_all_b) {
 #pragma omp for schedule(static)
-        for (int64_t jr = 0; jr < n_jr; ++jr) pack_b(trans_b, b, ldb, pc, kc, jc, nc, NR, bp, jr);
+          for (int64_t jr = 0; jr < n_jr; ++jr) {
+            pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
+                   NR, bp + jr * NR * kc);
+          }
+        } else if (nc % NR) {
+#pragma omp single
+          pack_b(trans_b, b, ldb, pc, kc, jc + (n_jr - 1) * NR, nc % NR, NR, bp);
+        }
         for (int64_t ic = 0; ic < m; ic += MC) {
           const int64_t mc = std::min(MC, m - ic);
           const int64_t n_ir = (mc + MR - 1) / MR;
+          if (pack_all_a) {
 #pragma omp for schedule(static)
-          for (int64_t ir = 0; ir < n_ir; ++ir) pack_a(trans_a, a, lda, ic, mc, pc, kc, MR, ap, ir);
+            for (int64_t ir = 0; ir < n_ir; ++ir) {
+              pack_a(trans_a, a, lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc, kc,
+                     MR, ap + ir * MR * kc);
+            }
+          } else if (mc % MR) {
+#pragma omp single
+            pack_a(trans_a, a, lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, MR, ap);
+          }
+          // jr-major order: each thread takes a contiguous run of B micropanels (an N split)
+          // and walks the A block (L2-resident) under each one (L1-resident).
 #pragma omp for schedule(static)
           for (int64_t t = 0; t < n_jr * n_ir; ++t) {
             const int64_t jr = t / n_ir, ir = t % n_ir;
             const int64_t j = jc + jr * NR, i = ic + ir * MR;
+            const int64_t mr = std::min<int64_t>(MR, m - i), nr = std::min<int64_t>(NR, n - j);
+            const bool a_packed = pack_all_a || mr < MR, b_packed = pack_all_b || nr < NR;
+            const float* at = pack_all_a ? ap + ir * MR * kc : a_packed ? ap : a + i * rsa + pc * csa;
+            const float* bt = pack_all_b ? bp + jr * NR * kc : b_packed ? bp : b + pc * ldb + j;
             GemmEpilogue tile_ep = ep;
             tile_ep.bias = last && bias ? bias + j : nullptr;
-            uk.fn(kc, ap + ir * MR * kc, bp + jr * NR * kc, c + i * ldc + j, ldc,
-                  std::min<int64_t>(MR, m - i), std::min<int64_t>(NR, n - j), tile_ep);
+            uk.fn[a_packed][b_packed](kc, at, rsa, csa, bt, ldb, c + i * ldc + j, ldc, mr, nr,
+                                      tile_ep);
           }
         }
       }

@@ -1,5 +1,5 @@
-// The per-ISA GEMM microkernel table: tile shape, blocking, and the kernel that multiplies one
-// packed MR x kc A micropanel by one packed kc x NR B micropanel and applies the epilogue.
+// The per-ISA GEMM microkernel table: tile shape, blocking, and four instances of one kernel
+// that multiplies an MR x kc sliver of A by a kc x NR sliver of B and applies the epilogue.
 #pragma once
 #include <cstdint>
 
@@ -14,15 +14,25 @@ struct GemmEpilogue {
   bool relu;
 };
 
-// c is (mr, nr) with row stride ldc; mr <= MR, nr <= NR. a: kc x MR packed k-major,
-// b: kc x NR packed k-major (zero-padded past the edges).
-using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                               int64_t mr, int64_t nr, const GemmEpilogue& ep);
+// One MR x NR tile: C(mr, nr) (row stride ldc; mr <= MR, nr <= NR) = epilogue(sum over kc).
+// A element (i, p) is a[i * rsa + p * csa]; B element (p, j) is b[p * rsb + j].
+// Packed operands ignore their strides: packed A is k-major MR-row micropanels (rsa 1,
+// csa MR), packed B is k-major NR-column micropanels (rsb NR), both zero-padded at the edges.
+// A strided (unpacked) A must have MR valid rows and a strided B NR valid columns: the
+// driver packs partial edge tiles, so the kernels only ever load whole tiles.
+using GemmUkernelFn = void (*)(int64_t kc, const float* a, int64_t rsa, int64_t csa,
+                               const float* b, int64_t rsb, float* c, int64_t ldc, int64_t mr,
+                               int64_t nr, const GemmEpilogue& ep);
+
+struct GemmBlocking {
+  int mc, kc, nc;  // mc % mr == 0, nc % nr == 0
+};
 
 struct GemmUkernel {
-  int mr, nr;      // register tile
-  int mc, kc, nc;  // cache blocking (mc % mr == 0, nc % nr == 0)
-  GemmUkernelFn fn;
+  int mr, nr;                // register tile
+  GemmBlocking packed;       // large shapes: A and B packed
+  GemmBlocking sup;          // small shapes: A read in place, B streamed in place when it can be
+  GemmUkernelFn fn[2][2];    // [A packed][B packed]
 };
 
 extern const GemmUkernel f32_gemm_ukernel__generic;
