@@ -20,50 +20,6 @@ namespace {
 // Below this many multiply-adds (m*n*k) a parallel region costs more than it saves.
 constexpr int64_t kParallelMinMacs = 64 * 64 * 64;
 
-// One A micropanel: rows [i0, i0+rows) (rows <= MR) of op(A), k range [p0, p0+kc), k-major,
-// zero-padded to MR rows. Rows are read as contiguous streams and the panel written in order.
-void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t rows, int64_t p0,
-            int64_t kc, int MR, float* d) {
-  if (trans) {  // op(A)(i, p) = a[p * lda + i]: each k step is a contiguous run of rows
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* s = a + (p0 + p) * lda + i0;
-      float* dp = d + p * MR;
-      int64_t r = 0;
-      for (; r < rows; ++r) dp[r] = s[r];
-      for (; r < MR; ++r) dp[r] = 0.0f;
-    }
-    return;
-  }
-  const float* src[32];
-  for (int r = 0; r < MR; ++r) src[r] = a + (i0 + std::min<int64_t>(r, rows - 1)) * lda + p0;
-  for (int64_t p = 0; p < kc; ++p) {
-    float* dp = d + p * MR;
-    for (int r = 0; r < MR; ++r) dp[r] = r < rows ? src[r][p] : 0.0f;
-  }
-}
-
-// One B micropanel: k range [p0, p0+kc), columns [j0, j0+cols) (cols <= NR) of op(B),
-// k-major, zero-padded to NR columns.
-void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
-            int64_t cols, int NR, float* d) {
-  if (!trans) {  // op(B)(p, j) = b[p * ldb + j]
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* s = b + (p0 + p) * ldb + j0;
-      float* dp = d + p * NR;
-      int64_t c = 0;
-      for (; c < cols; ++c) dp[c] = s[c];
-      for (; c < NR; ++c) dp[c] = 0.0f;
-    }
-    return;
-  }
-  const float* src[64];  // op(B)(p, j) = b[j * ldb + p]: NR column streams
-  for (int c = 0; c < NR; ++c) src[c] = b + (j0 + std::min<int64_t>(c, cols - 1)) * ldb + p0;
-  for (int64_t p = 0; p < kc; ++p) {
-    float* dp = d + p * NR;
-    for (int c = 0; c < NR; ++c) dp[c] = c < cols ? src[c][p] : 0.0f;
-  }
-}
-
 // k == 0: C = act(beta * C + bias), with beta == 0 never reading C.
 void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const float* bias,
                    bool relu) {
@@ -102,10 +58,16 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   const GemmBlocking& bl = sup ? uk.sup : uk.packed;
   static const int64_t eMC = getenv("SG_MC") ? atol(getenv("SG_MC")) : 0;
   static const int64_t eKC = getenv("SG_KC") ? atol(getenv("SG_KC")) : 0;
-  const int64_t MC = eMC ? eMC : bl.mc, KC = eKC ? eKC : bl.kc, NC = bl.nc;
+  const int64_t MC = eMC ? eMC : bl.mc, NC = bl.nc;
+  // Equal k blocks (a multiple of 8 up to the last) rather than KC, KC, ..., small remainder:
+  // a thin last block would pay a full pass over C for little work. Depends on k alone.
+  const int64_t KC_max = eKC ? eKC : bl.kc;
+  const int64_t n_pc = (k + KC_max - 1) / KC_max;
+  const int64_t KC = std::min<int64_t>(KC_max, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
   // sup packs only the partial edge micropanels (one of each), and B when it is transposed
   // (op(B) rows are then not vector-loadable).
-  const bool pack_all_a = !sup, pack_all_b = !sup || trans_b;
+  static const bool packb_env = getenv("SG_SUP_PACKB") != nullptr;
+  const bool pack_all_a = !sup, pack_all_b = !sup || trans_b || packb_env;
   const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
 
   // Pack buffers belong to the calling thread (callers may run gemm concurrently with the
@@ -129,12 +91,12 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
         if (pack_all_b) {
 #pragma omp for schedule(static)
           for (int64_t jr = 0; jr < n_jr; ++jr) {
-            pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
-                   NR, bp + jr * NR * kc);
+            uk.pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
+                      bp + jr * NR * kc);
           }
         } else if (nc % NR) {
 #pragma omp single
-          pack_b(trans_b, b, ldb, pc, kc, jc + (n_jr - 1) * NR, nc % NR, NR, bp);
+          uk.pack_b(trans_b, b, ldb, pc, kc, jc + (n_jr - 1) * NR, nc % NR, bp);
         }
         for (int64_t ic = 0; ic < m; ic += MC) {
           const int64_t mc = std::min(MC, m - ic);
@@ -142,12 +104,12 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
           if (pack_all_a) {
 #pragma omp for schedule(static)
             for (int64_t ir = 0; ir < n_ir; ++ir) {
-              pack_a(trans_a, a, lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc, kc,
-                     MR, ap + ir * MR * kc);
+              uk.pack_a(trans_a, a, lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc, kc,
+                        ap + ir * MR * kc);
             }
           } else if (mc % MR) {
 #pragma omp single
-            pack_a(trans_a, a, lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, MR, ap);
+            uk.pack_a(trans_a, a, lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, ap);
           }
           // jr-major order: each thread takes a contiguous run of B micropanels (an N split)
           // and walks the A block (L2-resident) under each one (L1-resident).

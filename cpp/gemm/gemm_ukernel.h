@@ -24,6 +24,14 @@ using GemmUkernelFn = void (*)(int64_t kc, const float* a, int64_t rsa, int64_t 
                                const float* b, int64_t rsb, float* c, int64_t ldc, int64_t mr,
                                int64_t nr, const GemmEpilogue& ep);
 
+// Packing into one micropanel (layouts above), zero-padded at the edges. pack_a: rows
+// [i0, i0+rows) (rows <= MR) of op(A) over k range [p0, p0+kc); trans: op(A) = a^T.
+// pack_b: columns [j0, j0+cols) (cols <= NR) of op(B) over the same k range.
+using GemmPackAFn = void (*)(bool trans, const float* a, int64_t lda, int64_t i0, int64_t rows,
+                             int64_t p0, int64_t kc, float* dst);
+using GemmPackBFn = void (*)(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc,
+                             int64_t j0, int64_t cols, float* dst);
+
 struct GemmBlocking {
   int mc, kc, nc;  // mc % mr == 0, nc % nr == 0
 };
@@ -33,6 +41,8 @@ struct GemmUkernel {
   GemmBlocking packed;       // large shapes: A and B packed
   GemmBlocking sup;          // small shapes: A read in place, B streamed in place when it can be
   GemmUkernelFn fn[2][2];    // [A packed][B packed]
+  GemmPackAFn pack_a;
+  GemmPackBFn pack_b;
 };
 
 extern const GemmUkernel f32_gemm_ukernel__generic;
