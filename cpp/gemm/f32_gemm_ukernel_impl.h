@@ -13,14 +13,13 @@
 namespace sg {
 namespace {
 
-template <int MR, int NRV, bool kPackedA, bool kPackedB>
+template <int MR, int NRV, bool kPackedA>
 void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_t csa,
-                      const float* __restrict b, int64_t rsb, float* c, int64_t ldc, int64_t mr,
-                      int64_t nr, const GemmEpilogue& ep) {
+                      const float* __restrict b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                      const GemmEpilogue& ep) {
   constexpr int W = V::W;
   constexpr int NR = NRV * W;
   if (kPackedA) rsa = 1, csa = MR;
-  if (kPackedB) rsb = NR;
 
   // C is touched only after the k loop: start its lines coming now, so the epilogue's loads
   // (beta != 0) and stores do not stall on a miss per row.
@@ -39,7 +38,7 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
     for (int v = 0; v < NRV; ++v) acc[r][v] = V::zero();
 
   // Unrolled by 4 so the loop overhead and pointer bumps amortise; the hardware prefetchers
-  // follow the (sequential) packed panels and the (constant-stride) in-place rows.
+  // follow the (sequential) packed panels and the in-place A rows.
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     typename V::R bv[NRV];
@@ -52,7 +51,7 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
       for (int v = 0; v < NRV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
     }
     a += csa;
-    b += rsb;
+    b += NR;
   }
 
   const typename V::R alpha = V::set1(ep.alpha);
@@ -175,13 +174,10 @@ void f32_gemm_pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_
   }
 }
 
-// The table's kernels for one tile shape: fn[A packed][B packed], then the packers.
-#define SG_GEMM_UKERNELS(MR, NRV)                                                        \
-  {                                                                                      \
-    {&f32_gemm_ukernel<MR, NRV, false, false>, &f32_gemm_ukernel<MR, NRV, false, true>}, \
-    {&f32_gemm_ukernel<MR, NRV, true, false>, &f32_gemm_ukernel<MR, NRV, true, true>},   \
-  },                                                                                     \
-  &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>
+// The table's kernels for one tile shape: fn[A packed], then the packers.
+#define SG_GEMM_UKERNELS(MR, NRV)                                                    \
+  {&f32_gemm_ukernel<MR, NRV, false>, &f32_gemm_ukernel<MR, NRV, true>},             \
+      &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>
 
 }  // namespace
 }  // namespace sg

@@ -36,11 +36,10 @@ void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, cons
 
 }  // namespace
 
-bool gemm_uses_sup(int64_t m, int64_t n, int64_t k) {
+bool gemm_uses_sup(bool trans_a, int64_t m, int64_t n, int64_t k) {
   static const int64_t tm = getenv("SG_SUP_M") ? atol(getenv("SG_SUP_M")) : 256;
-  static const int64_t tn = getenv("SG_SUP_N") ? atol(getenv("SG_SUP_N")) : 128;
-  static const int64_t tk = getenv("SG_SUP_K") ? atol(getenv("SG_SUP_K")) : 256;
-  return m <= tm || n <= tn || k <= tk;
+  (void)n, (void)k;
+  return !trans_a && m <= tm;
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -54,7 +53,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   }
   const GemmUkernel& uk = gemm_ukernel();
   const int MR = uk.mr, NR = uk.nr;
-  const bool sup = gemm_uses_sup(m, n, k);
+  const bool sup = gemm_uses_sup(trans_a, m, n, k);
   const GemmBlocking& bl = sup ? uk.sup : uk.packed;
   static const int64_t eMC = getenv("SG_MC") ? atol(getenv("SG_MC")) : 0;
   static const int64_t eKC = getenv("SG_KC") ? atol(getenv("SG_KC")) : 0;
@@ -64,67 +63,64 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   const int64_t KC_max = eKC ? eKC : bl.kc;
   const int64_t n_pc = (k + KC_max - 1) / KC_max;
   const int64_t KC = std::min<int64_t>(KC_max, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
-  // sup packs only the partial edge micropanels (one of each), and B when it is transposed
-  // (op(B) rows are then not vector-loadable).
-  static const bool packb_env = getenv("SG_SUP_PACKB") != nullptr;
-  const bool pack_all_a = !sup, pack_all_b = !sup || trans_b || packb_env;
   const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
+  const int64_t n_ic = (m + MC - 1) / MC;
 
-  // Pack buffers belong to the calling thread (callers may run gemm concurrently with the
-  // GIL released); OpenMP workers share them. They grow once and are reused.
-  thread_local AlignedBuffer a_buf, b_buf;
-  const int64_t kc_max = std::min<int64_t>(KC, k);
-  float* ap = a_buf.get(static_cast<size_t>(pack_all_a ? MC : MR) * kc_max);
-  float* bp = b_buf.get(static_cast<size_t>(kc_max) *
-                        (pack_all_b ? (std::min<int64_t>(NC, n) + NR - 1) / NR * NR : NR));
+  // The packed B panel is shared by the team and belongs to the calling thread (callers may
+  // run gemm concurrently with the GIL released). Each thread packs its A blocks into its own
+  // buffer. All grow once and are reused: no allocation in the steady state.
+  thread_local AlignedBuffer b_buf;
+  float* bp = b_buf.get(static_cast<size_t>(std::min<int64_t>(KC, k)) *
+                        ((std::min<int64_t>(NC, n) + NR - 1) / NR * NR));
 
   const bool parallel = m * n * k >= kParallelMinMacs && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
   {
+    thread_local AlignedBuffer a_buf;
+    float* ap = a_buf.get(static_cast<size_t>(sup ? MR : MC) * std::min<int64_t>(KC, k));
+    const int nth = omp_get_num_threads();
     for (int64_t jc = 0; jc < n; jc += NC) {
       const int64_t nc = std::min(NC, n - jc);
       const int64_t n_jr = (nc + NR - 1) / NR;
+      // Work items: an M block (IC split: private L2s each hold their own A block and share
+      // the B panel from L3) times a slice of the B micropanels, cut finer only when there
+      // are fewer M blocks than threads (small M: a JR split). How the tiles are shared out
+      // does not change what any tile computes.
+      const int64_t n_js = std::min<int64_t>(n_jr, (nth + n_ic - 1) / n_ic);
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
-        const GemmEpilogue ep{alpha, first ? beta : 1.0f, nullptr, last && relu};
-        if (pack_all_b) {
 #pragma omp for schedule(static)
-          for (int64_t jr = 0; jr < n_jr; ++jr) {
-            uk.pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
-                      bp + jr * NR * kc);
-          }
-        } else if (nc % NR) {
-#pragma omp single
-          uk.pack_b(trans_b, b, ldb, pc, kc, jc + (n_jr - 1) * NR, nc % NR, bp);
+        for (int64_t jr = 0; jr < n_jr; ++jr) {
+          uk.pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
+                    bp + jr * NR * kc);
         }
-        for (int64_t ic = 0; ic < m; ic += MC) {
+#pragma omp for schedule(static)
+        for (int64_t w = 0; w < n_ic * n_js; ++w) {
+          const int64_t ic = w / n_js * MC, js = w % n_js;
           const int64_t mc = std::min(MC, m - ic);
           const int64_t n_ir = (mc + MR - 1) / MR;
-          if (pack_all_a) {
-#pragma omp for schedule(static)
+          const int64_t jr0 = n_jr * js / n_js, jr1 = n_jr * (js + 1) / n_js;
+          if (!sup) {
             for (int64_t ir = 0; ir < n_ir; ++ir) {
-              uk.pack_a(trans_a, a, lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc, kc,
-                        ap + ir * MR * kc);
+              uk.pack_a(trans_a, a, lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc,
+                        kc, ap + ir * MR * kc);
             }
-          } else if (mc % MR) {
-#pragma omp single
+          } else if (mc % MR) {  // the partial edge sliver: in-place reads would overrun
             uk.pack_a(trans_a, a, lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, ap);
           }
-          // jr-major order: each thread takes a contiguous run of B micropanels (an N split)
-          // and walks the A block (L2-resident) under each one (L1-resident).
-#pragma omp for schedule(static)
-          for (int64_t t = 0; t < n_jr * n_ir; ++t) {
-            const int64_t jr = t / n_ir, ir = t % n_ir;
-            const int64_t j = jc + jr * NR, i = ic + ir * MR;
-            const int64_t mr = std::min<int64_t>(MR, m - i), nr = std::min<int64_t>(NR, n - j);
-            const bool a_packed = pack_all_a || mr < MR, b_packed = pack_all_b || nr < NR;
-            const float* at = pack_all_a ? ap + ir * MR * kc : a_packed ? ap : a + i * rsa + pc * csa;
-            const float* bt = pack_all_b ? bp + jr * NR * kc : b_packed ? bp : b + pc * ldb + j;
-            GemmEpilogue tile_ep = ep;
-            tile_ep.bias = last && bias ? bias + j : nullptr;
-            uk.fn[a_packed][b_packed](kc, at, rsa, csa, bt, ldb, c + i * ldc + j, ldc, mr, nr,
-                                      tile_ep);
+          // B micropanel (L1) outer, A block (L2) inner.
+          for (int64_t jr = jr0; jr < jr1; ++jr) {
+            const int64_t j = jc + jr * NR, nr = std::min<int64_t>(NR, n - j);
+            const GemmEpilogue ep{alpha, first ? beta : 1.0f, last && bias ? bias + j : nullptr,
+                                  last && relu};
+            for (int64_t ir = 0; ir < n_ir; ++ir) {
+              const int64_t i = ic + ir * MR, mr = std::min<int64_t>(MR, m - i);
+              const bool a_packed = !sup || mr < MR;
+              const float* at = !sup ? ap + ir * MR * kc : a_packed ? ap : a + i * rsa + pc * csa;
+              uk.fn[a_packed](kc, at, rsa, csa, bp + jr * NR * kc, c + i * ldc + j, ldc, mr, nr,
+                              ep);
+            }
           }
         }
       }

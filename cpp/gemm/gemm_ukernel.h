@@ -15,14 +15,13 @@ struct GemmEpilogue {
 };
 
 // One MR x NR tile: C(mr, nr) (row stride ldc; mr <= MR, nr <= NR) = epilogue(sum over kc).
-// A element (i, p) is a[i * rsa + p * csa]; B element (p, j) is b[p * rsb + j].
-// Packed operands ignore their strides: packed A is k-major MR-row micropanels (rsa 1,
-// csa MR), packed B is k-major NR-column micropanels (rsb NR), both zero-padded at the edges.
-// A strided (unpacked) A must have MR valid rows and a strided B NR valid columns: the
-// driver packs partial edge tiles, so the kernels only ever load whole tiles.
+// B is always a packed k-major NR-column micropanel. A is either packed (k-major MR-row
+// micropanel; rsa/csa ignored) or read in place, element (i, p) at a[i * rsa + p * csa],
+// which needs MR valid rows: the driver packs a partial edge sliver instead. Panels are
+// zero-padded at the edges, so the kernels only ever load whole tiles.
 using GemmUkernelFn = void (*)(int64_t kc, const float* a, int64_t rsa, int64_t csa,
-                               const float* b, int64_t rsb, float* c, int64_t ldc, int64_t mr,
-                               int64_t nr, const GemmEpilogue& ep);
+                               const float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                               const GemmEpilogue& ep);
 
 // Packing into one micropanel (layouts above), zero-padded at the edges. pack_a: rows
 // [i0, i0+rows) (rows <= MR) of op(A) over k range [p0, p0+kc); trans: op(A) = a^T.
@@ -39,8 +38,8 @@ struct GemmBlocking {
 struct GemmUkernel {
   int mr, nr;                // register tile
   GemmBlocking packed;       // large shapes: A and B packed
-  GemmBlocking sup;          // small shapes: A read in place, B streamed in place when it can be
-  GemmUkernelFn fn[2][2];    // [A packed][B packed]
+  GemmBlocking sup;          // small shapes: A read in place (see gemm.cpp)
+  GemmUkernelFn fn[2];       // [A packed]
   GemmPackAFn pack_a;
   GemmPackBFn pack_b;
 };
