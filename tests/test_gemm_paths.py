@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import steadygrad as sg
-from steadygrad._core import _fma_peak_gflops, _gemm_uses_sup
+
+_fma_peak_gflops = sg._core._fma_peak_gflops
+_gemm_uses_sup = sg._core._gemm_uses_sup
 
 # Sizes that straddle the edges the kernels care about: register tiles (MR 6/14, NR 8/16/32),
 # the M-split threshold (8 tiles per thread), the sup/packed boundary (m = 256), the cache
