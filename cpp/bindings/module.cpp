@@ -16,6 +16,7 @@ namespace py = pybind11;
 namespace sg::bind {
 void register_gemm(py::module_& m);
 void register_ops(py::module_& m);
+void register_optim(py::module_& m);
 }  // namespace sg::bind
 
 namespace {
@@ -81,4 +82,5 @@ PYBIND11_MODULE(_core, m) {
 
   sg::bind::register_gemm(m);
   sg::bind::register_ops(m);
+  sg::bind::register_optim(m);
 }
