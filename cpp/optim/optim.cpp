@@ -77,7 +77,9 @@ double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg) {
   const int64_t* cs = chunk_seg.data();
   const int64_t* cb = chunk_begin.data();
   double* part = partial.data();
-  const bool parallel = nchunks >= 4 && omp_get_max_threads() > 1;
+  // A read-only pass over fewer elements than this is not worth a fork/join.
+  const bool parallel = nchunks >= 4 && total_length(s) >= 2 * kElementwiseParallelMin &&
+                        omp_get_max_threads() > 1;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t c = 0; c < nchunks; ++c) {
     const int64_t i = cs[c], b = cb[c];

@@ -6,7 +6,7 @@ kernels chosen at run time; this package is the thin Python layer over them.
 
 from __future__ import annotations
 
-from steadygrad import ops
+from steadygrad import ops, optim
 from steadygrad._core import (
     __version__,
     cpu_info,
@@ -22,6 +22,7 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "ops",
+    "optim",
     "set_isa",
     "set_num_threads",
 ]
