@@ -174,6 +174,8 @@ class Optimizer(StateDictMixin):
     def _index_groups(self) -> None:
         """Cache per-group index ranges and offset-sorted segment arrays (the fast path)."""
         self._group_range: list[tuple[int, int]] = []
+        # Per group: the common key of all its parameters (None: unknown or mixed).
+        self._group_key: list[int | None] = [None] * len(self.param_groups)
         self._group_segs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         lo = 0
         for g in self.param_groups:
@@ -283,28 +285,34 @@ class Optimizer(StateDictMixin):
         group = self.param_groups[gi]
         lo, hi = self._group_range[gi]
         if mine is None:
-            keys = self._keys(slice(lo, hi))
-            if (keys == keys[0]).all():
+            key = self._group_key[gi]
+            if key is None:
+                keys = self._keys(slice(lo, hi))
+                key = keys[0].item() if (keys == keys[0]).all() else None
+            if key is not None:
                 off, ln, _ = self._group_segs[gi]
-                self._update(group, off, ln, keys[0].item(), scale)
+                self._update(group, off, ln, key, scale)
                 self._after_update(slice(lo, hi), group)
+                self._group_key[gi] = self._next_key(group, key)
                 return
             mine = list(range(lo, hi))
+        self._group_key[gi] = None
         keys = self._keys(np.array(mine, dtype=np.int64)).tolist()
         for k in sorted(set(keys)):
             off, ln, idx = self._segments([i for i, kk in zip(mine, keys, strict=False) if kk == k])
             self._update(group, off, ln, k, scale)
             self._after_update(idx, group)
 
+    def _next_key(self, group: dict[str, Any], key: int) -> int:
+        """The key of parameters after an update with `key` (default: the next step)."""
+        return key + 1
+
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         self._step[idx] += 1
 
-    def _pre(self, group: dict[str, Any], scale: float) -> dict[str, Any]:
-        return {
-            "maximize": bool(group.get("maximize", False)),
-            "grad_scale": scale,
-            "clip_value": self.max_grad_value,
-        }
+    def _pre(self, group: dict[str, Any], scale: float) -> tuple[bool, float, float | None]:
+        """(maximize, grad_scale, clip_value): the kernels' gradient prologue arguments."""
+        return bool(group.get("maximize", False)), scale, self.max_grad_value
 
     def _update(
         self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float

@@ -80,6 +80,9 @@ class RMSprop(Optimizer):
         # RMSprop's update does not depend on the step count: one call per group always.
         return np.zeros(len(self._step[idx]), dtype=np.int64)
 
+    def _next_key(self, group: dict[str, Any], key: int) -> int:
+        return 0
+
     def _update(
         self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
     ) -> None:
@@ -90,7 +93,6 @@ class RMSprop(Optimizer):
             s.data, s.grad, self._buf("square_avg"),
             self._buf("grad_avg") if centered else None,
             self._buf("momentum_buffer") if momentum > 0 else None, off, ln,
-            lr=float(group["lr"]), alpha=float(group["alpha"]), eps=float(group["eps"]),
-            weight_decay=float(group["weight_decay"]), momentum=momentum, centered=centered,
-            **self._pre(group, scale),
+            float(group["lr"]), float(group["alpha"]), float(group["eps"]),
+            float(group["weight_decay"]), momentum, centered, *self._pre(group, scale),
         )

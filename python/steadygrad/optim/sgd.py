@@ -74,6 +74,9 @@ class SGD(Optimizer):
         # The first step with momentum initialises the buffer (buf = g): a different kernel.
         return self._buf_init[idx].astype(np.int64)
 
+    def _next_key(self, group: dict[str, Any], key: int) -> int:
+        return 1 if group["momentum"] != 0 else key
+
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         self._step[idx] += 1
         if group["momentum"] != 0:
@@ -99,7 +102,7 @@ class SGD(Optimizer):
         s = self.storage
         _core.sgd_step(
             s.data, s.grad, self._buf("momentum_buffer") if momentum != 0 else None, off, ln,
-            lr=float(group["lr"]), momentum=momentum, dampening=float(group["dampening"]),
-            weight_decay=float(group["weight_decay"]), nesterov=bool(group["nesterov"]),
-            first=not key, **self._pre(group, scale),
+            float(group["lr"]), momentum, float(group["dampening"]),
+            float(group["weight_decay"]), bool(group["nesterov"]), not key,
+            *self._pre(group, scale),
         )
