@@ -33,6 +33,8 @@ class Adam(Optimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
         max_grad_norm: float | None = None,
         norm_type: float = 2.0,
         max_grad_value: float | None = None,
@@ -102,6 +104,8 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
         max_grad_norm: float | None = None,
         norm_type: float = 2.0,
         max_grad_value: float | None = None,
@@ -109,7 +113,8 @@ class AdamW(Adam):
         max_consecutive_skips: int | None = 10,
     ) -> None:
         super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, foreach=foreach,
+            fused=fused,
             decoupled_weight_decay=True, max_grad_norm=max_grad_norm, norm_type=norm_type,
             max_grad_value=max_grad_value, skip_nonfinite=skip_nonfinite,
             max_consecutive_skips=max_consecutive_skips,

@@ -43,6 +43,9 @@ class Optimizer(StateDictMixin):
     state and step counts untouched, warns `NonFiniteGradientWarning` naming the parameter and
     counts `skipped_steps`; the skip that makes more than `max_consecutive_skips` in a row
     raises `NonFiniteGradientError` (None: never).
+
+    PyTorch's `foreach`/`fused` arguments are accepted and ignored: every step is fused.
+    State buffers are flat arrays of the storage's size, indexed like `storage.data`.
     """
 
     _buffer_names: tuple[str, ...] = ()
@@ -200,6 +203,22 @@ class Optimizer(StateDictMixin):
             assert self._storage is not None
             buf = self._bufs[name] = _aligned_zeros(self._storage.numel)
         return buf
+
+    @property
+    def state(self) -> dict[Parameter, dict[str, Any]]:
+        """PyTorch-style per-parameter state for parameters that have taken a step: "step"
+        and each state buffer as a *view* into the flat buffer (writes go through)."""
+        out: dict[Parameter, dict[str, Any]] = {}
+        for gi, (lo, hi) in enumerate(self._group_range):
+            names = self._state_buffers(self.param_groups[gi])
+            for i in range(lo, hi):
+                if self._has_state(i):
+                    p = self._params[i]
+                    st: dict[str, Any] = {"step": int(self._step[i])}
+                    for name in names:
+                        st[name] = self._buf(name)[p.offset : p.offset + p.size].reshape(p.shape)
+                    out[p] = st
+        return out
 
     @property
     def storage(self) -> FlatStorage:

@@ -33,6 +33,7 @@ class RMSprop(Optimizer):
         centered: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
         max_grad_norm: float | None = None,
         norm_type: float = 2.0,
         max_grad_value: float | None = None,

@@ -34,6 +34,8 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
         max_grad_norm: float | None = None,
         norm_type: float = 2.0,
         max_grad_value: float | None = None,
