@@ -41,6 +41,7 @@ class Adam(Optimizer):
         skip_nonfinite: bool = True,
         max_consecutive_skips: int | None = 10,
     ) -> None:
+        del foreach, fused  # accepted for PyTorch compatibility: always fused
         if not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not eps >= 0.0:

@@ -42,6 +42,7 @@ class SGD(Optimizer):
         skip_nonfinite: bool = True,
         max_consecutive_skips: int | None = 10,
     ) -> None:
+        del foreach, fused  # accepted for PyTorch compatibility: always fused
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
