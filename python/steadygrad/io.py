@@ -127,7 +127,8 @@ def _flat_storage(model: Any) -> tuple[Any, list[tuple[str, int, tuple[int, ...]
     if not named:
         return None
     storage = getattr(named[0][1], "storage", None)
-    if storage is None or [id(p) for _, p in named] != [id(p) for p in storage.params]:
+    if (storage is None or any(getattr(p, "storage", None) is not storage for _, p in named)
+            or [id(p) for _, p in named] != [id(p) for p in storage.params]):
         return None
     return storage, [(n, p.offset, tuple(p.shape)) for n, p in named]
 
@@ -251,10 +252,15 @@ def load(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: 
         if rng is not None and rng_state is not None:
             rng.bit_generator.state = rng_state
     except Exception as e:
+        failed = []
         for obj, snap in snapshots:
-            obj.load_state_dict(snap)
+            try:
+                obj.load_state_dict(snap)
+            except Exception:  # keep restoring the others; report it below
+                failed.append(type(obj).__name__)
         if rng is not None:
             rng.bit_generator.state = rng_before
+        outcome = f"could not roll back {failed}" if failed else "nothing was changed"
         raise CheckpointError(f"{path}: could not restore the state ({type(e).__name__}: {e}); "
-                              "nothing was changed") from e
+                              f"{outcome}") from e
     return extra
