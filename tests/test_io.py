@@ -4,13 +4,14 @@ the model and optimizer in memory bitwise untouched."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
 
 import numpy as np
 import pytest
-from train_fakes import RunningStat, Sequential, FakeSGD, FakeStepLR, Linear, ReLU, mlp
+from train_fakes import FakeSGD, FakeStepLR, Linear, ReLU, RunningStat, Sequential, mlp
 
 from steadygrad import _safetensors as st
 from steadygrad.io import CheckpointError, load, save
@@ -57,7 +58,7 @@ def test_file_is_safetensors_layout(tmp_path):
     assert len(meta["fingerprint"]) == 32 and len(meta["checksum"]) == 64
     spans = sorted(e["data_offsets"] for e in header.values())
     assert spans[0][0] == 0 and spans[-1][1] == len(raw) - 8 - n
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     flat = header["model.params"]
     assert flat["dtype"] == "F32" and len(flat["shape"]) == 1  # one flat parameter array
     got = np.frombuffer(raw, dtype="<f4", count=flat["shape"][0], offset=8 + n + flat["data_offsets"][0])
@@ -185,7 +186,7 @@ def test_missing_key_and_missing_parts(tmp_path):
     st.write(tmp_path / "m.safetensors", tensors, meta)  # a valid file that lacks a tensor
     model2, opt2 = _trained(1)
     before = _snapshot(model2, opt2)
-    with pytest.raises(CheckpointError, match="missing tensor 'optimizer.state.momentum_buffer'"):
+    with pytest.raises(CheckpointError, match=r"missing tensor 'optimizer\.state\.momentum_buffer'"):
         load(tmp_path / "m.safetensors", model2, opt2)
     _assert_same(before, _snapshot(model2, opt2))
 
@@ -231,7 +232,7 @@ def test_component_failing_half_way_is_rolled_back(tmp_path):
     meta.pop("checksum")
     meta["optimizer_type"] = "Flaky"
     st.write(tmp_path / "f.safetensors", tensors, meta)
-    with pytest.raises(CheckpointError, match="RuntimeError: boom.*nothing was changed"):
+    with pytest.raises(CheckpointError, match=r"RuntimeError: boom.*nothing was changed"):
         load(tmp_path / "f.safetensors", model2, opt2)
     _assert_same(before, _snapshot(model2, opt2))
 

@@ -69,7 +69,7 @@ def test_val_monitor_without_validation_is_a_clear_error():
 def test_model_checkpoint_best_only(tmp_path):
     s = Script("val_loss", [1.0, 0.8, 0.9, 0.5, 0.6, 0.7])
     ck = ModelCheckpoint(tmp_path / "best-{epoch}.safetensors", monitor="val_loss", save_best_only=True)
-    _, model, opt = _run([s, ck], epochs=6)
+    _, _model, _opt = _run([s, ck], epochs=6)
     assert [p.rsplit("/", 1)[1] for p in ck.saved] == [f"best-{e}.safetensors" for e in (1, 2, 4)]
     other = mlp([8, 16, 3], seed=7)
     extra = load(ck.saved[-1], other, FakeSGD(other.parameters()))
@@ -123,7 +123,7 @@ def test_csv_logger(tmp_path):
 def test_terminate_on_nan():
     t = TerminateOnNaN()
     with np.errstate(all="ignore"):  # the numpy fakes overflow on the way to NaN
-        h, _, opt = _run([t], epochs=5, lr=1e6)
+        h, _, _opt = _run([t], epochs=5, lr=1e6)
     assert t.terminated_at is not None
     # the epoch it stopped in is recorded (partial), with its non-finite loss
     assert h.epoch[-1] == t.terminated_at // 4 and math.isnan(h["loss"][-1])

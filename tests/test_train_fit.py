@@ -37,7 +37,7 @@ def test_history_contents_and_final_metrics():
     assert h["lr"] == [0.05, 0.05, 0.025, 0.025, 0.0125]  # lr used during each epoch
     assert h["loss"][-1] < h["loss"][0] and h["accuracy"][-1] > 0.9
     assert h["skipped_steps"] == [0.0] * 5
-    assert all(m <= mx for m, mx in zip(h["grad_norm"], h["grad_norm_max"]))
+    assert all(m <= mx for m, mx in zip(h["grad_norm"], h["grad_norm_max"], strict=False))
     final = evaluate(model, FakeCE(), xv, yv)
     assert h["val_loss"][-1] == pytest.approx(final["loss"], rel=1e-6)
     assert h["val_accuracy"][-1] == final["accuracy"]
@@ -152,7 +152,7 @@ def test_initial_epoch_uses_that_epochs_data_order():
     model, opt = _setup()
     h = fit(model, b, opt, x, y, epochs=3, batch_size=16, seed=5, verbose=0, initial_epoch=2)
     assert h.epoch == [2]
-    for got, want in zip(orders["late"], orders["full"][8:]):
+    for got, want in zip(orders["late"], orders["full"][8:], strict=False):
         np.testing.assert_array_equal(got, want)
 
 

@@ -15,13 +15,22 @@ from steadygrad._core import (
     set_isa,
     set_num_threads,
 )
+from steadygrad.diagnostics import check_init
+from steadygrad.io import load, save
+from steadygrad.train import evaluate, fit, predict
 
 __all__ = [
     "__version__",
+    "check_init",
     "cpu_info",
+    "evaluate",
+    "fit",
     "get_isa",
     "get_num_threads",
+    "load",
     "ops",
+    "predict",
+    "save",
     "set_isa",
     "set_num_threads",
 ]

@@ -258,9 +258,9 @@ class CallbackList:
         return [f"{i}:{type(c).__name__}" for i, c in enumerate(self.callbacks)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: c.state_dict() for k, c in zip(self.keys(), self.callbacks)}
+        return {k: c.state_dict() for k, c in zip(self.keys(), self.callbacks, strict=False)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, c in zip(self.keys(), self.callbacks):
+        for k, c in zip(self.keys(), self.callbacks, strict=False):
             if k in state:
                 c.load_state_dict(state[k])

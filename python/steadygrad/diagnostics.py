@@ -61,7 +61,7 @@ class GradientMonitor(Callback):
         self.layers = list(intro.named_layers(model))
         self.layer_names = [n for n, _ in self.layers]
         self.layer_types = [type(m).__name__ for _, m in self.layers]
-        self.relu_layers = [n for n, t in zip(self.layer_names, self.layer_types) if t in RELU_TYPES]
+        self.relu_layers = [n for n, t in zip(self.layer_names, self.layer_types, strict=False) if t in RELU_TYPES]
         self.bn_layers = [(n, m) for n, m in self.layers if getattr(m, "running_var", None) is not None]
         self.bn_names = [n for n, _ in self.bn_layers]
         self._bn_prev = [np.array(m.running_var, dtype=np.float64) for _, m in self.bn_layers]
@@ -148,7 +148,7 @@ class GradientMonitor(Callback):
     def layer_grad_norms(self, record: int = -1) -> dict[str, float]:
         """Gradient norm per layer (the parameters of a layer combined), for one record."""
         out: dict[str, float] = {}
-        for name, g in zip(self.param_names, self._grad[record]):
+        for name, g in zip(self.param_names, self._grad[record], strict=False):
             layer = name.rsplit(".", 1)[0] if "." in name else name
             out[layer] = math.sqrt(out.get(layer, 0.0) ** 2 + float(g) ** 2)
         return out
@@ -159,13 +159,13 @@ class GradientMonitor(Callback):
         i = record
         lines = [f"gradient health at step {self.steps[i]}",
                  f"{'parameter':<24}{'shape':<16}{'grad_norm':>12}{'update/weight':>15}"]
-        for name, shape, g, r in zip(self.param_names, self.param_shapes, self._grad[i], self._ratio[i]):
-            lines.append(f"{name:<24}{str(shape):<16}{_fmt(g):>12}{_fmt(r):>15}")
-        dead = dict(zip(self.relu_layers, self._dead[i]))
-        drift = dict(zip(self.bn_names, self._bn_drift[i]))
+        for name, shape, g, r in zip(self.param_names, self.param_shapes, self._grad[i], self._ratio[i], strict=False):
+            lines.append(f"{name:<24}{shape!s:<16}{_fmt(g):>12}{_fmt(r):>15}")
+        dead = dict(zip(self.relu_layers, self._dead[i], strict=False))
+        drift = dict(zip(self.bn_names, self._bn_drift[i], strict=False))
         lines.append(f"{'layer':<24}{'type':<16}{'act_mean':>12}{'act_std':>12}{'dead_relu':>11}"
                      f"{'bn_var_drift':>14}")
-        for j, (name, kind) in enumerate(zip(self.layer_names, self.layer_types)):
+        for j, (name, kind) in enumerate(zip(self.layer_names, self.layer_types, strict=False)):
             d = f"{dead[name]:.1%}" if name in dead and not math.isnan(dead[name]) else "-"
             lines.append(f"{name:<24}{kind:<16}{_fmt(self._act_mean[i][j]):>12}"
                          f"{_fmt(self._act_std[i][j]):>12}{d:>11}{_fmt(drift.get(name)):>14}")

@@ -32,7 +32,7 @@ class History:
             # every column stays aligned with `epoch`.
             col = self.history.setdefault(key, [math.nan] * n)
             col.append(float(value))
-        for key, col in self.history.items():
+        for col in self.history.values():
             if len(col) < n + 1:
                 col.append(math.nan)
 

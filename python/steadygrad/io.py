@@ -85,7 +85,7 @@ def _check_like(new: Any, old: Any, where: str, path: str) -> None:
     elif isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
         if len(new) != len(old):
             raise CheckpointError(f"{path}: {where} has {len(new)} entries, {len(old)} in memory")
-        for i, (a, b) in enumerate(zip(new, old)):
+        for i, (a, b) in enumerate(zip(new, old, strict=False)):
             _check_like(a, b, f"{where}[{i}]", path)
 
 
