@@ -7,6 +7,7 @@ running-variance drift, as numpy arrays and as a printed table. Steps in between
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -35,11 +36,12 @@ class GradientMonitor(Callback):
     `fit(..., diagnostics=k)`). After training, `arrays()` gives numpy arrays indexed
     [record, parameter] / [record, layer], and `print(monitor)` shows the latest record."""
 
-    def __init__(self, every: int = 100, activations: bool = True) -> None:
+    def __init__(self, every: int = 100, activations: bool = True, print_at_end: bool = False) -> None:
         if every < 1:
             raise ValueError(f"GradientMonitor: every must be >= 1, got {every}")
         self.every = int(every)
         self.activations = activations
+        self.print_at_end = print_at_end
         self.steps: list[int] = []
         self._grad: list[np.ndarray] = []
         self._ratio: list[np.ndarray] = []
@@ -120,6 +122,10 @@ class GradientMonitor(Callback):
             out[i] = np.linalg.norm(dw) / max(np.linalg.norm(w0), 1e-30)
             pos += p.size
         return out
+
+    def on_train_end(self, logs: dict[str, float]) -> None:
+        if self.print_at_end and self.steps:
+            print(self.table(), file=sys.stderr)
 
     # -- results -------------------------------------------------------------------------
     def arrays(self) -> dict[str, Any]:

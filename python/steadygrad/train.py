@@ -165,7 +165,7 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     `history.fit_state`) continues a fit at the exact batch it stopped; `initial_epoch` starts
     a fresh fit at that epoch with that epoch's data order; `max_steps` stops after that many
     optimizer steps in total. `diagnostics=k` attaches a GradientMonitor recording every k steps
-    (available as `history.diagnostics`). Returns the History (also holds `fit_state`).
+    (available as `history.diagnostics`; its table is printed at the end unless verbose=0). Returns the History (also holds `fit_state`).
     """
     if epochs < 0 or batch_size <= 0:
         raise ValueError(f"fit: need epochs >= 0 and batch_size > 0, got {epochs}, {batch_size}")
@@ -186,7 +186,7 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     if diagnostics:
         from steadygrad.diagnostics import GradientMonitor
 
-        monitor = GradientMonitor(every=diagnostics)
+        monitor = GradientMonitor(every=diagnostics, print_at_end=verbose > 0)
         cbs.append(monitor)
     if verbose:
         cbs.append(ProgressBar(verbose, epochs, steps_per_epoch))
