@@ -6,7 +6,7 @@ kernels chosen at run time; this package is the thin Python layer over them.
 
 from __future__ import annotations
 
-from steadygrad import ops
+from steadygrad import nn, ops
 from steadygrad._core import (
     __version__,
     cpu_info,
@@ -17,6 +17,7 @@ from steadygrad._core import (
 )
 from steadygrad.diagnostics import check_init
 from steadygrad.io import load, save
+from steadygrad.random import manual_seed
 from steadygrad.train import evaluate, fit, predict
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "load",
+    "manual_seed",
+    "nn",
     "ops",
     "predict",
     "save",

@@ -31,13 +31,13 @@ def named_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def global_rng() -> np.random.Generator | None:
-    """The numpy Generator behind sg.manual_seed (Dropout, init), or None if there is none."""
+    """The numpy Generator behind sg.manual_seed (init, Dropout seeds). manual_seed replaces
+    the object, so this is looked up on every use."""
     try:
-        from steadygrad import random as sg_random  # type: ignore[attr-defined]
-    except ImportError:
+        from steadygrad import random as sg_random
+    except ImportError:  # pragma: no cover - the nn package always ships it
         return None
-    getter = getattr(sg_random, "get_generator", None) or getattr(sg_random, "default_generator", None)
-    gen = getter() if callable(getter) else getter
+    gen = sg_random.generator()
     return gen if isinstance(gen, np.random.Generator) else None
 
 
