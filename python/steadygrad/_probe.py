@@ -62,8 +62,14 @@ class LayerProbe:
 
         return forward
 
+    @staticmethod
+    def _backward_attr(layer: Any) -> str:
+        # nn.Module containers call a child's `_backward` (the public `backward` adds error
+        # context around it); plain objects only have `backward`.
+        return "_backward" if hasattr(layer, "_backward") else "backward"
+
     def _wrap_backward(self, name: str, layer: Any) -> Any:
-        orig = layer.backward
+        orig = getattr(layer, self._backward_attr(layer))
 
         def backward(dy: np.ndarray, *args: Any, **kwargs: Any) -> Any:
             dx = orig(dy, *args, **kwargs)
@@ -79,7 +85,7 @@ class LayerProbe:
         for name, layer in self.layers:
             layer.forward = self._wrap_forward(name, layer)
             if self.backward:
-                layer.backward = self._wrap_backward(name, layer)
+                setattr(layer, self._backward_attr(layer), self._wrap_backward(name, layer))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,3 +93,4 @@ class LayerProbe:
             # The wrappers live in the instance dict; removing them exposes the class methods.
             layer.__dict__.pop("forward", None)
             layer.__dict__.pop("backward", None)
+            layer.__dict__.pop("_backward", None)
