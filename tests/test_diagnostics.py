@@ -129,3 +129,28 @@ def test_check_init_restores_buffers_and_mode():
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_check_init_on_real_layers_names_the_layer_and_restores_state():
+    from steadygrad import nn
+    from steadygrad.random import generator, manual_seed
+
+    manual_seed(0)
+    layers = []
+    for _ in range(5):
+        lin = nn.Linear(16, 16)
+        nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+        layers += [lin, nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1)]
+    model = nn.Sequential(*layers, nn.Linear(16, 3))
+    x, y = blobs(64, d=16)
+    assert check_init(model, x, y).ok
+    model[8].weight.data = model[8].weight.data * 0  # a dead block: nothing passes layer 8
+    model.eval()
+    before = _state(model)
+    rng_before = generator().bit_generator.state
+    report = check_init(model, x, y)
+    assert report.flagged("vanishing_activation") == ["8"], str(report)
+    assert "8" in str(report) and not model.training
+    assert generator().bit_generator.state == rng_before  # Dropout's draws were undone
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)  # BatchNorm statistics included

@@ -250,3 +250,43 @@ def test_per_parameter_layout_when_not_flat(tmp_path):
     load(tmp_path / "c.safetensors", other)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(other.state_dict()[k], v)
+
+
+def _real(width=16, bn=True):
+    from steadygrad import nn
+    from steadygrad.random import manual_seed
+
+    manual_seed(3)
+    mid = [nn.BatchNorm1d(width)] if bn else [nn.Identity()]
+    return nn.Sequential(nn.Linear(5, width), *mid, nn.ReLU(), nn.Linear(width, 2))
+
+
+def test_real_model_round_trip_and_mismatches(tmp_path):
+    from steadygrad.random import generator
+
+    model = _real()
+    model(np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32))  # moves BN stats
+    save(tmp_path / "c.safetensors", model)
+    rng_saved = generator().bit_generator.state
+    generator().random(10)
+    other = _real()
+    load(tmp_path / "c.safetensors", other)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(other.state_dict()[k], v, err_msg=k)
+    assert generator().bit_generator.state == rng_saved  # sg's RNG comes back too
+    tensors, _ = st.read(tmp_path / "c.safetensors")
+    assert {"model.params", "model.buffer.1.running_mean", "model.buffer.1.running_var",
+            "model.buffer.1.num_batches_tracked"} <= set(tensors)
+    assert tensors["model.buffer.1.num_batches_tracked"].shape == ()
+    sn = pytest.importorskip("safetensors.numpy")
+    theirs = sn.load_file(str(tmp_path / "c.safetensors"))
+    for k, v in tensors.items():
+        np.testing.assert_array_equal(theirs[k], v, err_msg=k)
+        assert theirs[k].shape == v.shape and theirs[k].dtype == v.dtype
+
+    for wrong, why in ((_real(width=17), r"\[16, 5\].*\[17, 5\]"), (_real(bn=False), "BatchNorm1d.*Identity")):
+        before = {k: v.copy() for k, v in wrong.state_dict().items()}
+        with pytest.raises(CheckpointError, match=why):
+            load(tmp_path / "c.safetensors", wrong)
+        for k, v in wrong.state_dict().items():
+            np.testing.assert_array_equal(v, before[k])

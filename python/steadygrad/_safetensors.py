@@ -63,7 +63,9 @@ def _layout(tensors: dict[str, np.ndarray]) -> tuple[dict[str, dict], list[np.nd
     arrays: list[np.ndarray] = []
     offset = 0
     for name, arr in tensors.items():
-        a = np.ascontiguousarray(arr)
+        a = np.asarray(arr)
+        if not a.flags.c_contiguous:
+            a = a.copy(order="C")  # (np.ascontiguousarray would turn a 0-d scalar into 1-d)
         if a.dtype.itemsize > 1 and a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("<"))
         entries[name] = {
