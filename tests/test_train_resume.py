@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
         extra = sg.load(ckpt, model, opt, sched)
         h = sg.fit(model, loss_fn, opt, x, y, resume=extra, **kw)
     sd = model.state_dict()
-    np.savez(out, loss=np.array(h["loss"]), **{n: np.asarray(v) for n, v in sd.items()})
+    np.savez(out, loss=np.array(h.history.get("loss", [])), **{n: np.asarray(v) for n, v in sd.items()})
     """
 )
 
