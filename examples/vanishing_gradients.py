@@ -57,8 +57,8 @@ def run(kind: str, x_tr, y_tr, x_te, y_te, epochs: int):
     report = sg.check_init(model, x_tr[:256], y_tr[:256])
     monitor = GradientMonitor(every=10_000)  # the first step only
     loss_fn = nn.CrossEntropyLoss()
-    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    sg.fit(model, loss_fn, opt, x_tr, y_tr, epochs=epochs, batch_size=32, callbacks=[monitor],
+    opt = optim.Adam(model.parameters(), lr=3e-3)
+    sg.fit(model, loss_fn, opt, x_tr, y_tr, epochs=epochs, batch_size=64, callbacks=[monitor],
            seed=0, verbose=0)
     acc = sg.evaluate(model, loss_fn, x_te, y_te)["accuracy"]
     norms = monitor.layer_grad_norms(0)

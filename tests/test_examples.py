@@ -37,7 +37,7 @@ def test_vanishing_gradients_shows_the_problem_and_both_fixes(tmp_path):
     acc = _floats(r"(\w+): test accuracy after \d+ epochs ([0-9.]+)", out)
     assert ratio["sigmoid"] < 1e-5, out
     assert ratio["relu"] > 1e-2 and ratio["batchnorm"] > 1e-2, out
-    assert acc["sigmoid"] < 0.5 < 0.9 < min(acc["relu"], acc["batchnorm"]), out
+    assert acc["sigmoid"] < 0.3 and min(acc["relu"], acc["batchnorm"]) > 0.85, out
     assert "vanishing_gradient" in out.split("== check_init, relu")[0]  # flagged for sigmoid
     assert "per-layer gradient norm at step 0" in out and len(re.findall(r"^\s+19\s", out, re.M)) == 1
 
