@@ -154,3 +154,25 @@ def test_check_init_on_real_layers_names_the_layer_and_restores_state():
     assert generator().bit_generator.state == rng_before  # Dropout's draws were undone
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)  # BatchNorm statistics included
+
+
+def test_monitor_reuses_the_optimizers_norm_pass(monkeypatch):
+    from steadygrad import diagnostics, nn, optim
+    from steadygrad.random import manual_seed
+
+    manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    opt = optim.Adam(model.parameters(), lr=1e-2, max_grad_norm=1.0)
+    own = []
+    real = diagnostics.param_norms
+    monkeypatch.setattr(diagnostics, "param_norms", lambda ps: own.append(1) or real(ps))
+    truth, mon = Truth(1), GradientMonitor(every=1)
+    x, y = blobs(64)
+    fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=16, callbacks=[truth, mon],
+        seed=0, verbose=0)
+    assert len(own) == 1  # only before the optimizer's first step; then its per-parameter norms
+    a = mon.arrays()
+    assert a["grad_norm"].shape == (8, 6) and a["bn_layers"] == ["1"]
+    np.testing.assert_allclose(a["grad_norm"], truth.grad, rtol=1e-5)
+    np.testing.assert_allclose(a["update_ratio"], truth.ratio, rtol=1e-4)
+    assert np.all(a["bn_var_drift"] > 0)

@@ -210,3 +210,57 @@ def test_regression_targets_have_no_accuracy_and_bad_inputs_are_named():
         fit(model, FakeMSE(), opt, x, yr[:39], epochs=1, batch_size=8, verbose=0)
     with pytest.raises(ValueError, match="batch_size > 0"):
         fit(model, FakeMSE(), opt, x, yr, epochs=1, batch_size=0, verbose=0)
+
+
+def _real_model(seed=0):
+    from steadygrad import nn
+    from steadygrad.random import manual_seed
+
+    manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def test_plateau_scheduler_steps_on_val_loss_and_history_lr_follows():
+    from steadygrad import nn, optim
+
+    metrics = []
+
+    class Plateau(optim.lr_scheduler.ReduceLROnPlateau):
+        def step(self, m, epoch=None):
+            metrics.append(m)
+            super().step(m)
+
+    x, y = blobs(64)
+    model = _real_model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    h = fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=4, batch_size=16, verbose=0, seed=0,
+            validation_data=(x[:32], y[:32]), scheduler=Plateau(opt, patience=0, factor=0.5))
+    assert metrics == h["val_loss"]
+    h2 = fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=16, verbose=0, seed=0,
+             scheduler=Plateau(opt, patience=0, factor=0.5))
+    assert metrics[-2:] == h2["loss"]  # no validation data: the training loss
+
+
+def test_skipped_non_finite_steps_are_counted_per_epoch():
+    from steadygrad import nn, optim
+    from steadygrad.optim import NonFiniteGradientWarning
+
+    class PoisonOnce(nn.CrossEntropyLoss):
+        calls = 0
+
+        def backward(self):
+            d = super().backward()
+            PoisonOnce.calls += 1
+            if PoisonOnce.calls == 6:  # the second batch of epoch 1 (4 batches per epoch)
+                d = d.copy()
+                d[0, 0] = np.nan
+            return d
+
+    x, y = blobs(64)
+    model = _real_model()
+    opt = optim.Adam(model.parameters(), lr=1e-2, max_grad_norm=1.0)
+    with pytest.warns(NonFiniteGradientWarning, match="skipped"):
+        h = fit(model, PoisonOnce(), opt, x, y, epochs=3, batch_size=16, verbose=0, seed=0)
+    assert h["skipped_steps"] == [0.0, 1.0, 0.0]
+    assert h.fit_state["skipped_steps"] == 1 and all(np.isfinite(model.parameters()[0].data.ravel()))
+    assert h["grad_norm"][1] > 0  # the mean over the finite norms of that epoch

@@ -63,7 +63,7 @@ def skipped_steps(optimizer: Any) -> int:
 
 def is_plateau_scheduler(scheduler: Any) -> bool:
     """ReduceLROnPlateau steps on a metric, every other scheduler on a count."""
-    return type(scheduler).__name__ == "ReduceLROnPlateau"
+    return any(c.__name__ == "ReduceLROnPlateau" for c in type(scheduler).__mro__)
 
 
 def training_mode(model: Any) -> bool:
