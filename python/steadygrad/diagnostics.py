@@ -27,6 +27,12 @@ def param_norms(params: list[Any]) -> np.ndarray:
     return np.array([global_norm(p.grad_buffer.reshape(-1)) for p in params], dtype=np.float64)
 
 
+def _norm(a: np.ndarray) -> float:
+    from steadygrad.ops import global_norm
+
+    return float(global_norm(np.ascontiguousarray(a, dtype=np.float32).reshape(-1)))
+
+
 def _fmt(v: float) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3e}"
 
@@ -66,7 +72,16 @@ class GradientMonitor(Callback):
         self.relu_layers = [n for n, t in zip(self.layer_names, self.layer_types, strict=False) if t in RELU_TYPES]
         self.bn_layers = [(n, m) for n, m in self.layers if getattr(m, "running_var", None) is not None]
         self.bn_names = [n for n, _ in self.bn_layers]
-        self._bn_prev = [np.array(m.running_var, dtype=np.float64) for _, m in self.bn_layers]
+        self._bn_prev = [np.array(m.running_var, dtype=np.float32) for _, m in self.bn_layers]
+        # Weights before the step and the update, in buffers allocated once; norms go through
+        # sg.ops.global_norm (C++, deterministic): np.linalg.norm calls BLAS, whose threads
+        # fight OpenMP's for the cores and made one record cost tens of milliseconds.
+        total = sum(p.size for p in self.params)
+        self._w0 = np.empty(total, dtype=np.float32)
+        self._dw = np.empty(total, dtype=np.float32)
+        bounds = np.cumsum([0] + [p.size for p in self.params])
+        self._w0_views = [self._w0[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        self._dw_views = [self._dw[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def _due(self, step: int) -> bool:
         return step % self.every == 0
@@ -82,7 +97,9 @@ class GradientMonitor(Callback):
         if not self._due(step):
             return
         # One copy of the weights every k steps, for the update-to-weight ratio.
-        self._before = np.concatenate([p.data.reshape(-1) for p in self.params]).astype(np.float64)
+        for p, w0 in zip(self.params, self._w0_views, strict=True):
+            np.copyto(w0, p.data.reshape(-1))
+        self._before = self._w0
         # Only needed if the optimizer does not hand out its own per-parameter norms.
         self._pending_norms = None if intro.optimizer_param_norms(self.loop.optimizer) is not None \
             else param_norms(self.params)
@@ -105,22 +122,18 @@ class GradientMonitor(Callback):
         self._dead.append(np.array([fs.get(n, {}).get("dead", nan) for n in self.relu_layers]))
         drift = []
         for i, (_, m) in enumerate(self.bn_layers):
-            rv = np.array(m.running_var, dtype=np.float64)
+            rv = np.array(m.running_var, dtype=np.float32)
             prev = self._bn_prev[i]
-            drift.append(float(np.linalg.norm(rv - prev) / max(np.linalg.norm(prev), 1e-30)))
+            drift.append(_norm(rv - prev) / max(_norm(prev), 1e-30))
             self._bn_prev[i] = rv
         self._bn_drift.append(np.array(drift))
         self.steps.append(step)
 
     def _update_ratios(self) -> np.ndarray:
-        assert self._before is not None
         out = np.empty(len(self.params))
-        pos = 0
-        for i, p in enumerate(self.params):
-            w0 = self._before[pos : pos + p.size]
-            dw = p.data.reshape(-1).astype(np.float64) - w0
-            out[i] = np.linalg.norm(dw) / max(np.linalg.norm(w0), 1e-30)
-            pos += p.size
+        for i, (p, w0, dw) in enumerate(zip(self.params, self._w0_views, self._dw_views, strict=True)):
+            np.subtract(p.data.reshape(-1), w0, out=dw)
+            out[i] = _norm(dw) / max(_norm(w0), 1e-30)
         return out
 
     def on_train_end(self, logs: dict[str, float]) -> None:
