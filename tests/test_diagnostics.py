@@ -176,3 +176,19 @@ def test_monitor_reuses_the_optimizers_norm_pass(monkeypatch):
     np.testing.assert_allclose(a["grad_norm"], truth.grad, rtol=1e-5)
     np.testing.assert_allclose(a["update_ratio"], truth.ratio, rtol=1e-4)
     assert np.all(a["bn_var_drift"] > 0)
+
+
+def test_layer_taps_come_off_when_a_step_raises():
+    import pytest
+
+    x, y = blobs(64)
+    model = mlp([8, 8, 3])
+
+    class Boom(FakeCE):
+        def __call__(self, p, t):
+            raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        fit(model, Boom(), FakeSGD(model.parameters()), x, y, epochs=1, batch_size=16,
+            diagnostics=1, verbose=0)
+    assert all("forward" not in m.__dict__ for m in model._modules.values())

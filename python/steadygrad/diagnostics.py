@@ -136,6 +136,12 @@ class GradientMonitor(Callback):
             out[i] = _norm(dw) / max(_norm(w0), 1e-30)
         return out
 
+    def detach(self) -> None:
+        """Remove the layer taps if a step was interrupted while they were on."""
+        if self._probe is not None:
+            self._probe.__exit__(None, None, None)
+            self._probe = None
+
     def on_train_end(self, logs: dict[str, float]) -> None:
         if self.print_at_end and self.steps:
             print(self.table(), file=sys.stderr)

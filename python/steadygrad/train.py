@@ -34,6 +34,23 @@ class _Mode:
         self.model.train() if self.before else self.model.eval()
 
 
+class _Detach:
+    """On the way out of fit, even by an exception, callbacks that hook into the model
+    (GradientMonitor's layer taps) take their hooks off."""
+
+    def __init__(self, callbacks: CallbackList) -> None:
+        self.callbacks = callbacks
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        for c in self.callbacks.callbacks:
+            detach = getattr(c, "detach", None)
+            if callable(detach):
+                detach()
+
+
 def _is_classification(y: np.ndarray) -> bool:
     return y.dtype.kind in "iu"
 
@@ -199,7 +216,7 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     # Full batches gather into reused buffers; the model may keep the input until backward.
     xbuf = np.empty((batch_size, *x.shape[1:]), dtype=x.dtype)
     ybuf = np.empty((batch_size, *y.shape[1:]), dtype=y.dtype)
-    with _Mode(model, training=True):
+    with _Mode(model, training=True), _Detach(cb):
         cb.call("on_train_begin", {})
         while state.epoch < epochs and not loop.stop_training:
             if max_steps is not None and state.global_step >= max_steps:
