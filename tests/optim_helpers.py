@@ -46,7 +46,7 @@ def run_trajectory(
     norms = []
     for t in range(steps):
         scale = [0.05, 1.0, 20.0][t % 3]
-        for i, (p, tp) in enumerate(zip(ps, tps)):
+        for i, (p, tp) in enumerate(zip(ps, tps, strict=False)):
             if stale_every and i == 1 and t % stale_every == 1:
                 p.grad = None
                 tp.grad = None
@@ -66,7 +66,7 @@ def run_trajectory(
 
 
 def assert_close_params(ps, tps, rtol=1e-5, atol=1e-6, what=""):
-    for i, (p, tp) in enumerate(zip(ps, tps)):
+    for i, (p, tp) in enumerate(zip(ps, tps, strict=False)):
         np.testing.assert_allclose(
             p.data, tp.detach().numpy(), rtol=rtol, atol=atol, err_msg=f"{what} param {i} {p.shape}"
         )

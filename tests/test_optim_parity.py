@@ -9,8 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from steadygrad import optim
 from optim_helpers import (
     assert_close_params,
     assert_norms,
@@ -18,6 +16,8 @@ from optim_helpers import (
     run_trajectory,
     split_groups,
 )
+
+from steadygrad import optim
 
 CLIPS = [None, ("norm", 1.0, 2.0), ("norm", 0.5, math.inf), ("value", 0.5, 0.0)]
 CLIP_IDS = ["noclip", "clip2", "clipinf", "clipvalue"]

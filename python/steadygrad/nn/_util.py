@@ -17,8 +17,8 @@ def work_like(module: Module, key: str, shape: tuple[int, ...] | None,
     buf = module._buffer(key, shape)
     for a in avoid:
         if isinstance(a, np.ndarray) and np.may_share_memory(buf, a):
-            buf = np.empty(shape, dtype=np.float32)
-            module._work[key] = buf
+            module._forget_buffer(key)
+            buf = module._buffer(key, shape)
             break
     return buf
 

@@ -67,12 +67,14 @@ class BatchNorm1d(Module):
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         w, b, x = self.weight, self.bias, self._x
         assert x is not None
-        dx = work_like(self, "dx", x.shape, grad_output)
+        need = self._input_grad
+        dx = work_like(self, "dx", x.shape, grad_output) if need else None
         grad_input = _core.batchnorm_backward(
             grad_output, x, None if w is None else w.data, self._save_mean, self._save_invstd,
             None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
             batch_stats=self._batch_stats, accumulate=w is not None and w.grad_fresh,
-            accumulate_bias=b is not None and b.grad_fresh, grad_input=dx)
+            accumulate_bias=b is not None and b.grad_fresh, compute_grad_input=need,
+            grad_input=dx)
         if w is not None and b is not None:
             w.mark_grad_fresh()
             b.mark_grad_fresh()

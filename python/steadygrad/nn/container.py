@@ -54,8 +54,11 @@ class Sequential(Module):
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         g = grad_output
-        for key, m in reversed(self._modules.items()):
-            g = self._in_child(key, m, m._run_backward, g)
+        items = list(self._modules.items())
+        for i in range(len(items) - 1, -1, -1):
+            key, m = items[i]
+            need = self._input_grad or i > 0
+            g = self._in_child(key, m, lambda d, m=m, need=need: m._run_backward(d, need), g)
         return g
 
 
@@ -74,14 +77,14 @@ class Residual(Module):
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         out = self._in_child("module", self.module, self.module.output_shape, shape)
         if tuple(out) != tuple(shape):
-            raise ValueError(f"Residual: module maps shape {tuple(shape)} to {tuple(out)}; "
+            raise ValueError(f"module maps shape {tuple(shape)} to {tuple(out)}; "
                              "y = x + module(x) needs them equal")
         return tuple(shape)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         fx = self._in_child("module", self.module, self.module._run_forward, x)
         if not isinstance(fx, np.ndarray) or fx.shape != getattr(x, "shape", None):
-            raise ValueError(f"Residual: module maps shape {getattr(x, 'shape', None)} to "
+            raise ValueError(f"module maps shape {getattr(x, 'shape', None)} to "
                              f"{getattr(fx, 'shape', None)}; y = x + module(x) needs them equal")
         return _core.add(x, fx, out=work_like(self, "out", x.shape, x, fx))
 

@@ -54,11 +54,12 @@ class Linear(Module):
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         w, b, x = self.weight, self.bias, self._x
         assert x is not None
-        dx = work_like(self, "dx", x.shape, grad_output)
+        need = self._input_grad
+        dx = work_like(self, "dx", x.shape, grad_output) if need else None
         grad_input = _core.linear_backward(
             grad_output, x, w.data, w.grad_buffer, None if b is None else b.grad_buffer,
             accumulate=w.grad_fresh, accumulate_bias=None if b is None else b.grad_fresh,
-            grad_input=dx)
+            compute_grad_input=need, grad_input=dx)
         w.mark_grad_fresh()
         if b is not None:
             b.mark_grad_fresh()

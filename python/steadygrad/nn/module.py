@@ -52,6 +52,8 @@ class Module:
         object.__setattr__(self, "training", True)
         # 0: no forward yet; 1: forward done, backward pending; 2: backward done
         object.__setattr__(self, "_phase", 0)
+        # False while a backward may skip dL/dinput (the first layer of a model: one GEMM saved)
+        object.__setattr__(self, "_input_grad", True)
 
     # -- registration ------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -158,14 +160,18 @@ class Module:
         object.__setattr__(self, "_phase", 1)
         return y
 
-    def _run_backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def _run_backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._phase == 0:
             raise RuntimeError("backward called before forward")
         if self._phase == 2:
             raise RuntimeError("backward called twice for one forward (run forward again first)")
-        grad_input = self._backward(grad_output)
+        object.__setattr__(self, "_input_grad", input_grad)
+        try:
+            grad_input = self._backward(grad_output)
+        finally:
+            object.__setattr__(self, "_input_grad", True)
         object.__setattr__(self, "_phase", 2)
-        return grad_input
+        return grad_input if input_grad else None
 
     def _error_prefix(self, err: BaseException) -> str:
         if not self._is_container:
@@ -179,10 +185,14 @@ class Module:
         except _NAMED_ERRORS as e:
             raise located(e, self._error_prefix(e)) from e
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
-        """dL/dx for dL/dy = grad_output; fills every parameter's gradient."""
+    def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dL/dx for dL/dy = grad_output; fills every parameter's gradient.
+
+        input_grad=False returns None and lets the first layer skip computing dL/dx (for a
+        Linear first layer that saves one of its three GEMMs); parameter gradients are the same.
+        """
         try:
-            return self._run_backward(grad_output)
+            return self._run_backward(grad_output, input_grad)
         except _NAMED_ERRORS as e:
             raise located(e, self._error_prefix(e)) from e
 
@@ -194,12 +204,20 @@ class Module:
             raise located(e, f"{type(self).__name__}[{key}] {child._error_prefix(e)}") from e
 
     def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A float32 work array kept across calls, reallocated only when the shape changes."""
-        arr = self._work.get(key)
-        if arr is None or arr.shape != shape:
-            arr = np.empty(shape, dtype=np.float32)
-            self._work[key] = arr
-        return arr
+        """A float32 work array kept across calls. Its storage only grows: a smaller batch
+        (e.g. the last one of an epoch) gets a view of the front, so nothing is reallocated
+        when the full batch size comes back."""
+        entry = self._work.get(key)
+        if entry is not None and entry[1].shape == shape:
+            return entry[1]
+        n = int(np.prod(shape))
+        raw = entry[0] if entry is not None and entry[0].size >= n else np.empty(n, np.float32)
+        view = raw[:n].reshape(shape)
+        self._work[key] = (raw, view)
+        return view
+
+    def _forget_buffer(self, key: str) -> None:
+        self._work.pop(key, None)
 
     # -- state_dict --------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:

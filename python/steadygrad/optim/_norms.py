@@ -45,7 +45,7 @@ def segment_norms(
         total, per = _core.grad_norms(grad, offsets, lengths, norm_type, out)
         return float(total), per
     per = np.array(
-        [_np_norm(grad[o : o + n], norm_type) for o, n in zip(offsets.tolist(), lengths.tolist())],
+        [_np_norm(grad[o : o + n], norm_type) for o, n in zip(offsets.tolist(), lengths.tolist(), strict=False)],
         dtype=np.float64,
     )
     return _np_norm(per, norm_type), per

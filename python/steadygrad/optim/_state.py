@@ -113,7 +113,7 @@ class StateDictMixin:
                 plan.append((lo + local, self._check_param_state(lo + local, st or {})))
         for i, st in plan:
             self._apply_param_state(i, st)
-        for g, saved in zip(self.param_groups, groups):
+        for g, saved in zip(self.param_groups, groups, strict=False):
             for k, v in saved.items():
                 if k not in ("params", "param_names"):
                     g[k] = tuple(v) if k == "betas" else v

@@ -39,15 +39,15 @@ class Adam(Optimizer):
         skip_nonfinite: bool = True,
         max_consecutive_skips: int | None = 10,
     ) -> None:
-        if not 0.0 <= lr:
+        if not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
+        if not eps >= 0.0:
             raise ValueError(f"Invalid epsilon value: {eps}")
         if not 0.0 <= betas[0] < 1.0:
             raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
         if not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
+        if not weight_decay >= 0.0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         defaults = {
             "lr": lr,
@@ -70,7 +70,7 @@ class Adam(Optimizer):
 
     def _state_buffers(self, group: dict[str, Any]) -> list[str]:
         names = ["exp_avg", "exp_avg_sq"]
-        return names + ["max_exp_avg_sq"] if group["amsgrad"] else names
+        return [*names, "max_exp_avg_sq"] if group["amsgrad"] else names
 
     def _update(
         self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float

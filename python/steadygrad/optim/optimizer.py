@@ -165,7 +165,7 @@ class Optimizer(StateDictMixin):
             # State buffers follow their parameters into the new layout.
             for name, buf in list(self._bufs.items()):
                 new = _aligned_zeros(storage.numel)
-                for p, o in zip(old, old_offsets):
+                for p, o in zip(old, old_offsets, strict=False):
                     new[p.offset : p.offset + p.size] = buf[o : o + p.size]
                 self._bufs[name] = new
         self._storage = storage
@@ -292,7 +292,7 @@ class Optimizer(StateDictMixin):
             mine = list(range(lo, hi))
         keys = self._keys(np.array(mine, dtype=np.int64)).tolist()
         for k in sorted(set(keys)):
-            off, ln, idx = self._segments([i for i, kk in zip(mine, keys) if kk == k])
+            off, ln, idx = self._segments([i for i, kk in zip(mine, keys, strict=False) if kk == k])
             self._update(group, off, ln, k, scale)
             self._after_update(idx, group)
 
