@@ -4,6 +4,7 @@ into a History, and can stop and resume at any batch with an identical data orde
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -213,6 +214,10 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     history = state.history
     history.diagnostics = monitor  # type: ignore[attr-defined]
 
+    try:
+        skip_dx = "input_grad" in inspect.signature(model.backward).parameters
+    except (TypeError, ValueError):
+        skip_dx = False
     # Full batches gather into reused buffers; the model may keep the input until backward.
     xbuf = np.empty((batch_size, *x.shape[1:]), dtype=x.dtype)
     ybuf = np.empty((batch_size, *y.shape[1:]), dtype=y.dtype)
@@ -242,7 +247,10 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
                 optimizer.zero_grad()
                 pred = model(xb)
                 loss = float(loss_fn(pred, yb))
-                model.backward(loss_fn.backward())
+                if skip_dx:  # nothing needs dL/dx of the input: the first layer skips that GEMM
+                    model.backward(loss_fn.backward(), input_grad=False)
+                else:
+                    model.backward(loss_fn.backward())
                 cb.call("on_before_optimizer_step", step)
                 norm = optimizer.step()
                 state.global_step += 1
