@@ -55,9 +55,13 @@ def _run(tmp_path, mode, k, threads=2):
     return dict(np.load(out))
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("straight"), "straight", 0)
+
+
 @pytest.mark.parametrize("k", [5, 10, 23])  # mid-epoch, at an epoch boundary (10/epoch), later
-def test_resume_in_a_fresh_process_is_bitwise_identical(tmp_path, k):
-    straight = _run(tmp_path, "straight", 0)
+def test_resume_in_a_fresh_process_is_bitwise_identical(tmp_path, straight, k):
     _run(tmp_path, "first", k)
     resumed = _run(tmp_path, "second", k, threads=1)  # and the thread count does not matter
     assert straight.keys() == resumed.keys()
