@@ -14,20 +14,42 @@ RELU_TYPES = ("ReLU", "LeakyReLU")
 SATURATING_TYPES = ("Sigmoid", "Tanh")
 
 
+def _column_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-unit sums of x and x^2 over the batch, accumulated in float64 (two reductions, no
+    temporaries beyond x*x; np.std would make three passes and two float64 copies)."""
+    a2 = a.reshape(a.shape[0], -1)
+    s1 = np.add.reduce(a2, axis=0, dtype=np.float64)
+    s2 = np.add.reduce(np.square(a2, dtype=np.float64), axis=0)
+    return s1, s2, a2.shape[0]
+
+
+def _unit_std_from(s1: np.ndarray, s2: np.ndarray, n: int) -> float:
+    mean = s1 / n
+    var = np.maximum(s2 / n - mean * mean, 0.0)
+    return float(np.mean(np.sqrt(var)))
+
+
 def unit_std(a: np.ndarray) -> float:
     """Mean over units of the std across the batch: the part of the signal that differs between
     samples (a layer can have a large overall spread yet map every sample to the same output)."""
     a = np.asarray(a)
     if a.ndim < 2 or a.shape[0] < 2:
         return float(np.std(a, dtype=np.float64))
-    return float(np.mean(np.std(a.reshape(a.shape[0], -1), axis=0, dtype=np.float64)))
+    return _unit_std_from(*_column_moments(a))
 
 
 def act_stats(kind: str, out: np.ndarray) -> dict[str, float]:
     out = np.asarray(out)
-    s = {"mean": float(np.mean(out, dtype=np.float64)), "std": unit_std(out),
-         "absmax": float(np.max(np.abs(out))) if out.size else 0.0,
-         "finite": bool(np.isfinite(out).all())}
+    if out.ndim < 2 or out.shape[0] < 2 or out.size == 0:
+        s = {"mean": float(np.mean(out, dtype=np.float64)) if out.size else 0.0,
+             "std": float(np.std(out, dtype=np.float64)) if out.size else 0.0}
+        s["finite"] = bool(np.isfinite(s["mean"]) and np.isfinite(s["std"]))
+    else:
+        s1, s2, n = _column_moments(out)
+        total1, total2 = float(s1.sum()), float(s2.sum())
+        # NaN/Inf anywhere propagates into the sums (|x| would need to exceed 1e154 to overflow).
+        s = {"mean": total1 / out.size, "std": _unit_std_from(s1, s2, n),
+             "finite": bool(np.isfinite(total1) and np.isfinite(total2))}
     if kind in RELU_TYPES and out.ndim >= 2:
         alive = np.any(out.reshape(out.shape[0], -1) > 0, axis=0)
         s["dead"] = 1.0 - float(np.count_nonzero(alive)) / alive.size
@@ -47,7 +69,6 @@ class LayerProbe:
         self.backward = backward
         self.forward_stats: dict[str, dict[str, float]] = {}
         self.backward_stats: dict[str, dict[str, float]] = {}
-        self.input_stats: dict[str, dict[str, float]] = {}
 
     def _wrap_forward(self, name: str, layer: Any) -> Any:
         orig = layer.forward
@@ -55,8 +76,6 @@ class LayerProbe:
 
         def forward(x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
             out = orig(x, *args, **kwargs)
-            if name not in self.input_stats:
-                self.input_stats[name] = {"std": unit_std(x)}
             self.forward_stats[name] = act_stats(kind, out)
             return out
 
