@@ -6,6 +6,7 @@ running-variance drift, as numpy arrays and as a printed table. Steps in between
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from typing import Any
@@ -79,9 +80,9 @@ class GradientMonitor(Callback):
         total = sum(p.size for p in self.params)
         self._w0 = np.empty(total, dtype=np.float32)
         self._dw = np.empty(total, dtype=np.float32)
-        bounds = np.cumsum([0] + [p.size for p in self.params])
-        self._w0_views = [self._w0[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        self._dw_views = [self._dw[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        bounds = list(itertools.pairwise(np.cumsum([0] + [p.size for p in self.params])))
+        self._w0_views = [self._w0[a:b] for a, b in bounds]
+        self._dw_views = [self._dw[a:b] for a, b in bounds]
 
     def _due(self, step: int) -> bool:
         return step % self.every == 0
