@@ -12,11 +12,12 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
+from steadygrad.nn.state_dict import IncompatibleKeys, load_state, state_targets
 
 # Errors that get the layer's name prefixed on their way out (type preserved).
 _NAMED_ERRORS = (TypeError, ValueError, RuntimeError, IndexError)
@@ -31,11 +32,6 @@ def located(err: BaseException, prefix: str) -> BaseException:
         new = RuntimeError(f"{prefix}{msg}")
     new._sg_located = True  # type: ignore[attr-defined]
     return new
-
-
-class IncompatibleKeys(NamedTuple):
-    missing_keys: list[str]
-    unexpected_keys: list[str]
 
 
 class Module:
@@ -222,66 +218,16 @@ class Module:
     # -- state_dict --------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer under PyTorch's keys (e.g. '0.weight')."""
-        sd: OrderedDict[str, np.ndarray] = OrderedDict()
-        for mname, m in self.named_modules():
-            pre = f"{mname}." if mname else ""
-            for k, p in m._parameters.items():
-                if p is not None:
-                    sd[pre + k] = p.data.copy()
-            for k, b in m._buffers.items():
-                if b is not None:
-                    sd[pre + k] = np.array(b, copy=True)
-        return sd
-
-    def _state_targets(self) -> OrderedDict[str, np.ndarray]:
-        targets: OrderedDict[str, np.ndarray] = OrderedDict()
-        for mname, m in self.named_modules():
-            pre = f"{mname}." if mname else ""
-            for k, p in m._parameters.items():
-                if p is not None:
-                    targets[pre + k] = p.data
-            for k, b in m._buffers.items():
-                if b is not None:
-                    targets[pre + k] = b
-        return targets
+        return OrderedDict((k, np.array(v, copy=True)) for k, v in state_targets(self).items())
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the existing parameter views and buffers (never replaces them).
 
         Accepts numpy arrays or anything np.asarray understands (a PyTorch state_dict works
-        as is, or converted with `.numpy()`). Everything is checked before anything is copied.
+        as is, or converted with `.numpy()`). Everything is checked before anything is copied;
+        problems raise RuntimeError with PyTorch's wording.
         """
-        targets = self._state_targets()
-        missing = [k for k in targets if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in targets]
-        errors: list[str] = []
-        if strict and (missing or unexpected):
-            if unexpected:
-                errors.append("Unexpected key(s) in state_dict: " +
-                              ", ".join(f'"{k}"' for k in unexpected) + ". ")
-            if missing:
-                errors.append("Missing key(s) in state_dict: " +
-                              ", ".join(f'"{k}"' for k in missing) + ". ")
-        sources: dict[str, np.ndarray] = {}
-        for k, dst in targets.items():
-            if k not in state_dict:
-                continue
-            v = state_dict[k]
-            if hasattr(v, "detach"):
-                v = v.detach().cpu().numpy()
-            src = np.asarray(v)
-            if src.shape != dst.shape:
-                errors.append(f"size mismatch for {k}: copying a param with shape {src.shape} "
-                              f"from checkpoint, the shape in current model is {dst.shape}.")
-            elif not np.can_cast(src.dtype, dst.dtype, casting="same_kind"):
-                errors.append(f"dtype mismatch for {k}: cannot copy {src.dtype} into {dst.dtype}.")
-            sources[k] = src
-        if errors:
-            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
-                               + "\n\t".join(errors))
-        for k, src in sources.items():
-            np.copyto(targets[k], src, casting="same_kind")
-        return IncompatibleKeys(missing, unexpected)
+        return load_state(self, state_dict, strict)
 
     # -- description -------------------------------------------------------------------
     def extra_repr(self) -> str:

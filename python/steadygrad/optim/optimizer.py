@@ -189,6 +189,7 @@ class Optimizer(StateDictMixin):
         self._all_off = np.array([p.offset for p in self._params], dtype=np.int64)
         self._all_len = np.array([p.size for p in self._params], dtype=np.int64)
         self._norm_out = np.empty(len(self._params), dtype=np.float64)
+        self._all_idx = list(range(len(self._params)))
 
     def _segments(self, idx: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(offsets, lengths, param indices) for params `idx`, sorted by offset."""
@@ -278,11 +279,13 @@ class Optimizer(StateDictMixin):
             out = self._norm_out if active is None else None
             total, per = segment_norms(grad, off, ln, self.norm_type, out)
             self._last_norms = per
-            self._last_active = list(range(len(params))) if active is None else active
+            self._last_active = self._all_idx if active is None else active
             self.last_grad_norm = total
             if self.skip_nonfinite and not math.isfinite(total):
                 self._skip(self._last_active, per)
                 return total
+        else:
+            self.last_grad_norm = self._last_norms = self._last_active = None
         scale = 1.0 if self.max_grad_norm is None else clip_coefficient(self.max_grad_norm, total)
         for gi, (lo, hi) in enumerate(self._group_range):
             if active is None:
