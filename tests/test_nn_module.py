@@ -42,6 +42,8 @@ def test_names_match_torch() -> None:
         "0.weight", "0.bias", "1.weight", "1.bias", "3.module.0.weight", "3.module.0.bias", "5.weight"]
     assert [n for n, _ in m.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
     assert len(m.buffers()) == 3
+    assert [n for n, _ in m.named_children()] == ["0", "1", "2", "3", "4", "5"]
+    assert [n for n, _ in m.named_modules()][:6] == ["", "0", "1", "2", "3", "3.module"]
 
 
 def test_zero_grad_then_write_then_accumulate(rng: np.random.Generator) -> None:

@@ -101,6 +101,9 @@ class Module:
     def children(self) -> list[Module]:
         return list(self._modules.values())
 
+    def named_children(self) -> list[tuple[str, Module]]:
+        return list(self._modules.items())
+
     def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
         out: list[tuple[str, Parameter]] = []
         seen: set[int] = set()
