@@ -5,6 +5,8 @@ runs `_backward`, returns dL/dx and fills every Parameter gradient: written by t
 backward after `zero_grad()`, accumulated by later ones. Output and gradient arrays belong to
 the module and are reused by the next call with the same shapes (copy them to keep them).
 Subclasses implement `forward(x)`, `_backward(grad_output)` and `output_shape(shape)`.
+Call the module (`model(x)`), not `model.forward(x)`: the call records that a backward may
+follow and names the layer in any error.
 """
 
 from __future__ import annotations
