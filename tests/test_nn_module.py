@@ -260,3 +260,28 @@ def test_custom_module_without_output_shape_works_in_sequential(rng: np.random.G
     assert m.backward(np.ones((5, 2), np.float32)).shape == (5, 3)
     with pytest.raises(ValueError, match=r"Sequential\[1\] Linear\(3 -> 2\): linear_forward: input must have shape .* got \(5, 6\)"):
         nn.Sequential(Double(), nn.Linear(3, 2))(x)
+
+
+def test_steady_state_training_step_allocates_no_arrays(rng: np.random.Generator) -> None:
+    import tracemalloc
+
+    m = nn.Sequential(nn.Linear(100, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.1),
+                      nn.Residual(nn.Sequential(nn.Linear(256, 256), nn.GELU())), nn.Linear(256, 10))
+    lf = nn.CrossEntropyLoss()
+    x = rng.standard_normal((128, 100)).astype(np.float32)
+    y = np.arange(128) % 10
+
+    def step() -> None:
+        m.zero_grad()
+        lf(m(x), y)
+        m.backward(lf.backward())
+
+    step()
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024, f"{peak} bytes allocated in steady state (one activation is 128 KiB)"
