@@ -11,7 +11,7 @@ from conftest import assert_close, float_bits, num_threads
 
 import steadygrad as sg
 
-TIME_BUDGET_S = 10
+TIME_BUDGET_S = 15
 EPS32 = float(np.finfo(np.float32).eps)
 
 
