@@ -91,8 +91,11 @@ def float_bits(x: float) -> int:
 
 # --- test-time guard --------------------------------------------------------------------
 # A test module may declare TIME_BUDGET_S; the session fails when the module's tests (setup,
-# call, teardown) took longer in total. STEADYGRAD_TEST_TIME_SCALE multiplies every budget
-# (a slow or sanitizer build sets it higher; 0 disables the guard).
+# call, teardown) took longer in total, or when all budgeted modules together took longer
+# than TOTAL_TIME_BUDGET_S (the kernel suite must stay under 2 minutes on the 2-core CI box).
+# STEADYGRAD_TEST_TIME_SCALE multiplies every budget (a loaded machine or a sanitizer build
+# sets it higher; 0 disables the guard). Collection and imports are not counted.
+TOTAL_TIME_BUDGET_S = 120.0
 
 _module_seconds: dict[str, float] = {}
 _module_budget: dict[str, float] = {}
@@ -116,9 +119,13 @@ def _over_budget() -> list[str]:
     scale = float(os.environ.get("STEADYGRAD_TEST_TIME_SCALE", "1"))
     if scale <= 0:
         return []
-    return [f"{m}: {_module_seconds[m]:.1f} s > budget {b * scale:.0f} s"
+    over = [f"{m}: {_module_seconds[m]:.1f} s > budget {b * scale:.0f} s"
             for m, b in sorted(_module_budget.items())
             if _module_seconds.get(m, 0.0) > b * scale]
+    total = sum(_module_seconds.get(m, 0.0) for m in _module_budget)
+    if total > TOTAL_TIME_BUDGET_S * scale:
+        over.append(f"all budgeted modules: {total:.1f} s > {TOTAL_TIME_BUDGET_S * scale:.0f} s")
+    return over
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

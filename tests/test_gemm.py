@@ -11,7 +11,7 @@ from conftest import assert_close, gemm_tolerance, num_threads
 
 import steadygrad as sg
 
-TIME_BUDGET_S = 40
+TIME_BUDGET_S = 30
 
 
 def _operands(rng, m, n, k, trans_a, trans_b):

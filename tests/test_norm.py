@@ -13,7 +13,7 @@ from conftest import float_bits, num_threads
 
 import steadygrad as sg
 
-TIME_BUDGET_S = 10
+TIME_BUDGET_S = 15
 CHUNK = 8192
 # Around the 16-lane step and the 8192 chunk; >= 4 chunks engages the parallel path.
 SIZES = [1, 7, 15, 16, 17, 33, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 5, 4 * CHUNK,

@@ -14,7 +14,7 @@ from conftest import num_threads
 
 import steadygrad as sg
 
-TIME_BUDGET_S = 30
+TIME_BUDGET_S = 20
 ALL_ISAS = ("generic", "avx2", "avx512")
 
 
