@@ -90,11 +90,11 @@ def float_bits(x: float) -> int:
 
 
 # --- test-time guard --------------------------------------------------------------------
-# A test module may declare TIME_BUDGET_S; the session fails when the module's tests (setup,
-# call, teardown) took longer in total, or when all budgeted modules together took longer
-# than TOTAL_TIME_BUDGET_S (the kernel suite must stay under 2 minutes on the 2-core CI box).
-# STEADYGRAD_TEST_TIME_SCALE multiplies every budget (a loaded machine or a sanitizer build
-# sets it higher; 0 disables the guard). Collection and imports are not counted.
+# A test module may declare TIME_BUDGET_S; the summary reports modules that took longer (and
+# all budgeted modules together against TOTAL_TIME_BUDGET_S), so a slow-down is visible in CI.
+# It reports and never fails the run: wall time on a shared 2-core machine is noise, and
+# speed belongs to benchmarks, not to test assertions. STEADYGRAD_TEST_TIME_SCALE scales the
+# budgets (0 silences the report). Collection and imports are not counted.
 TOTAL_TIME_BUDGET_S = 120.0
 
 _module_seconds: dict[str, float] = {}
@@ -138,7 +138,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     for line in _over_budget():
         terminalreporter.write_line(f"TIME BUDGET EXCEEDED: {line}", red=True)
 
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if exitstatus == 0 and _over_budget():
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
