@@ -42,6 +42,8 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     typename V::R bv[NRV];
+    // Packed A streams from L2: ask for it 16 k steps ahead (as BLIS's haswell kernel does).
+    if (kPackedA) __builtin_prefetch(a + 16 * MR);
 #pragma GCC unroll 8
     for (int v = 0; v < NRV; ++v) bv[v] = V::load(b + v * W);
 #pragma GCC unroll 32
