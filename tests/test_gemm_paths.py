@@ -60,23 +60,26 @@ def test_gemm_matches_float64(isa, m, n, k, ta, tb, alpha, beta, with_bias, relu
 
 
 def test_both_paths_are_reachable():
-    # The shape rule the tests above and below rely on: A read in place for small, untransposed
-    # A; packed otherwise. It looks at shapes only.
-    assert _gemm_uses_sup(False, 64, 1024, 784)
-    assert _gemm_uses_sup(False, 256, 256, 256)
-    assert not _gemm_uses_sup(False, 257, 256, 256)
-    assert not _gemm_uses_sup(True, 64, 256, 784)
-    assert not _gemm_uses_sup(False, 1024, 1024, 1024)
+    # The rule the tests above and below rely on (trans_a, m, lda): A is read in place for few
+    # rows of an untransposed A whose rows are not 4 KiB apart; packed otherwise.
+    assert _gemm_uses_sup(False, 64, 784)
+    assert _gemm_uses_sup(False, 256, 256)
+    assert not _gemm_uses_sup(False, 257, 256)
+    assert not _gemm_uses_sup(True, 64, 64)
+    assert not _gemm_uses_sup(False, 64, 1024)
 
 
 THREAD_CASES = [
     # (m, n, k, trans_a, trans_b): sup with an N split, sup with an M split, packed with an M
-    # split and k over two blocks, packed with an N split, every transpose mode.
+    # split and k over two blocks, packed with an N split, every transpose mode, several
+    # column blocks (threads then pack their own B without barriers).
     (64, 300, 500, False, True),
     (250, 130, 800, False, False),
     (300, 200, 800, True, False),
     (40, 333, 385, True, True),
     (257, 97, 70, False, True),
+    (7, 4200, 300, False, False),  # n over NC (4080/4096): two column blocks, k over 1 block
+    (200, 4150, 50, True, True),
 ]
 
 

@@ -13,6 +13,26 @@
 namespace sg {
 namespace {
 
+// A full MR x NR tile's epilogue with alpha 1, beta 0 or 1: the same operations, in the same
+// order, as the general epilogue below (so every path rounds alike).
+template <int MR, int NRV, bool kBeta1, bool kBias, bool kRelu>
+inline void f32_gemm_store_tile(const typename V::R (&acc)[MR][NRV], float* c, int64_t ldc,
+                                const float* bias) {
+  constexpr int W = V::W;
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NRV; ++v) {
+      float* p = c + r * ldc + v * W;
+      typename V::R x = acc[r][v];
+      if (kBeta1) x = V::fma(V::load(p), V::set1(1.0f), x);
+      if (kBias) x = V::add(x, V::load(bias + v * W));
+      if (kRelu) x = V::max(V::zero(), x);
+      V::store(p, x);
+    }
+  }
+}
+
 template <int MR, int NRV, bool kPackedA>
 void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_t csa,
                       const float* __restrict b, float* c, int64_t ldc, int64_t mr, int64_t nr,
@@ -26,8 +46,9 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r) {
     if (r < mr) {
-      __builtin_prefetch(c + r * ldc, 1, 3);
-      __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);
+#pragma GCC unroll 4
+      for (int l = 0; l < NR; l += 16) __builtin_prefetch(c + r * ldc + l, 1, 3);
+      __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);  // an unaligned row spans one more line
     }
   }
 
@@ -42,6 +63,8 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     typename V::R bv[NRV];
+    // Packed A streams from L2: ask for it 16 k steps ahead (as BLIS's haswell kernel does).
+    if (kPackedA) __builtin_prefetch(a + 16 * MR);
 #pragma GCC unroll 8
     for (int v = 0; v < NRV; ++v) bv[v] = V::load(b + v * W);
 #pragma GCC unroll 32
@@ -52,6 +75,23 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
     }
     a += csa;
     b += NR;
+  }
+
+  // Full tiles with alpha 1 and beta 0 or 1 (every tile of an MLP layer's products) store
+  // through a variant compiled for their bias/ReLU/beta flags: with a short k loop (dW = dY^T X
+  // has k = batch) the general epilogue's per-vector tests are a noticeable share of the tile.
+  if (mr == MR && nr == NR && ep.alpha == 1.0f && (ep.beta == 0.0f || ep.beta == 1.0f)) {
+    const int which = (ep.beta == 1.0f ? 4 : 0) | (ep.bias ? 2 : 0) | (ep.relu ? 1 : 0);
+    switch (which) {
+      case 0: return f32_gemm_store_tile<MR, NRV, false, false, false>(acc, c, ldc, ep.bias);
+      case 1: return f32_gemm_store_tile<MR, NRV, false, false, true>(acc, c, ldc, ep.bias);
+      case 2: return f32_gemm_store_tile<MR, NRV, false, true, false>(acc, c, ldc, ep.bias);
+      case 3: return f32_gemm_store_tile<MR, NRV, false, true, true>(acc, c, ldc, ep.bias);
+      case 4: return f32_gemm_store_tile<MR, NRV, true, false, false>(acc, c, ldc, ep.bias);
+      case 5: return f32_gemm_store_tile<MR, NRV, true, false, true>(acc, c, ldc, ep.bias);
+      case 6: return f32_gemm_store_tile<MR, NRV, true, true, false>(acc, c, ldc, ep.bias);
+      default: return f32_gemm_store_tile<MR, NRV, true, true, true>(acc, c, ldc, ep.bias);
+    }
   }
 
   const typename V::R alpha = V::set1(ep.alpha);
@@ -79,6 +119,11 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
   }
 }
 
+// Packing that walks the k rows of a row-major source touches one short run per row; with a
+// large leading dimension every row is a new 4 KiB page, where the hardware prefetchers stop,
+// so each packer prefetches the row this many k steps ahead itself.
+constexpr int64_t kPackPrefetchRows = 16;
+
 // Packing with the tile shape known at compile time: the per-k copies unroll fully and the
 // contiguous cases become vector moves. Strided sources are read as MR (NR) parallel streams
 // and the panel is written in order.
@@ -88,6 +133,7 @@ void f32_gemm_pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_
   if (trans) {  // op(A)(i, p) = a[p * lda + i]: each k step is a contiguous run of rows
     for (int64_t p = 0; p < kc; ++p, d += MR) {
       const float* s = a + (p0 + p) * lda + i0;
+      __builtin_prefetch(s + kPackPrefetchRows * lda);
       if (rows == MR) {
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) d[r] = s[r];
@@ -119,6 +165,8 @@ void f32_gemm_pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_
   if (!trans) {  // op(B)(p, j) = b[p * ldb + j]: contiguous rows
     for (int64_t p = 0; p < kc; ++p, d += NR) {
       const float* s = b + (p0 + p) * ldb + j0;
+      __builtin_prefetch(s + kPackPrefetchRows * ldb);
+      if (NR * 4 > 64) __builtin_prefetch(s + kPackPrefetchRows * ldb + NR - 1);
       if (cols == NR) {
 #pragma GCC unroll 8
         for (int v = 0; v < NRV; ++v) V::store(d + v * W, V::load(s + v * W));
@@ -174,10 +222,34 @@ void f32_gemm_pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_
   }
 }
 
+// Consecutive micropanels: columns [j0, j0+cols) of op(B), any cols, into ceil(cols/NR)
+// micropanels at dst, dst + NR*kc, ... An untransposed B is walked row by row across all of
+// them, so the source is read sequentially (a micropanel at a time would read 64 B per row and
+// jump a whole row, which no prefetcher follows past a page).
+template <int NRV>
+void f32_gemm_pack_b_panels(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc,
+                            int64_t j0, int64_t cols, float* d) {
+  constexpr int W = V::W, NR = NRV * W;
+  const int64_t full = cols / NR, rest = cols % NR;
+  if (trans) {
+    for (int64_t q = 0; q < full; ++q) f32_gemm_pack_b<NRV>(true, b, ldb, p0, kc, j0 + q * NR, NR, d + q * NR * kc);
+  } else {
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* s = b + (p0 + p) * ldb + j0;
+      float* dp = d + p * NR;
+      for (int64_t q = 0; q < full; ++q, s += NR, dp += NR * kc) {
+#pragma GCC unroll 8
+        for (int v = 0; v < NRV; ++v) V::store(dp + v * W, V::load(s + v * W));
+      }
+    }
+  }
+  if (rest) f32_gemm_pack_b<NRV>(trans, b, ldb, p0, kc, j0 + full * NR, rest, d + full * NR * kc);
+}
+
 // The table's kernels for one tile shape: fn[A packed], then the packers.
 #define SG_GEMM_UKERNELS(MR, NRV)                                                    \
   {&f32_gemm_ukernel<MR, NRV, false>, &f32_gemm_ukernel<MR, NRV, true>},             \
-      &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>
+      &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>, &f32_gemm_pack_b_panels<NRV>
 
 }  // namespace
 }  // namespace sg

@@ -1,15 +1,13 @@
 // GEMM driver: BLIS-style blocking (jc -> pc -> ic -> jr/ir) and two paths chosen from the
-// shapes alone: "packed" (A and B copied into micropanels; large shapes) and "sup" (A read in
-// place, B streamed in place unless transposed; the small and skinny shapes of MLP training,
-// where packing is a large share of the work). OpenMP splits the (jr, ir) tiles of each block;
-// K is never split and the blocking does not depend on the thread count, so results are
-// bitwise identical for any number of threads. The ISA-specific part is the microkernel.
+// shapes alone (never the thread count): "packed" (A and B copied into micropanels) and "sup"
+// (A read in place, for the few-row untransposed A of MLP batches). Each thread owns one fixed
+// rectangle of micro-tiles; K is never split and the blocking depends on shapes only, so the
+// results are bitwise identical for any number of threads. The ISA part is the microkernel.
 #include "gemm/gemm.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "common/aligned_buffer.h"
 #include "gemm/gemm_ukernel.h"
@@ -17,8 +15,13 @@
 namespace sg {
 namespace {
 
-// Below this many multiply-adds (m*n*k) a parallel region costs more than it saves.
+// Below this many multiply-adds (m*n*k) a parallel region costs more than it saves. Measured
+// on the 2-core Zen 3 VM (forced parallel, NN, wall medians): 48^3 1 thread 39 GF/s vs 2
+// threads 24; 64^3 48 vs 57-70. OpenBLAS cuts at the same size.
 constexpr int64_t kParallelMinMacs = 64 * 64 * 64;
+
+// The small-matrix path's row limit (see gemm_uses_sup).
+constexpr int64_t kSupMaxRows = 256;
 
 // k == 0: C = act(beta * C + bias), with beta == 0 never reading C.
 void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const float* bias,
@@ -36,10 +39,14 @@ void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, cons
 
 }  // namespace
 
-bool gemm_uses_sup(bool trans_a, int64_t m, int64_t n, int64_t k) {
-  static const int64_t tm = getenv("SG_SUP_M") ? atol(getenv("SG_SUP_M")) : 256;
-  (void)n, (void)k;
-  return !trans_a && m <= tm;
+// The small-matrix path reads A in place (no A packing) and is kept where it measured faster
+// than packing A: untransposed A (rows are contiguous k streams) with few rows. B is always
+// packed: streaming it in place measured 2x slower at power-of-two leading dimensions (every
+// k row of a micropanel lands in the same L1 set) and packing B costs only ~1/m of the work.
+// An A whose rows are 4 KiB-aligned apart aliases the same way and is packed too.
+// (Zen 3, 1 thread, batch 64/256 MLP shapes: A in place +2..10% where it is used.)
+bool gemm_uses_sup(bool trans_a, int64_t m, int64_t lda) {
+  return !trans_a && m <= kSupMaxRows && lda % 1024 != 0;
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -53,30 +60,29 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   }
   const GemmUkernel& uk = gemm_ukernel();
   const int MR = uk.mr, NR = uk.nr;
-  const bool sup = gemm_uses_sup(trans_a, m, n, k);
+  const bool sup = gemm_uses_sup(trans_a, m, lda);
   const GemmBlocking& bl = sup ? uk.sup : uk.packed;
-  static const int64_t eMC = getenv("SG_MC") ? atol(getenv("SG_MC")) : 0;
-  static const int64_t eKC = getenv("SG_KC") ? atol(getenv("SG_KC")) : 0;
-  const int64_t MC = eMC ? eMC : bl.mc, NC = bl.nc;
+  const int64_t MC = bl.mc, NC = bl.nc;
   // Equal k blocks (a multiple of 8 up to the last) rather than KC, KC, ..., small remainder:
   // a thin last block would pay a full pass over C for little work. Depends on k alone.
-  const int64_t KC_max = eKC ? eKC : bl.kc;
+  const int64_t KC_max = bl.kc;
   const int64_t n_pc = (k + KC_max - 1) / KC_max;
   const int64_t KC = std::min<int64_t>(KC_max, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
   const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
 
-  // The packed B panel is shared by the team and belongs to the calling thread (callers may
-  // run gemm concurrently with the GIL released). Each thread packs its A blocks into its own
-  // buffer. All grow once and are reused: no allocation in the steady state.
+  // With an M split the packed B panel is shared by the team; it belongs to the calling
+  // thread (callers may run gemm concurrently with the GIL released). Otherwise each thread
+  // packs its own B micropanels, and always its own A blocks, into its own buffers. All grow
+  // once and are reused: no allocation in the steady state.
+  const int64_t kc_max = std::min<int64_t>(KC, k), jr_max = (std::min<int64_t>(NC, n) + NR - 1) / NR;
   thread_local AlignedBuffer b_buf;
-  float* bp = b_buf.get(static_cast<size_t>(std::min<int64_t>(KC, k)) *
-                        ((std::min<int64_t>(NC, n) + NR - 1) / NR * NR));
+  float* const b_shared = b_buf.get(static_cast<size_t>(kc_max * jr_max * NR));
 
   const bool parallel = m * n * k >= kParallelMinMacs && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
   {
-    thread_local AlignedBuffer a_buf;
-    float* ap = a_buf.get(static_cast<size_t>(sup ? MR : MC) * std::min<int64_t>(KC, k));
+    thread_local AlignedBuffer a_buf, b_own_buf;
+    float* const ap = a_buf.get(static_cast<size_t>((sup ? MR : MC) * kc_max));
     // Each thread owns one rectangle of micro-tiles for the whole call: M is split when it
     // has enough tiles (private L2s each hold their own A block, the B panel is shared from
     // L3), else N (small M: a JR split). How tiles are shared out does not change what any
@@ -86,6 +92,11 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     const int64_t tm = m_tiles >= 8 * nth ? nth : 1, tn = nth / tm;
     const int64_t row0 = std::min(m, m_tiles * (tid / tn) / tm * MR);
     const int64_t row1 = std::min(m, m_tiles * (tid / tn + 1) / tm * MR);
+    // Without an M split each thread packs and reads only its own B micropanels, in its own
+    // buffer: no barrier at all.
+    const bool own_b = tm == 1;
+    float* const b_own =
+        own_b ? b_own_buf.get(static_cast<size_t>((jr_max / tn + 2) * NR * kc_max)) : nullptr;
     for (int64_t jc = 0; jc < n; jc += NC) {
       const int64_t nc = std::min(NC, n - jc);
       const int64_t n_jr = (nc + NR - 1) / NR;
@@ -93,10 +104,22 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
+        // Where B micropanel jr of this panel lives, and packing micropanels [q0, q1).
+        auto panel = [&](int64_t jr) {
+          return own_b ? b_own + (jr - jr0) * NR * kc : b_shared + jr * NR * kc;
+        };
+        auto pack_b = [&](int64_t q0, int64_t q1) {
+          uk.pack_b_panels(trans_b, b, ldb, pc, kc, jc + q0 * NR,
+                           std::min(nc, q1 * NR) - q0 * NR, panel(q0));
+        };
+        if (own_b) {
+          if (jr0 < jr1 && row0 < row1) pack_b(jr0, jr1);
+        } else {  // an M split: every thread reads every B micropanel
+          constexpr int64_t kGroup = 8;
 #pragma omp for schedule(static)
-        for (int64_t jr = 0; jr < n_jr; ++jr) {
-          uk.pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
-                    bp + jr * NR * kc);
+          for (int64_t g = 0; g < (n_jr + kGroup - 1) / kGroup; ++g) {
+            pack_b(g * kGroup, std::min(n_jr, (g + 1) * kGroup));
+          }
         }
         for (int64_t ic = row0; ic < row1 && jr0 < jr1; ic += MC) {
           const int64_t mc = std::min(MC, row1 - ic);
@@ -118,12 +141,14 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
               const int64_t i = ic + ir * MR, mr = std::min<int64_t>(MR, m - i);
               const bool a_packed = !sup || mr < MR;
               const float* at = !sup ? ap + ir * MR * kc : a_packed ? ap : a + i * rsa + pc * csa;
-              uk.fn[a_packed](kc, at, rsa, csa, bp + jr * NR * kc, c + i * ldc + j, ldc, mr, nr,
+              uk.fn[a_packed](kc, at, rsa, csa, panel(jr), c + i * ldc + j, ldc, mr, nr,
                               ep);
             }
           }
         }
+        if (!own_b) {
 #pragma omp barrier
+        }
       }
     }
   }
