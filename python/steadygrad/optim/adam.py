@@ -8,12 +8,17 @@ https://pytorch.org/docs/stable/generated/torch.optim.Adam.html and .AdamW.html.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.optim.optimizer import Optimizer
+from steadygrad.optim.optimizer import Optimizer, check_nonnegative
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from steadygrad.optim.optimizer import FusedStepOptions
 
 
 class Adam(Optimizer):
@@ -35,23 +40,14 @@ class Adam(Optimizer):
         decoupled_weight_decay: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
-        max_grad_norm: float | None = None,
-        norm_type: float = 2.0,
-        max_grad_value: float | None = None,
-        skip_nonfinite: bool = True,
-        max_consecutive_skips: int | None = 10,
+        **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach, fused  # accepted for PyTorch compatibility: always fused
-        if not lr >= 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not eps >= 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not weight_decay >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_nonnegative(lr=lr, eps=eps)
+        for i in (0, 1):
+            if not 0.0 <= betas[i] < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {betas[i]}")
+        check_nonnegative(weight_decay=weight_decay)
         defaults = {
             "lr": lr,
             "betas": tuple(betas),
@@ -61,15 +57,7 @@ class Adam(Optimizer):
             "maximize": maximize,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
-        super().__init__(
-            params,
-            defaults,
-            max_grad_norm=max_grad_norm,
-            norm_type=norm_type,
-            max_grad_value=max_grad_value,
-            skip_nonfinite=skip_nonfinite,
-            max_consecutive_skips=max_consecutive_skips,
-        )
+        super().__init__(params, defaults, **options)
 
     def _state_buffers(self, group: dict[str, Any]) -> list[str]:
         names = ["exp_avg", "exp_avg_sq"]
@@ -107,16 +95,9 @@ class AdamW(Adam):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
-        max_grad_norm: float | None = None,
-        norm_type: float = 2.0,
-        max_grad_value: float | None = None,
-        skip_nonfinite: bool = True,
-        max_consecutive_skips: int | None = 10,
+        **options: Unpack[FusedStepOptions],
     ) -> None:
         super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, foreach=foreach,
-            fused=fused,
-            decoupled_weight_decay=True, max_grad_norm=max_grad_norm, norm_type=norm_type,
-            max_grad_value=max_grad_value, skip_nonfinite=skip_nonfinite,
-            max_consecutive_skips=max_consecutive_skips,
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+            decoupled_weight_decay=True, foreach=foreach, fused=fused, **options,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -27,6 +27,34 @@ from steadygrad.optim._norms import (
     segment_norms,
 )
 from steadygrad.optim._state import StateDictMixin
+
+# PyTorch's wording for each hyperparameter in "Invalid <label>: <value>".
+_HYPER_LABELS = {
+    "lr": "learning rate",
+    "eps": "epsilon value",
+    "momentum": "momentum value",
+    "weight_decay": "weight_decay value",
+    "alpha": "alpha value",
+}
+
+
+def check_nonnegative(*, nan_ok: bool = False, **values: float) -> None:
+    """Raise PyTorch's `Invalid <label>: <value>` for the first hyperparameter (in argument
+    order) below zero. NaN is rejected too (`not v >= 0`, as Adam/RMSprop test) unless nan_ok:
+    PyTorch's SGD tests `v < 0`, which lets NaN through."""
+    for name, v in values.items():
+        if (v < 0.0) if nan_ok else not v >= 0.0:
+            raise ValueError(f"Invalid {_HYPER_LABELS[name]}: {v}")
+
+
+class FusedStepOptions(TypedDict, total=False):
+    """The fused-step keyword options every optimizer takes and passes on to `Optimizer`."""
+
+    max_grad_norm: float | None
+    norm_type: float
+    max_grad_value: float | None
+    skip_nonfinite: bool
+    max_consecutive_skips: int | None
 
 
 class Optimizer(ParamGroupsMixin, StateDictMixin):

@@ -8,12 +8,17 @@ the sqrt) and validation follow https://pytorch.org/docs/stable/generated/torch.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.optim.optimizer import Optimizer
+from steadygrad.optim.optimizer import Optimizer, check_nonnegative
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from steadygrad.optim.optimizer import FusedStepOptions
 
 
 class RMSprop(Optimizer):
@@ -34,23 +39,10 @@ class RMSprop(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        max_grad_norm: float | None = None,
-        norm_type: float = 2.0,
-        max_grad_value: float | None = None,
-        skip_nonfinite: bool = True,
-        max_consecutive_skips: int | None = 10,
+        **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach  # accepted for PyTorch compatibility: always fused
-        if not lr >= 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not eps >= 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not momentum >= 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not weight_decay >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not alpha >= 0.0:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        check_nonnegative(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -60,15 +52,7 @@ class RMSprop(Optimizer):
             "weight_decay": weight_decay,
             "maximize": maximize,
         }
-        super().__init__(
-            params,
-            defaults,
-            max_grad_norm=max_grad_norm,
-            norm_type=norm_type,
-            max_grad_value=max_grad_value,
-            skip_nonfinite=skip_nonfinite,
-            max_consecutive_skips=max_consecutive_skips,
-        )
+        super().__init__(params, defaults, **options)
 
     def _state_buffers(self, group: dict[str, Any]) -> list[str]:
         names = ["square_avg"]

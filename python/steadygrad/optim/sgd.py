@@ -10,12 +10,17 @@ copy of the first gradient, without dampening).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.optim.optimizer import Optimizer
+from steadygrad.optim.optimizer import Optimizer, check_nonnegative
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from steadygrad.optim.optimizer import FusedStepOptions
 
 
 class SGD(Optimizer):
@@ -36,19 +41,10 @@ class SGD(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
-        max_grad_norm: float | None = None,
-        norm_type: float = 2.0,
-        max_grad_value: float | None = None,
-        skip_nonfinite: bool = True,
-        max_consecutive_skips: int | None = 10,
+        **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach, fused  # accepted for PyTorch compatibility: always fused
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check_nonnegative(lr=lr, momentum=momentum, weight_decay=weight_decay, nan_ok=True)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -60,15 +56,7 @@ class SGD(Optimizer):
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         self._buf_init = np.zeros(0, dtype=bool)
-        super().__init__(
-            params,
-            defaults,
-            max_grad_norm=max_grad_norm,
-            norm_type=norm_type,
-            max_grad_value=max_grad_value,
-            skip_nonfinite=skip_nonfinite,
-            max_consecutive_skips=max_consecutive_skips,
-        )
+        super().__init__(params, defaults, **options)
 
     def _on_params_added(self, count: int) -> None:
         self._buf_init = np.concatenate([self._buf_init, np.zeros(count, dtype=bool)])
