@@ -1,4 +1,5 @@
-"""Small helpers shared by the layer modules (work buffers that never alias their inputs)."""
+"""Small helpers shared by the layer modules (work buffers that never alias their inputs, the
+(batch, features) input contract of Linear and BatchNorm1d)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,16 @@ def shape_of(x: object, ndim: int | None = None) -> tuple[int, ...] | None:
     if ndim is not None and x.ndim != ndim:
         return None
     return x.shape
+
+
+def work_rows(module: Module, x: object, features: int) -> np.ndarray | None:
+    """The module's reusable (batch, features) output for a 2-D float32 input x (None if x is
+    not one: the binding then reports it)."""
+    s = shape_of(x, 2)
+    return work_like(module, "out", None if s is None else (s[0], features), x)
+
+
+def check_rows(shape: tuple[int, ...], features: int) -> None:
+    """Raise unless shape is (batch, features)."""
+    if len(shape) != 2 or shape[1] != features:
+        raise ValueError(f"expected input of shape (batch, {features}), got {tuple(shape)}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.nn._util import shape_of, work_like
+from steadygrad.nn._util import check_rows, work_like, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
 
@@ -53,8 +53,7 @@ class BatchNorm1d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         use_batch = self.training or not self.track_running_stats
-        s = shape_of(x, 2)
-        out = work_like(self, "out", None if s is None else (s[0], self.num_features), x)
+        out = work_rows(self, x, self.num_features)
         w, b = self.weight, self.bias
         y = _core.batchnorm_forward(
             x, None if w is None else w.data, None if b is None else b.data,
@@ -81,8 +80,7 @@ class BatchNorm1d(Module):
         return grad_input
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(shape) != 2 or shape[1] != self.num_features:
-            raise ValueError(f"expected input of shape (batch, {self.num_features}), got {tuple(shape)}")
+        check_rows(shape, self.num_features)
         return tuple(shape)
 
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:

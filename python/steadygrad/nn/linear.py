@@ -9,7 +9,7 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn import init
-from steadygrad.nn._util import shape_of, work_like
+from steadygrad.nn._util import check_rows, work_like, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
 
@@ -46,8 +46,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        s = shape_of(x, 2)
-        out = work_like(self, "out", None if s is None else (s[0], self.out_features), x)
+        out = work_rows(self, x, self.out_features)
         b = self.bias
         y = _core.linear_forward(x, self.weight.data, None if b is None else b.data, out=out,
                                  activation=self._epilogue)
@@ -69,8 +68,7 @@ class Linear(Module):
         return grad_input
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        if len(shape) != 2 or shape[1] != self.in_features:
-            raise ValueError(f"expected input of shape (batch, {self.in_features}), got {tuple(shape)}")
+        check_rows(shape, self.in_features)
         return (shape[0], self.out_features)
 
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
