@@ -39,6 +39,11 @@ BAD_HYPER = [
 ]
 
 
+def fill_grads(ps: list[Parameter], value: float) -> None:
+    for p in ps:
+        p.grad = np.full(p.shape, value, np.float32)
+
+
 @pytest.mark.parametrize("name,kw", BAD_HYPER, ids=lambda x: str(x))
 def test_invalid_hyperparameters_raise_torchs_error(name, kw):
     rng = np.random.default_rng(0)
@@ -137,8 +142,7 @@ def test_load_state_dict_validates_before_writing():
     rng = np.random.default_rng(3)
     ps, _ = make_params(rng)
     opt = optim.Adam(ps)
-    for p in ps:
-        p.grad = np.ones(p.shape, np.float32)
+    fill_grads(ps, 1.0)
     opt.step()
     sd = opt.state_dict()
     before = opt.state_dict()
@@ -194,8 +198,7 @@ def test_zero_grad_and_no_fresh_gradients():
     rng = np.random.default_rng(6)
     ps, _ = make_params(rng)
     opt = optim.Adam(ps)
-    for p in ps:
-        p.grad = np.ones(p.shape, np.float32)
+    fill_grads(ps, 1.0)
     opt.zero_grad()
     assert all(p.grad is None for p in ps)
     data = opt.storage.data.copy()
@@ -211,8 +214,7 @@ def test_step_returns_pre_clip_norm_and_add_param_group():
     ps, _ = make_params(rng)
     opt = optim.SGD(ps[:2], lr=0.1, max_grad_norm=0.1)
     opt.add_param_group({"params": ps[2:], "lr": 0.0})
-    for p in ps:
-        p.grad = np.full(p.shape, 2.0, np.float32)
+    fill_grads(ps, 2.0)
     want = math.sqrt(sum(4.0 * p.size for p in ps))
     assert math.isclose(opt.step(), want, rel_tol=1e-12)
     assert "SGD" in repr(opt) and "Parameter Group 1" in repr(opt)
@@ -223,8 +225,7 @@ def test_state_property_gives_views_and_torch_kwargs_accepted():
     ps, _ = make_params(rng)
     opt = optim.Adam(ps, fused=True, foreach=None)
     assert opt.state == {}
-    for p in ps:
-        p.grad = np.ones(p.shape, np.float32)
+    fill_grads(ps, 1.0)
     opt.step()
     st = opt.state[ps[0]]
     assert st["step"] == 1 and st["exp_avg"].shape == ps[0].shape
