@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "layers/pointwise.h"
+#include "reduce/sq_lanes_impl.h"
 
 namespace sg {
 namespace {
@@ -40,29 +41,20 @@ void pw_dropout(float* y, const float* x, int64_t n, int64_t base, uint64_t seed
 
 void pw_mse_chunk(float* grad, const float* pred, const float* target, int64_t n,
                   float grad_scale, double* lanes) {
-  constexpr int NV = kMseLanes / VD::W;
-  typename VD::R acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = VD::zero();
+  static_assert(kMseLanes == kNormLanes, "the MSE sum uses the norm's lane layout");
   const V::R gs = V::set1(grad_scale);
-  int64_t i = 0;
-  for (; i + kMseLanes <= n; i += kMseLanes) {
-    for (int f = 0; f < kMseLanes / V::W; ++f) {
-      const V::R d = V::sub(V::load(pred + i + f * V::W), V::load(target + i + f * V::W));
-      if (grad) V::store(grad + i + f * V::W, V::mul(d, gs));
-      typename VD::R lo = VD::cvt_lo(d), hi = VD::cvt_hi(d);
-      // V::W / VD::W == 2: lanes f*V::W .. map to double vectors 2f and 2f+1.
-      acc[2 * f] = VD::fma(lo, lo, acc[2 * f]);
-      acc[2 * f + 1] = VD::fma(hi, hi, acc[2 * f + 1]);
-    }
-  }
-  double tmp[kMseLanes];
-  for (int v = 0; v < NV; ++v) VD::store(tmp + v * VD::W, acc[v]);
-  for (int l = 0; l < kMseLanes; ++l) lanes[l] += tmp[l];
-  for (int l = 0; i < n; ++i, ++l) {
-    const float d = pred[i] - target[i];
-    if (grad) grad[i] = d * grad_scale;
-    lanes[l] += static_cast<double>(d) * static_cast<double>(d);
-  }
+  add_squares_to_lanes(
+      n, lanes,
+      [=](int64_t i) {
+        const V::R d = V::sub(V::load(pred + i), V::load(target + i));
+        if (grad) V::store(grad + i, V::mul(d, gs));
+        return d;
+      },
+      [=](int64_t i) {
+        const float d = pred[i] - target[i];
+        if (grad) grad[i] = d * grad_scale;
+        return d;
+      });
 }
 
 }  // namespace

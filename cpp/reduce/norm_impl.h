@@ -5,30 +5,14 @@
 #include <cstdint>
 
 #include "reduce/norm.h"
+#include "reduce/sq_lanes_impl.h"
 
 namespace sg {
 namespace {
 
 void sumsq_lanes(const float* x, int64_t n, double* lanes) {
-  constexpr int NV = kNormLanes / VD::W;  // double vectors per 16 lanes
-  typename VD::R acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = VD::zero();
-  int64_t i = 0;
-  for (; i + kNormLanes <= n; i += kNormLanes) {
-    for (int f = 0; f < kNormLanes / V::W; ++f) {
-      V::R xv = V::load(x + i + f * V::W);
-      typename VD::R lo = VD::cvt_lo(xv), hi = VD::cvt_hi(xv);
-      acc[2 * f] = VD::fma(lo, lo, acc[2 * f]);
-      acc[2 * f + 1] = VD::fma(hi, hi, acc[2 * f + 1]);
-    }
-  }
-  double tmp[kNormLanes];
-  for (int v = 0; v < NV; ++v) VD::store(tmp + v * VD::W, acc[v]);
-  for (int l = 0; l < kNormLanes; ++l) lanes[l] += tmp[l];
-  for (int l = 0; i < n; ++i, ++l) {
-    const double d = x[i];
-    lanes[l] += d * d;
-  }
+  add_squares_to_lanes(
+      n, lanes, [x](int64_t i) { return V::load(x + i); }, [x](int64_t i) { return x[i]; });
 }
 
 float absmax(const float* x, int64_t n, bool* has_nan) {
