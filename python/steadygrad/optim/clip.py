@@ -47,8 +47,11 @@ def get_total_norm(parameters: Parameter | Iterable[Parameter], norm_type: float
     """The `norm_type` norm of all fresh gradients together (0.0 if there are none)."""
     params = _fresh(parameters)
     nt = check_norm_type(norm_type)
-    if not params:
-        return 0.0
+    return _total_norm(params, nt) if params else 0.0
+
+
+def _total_norm(params: list[Parameter], nt: float) -> float:
+    """get_total_norm for a non-empty list of distinct fresh parameters and a checked norm_type."""
     storage = shared_storage(params)
     if storage is not None and fused_norm_type(nt):
         off, ln = _segs(params, sort=False)
@@ -73,7 +76,7 @@ def clip_grad_norm_(
     nt = check_norm_type(norm_type)
     if not params:
         return 0.0
-    total = get_total_norm(params, nt)
+    total = _total_norm(params, nt)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
             f"The total norm of order {nt} for gradients from `parameters` is non-finite, so it "
