@@ -58,7 +58,9 @@ class FusedStepOptions(TypedDict, total=False):
 
 
 class Optimizer(ParamGroupsMixin, StateDictMixin):
-    """Base class. Subclasses set `defaults`, validate hyperparameters and implement `_update`.
+    """Base class. Subclasses set `defaults`, validate hyperparameters (`check_nonnegative`),
+    pass the fused-step options on as `**options: Unpack[FusedStepOptions]` and implement
+    `_update`.
 
     Fused-step options (every optimizer): `max_grad_norm` clips the global `norm_type` norm
     (2.0, inf, or any p > 0 through a slower numpy pass) with PyTorch's coefficient
