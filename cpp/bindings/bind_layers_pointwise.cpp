@@ -16,21 +16,8 @@ py::array add(py::handle a_obj, py::handle b_obj, py::handle out_obj) {
   const char* fn = "add";
   py::array a = f32_array(fn, "a", a_obj, -1);
   py::array b = f32_array(fn, "b", b_obj, -1);
-  if (a.ndim() != b.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), b.shape())) {
-    value_error(fn, "b must have the shape of a " + shape_str(a) + ", got " + shape_str(b));
-  }
-  py::array y;
-  if (out_obj.is_none()) {
-    y = new_f32(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
-  } else {
-    y = f32_array(fn, "out", out_obj, -1);
-    if (y.ndim() != a.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), y.shape())) {
-      value_error(fn, "out must have the shape of a " + shape_str(a) + ", got " + shape_str(y));
-    }
-    require_writeable(fn, "out", y);
-    require_disjoint(fn, "out", y, "a", a, true);
-    require_disjoint(fn, "out", y, "b", b, true);
-  }
+  require_same_shape(fn, "b", b, "a", a);
+  py::array y = elementwise_out(fn, a, "the shape of a", out_obj, {{"a", &a}, {"b", &b}});
   const float* ap = f32_cptr(a);
   const float* bp = f32_cptr(b);
   float* yp = f32_ptr(y);
@@ -48,17 +35,7 @@ py::array dropout(py::handle x_obj, double p, uint64_t seed, py::handle out_obj)
   if (!(p >= 0.0 && p <= 1.0)) {
     value_error(fn, "dropout probability has to be between 0 and 1, but got " + to_string(p));
   }
-  py::array y;
-  if (out_obj.is_none()) {
-    y = new_f32(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-  } else {
-    y = f32_array(fn, "out", out_obj, -1);
-    if (y.ndim() != x.ndim() || !std::equal(x.shape(), x.shape() + x.ndim(), y.shape())) {
-      value_error(fn, "out must have the shape of x " + shape_str(x) + ", got " + shape_str(y));
-    }
-    require_writeable(fn, "out", y);
-    require_disjoint(fn, "out", y, "x", x, true);
-  }
+  py::array y = elementwise_out(fn, x, "the shape of x", out_obj, {{"x", &x}});
   // keep with probability 1 - p: threshold = round(p * 2^32); p == 1 drops all (scale unused).
   const double t = std::nearbyint(p * 4294967296.0);
   const bool all = p >= 1.0;
@@ -79,9 +56,7 @@ py::tuple mse_loss(py::handle pred_obj, py::handle target_obj, const std::string
   const char* fn = "mse_loss";
   py::array p = f32_array(fn, "input", pred_obj, -1);
   py::array t = f32_array(fn, "target", target_obj, -1);
-  if (p.ndim() != t.ndim() || !std::equal(p.shape(), p.shape() + p.ndim(), t.shape())) {
-    value_error(fn, "target must have the input's shape " + shape_str(p) + ", got " + shape_str(t));
-  }
+  require_shape_like(fn, "target", t, "the input's shape", p);
   if (reduction != "mean" && reduction != "sum") {
     value_error(fn, "reduction must be 'mean' or 'sum', got '" + reduction + "'");
   }
@@ -90,18 +65,8 @@ py::tuple mse_loss(py::handle pred_obj, py::handle target_obj, const std::string
   py::object grad_obj = py::none();
   float* gp = nullptr;
   if (compute_grad) {
-    py::array g;
-    if (out_obj.is_none()) {
-      g = new_f32(std::vector<py::ssize_t>(p.shape(), p.shape() + p.ndim()));
-    } else {
-      g = f32_array(fn, "out", out_obj, -1);
-      if (g.ndim() != p.ndim() || !std::equal(p.shape(), p.shape() + p.ndim(), g.shape())) {
-        value_error(fn, "out must have the input's shape " + shape_str(p) + ", got " + shape_str(g));
-      }
-      require_writeable(fn, "out", g);
-      require_disjoint(fn, "out", g, "input", p, true);
-      require_disjoint(fn, "out", g, "target", t, true);
-    }
+    py::array g = elementwise_out(fn, p, "the input's shape", out_obj,
+                                  {{"input", &p}, {"target", &t}});
     gp = f32_ptr(g);
     grad_obj = g;
   }

@@ -10,31 +10,6 @@
 namespace sg::bind {
 namespace {
 
-// Output array for an elementwise op: `out` may be the very input (in place) but not a
-// partial overlap of it.
-py::array elementwise_out(const char* fn, const py::array& like, py::handle out_obj,
-                          std::initializer_list<std::pair<const char*, const py::array*>> ins) {
-  if (out_obj.is_none()) {
-    std::vector<py::ssize_t> shape(like.shape(), like.shape() + like.ndim());
-    return new_f32(shape);
-  }
-  py::array out = f32_array(fn, "out", out_obj, -1);
-  if (out.ndim() != like.ndim() || !std::equal(out.shape(), out.shape() + out.ndim(), like.shape())) {
-    value_error(fn, "out must have the input's shape " + shape_str(like) + ", got " + shape_str(out));
-  }
-  require_writeable(fn, "out", out);
-  for (auto& [name, arr] : ins) require_disjoint(fn, "out", out, name, *arr, /*allow_exact=*/true);
-  return out;
-}
-
-void require_same_shape(const char* fn, const char* name, const py::array& a, const char* ref_name,
-                        const py::array& ref) {
-  if (a.ndim() != ref.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), ref.shape())) {
-    value_error(fn, std::string(name) + " must have the shape of " + ref_name + " " +
-                        shape_str(ref) + ", got " + shape_str(a));
-  }
-}
-
 Act parse_gelu(const char* fn, const std::string& approximate) {
   if (approximate == "none") return Act::gelu;
   if (approximate == "tanh") return Act::gelu_tanh;
@@ -43,7 +18,7 @@ Act parse_gelu(const char* fn, const std::string& approximate) {
 
 py::array act_forward(const char* fn, Act act, py::handle x_obj, py::handle out_obj, float param) {
   py::array x = f32_array(fn, "x", x_obj, -1);
-  py::array out = elementwise_out(fn, x, out_obj, {{"x", &x}});
+  py::array out = elementwise_out(fn, x, "the input's shape", out_obj, {{"x", &x}});
   const float* xp = f32_cptr(x);
   float* yp = f32_ptr(out);
   const int64_t n = x.size();
@@ -59,7 +34,7 @@ py::array act_backward(const char* fn, Act act, py::handle dy_obj, py::handle sa
   py::array dy = f32_array(fn, "grad_output", dy_obj, -1);
   py::array s = f32_array(fn, saved_name, saved_obj, -1);
   require_same_shape(fn, saved_name, s, "grad_output", dy);
-  py::array out = elementwise_out(fn, dy, out_obj, {{"grad_output", &dy}});
+  py::array out = elementwise_out(fn, dy, "the input's shape", out_obj, {{"grad_output", &dy}});
   require_disjoint(fn, "out", out, saved_name, s);
   const float* dyp = f32_cptr(dy);
   const float* sp = f32_cptr(s);

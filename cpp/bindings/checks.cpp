@@ -1,6 +1,7 @@
 // Argument validation helpers (see checks.h).
 #include "bindings/checks.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace sg::bind {
@@ -120,5 +121,31 @@ void require_disjoint(const char* fn, const char* out_name, const py::array& out
 }
 
 py::array new_f32(std::vector<py::ssize_t> shape) { return py::array_t<float>(shape); }
+
+void require_shape_like(const char* fn, const char* name, const py::array& a,
+                        const std::string& ref_desc, const py::array& ref) {
+  if (a.ndim() != ref.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), ref.shape())) {
+    value_error(fn, std::string(name) + " must have " + ref_desc + " " + shape_str(ref) +
+                        ", got " + shape_str(a));
+  }
+}
+
+void require_same_shape(const char* fn, const char* name, const py::array& a,
+                        const char* ref_name, const py::array& ref) {
+  require_shape_like(fn, name, a, std::string("the shape of ") + ref_name, ref);
+}
+
+py::array elementwise_out(const char* fn, const py::array& like, const char* like_desc,
+                          const py::handle& out_obj,
+                          std::initializer_list<std::pair<const char*, const py::array*>> ins) {
+  if (out_obj.is_none()) {
+    return new_f32(std::vector<py::ssize_t>(like.shape(), like.shape() + like.ndim()));
+  }
+  py::array out = f32_array(fn, "out", out_obj, -1);
+  require_shape_like(fn, "out", out, like_desc, like);
+  require_writeable(fn, "out", out);
+  for (auto& [name, arr] : ins) require_disjoint(fn, "out", out, name, *arr, /*allow_exact=*/true);
+  return out;
+}
 
 }  // namespace sg::bind

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sg::bind {
@@ -37,6 +38,22 @@ void require_shape(const char* fn, const char* name, const py::array& a,
 // memory (same pointer, same size): the kernels that accept in-place operation say so.
 void require_disjoint(const char* fn, const char* out_name, const py::array& out,
                       const char* in_name, const py::array& in, bool allow_exact = false);
+
+// Raises unless a has ref's shape: "<name> must have <ref_desc> <ref's shape>, got <a's shape>"
+// (ref_desc e.g. "the input's shape" or "the shape of x").
+void require_shape_like(const char* fn, const char* name, const py::array& a,
+                        const std::string& ref_desc, const py::array& ref);
+
+// "<name> must have the shape of <ref_name> <ref's shape>, got ...".
+void require_same_shape(const char* fn, const char* name, const py::array& a,
+                        const char* ref_name, const py::array& ref);
+
+// Output array for an elementwise op: a new float32 array shaped like `like` when out_obj is
+// None, else `out` checked for like's shape (like_desc names it in the error), writeable, and
+// disjoint from each input except for the very same memory (in place).
+py::array elementwise_out(const char* fn, const py::array& like, const char* like_desc,
+                          const py::handle& out_obj,
+                          std::initializer_list<std::pair<const char*, const py::array*>> ins);
 
 bool is_none(const py::handle& h);
 
