@@ -15,16 +15,6 @@ namespace {
 
 using std::to_string;
 
-// An output array: allocated when None, else checked (float32, C-contiguous, shape, writeable).
-py::array out_array(const char* fn, const char* name, py::handle obj,
-                    std::initializer_list<int64_t> shape) {
-  if (obj.is_none()) return new_f32(std::vector<py::ssize_t>(shape.begin(), shape.end()));
-  py::array a = f32_array(fn, name, obj, static_cast<int>(shape.size()));
-  require_shape(fn, name, a, shape);
-  require_writeable(fn, name, a);
-  return a;
-}
-
 // An in-place per-parameter array (gradient, running statistic): never converted.
 py::array inplace_array(const char* fn, const char* name, py::handle obj,
                         std::initializer_list<int64_t> shape) {
@@ -32,6 +22,13 @@ py::array inplace_array(const char* fn, const char* name, py::handle obj,
   require_shape(fn, name, a, shape);
   require_writeable(fn, name, a);
   return a;
+}
+
+// An output array: allocated when None, else checked like an in-place array.
+py::array out_array(const char* fn, const char* name, py::handle obj,
+                    std::initializer_list<int64_t> shape) {
+  if (obj.is_none()) return new_f32(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  return inplace_array(fn, name, obj, shape);
 }
 
 Activation parse_act(const char* fn, const std::string& s) {
