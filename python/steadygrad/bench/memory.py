@@ -1,0 +1,147 @@
+"""Memory suite: peak RSS of training each config, one fresh process per framework, net of
+that process's interpreter + import baseline, beside steadygrad's `model.summary()` prediction
+(parameters, gradients, optimizer state, cached activations, workspace)."""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+from steadygrad.bench import worker
+from steadygrad.bench.common import tiny
+from steadygrad.bench.models import BUILDERS, CONFIGS, make_data
+
+MB = 1 << 20
+FRAMEWORKS = ("steadygrad", "torch", "jax")
+PREDICTION_TOLERANCE = 0.10  # |predicted - measured| / measured
+L_RATIO_TARGET = 0.8  # steadygrad peak for L <= 0.8x PyTorch's
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    """Resets the kernel's high-water mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_bytes() -> int:
+    kb = _status_kb("VmRSS")
+    return kb * 1024 if kb is not None else 0
+
+
+def peak_bytes() -> int:
+    kb = _status_kb("VmHWM")
+    if kb is None:  # not Linux: ru_maxrss is KiB on Linux, bytes on macOS
+        import sys
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r if sys.platform == "darwin" else r * 1024
+    return kb * 1024
+
+
+def predict(model: Any, batch: int) -> dict[str, Any]:
+    """steadygrad's own accounting, as bytes per category plus 'total'."""
+    s = model.summary(batch)
+    if isinstance(s, dict):
+        d = s
+    else:
+        d = {k: getattr(s, k) for k in dir(s) if not k.startswith("_")
+             and isinstance(getattr(s, k), int | float)}
+    return {k: int(v) for k, v in d.items() if isinstance(v, int | float)}
+
+
+def measure_in_process(framework: str, config: str, steps: int) -> dict[str, Any]:
+    """Runs in a fresh worker after the framework import: data first, then the baseline,
+    then model + optimizer + `steps` training steps; peak is the high-water mark."""
+    cfg = CONFIGS[config]
+    x, y = make_data(cfg)
+    resettable = reset_peak()
+    base = rss_bytes() if resettable else peak_bytes()
+    step, model = BUILDERS[framework](cfg, x, y)
+    for _ in range(steps):
+        step()
+    peak = peak_bytes()
+    out: dict[str, Any] = {"baseline_bytes": base, "peak_bytes": peak,
+                           "net_bytes": peak - base, "hwm_reset": resettable}
+    if framework == "steadygrad":
+        out["predicted"] = predict(model, cfg.batch)
+    return out
+
+
+def configs_for(quick: bool) -> list[str]:
+    if tiny():
+        return ["T"]
+    return ["S", "M"] if quick else ["S", "M", "L"]
+
+
+def _pred_total(pred: dict[str, int]) -> int | None:
+    if "total" in pred:
+        return pred["total"]
+    parts = [v for k, v in pred.items() if k.endswith("bytes") or k in (
+        "params", "grads", "optimizer", "activations", "workspace")]
+    return sum(parts) if parts else None
+
+
+def run(*, threads: list[int], repeat: int | None = None, quick: bool = True,
+        compare: set[str] | frozenset[str] = frozenset(), progress=None) -> dict[str, Any]:
+    """One fresh process per (config, framework) at the first thread count."""
+    names = configs_for(quick)
+    t = threads[0]
+    frameworks = ["steadygrad"] + [f for f in FRAMEWORKS[1:] if f in compare]
+    bar = progress(len(names) * len(frameworks), "memory") if progress else None
+    rows, errors = [], []
+    for name in names:
+        row: dict[str, Any] = {"config": name, "shape": CONFIGS[name].describe(), "threads": t}
+        for fw in frameworks:
+            if bar:
+                bar.set_postfix_str(f"{name} {fw}")
+            res = worker.spawn({"task": "memory", "framework": fw, "config": name,
+                                "threads": t, "steps": 3})
+            if "error" in res:
+                errors.append(f"{fw} {name}: {res['error']}")
+            else:
+                row[f"{fw}_mb"] = res["net_bytes"] / MB
+                row[f"{fw}_baseline_mb"] = res["baseline_bytes"] / MB
+                row[f"{fw}_raw"] = res
+            if bar:
+                bar.update(1)
+        pred = row.get("steadygrad_raw", {}).get("predicted")
+        if pred:
+            total = _pred_total(pred)
+            row["predicted"] = pred
+            row["predicted_mb"] = total / MB if total is not None else None
+            if total is not None and row.get("steadygrad_mb"):
+                err = (total / MB - row["steadygrad_mb"]) / row["steadygrad_mb"]
+                row["prediction_error_pct"] = 100.0 * err
+                row["prediction_ok"] = abs(err) <= PREDICTION_TOLERANCE
+        for fw in frameworks[1:]:
+            ours, theirs = row.get("steadygrad_mb"), row.get(f"{fw}_mb")
+            row[f"{fw}_x"] = ours / theirs if ours and theirs else None
+        rows.append(row)
+    if bar:
+        bar.close()
+    columns = [["config", "config"], ["steadygrad_mb", "sg MiB"],
+               ["predicted_mb", "summary() MiB"], ["prediction_error_pct", "pred err %"]]
+    for fw in frameworks[1:]:
+        columns += [[f"{fw}_mb", f"{fw} MiB"], [f"{fw}_x", f"sg/{fw}"]]
+    notes = ["peak RSS (VmHWM) of 3 training steps in a fresh process, minus the RSS after "
+             "the framework import and data creation (same process)",
+             "ratio columns: steadygrad MiB / peer MiB (below 1 = steadygrad smaller); "
+             f"targets: L <= {L_RATIO_TARGET}x torch, prediction within "
+             f"{PREDICTION_TOLERANCE:.0%}"]
+    return {"suite": "memory", "title": f"Peak training memory, net of baseline ({t} threads)",
+            "columns": columns, "rows": rows, "notes": notes + errors, "errors": errors}
