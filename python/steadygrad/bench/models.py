@@ -24,7 +24,7 @@ class Config:
     @property
     def weights(self) -> int:
         """Weight-matrix elements (the GEMM operands); biases and BN scales excluded."""
-        return sum(a * b for a, b in zip(self.dims[:-1], self.dims[1:]))
+        return sum(a * b for a, b in zip(self.dims[:-1], self.dims[1:], strict=False))
 
     @property
     def params(self) -> int:
@@ -71,7 +71,7 @@ def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn,
     from steadygrad import nn, optim
 
     layers: list = []
-    for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1]):
+    for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1], strict=False):
         layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
     layers.append(nn.Linear(cfg.dims[-2], cfg.dims[-1]))
     model = nn.Sequential(*layers)
@@ -93,7 +93,7 @@ def build_torch(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, obje
 
     torch.manual_seed(0)
     layers: list = []
-    for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1]):
+    for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1], strict=False):
         layers += [torch.nn.Linear(a, b), torch.nn.BatchNorm1d(b), torch.nn.ReLU()]
     layers.append(torch.nn.Linear(cfg.dims[-2], cfg.dims[-1]))
     model = torch.nn.Sequential(*layers)
@@ -123,7 +123,7 @@ def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object
 
     key = jax.random.PRNGKey(0)
     params, bn_state = [], []
-    for i, (a, b) in enumerate(zip(cfg.dims[:-1], cfg.dims[1:])):
+    for i, (a, b) in enumerate(zip(cfg.dims[:-1], cfg.dims[1:], strict=False)):
         key, k1 = jax.random.split(key)
         bound = 1.0 / np.sqrt(a)
         layer = {"w": jax.random.uniform(k1, (a, b), jnp.float32, -bound, bound),
@@ -138,7 +138,7 @@ def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object
 
     def loss_fn(params, bn_state, xb, yb):
         h, new_state = xb, []
-        for layer, st in zip(params[:-1], bn_state):
+        for layer, st in zip(params[:-1], bn_state, strict=True):
             h = h @ layer["w"] + layer["b"]
             mean = h.mean(0)
             var = h.var(0)

@@ -89,6 +89,10 @@ def machine_info(compare: set[str]) -> dict[str, Any]:
     info["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
     info["available_cpus"] = available_cpus()
     info["python"] = platform.python_version()
+    try:
+        info["loadavg_start"] = list(os.getloadavg())
+    except (AttributeError, OSError):
+        info["loadavg_start"] = None
     versions: dict[str, str | None] = {"steadygrad": sg.__version__, "numpy": np.__version__}
     for name in ("torch", "jax"):
         if name in compare:
@@ -101,5 +105,18 @@ def machine_info(compare: set[str]) -> dict[str, Any]:
         k: os.environ.get(k)
         for k in (*OPENBLAS_VARS, "OMP_NUM_THREADS", "OMP_PROC_BIND", "STEADYGRAD_ISA")
     }
-    info["warnings"] = openblas_warnings()
+    info["warnings"] = openblas_warnings() + load_warnings()
     return info
+
+
+def load_warnings() -> list[str]:
+    """Other processes on the cores skew every timing (spinning OpenMP threads worst)."""
+    try:
+        load1 = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return []
+    cpus = available_cpus()
+    if load1 > 0.5 * cpus:
+        return [f"load average {load1:.2f} on {cpus} CPUs before the run: other processes "
+                "are competing for the cores, timings will be noisy"]
+    return []

@@ -56,7 +56,7 @@ def render_table(
 
     def line(items: Sequence[str]) -> str:
         out = [items[0].ljust(widths[0])]
-        out += [s.rjust(w) for s, w in zip(items[1:], widths[1:])]
+        out += [s.rjust(w) for s, w in zip(items[1:], widths[1:], strict=True)]
         return "  ".join(out).rstrip()
 
     parts = []
@@ -196,7 +196,7 @@ def write_plot(path: str, suites: dict[str, dict[str, Any]]) -> str | None:
     if not panels:
         return "no ratio columns to plot"
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False)
-    for ax, (name, res, keys) in zip(axes[:, 0], panels):
+    for ax, (name, res, keys) in zip(axes[:, 0], panels, strict=True):
         label_key = res["columns"][0][0]
         labels = [f"{r.get(label_key)}/{r.get('threads', '')}t" for r in res["rows"]]
         width = 0.8 / len(keys)
