@@ -95,11 +95,15 @@ def test_missing_peer_is_skipped_not_an_error(tmp_path: Path, monkeypatch: pytes
                                               capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("torch")
     monkeypatch.setitem(sys.modules, "jax", None)  # `import jax` now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setenv("STEADYGRAD_BENCH_TINY", "1")
     out = tmp_path / "bench.json"
     assert cli.main(["train", "--tiny", "--threads", "1", "--compare", "torch,jax",
-                     "--json", str(out), "--no-progress"]) == 0
-    assert "skipped jax: jax not importable" in capsys.readouterr().out
+                     "--json", str(out), "--plot", str(tmp_path / "p.png"),
+                     "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped jax: jax not importable" in printed
+    assert "plot skipped: matplotlib is not installed" in printed
     data = json.loads(out.read_text())
     assert data["peers"]["available"] == ["torch"]
     assert "jax" in data["peers"]["skipped"]
