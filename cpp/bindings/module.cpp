@@ -15,6 +15,7 @@ namespace py = pybind11;
 
 namespace sg::bind {
 void register_gemm(py::module_& m);
+void register_layers(py::module_& m);
 void register_ops(py::module_& m);
 }  // namespace sg::bind
 
@@ -80,5 +81,6 @@ PYBIND11_MODULE(_core, m) {
         "The kernel path in use.");
 
   sg::bind::register_gemm(m);
+  sg::bind::register_layers(m);
   sg::bind::register_ops(m);
 }

@@ -6,7 +6,7 @@ kernels chosen at run time; this package is the thin Python layer over them.
 
 from __future__ import annotations
 
-from steadygrad import ops
+from steadygrad import nn, ops
 from steadygrad._core import (
     __version__,
     cpu_info,
@@ -15,12 +15,15 @@ from steadygrad._core import (
     set_isa,
     set_num_threads,
 )
+from steadygrad.random import manual_seed
 
 __all__ = [
     "__version__",
     "cpu_info",
     "get_isa",
     "get_num_threads",
+    "manual_seed",
+    "nn",
     "ops",
     "set_isa",
     "set_num_threads",

@@ -2,6 +2,35 @@
 
 from __future__ import annotations
 
+from steadygrad.nn import init
+from steadygrad.nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from steadygrad.nn.batchnorm import BatchNorm1d
+from steadygrad.nn.container import Residual, Sequential
+from steadygrad.nn.dropout import Dropout
+from steadygrad.nn.linear import Flatten, Identity, Linear
+from steadygrad.nn.loss import CrossEntropyLoss, MSELoss
+from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
 
-__all__ = ["FlatStorage", "Parameter", "flatten", "shared_storage"]
+__all__ = [
+    "GELU",
+    "BatchNorm1d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "FlatStorage",
+    "Flatten",
+    "Identity",
+    "LeakyReLU",
+    "Linear",
+    "MSELoss",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Residual",
+    "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "flatten",
+    "init",
+    "shared_storage",
+]

@@ -164,7 +164,7 @@ def flatten(params: Iterable[Parameter]) -> FlatStorage:
             seen.add(id(p))
             unique.append(p)
     storage = FlatStorage(unique)
-    for p, off in zip(unique, storage.offsets):
+    for p, off in zip(unique, storage.offsets, strict=True):
         n = p.size
         shape = p._data.shape
         new_data = storage.data[off : off + n].reshape(shape)

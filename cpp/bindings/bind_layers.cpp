@@ -1,0 +1,403 @@
+// Bindings for the layer kernels: Linear, BatchNorm1d, residual add, dropout and MSE. Each
+// nn layer's forward or backward is one call here; every argument is validated before any
+// output is touched, so a rejected call leaves parameters, gradients and buffers unchanged.
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "bindings/checks.h"
+#include "layers/batchnorm.h"
+#include "layers/linear.h"
+#include "layers/pointwise.h"
+
+namespace sg::bind {
+namespace {
+
+using std::to_string;
+
+// An output array: allocated when None, else checked (float32, C-contiguous, shape, writeable).
+py::array out_array(const char* fn, const char* name, py::handle obj,
+                    std::initializer_list<int64_t> shape) {
+  if (obj.is_none()) return new_f32(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  py::array a = f32_array(fn, name, obj, static_cast<int>(shape.size()));
+  require_shape(fn, name, a, shape);
+  require_writeable(fn, name, a);
+  return a;
+}
+
+// An in-place per-parameter array (gradient, running statistic): never converted.
+py::array inplace_array(const char* fn, const char* name, py::handle obj,
+                        std::initializer_list<int64_t> shape) {
+  py::array a = f32_array(fn, name, obj, static_cast<int>(shape.size()));
+  require_shape(fn, name, a, shape);
+  require_writeable(fn, name, a);
+  return a;
+}
+
+Activation parse_act(const char* fn, const std::string& s) {
+  if (s == "none") return Activation::none;
+  if (s == "relu") return Activation::relu;
+  value_error(fn, "activation must be 'none' or 'relu', got '" + s + "'");
+}
+
+py::array linear_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle out_obj,
+                         const std::string& activation) {
+  const char* fn = "linear_forward";
+  const Activation act = parse_act(fn, activation);
+  py::array w = f32_array(fn, "weight", w_obj, 2);
+  const int64_t out_f = w.shape(0), in_f = w.shape(1);
+  py::array x = f32_array(fn, "input", x_obj, -1);
+  if (x.ndim() != 2 || x.shape(1) != in_f) {
+    value_error(fn, "input must have shape (batch, in_features=" + to_string(in_f) +
+                        ") for weight " + shape_str(w) + ", got " + shape_str(x));
+  }
+  const int64_t batch = x.shape(0);
+  const float* bp = nullptr;
+  py::array b;
+  if (!b_obj.is_none()) {
+    b = f32_array(fn, "bias", b_obj, 1);
+    require_shape(fn, "bias", b, {out_f});
+    bp = f32_cptr(b);
+  }
+  py::array y = out_array(fn, "out", out_obj, {batch, out_f});
+  require_disjoint(fn, "out", y, "input", x);
+  require_disjoint(fn, "out", y, "weight", w);
+  if (bp) require_disjoint(fn, "out", y, "bias", b);
+  const float* xp = f32_cptr(x);
+  const float* wp = f32_cptr(w);
+  float* yp = f32_ptr(y);
+  {
+    py::gil_scoped_release release;
+    linear_forward_f32(yp, xp, wp, bp, batch, in_f, out_f, act);
+  }
+  return y;
+}
+
+py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj,
+                           py::handle dw_obj, py::handle db_obj, bool accumulate,
+                           py::handle accumulate_bias, bool compute_grad_input, py::handle dx_obj) {
+  const char* fn = "linear_backward";
+  const bool acc_b = accumulate_bias.is_none() ? accumulate : accumulate_bias.cast<bool>();
+  py::array w = f32_array(fn, "weight", w_obj, 2);
+  const int64_t out_f = w.shape(0), in_f = w.shape(1);
+  py::array x = f32_array(fn, "input", x_obj, 2);
+  require_shape(fn, "input", x, {-1, in_f});
+  const int64_t batch = x.shape(0);
+  py::array dy = f32_array(fn, "grad_output", dy_obj, -1);
+  if (dy.ndim() != 2 || dy.shape(0) != batch || dy.shape(1) != out_f) {
+    value_error(fn, "grad_output must have the output's shape (batch=" + to_string(batch) +
+                        ", out_features=" + to_string(out_f) + "), got " + shape_str(dy));
+  }
+  py::array dw = inplace_array(fn, "grad_weight", dw_obj, {out_f, in_f});
+  float* dbp = nullptr;
+  py::array db;
+  if (!db_obj.is_none()) {
+    db = inplace_array(fn, "grad_bias", db_obj, {out_f});
+    require_disjoint(fn, "grad_bias", db, "grad_output", dy);
+    require_disjoint(fn, "grad_bias", db, "grad_weight", dw);
+    dbp = f32_ptr(db);
+  }
+  for (auto [name, arr] : {std::pair<const char*, py::array*>{"grad_output", &dy}, {"input", &x},
+                           {"weight", &w}}) {
+    require_disjoint(fn, "grad_weight", dw, name, *arr);
+  }
+  py::object dx_ret = py::none();
+  float* dxp = nullptr;
+  if (compute_grad_input) {
+    py::array dx = out_array(fn, "grad_input", dx_obj, {batch, in_f});
+    for (auto [name, arr] : {std::pair<const char*, py::array*>{"grad_output", &dy}, {"weight", &w},
+                             {"grad_weight", &dw}}) {
+      require_disjoint(fn, "grad_input", dx, name, *arr);
+    }
+    if (dbp) require_disjoint(fn, "grad_input", dx, "grad_bias", db);
+    dxp = f32_ptr(dx);
+    dx_ret = dx;
+  }
+  const float* dyp = f32_cptr(dy);
+  const float* xp = f32_cptr(x);
+  const float* wp = f32_cptr(w);
+  float* dwp = f32_ptr(dw);
+  {
+    py::gil_scoped_release release;
+    linear_backward_f32(dxp, dwp, dbp, dyp, xp, wp, batch, in_f, out_f, accumulate ? 1.0f : 0.0f,
+                        acc_b ? 1.0f : 0.0f);
+  }
+  return dx_ret;
+}
+
+// Optional per-channel float32 array of shape (c,): null pointer when None.
+const float* opt_channel(const char* fn, const char* name, py::handle obj, int64_t c, py::array* keep) {
+  if (obj.is_none()) return nullptr;
+  *keep = f32_array(fn, name, obj, 1);
+  require_shape(fn, name, *keep, {c});
+  return f32_cptr(*keep);
+}
+
+py::array batchnorm_forward(py::handle x_obj, py::handle g_obj, py::handle b_obj,
+                            py::handle rm_obj, py::handle rv_obj, py::handle nbt_obj,
+                            py::handle sm_obj, py::handle si_obj, bool use_batch_stats,
+                            py::handle momentum_obj, double eps, py::handle out_obj) {
+  const char* fn = "batchnorm_forward";
+  py::array sm = f32_array(fn, "save_mean", sm_obj, 1);
+  const int64_t c = sm.shape(0);
+  py::array x = f32_array(fn, "input", x_obj, -1);
+  if (x.ndim() != 2 || x.shape(1) != c) {
+    value_error(fn, "input must have shape (batch, num_features=" + to_string(c) + "), got " +
+                        shape_str(x));
+  }
+  const int64_t n = x.shape(0);
+  py::array si = inplace_array(fn, "save_invstd", si_obj, {c});
+  require_writeable(fn, "save_mean", sm);
+  py::array g, b, rm, rv;
+  const float* gp = opt_channel(fn, "weight", g_obj, c, &g);
+  const float* bp = opt_channel(fn, "bias", b_obj, c, &b);
+  const bool running = !rm_obj.is_none();
+  if (running != !rv_obj.is_none()) value_error(fn, "running_mean and running_var must both be given or both be None");
+  if (running) {
+    rm = inplace_array(fn, "running_mean", rm_obj, {c});
+    rv = inplace_array(fn, "running_var", rv_obj, {c});
+  }
+  if (!(eps >= 0.0)) value_error(fn, "eps must be >= 0, got " + to_string(eps));
+  if (use_batch_stats && n <= 1) {
+    value_error(fn, "Expected more than 1 value per channel when training, got input of shape " +
+                        shape_str(x));
+  }
+  float momentum = 0.0f;
+  int64_t* nbt = nullptr;
+  const bool update = use_batch_stats && running;
+  if (update) {
+    if (nbt_obj.is_none()) value_error(fn, "num_batches_tracked is required to update running statistics");
+    py::array t = py::reinterpret_borrow<py::array>(nbt_obj);
+    if (!py::isinstance<py::array>(nbt_obj) || t.dtype().kind() != 'i' || t.itemsize() != 8 ||
+        t.size() != 1 || !t.writeable()) {
+      type_error(fn, "num_batches_tracked must be a writeable int64 array with one element");
+    }
+    nbt = static_cast<int64_t*>(t.mutable_data());
+    if (momentum_obj.is_none()) {
+      momentum = static_cast<float>(1.0 / static_cast<double>(*nbt + 1));  // cumulative average
+    } else {
+      const double m = momentum_obj.cast<double>();
+      if (!(m >= 0.0 && m <= 1.0)) value_error(fn, "momentum must be in [0, 1] or None, got " + to_string(m));
+      momentum = static_cast<float>(m);
+    }
+  }
+  py::array y = out_array(fn, "out", out_obj, {n, c});
+  require_disjoint(fn, "out", y, "input", x);
+  const float* xp = f32_cptr(x);
+  float* yp = f32_ptr(y);
+  float* smp = f32_ptr(sm);
+  float* sip = f32_ptr(si);
+  float* rmp = running ? f32_ptr(rm) : nullptr;
+  float* rvp = running ? f32_ptr(rv) : nullptr;
+  const float e = static_cast<float>(eps);
+  if (nbt) *nbt += 1;
+  {
+    py::gil_scoped_release release;
+    const BatchNormKernels& k = batchnorm_kernels();
+    if (use_batch_stats) {
+      k.forward_train(yp, smp, sip, update ? rmp : nullptr, update ? rvp : nullptr, xp, gp, bp, n,
+                      c, e, momentum);
+    } else {
+      k.forward_eval(yp, smp, sip, xp, rmp, rvp, gp, bp, n, c, e);
+    }
+  }
+  return y;
+}
+
+py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_obj,
+                              py::handle sm_obj, py::handle si_obj, py::handle dg_obj,
+                              py::handle db_obj, bool batch_stats, bool accumulate,
+                              py::handle accumulate_bias, bool compute_grad_input,
+                              py::handle dx_obj) {
+  const char* fn = "batchnorm_backward";
+  const bool acc_b = accumulate_bias.is_none() ? accumulate : accumulate_bias.cast<bool>();
+  py::array sm = f32_array(fn, "save_mean", sm_obj, 1);
+  const int64_t c = sm.shape(0);
+  py::array si = f32_array(fn, "save_invstd", si_obj, 1);
+  require_shape(fn, "save_invstd", si, {c});
+  py::array x = f32_array(fn, "input", x_obj, 2);
+  require_shape(fn, "input", x, {-1, c});
+  const int64_t n = x.shape(0);
+  py::array dy = f32_array(fn, "grad_output", dy_obj, -1);
+  if (dy.ndim() != 2 || dy.shape(0) != n || dy.shape(1) != c) {
+    value_error(fn, "grad_output must have the output's shape (batch=" + to_string(n) +
+                        ", num_features=" + to_string(c) + "), got " + shape_str(dy));
+  }
+  py::array g, dg, db;
+  const float* gp = opt_channel(fn, "weight", g_obj, c, &g);
+  float* dgp = nullptr;
+  float* dbp = nullptr;
+  if (!dg_obj.is_none()) { dg = inplace_array(fn, "grad_weight", dg_obj, {c}); dgp = f32_ptr(dg); }
+  if (!db_obj.is_none()) { db = inplace_array(fn, "grad_bias", db_obj, {c}); dbp = f32_ptr(db); }
+  py::object dx_ret = py::none();
+  float* dxp = nullptr;
+  if (compute_grad_input) {
+    py::array dx = out_array(fn, "grad_input", dx_obj, {n, c});
+    require_disjoint(fn, "grad_input", dx, "grad_output", dy);
+    require_disjoint(fn, "grad_input", dx, "input", x);
+    dxp = f32_ptr(dx);
+    dx_ret = dx;
+  }
+  const float* dyp = f32_cptr(dy);
+  const float* xp = f32_cptr(x);
+  const float* smp = f32_cptr(sm);
+  const float* sip = f32_cptr(si);
+  {
+    py::gil_scoped_release release;
+    batchnorm_kernels().backward(dxp, dgp, dbp, dyp, xp, smp, sip, gp, n, c, batch_stats,
+                                 accumulate ? 1.0f : 0.0f, acc_b ? 1.0f : 0.0f);
+  }
+  return dx_ret;
+}
+
+py::array add(py::handle a_obj, py::handle b_obj, py::handle out_obj) {
+  const char* fn = "add";
+  py::array a = f32_array(fn, "a", a_obj, -1);
+  py::array b = f32_array(fn, "b", b_obj, -1);
+  if (a.ndim() != b.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), b.shape())) {
+    value_error(fn, "b must have the shape of a " + shape_str(a) + ", got " + shape_str(b));
+  }
+  py::array y;
+  if (out_obj.is_none()) {
+    y = new_f32(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  } else {
+    y = f32_array(fn, "out", out_obj, -1);
+    if (y.ndim() != a.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), y.shape())) {
+      value_error(fn, "out must have the shape of a " + shape_str(a) + ", got " + shape_str(y));
+    }
+    require_writeable(fn, "out", y);
+    require_disjoint(fn, "out", y, "a", a, true);
+    require_disjoint(fn, "out", y, "b", b, true);
+  }
+  const float* ap = f32_cptr(a);
+  const float* bp = f32_cptr(b);
+  float* yp = f32_ptr(y);
+  const int64_t n = a.size();
+  {
+    py::gil_scoped_release release;
+    add_f32(yp, ap, bp, n);
+  }
+  return y;
+}
+
+py::array dropout(py::handle x_obj, double p, uint64_t seed, py::handle out_obj) {
+  const char* fn = "dropout";
+  py::array x = f32_array(fn, "x", x_obj, -1);
+  if (!(p >= 0.0 && p <= 1.0)) {
+    value_error(fn, "dropout probability has to be between 0 and 1, but got " + to_string(p));
+  }
+  py::array y;
+  if (out_obj.is_none()) {
+    y = new_f32(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  } else {
+    y = f32_array(fn, "out", out_obj, -1);
+    if (y.ndim() != x.ndim() || !std::equal(x.shape(), x.shape() + x.ndim(), y.shape())) {
+      value_error(fn, "out must have the shape of x " + shape_str(x) + ", got " + shape_str(y));
+    }
+    require_writeable(fn, "out", y);
+    require_disjoint(fn, "out", y, "x", x, true);
+  }
+  // keep with probability 1 - p: threshold = round(p * 2^32); p == 1 drops all (scale unused).
+  const double t = std::nearbyint(p * 4294967296.0);
+  const bool all = p >= 1.0;
+  const uint32_t threshold = all ? 0u : static_cast<uint32_t>(t > 4294967295.0 ? 4294967295.0 : t);
+  const float scale = all ? 0.0f : static_cast<float>(1.0 / (1.0 - p));
+  const float* xp = f32_cptr(x);
+  float* yp = f32_ptr(y);
+  const int64_t n = x.size();
+  {
+    py::gil_scoped_release release;
+    dropout_f32(yp, xp, n, seed, threshold, scale);
+  }
+  return y;
+}
+
+py::tuple mse_loss(py::handle pred_obj, py::handle target_obj, const std::string& reduction,
+                   bool compute_grad, py::handle out_obj) {
+  const char* fn = "mse_loss";
+  py::array p = f32_array(fn, "input", pred_obj, -1);
+  py::array t = f32_array(fn, "target", target_obj, -1);
+  if (p.ndim() != t.ndim() || !std::equal(p.shape(), p.shape() + p.ndim(), t.shape())) {
+    value_error(fn, "target must have the input's shape " + shape_str(p) + ", got " + shape_str(t));
+  }
+  if (reduction != "mean" && reduction != "sum") {
+    value_error(fn, "reduction must be 'mean' or 'sum', got '" + reduction + "'");
+  }
+  const int64_t n = p.size();
+  const bool mean = reduction == "mean";
+  py::object grad_obj = py::none();
+  float* gp = nullptr;
+  if (compute_grad) {
+    py::array g;
+    if (out_obj.is_none()) {
+      g = new_f32(std::vector<py::ssize_t>(p.shape(), p.shape() + p.ndim()));
+    } else {
+      g = f32_array(fn, "out", out_obj, -1);
+      if (g.ndim() != p.ndim() || !std::equal(p.shape(), p.shape() + p.ndim(), g.shape())) {
+        value_error(fn, "out must have the input's shape " + shape_str(p) + ", got " + shape_str(g));
+      }
+      require_writeable(fn, "out", g);
+      require_disjoint(fn, "out", g, "input", p, true);
+      require_disjoint(fn, "out", g, "target", t, true);
+    }
+    gp = f32_ptr(g);
+    grad_obj = g;
+  }
+  const float scale = mean ? (n > 0 ? static_cast<float>(2.0 / static_cast<double>(n)) : 0.0f) : 2.0f;
+  const float* pp = f32_cptr(p);
+  const float* tp = f32_cptr(t);
+  double total;
+  {
+    py::gil_scoped_release release;
+    total = mse_f32(gp, pp, tp, n, scale);
+  }
+  const double loss = mean ? (n > 0 ? total / static_cast<double>(n) : NAN) : total;
+  return py::make_tuple(loss, grad_obj);
+}
+
+}  // namespace
+
+void register_layers(py::module_& m) {
+  m.def("linear_forward", &linear_forward, py::arg("input"), py::arg("weight"),
+        py::arg("bias") = py::none(), py::kw_only(), py::arg("out") = py::none(),
+        py::arg("activation") = "none",
+        "act(input @ weight.T + bias) in one GEMM with the bias (and optional 'relu') fused. "
+        "input (batch, in), weight (out, in), bias (out,) or None; returns (batch, out).");
+  m.def("linear_backward", &linear_backward, py::arg("grad_output"), py::arg("input"),
+        py::arg("weight"), py::arg("grad_weight"), py::arg("grad_bias") = py::none(), py::kw_only(),
+        py::arg("accumulate") = false, py::arg("accumulate_bias") = py::none(),
+        py::arg("compute_grad_input") = true,
+        py::arg("grad_input") = py::none(),
+        "Linear backward in one call: grad_weight (+)= grad_output.T @ input, grad_bias (+)= "
+        "column sums of grad_output (deterministic), and returns grad_input = grad_output @ weight "
+        "(None when compute_grad_input=False). accumulate=False writes without reading.");
+  m.def("batchnorm_forward", &batchnorm_forward, py::arg("input"), py::arg("weight"),
+        py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
+        py::arg("num_batches_tracked"), py::arg("save_mean"), py::arg("save_invstd"), py::kw_only(),
+        py::arg("use_batch_stats"), py::arg("momentum") = 0.1, py::arg("eps") = 1e-5,
+        py::arg("out") = py::none(),
+        "BatchNorm1d forward on (batch, C) as torch: batch statistics (biased var) when "
+        "use_batch_stats, updating running_mean/var (unbiased var; momentum None = cumulative "
+        "average) and incrementing num_batches_tracked when they are given; else running "
+        "statistics. Fills save_mean/save_invstd for the backward.");
+  m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_output"), py::arg("input"),
+        py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("grad_weight"),
+        py::arg("grad_bias"), py::kw_only(), py::arg("batch_stats"), py::arg("accumulate") = false,
+        py::arg("accumulate_bias") = py::none(), py::arg("compute_grad_input") = true, py::arg("grad_input") = py::none(),
+        "BatchNorm1d backward from the saved statistics: grad_weight/grad_bias written or "
+        "accumulated, returns grad_input. Deterministic reductions.");
+  m.def("add", &add, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("out") = py::none(),
+        "a + b elementwise (same shapes); out may be a or b.");
+  m.def("dropout", &dropout, py::arg("x"), py::arg("p"), py::arg("seed"), py::kw_only(),
+        py::arg("out") = py::none(),
+        "x * mask / (1 - p) with mask[i] = hash(seed, i) >= p * 2^32 (counter-based: the same "
+        "seed gives the same mask for any thread count or ISA). The backward is "
+        "dropout(grad_output, p, seed) with the forward's seed.");
+  m.def("mse_loss", &mse_loss, py::arg("input"), py::arg("target"), py::kw_only(),
+        py::arg("reduction") = "mean", py::arg("compute_grad") = true, py::arg("out") = py::none(),
+        "Mean squared error as torch.nn.functional.mse_loss ('mean' or 'sum'); returns "
+        "(loss, grad) with grad = d loss / d input (None when compute_grad=False). The sum is "
+        "deterministic (double lanes, fixed chunks).");
+}
+
+}  // namespace sg::bind

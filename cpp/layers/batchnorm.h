@@ -1,0 +1,49 @@
+// BatchNorm1d over (batch, channels) as torch.nn.BatchNorm1d: biased batch variance to
+// normalise, unbiased variance into running_var. Shape legend: x, y, dx, dy are (n, c);
+// every per-channel array is (c,). Reductions are deterministic (see colreduce_impl.h).
+#pragma once
+#include <cstdint>
+
+#include "isa/dispatch.h"
+
+namespace sg {
+
+struct BatchNormKernels {
+  // Training: batch mean and biased variance per channel; save_mean/save_invstd receive them
+  // (invstd = 1/sqrt(var + eps)); y = (x - mean) * invstd * gamma + beta. If running_mean is
+  // non-null, running = (1 - momentum) running + momentum batch (unbiased var, n > 1).
+  // gamma/beta null means affine=False (1 and 0).
+  void (*forward_train)(float* y, float* save_mean, float* save_invstd, float* running_mean,
+                        float* running_var, const float* x, const float* gamma,
+                        const float* beta, int64_t n, int64_t c, float eps, float momentum);
+  // Inference on given statistics: save_mean = mean, save_invstd = 1/sqrt(var + eps), y as above.
+  void (*forward_eval)(float* y, float* save_mean, float* save_invstd, const float* x,
+                       const float* mean, const float* var, const float* gamma,
+                       const float* beta, int64_t n, int64_t c, float eps);
+  // Backward from the saved statistics. batch_stats: the statistics came from this batch
+  // (training), so dx carries their gradient; otherwise dx = dy * gamma * invstd.
+  // dgamma/dbeta (null when affine=False) are written (acc_* = 0) or accumulated (acc_* = 1);
+  // dx is skipped when null.
+  void (*backward)(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
+                   const float* save_mean, const float* save_invstd, const float* gamma,
+                   int64_t n, int64_t c, bool batch_stats, float acc_gamma, float acc_beta);
+};
+
+extern const BatchNormKernels batchnorm_kernels__generic;
+#if defined(SG_X86)
+extern const BatchNormKernels batchnorm_kernels__avx2;
+extern const BatchNormKernels batchnorm_kernels__avx512;
+#endif
+
+inline const BatchNormKernels& batchnorm_kernels() {
+#if defined(SG_X86)
+  static const BatchNormKernels* const table[kNumIsa] = {
+      &batchnorm_kernels__generic, &batchnorm_kernels__avx2, &batchnorm_kernels__avx512};
+#else
+  static const BatchNormKernels* const table[kNumIsa] = {&batchnorm_kernels__generic, nullptr,
+                                                         nullptr};
+#endif
+  return pick(table);
+}
+
+}  // namespace sg

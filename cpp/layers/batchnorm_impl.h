@@ -1,0 +1,124 @@
+// BatchNorm1d kernels over V. Included once per ISA TU. Each column tile (64 channels) is one
+// unit of work: reduce over the batch, then one elementwise pass over the same tile while it
+// is still in cache. Statistics are combined in double, like torch's CPU kernel.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "layers/batchnorm.h"
+#include "layers/colreduce_impl.h"
+
+namespace sg {
+namespace {
+
+// y = (x - mean) * k + beta per column of the tile, with k = gamma * invstd.
+inline void bn_apply(float* y, const float* x, const float* mean, const float* k,
+                     const float* shift, int64_t n, int64_t c, int64_t j0, int64_t w) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t off = j0; off < j0 + w; off += V::W) {
+      const int64_t cnt = std::min<int64_t>(V::W, j0 + w - off);
+      const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
+      store_cnt(y + i * c + off, V::fma(xc, load_cnt(k + off - j0, cnt), load_cnt(shift + off - j0, cnt)), cnt);
+    }
+  }
+}
+
+void bn_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
+                      float* running_var, const float* x, const float* gamma, const float* beta,
+                      int64_t n, int64_t c, float eps, float momentum) {
+  if (c <= 0) return;
+  for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
+    double sum[kColTile], ssq[kColTile];
+    alignas(64) float mean[kColTile], k[kColTile], shift[kColTile];
+    tile_reduce(sum, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
+      return load_cnt(x + i * c + off, cnt);
+    });
+    for (int64_t j = 0; j < w; ++j) mean[j] = static_cast<float>(sum[j] / static_cast<double>(n));
+    // Two-pass variance (sum of squared deviations) avoids the cancellation of E[x^2] - E[x]^2.
+    tile_reduce(ssq, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
+      const V::R d = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
+      return V::mul(d, d);
+    });
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t ch = j0 + j;
+      const double var = ssq[j] / static_cast<double>(n);
+      const float invstd = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+      save_mean[ch] = mean[j];
+      save_invstd[ch] = invstd;
+      const float g = gamma ? gamma[ch] : 1.0f;
+      k[j] = g * invstd;
+      shift[j] = beta ? beta[ch] : 0.0f;
+      if (running_mean) {
+        const double m = momentum;
+        const double unbiased = n > 1 ? ssq[j] / static_cast<double>(n - 1) : var;
+        running_mean[ch] = static_cast<float>((1.0 - m) * running_mean[ch] + m * (sum[j] / static_cast<double>(n)));
+        running_var[ch] = static_cast<float>((1.0 - m) * running_var[ch] + m * unbiased);
+      }
+    }
+    bn_apply(y, x, mean, k, shift, n, c, j0, w);
+  });
+}
+
+void bn_forward_eval(float* y, float* save_mean, float* save_invstd, const float* x,
+                     const float* mean, const float* var, const float* gamma, const float* beta,
+                     int64_t n, int64_t c, float eps) {
+  if (c <= 0) return;
+  for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
+    alignas(64) float m[kColTile], k[kColTile], shift[kColTile];
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t ch = j0 + j;
+      const float invstd = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[ch]) + eps));
+      m[j] = mean[ch];
+      save_mean[ch] = mean[ch];
+      save_invstd[ch] = invstd;
+      k[j] = (gamma ? gamma[ch] : 1.0f) * invstd;
+      shift[j] = beta ? beta[ch] : 0.0f;
+    }
+    bn_apply(y, x, m, k, shift, n, c, j0, w);
+  });
+}
+
+void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
+                 const float* save_mean, const float* save_invstd, const float* gamma, int64_t n,
+                 int64_t c, bool batch_stats, float acc_gamma, float acc_beta) {
+  if (c <= 0) return;
+  for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
+    double sdy[kColTile], sdyx[kColTile];
+    alignas(64) float a[kColTile], b[kColTile], k[kColTile];
+    const float* mean = save_mean + j0;
+    const float* invstd = save_invstd + j0;
+    tile_reduce(sdy, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
+      return load_cnt(dy + i * c + off, cnt);
+    });
+    // sum dy * xhat with xhat = (x - mean) * invstd recomputed (nothing but x is cached).
+    tile_reduce(sdyx, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
+      const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
+      const V::R xh = V::mul(xc, load_cnt(invstd + off - j0, cnt));
+      return V::mul(load_cnt(dy + i * c + off, cnt), xh);
+    });
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t ch = j0 + j;
+      if (dgamma) dgamma[ch] = static_cast<float>(acc_gamma != 0.0f ? dgamma[ch] + sdyx[j] : sdyx[j]);
+      if (dbeta) dbeta[ch] = static_cast<float>(acc_beta != 0.0f ? dbeta[ch] + sdy[j] : sdy[j]);
+      k[j] = (gamma ? gamma[ch] : 1.0f) * invstd[j];
+      a[j] = batch_stats ? static_cast<float>(sdy[j] / static_cast<double>(n)) : 0.0f;
+      // b multiplies (x - mean), so it folds in one invstd of xhat: invstd * mean(dy * xhat).
+      b[j] = batch_stats ? static_cast<float>(sdyx[j] / static_cast<double>(n)) * invstd[j] : 0.0f;
+    }
+    if (!dx) return;
+    // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat))
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t off = j0; off < j0 + w; off += V::W) {
+        const int64_t cnt = std::min<int64_t>(V::W, j0 + w - off);
+        const int64_t t = off - j0;
+        const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + t, cnt));
+        V::R g = V::sub(load_cnt(dy + i * c + off, cnt), load_cnt(a + t, cnt));
+        g = V::fnma(xc, load_cnt(b + t, cnt), g);
+        store_cnt(dx + i * c + off, V::mul(g, load_cnt(k + t, cnt)), cnt);
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace sg

@@ -1,0 +1,52 @@
+// Elementwise layer kernels: residual add, dropout (counter-based mask, no mask memory) and the
+// MSE loss with its gradient. Shape legend: n elements, flat.
+#pragma once
+#include <cstdint>
+
+#include "isa/dispatch.h"
+
+namespace sg {
+
+constexpr int64_t kMseChunk = 8192;
+constexpr int kMseLanes = 16;
+
+struct PointwiseKernels {
+  // y = a + b. y may alias a or b.
+  void (*add)(float* y, const float* a, const float* b, int64_t n);
+  // y[i] = keep(i) ? x[i] * scale : 0 with keep(i) = hash(seed, i) >= threshold (a 32-bit
+  // counter-based hash, so the mask depends only on (seed, i): forward and backward call this
+  // with the same seed, and any thread count or ISA draws the same mask). y may alias x.
+  // Element i of this call has global counter base + i.
+  void (*dropout)(float* y, const float* x, int64_t n, int64_t base, uint64_t seed,
+                  uint32_t threshold, float scale);
+  // One chunk (n <= kMseChunk) of MSE: d = pred - target; grad = d * grad_scale (skipped when
+  // grad is null); lanes[i % 16] += d*d in double.
+  void (*mse_chunk)(float* grad, const float* pred, const float* target, int64_t n,
+                    float grad_scale, double* lanes);
+};
+
+extern const PointwiseKernels pointwise_kernels__generic;
+#if defined(SG_X86)
+extern const PointwiseKernels pointwise_kernels__avx2;
+extern const PointwiseKernels pointwise_kernels__avx512;
+#endif
+
+inline const PointwiseKernels& pointwise_kernels() {
+#if defined(SG_X86)
+  static const PointwiseKernels* const table[kNumIsa] = {
+      &pointwise_kernels__generic, &pointwise_kernels__avx2, &pointwise_kernels__avx512};
+#else
+  static const PointwiseKernels* const table[kNumIsa] = {&pointwise_kernels__generic, nullptr,
+                                                         nullptr};
+#endif
+  return pick(table);
+}
+
+// Parallel drivers (fixed chunking: bitwise identical for any thread count).
+void add_f32(float* y, const float* a, const float* b, int64_t n);
+void dropout_f32(float* y, const float* x, int64_t n, uint64_t seed, uint32_t threshold,
+                 float scale);
+// Returns sum (pred - target)^2 (double, deterministic); writes grad = grad_scale (pred - target).
+double mse_f32(float* grad, const float* pred, const float* target, int64_t n, float grad_scale);
+
+}  // namespace sg

@@ -1,0 +1,105 @@
+"""Elementwise activations with torch's names: ReLU, LeakyReLU, GELU, Tanh, Sigmoid. Each
+forward and backward is one sg.ops kernel; the backward works from what forward cached
+(the input for ReLU/LeakyReLU/GELU, the output for Tanh/Sigmoid)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from steadygrad import _core
+from steadygrad.nn._util import shape_of, work_like
+from steadygrad.nn.module import Module
+
+
+class _Activation(Module):
+    _saves_output = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._saved: np.ndarray | None = None
+
+    def _fwd(self, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self._fwd(x, work_like(self, "out", shape_of(x), x))
+        self._saved = y if self._saves_output else x
+        return y
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._saved
+        assert saved is not None
+        want = saved.shape
+        if not isinstance(grad_output, np.ndarray) or grad_output.shape != want:
+            got = getattr(grad_output, "shape", type(grad_output).__name__)
+            raise ValueError(f"grad_output must have the output's shape {want}, got {got}")
+        return self._bwd(grad_output, saved, work_like(self, "dx", want, grad_output, saved))
+
+    def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        n = 4 * int(np.prod(shape))
+        return n, n
+
+
+class ReLU(_Activation):
+    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
+        return _core.relu(x, out=out)
+
+    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        return _core.relu_backward(dy, saved, out=out)
+
+
+class LeakyReLU(_Activation):
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
+        return _core.leaky_relu(x, self.negative_slope, out=out)
+
+    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        return _core.leaky_relu_backward(dy, saved, self.negative_slope, out=out)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class GELU(_Activation):
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
+        return _core.gelu(x, approximate=self.approximate, out=out)
+
+    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        return _core.gelu_backward(dy, saved, approximate=self.approximate, out=out)
+
+    def extra_repr(self) -> str:
+        return f"approximate='{self.approximate}'"
+
+
+class Tanh(_Activation):
+    _saves_output = True
+
+    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
+        return _core.tanh(x, out=out)
+
+    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        return _core.tanh_backward(dy, saved, out=out)
+
+
+class Sigmoid(_Activation):
+    _saves_output = True
+
+    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
+        return _core.sigmoid(x, out=out)
+
+    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        return _core.sigmoid_backward(dy, saved, out=out)

@@ -1,0 +1,94 @@
+"""BatchNorm1d on (batch, num_features) with torch's semantics: biased batch variance to
+normalise, unbiased variance into running_var, momentum=None for a cumulative average, eval
+mode on running statistics. Forward and backward are each one fused, deterministic kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from steadygrad import _core
+from steadygrad.nn._util import shape_of, work_like
+from steadygrad.nn.module import Module
+from steadygrad.nn.parameter import Parameter
+
+
+class BatchNorm1d(Module):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True) -> None:
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
+            raise ValueError(f"BatchNorm1d: num_features must be a positive int, got {num_features!r}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm1d: momentum must be in [0, 1] or None, got {momentum}")
+        if not eps >= 0.0:
+            raise ValueError(f"BatchNorm1d: eps must be >= 0, got {eps}")
+        c = int(num_features)
+        self.num_features, self.eps, self.momentum = c, float(eps), momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        if affine:
+            self.weight = Parameter(np.ones(c, np.float32))
+            self.bias = Parameter(np.zeros(c, np.float32))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(c, np.float32))
+            self.register_buffer("running_var", np.ones(c, np.float32))
+            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self._flatten_parameters()
+        self._save_mean = np.zeros(c, np.float32)
+        self._save_invstd = np.zeros(c, np.float32)
+        self._x: np.ndarray | None = None
+        self._batch_stats = True
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean[...] = 0.0
+            self.running_var[...] = 1.0
+            self.num_batches_tracked[...] = 0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        use_batch = self.training or not self.track_running_stats
+        s = shape_of(x, 2)
+        out = work_like(self, "out", None if s is None else (s[0], self.num_features), x)
+        w, b = self.weight, self.bias
+        y = _core.batchnorm_forward(
+            x, None if w is None else w.data, None if b is None else b.data,
+            self.running_mean, self.running_var, self.num_batches_tracked,
+            self._save_mean, self._save_invstd, use_batch_stats=use_batch,
+            momentum=self.momentum, eps=self.eps, out=out)
+        self._x, self._batch_stats = x, use_batch
+        return y
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        w, b, x = self.weight, self.bias, self._x
+        assert x is not None
+        need = self._input_grad
+        dx = work_like(self, "dx", x.shape, grad_output) if need else None
+        grad_input = _core.batchnorm_backward(
+            grad_output, x, None if w is None else w.data, self._save_mean, self._save_invstd,
+            None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
+            batch_stats=self._batch_stats, accumulate=w is not None and w.grad_fresh,
+            accumulate_bias=b is not None and b.grad_fresh, compute_grad_input=need,
+            grad_input=dx)
+        if w is not None and b is not None:
+            w.mark_grad_fresh()
+            b.mark_grad_fresh()
+        return grad_input
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) != 2 or shape[1] != self.num_features:
+            raise ValueError(f"expected input of shape (batch, {self.num_features}), got {tuple(shape)}")
+        return tuple(shape)
+
+    def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        n = 4 * shape[0] * self.num_features
+        return n + 8 * self.num_features, n
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")

@@ -1,0 +1,97 @@
+"""Containers: Sequential and Residual. Building one moves every parameter of the tree into
+one flat, 64-byte-aligned buffer (`model.flat_storage`), so an optimizer step, a norm or a
+checkpoint is one pass over one array. Build the model before creating its optimizer.
+A child's error is re-raised with its index and label: "Sequential[2] Linear(256 -> 10): ..."."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from steadygrad import _core
+from steadygrad.nn._util import work_like
+from steadygrad.nn.module import Module
+
+
+class Sequential(Module):
+    """Runs its modules in order; backward runs them in reverse."""
+
+    _is_container = True
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: argument {i} must be an nn.Module, got {type(m).__name__}")
+            setattr(self, str(i), m)
+        self._checked_shape: tuple[int, ...] | None = None
+        self._flatten_parameters()
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx: int) -> Module:
+        return list(self._modules.values())[idx]
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        for key, m in self._modules.items():
+            shape = self._in_child(key, m, m.output_shape, shape)
+        return shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        # Check the whole chain's shapes once per input shape, so a mismatch deep in the stack
+        # is reported before any layer runs (no running statistics or RNG state touched).
+        if isinstance(x, np.ndarray) and x.shape != self._checked_shape:
+            self.output_shape(x.shape)
+            self._checked_shape = x.shape
+        for key, m in self._modules.items():
+            x = self._in_child(key, m, m._run_forward, x)
+        return x
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        g = grad_output
+        items = list(self._modules.items())
+        for i in range(len(items) - 1, -1, -1):
+            key, m = items[i]
+            need = self._input_grad or i > 0
+            g = self._in_child(key, m, lambda d, m=m, need=need: m._run_backward(d, need), g)
+        return g
+
+
+class Residual(Module):
+    """y = x + module(x); module must keep the shape. dL/dx = dL/dy + module.backward(dL/dy)."""
+
+    _is_container = True
+
+    def __init__(self, module: Module) -> None:
+        super().__init__()
+        if not isinstance(module, Module):
+            raise TypeError(f"Residual: module must be an nn.Module, got {type(module).__name__}")
+        self.module = module
+        self._flatten_parameters()
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        out = self._in_child("module", self.module, self.module.output_shape, shape)
+        if tuple(out) != tuple(shape):
+            raise ValueError(f"module maps shape {tuple(shape)} to {tuple(out)}; "
+                             "y = x + module(x) needs them equal")
+        return tuple(shape)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        fx = self._in_child("module", self.module, self.module._run_forward, x)
+        if not isinstance(fx, np.ndarray) or fx.shape != getattr(x, "shape", None):
+            raise ValueError(f"module maps shape {getattr(x, 'shape', None)} to "
+                             f"{getattr(fx, 'shape', None)}; y = x + module(x) needs them equal")
+        return _core.add(x, fx, out=work_like(self, "out", x.shape, x, fx))
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        g = self._in_child("module", self.module, self.module._run_backward, grad_output)
+        return _core.add(grad_output, g, out=work_like(self, "dx", g.shape, grad_output, g))
+
+    def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        n = 4 * int(np.prod(shape))
+        return n, n

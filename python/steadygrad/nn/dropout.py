@@ -1,0 +1,51 @@
+"""Dropout(p): zeroes each element with probability p in training and scales the rest by
+1/(1-p); identity in eval. The mask is a counter-based hash of (seed, index) computed in C++,
+so nothing but the seed (drawn from sg.manual_seed's generator) is stored for the backward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from steadygrad import _core
+from steadygrad import random as _random
+from steadygrad.nn._util import shape_of, work_like
+from steadygrad.nn.module import Module
+
+
+class Dropout(Module):
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = float(p)
+        self._seed: int | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"input must be a numpy.ndarray of float32, got {type(x).__name__}")
+        if not self.training or self.p == 0.0:
+            if x.dtype != np.float32:
+                raise TypeError(f"input must have dtype float32, got {x.dtype} array of shape {x.shape}")
+            self._seed, self._shape = None, x.shape
+            return x
+        seed = _random.draw_seed()
+        y = _core.dropout(x, self.p, seed, out=work_like(self, "out", shape_of(x), x))
+        self._seed, self._shape = seed, x.shape
+        return y
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        if not isinstance(grad_output, np.ndarray) or grad_output.shape != self._shape:
+            got = getattr(grad_output, "shape", type(grad_output).__name__)
+            raise ValueError(f"grad_output must have the output's shape {self._shape}, got {got}")
+        if self._seed is None:
+            return grad_output
+        dx = work_like(self, "dx", self._shape, grad_output)
+        return _core.dropout(grad_output, self.p, self._seed, out=dx)
+
+    def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        n = 4 * int(np.prod(shape))
+        return n, n
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

@@ -1,0 +1,124 @@
+"""Linear, Identity and Flatten. Linear's forward is one GEMM with the bias fused; its
+backward is one call that computes grad_input, grad_weight and grad_bias."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from steadygrad import _core
+from steadygrad.nn import init
+from steadygrad.nn._util import shape_of, work_like
+from steadygrad.nn.module import Module
+from steadygrad.nn.parameter import Parameter
+
+
+def _check_size(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
+class Linear(Module):
+    """y = x W^T + b with W of shape (out_features, in_features), as torch.nn.Linear."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features = _check_size("in_features", in_features)
+        self.out_features = _check_size("out_features", out_features)
+        self.weight = Parameter(np.zeros((self.out_features, self.in_features), np.float32))
+        if bias:
+            self.bias = Parameter(np.zeros(self.out_features, np.float32))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+        self._flatten_parameters()
+        self._x: np.ndarray | None = None
+
+    def reset_parameters(self) -> None:
+        # torch.nn.Linear's default: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), same for bias
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        s = shape_of(x, 2)
+        out = work_like(self, "out", None if s is None else (s[0], self.out_features), x)
+        b = self.bias
+        y = _core.linear_forward(x, self.weight.data, None if b is None else b.data, out=out)
+        self._x = x
+        return y
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        w, b, x = self.weight, self.bias, self._x
+        assert x is not None
+        need = self._input_grad
+        dx = work_like(self, "dx", x.shape, grad_output) if need else None
+        grad_input = _core.linear_backward(
+            grad_output, x, w.data, w.grad_buffer, None if b is None else b.grad_buffer,
+            accumulate=w.grad_fresh, accumulate_bias=None if b is None else b.grad_fresh,
+            compute_grad_input=need, grad_input=dx)
+        w.mark_grad_fresh()
+        if b is not None:
+            b.mark_grad_fresh()
+        return grad_input
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) != 2 or shape[1] != self.in_features:
+            raise ValueError(f"expected input of shape (batch, {self.in_features}), got {tuple(shape)}")
+        return (shape[0], self.out_features)
+
+    def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        return 4 * shape[0] * self.out_features, 4 * shape[0] * self.in_features
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}" + ("" if self.bias is not None else ", bias=False")
+
+
+class Identity(Module):
+    """Returns its input (and the incoming gradient) unchanged."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        return grad_output
+
+
+class Flatten(Module):
+    """Flattens dims start_dim..end_dim into one (a view, no copy), as torch.nn.Flatten."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self._in_shape: tuple[int, ...] | None = None
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        nd = len(shape)
+        s = self.start_dim + nd if self.start_dim < 0 else self.start_dim
+        e = self.end_dim + nd if self.end_dim < 0 else self.end_dim
+        if not (0 <= s < max(nd, 1) and s <= e < max(nd, 1)):
+            raise ValueError(f"cannot flatten dims {self.start_dim}..{self.end_dim} of an input of shape {tuple(shape)}")
+        if nd == 0:
+            return (1,)
+        return (*shape[:s], int(np.prod(shape[s:e + 1])), *shape[e + 1:])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"input must be a numpy.ndarray, got {type(x).__name__}")
+        y = x.reshape(self.output_shape(x.shape))
+        self._in_shape = x.shape
+        return y
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        assert self._in_shape is not None
+        want = self.output_shape(self._in_shape)
+        if not isinstance(grad_output, np.ndarray) or grad_output.shape != want:
+            got = getattr(grad_output, "shape", type(grad_output).__name__)
+            raise ValueError(f"grad_output must have the output's shape {want}, got {got}")
+        return grad_output.reshape(self._in_shape)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

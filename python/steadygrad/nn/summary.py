@@ -1,0 +1,100 @@
+"""model.summary(batch_size): per-layer output shapes, parameter counts and the bytes the model
+holds at that batch size (parameters, gradients, buffers, cached activations, workspace)."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+import numpy as np
+
+from steadygrad.nn.container import Residual, Sequential
+from steadygrad.nn.module import Module
+
+
+def _infer_input_shape(model: Module, batch_size: int) -> tuple[int, ...]:
+    for m in model.modules():
+        for attr in ("in_features", "num_features"):
+            if hasattr(m, attr):
+                return (batch_size, int(getattr(m, attr)))
+        if not m._is_container and type(m).__name__ not in ("Identity", "Dropout") and m._modules == {}:
+            break
+    raise ValueError("summary: cannot infer the input shape; pass input_shape=(features, ...)")
+
+
+def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any]]) -> tuple[int, ...]:
+    if isinstance(m, Sequential):
+        for key, child in m._modules.items():
+            shape = _walk(child, f"{name}.{key}" if name else key, shape, rows)
+        return shape
+    if isinstance(m, Residual):
+        out = _walk(m.module, f"{name}.module" if name else "module", shape, rows)
+        if tuple(out) != tuple(shape):
+            raise ValueError(f"summary: Residual at '{name}' changes shape {shape} -> {out}")
+        label = "Residual (x + module(x))"
+    else:
+        out = m.output_shape(shape)
+        label = m.label()
+    act, ws = m.memory(shape)
+    own = [p for p in m._parameters.values() if p is not None]
+    rows.append({
+        "name": name or "(model)", "layer": label, "output_shape": tuple(out),
+        "params": sum(p.size for p in own),
+        "buffer_bytes": sum(b.nbytes for b in m._buffers.values() if b is not None),
+        "activation_bytes": act, "workspace_bytes": ws,
+    })
+    return tuple(out)
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def summarize(model: Module, batch_size: int, input_shape: tuple[int, ...] | None,
+              file: TextIO | None) -> dict[str, Any]:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
+    shape = ((batch_size, *input_shape) if input_shape is not None
+             else _infer_input_shape(model, int(batch_size)))
+    rows: list[dict[str, Any]] = []
+    _walk(model, "", shape, rows)
+    params = model.parameters()
+    storage = model.flat_storage
+    if storage is not None:  # the flat buffers, padding included: what is really allocated
+        param_bytes, grad_bytes = storage.data.nbytes, storage.grad.nbytes
+    else:
+        param_bytes = grad_bytes = sum(p.data.nbytes for p in params)
+    out: dict[str, Any] = {
+        "batch_size": int(batch_size),
+        "input_shape": tuple(shape),
+        "params": sum(p.size for p in params),
+        "param_bytes": int(param_bytes),
+        "grad_bytes": int(grad_bytes),
+        "buffer_bytes": sum(r["buffer_bytes"] for r in rows),
+        "activation_bytes": sum(r["activation_bytes"] for r in rows),
+        "workspace_bytes": sum(r["workspace_bytes"] for r in rows),
+        "layers": rows,
+    }
+    out["total_bytes"] = (out["param_bytes"] + out["grad_bytes"] + out["buffer_bytes"]
+                          + out["activation_bytes"] + out["workspace_bytes"])
+    if file is not None:
+        print(format_table(out), file=file)
+    return out
+
+
+def format_table(s: dict[str, Any]) -> str:
+    head = f"{'name':<16} {'layer':<44} {'output shape':<16} {'params':>10} {'activations':>12}"
+    lines = [head, "-" * len(head)]
+    for r in s["layers"]:
+        lines.append(f"{r['name']:<16} {r['layer'][:44]:<44} {r['output_shape']!s:<16} "
+                     f"{r['params']:>10,} {_fmt_bytes(r['activation_bytes']):>12}")
+    lines.append("-" * len(head))
+    lines.append(f"batch size {s['batch_size']}, input {s['input_shape']}")
+    lines.append(f"parameters: {s['params']:,} ({_fmt_bytes(s['param_bytes'])}), "
+                 f"gradients: {_fmt_bytes(s['grad_bytes'])}, buffers: {_fmt_bytes(s['buffer_bytes'])}")
+    lines.append(f"activations: {_fmt_bytes(s['activation_bytes'])}, workspace (grad_input): "
+                 f"{_fmt_bytes(s['workspace_bytes'])}, total: {_fmt_bytes(s['total_bytes'])}")
+    return "\n".join(lines)

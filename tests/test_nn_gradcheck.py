@@ -1,0 +1,158 @@
+"""Finite-difference checks: each layer's and loss's float32 gradients (through the C++
+kernels) against central differences of a float64 numpy reference of the same function
+(eps 1e-6), on small shapes. The references are written from the PyTorch formulas."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from steadygrad import nn
+
+F = Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray]
+erf = np.vectorize(math.erf)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
+def _bn_train(x: np.ndarray, p: dict[str, np.ndarray], eps: float = 1e-5) -> np.ndarray:
+    xh = (x - x.mean(0)) / np.sqrt(x.var(0) + eps)
+    return xh * p.get("weight", 1.0) + p.get("bias", 0.0)
+
+
+def _fd(f: F, x: np.ndarray, params: dict[str, np.ndarray], dout: np.ndarray, target: np.ndarray,
+        eps: float = 1e-6) -> np.ndarray:
+    g = np.zeros_like(target)
+    it = np.nditer(target, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = target[i]
+        target[i] = old + eps
+        lp = (f(x, params) * dout).sum()
+        target[i] = old - eps
+        lm = (f(x, params) * dout).sum()
+        target[i] = old
+        g[i] = (lp - lm) / (2 * eps)
+    return g
+
+
+CASES: dict[str, tuple[Callable[[], nn.Module], F]] = {
+    "linear": (lambda: nn.Linear(5, 4), lambda x, p: x @ p["weight"].T + p["bias"]),
+    "relu": (nn.ReLU, lambda x, p: np.maximum(x, 0)),
+    "leaky_relu": (lambda: nn.LeakyReLU(0.1), lambda x, p: np.where(x > 0, x, 0.1 * x)),
+    "gelu": (nn.GELU, lambda x, p: _gelu(x)),
+    "gelu_tanh": (lambda: nn.GELU("tanh"), lambda x, p: _gelu_tanh(x)),
+    "tanh": (nn.Tanh, lambda x, p: np.tanh(x)),
+    "sigmoid": (nn.Sigmoid, lambda x, p: 1 / (1 + np.exp(-x))),
+    "batchnorm_train": (lambda: nn.BatchNorm1d(5), _bn_train),
+    "batchnorm_noaffine": (lambda: nn.BatchNorm1d(5, affine=False), _bn_train),
+    "flatten": (nn.Flatten, lambda x, p: x.reshape(x.shape[0], -1)),
+    "identity": (nn.Identity, lambda x, p: x),
+    "residual": (lambda: nn.Residual(nn.Sequential(nn.Linear(5, 5), nn.Tanh())),
+                 lambda x, p: x + np.tanh(x @ p["module.0.weight"].T + p["module.0.bias"])),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_layer_gradients_match_finite_differences(name: str, rng: np.random.Generator) -> None:
+    make, ref = CASES[name]
+    m = make()
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    x[np.abs(x) < 0.05] = 0.3  # keep away from the ReLU kink
+    for p in m.parameters():
+        p.data = rng.standard_normal(p.shape).astype(np.float32)
+    y = m(x)
+    dout = rng.standard_normal(y.shape).astype(np.float32)
+    dx = m.backward(dout)
+    xd = x.astype(np.float64)
+    params = {k: p.data.astype(np.float64) for k, p in m.named_parameters()}
+    dd = dout.astype(np.float64)
+    np.testing.assert_allclose(y, ref(xd, params), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, _fd(ref, xd, params, dd, xd), rtol=1e-4, atol=1e-4)
+    for k, p in m.named_parameters():
+        np.testing.assert_allclose(p.grad, _fd(ref, xd, params, dd, params[k]), rtol=1e-4, atol=1e-4,
+                                   err_msg=k)
+
+
+def test_batchnorm_eval_gradients_match_finite_differences(rng: np.random.Generator) -> None:
+    m = nn.BatchNorm1d(4)
+    m.running_mean[...] = rng.standard_normal(4)
+    m.running_var[...] = rng.uniform(0.5, 2, 4)
+    for p in m.parameters():
+        p.data = rng.standard_normal(p.shape).astype(np.float32)
+    m.eval()
+    rm, rv = m.running_mean.astype(np.float64), m.running_var.astype(np.float64)
+
+    def ref(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+        return (x - rm) / np.sqrt(rv + 1e-5) * p["weight"] + p["bias"]
+
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    dout = rng.standard_normal((5, 4))
+    y, dx = m(x), m.backward(dout.astype(np.float32))
+    params = {k: p.data.astype(np.float64) for k, p in m.named_parameters()}
+    xd = x.astype(np.float64)
+    np.testing.assert_allclose(y, ref(xd, params), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, _fd(ref, xd, params, dout, xd), rtol=1e-4, atol=1e-4)
+    for k, p in m.named_parameters():
+        np.testing.assert_allclose(p.grad, _fd(ref, xd, params, dout, params[k]), rtol=1e-4, atol=1e-4)
+
+
+def test_dropout_gradient_matches_finite_differences(rng: np.random.Generator) -> None:
+    m = nn.Dropout(0.4)
+    x = rng.standard_normal((7, 9)).astype(np.float32) + 5  # nonzero, so y == 0 marks the mask
+    y = m(x)
+    keep = (y != 0).astype(np.float64)
+    dout = rng.standard_normal(y.shape)
+    dx = m.backward(dout.astype(np.float32))
+
+    def ref(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+        return x * keep / 0.6
+
+    xd = x.astype(np.float64)
+    np.testing.assert_allclose(y, ref(xd, {}), rtol=1e-6)
+    np.testing.assert_allclose(dx, _fd(ref, xd, {}, dout, xd), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_gradient_matches_finite_differences(reduction: str, smoothing: float,
+                                                           rng: np.random.Generator) -> None:
+    x = (rng.standard_normal((5, 4)) * 2).astype(np.float32)
+    t = rng.integers(0, 4, 5)
+
+    def ref(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+        z = x - x.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        q = np.full_like(x, smoothing / x.shape[1])
+        q[np.arange(len(t)), t] += 1 - smoothing
+        per = -(q * logp).sum(1)
+        return np.asarray(per.mean() if reduction == "mean" else per.sum())
+
+    lf = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)
+    xd = x.astype(np.float64)
+    assert lf(x, t) == pytest.approx(float(ref(xd, {})), rel=1e-6)
+    np.testing.assert_allclose(lf.backward(), _fd(ref, xd, {}, np.ones(()), xd), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_gradient_matches_finite_differences(reduction: str, rng: np.random.Generator) -> None:
+    p_, t = rng.standard_normal((2, 4, 3)).astype(np.float32)
+    td = t.astype(np.float64)
+
+    def ref(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+        s = ((x - td) ** 2)
+        return np.asarray(s.mean() if reduction == "mean" else s.sum())
+
+    lf = nn.MSELoss(reduction)
+    xd = p_.astype(np.float64)
+    assert lf(p_, t) == pytest.approx(float(ref(xd, {})), rel=1e-6)
+    np.testing.assert_allclose(lf.backward(), _fd(ref, xd, {}, np.ones(()), xd), rtol=1e-5, atol=1e-6)

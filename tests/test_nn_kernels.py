@@ -1,0 +1,134 @@
+"""Layer kernels (sg._core linear/batchnorm/add/dropout/mse) on every ISA path against float64
+numpy references, plus thread-count and ISA independence of the deterministic reductions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.conftest import gemm_tolerance, num_threads
+
+from steadygrad import _core
+
+# batch x in x out around the 64-column tile and the 128-row block of the reductions
+SHAPES = [(1, 1, 1), (3, 5, 7), (17, 64, 64), (129, 33, 65), (257, 130, 200)]
+
+
+def _f32(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch,inf,outf", SHAPES, ids=lambda v: str(v))
+def test_linear_forward_backward_match_float64(isa: str, rng: np.random.Generator, batch: int, inf: int, outf: int) -> None:
+    x, w, b = _f32(rng, batch, inf), _f32(rng, outf, inf), _f32(rng, outf)
+    dy = _f32(rng, batch, outf)
+    xd, wd, dyd = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    y = _core.linear_forward(x, w, b)
+    np.testing.assert_allclose(y, xd @ wd.T + b, atol=gemm_tolerance(inf, 4.0), rtol=0)
+    yr = _core.linear_forward(x, w, b, activation="relu")
+    np.testing.assert_allclose(yr, np.maximum(xd @ wd.T + b, 0), atol=gemm_tolerance(inf, 4.0), rtol=0)
+    dw = np.full_like(w, np.nan)  # beta = 0 must never read the output
+    db = np.full_like(b, np.nan)
+    dx = _core.linear_backward(dy, x, w, dw, db, accumulate=False)
+    np.testing.assert_allclose(dx, dyd @ wd, atol=gemm_tolerance(outf, 4.0), rtol=0)
+    np.testing.assert_allclose(dw, dyd.T @ xd, atol=gemm_tolerance(batch, 4.0), rtol=0)
+    np.testing.assert_allclose(db, dyd.sum(0), atol=gemm_tolerance(batch, 4.0), rtol=0)
+    _core.linear_backward(dy, x, w, dw, db, accumulate=True, compute_grad_input=False)
+    np.testing.assert_allclose(dw, 2 * dyd.T @ xd, atol=2 * gemm_tolerance(batch, 4.0), rtol=0)
+    np.testing.assert_allclose(db, 2 * dyd.sum(0), atol=2 * gemm_tolerance(batch, 4.0), rtol=0)
+
+
+def _bn_ref(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> tuple[np.ndarray, ...]:
+    xd = x.astype(np.float64)
+    mu, var = xd.mean(0), xd.var(0)
+    xh = (xd - mu) / np.sqrt(var + eps)
+    return xh * g + b, mu, var, xh
+
+
+@pytest.mark.parametrize("n,c", [(2, 1), (5, 3), (130, 64), (300, 65), (64, 200)])
+def test_batchnorm_train_forward_backward_match_float64(isa: str, rng: np.random.Generator, n: int, c: int) -> None:
+    x = (_f32(rng, n, c) * 3 + 5).astype(np.float32)
+    g, b, dy = _f32(rng, c), _f32(rng, c), _f32(rng, n, c)
+    rm, rv = _f32(rng, c), np.abs(_f32(rng, c)) + 0.5
+    rm0, rv0 = rm.copy(), rv.copy()
+    nbt = np.zeros((), np.int64)
+    sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
+    y = _core.batchnorm_forward(x, g, b, rm, rv, nbt, sm, si, use_batch_stats=True, momentum=0.1, eps=1e-5)
+    yr, mu, var, xh = _bn_ref(x, g, b, 1e-5)
+    np.testing.assert_allclose(y, yr, atol=2e-5 * (1 + np.abs(yr).max()), rtol=0)
+    np.testing.assert_allclose(rm, 0.9 * rm0 + 0.1 * mu, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(rv, 0.9 * rv0 + 0.1 * var * n / (n - 1), rtol=1e-5, atol=1e-6)
+    assert int(nbt) == 1
+    dg, db = np.full(c, np.nan, np.float32), np.full(c, np.nan, np.float32)
+    dx = _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True)
+    dyd = dy.astype(np.float64)
+    invstd = 1 / np.sqrt(var + 1e-5)
+    dxr = g * invstd * (dyd - dyd.mean(0) - xh * (dyd * xh).mean(0))
+    np.testing.assert_allclose(dx, dxr, atol=1e-4 * (1 + np.abs(dxr).max()), rtol=0)
+    np.testing.assert_allclose(dg, (dyd * xh).sum(0), atol=1e-4 * np.sqrt(n), rtol=0)
+    np.testing.assert_allclose(db, dyd.sum(0), atol=1e-5 * np.sqrt(n), rtol=0)
+
+
+def test_batchnorm_eval_uses_running_stats(isa: str, rng: np.random.Generator) -> None:
+    n, c = 33, 70
+    x, g, b, dy = _f32(rng, n, c), _f32(rng, c), _f32(rng, c), _f32(rng, n, c)
+    rm, rv = _f32(rng, c), np.abs(_f32(rng, c)) + 0.5
+    sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
+    y = _core.batchnorm_forward(x, g, b, rm, rv, None, sm, si, use_batch_stats=False, eps=1e-3)
+    k = g / np.sqrt(rv.astype(np.float64) + 1e-3)
+    np.testing.assert_allclose(y, (x - rm.astype(np.float64)) * k + b, atol=1e-5, rtol=1e-5)
+    dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
+    dx = _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=False)
+    np.testing.assert_allclose(dx, dy * k, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(dg, (dy * (x - rm.astype(np.float64)) * k / g).sum(0), atol=1e-3, rtol=1e-4)
+
+
+def test_reductions_bitwise_identical_for_any_thread_count(isa: str, rng: np.random.Generator) -> None:
+    # (Across ISA paths they agree to rounding only: GCC contracts mul+add into FMA in the
+    # -mfma translation units even with -std=c++17, so the sum of squares differs in the last bit.)
+    n, c = 1000, 300
+    x, g, b, dy = _f32(rng, n, c), _f32(rng, c), _f32(rng, c), _f32(rng, n, c)
+    results = []
+    if True:
+        for t in (1, 2, 3):
+            with num_threads(t):
+                sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
+                rm, rv, nbt = np.zeros(c, np.float32), np.ones(c, np.float32), np.zeros((), np.int64)
+                _core.batchnorm_forward(x, g, b, rm, rv, nbt, sm, si, use_batch_stats=True)
+                dg, dbb, dbl = (np.empty(c, np.float32) for _ in range(3))
+                _core.batchnorm_backward(dy, x, g, sm, si, dg, dbb, batch_stats=True)
+                _core.linear_backward(dy, x, np.zeros((c, c), np.float32), np.empty((c, c), np.float32),
+                                      dbl, compute_grad_input=False)
+                loss, _ = _core.mse_loss(x, dy)
+                drop = _core.dropout(x, 0.3, 42)
+                results.append((sm, si, rm, rv, dg, dbb, dbl, loss, drop))
+    for r in results[1:]:
+        for a, b_ in zip(results[0], r, strict=True):
+            assert np.array_equal(a, b_), "reduction differs between thread counts"
+
+
+def test_add_and_mse(isa: str, rng: np.random.Generator) -> None:
+    for n in (0, 1, 7, 8, 17, 8192 * 3 + 5):
+        a, b = _f32(rng, n), _f32(rng, n)
+        np.testing.assert_array_equal(_core.add(a, b), a + b)
+        loss, grad = _core.mse_loss(a, b, reduction="sum")
+        d = (a - b).astype(np.float64)  # the kernel forms the difference in float32
+        assert loss == pytest.approx((d * d).sum(), rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(grad, 2 * d, rtol=1e-6, atol=1e-7)
+        if n:
+            loss, grad = _core.mse_loss(a, b)
+            assert loss == pytest.approx((d * d).mean(), rel=1e-12)
+            np.testing.assert_allclose(grad, 2 * d / n, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 0.9, 1.0])
+def test_dropout_mask_rate_scale_and_backward(isa: str, rng: np.random.Generator, p: float) -> None:
+    x = _f32(rng, 200, 300) + 10.0  # no zeros in x, so zeros in y are the mask
+    y = _core.dropout(x, p, 7)
+    kept = y != 0
+    assert abs(kept.mean() - (1 - p)) < 0.01
+    if p < 1:
+        np.testing.assert_allclose(y[kept], x[kept] * np.float32(1 / (1 - p)), rtol=1e-6)
+    dy = _f32(rng, 200, 300)
+    dx = _core.dropout(dy, p, 7)
+    np.testing.assert_array_equal(dx != 0, kept & (dy != 0))
+    assert not np.array_equal(_core.dropout(x, 0.5, 8) != 0, _core.dropout(x, 0.5, 7) != 0)

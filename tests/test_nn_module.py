@@ -1,0 +1,218 @@
+"""nn.Module mechanics: the flat parameter buffer, gradient freshness, traversal and names,
+state_dict/load_state_dict, train/eval, summary, repr, buffer reuse, init and manual_seed."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+
+import steadygrad as sg
+from steadygrad import nn
+from steadygrad.nn import init
+
+torch = pytest.importorskip("torch")
+
+
+def _model() -> nn.Sequential:
+    return nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                         nn.Residual(nn.Sequential(nn.Linear(16, 16), nn.Tanh())),
+                         nn.Dropout(0.1), nn.Linear(16, 3, bias=False))
+
+
+def test_parameters_are_aligned_views_of_one_flat_buffer() -> None:
+    m = _model()
+    params = m.parameters()
+    storage = m.flat_storage
+    assert storage is not None and nn.shared_storage(params) is storage
+    assert storage.data.ctypes.data % 64 == 0 and storage.grad.ctypes.data % 64 == 0
+    for p in params:
+        assert p.data.ctypes.data % 64 == 0 and p.grad_buffer.ctypes.data % 64 == 0
+        assert np.shares_memory(p.data, storage.data) and np.shares_memory(p.grad_buffer, storage.grad)
+        np.testing.assert_array_equal(storage.data[p.offset:p.offset + p.size], p.data.ravel())
+    assert m[3].flat_storage is storage  # nested containers share the model's buffer
+    assert sum(p.size for p in params) == 10 * 16 + 16 + 32 + 16 * 16 + 16 + 16 * 3
+
+
+def test_names_match_torch() -> None:
+    m = _model()
+    assert [n for n, _ in m.named_parameters()] == [
+        "0.weight", "0.bias", "1.weight", "1.bias", "3.module.0.weight", "3.module.0.bias", "5.weight"]
+    assert [n for n, _ in m.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
+    assert len(m.buffers()) == 3
+
+
+def test_zero_grad_then_write_then_accumulate(rng: np.random.Generator) -> None:
+    m = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    d = rng.standard_normal((5, 3)).astype(np.float32)
+    assert all(p.grad is None for p in m.parameters())
+    for p in m.parameters():
+        p.grad_buffer[...] = np.nan  # a memset is never needed: beta = 0 does not read it
+    m(x)
+    m.backward(d)
+    first = [p.grad.copy() for p in m.parameters()]
+    assert all(np.isfinite(g).all() for g in first)
+    m(x)
+    m.backward(d)
+    for g1, p in zip(first, m.parameters(), strict=True):
+        np.testing.assert_allclose(p.grad, 2 * g1, rtol=1e-6, atol=1e-7)
+    m.zero_grad()
+    assert all(p.grad is None for p in m.parameters())
+    m(x)
+    m.backward(d)
+    for g1, p in zip(first, m.parameters(), strict=True):
+        np.testing.assert_allclose(p.grad, g1, rtol=1e-6, atol=1e-7)
+
+
+def test_train_eval_and_dropout_reproducible_with_manual_seed(rng: np.random.Generator) -> None:
+    m = nn.Sequential(nn.Dropout(0.5))
+    x = rng.standard_normal((50, 40)).astype(np.float32) + 3
+    sg.manual_seed(3)
+    a = m(x).copy()
+    sg.manual_seed(3)
+    b = m(x).copy()
+    c = m(x).copy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(b, c)
+    m.eval()
+    assert not m.training and not m[0].training
+    assert m(x) is x
+
+
+def test_manual_seed_makes_init_reproducible() -> None:
+    sg.manual_seed(11)
+    a = nn.Linear(20, 30).state_dict()
+    sg.manual_seed(11)
+    b = nn.Linear(20, 30).state_dict()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    bound = 1 / math.sqrt(20)
+    assert np.abs(a["weight"]).max() <= bound and np.abs(a["bias"]).max() <= bound
+    assert np.abs(a["weight"]).max() > 0.9 * bound
+
+
+def test_outputs_reuse_buffers_across_steps(rng: np.random.Generator) -> None:
+    m = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    y1 = m(x)
+    g1 = m.backward(np.ones((4, 8), np.float32))
+    y2 = m(x)
+    g2 = m.backward(np.ones((4, 8), np.float32))
+    assert y1 is y2 and g1 is g2  # steady state: no allocation
+    lin = nn.Linear(8, 8)
+    z = lin(x)
+    z2 = lin(z)  # the layer's own output as input gets a fresh buffer, not an aliasing error
+    np.testing.assert_allclose(z2, z @ lin.weight.data.T + lin.bias.data, rtol=1e-5, atol=1e-5)
+
+
+def test_load_state_dict_copies_into_views_and_checks_before_copying(rng: np.random.Generator) -> None:
+    m = _model()
+    sd = m.state_dict()
+    views = [p.data for p in m.parameters()]
+    new = {k: (rng.standard_normal(v.shape).astype(v.dtype) if v.dtype != np.int64 else np.array(7))
+           for k, v in sd.items()}
+    assert m.load_state_dict(new) == ([], [])
+    for v, p in zip(views, m.parameters(), strict=True):
+        assert v is p.data
+    np.testing.assert_array_equal(m[0].weight.data, new["0.weight"])
+    assert int(m[1].num_batches_tracked) == 7
+    before = m.state_dict()
+    bad = dict(new, **{"0.weight": np.zeros((3, 3), np.float32)})
+    with pytest.raises(RuntimeError, match=r"size mismatch for 0.weight"):
+        m.load_state_dict(bad)
+    missing = {k: v for k, v in new.items() if k != "5.weight"}
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "5.weight"'):
+        m.load_state_dict(dict(missing, extra=np.zeros(1)))
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])  # nothing was copied
+    res = m.load_state_dict(dict(missing, extra=np.zeros(1)), strict=False)
+    assert res.missing_keys == ["5.weight"] and res.unexpected_keys == ["extra"]
+
+
+def test_repr_and_summary() -> None:
+    m = _model()
+    r = repr(m)
+    assert "(0): Linear(10 -> 16)" in r and "(5): Linear(16 -> 3, bias=False)" in r
+    assert "BatchNorm1d(16, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)" in r
+    buf = io.StringIO()
+    s = m.summary(32, file=buf)
+    assert s["params"] == sum(p.size for p in m.parameters())
+    assert s["param_bytes"] == m.flat_storage.data.nbytes >= 4 * s["params"]
+    assert s["grad_bytes"] == s["param_bytes"]
+    # activations: each layer's output buffer (+ BN's saved mean/invstd); Flatten/Identity none
+    assert s["activation_bytes"] == 4 * 32 * (16 + 16 + 16 + 16 + 16 + 16 + 16 + 3) + 8 * 16
+    assert s["workspace_bytes"] == 4 * 32 * (10 + 16 + 16 + 16 + 16 + 16 + 16 + 16)
+    assert "Linear(10 -> 16)" in buf.getvalue() and "total" in buf.getvalue()
+    with pytest.raises(ValueError, match="input shape"):
+        nn.Sequential(nn.ReLU()).summary(4, file=None)
+    assert nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).summary(4, (3, 4), file=None)["input_shape"] == (4, 3, 4)
+
+
+@pytest.mark.parametrize("nl,param", [("linear", None), ("sigmoid", None), ("tanh", None), ("relu", None),
+                                       ("leaky_relu", None), ("leaky_relu", 0.3), ("selu", None)])
+def test_calculate_gain_matches_torch(nl: str, param: float | None) -> None:
+    assert init.calculate_gain(nl, param) == pytest.approx(torch.nn.init.calculate_gain(nl, param))
+
+
+def test_init_distributions_follow_torch_formulas() -> None:
+    sg.manual_seed(0)
+    w = np.empty((400, 300), np.float32)
+    fan_in, fan_out = 300, 400
+    init.xavier_uniform_(w, gain=2.0)
+    b = 2.0 * math.sqrt(6 / (fan_in + fan_out))
+    assert np.abs(w).max() <= b and np.abs(w).max() > 0.99 * b
+    init.xavier_normal_(w)
+    assert w.std() == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.02)
+    init.kaiming_uniform_(w, a=0, mode="fan_out", nonlinearity="relu")
+    b = math.sqrt(2) * math.sqrt(3 / fan_out)
+    assert np.abs(w).max() <= b and np.abs(w).max() > 0.99 * b
+    init.kaiming_normal_(w, nonlinearity="relu")
+    assert w.std() == pytest.approx(math.sqrt(2 / fan_in), rel=0.02)
+    p = nn.Parameter(np.empty((3, 4), np.float32))
+    view = p.data
+    assert init.constant_(p, 2.5) is p and (view == 2.5).all()
+    init.zeros_(p)
+    assert (p.data == 0).all()
+    init.ones_(p)
+    assert (p.data == 1).all()
+    init.uniform_(w, -0.5, 0.25)
+    assert w.min() >= -0.5 and w.max() <= 0.25
+    init.normal_(w, 3.0, 0.5)
+    assert w.mean() == pytest.approx(3.0, abs=0.01) and w.std() == pytest.approx(0.5, rel=0.02)
+    with pytest.raises(ValueError, match="Fan in and fan out"):
+        init.xavier_uniform_(np.empty(5, np.float32))
+    with pytest.raises(ValueError, match="Mode fan_avg not supported"):
+        init.kaiming_uniform_(w, mode="fan_avg")
+    with pytest.raises(ValueError, match="Unsupported nonlinearity"):
+        init.calculate_gain("swish")
+
+
+def test_backward_without_input_grad_gives_same_parameter_grads(rng: np.random.Generator) -> None:
+    x = rng.standard_normal((6, 10)).astype(np.float32)
+    d = rng.standard_normal((6, 3)).astype(np.float32)
+    sg.manual_seed(5)
+    a = nn.Sequential(nn.BatchNorm1d(10), nn.Linear(10, 3))
+    sg.manual_seed(5)
+    b = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    for m in (a, b):
+        m(x)
+        dx = m.backward(d).copy()
+        grads = [p.grad.copy() for p in m.parameters()]
+        m.zero_grad()
+        m(x)
+        assert m.backward(d, input_grad=False) is None
+        for g, p in zip(grads, m.parameters(), strict=True):
+            np.testing.assert_array_equal(g, p.grad)
+        m(x)
+        np.testing.assert_array_equal(m.backward(d), dx)  # the next backward computes it again
+
+
+def test_smaller_batch_reuses_the_front_of_the_buffers(rng: np.random.Generator) -> None:
+    m = nn.Sequential(nn.Linear(8, 8))
+    y_full = m(rng.standard_normal((16, 8)).astype(np.float32))
+    y_part = m(rng.standard_normal((5, 8)).astype(np.float32))
+    assert y_part.shape == (5, 8) and np.shares_memory(y_full, y_part)
+    assert y_part.flags.c_contiguous

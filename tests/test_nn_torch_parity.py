@@ -1,0 +1,199 @@
+"""PyTorch parity (torch 2.13.0 CPU) for every layer, loss and a deep stack: outputs, input
+gradients, parameter gradients and running statistics, in train and eval, with a random
+upstream gradient (loss = (out * dout).sum()); state_dict round trips; gradient accumulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from steadygrad import nn  # noqa: E402
+
+torch.set_default_dtype(torch.float32)
+
+
+class TorchResidual(torch.nn.Module):
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.module(x)
+
+
+def _to_torch(m: nn.Module) -> torch.nn.Module:
+    """The torch twin of a steadygrad module tree, with the same weights."""
+    tm = _twin(m)
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
+    tm.train(m.training)
+    return tm
+
+
+def _twin(m: nn.Module) -> torch.nn.Module:
+    if isinstance(m, nn.Sequential):
+        return torch.nn.Sequential(*[_twin(c) for c in m])
+    if isinstance(m, nn.Residual):
+        return TorchResidual(_twin(m.module))
+    if isinstance(m, nn.Linear):
+        return torch.nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+    if isinstance(m, nn.BatchNorm1d):
+        return torch.nn.BatchNorm1d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+    if isinstance(m, nn.LeakyReLU):
+        return torch.nn.LeakyReLU(m.negative_slope)
+    if isinstance(m, nn.GELU):
+        return torch.nn.GELU(approximate=m.approximate)
+    simple = {nn.ReLU: torch.nn.ReLU, nn.Tanh: torch.nn.Tanh, nn.Sigmoid: torch.nn.Sigmoid,
+              nn.Identity: torch.nn.Identity, nn.Flatten: torch.nn.Flatten}
+    return simple[type(m)]()
+
+
+def _step(m: nn.Module, tm: torch.nn.Module, x: np.ndarray, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = m(x).copy()
+    dx = m.backward(dout).copy()
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt = tm(xt)
+    (yt * torch.from_numpy(dout)).sum().backward()
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+    return y, dx
+
+
+def _compare_state(m: nn.Module, tm: torch.nn.Module, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    tparams = dict(tm.named_parameters())
+    for name, p in m.named_parameters():
+        tp = tparams[name]
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=rtol, atol=atol, err_msg=name)
+        if tp.grad is None:
+            assert p.grad is None, name
+        else:
+            assert p.grad is not None, name
+            np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=rtol, atol=atol, err_msg=f"grad {name}")
+    tbufs = dict(tm.named_buffers())
+    for name, b in m.named_buffers():
+        np.testing.assert_allclose(b, tbufs[name].numpy(), rtol=rtol, atol=atol, err_msg=name)
+
+
+LAYERS = {
+    "linear": lambda: nn.Linear(13, 7),
+    "linear_nobias": lambda: nn.Linear(13, 7, bias=False),
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+    "gelu": nn.GELU,
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+    "flatten": nn.Flatten,
+    "bn": lambda: nn.BatchNorm1d(13),
+    "bn_cma": lambda: nn.BatchNorm1d(13, momentum=None),
+    "bn_noaffine": lambda: nn.BatchNorm1d(13, affine=False, eps=1e-3),
+    "bn_nostats": lambda: nn.BatchNorm1d(13, track_running_stats=False),
+    "residual": lambda: nn.Residual(nn.Sequential(nn.Linear(13, 13), nn.Tanh())),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_layer_matches_torch(name: str, mode: str, rng: np.random.Generator) -> None:
+    m = LAYERS[name]()
+    for p in m.parameters():  # non-trivial gamma/beta for BatchNorm
+        p.data = rng.standard_normal(p.shape).astype(np.float32)
+    m.train(mode == "train")
+    tm = _to_torch(m)
+    for _ in range(3):  # several steps: running statistics evolve, gradients accumulate
+        x = (rng.standard_normal((16, 13)) * 2 + 1).astype(np.float32)
+        dout = rng.standard_normal(m.output_shape(x.shape)).astype(np.float32)
+        _step(m, tm, x, dout)
+    _compare_state(m, tm)
+
+
+def _deep(rng: np.random.Generator) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(24, 32), nn.BatchNorm1d(32), nn.ReLU(),
+        nn.Residual(nn.Sequential(nn.Linear(32, 32), nn.BatchNorm1d(32), nn.GELU())),
+        nn.Residual(nn.Sequential(nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32, bias=False))),
+        nn.Linear(32, 48), nn.BatchNorm1d(48, momentum=None), nn.LeakyReLU(0.1),
+        nn.Linear(48, 32), nn.Sigmoid(), nn.Identity(), nn.Flatten(),
+        nn.Linear(32, 10),
+    )
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_deep_stack_matches_torch(mode: str, rng: np.random.Generator) -> None:
+    m = _deep(rng)
+    assert len(list(m.modules())) > 10
+    m.train(mode == "train")
+    tm = _to_torch(m)
+    for _ in range(3):
+        m.zero_grad()
+        tm.zero_grad()
+        x = rng.standard_normal((32, 24)).astype(np.float32)
+        dout = rng.standard_normal((32, 10)).astype(np.float32)
+        _step(m, tm, x, dout)
+        _compare_state(m, tm, rtol=2e-4, atol=2e-5)
+
+
+def test_gradient_accumulation_over_two_backwards_matches_torch(rng: np.random.Generator) -> None:
+    m = _deep(rng)
+    tm = _to_torch(m)
+    for p in m.parameters():  # stale buffers full of garbage: the first backward must not read them
+        p.grad_buffer[...] = np.nan
+    m.zero_grad()
+    for _ in range(2):
+        x = rng.standard_normal((8, 24)).astype(np.float32)
+        dout = rng.standard_normal((8, 10)).astype(np.float32)
+        _step(m, tm, x, dout)
+    _compare_state(m, tm, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_cross_entropy_matches_torch(reduction: str, smoothing: float, dtype: type, rng: np.random.Generator) -> None:
+    x = (rng.standard_normal((20, 9)) * 3).astype(np.float32)
+    y = rng.integers(0, 9, 20).astype(dtype)
+    lf = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)
+    loss = lf(x, y)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    lt = torch.nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)(xt, torch.from_numpy(y.astype(np.int64)))
+    lt.backward()
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(lt.item(), rel=1e-5)
+    np.testing.assert_allclose(lf.backward(), xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_matches_torch(reduction: str, rng: np.random.Generator) -> None:
+    p, t = rng.standard_normal((2, 11, 5)).astype(np.float32)
+    lf = nn.MSELoss(reduction)
+    loss = lf(p, t)
+    pt = torch.from_numpy(p.copy()).requires_grad_(True)
+    lt = torch.nn.MSELoss(reduction=reduction)(pt, torch.from_numpy(t))
+    lt.backward()
+    assert loss == pytest.approx(lt.item(), rel=1e-5)
+    np.testing.assert_allclose(lf.backward(), pt.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_state_dict_round_trip_with_torch(rng: np.random.Generator) -> None:
+    m = _deep(rng)
+    tm = _twin(m)  # independently initialised torch model
+    x = rng.standard_normal((16, 24)).astype(np.float32)
+    tm.train()
+    tm(torch.from_numpy(x))  # move running stats / num_batches_tracked off their defaults
+    tsd = tm.state_dict()
+    assert list(m.state_dict()) == list(tsd)
+    views = [p.data for p in m.parameters()]
+    m.load_state_dict({k: v.numpy() for k, v in tsd.items()})  # torch -> steadygrad (numpy)
+    assert all(np.shares_memory(v, p.data) for v, p in zip(views, m.parameters(), strict=True))
+    m.load_state_dict(tsd)  # torch tensors directly
+    sd = m.state_dict()
+    for k, v in tsd.items():
+        np.testing.assert_array_equal(sd[k], v.numpy(), err_msg=k)
+    assert sd["1.num_batches_tracked"].dtype == np.int64
+    tm2 = _twin(m)  # steadygrad -> torch
+    tm2.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+    m.eval()
+    tm2.eval()
+    np.testing.assert_allclose(m(x), tm2(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
