@@ -17,6 +17,7 @@ namespace sg::bind {
 void register_gemm(py::module_& m);
 void register_layers(py::module_& m);
 void register_ops(py::module_& m);
+void register_optim(py::module_& m);
 }  // namespace sg::bind
 
 namespace {
@@ -83,4 +84,5 @@ PYBIND11_MODULE(_core, m) {
   sg::bind::register_gemm(m);
   sg::bind::register_layers(m);
   sg::bind::register_ops(m);
+  sg::bind::register_optim(m);
 }

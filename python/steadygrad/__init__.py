@@ -6,7 +6,7 @@ kernels chosen at run time; this package is the thin Python layer over them.
 
 from __future__ import annotations
 
-from steadygrad import nn, ops
+from steadygrad import nn, ops, optim
 from steadygrad._core import (
     __version__,
     cpu_info,
@@ -25,6 +25,7 @@ __all__ = [
     "manual_seed",
     "nn",
     "ops",
+    "optim",
     "set_isa",
     "set_num_threads",
 ]

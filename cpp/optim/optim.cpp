@@ -1,0 +1,198 @@
+// Optimizer drivers: per-step scalars in double, the thread split over a group's segments, and
+// the deterministic segmented norm pass. No ISA code here (see optim_kernels.h).
+#include "optim/optim.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/parallel.h"
+#include "optim/optim_kernels.h"
+#include "reduce/norm.h"
+
+namespace sg {
+namespace {
+
+int64_t total_length(Segments s) {
+  int64_t t = 0;
+  for (int64_t i = 0; i < s.count; ++i) t += s.len[i];
+  return t;
+}
+
+// Calls body(offset, length) over pieces covering every segment. The concatenated index space
+// is split into one contiguous range per thread (multiples of 16 elements), so a group of many
+// small parameters still costs one fork/join. Updates are elementwise and the kernels treat
+// every element alike, so results do not depend on where the pieces are cut.
+template <class Body>
+void for_each_piece(Segments s, Body body) {
+  const int64_t total = total_length(s);
+  if (total == 0) return;
+  if (total < kElementwiseParallelMin || omp_get_max_threads() < 2) {
+    for (int64_t i = 0; i < s.count; ++i) body(s.off[i], s.len[i]);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t units = (total + 15) / 16;
+    int64_t begin = units * t / nt * 16, end = units * (t + 1) / nt * 16;
+    if (end > total) end = total;
+    int64_t base = 0;  // concatenated index of segment i's start
+    for (int64_t i = 0; i < s.count && base < end; base += s.len[i], ++i) {
+      const int64_t lo = begin > base ? begin : base;
+      const int64_t hi = end < base + s.len[i] ? end : base + s.len[i];
+      if (lo < hi) body(s.off[i] + (lo - base), hi - lo);
+    }
+  }
+}
+
+GradPre make_pre(const GradPreHyper& h) {
+  GradPre p;
+  p.grad_scale = static_cast<float>(h.maximize ? -h.grad_scale : h.grad_scale);
+  p.clip_value = (h.clip_value >= 0.0 && std::isfinite(h.clip_value))
+                     ? static_cast<float>(h.clip_value)
+                     : std::numeric_limits<float>::infinity();
+  return p;
+}
+
+}  // namespace
+
+double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg) {
+  // Work list of fixed chunks: (segment, start); boundaries depend only on segment lengths.
+  thread_local std::vector<int64_t> chunk_seg, chunk_begin;
+  thread_local std::vector<double> partial;
+  chunk_seg.clear();
+  chunk_begin.clear();
+  for (int64_t i = 0; i < s.count; ++i) {
+    for (int64_t b = 0; b < s.len[i]; b += kNormChunk) {
+      chunk_seg.push_back(i);
+      chunk_begin.push_back(b);
+    }
+  }
+  const int64_t nchunks = static_cast<int64_t>(chunk_seg.size());
+  partial.resize(static_cast<size_t>(nchunks));
+  const NormKernels& k = norm_kernels();
+  const int64_t* cs = chunk_seg.data();
+  const int64_t* cb = chunk_begin.data();
+  double* part = partial.data();
+  // A read-only pass over fewer elements than this is not worth a fork/join.
+  const bool parallel = nchunks >= 4 && total_length(s) >= 2 * kElementwiseParallelMin &&
+                        omp_get_max_threads() > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t i = cs[c], b = cb[c];
+    const int64_t n = s.len[i] - b < kNormChunk ? s.len[i] - b : kNormChunk;
+    const float* x = g + s.off[i] + b;
+    if (inf_norm) {
+      bool nan = false;
+      const float m = k.absmax(x, n, &nan);
+      part[c] = nan ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(m);
+    } else {
+      double lanes[kNormLanes] = {0};
+      k.sumsq_lanes(x, n, lanes);
+      double t = 0.0;
+      for (int l = 0; l < kNormLanes; ++l) t += lanes[l];
+      part[c] = t;
+    }
+  }
+  // Fixed-order combine: chunks within a segment, then segments.
+  double total = 0.0;
+  bool any_nan = false;
+  int64_t c = 0;
+  for (int64_t i = 0; i < s.count; ++i) {
+    double acc = 0.0;
+    bool nan = false;
+    for (; c < nchunks && cs[c] == i; ++c) {
+      if (inf_norm) {
+        if (std::isnan(part[c])) nan = true;
+        else if (part[c] > acc) acc = part[c];
+      } else {
+        acc += part[c];
+      }
+    }
+    if (inf_norm) {
+      per_seg[i] = nan ? std::numeric_limits<double>::quiet_NaN() : acc;
+      any_nan = any_nan || nan;
+      if (acc > total) total = acc;
+    } else {
+      per_seg[i] = std::sqrt(acc);
+      total += acc;
+    }
+  }
+  if (inf_norm) return any_nan ? std::numeric_limits<double>::quiet_NaN() : total;
+  return std::sqrt(total);
+}
+
+void adam_step(float* p, float* m, float* v, float* vmax, const float* g, Segments s,
+               const AdamHyper& h) {
+  AdamArgs a;
+  a.pre = make_pre(h.pre);
+  a.wd_mode = h.weight_decay == 0.0 ? WeightDecay::none
+              : h.decoupled         ? WeightDecay::decoupled
+                                    : WeightDecay::coupled;
+  a.weight_decay = static_cast<float>(h.weight_decay);
+  a.decay_factor = static_cast<float>(1.0 - h.lr * h.weight_decay);
+  const double w = 1.0 - h.beta1;
+  a.lerp_weight = static_cast<float>(w);
+  a.lerp_rest = static_cast<float>(1.0 - w);
+  a.lerp_small = std::fabs(w) < 0.5;
+  a.beta2 = static_cast<float>(h.beta2);
+  a.one_minus_beta2 = static_cast<float>(1.0 - h.beta2);
+  const double t = static_cast<double>(h.step);
+  const double bc1 = 1.0 - std::pow(h.beta1, t), bc2 = 1.0 - std::pow(h.beta2, t);
+  a.inv_bc2_sqrt = static_cast<float>(1.0 / std::sqrt(bc2));
+  a.eps = static_cast<float>(h.eps);
+  a.step_size = static_cast<float>(h.lr / bc1);
+  a.amsgrad = h.amsgrad;
+  const OptimKernels& k = optim_kernels();
+  for_each_piece(s, [&](int64_t off, int64_t n) {
+    k.adam(p + off, m + off, v + off, vmax ? vmax + off : nullptr, g + off, n, a);
+  });
+}
+
+void rmsprop_step(float* p, float* sq, float* gavg, float* buf, const float* g, Segments s,
+                  const RmspropHyper& h) {
+  RmspropArgs a;
+  a.pre = make_pre(h.pre);
+  a.weight_decay = static_cast<float>(h.weight_decay);
+  a.alpha = static_cast<float>(h.alpha);
+  const double w = 1.0 - h.alpha;
+  a.one_minus_alpha = static_cast<float>(w);
+  a.lerp_rest = static_cast<float>(1.0 - w);
+  a.lerp_small = std::fabs(w) < 0.5;
+  a.eps = static_cast<float>(h.eps);
+  a.lr = static_cast<float>(h.lr);
+  a.momentum = static_cast<float>(h.momentum);
+  a.centered = h.centered;
+  a.use_momentum = h.momentum > 0.0;
+  const OptimKernels& k = optim_kernels();
+  for_each_piece(s, [&](int64_t off, int64_t n) {
+    k.rmsprop(p + off, sq + off, gavg ? gavg + off : nullptr, buf ? buf + off : nullptr, g + off,
+              n, a);
+  });
+}
+
+void sgd_step(float* p, float* buf, const float* g, Segments s, const SgdHyper& h) {
+  SgdArgs a;
+  a.pre = make_pre(h.pre);
+  a.weight_decay = static_cast<float>(h.weight_decay);
+  a.momentum = static_cast<float>(h.momentum);
+  a.one_minus_dampening = static_cast<float>(1.0 - h.dampening);
+  a.lr = static_cast<float>(h.lr);
+  a.nesterov = h.nesterov;
+  a.first = h.first;
+  const OptimKernels& k = optim_kernels();
+  for_each_piece(s, [&](int64_t off, int64_t n) {
+    k.sgd(p + off, buf ? buf + off : nullptr, g + off, n, a);
+  });
+}
+
+void scale_clamp_step(float* g, Segments s, const GradPreHyper& h) {
+  const GradPre pre = make_pre(h);
+  const OptimKernels& k = optim_kernels();
+  for_each_piece(s, [&](int64_t off, int64_t n) { k.scale_clamp(g + off, n, pre); });
+}
+
+}  // namespace sg

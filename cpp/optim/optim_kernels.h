@@ -1,0 +1,86 @@
+// Per-ISA optimizer update kernels over one contiguous range of the flat buffers (Adam/AdamW,
+// RMSprop, SGD, gradient scale+clamp). Shape legend: n elements; every pointer is already offset
+// to the range start. Scalars arrive precomputed in float (see optim.cpp, computed in double).
+#pragma once
+#include <cstdint>
+
+#include "isa/dispatch.h"
+
+namespace sg {
+
+// The gradient every kernel sees first: g' = clamp(g * grad_scale, -clip_value, clip_value).
+// grad_scale folds the global-norm clip coefficient and the sign for `maximize`; clip_value is
+// +inf when value clipping is off (the clamp is then exact identity, NaN included).
+struct GradPre {
+  float grad_scale;
+  float clip_value;
+};
+
+enum class WeightDecay : int { none = 0, coupled = 1, decoupled = 2 };
+
+struct AdamArgs {
+  GradPre pre;
+  WeightDecay wd_mode;
+  float weight_decay;    // coupled: g += wd * p
+  float decay_factor;    // decoupled: p *= 1 - lr * wd
+  float lerp_weight;     // 1 - beta1 (exp_avg.lerp_(g, 1 - beta1))
+  float lerp_rest;       // 1 - lerp_weight, for the form PyTorch uses when the weight >= 0.5
+  bool lerp_small;       // lerp_weight < 0.5
+  float beta2, one_minus_beta2;
+  float inv_bc2_sqrt;    // 1 / sqrt(1 - beta2^t)
+  float eps;
+  float step_size;       // lr / (1 - beta1^t)
+  bool amsgrad;
+};
+
+struct RmspropArgs {
+  GradPre pre;
+  float weight_decay;    // 0: off
+  float alpha, one_minus_alpha;
+  float lerp_rest;       // centered: grad_avg.lerp_(g, 1 - alpha) needs alpha when 1 - alpha >= 0.5
+  bool lerp_small;       // 1 - alpha < 0.5
+  float eps, lr, momentum;
+  bool centered;
+  bool use_momentum;     // momentum > 0
+};
+
+struct SgdArgs {
+  GradPre pre;
+  float weight_decay;    // 0: off
+  float momentum;        // 0: plain SGD, buf unused
+  float one_minus_dampening;
+  float lr;
+  bool nesterov;
+  bool first;            // buffer not yet initialised: buf = g (PyTorch's clone on first use)
+};
+
+struct OptimKernels {
+  // vmax may be null unless a.amsgrad.
+  void (*adam)(float* p, float* m, float* v, float* vmax, const float* g, int64_t n,
+               const AdamArgs& a);
+  // gavg is null unless centered; buf is null unless use_momentum.
+  void (*rmsprop)(float* p, float* sq, float* gavg, float* buf, const float* g, int64_t n,
+                  const RmspropArgs& a);
+  // buf is null when momentum == 0.
+  void (*sgd)(float* p, float* buf, const float* g, int64_t n, const SgdArgs& a);
+  // g = clamp(g * pre.grad_scale, -pre.clip_value, pre.clip_value) in place.
+  void (*scale_clamp)(float* g, int64_t n, const GradPre& pre);
+};
+
+extern const OptimKernels optim_kernels__generic;
+#if defined(SG_X86)
+extern const OptimKernels optim_kernels__avx2;
+extern const OptimKernels optim_kernels__avx512;
+#endif
+
+inline const OptimKernels& optim_kernels() {
+#if defined(SG_X86)
+  static const OptimKernels* const table[kNumIsa] = {&optim_kernels__generic, &optim_kernels__avx2,
+                                                     &optim_kernels__avx512};
+#else
+  static const OptimKernels* const table[kNumIsa] = {&optim_kernels__generic, nullptr, nullptr};
+#endif
+  return pick(table);
+}
+
+}  // namespace sg

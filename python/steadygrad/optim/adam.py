@@ -1,0 +1,115 @@
+"""Adam and AdamW over the flat buffer: one fused C++ kernel per parameter group per step.
+
+Kingma & Ba, "Adam: A Method for Stochastic Optimization" (2015); Loshchilov & Hutter,
+"Decoupled Weight Decay Regularization" (2019). Semantics, defaults and validation follow
+https://pytorch.org/docs/stable/generated/torch.optim.Adam.html and .AdamW.html.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from steadygrad import _core
+from steadygrad.optim.optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """Adam (optionally amsgrad, maximize, L2 or decoupled weight decay) with the fused
+    clipping / non-finite guard options of `Optimizer`. `step()` returns the pre-clip norm."""
+
+    _buffer_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+        max_grad_norm: float | None = None,
+        norm_type: float = 2.0,
+        max_grad_value: float | None = None,
+        skip_nonfinite: bool = True,
+        max_consecutive_skips: int | None = 10,
+    ) -> None:
+        if not lr >= 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
+            "decoupled_weight_decay": decoupled_weight_decay,
+        }
+        super().__init__(
+            params,
+            defaults,
+            max_grad_norm=max_grad_norm,
+            norm_type=norm_type,
+            max_grad_value=max_grad_value,
+            skip_nonfinite=skip_nonfinite,
+            max_consecutive_skips=max_consecutive_skips,
+        )
+
+    def _state_buffers(self, group: dict[str, Any]) -> list[str]:
+        names = ["exp_avg", "exp_avg_sq"]
+        return [*names, "max_exp_avg_sq"] if group["amsgrad"] else names
+
+    def _update(
+        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        amsgrad = bool(group["amsgrad"])
+        s = self.storage
+        _core.adam_step(
+            s.data, s.grad, self._buf("exp_avg"), self._buf("exp_avg_sq"),
+            self._buf("max_exp_avg_sq") if amsgrad else None, off, ln,
+            lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2),
+            eps=float(group["eps"]), weight_decay=float(group["weight_decay"]), step=key + 1,
+            amsgrad=amsgrad, decoupled=bool(group["decoupled_weight_decay"]),
+            **self._pre(group, scale),
+        )
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay (p *= 1 - lr * weight_decay), default 1e-2."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        max_grad_norm: float | None = None,
+        norm_type: float = 2.0,
+        max_grad_value: float | None = None,
+        skip_nonfinite: bool = True,
+        max_consecutive_skips: int | None = 10,
+    ) -> None:
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+            decoupled_weight_decay=True, max_grad_norm=max_grad_norm, norm_type=norm_type,
+            max_grad_value=max_grad_value, skip_nonfinite=skip_nonfinite,
+            max_consecutive_skips=max_consecutive_skips,
+        )

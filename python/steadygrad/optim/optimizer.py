@@ -1,0 +1,340 @@
+"""Optimizer base over the flat parameter buffer: parameter groups, the fused step (one norm
+pass, one update pass per group), gradient clipping folded into the update, and the atomic
+skip of steps with non-finite gradients. State (de)serialisation lives in `_state.py`.
+
+Storage: all parameters an optimizer manages must live in one `FlatStorage`. If the given
+parameters span several, the constructor calls `nn.flatten()` on them, which copies them into
+a new storage and *rebinds* every parameter's `.data`/`.grad` views (old views keep old memory).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from steadygrad.nn.parameter import ALIGN_FLOATS, FlatStorage, Parameter, flatten, shared_storage
+from steadygrad.optim._norms import (
+    NonFiniteGradientError,
+    NonFiniteGradientWarning,
+    check_norm_type,
+    clip_coefficient,
+    segment_norms,
+)
+from steadygrad.optim._state import StateDictMixin
+
+
+def _aligned_zeros(n: int) -> np.ndarray:
+    raw = np.zeros(n + ALIGN_FLOATS, dtype=np.float32)
+    shift = (-(raw.ctypes.data // 4)) % ALIGN_FLOATS
+    return raw[shift : shift + n]
+
+
+class Optimizer(StateDictMixin):
+    """Base class. Subclasses set `defaults`, validate hyperparameters and implement `_update`.
+
+    Fused-step options (every optimizer): `max_grad_norm` clips the global `norm_type` norm
+    (2.0, inf, or any p > 0 through a slower numpy pass) with PyTorch's coefficient
+    min(max_grad_norm / (norm + 1e-6), 1); `max_grad_value` clamps each gradient element (at most
+    one of the two). `skip_nonfinite`: a NaN/Inf gradient skips the step, leaving parameters,
+    state and step counts untouched, warns `NonFiniteGradientWarning` naming the parameter and
+    counts `skipped_steps`; the skip that makes more than `max_consecutive_skips` in a row
+    raises `NonFiniteGradientError` (None: never).
+    """
+
+    _buffer_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        defaults: dict[str, Any],
+        *,
+        max_grad_norm: float | None = None,
+        norm_type: float = 2.0,
+        max_grad_value: float | None = None,
+        skip_nonfinite: bool = True,
+        max_consecutive_skips: int | None = 10,
+    ) -> None:
+        if max_grad_norm is not None and not float(max_grad_norm) >= 0.0:
+            raise ValueError(f"Invalid max_grad_norm value: {max_grad_norm}")
+        if max_grad_value is not None and not float(max_grad_value) >= 0.0:
+            raise ValueError(f"Invalid max_grad_value value: {max_grad_value}")
+        if max_grad_norm is not None and max_grad_value is not None:
+            raise ValueError("Only one of max_grad_norm and max_grad_value can be set")
+        if max_consecutive_skips is not None and (
+            not isinstance(max_consecutive_skips, int) or max_consecutive_skips < 0
+        ):
+            raise ValueError(
+                f"max_consecutive_skips must be an int >= 0 or None, got {max_consecutive_skips!r}"
+            )
+        self.defaults = dict(defaults)
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
+        self.norm_type = check_norm_type(norm_type)
+        self.max_grad_value = None if max_grad_value is None else float(max_grad_value)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.max_consecutive_skips = max_consecutive_skips
+        self.skipped_steps = 0
+        self.consecutive_skips = 0
+        self.last_grad_norm: float | None = None
+        self._last_norms: np.ndarray | None = None
+        self._last_active: list[int] | None = None
+
+        self.param_groups: list[dict[str, Any]] = []
+        self._params: list[Parameter] = []
+        self._names: list[str | None] = []
+        self._storage: FlatStorage | None = None
+        self._bufs: dict[str, np.ndarray] = {}
+        self._step = np.zeros(0, dtype=np.int64)
+        if isinstance(params, Parameter):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Parameters or "
+                f"dicts, but got {type(params).__name__}"
+            )
+        groups = list(params)
+        if len(groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    # -- groups and storage ------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (dict with "params" and optional per-group options), as in PyTorch."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
+        group = dict(param_group)
+        raw = group["params"]
+        if isinstance(raw, set):
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, but the "
+                "ordering of tensors in sets will change between runs. Please use a list instead."
+            )
+        raw = [raw] if isinstance(raw, Parameter) else list(raw)
+        params: list[Parameter] = []
+        names: list[str] = []
+        for item in raw:
+            if isinstance(item, tuple):
+                names.append(str(item[0]))
+                item = item[1]
+            if not isinstance(item, Parameter):
+                raise TypeError(
+                    "optimizer can only optimize Parameters, but one of the params is "
+                    f"{type(item).__module__}.{type(item).__name__}"
+                )
+            params.append(item)
+        if names and len(names) != len(params):
+            raise ValueError(
+                "all optimizer params should be with/without names. Some param names are missing"
+            )
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("optimizer contains a parameter group with duplicate parameters")
+        if any(("param_names" in g) != bool(names) for g in self.param_groups):
+            raise ValueError("all optimizer param groups should be with/without names")
+        known = {id(p) for p in self._params}
+        if any(id(p) in known for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        for name, default in self.defaults.items():
+            group.setdefault(name, default)
+        group["params"] = params
+        if names:
+            group["param_names"] = names
+        self._validate_group(group)
+        old = list(self._params)
+        self._params.extend(params)
+        self._names.extend(names if names else [None] * len(params))
+        self._step = np.concatenate([self._step, np.zeros(len(params), dtype=np.int64)])
+        self.param_groups.append(group)
+        self._bind_storage(old)
+        self._on_params_added(len(params))
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Subclasses check per-group options that the kernels need (e.g. nesterov)."""
+
+    def _on_params_added(self, count: int) -> None:
+        """Subclasses extend per-parameter bookkeeping."""
+
+    def _bind_storage(self, old: list[Parameter]) -> None:
+        storage = shared_storage(self._params)
+        if storage is None:
+            old_offsets = [p.offset for p in old]
+            storage = flatten(self._params)
+            # State buffers follow their parameters into the new layout.
+            for name, buf in list(self._bufs.items()):
+                new = _aligned_zeros(storage.numel)
+                for p, o in zip(old, old_offsets, strict=False):
+                    new[p.offset : p.offset + p.size] = buf[o : o + p.size]
+                self._bufs[name] = new
+        self._storage = storage
+        self._index_groups()
+
+    def _index_groups(self) -> None:
+        """Cache per-group index ranges and offset-sorted segment arrays (the fast path)."""
+        self._group_range: list[tuple[int, int]] = []
+        self._group_segs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        lo = 0
+        for g in self.param_groups:
+            hi = lo + len(g["params"])
+            self._group_range.append((lo, hi))
+            self._group_segs.append(self._segments(list(range(lo, hi))))
+            lo = hi
+        self._all_off = np.array([p.offset for p in self._params], dtype=np.int64)
+        self._all_len = np.array([p.size for p in self._params], dtype=np.int64)
+        self._norm_out = np.empty(len(self._params), dtype=np.float64)
+
+    def _segments(self, idx: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(offsets, lengths, param indices) for params `idx`, sorted by offset."""
+        idx = sorted(idx, key=lambda i: self._params[i].offset)
+        off = np.array([self._params[i].offset for i in idx], dtype=np.int64)
+        ln = np.array([self._params[i].size for i in idx], dtype=np.int64)
+        return off, ln, np.array(idx, dtype=np.int64)
+
+    def _buf(self, name: str) -> np.ndarray:
+        buf = self._bufs.get(name)
+        if buf is None:
+            assert self._storage is not None
+            buf = self._bufs[name] = _aligned_zeros(self._storage.numel)
+        return buf
+
+    @property
+    def storage(self) -> FlatStorage:
+        assert self._storage is not None
+        return self._storage
+
+    # -- gradients ---------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Mark every gradient stale (grad reads None); set_to_none=False writes zeros instead."""
+        for p in self._params:
+            if set_to_none:
+                p.zero_grad()
+            else:
+                p.grad_buffer.fill(0.0)
+                p.mark_grad_fresh()
+
+    def param_label(self, i: int) -> str:
+        """How warnings name parameter i: its name if known, else group/index/shape."""
+        p = self._params[i]
+        gi = next(k for k, (lo, hi) in enumerate(self._group_range) if lo <= i < hi)
+        name = self._names[i]
+        where = f"group {gi}, index {i}, shape {tuple(p.shape)}"
+        return f"'{name}' ({where})" if name else f"parameter {i} ({where})"
+
+    @property
+    def last_param_norms(self) -> np.ndarray | None:
+        """Per-parameter gradient norms (norm_type) from the last step's norm pass, in
+        parameter order across groups; NaN for parameters whose gradient was stale."""
+        if self._last_norms is None or self._last_active is None:
+            return None
+        if len(self._last_active) == len(self._params):
+            return self._last_norms.copy()
+        out = np.full(len(self._params), np.nan)
+        out[self._last_active] = self._last_norms
+        return out
+
+    # -- the step ----------------------------------------------------------------------
+    def step(self, closure: Any = None) -> float | None:
+        """One fused step. Returns the pre-clip total gradient norm (None when neither
+        clipping by norm nor the non-finite guard asked for the norm pass, or no parameter
+        had a fresh gradient). A closure, if given, is called first (its loss is discarded)."""
+        if closure is not None:
+            closure()
+        params = self._params
+        if all(p.grad_fresh for p in params):
+            active = None
+            off, ln = self._all_off, self._all_len
+        else:
+            active = [i for i, p in enumerate(params) if p.grad_fresh]
+            if not active:
+                self.last_grad_norm = None
+                return None
+            off, ln = self._all_off[active], self._all_len[active]
+        grad = self.storage.grad
+        total: float | None = None
+        if self.skip_nonfinite or self.max_grad_norm is not None:
+            out = self._norm_out if active is None else None
+            total, per = segment_norms(grad, off, ln, self.norm_type, out)
+            self._last_norms = per
+            self._last_active = list(range(len(params))) if active is None else active
+            self.last_grad_norm = total
+            if self.skip_nonfinite and not math.isfinite(total):
+                self._skip(self._last_active, per)
+                return total
+        scale = 1.0 if self.max_grad_norm is None else clip_coefficient(self.max_grad_norm, total)
+        for gi, (lo, hi) in enumerate(self._group_range):
+            if active is None:
+                self._step_group(gi, None, scale)
+            else:
+                mine = [i for i in active if lo <= i < hi]
+                if mine:
+                    self._step_group(gi, mine, scale)
+        self.consecutive_skips = 0
+        return total
+
+    def _keys(self, idx: np.ndarray | slice) -> np.ndarray:
+        """Per-parameter value that changes the kernel's scalars (default: the step count)."""
+        return self._step[idx]
+
+    def _step_group(self, gi: int, mine: list[int] | None, scale: float) -> None:
+        """Update group gi (mine: the fresh subset, None for all): one kernel call per distinct
+        key, which is one call unless parameters have taken different numbers of steps."""
+        group = self.param_groups[gi]
+        lo, hi = self._group_range[gi]
+        if mine is None:
+            keys = self._keys(slice(lo, hi))
+            if (keys == keys[0]).all():
+                off, ln, _ = self._group_segs[gi]
+                self._update(group, off, ln, keys[0].item(), scale)
+                self._after_update(slice(lo, hi), group)
+                return
+            mine = list(range(lo, hi))
+        keys = self._keys(np.array(mine, dtype=np.int64)).tolist()
+        for k in sorted(set(keys)):
+            off, ln, idx = self._segments([i for i, kk in zip(mine, keys, strict=False) if kk == k])
+            self._update(group, off, ln, k, scale)
+            self._after_update(idx, group)
+
+    def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
+        self._step[idx] += 1
+
+    def _pre(self, group: dict[str, Any], scale: float) -> dict[str, Any]:
+        return {
+            "maximize": bool(group.get("maximize", False)),
+            "grad_scale": scale,
+            "clip_value": self.max_grad_value,
+        }
+
+    def _update(
+        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
+    ) -> None:
+        raise NotImplementedError
+
+    def _skip(self, active: list[int], per: np.ndarray) -> None:
+        self.skipped_steps += 1
+        self.consecutive_skips += 1
+        bad = [active[j] for j in np.flatnonzero(~np.isfinite(per)).tolist()]
+        labels = ", ".join(self.param_label(i) for i in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        limit = self.max_consecutive_skips
+        msg = (
+            f"{type(self).__name__}.step skipped: non-finite gradient in {labels}{more}; "
+            f"{self.consecutive_skips} consecutive skip(s), {self.skipped_steps} in total"
+        )
+        if limit is not None and self.consecutive_skips > limit:
+            raise NonFiniteGradientError(
+                msg + f" (more than max_consecutive_skips={limit}); parameters and state are "
+                "unchanged"
+            )
+        warnings.warn(msg, NonFiniteGradientWarning, stacklevel=3)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k not in ("params", "param_names"):
+                    lines.append(f"    {k}: {g[k]}")
+        lines.append(")")
+        return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""SGD with momentum, dampening, Nesterov and weight decay over the flat buffer: one fused C++
+kernel per parameter group per step.
+
+Sutskever et al., "On the importance of initialization and momentum in deep learning" (2013).
+Semantics, defaults and validation follow
+https://pytorch.org/docs/stable/generated/torch.optim.SGD.html (the momentum buffer starts as a
+copy of the first gradient, without dampening).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from steadygrad import _core
+from steadygrad.optim.optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    """SGD with the fused clipping / guard options of `Optimizer`. `step()` returns the
+    pre-clip norm. State per parameter: "momentum_buffer" once momentum has been used."""
+
+    _buffer_names = ("momentum_buffer",)
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        max_grad_norm: float | None = None,
+        norm_type: float = 2.0,
+        max_grad_value: float | None = None,
+        skip_nonfinite: bool = True,
+        max_consecutive_skips: int | None = 10,
+    ) -> None:
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+        }
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        self._buf_init = np.zeros(0, dtype=bool)
+        super().__init__(
+            params,
+            defaults,
+            max_grad_norm=max_grad_norm,
+            norm_type=norm_type,
+            max_grad_value=max_grad_value,
+            skip_nonfinite=skip_nonfinite,
+            max_consecutive_skips=max_consecutive_skips,
+        )
+
+    def _on_params_added(self, count: int) -> None:
+        self._buf_init = np.concatenate([self._buf_init, np.zeros(count, dtype=bool)])
+
+    def _keys(self, idx: np.ndarray | slice) -> np.ndarray:
+        # The first step with momentum initialises the buffer (buf = g): a different kernel.
+        return self._buf_init[idx].astype(np.int64)
+
+    def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
+        self._step[idx] += 1
+        if group["momentum"] != 0:
+            self._buf_init[idx] = True
+
+    def _has_state(self, i: int) -> bool:
+        return bool(self._buf_init[i])
+
+    def _param_state(self, i: int, group: dict[str, Any]) -> dict[str, Any] | None:
+        st = super()._param_state(i, group)
+        if st is not None:
+            del st["step"]  # PyTorch's SGD keeps no step count
+        return st
+
+    def _apply_param_state(self, i: int, st: dict[str, Any]) -> None:
+        super()._apply_param_state(i, st)
+        self._buf_init[i] = "momentum_buffer" in st
+
+    def _update(
+        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
+    ) -> None:
+        momentum = float(group["momentum"])
+        s = self.storage
+        _core.sgd_step(
+            s.data, s.grad, self._buf("momentum_buffer") if momentum != 0 else None, off, ln,
+            lr=float(group["lr"]), momentum=momentum, dampening=float(group["dampening"]),
+            weight_decay=float(group["weight_decay"]), nesterov=bool(group["nesterov"]),
+            first=not key, **self._pre(group, scale),
+        )

@@ -1,0 +1,134 @@
+"""LR schedulers against torch.optim.lr_scheduler: identical lr (and momentum/beta1) sequences,
+state_dict round trips, and torch's errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from optim_helpers import make_params
+
+from steadygrad import optim
+from steadygrad.optim import lr_scheduler as sls
+
+TLS = torch.optim.lr_scheduler
+
+
+def twin(opt_name="SGD", **kw):
+    rng = np.random.default_rng(0)
+    ps, tps = make_params(rng)
+    kw = kw or dict(lr=0.1, momentum=0.9)
+    groups = [{"params": ps[:2]}, {"params": ps[2:], "lr": 0.03}]
+    tgroups = [{"params": tps[:2]}, {"params": tps[2:], "lr": 0.03}]
+    return getattr(optim, opt_name)(groups, **kw), getattr(torch.optim, opt_name)(tgroups, **kw)
+
+
+CASES = {
+    "step": lambda m, o: m.StepLR(o, step_size=7, gamma=0.5),
+    "multistep": lambda m, o: m.MultiStepLR(o, milestones=[5, 12, 12, 30], gamma=0.3),
+    "exponential": lambda m, o: m.ExponentialLR(o, gamma=0.95),
+    "cosine": lambda m, o: m.CosineAnnealingLR(o, T_max=20, eta_min=1e-4),
+    "linear": lambda m, o: m.LinearLR(o, start_factor=0.1, end_factor=0.9, total_iters=10),
+    "onecycle": lambda m, o: m.OneCycleLR(o, max_lr=[0.5, 0.2], total_steps=60),
+    "onecycle3-linear": lambda m, o: m.OneCycleLR(
+        o, max_lr=0.4, epochs=6, steps_per_epoch=10, three_phase=True, anneal_strategy="linear"
+    ),
+}
+
+
+def sequential(m, o):
+    warm = m.LinearLR(o, start_factor=0.01, total_iters=5)
+    cos = m.CosineAnnealingLR(o, T_max=30)
+    return m.SequentialLR(o, schedulers=[warm, cos], milestones=[5])
+
+
+CASES["sequential"] = sequential
+
+
+def momenta(opt):
+    return [g["betas"][0] if "betas" in g else g["momentum"] for g in opt.param_groups]
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_lr_sequence_matches_torch(name, opt_name):
+    kw = dict(lr=0.1, momentum=0.9) if opt_name == "SGD" else dict(lr=0.1)
+    o, to = twin(opt_name, **kw)
+    s, ts = CASES[name](sls, o), CASES[name](TLS, to)
+    for epoch in range(60):
+        assert s.get_last_lr() == ts.get_last_lr(), (epoch, s.get_last_lr(), ts.get_last_lr())
+        assert [g["lr"] for g in o.param_groups] == [g["lr"] for g in to.param_groups]
+        assert momenta(o) == momenta(to)
+        if epoch < 59:
+            to.step()
+            s.step()
+            ts.step()
+
+
+def test_step_with_epoch_uses_closed_form():
+    o, to = twin()
+    s, ts = sls.StepLR(o, 3, 0.5), TLS.StepLR(to, 3, 0.5)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's epoch deprecation warning
+        ts.step(10)
+    s.step(10)
+    assert s.get_last_lr() == ts.get_last_lr()
+
+
+@pytest.mark.parametrize("mode,threshold_mode", [("min", "rel"), ("max", "abs")])
+def test_reduce_lr_on_plateau_matches_torch(mode, threshold_mode):
+    o, to = twin()
+    kw = dict(mode=mode, factor=0.5, patience=2, threshold=0.01, threshold_mode=threshold_mode,
+              cooldown=1, min_lr=[0.001, 0.002])
+    s, ts = sls.ReduceLROnPlateau(o, **kw), TLS.ReduceLROnPlateau(to, **kw)
+    rng = np.random.default_rng(1)
+    metrics = np.concatenate([np.linspace(1, 0.5, 5), np.full(30, 0.5) + rng.random(30) * 0.01])
+    for metric in metrics:
+        s.step(float(metric))
+        ts.step(float(metric))
+        assert s.get_last_lr() == ts.get_last_lr()
+    sd = s.state_dict()
+    assert sd["num_bad_epochs"] == ts.state_dict()["num_bad_epochs"]
+    s2 = sls.ReduceLROnPlateau(o, **kw)
+    s2.load_state_dict(sd)
+    assert s2.best == s.best and s2.cooldown_counter == s.cooldown_counter
+
+
+@pytest.mark.parametrize("name", ["cosine", "onecycle", "sequential", "multistep"])
+def test_scheduler_state_dict_round_trip(name):
+    o, _ = twin()
+    s = CASES[name](sls, o)
+    for _ in range(17):
+        s.step()
+    sd = s.state_dict()
+    want = []
+    for _ in range(10):
+        s.step()
+        want.append(s.get_last_lr())
+    o2, _ = twin()
+    s2 = CASES[name](sls, o2)
+    s2.load_state_dict(sd)
+    for g, saved in zip(o2.param_groups, sd.get("_last_lr", []), strict=False):
+        g["lr"] = saved
+    got = []
+    for _ in range(10):
+        s2.step()
+        got.append(s2.get_last_lr())
+    assert got == want
+
+
+def test_scheduler_errors_match_torch():
+    o, to = twin()
+    for make in (
+        lambda m, x: m.LinearLR(x, start_factor=0.0),
+        lambda m, x: m.ReduceLROnPlateau(x, factor=1.0),
+        lambda m, x: m.OneCycleLR(x, max_lr=0.1),
+        lambda m, x: m.SequentialLR(x, schedulers=[m.StepLR(x, 2)], milestones=[3]),
+    ):
+        with pytest.raises(ValueError) as theirs:
+            make(TLS, to)
+        with pytest.raises(ValueError) as ours:
+            make(sls, o)
+        assert str(ours.value) == str(theirs.value)

@@ -1,0 +1,214 @@
+"""Optimizer construction and state: PyTorch's hyperparameter errors, bad arrays rejected with
+state untouched, state_dict round trips (and loading torch's), storage handling, zero_grad."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from optim_helpers import assert_close_params, make_params
+
+import steadygrad as sg
+from steadygrad import optim
+from steadygrad.nn import Parameter
+
+BAD_HYPER = [
+    ("Adam", dict(lr=-1.0)),
+    ("Adam", dict(eps=-1e-3)),
+    ("Adam", dict(betas=(1.0, 0.999))),
+    ("Adam", dict(betas=(0.9, -0.1))),
+    ("Adam", dict(weight_decay=-0.5)),
+    ("AdamW", dict(lr=-0.1)),
+    ("AdamW", dict(betas=(0.9, 1.0))),
+    ("RMSprop", dict(lr=-1.0)),
+    ("RMSprop", dict(eps=-1.0)),
+    ("RMSprop", dict(momentum=-0.1)),
+    ("RMSprop", dict(weight_decay=-1.0)),
+    ("RMSprop", dict(alpha=-0.5)),
+    ("SGD", dict(lr=-1.0)),
+    ("SGD", dict(momentum=-1.0)),
+    ("SGD", dict(weight_decay=-1.0)),
+    ("SGD", dict(nesterov=True)),
+    ("SGD", dict(nesterov=True, momentum=0.9, dampening=0.1)),
+]
+
+
+@pytest.mark.parametrize("name,kw", BAD_HYPER, ids=lambda x: str(x))
+def test_invalid_hyperparameters_raise_torchs_error(name, kw):
+    rng = np.random.default_rng(0)
+    ps, tps = make_params(rng)
+    with pytest.raises(ValueError) as theirs:
+        getattr(torch.optim, name)(tps, **kw)
+    with pytest.raises(ValueError) as ours:
+        getattr(optim, name)(ps, **kw)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_empty_and_duplicate_parameters():
+    with pytest.raises(ValueError, match="optimizer got an empty parameter list"):
+        optim.Adam([])
+    rng = np.random.default_rng(1)
+    ps, _ = make_params(rng)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        optim.SGD([{"params": ps[:2]}, {"params": ps[1:]}])
+    with pytest.raises(TypeError, match="can only optimize Parameters"):
+        optim.SGD([np.zeros(3, np.float32)])
+    with pytest.raises(ValueError, match="Only one of max_grad_norm and max_grad_value"):
+        optim.SGD(ps, max_grad_norm=1.0, max_grad_value=1.0)
+    with pytest.raises(ValueError, match="Invalid max_grad_norm"):
+        optim.SGD(ps, max_grad_norm=-1.0)
+
+
+def test_bad_arrays_rejected_by_binding_with_state_untouched():
+    n = 64
+    p, g, m, v = (np.zeros(n, np.float32) for _ in range(4))
+    off, ln = np.array([0], np.int64), np.array([n], np.int64)
+    kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, step=1)
+    g[:] = 1.0
+    with pytest.raises(TypeError, match="adam_step: exp_avg must have dtype float32, got float64"):
+        sg._core.adam_step(p, g, m.astype(np.float64), v, None, off, ln, **kw)
+    with pytest.raises(ValueError, match="exp_avg_sq must have the flat length of param"):
+        sg._core.adam_step(p, g, m, v[:10], None, off, ln, **kw)
+    with pytest.raises(ValueError, match="must not overlap"):
+        sg._core.adam_step(p, g, m, m, None, off, ln, **kw)
+    with pytest.raises(ValueError, match="outside the flat buffer"):
+        sg._core.adam_step(p, g, m, v, None, off, np.array([n + 1], np.int64), **kw)
+    with pytest.raises(ValueError, match="sorted by offset and must not overlap"):
+        sg._core.sgd_step(p, g, None, np.array([0, 8], np.int64), np.array([16, 8], np.int64),
+                          lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0)
+    with pytest.raises(ValueError, match="max_exp_avg_sq is required when amsgrad=True"):
+        sg._core.adam_step(p, g, m, v, None, off, ln, amsgrad=True, **kw)
+    ro = np.zeros(n, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="param must be writeable"):
+        sg._core.adam_step(ro, g, m, v, None, off, ln, **kw)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        sg._core.rmsprop_step(p, g, np.zeros(2 * n, np.float32)[::2], None, None, off, ln,
+                              lr=0.1, alpha=0.9, eps=1e-8, weight_decay=0.0, momentum=0.0)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        sg._core.adam_step(p, g, m, v, None, off, ln, **dict(kw, step=0))
+    assert not p.any() and not m.any() and not v.any()
+
+
+@pytest.mark.parametrize(
+    "cls,kw",
+    [(optim.Adam, dict(lr=1e-2, amsgrad=True)), (optim.AdamW, dict(lr=1e-2)),
+     (optim.RMSprop, dict(lr=1e-3, centered=True, momentum=0.9)),
+     (optim.SGD, dict(lr=1e-2, momentum=0.9))],
+    ids=["adam", "adamw", "rmsprop", "sgd"],
+)
+def test_state_dict_round_trip_continues_identically(cls, kw):
+    rng = np.random.default_rng(2)
+    ps, _ = make_params(rng)
+    groups = [{"params": ps[:2]}, {"params": ps[2:], "lr": 5e-3}]
+    opt = cls(groups, max_grad_norm=1.0, **kw)
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in ps] for _ in range(10)]
+    for t in range(5):
+        for p, g in zip(ps, grads[t], strict=False):
+            p.grad = g
+        opt.step()
+    sd = opt.state_dict()
+    saved = [p.data.copy() for p in ps]
+    # A fresh model + optimizer loaded from the dict must continue bit-for-bit.
+    ps2 = [Parameter(x) for x in saved]
+    from steadygrad.nn import flatten
+
+    flatten(ps2)
+    opt2 = cls([{"params": ps2[:2]}, {"params": ps2[2:]}], max_grad_norm=1.0, **kw)
+    opt2.load_state_dict(sd)
+    assert opt2.param_groups[1]["lr"] == 5e-3
+    for t in range(5, 10):
+        for p, p2, g in zip(ps, ps2, grads[t], strict=False):
+            p.grad = g
+            p2.grad = g
+        opt.step()
+        opt2.step()
+    for p, p2 in zip(ps, ps2, strict=False):
+        np.testing.assert_array_equal(p.data, p2.data)
+
+
+def test_load_state_dict_validates_before_writing():
+    rng = np.random.default_rng(3)
+    ps, _ = make_params(rng)
+    opt = optim.Adam(ps)
+    for p in ps:
+        p.grad = np.ones(p.shape, np.float32)
+    opt.step()
+    sd = opt.state_dict()
+    before = opt.state_dict()
+    bad = {"state": dict(sd["state"]), "param_groups": sd["param_groups"]}
+    bad["state"][3] = dict(bad["state"][3], exp_avg=np.zeros((2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"state\[3\]\['exp_avg'\] has shape \(2, 2\)"):
+        opt.load_state_dict(bad)
+    with pytest.raises(ValueError, match="different number of parameter groups"):
+        opt.load_state_dict({"state": {}, "param_groups": sd["param_groups"] * 2})
+    after = opt.state_dict()
+    for i in before["state"]:
+        for k, v in before["state"][i].items():
+            np.testing.assert_array_equal(after["state"][i][k], v)
+
+
+def test_load_torch_state_dict_then_match_torch():
+    rng = np.random.default_rng(4)
+    ps, tps = make_params(rng)
+    topt = torch.optim.Adam(tps, lr=1e-2, amsgrad=True)
+    for _ in range(3):
+        for tp in tps:
+            tp.grad = torch.randn(tp.shape)
+        topt.step()
+    for p, tp in zip(ps, tps, strict=False):
+        p.data = tp.detach().numpy()
+    opt = optim.Adam(ps, lr=1e-2, amsgrad=True)
+    opt.load_state_dict(topt.state_dict())
+    for _ in range(5):
+        for p, tp in zip(ps, tps, strict=False):
+            g = rng.standard_normal(p.shape).astype(np.float32)
+            p.grad = g
+            tp.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+    assert_close_params(ps, tps)
+
+
+def test_params_on_separate_storages_are_flattened_and_rebound():
+    rng = np.random.default_rng(5)
+    ps = [Parameter(rng.standard_normal(s).astype(np.float32)) for s in [(3, 2), (4,)]]
+    vals = [p.data.copy() for p in ps]
+    opt = optim.SGD(ps, lr=0.5)
+    assert ps[0].storage is ps[1].storage is opt.storage
+    for p, v in zip(ps, vals, strict=False):
+        np.testing.assert_array_equal(p.data, v)
+        p.grad = np.ones(p.shape, np.float32)
+    opt.step()
+    for p, v in zip(ps, vals, strict=False):
+        np.testing.assert_allclose(p.data, v - 0.5)
+
+
+def test_zero_grad_and_no_fresh_gradients():
+    rng = np.random.default_rng(6)
+    ps, _ = make_params(rng)
+    opt = optim.Adam(ps)
+    for p in ps:
+        p.grad = np.ones(p.shape, np.float32)
+    opt.zero_grad()
+    assert all(p.grad is None for p in ps)
+    data = opt.storage.data.copy()
+    assert opt.step() is None
+    np.testing.assert_array_equal(opt.storage.data, data)
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in ps)
+    assert opt.step() == 0.0
+
+
+def test_step_returns_pre_clip_norm_and_add_param_group():
+    rng = np.random.default_rng(7)
+    ps, _ = make_params(rng)
+    opt = optim.SGD(ps[:2], lr=0.1, max_grad_norm=0.1)
+    opt.add_param_group({"params": ps[2:], "lr": 0.0})
+    for p in ps:
+        p.grad = np.full(p.shape, 2.0, np.float32)
+    want = math.sqrt(sum(4.0 * p.size for p in ps))
+    assert math.isclose(opt.step(), want, rel_tol=1e-12)
+    assert "SGD" in repr(opt) and "Parameter Group 1" in repr(opt)
