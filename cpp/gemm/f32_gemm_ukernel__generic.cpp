@@ -3,5 +3,6 @@
 #include "gemm/f32_gemm_ukernel_impl.h"
 
 namespace sg {
-const GemmUkernel f32_gemm_ukernel__generic = {6, 8, 6 * 24, 256, 4080, &f32_gemm_ukernel<6, 2>};
+const GemmUkernel f32_gemm_ukernel__generic = {
+    6, 8, {6 * 24, 256, 4080}, {6 * 24, 256, 4080}, SG_GEMM_UKERNELS(6, 2)};
 }

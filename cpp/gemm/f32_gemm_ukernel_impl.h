@@ -1,35 +1,56 @@
 // Register-blocked MR x (NRV*W) GEMM microkernel over V: broadcast one A value per row, load
-// NRV vectors of B, FMA into MR*NRV accumulators. Included once per ISA translation unit.
+// NRV vectors of B, FMA into MR*NRV accumulators. One body serves packed and in-place
+// ("sup") operands, so every path runs the same k-ordered FMA chain per element: results
+// do not depend on which path or how many threads ran. Included once per ISA TU.
 #pragma once
 #include <cstdint>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "gemm/gemm_ukernel.h"
 
 namespace sg {
 namespace {
 
-template <int MR, int NRV>
-void f32_gemm_ukernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                      int64_t ldc, int64_t mr, int64_t nr, const GemmEpilogue& ep) {
+template <int MR, int NRV, bool kPackedA>
+void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_t csa,
+                      const float* __restrict b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                      const GemmEpilogue& ep) {
   constexpr int W = V::W;
   constexpr int NR = NRV * W;
+  if (kPackedA) rsa = 1, csa = MR;
+
+  // C is touched only after the k loop: start its lines coming now, so the epilogue's loads
+  // (beta != 0) and stores do not stall on a miss per row.
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r) {
+    if (r < mr) {
+      __builtin_prefetch(c + r * ldc, 1, 3);
+      __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);
+    }
+  }
+
   typename V::R acc[MR][NRV];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NRV; ++v) acc[r][v] = V::zero();
 
+  // Unrolled by 4 so the loop overhead and pointer bumps amortise; the hardware prefetchers
+  // follow the (sequential) packed panels and the in-place A rows.
+#pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     typename V::R bv[NRV];
 #pragma GCC unroll 8
     for (int v = 0; v < NRV; ++v) bv[v] = V::load(b + v * W);
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
-      const typename V::R ar = V::set1(a[r]);
+      const typename V::R ar = V::set1(a[r * rsa]);
 #pragma GCC unroll 8
       for (int v = 0; v < NRV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
     }
-    a += MR;
+    a += csa;
     b += NR;
   }
 
@@ -57,6 +78,106 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, const float* __rest
     }
   }
 }
+
+// Packing with the tile shape known at compile time: the per-k copies unroll fully and the
+// contiguous cases become vector moves. Strided sources are read as MR (NR) parallel streams
+// and the panel is written in order.
+template <int MR>
+void f32_gemm_pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t rows,
+                     int64_t p0, int64_t kc, float* d) {
+  if (trans) {  // op(A)(i, p) = a[p * lda + i]: each k step is a contiguous run of rows
+    for (int64_t p = 0; p < kc; ++p, d += MR) {
+      const float* s = a + (p0 + p) * lda + i0;
+      if (rows == MR) {
+#pragma GCC unroll 32
+        for (int r = 0; r < MR; ++r) d[r] = s[r];
+      } else {
+        for (int r = 0; r < MR; ++r) d[r] = r < rows ? s[r] : 0.0f;
+      }
+    }
+    return;
+  }
+  const float* src[MR];  // op(A)(i, p) = a[i * lda + p]: MR row streams
+  for (int r = 0; r < MR; ++r) src[r] = a + (i0 + (r < rows ? r : rows - 1)) * lda + p0;
+  if (rows == MR) {
+    for (int64_t p = 0; p < kc; ++p, d += MR) {
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) d[r] = src[r][p];
+    }
+  } else {
+    for (int64_t p = 0; p < kc; ++p, d += MR) {
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r) d[r] = r < rows ? src[r][p] : 0.0f;
+    }
+  }
+}
+
+template <int NRV>
+void f32_gemm_pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
+                     int64_t cols, float* d) {
+  constexpr int W = V::W, NR = NRV * W;
+  if (!trans) {  // op(B)(p, j) = b[p * ldb + j]: contiguous rows
+    for (int64_t p = 0; p < kc; ++p, d += NR) {
+      const float* s = b + (p0 + p) * ldb + j0;
+      if (cols == NR) {
+#pragma GCC unroll 8
+        for (int v = 0; v < NRV; ++v) V::store(d + v * W, V::load(s + v * W));
+      } else {
+        for (int c = 0; c < NR; ++c) d[c] = c < cols ? s[c] : 0.0f;
+      }
+    }
+    return;
+  }
+  const float* src[NR];  // op(B)(p, j) = b[j * ldb + p]: NR column streams
+  for (int c = 0; c < NR; ++c) src[c] = b + (j0 + (c < cols ? c : cols - 1)) * ldb + p0;
+  int64_t p = 0;
+#if defined(__AVX2__)
+  // The transposed copy is the forward pass's (Y = X W^T) only packing cost: do it as 8 x 8
+  // register transposes (8 loads, 24 shuffles, 8 stores per 64 floats) rather than 64
+  // scalar moves. Columns past `cols` repeat the last column and are zeroed after.
+  if (NR % 8 == 0) {
+    for (; p + 8 <= kc; p += 8) {
+      float* dp = d + p * NR;
+#pragma GCC unroll 4
+      for (int c0 = 0; c0 < NR; c0 += 8) {
+        __m256 r0 = _mm256_loadu_ps(src[c0 + 0] + p), r1 = _mm256_loadu_ps(src[c0 + 1] + p);
+        __m256 r2 = _mm256_loadu_ps(src[c0 + 2] + p), r3 = _mm256_loadu_ps(src[c0 + 3] + p);
+        __m256 r4 = _mm256_loadu_ps(src[c0 + 4] + p), r5 = _mm256_loadu_ps(src[c0 + 5] + p);
+        __m256 r6 = _mm256_loadu_ps(src[c0 + 6] + p), r7 = _mm256_loadu_ps(src[c0 + 7] + p);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+        __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        _mm256_storeu_ps(dp + 0 * NR + c0, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(dp + 1 * NR + c0, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(dp + 2 * NR + c0, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(dp + 3 * NR + c0, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(dp + 4 * NR + c0, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(dp + 5 * NR + c0, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(dp + 6 * NR + c0, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(dp + 7 * NR + c0, _mm256_permute2f128_ps(u3, u7, 0x31));
+      }
+      if (cols < NR) {
+        for (int q = 0; q < 8; ++q)
+          for (int c = static_cast<int>(cols); c < NR; ++c) dp[q * NR + c] = 0.0f;
+      }
+    }
+  }
+#endif
+  for (d += p * NR; p < kc; ++p, d += NR) {
+#pragma GCC unroll 64
+    for (int c = 0; c < NR; ++c) d[c] = c < cols ? src[c][p] : 0.0f;
+  }
+}
+
+// The table's kernels for one tile shape: fn[A packed], then the packers.
+#define SG_GEMM_UKERNELS(MR, NRV)                                                    \
+  {&f32_gemm_ukernel<MR, NRV, false>, &f32_gemm_ukernel<MR, NRV, true>},             \
+      &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>
 
 }  // namespace
 }  // namespace sg

@@ -1,13 +1,15 @@
-// GEMM driver: BLIS-style blocking (jc -> pc -> ic -> jr/ir), packing that absorbs both
-// transposes, OpenMP over the (jr, ir) tiles of each block. K is never split across threads
-// and the blocking does not depend on the thread count, so results are bitwise identical for
-// any number of threads. The ISA-specific part is only the microkernel (gemm_ukernel.h).
+// GEMM driver: BLIS-style blocking (jc -> pc -> ic -> jr/ir) and two paths chosen from the
+// shapes alone: "packed" (A and B copied into micropanels; large shapes) and "sup" (A read in
+// place, B streamed in place unless transposed; the small and skinny shapes of MLP training,
+// where packing is a large share of the work). OpenMP splits the (jr, ir) tiles of each block;
+// K is never split and the blocking does not depend on the thread count, so results are
+// bitwise identical for any number of threads. The ISA-specific part is the microkernel.
 #include "gemm/gemm.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
+#include <cstdlib>
 
 #include "common/aligned_buffer.h"
 #include "gemm/gemm_ukernel.h"
@@ -15,54 +17,8 @@
 namespace sg {
 namespace {
 
-// Below this many multiply-adds a parallel region costs more than it saves.
-constexpr int64_t kParallelMinFlops = 2 * 64 * 64 * 64;
-
-// A block: rows [i0, i0+mc) of op(A), k range [p0, p0+kc) -> MR-row micropanels, k-major.
-void pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
-            int64_t kc, int MR, float* dst, int64_t panel) {
-  const int64_t r0 = panel * MR;
-  const int64_t rows = std::min<int64_t>(MR, mc - r0);
-  float* d = dst + panel * MR * kc;
-  if (trans) {  // op(A)(i, p) = a[p * lda + i]: each k step is a contiguous run of rows
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* s = a + (p0 + p) * lda + i0 + r0;
-      int64_t r = 0;
-      for (; r < rows; ++r) d[p * MR + r] = s[r];
-      for (; r < MR; ++r) d[p * MR + r] = 0.0f;
-    }
-  } else {  // op(A)(i, p) = a[i * lda + p]
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* s = a + (i0 + r0 + r) * lda + p0;
-      for (int64_t p = 0; p < kc; ++p) d[p * MR + r] = s[p];
-    }
-    for (int64_t r = rows; r < MR; ++r)
-      for (int64_t p = 0; p < kc; ++p) d[p * MR + r] = 0.0f;
-  }
-}
-
-// B panel: k range [p0, p0+kc), columns [j0, j0+nc) -> NR-column micropanels, k-major.
-void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
-            int64_t nc, int NR, float* dst, int64_t panel) {
-  const int64_t c0 = panel * NR;
-  const int64_t cols = std::min<int64_t>(NR, nc - c0);
-  float* d = dst + panel * NR * kc;
-  if (!trans) {  // op(B)(p, j) = b[p * ldb + j]
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* s = b + (p0 + p) * ldb + j0 + c0;
-      int64_t c = 0;
-      for (; c < cols; ++c) d[p * NR + c] = s[c];
-      for (; c < NR; ++c) d[p * NR + c] = 0.0f;
-    }
-  } else {  // op(B)(p, j) = b[j * ldb + p]
-    for (int64_t c = 0; c < cols; ++c) {
-      const float* s = b + (j0 + c0 + c) * ldb + p0;
-      for (int64_t p = 0; p < kc; ++p) d[p * NR + c] = s[p];
-    }
-    for (int64_t c = cols; c < NR; ++c)
-      for (int64_t p = 0; p < kc; ++p) d[p * NR + c] = 0.0f;
-  }
-}
+// Below this many multiply-adds (m*n*k) a parallel region costs more than it saves.
+constexpr int64_t kParallelMinMacs = 64 * 64 * 64;
 
 // k == 0: C = act(beta * C + bias), with beta == 0 never reading C.
 void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const float* bias,
@@ -80,6 +36,12 @@ void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, cons
 
 }  // namespace
 
+bool gemm_uses_sup(bool trans_a, int64_t m, int64_t n, int64_t k) {
+  static const int64_t tm = getenv("SG_SUP_M") ? atol(getenv("SG_SUP_M")) : 256;
+  (void)n, (void)k;
+  return !trans_a && m <= tm;
+}
+
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act) {
@@ -91,40 +53,74 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   }
   const GemmUkernel& uk = gemm_ukernel();
   const int MR = uk.mr, NR = uk.nr;
-  const int64_t MC = uk.mc, KC = uk.kc, NC = uk.nc;
+  const bool sup = gemm_uses_sup(trans_a, m, n, k);
+  const GemmBlocking& bl = sup ? uk.sup : uk.packed;
+  static const int64_t eMC = getenv("SG_MC") ? atol(getenv("SG_MC")) : 0;
+  static const int64_t eKC = getenv("SG_KC") ? atol(getenv("SG_KC")) : 0;
+  const int64_t MC = eMC ? eMC : bl.mc, NC = bl.nc;
+  // Equal k blocks (a multiple of 8 up to the last) rather than KC, KC, ..., small remainder:
+  // a thin last block would pay a full pass over C for little work. Depends on k alone.
+  const int64_t KC_max = eKC ? eKC : bl.kc;
+  const int64_t n_pc = (k + KC_max - 1) / KC_max;
+  const int64_t KC = std::min<int64_t>(KC_max, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
+  const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
+  const int64_t n_ic = (m + MC - 1) / MC;
 
-  // Pack buffers belong to the calling thread (callers may run gemm concurrently with the
-  // GIL released); OpenMP workers share them.
-  thread_local AlignedBuffer a_buf, b_buf;
-  float* ap = a_buf.get(static_cast<size_t>(MC) * KC);
+  // The packed B panel is shared by the team and belongs to the calling thread (callers may
+  // run gemm concurrently with the GIL released). Each thread packs its A blocks into its own
+  // buffer. All grow once and are reused: no allocation in the steady state.
+  thread_local AlignedBuffer b_buf;
   float* bp = b_buf.get(static_cast<size_t>(std::min<int64_t>(KC, k)) *
-                        ((std::min<int64_t>(NC, n) + NR - 1) / NR) * NR);
+                        ((std::min<int64_t>(NC, n) + NR - 1) / NR * NR));
 
-  const bool parallel = m * n * k >= kParallelMinFlops && omp_get_max_threads() > 1;
+  const bool parallel = m * n * k >= kParallelMinMacs && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
   {
+    thread_local AlignedBuffer a_buf;
+    float* ap = a_buf.get(static_cast<size_t>(sup ? MR : MC) * std::min<int64_t>(KC, k));
+    const int nth = omp_get_num_threads();
     for (int64_t jc = 0; jc < n; jc += NC) {
       const int64_t nc = std::min(NC, n - jc);
       const int64_t n_jr = (nc + NR - 1) / NR;
+      // Work items: an M block (IC split: private L2s each hold their own A block and share
+      // the B panel from L3) times a slice of the B micropanels, cut finer only when there
+      // are fewer M blocks than threads (small M: a JR split). How the tiles are shared out
+      // does not change what any tile computes.
+      const int64_t n_js = std::min<int64_t>(n_jr, (nth + n_ic - 1) / n_ic);
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
-        GemmEpilogue ep{alpha, first ? beta : 1.0f, nullptr, last && relu};
 #pragma omp for schedule(static)
-        for (int64_t jr = 0; jr < n_jr; ++jr) pack_b(trans_b, b, ldb, pc, kc, jc, nc, NR, bp, jr);
-        for (int64_t ic = 0; ic < m; ic += MC) {
+        for (int64_t jr = 0; jr < n_jr; ++jr) {
+          uk.pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
+                    bp + jr * NR * kc);
+        }
+#pragma omp for schedule(static)
+        for (int64_t w = 0; w < n_ic * n_js; ++w) {
+          const int64_t ic = w / n_js * MC, js = w % n_js;
           const int64_t mc = std::min(MC, m - ic);
           const int64_t n_ir = (mc + MR - 1) / MR;
-#pragma omp for schedule(static)
-          for (int64_t ir = 0; ir < n_ir; ++ir) pack_a(trans_a, a, lda, ic, mc, pc, kc, MR, ap, ir);
-#pragma omp for schedule(static)
-          for (int64_t t = 0; t < n_jr * n_ir; ++t) {
-            const int64_t jr = t / n_ir, ir = t % n_ir;
-            const int64_t j = jc + jr * NR, i = ic + ir * MR;
-            GemmEpilogue tile_ep = ep;
-            tile_ep.bias = last && bias ? bias + j : nullptr;
-            uk.fn(kc, ap + ir * MR * kc, bp + jr * NR * kc, c + i * ldc + j, ldc,
-                  std::min<int64_t>(MR, m - i), std::min<int64_t>(NR, n - j), tile_ep);
+          const int64_t jr0 = n_jr * js / n_js, jr1 = n_jr * (js + 1) / n_js;
+          if (!sup) {
+            for (int64_t ir = 0; ir < n_ir; ++ir) {
+              uk.pack_a(trans_a, a, lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc,
+                        kc, ap + ir * MR * kc);
+            }
+          } else if (mc % MR) {  // the partial edge sliver: in-place reads would overrun
+            uk.pack_a(trans_a, a, lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, ap);
+          }
+          // B micropanel (L1) outer, A block (L2) inner.
+          for (int64_t jr = jr0; jr < jr1; ++jr) {
+            const int64_t j = jc + jr * NR, nr = std::min<int64_t>(NR, n - j);
+            const GemmEpilogue ep{alpha, first ? beta : 1.0f, last && bias ? bias + j : nullptr,
+                                  last && relu};
+            for (int64_t ir = 0; ir < n_ir; ++ir) {
+              const int64_t i = ic + ir * MR, mr = std::min<int64_t>(MR, m - i);
+              const bool a_packed = !sup || mr < MR;
+              const float* at = !sup ? ap + ir * MR * kc : a_packed ? ap : a + i * rsa + pc * csa;
+              uk.fn[a_packed](kc, at, rsa, csa, bp + jr * NR * kc, c + i * ldc + j, ldc, mr, nr,
+                              ep);
+            }
           }
         }
       }

@@ -1,5 +1,5 @@
-// The per-ISA GEMM microkernel table: tile shape, blocking, and the kernel that multiplies one
-// packed MR x kc A micropanel by one packed kc x NR B micropanel and applies the epilogue.
+// The per-ISA GEMM microkernel table: tile shape, blocking, and four instances of one kernel
+// that multiplies an MR x kc sliver of A by a kc x NR sliver of B and applies the epilogue.
 #pragma once
 #include <cstdint>
 
@@ -14,15 +14,34 @@ struct GemmEpilogue {
   bool relu;
 };
 
-// c is (mr, nr) with row stride ldc; mr <= MR, nr <= NR. a: kc x MR packed k-major,
-// b: kc x NR packed k-major (zero-padded past the edges).
-using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                               int64_t mr, int64_t nr, const GemmEpilogue& ep);
+// One MR x NR tile: C(mr, nr) (row stride ldc; mr <= MR, nr <= NR) = epilogue(sum over kc).
+// B is always a packed k-major NR-column micropanel. A is either packed (k-major MR-row
+// micropanel; rsa/csa ignored) or read in place, element (i, p) at a[i * rsa + p * csa],
+// which needs MR valid rows: the driver packs a partial edge sliver instead. Panels are
+// zero-padded at the edges, so the kernels only ever load whole tiles.
+using GemmUkernelFn = void (*)(int64_t kc, const float* a, int64_t rsa, int64_t csa,
+                               const float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                               const GemmEpilogue& ep);
+
+// Packing into one micropanel (layouts above), zero-padded at the edges. pack_a: rows
+// [i0, i0+rows) (rows <= MR) of op(A) over k range [p0, p0+kc); trans: op(A) = a^T.
+// pack_b: columns [j0, j0+cols) (cols <= NR) of op(B) over the same k range.
+using GemmPackAFn = void (*)(bool trans, const float* a, int64_t lda, int64_t i0, int64_t rows,
+                             int64_t p0, int64_t kc, float* dst);
+using GemmPackBFn = void (*)(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc,
+                             int64_t j0, int64_t cols, float* dst);
+
+struct GemmBlocking {
+  int mc, kc, nc;  // mc % mr == 0, nc % nr == 0
+};
 
 struct GemmUkernel {
-  int mr, nr;      // register tile
-  int mc, kc, nc;  // cache blocking (mc % mr == 0, nc % nr == 0)
-  GemmUkernelFn fn;
+  int mr, nr;                // register tile
+  GemmBlocking packed;       // large shapes: A and B packed
+  GemmBlocking sup;          // small shapes: A read in place (see gemm.cpp)
+  GemmUkernelFn fn[2];       // [A packed]
+  GemmPackAFn pack_a;
+  GemmPackBFn pack_b;
 };
 
 extern const GemmUkernel f32_gemm_ukernel__generic;
