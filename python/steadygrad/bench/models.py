@@ -85,6 +85,7 @@ def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn,
         model.backward(loss_fn.backward())
         return opt.step()
 
+    step.optimizer = opt  # type: ignore[attr-defined]  (memory.predict reads its state size)
     return step, model
 
 

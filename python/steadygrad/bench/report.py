@@ -82,8 +82,9 @@ def render_markdown(columns: Sequence[Sequence[str]], rows: Iterable[dict[str, A
     return "\n".join(out)
 
 
-def print_suite(result: dict[str, Any], file: TextIO = sys.stdout) -> None:
+def print_suite(result: dict[str, Any], file: TextIO | None = None) -> None:
     """Prints one suite's table, its skipped peers and its notes."""
+    file = file or sys.stdout
     rows = result.get("rows", [])
     columns = result.get("columns")
     if not columns and rows:
@@ -101,8 +102,9 @@ def print_suite(result: dict[str, Any], file: TextIO = sys.stdout) -> None:
     file.flush()
 
 
-def print_header(machine: dict[str, Any], threads: list[int], file: TextIO = sys.stdout) -> None:
+def print_header(machine: dict[str, Any], threads: list[int], file: TextIO | None = None) -> None:
     """The machine block printed before any suite."""
+    file = file or sys.stdout
     libs = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v)
     print(f"steadygrad-bench {machine.get('version', '?')}  |  CPU: {machine.get('cpu_model')} "
           f"({machine.get('cores')} cores)  |  ISA in use: {machine.get('isa')} "
@@ -156,19 +158,20 @@ class NullBar:
         pass
 
 
-def make_progress(enabled: bool, file: TextIO = sys.stderr):
+def make_progress(enabled: bool, file: TextIO | None = None):
     """Returns progress(total, desc) -> bar with update(n), set_postfix_str(s) and close().
 
     Bars go to stderr so stdout stays a clean table; tqdm is used when it is installed."""
 
     def progress(total: int, desc: str):
+        out = file or sys.stderr
         if not enabled:
             return NullBar()
         try:
             from tqdm import tqdm
         except ImportError:
-            return SimpleBar(total, desc, file)
-        return tqdm(total=total, desc=desc, file=file, leave=False, dynamic_ncols=True)
+            return SimpleBar(total, desc, out)
+        return tqdm(total=total, desc=desc, file=out, leave=False, dynamic_ncols=True)
 
     return progress
 
