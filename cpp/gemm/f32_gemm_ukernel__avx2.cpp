@@ -5,5 +5,5 @@
 
 namespace sg {
 const GemmUkernel f32_gemm_ukernel__avx2 = {
-    6, 16, {6 * 24, 256, 4080}, {6 * 24, 256, 4080}, SG_GEMM_UKERNELS(6, 2)};
+    6, 16, {96, 384, 4080}, {96, 384, 4080}, SG_GEMM_UKERNELS(6, 2)};
 }

@@ -64,7 +64,6 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   const int64_t n_pc = (k + KC_max - 1) / KC_max;
   const int64_t KC = std::min<int64_t>(KC_max, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
   const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
-  const int64_t n_ic = (m + MC - 1) / MC;
 
   // The packed B panel is shared by the team and belongs to the calling thread (callers may
   // run gemm concurrently with the GIL released). Each thread packs its A blocks into its own
@@ -78,15 +77,19 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   {
     thread_local AlignedBuffer a_buf;
     float* ap = a_buf.get(static_cast<size_t>(sup ? MR : MC) * std::min<int64_t>(KC, k));
-    const int nth = omp_get_num_threads();
+    // Each thread owns one rectangle of micro-tiles for the whole call: M is split when it
+    // has enough tiles (private L2s each hold their own A block, the B panel is shared from
+    // L3), else N (small M: a JR split). How tiles are shared out does not change what any
+    // tile computes, so the result does not depend on the thread count.
+    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t m_tiles = (m + MR - 1) / MR;
+    const int64_t tm = m_tiles >= 8 * nth ? nth : 1, tn = nth / tm;
+    const int64_t row0 = std::min(m, m_tiles * (tid / tn) / tm * MR);
+    const int64_t row1 = std::min(m, m_tiles * (tid / tn + 1) / tm * MR);
     for (int64_t jc = 0; jc < n; jc += NC) {
       const int64_t nc = std::min(NC, n - jc);
       const int64_t n_jr = (nc + NR - 1) / NR;
-      // Work items: an M block (IC split: private L2s each hold their own A block and share
-      // the B panel from L3) times a slice of the B micropanels, cut finer only when there
-      // are fewer M blocks than threads (small M: a JR split). How the tiles are shared out
-      // does not change what any tile computes.
-      const int64_t n_js = std::min<int64_t>(n_jr, (nth + n_ic - 1) / n_ic);
+      const int64_t jr0 = n_jr * (tid % tn) / tn, jr1 = n_jr * (tid % tn + 1) / tn;
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
@@ -95,12 +98,9 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
           uk.pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
                     bp + jr * NR * kc);
         }
-#pragma omp for schedule(static)
-        for (int64_t w = 0; w < n_ic * n_js; ++w) {
-          const int64_t ic = w / n_js * MC, js = w % n_js;
-          const int64_t mc = std::min(MC, m - ic);
+        for (int64_t ic = row0; ic < row1 && jr0 < jr1; ic += MC) {
+          const int64_t mc = std::min(MC, row1 - ic);
           const int64_t n_ir = (mc + MR - 1) / MR;
-          const int64_t jr0 = n_jr * js / n_js, jr1 = n_jr * (js + 1) / n_js;
           if (!sup) {
             for (int64_t ir = 0; ir < n_ir; ++ir) {
               uk.pack_a(trans_a, a, lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc,
@@ -123,6 +123,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
             }
           }
         }
+#pragma omp barrier
       }
     }
   }
