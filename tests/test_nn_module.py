@@ -216,3 +216,28 @@ def test_smaller_batch_reuses_the_front_of_the_buffers(rng: np.random.Generator)
     y_part = m(rng.standard_normal((5, 8)).astype(np.float32))
     assert y_part.shape == (5, 8) and np.shares_memory(y_full, y_part)
     assert y_part.flags.c_contiguous
+
+
+def test_training_steps_bitwise_identical_for_any_thread_count(rng: np.random.Generator) -> None:
+    from tests.conftest import num_threads
+
+    x = rng.standard_normal((300, 200)).astype(np.float32)
+    y = rng.integers(0, 10, 300)
+    results = []
+    for t in (1, 2, 3):
+        with num_threads(t):
+            sg.manual_seed(0)
+            m = nn.Sequential(nn.Linear(200, 700), nn.BatchNorm1d(700), nn.GELU(), nn.Dropout(0.2),
+                              nn.Residual(nn.Sequential(nn.Linear(700, 700), nn.BatchNorm1d(700))),
+                              nn.Linear(700, 10))
+            lf = nn.CrossEntropyLoss()
+            losses = []
+            for _ in range(2):
+                losses.append(lf(m(x), y))
+                m.backward(lf.backward())
+            results.append((losses, m.flat_storage.grad.copy(), [b.copy() for b in m.buffers()]))
+    for r in results[1:]:
+        assert r[0] == results[0][0]
+        np.testing.assert_array_equal(r[1], results[0][1])
+        for a, b in zip(r[2], results[0][2], strict=True):
+            np.testing.assert_array_equal(a, b)

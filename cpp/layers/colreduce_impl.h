@@ -49,7 +49,8 @@ inline void store_cnt(float* p, V::R x, int64_t cnt) {
 template <class Body>
 inline void for_col_tiles(int64_t rows, int64_t cols, Body body) {
   const int64_t ntiles = (cols + kColTile - 1) / kColTile;
-  const bool par = ntiles > 1 && rows * cols >= (int64_t{1} << 15);
+  // A tile of 128 x 64 floats takes a few microseconds: only fork for big enough inputs.
+  const bool par = ntiles > 1 && rows * cols >= (int64_t{1} << 17);
 #pragma omp parallel for schedule(static) if (par)
   for (int64_t t = 0; t < ntiles; ++t) {
     const int64_t j0 = t * kColTile;
