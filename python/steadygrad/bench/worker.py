@@ -71,9 +71,10 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"unknown worker task {task['task']!r}")
 
 
-def spawn(task: dict[str, Any], timeout: float = 900.0) -> dict[str, Any]:
+def spawn(task: dict[str, Any], timeout: float = 900.0,
+          env_extra: dict[str, str] | None = None) -> dict[str, Any]:
     """Runs `task` in a fresh interpreter; returns its JSON, or {'error': ...}."""
-    env = dict(os.environ)
+    env = dict(os.environ, **(env_extra or {}))
     cmd = [sys.executable, "-m", "steadygrad.bench.worker", json.dumps(task)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
