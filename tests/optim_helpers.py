@@ -7,9 +7,21 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from steadygrad.nn import Parameter, flatten
+
+
+@pytest.fixture(autouse=True)
+def torch_one_thread():
+    """torch on one thread for these tiny shapes: its OpenMP pool spinning next to ours on a
+    2-core machine costs milliseconds per call and proves nothing here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 SHAPES = [(7, 5), (5,), (33,), (3, 4, 2)]
 

@@ -63,7 +63,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], F]] = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_layer_gradients_match_finite_differences(name: str, rng: np.random.Generator) -> None:
+def test_layer_gradients_match_finite_differences(isa: str, name: str, rng: np.random.Generator) -> None:
     make, ref = CASES[name]
     m = make()
     x = rng.standard_normal((6, 5)).astype(np.float32)

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import num_threads
-from optim_helpers import assert_close_params, make_params
+from optim_helpers import (
+    assert_close_params,
+    make_params,
+    torch_one_thread,  # noqa: F401 (autouse fixture)
+)
 
 import steadygrad as sg
 from steadygrad import optim

@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from optim_helpers import make_params
+from optim_helpers import (
+    make_params,
+    torch_one_thread,  # noqa: F401 (autouse fixture)
+)
 
 from steadygrad import optim
 from steadygrad.optim import lr_scheduler as sls

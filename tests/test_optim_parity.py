@@ -15,6 +15,7 @@ from optim_helpers import (
     make_params,
     run_trajectory,
     split_groups,
+    torch_one_thread,  # noqa: F401 (autouse fixture)
 )
 
 from steadygrad import optim

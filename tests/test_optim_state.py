@@ -8,7 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from optim_helpers import assert_close_params, make_params
+from optim_helpers import (
+    assert_close_params,
+    make_params,
+    torch_one_thread,  # noqa: F401 (autouse fixture)
+)
 
 import steadygrad as sg
 from steadygrad import optim
@@ -212,3 +216,17 @@ def test_step_returns_pre_clip_norm_and_add_param_group():
     want = math.sqrt(sum(4.0 * p.size for p in ps))
     assert math.isclose(opt.step(), want, rel_tol=1e-12)
     assert "SGD" in repr(opt) and "Parameter Group 1" in repr(opt)
+
+
+def test_state_property_gives_views_and_torch_kwargs_accepted():
+    rng = np.random.default_rng(8)
+    ps, _ = make_params(rng)
+    opt = optim.Adam(ps, fused=True, foreach=None)
+    assert opt.state == {}
+    for p in ps:
+        p.grad = np.ones(p.shape, np.float32)
+    opt.step()
+    st = opt.state[ps[0]]
+    assert st["step"] == 1 and st["exp_avg"].shape == ps[0].shape
+    st["exp_avg"][...] = 7.0
+    np.testing.assert_array_equal(opt.state_dict()["state"][0]["exp_avg"], 7.0)

@@ -244,7 +244,7 @@ void register_optim(py::module_& m) {
         arg("scale") = 1.0, arg("clip_value") = py::none(),
         "In place over the segments: grad = clamp(grad * scale, -clip_value, clip_value).");
   m.def("adam_step", &adam_py, arg("param"), arg("grad"), arg("exp_avg"), arg("exp_avg_sq"),
-        arg("max_exp_avg_sq"), arg("seg_offsets"), arg("seg_lengths"), py::kw_only(), arg("lr"),
+        arg("max_exp_avg_sq"), arg("seg_offsets"), arg("seg_lengths"), arg("lr"),
         arg("beta1"), arg("beta2"), arg("eps"), arg("weight_decay"), arg("step"),
         arg("amsgrad") = false, arg("decoupled") = false, arg("maximize") = false,
         arg("grad_scale") = 1.0, arg("clip_value") = py::none(),
@@ -252,12 +252,12 @@ void register_optim(py::module_& m) {
         "the gradient is read as clamp(grad * grad_scale) and never written.");
   m.def("rmsprop_step", &rmsprop_py, arg("param"), arg("grad"), arg("square_avg"),
         arg("grad_avg"), arg("momentum_buffer"), arg("seg_offsets"), arg("seg_lengths"),
-        py::kw_only(), arg("lr"), arg("alpha"), arg("eps"), arg("weight_decay"), arg("momentum"),
+        arg("lr"), arg("alpha"), arg("eps"), arg("weight_decay"), arg("momentum"),
         arg("centered") = false, arg("maximize") = false, arg("grad_scale") = 1.0,
         arg("clip_value") = py::none(),
         "One fused RMSprop step over the segments of the flat buffers (PyTorch semantics).");
   m.def("sgd_step", &sgd_py, arg("param"), arg("grad"), arg("momentum_buffer"),
-        arg("seg_offsets"), arg("seg_lengths"), py::kw_only(), arg("lr"), arg("momentum"),
+        arg("seg_offsets"), arg("seg_lengths"), arg("lr"), arg("momentum"),
         arg("dampening"), arg("weight_decay"), arg("nesterov") = false, arg("first") = false,
         arg("maximize") = false, arg("grad_scale") = 1.0, arg("clip_value") = py::none(),
         "One fused SGD step over the segments of the flat buffers (PyTorch semantics); first=True "

@@ -79,6 +79,11 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
   }
 }
 
+// Packing that walks the k rows of a row-major source touches one short run per row; with a
+// large leading dimension every row is a new 4 KiB page, where the hardware prefetchers stop,
+// so each packer prefetches the row this many k steps ahead itself.
+constexpr int64_t kPackPrefetchRows = 16;
+
 // Packing with the tile shape known at compile time: the per-k copies unroll fully and the
 // contiguous cases become vector moves. Strided sources are read as MR (NR) parallel streams
 // and the panel is written in order.
@@ -88,6 +93,7 @@ void f32_gemm_pack_a(bool trans, const float* a, int64_t lda, int64_t i0, int64_
   if (trans) {  // op(A)(i, p) = a[p * lda + i]: each k step is a contiguous run of rows
     for (int64_t p = 0; p < kc; ++p, d += MR) {
       const float* s = a + (p0 + p) * lda + i0;
+      __builtin_prefetch(s + kPackPrefetchRows * lda);
       if (rows == MR) {
 #pragma GCC unroll 32
         for (int r = 0; r < MR; ++r) d[r] = s[r];
@@ -119,6 +125,8 @@ void f32_gemm_pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_
   if (!trans) {  // op(B)(p, j) = b[p * ldb + j]: contiguous rows
     for (int64_t p = 0; p < kc; ++p, d += NR) {
       const float* s = b + (p0 + p) * ldb + j0;
+      __builtin_prefetch(s + kPackPrefetchRows * ldb);
+      if (NR * 4 > 64) __builtin_prefetch(s + kPackPrefetchRows * ldb + NR - 1);
       if (cols == NR) {
 #pragma GCC unroll 8
         for (int v = 0; v < NRV; ++v) V::store(d + v * W, V::load(s + v * W));
@@ -174,10 +182,34 @@ void f32_gemm_pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_
   }
 }
 
+// Consecutive micropanels: columns [j0, j0+cols) of op(B), any cols, into ceil(cols/NR)
+// micropanels at dst, dst + NR*kc, ... An untransposed B is walked row by row across all of
+// them, so the source is read sequentially (a micropanel at a time would read 64 B per row and
+// jump a whole row, which no prefetcher follows past a page).
+template <int NRV>
+void f32_gemm_pack_b_panels(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc,
+                            int64_t j0, int64_t cols, float* d) {
+  constexpr int W = V::W, NR = NRV * W;
+  const int64_t full = cols / NR, rest = cols % NR;
+  if (trans) {
+    for (int64_t q = 0; q < full; ++q) f32_gemm_pack_b<NRV>(true, b, ldb, p0, kc, j0 + q * NR, NR, d + q * NR * kc);
+  } else {
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* s = b + (p0 + p) * ldb + j0;
+      float* dp = d + p * NR;
+      for (int64_t q = 0; q < full; ++q, s += NR, dp += NR * kc) {
+#pragma GCC unroll 8
+        for (int v = 0; v < NRV; ++v) V::store(dp + v * W, V::load(s + v * W));
+      }
+    }
+  }
+  if (rest) f32_gemm_pack_b<NRV>(trans, b, ldb, p0, kc, j0 + full * NR, rest, d + full * NR * kc);
+}
+
 // The table's kernels for one tile shape: fn[A packed], then the packers.
 #define SG_GEMM_UKERNELS(MR, NRV)                                                    \
   {&f32_gemm_ukernel<MR, NRV, false>, &f32_gemm_ukernel<MR, NRV, true>},             \
-      &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>
+      &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>, &f32_gemm_pack_b_panels<NRV>
 
 }  // namespace
 }  // namespace sg

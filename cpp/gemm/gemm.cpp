@@ -36,10 +36,9 @@ void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, cons
 
 }  // namespace
 
-bool gemm_uses_sup(bool trans_a, int64_t m, int64_t n, int64_t k) {
+bool gemm_uses_sup(bool trans_a, int64_t m, int64_t lda) {
   static const int64_t tm = getenv("SG_SUP_M") ? atol(getenv("SG_SUP_M")) : 256;
-  (void)n, (void)k;
-  return !trans_a && m <= tm;
+  return !trans_a && m <= tm && lda % 1024 != 0;
 }
 
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -53,7 +52,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   }
   const GemmUkernel& uk = gemm_ukernel();
   const int MR = uk.mr, NR = uk.nr;
-  const bool sup = gemm_uses_sup(trans_a, m, n, k);
+  const bool sup = gemm_uses_sup(trans_a, m, lda);
   const GemmBlocking& bl = sup ? uk.sup : uk.packed;
   static const int64_t eMC = getenv("SG_MC") ? atol(getenv("SG_MC")) : 0;
   static const int64_t eKC = getenv("SG_KC") ? atol(getenv("SG_KC")) : 0;
@@ -86,6 +85,8 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     const int64_t tm = m_tiles >= 8 * nth ? nth : 1, tn = nth / tm;
     const int64_t row0 = std::min(m, m_tiles * (tid / tn) / tm * MR);
     const int64_t row1 = std::min(m, m_tiles * (tid / tn + 1) / tm * MR);
+    // Without an M split each thread packs and reads only its own B micropanels: no barrier.
+    const bool own_b = tm == 1;
     for (int64_t jc = 0; jc < n; jc += NC) {
       const int64_t nc = std::min(NC, n - jc);
       const int64_t n_jr = (nc + NR - 1) / NR;
@@ -93,10 +94,19 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
+        // Micropanels [q0, q1) of this B panel.
+        auto pack_b = [&](int64_t q0, int64_t q1) {
+          uk.pack_b_panels(trans_b, b, ldb, pc, kc, jc + q0 * NR,
+                           std::min(nc, q1 * NR) - q0 * NR, bp + q0 * NR * kc);
+        };
+        if (own_b) {
+          if (jr0 < jr1 && row0 < row1) pack_b(jr0, jr1);
+        } else {  // an M split: every thread reads every B micropanel
+          constexpr int64_t kGroup = 8;
 #pragma omp for schedule(static)
-        for (int64_t jr = 0; jr < n_jr; ++jr) {
-          uk.pack_b(trans_b, b, ldb, pc, kc, jc + jr * NR, std::min<int64_t>(NR, nc - jr * NR),
-                    bp + jr * NR * kc);
+          for (int64_t g = 0; g < (n_jr + kGroup - 1) / kGroup; ++g) {
+            pack_b(g * kGroup, std::min(n_jr, (g + 1) * kGroup));
+          }
         }
         for (int64_t ic = row0; ic < row1 && jr0 < jr1; ic += MC) {
           const int64_t mc = std::min(MC, row1 - ic);
@@ -123,7 +133,9 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
             }
           }
         }
+        if (!own_b) {
 #pragma omp barrier
+        }
       }
     }
   }

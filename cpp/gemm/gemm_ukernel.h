@@ -25,7 +25,8 @@ using GemmUkernelFn = void (*)(int64_t kc, const float* a, int64_t rsa, int64_t 
 
 // Packing into one micropanel (layouts above), zero-padded at the edges. pack_a: rows
 // [i0, i0+rows) (rows <= MR) of op(A) over k range [p0, p0+kc); trans: op(A) = a^T.
-// pack_b: columns [j0, j0+cols) (cols <= NR) of op(B) over the same k range.
+// pack_b: columns [j0, j0+cols) (cols <= NR) of op(B) over the same k range;
+// pack_b_panels: any cols, into consecutive micropanels.
 using GemmPackAFn = void (*)(bool trans, const float* a, int64_t lda, int64_t i0, int64_t rows,
                              int64_t p0, int64_t kc, float* dst);
 using GemmPackBFn = void (*)(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc,
@@ -41,7 +42,8 @@ struct GemmUkernel {
   GemmBlocking sup;          // small shapes: A read in place (see gemm.cpp)
   GemmUkernelFn fn[2];       // [A packed]
   GemmPackAFn pack_a;
-  GemmPackBFn pack_b;
+  GemmPackBFn pack_b;         // one micropanel
+  GemmPackBFn pack_b_panels;  // ceil(cols / NR) consecutive micropanels
 };
 
 extern const GemmUkernel f32_gemm_ukernel__generic;

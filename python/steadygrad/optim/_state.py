@@ -19,6 +19,7 @@ class StateDictMixin:
     _bufs: dict[str, np.ndarray]
     _step: np.ndarray
     _group_range: list[tuple[int, int]]
+    _group_key: list[int | None]
     _buffer_names: tuple[str, ...]
     skipped_steps: int
     consecutive_skips: int
@@ -113,6 +114,7 @@ class StateDictMixin:
                 plan.append((lo + local, self._check_param_state(lo + local, st or {})))
         for i, st in plan:
             self._apply_param_state(i, st)
+        self._group_key = [None] * len(self.param_groups)
         for g, saved in zip(self.param_groups, groups, strict=False):
             for k, v in saved.items():
                 if k not in ("params", "param_names"):

@@ -33,12 +33,15 @@ class Adam(Optimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
         max_grad_norm: float | None = None,
         norm_type: float = 2.0,
         max_grad_value: float | None = None,
         skip_nonfinite: bool = True,
         max_consecutive_skips: int | None = 10,
     ) -> None:
+        del foreach, fused  # accepted for PyTorch compatibility: always fused
         if not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not eps >= 0.0:
@@ -78,13 +81,14 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         amsgrad = bool(group["amsgrad"])
         s = self.storage
+        pre = self._pre(group, scale)
+        # Positional: keyword parsing of 18 arguments costs more than the 262k-element step.
         _core.adam_step(
             s.data, s.grad, self._buf("exp_avg"), self._buf("exp_avg_sq"),
             self._buf("max_exp_avg_sq") if amsgrad else None, off, ln,
-            lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2),
-            eps=float(group["eps"]), weight_decay=float(group["weight_decay"]), step=key + 1,
-            amsgrad=amsgrad, decoupled=bool(group["decoupled_weight_decay"]),
-            **self._pre(group, scale),
+            float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
+            float(group["weight_decay"]), key + 1, amsgrad,
+            bool(group["decoupled_weight_decay"]), *pre,
         )
 
 
@@ -101,6 +105,8 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
         max_grad_norm: float | None = None,
         norm_type: float = 2.0,
         max_grad_value: float | None = None,
@@ -108,7 +114,8 @@ class AdamW(Adam):
         max_consecutive_skips: int | None = 10,
     ) -> None:
         super().__init__(
-            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, foreach=foreach,
+            fused=fused,
             decoupled_weight_decay=True, max_grad_norm=max_grad_norm, norm_type=norm_type,
             max_grad_value=max_grad_value, skip_nonfinite=skip_nonfinite,
             max_consecutive_skips=max_consecutive_skips,

@@ -43,6 +43,9 @@ class Optimizer(StateDictMixin):
     state and step counts untouched, warns `NonFiniteGradientWarning` naming the parameter and
     counts `skipped_steps`; the skip that makes more than `max_consecutive_skips` in a row
     raises `NonFiniteGradientError` (None: never).
+
+    PyTorch's `foreach`/`fused` arguments are accepted and ignored: every step is fused.
+    State buffers are flat arrays of the storage's size, indexed like `storage.data`.
     """
 
     _buffer_names: tuple[str, ...] = ()
@@ -174,6 +177,8 @@ class Optimizer(StateDictMixin):
     def _index_groups(self) -> None:
         """Cache per-group index ranges and offset-sorted segment arrays (the fast path)."""
         self._group_range: list[tuple[int, int]] = []
+        # Per group: the common key of all its parameters (None: unknown or mixed).
+        self._group_key: list[int | None] = [None] * len(self.param_groups)
         self._group_segs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         lo = 0
         for g in self.param_groups:
@@ -184,6 +189,7 @@ class Optimizer(StateDictMixin):
         self._all_off = np.array([p.offset for p in self._params], dtype=np.int64)
         self._all_len = np.array([p.size for p in self._params], dtype=np.int64)
         self._norm_out = np.empty(len(self._params), dtype=np.float64)
+        self._all_idx = list(range(len(self._params)))
 
     def _segments(self, idx: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(offsets, lengths, param indices) for params `idx`, sorted by offset."""
@@ -198,6 +204,22 @@ class Optimizer(StateDictMixin):
             assert self._storage is not None
             buf = self._bufs[name] = _aligned_zeros(self._storage.numel)
         return buf
+
+    @property
+    def state(self) -> dict[Parameter, dict[str, Any]]:
+        """PyTorch-style per-parameter state for parameters that have taken a step: "step"
+        and each state buffer as a *view* into the flat buffer (writes go through)."""
+        out: dict[Parameter, dict[str, Any]] = {}
+        for gi, (lo, hi) in enumerate(self._group_range):
+            names = self._state_buffers(self.param_groups[gi])
+            for i in range(lo, hi):
+                if self._has_state(i):
+                    p = self._params[i]
+                    st: dict[str, Any] = {"step": int(self._step[i])}
+                    for name in names:
+                        st[name] = self._buf(name)[p.offset : p.offset + p.size].reshape(p.shape)
+                    out[p] = st
+        return out
 
     @property
     def storage(self) -> FlatStorage:
@@ -257,11 +279,13 @@ class Optimizer(StateDictMixin):
             out = self._norm_out if active is None else None
             total, per = segment_norms(grad, off, ln, self.norm_type, out)
             self._last_norms = per
-            self._last_active = list(range(len(params))) if active is None else active
+            self._last_active = self._all_idx if active is None else active
             self.last_grad_norm = total
             if self.skip_nonfinite and not math.isfinite(total):
                 self._skip(self._last_active, per)
                 return total
+        else:
+            self.last_grad_norm = self._last_norms = self._last_active = None
         scale = 1.0 if self.max_grad_norm is None else clip_coefficient(self.max_grad_norm, total)
         for gi, (lo, hi) in enumerate(self._group_range):
             if active is None:
@@ -283,28 +307,34 @@ class Optimizer(StateDictMixin):
         group = self.param_groups[gi]
         lo, hi = self._group_range[gi]
         if mine is None:
-            keys = self._keys(slice(lo, hi))
-            if (keys == keys[0]).all():
+            key = self._group_key[gi]
+            if key is None:
+                keys = self._keys(slice(lo, hi))
+                key = keys[0].item() if (keys == keys[0]).all() else None
+            if key is not None:
                 off, ln, _ = self._group_segs[gi]
-                self._update(group, off, ln, keys[0].item(), scale)
+                self._update(group, off, ln, key, scale)
                 self._after_update(slice(lo, hi), group)
+                self._group_key[gi] = self._next_key(group, key)
                 return
             mine = list(range(lo, hi))
+        self._group_key[gi] = None
         keys = self._keys(np.array(mine, dtype=np.int64)).tolist()
         for k in sorted(set(keys)):
             off, ln, idx = self._segments([i for i, kk in zip(mine, keys, strict=False) if kk == k])
             self._update(group, off, ln, k, scale)
             self._after_update(idx, group)
 
+    def _next_key(self, group: dict[str, Any], key: int) -> int:
+        """The key of parameters after an update with `key` (default: the next step)."""
+        return key + 1
+
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         self._step[idx] += 1
 
-    def _pre(self, group: dict[str, Any], scale: float) -> dict[str, Any]:
-        return {
-            "maximize": bool(group.get("maximize", False)),
-            "grad_scale": scale,
-            "clip_value": self.max_grad_value,
-        }
+    def _pre(self, group: dict[str, Any], scale: float) -> tuple[bool, float, float | None]:
+        """(maximize, grad_scale, clip_value): the kernels' gradient prologue arguments."""
+        return bool(group.get("maximize", False)), scale, self.max_grad_value
 
     def _update(
         self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float

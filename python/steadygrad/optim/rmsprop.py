@@ -33,12 +33,14 @@ class RMSprop(Optimizer):
         centered: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
         max_grad_norm: float | None = None,
         norm_type: float = 2.0,
         max_grad_value: float | None = None,
         skip_nonfinite: bool = True,
         max_consecutive_skips: int | None = 10,
     ) -> None:
+        del foreach  # accepted for PyTorch compatibility: always fused
         if not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not eps >= 0.0:
@@ -80,6 +82,9 @@ class RMSprop(Optimizer):
         # RMSprop's update does not depend on the step count: one call per group always.
         return np.zeros(len(self._step[idx]), dtype=np.int64)
 
+    def _next_key(self, group: dict[str, Any], key: int) -> int:
+        return 0
+
     def _update(
         self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
     ) -> None:
@@ -90,7 +95,6 @@ class RMSprop(Optimizer):
             s.data, s.grad, self._buf("square_avg"),
             self._buf("grad_avg") if centered else None,
             self._buf("momentum_buffer") if momentum > 0 else None, off, ln,
-            lr=float(group["lr"]), alpha=float(group["alpha"]), eps=float(group["eps"]),
-            weight_decay=float(group["weight_decay"]), momentum=momentum, centered=centered,
-            **self._pre(group, scale),
+            float(group["lr"]), float(group["alpha"]), float(group["eps"]),
+            float(group["weight_decay"]), momentum, centered, *self._pre(group, scale),
         )

@@ -34,12 +34,15 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
         max_grad_norm: float | None = None,
         norm_type: float = 2.0,
         max_grad_value: float | None = None,
         skip_nonfinite: bool = True,
         max_consecutive_skips: int | None = 10,
     ) -> None:
+        del foreach, fused  # accepted for PyTorch compatibility: always fused
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
@@ -74,6 +77,9 @@ class SGD(Optimizer):
         # The first step with momentum initialises the buffer (buf = g): a different kernel.
         return self._buf_init[idx].astype(np.int64)
 
+    def _next_key(self, group: dict[str, Any], key: int) -> int:
+        return 1 if group["momentum"] != 0 else key
+
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         self._step[idx] += 1
         if group["momentum"] != 0:
@@ -99,7 +105,7 @@ class SGD(Optimizer):
         s = self.storage
         _core.sgd_step(
             s.data, s.grad, self._buf("momentum_buffer") if momentum != 0 else None, off, ln,
-            lr=float(group["lr"]), momentum=momentum, dampening=float(group["dampening"]),
-            weight_decay=float(group["weight_decay"]), nesterov=bool(group["nesterov"]),
-            first=not key, **self._pre(group, scale),
+            float(group["lr"]), momentum, float(group["dampening"]),
+            float(group["weight_decay"]), bool(group["nesterov"]), not key,
+            *self._pre(group, scale),
         )
