@@ -60,13 +60,13 @@ def test_gemm_matches_float64(isa, m, n, k, ta, tb, alpha, beta, with_bias, relu
 
 
 def test_both_paths_are_reachable():
-    # The shape rule the tests above and below rely on: A read in place for small, untransposed
-    # A; packed otherwise. It looks at shapes only.
-    assert _gemm_uses_sup(False, 64, 1024, 784)
-    assert _gemm_uses_sup(False, 256, 256, 256)
-    assert not _gemm_uses_sup(False, 257, 256, 256)
-    assert not _gemm_uses_sup(True, 64, 256, 784)
-    assert not _gemm_uses_sup(False, 1024, 1024, 1024)
+    # The rule the tests above and below rely on (trans_a, m, lda): A is read in place for few
+    # rows of an untransposed A whose rows are not 4 KiB apart; packed otherwise.
+    assert _gemm_uses_sup(False, 64, 784)
+    assert _gemm_uses_sup(False, 256, 256)
+    assert not _gemm_uses_sup(False, 257, 256)
+    assert not _gemm_uses_sup(True, 64, 64)
+    assert not _gemm_uses_sup(False, 64, 1024)
 
 
 THREAD_CASES = [

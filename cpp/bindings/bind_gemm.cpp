@@ -104,8 +104,8 @@ Bitwise-identical results for any thread count.)doc");
 
 Private: the GEMM benchmark reports efficiency against it. On 'generic' an FMA is a multiply
 then an add.)doc");
-  m.def("_gemm_uses_sup", &gemm_uses_sup, py::arg("trans_a"), py::arg("m"), py::arg("n"),
-        py::arg("k"), "Private: True when gemm takes the small-matrix path for these shapes.");
+  m.def("_gemm_uses_sup", &gemm_uses_sup, py::arg("trans_a"), py::arg("m"), py::arg("lda"),
+        "Private: True when gemm reads A in place (small-matrix path) for these shapes.");
 }
 
 }  // namespace sg::bind

@@ -26,8 +26,9 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r) {
     if (r < mr) {
-      __builtin_prefetch(c + r * ldc, 1, 3);
-      __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);
+#pragma GCC unroll 4
+      for (int l = 0; l < NR; l += 16) __builtin_prefetch(c + r * ldc + l, 1, 3);
+      __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);  // an unaligned row spans one more line
     }
   }
 
@@ -42,6 +43,8 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
 #pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     typename V::R bv[NRV];
+    // Packed A streams from L2: ask for it 16 k steps ahead (as BLIS's haswell kernel does).
+    if (kPackedA) __builtin_prefetch(a + 16 * MR);
 #pragma GCC unroll 8
     for (int v = 0; v < NRV; ++v) bv[v] = V::load(b + v * W);
 #pragma GCC unroll 32
