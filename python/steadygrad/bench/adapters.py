@@ -63,4 +63,44 @@ def gemm(mod: Any, *, threads: list[int], repeat: int | None, quick: bool,
             "columns": columns, "rows": rows, "notes": notes, **extra}
 
 
-ADAPTERS = {"gemm": gemm}
+def optim(mod: Any, *, threads: list[int], repeat: int | None, quick: bool,
+          compare: set[str], progress: Any) -> dict[str, Any]:
+    """The optimizer suite times steadygrad beside torch.optim, so it needs torch."""
+    if "torch" not in compare:
+        return {"suite": "optim", "title": "Optimizer step", "rows": [],
+                "notes": ["needs torch in --compare (each row pairs steadygrad with torch.optim)"]}
+    sizes = ["262k"] if quick else list(mod.SIZES)
+    names = ["Adam"] if quick else list(mod.OPTS)
+    bar = progress(len(threads) * len(sizes) * len(names) * 2, "optim") if progress else None
+    pair = mod._bench_pair
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = pair(*args, **kwargs)
+        if bar is not None:
+            bar.update(1)
+        return out
+
+    mod._bench_pair = counted  # progress without changing the suite
+    try:
+        raw = mod.run(sizes, threads, names)
+    finally:
+        mod._bench_pair = pair
+        if bar is not None:
+            bar.close()
+    rows = []
+    for r in raw["rows"]:
+        probe = raw["probe"][r["threads"]]["rw_gbs"]
+        rows.append({**r, "clip": "2-norm" if r["clip"] else "-", "torch_x": r["speedup"],
+                     "sg_probe_pct": 100.0 * r["sg_gbs"] / probe})
+    columns = [["size", "params"], ["threads", "thr"], ["optimizer", "optimizer"],
+               ["clip", "clip"], ["sg_ms", "sg ms"], ["sg_gbs", "sg GB/s"],
+               ["sg_probe_pct", "% probe"], ["sg_guard_ms", "sg+guard ms"],
+               ["torch_ms", "torch ms"], ["torch_gbs", "torch GB/s"], ["torch_x", "torch/sg"]]
+    notes = [f"bandwidth probe, {nt} thread(s): read+write {p['rw_gbs']:.1f} GB/s, read "
+             f"{p['read_gbs']:.1f} GB/s" for nt, p in raw["probe"].items()]
+    notes.append("torch: Adam/AdamW(fused=True), clip_grad_norm_ before step when clipped")
+    return {"suite": "optim", "title": "Optimizer step (fused clip + update vs torch.optim)",
+            "columns": columns, "rows": rows, "notes": notes, "probe": raw["probe"]}
+
+
+ADAPTERS = {"gemm": gemm, "optim": optim}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 import time
@@ -108,8 +109,9 @@ def run_suite(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     except ImportError as exc:
         return {"suite": name, "title": name, "rows": [], "error": f"not available: {exc}",
                 "notes": [f"suite not available in this build: {exc}"]}
-    if hasattr(mod, "run"):
-        return mod.run(**kwargs)
+    run = getattr(mod, "run", None)
+    if run is not None and "quick" in inspect.signature(run).parameters:
+        return run(**kwargs)
     from steadygrad.bench.adapters import ADAPTERS
 
     if name in ADAPTERS:
