@@ -97,7 +97,7 @@ def measure_in_process(framework: str, config: str, steps: int) -> dict[str, Any
 def configs_for(quick: bool) -> list[str]:
     if tiny():  # T's few KiB drown in allocator noise; S takes well under a second
         return ["S"]
-    return ["S", "M"] if quick else ["S", "M", "L"]
+    return ["M"] if quick else ["S", "M", "L"]  # quick: one fresh process per framework
 
 
 def _pred_total(pred: dict[str, int]) -> int | None:
