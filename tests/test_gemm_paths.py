@@ -71,12 +71,15 @@ def test_both_paths_are_reachable():
 
 THREAD_CASES = [
     # (m, n, k, trans_a, trans_b): sup with an N split, sup with an M split, packed with an M
-    # split and k over two blocks, packed with an N split, every transpose mode.
+    # split and k over two blocks, packed with an N split, every transpose mode, several
+    # column blocks (threads then pack their own B without barriers).
     (64, 300, 500, False, True),
     (250, 130, 800, False, False),
     (300, 200, 800, True, False),
     (40, 333, 385, True, True),
     (257, 97, 70, False, True),
+    (7, 4200, 300, False, False),  # n over NC (4080/4096): two column blocks, k over 1 block
+    (200, 4150, 50, True, True),
 ]
 
 

@@ -68,18 +68,19 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   const int64_t KC = std::min<int64_t>(KC_max, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
   const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
 
-  // The packed B panel is shared by the team and belongs to the calling thread (callers may
-  // run gemm concurrently with the GIL released). Each thread packs its A blocks into its own
-  // buffer. All grow once and are reused: no allocation in the steady state.
+  // With an M split the packed B panel is shared by the team; it belongs to the calling
+  // thread (callers may run gemm concurrently with the GIL released). Otherwise each thread
+  // packs its own B micropanels, and always its own A blocks, into its own buffers. All grow
+  // once and are reused: no allocation in the steady state.
+  const int64_t kc_max = std::min<int64_t>(KC, k), jr_max = (std::min<int64_t>(NC, n) + NR - 1) / NR;
   thread_local AlignedBuffer b_buf;
-  float* bp = b_buf.get(static_cast<size_t>(std::min<int64_t>(KC, k)) *
-                        ((std::min<int64_t>(NC, n) + NR - 1) / NR * NR));
+  float* const b_shared = b_buf.get(static_cast<size_t>(kc_max * jr_max * NR));
 
   const bool parallel = m * n * k >= kParallelMinMacs && omp_get_max_threads() > 1;
 #pragma omp parallel if (parallel)
   {
-    thread_local AlignedBuffer a_buf;
-    float* ap = a_buf.get(static_cast<size_t>(sup ? MR : MC) * std::min<int64_t>(KC, k));
+    thread_local AlignedBuffer a_buf, b_own_buf;
+    float* const ap = a_buf.get(static_cast<size_t>((sup ? MR : MC) * kc_max));
     // Each thread owns one rectangle of micro-tiles for the whole call: M is split when it
     // has enough tiles (private L2s each hold their own A block, the B panel is shared from
     // L3), else N (small M: a JR split). How tiles are shared out does not change what any
@@ -89,8 +90,11 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     const int64_t tm = m_tiles >= 8 * nth ? nth : 1, tn = nth / tm;
     const int64_t row0 = std::min(m, m_tiles * (tid / tn) / tm * MR);
     const int64_t row1 = std::min(m, m_tiles * (tid / tn + 1) / tm * MR);
-    // Without an M split each thread packs and reads only its own B micropanels: no barrier.
+    // Without an M split each thread packs and reads only its own B micropanels, in its own
+    // buffer: no barrier at all.
     const bool own_b = tm == 1;
+    float* const b_own =
+        own_b ? b_own_buf.get(static_cast<size_t>((jr_max / tn + 2) * NR * kc_max)) : nullptr;
     for (int64_t jc = 0; jc < n; jc += NC) {
       const int64_t nc = std::min(NC, n - jc);
       const int64_t n_jr = (nc + NR - 1) / NR;
@@ -98,10 +102,13 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t kc = std::min(KC, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
-        // Micropanels [q0, q1) of this B panel.
+        // Where B micropanel jr of this panel lives, and packing micropanels [q0, q1).
+        auto panel = [&](int64_t jr) {
+          return own_b ? b_own + (jr - jr0) * NR * kc : b_shared + jr * NR * kc;
+        };
         auto pack_b = [&](int64_t q0, int64_t q1) {
           uk.pack_b_panels(trans_b, b, ldb, pc, kc, jc + q0 * NR,
-                           std::min(nc, q1 * NR) - q0 * NR, bp + q0 * NR * kc);
+                           std::min(nc, q1 * NR) - q0 * NR, panel(q0));
         };
         if (own_b) {
           if (jr0 < jr1 && row0 < row1) pack_b(jr0, jr1);
@@ -132,7 +139,7 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
               const int64_t i = ic + ir * MR, mr = std::min<int64_t>(MR, m - i);
               const bool a_packed = !sup || mr < MR;
               const float* at = !sup ? ap + ir * MR * kc : a_packed ? ap : a + i * rsa + pc * csa;
-              uk.fn[a_packed](kc, at, rsa, csa, bp + jr * NR * kc, c + i * ldc + j, ldc, mr, nr,
+              uk.fn[a_packed](kc, at, rsa, csa, panel(jr), c + i * ldc + j, ldc, mr, nr,
                               ep);
             }
           }
