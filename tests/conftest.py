@@ -51,3 +51,87 @@ def rng() -> np.random.Generator:
 def gemm_tolerance(k: int, scale: float = 1.0) -> float:
     """Absolute tolerance for a float32 dot product of length k of O(scale) terms."""
     return 8.0 * np.finfo(np.float32).eps * max(k, 1) ** 0.5 * scale * 4.0
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, atol, rtol: float = 0.0, what: str = "") -> None:
+    """assert_allclose that names the worst coordinate, the array shape and the case.
+
+    `atol` may be an array broadcastable to `want` (per-element error bounds). NaN must match
+    NaN and infinities must match exactly."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
+    nan_got, nan_want = np.isnan(got), np.isnan(want)
+    if not np.array_equal(nan_got, nan_want):
+        idx = tuple(int(i) for i in np.argwhere(nan_got != nan_want)[0])
+        raise AssertionError(f"{what}: NaN mismatch at {idx} of {want.shape}: got {got[idx]!r}, "
+                             f"want {want[idx]!r}")
+    finite = np.isfinite(want)
+    inf_bad = ~finite & ~nan_want & (got != want)
+    if inf_bad.any():
+        idx = tuple(int(i) for i in np.argwhere(inf_bad)[0])
+        raise AssertionError(f"{what}: infinity mismatch at {idx} of {want.shape}: got "
+                             f"{got[idx]!r}, want {want[idx]!r}")
+    tol = np.broadcast_to(np.asarray(atol, dtype=np.float64), want.shape) + rtol * np.abs(want)
+    with np.errstate(invalid="ignore"):
+        err = np.where(finite, np.abs(got - want), 0.0)
+    excess = np.where(finite, err - tol, -np.inf)
+    if excess.size and (excess > 0).any():
+        idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), want.shape))
+        raise AssertionError(
+            f"{what}: {int((excess > 0).sum())} of {want.size} elements out of tolerance; worst "
+            f"at {idx} of {want.shape}: got {got[idx]!r}, want {want[idx]!r}, |err| "
+            f"{err[idx]:.3g} > tol {tol[idx]:.3g}")
+
+
+def float_bits(x: float) -> int:
+    """The IEEE bits of a Python float (double) result, for bitwise comparisons."""
+    return int(np.float64(x).view(np.int64))
+
+
+# --- test-time guard --------------------------------------------------------------------
+# A test module may declare TIME_BUDGET_S; the session fails when the module's tests (setup,
+# call, teardown) took longer in total. STEADYGRAD_TEST_TIME_SCALE multiplies every budget
+# (a slow or sanitizer build sets it higher; 0 disables the guard).
+
+_module_seconds: dict[str, float] = {}
+_module_budget: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    module = report.nodeid.split("::", 1)[0]
+    _module_seconds[module] = _module_seconds.get(module, 0.0) + report.duration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        budget = getattr(item.module, "TIME_BUDGET_S", None) if item.module else None
+        if budget is not None:
+            _module_budget[item.nodeid.split("::", 1)[0]] = float(budget)
+
+
+def _over_budget() -> list[str]:
+    import os
+
+    scale = float(os.environ.get("STEADYGRAD_TEST_TIME_SCALE", "1"))
+    if scale <= 0:
+        return []
+    return [f"{m}: {_module_seconds[m]:.1f} s > budget {b * scale:.0f} s"
+            for m, b in sorted(_module_budget.items())
+            if _module_seconds.get(m, 0.0) > b * scale]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _module_budget:
+        total = sum(_module_seconds.get(m, 0.0) for m in _module_budget)
+        terminalreporter.write_line(
+            f"time budget: {total:.1f} s in {len(_module_budget)} budgeted modules; "
+            + ", ".join(f"{m.rsplit('/', 1)[-1]} {_module_seconds.get(m, 0.0):.1f}/{b:.0f} s"
+                        for m, b in sorted(_module_budget.items())))
+    for line in _over_budget():
+        terminalreporter.write_line(f"TIME BUDGET EXCEEDED: {line}", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus == 0 and _over_budget():
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

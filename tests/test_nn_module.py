@@ -42,6 +42,8 @@ def test_names_match_torch() -> None:
         "0.weight", "0.bias", "1.weight", "1.bias", "3.module.0.weight", "3.module.0.bias", "5.weight"]
     assert [n for n, _ in m.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
     assert len(m.buffers()) == 3
+    assert [n for n, _ in m.named_children()] == ["0", "1", "2", "3", "4", "5"]
+    assert [n for n, _ in m.named_modules()][:6] == ["", "0", "1", "2", "3", "3.module"]
 
 
 def test_zero_grad_then_write_then_accumulate(rng: np.random.Generator) -> None:
@@ -241,3 +243,45 @@ def test_training_steps_bitwise_identical_for_any_thread_count(rng: np.random.Ge
         np.testing.assert_array_equal(r[1], results[0][1])
         for a, b in zip(r[2], results[0][2], strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_custom_module_without_output_shape_works_in_sequential(rng: np.random.Generator) -> None:
+    class Double(nn.Module):  # changes the shape and does not say so
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            return np.concatenate([x, x], axis=1)
+
+        def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+            h = grad_output.shape[1] // 2
+            return grad_output[:, :h] + grad_output[:, h:]
+
+    m = nn.Sequential(nn.Linear(3, 4), Double(), nn.Linear(8, 2))
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    assert m(x).shape == (5, 2)
+    assert m.backward(np.ones((5, 2), np.float32)).shape == (5, 3)
+    with pytest.raises(ValueError, match=r"Sequential\[1\] Linear\(3 -> 2\): linear_forward: input must have shape .* got \(5, 6\)"):
+        nn.Sequential(Double(), nn.Linear(3, 2))(x)
+
+
+def test_steady_state_training_step_allocates_no_arrays(rng: np.random.Generator) -> None:
+    import tracemalloc
+
+    m = nn.Sequential(nn.Linear(100, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.1),
+                      nn.Residual(nn.Sequential(nn.Linear(256, 256), nn.GELU())), nn.Linear(256, 10))
+    lf = nn.CrossEntropyLoss()
+    x = rng.standard_normal((128, 100)).astype(np.float32)
+    y = np.arange(128) % 10
+
+    def step() -> None:
+        m.zero_grad()
+        lf(m(x), y)
+        m.backward(lf.backward())
+
+    step()
+    tracemalloc.start()
+    try:
+        for _ in range(3):
+            step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024, f"{peak} bytes allocated in steady state (one activation is 128 KiB)"

@@ -198,3 +198,20 @@ def test_state_dict_round_trip_with_torch(rng: np.random.Generator) -> None:
     m.eval()
     tm2.eval()
     np.testing.assert_allclose(m(x), tm2(torch.from_numpy(x)).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_linear_relu_fused_in_sequential_matches_torch(isa: str, rng: np.random.Generator) -> None:
+    m = nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.ReLU(), nn.Linear(20, 4))
+    assert m._fused_relu == {0, 2}
+    tm = _to_torch(m)
+    x = rng.standard_normal((9, 12)).astype(np.float32)
+    dout = rng.standard_normal((9, 4)).astype(np.float32)
+    _step(m, tm, x, dout)
+    _compare_state(m, tm)
+    assert m[1]._saved is m[0]._work["out"][1]  # the ReLU ran inside the Linear's GEMM
+    z = m[0](x)  # run alone, the Linear is not fused
+    np.testing.assert_allclose(z, x @ m[0].weight.data.T + m[0].bias.data, rtol=1e-5, atol=1e-5)
+    assert (z < 0).any()
+    rows = m.summary(9, file=None)["layers"]
+    assert rows[1]["layer"] == "ReLU() (fused)" and rows[1]["activation_bytes"] == 0
+    assert rows[4]["activation_bytes"] == 4 * 9 * 20  # ReLU after ReLU is not fused

@@ -230,3 +230,30 @@ def test_state_property_gives_views_and_torch_kwargs_accepted():
     assert st["step"] == 1 and st["exp_avg"].shape == ps[0].shape
     st["exp_avg"][...] = 7.0
     np.testing.assert_array_equal(opt.state_dict()["state"][0]["exp_avg"], 7.0)
+
+
+def test_add_param_group_from_another_storage_moves_state_along():
+    rng = np.random.default_rng(9)
+    ps, tps = make_params(rng)
+    extra = Parameter(rng.standard_normal((6,)).astype(np.float32))  # its own storage
+    textra = torch.tensor(extra.data.copy(), requires_grad=True)
+    opt = optim.Adam(ps, lr=1e-2)
+    topt = torch.optim.Adam(tps, lr=1e-2)
+
+    def step(params, tparams):
+        for p, tp in zip(params, tparams, strict=True):
+            g = rng.standard_normal(p.shape).astype(np.float32)
+            p.grad = g
+            tp.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+
+    for _ in range(3):
+        step(ps, tps)
+    old_storage = opt.storage
+    opt.add_param_group({"params": [extra], "lr": 5e-3})
+    topt.add_param_group({"params": [textra], "lr": 5e-3})
+    assert opt.storage is not old_storage and extra.storage is opt.storage
+    for _ in range(3):
+        step([*ps, extra], [*tps, textra])
+    assert_close_params([*ps, extra], [*tps, textra])

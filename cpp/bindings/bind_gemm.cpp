@@ -90,8 +90,9 @@ double fma_peak_gflops(const std::string& isa_name, double seconds) {
 }  // namespace
 
 void register_gemm(py::module_& m) {
-  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false,
-        py::arg("trans_b") = false, py::arg("out") = py::none(), py::arg("alpha") = 1.0,
+  // noconvert: trans_a=None (or any object with __bool__) must not silently mean False.
+  m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::kw_only(),
+        py::arg("trans_a").noconvert() = false, py::arg("trans_b").noconvert() = false, py::arg("out") = py::none(), py::arg("alpha") = 1.0,
         py::arg("beta") = 0.0, py::arg("bias") = py::none(), py::arg("activation") = py::none(),
         R"doc(C = activation(alpha * op(a) @ op(b) + beta * out + bias), float32, row-major.
 

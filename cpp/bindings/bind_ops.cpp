@@ -200,7 +200,7 @@ void register_ops(py::module_& m) {
         "grad_output * y * (1 - y), from the forward output y.");
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("labels"),
         py::kw_only(), py::arg("reduction") = "mean", py::arg("label_smoothing") = 0.0,
-        py::arg("compute_grad") = true, py::arg("out") = py::none(),
+        py::arg("compute_grad").noconvert() = true, py::arg("out") = py::none(),
         R"doc(Softmax cross-entropy of (batch, classes) logits with integer labels, in one pass.
 
 Returns (loss, dlogits): loss is a Python float ('mean' or 'sum' over rows, as

@@ -41,17 +41,22 @@ py::dict cpu_info() {
   return d;
 }
 
+// Accepts any integer (Python int, numpy integer: anything with __index__) but not bool.
 void set_num_threads(py::handle n) {
-  if (!py::isinstance<py::int_>(n) || py::isinstance<py::bool_>(n)) {
-    throw py::type_error("set_num_threads: n must be an int >= 1, got " +
-                         py::str(py::type::of(n).attr("__name__")).cast<std::string>());
+  const std::string type = py::str(py::type::of(n).attr("__name__")).cast<std::string>();
+  PyObject* index = (type == "bool" || type == "bool_") ? nullptr : PyNumber_Index(n.ptr());
+  if (!index) {
+    PyErr_Clear();
+    throw py::type_error("set_num_threads: n must be an int >= 1, got " + type);
   }
-  long long v = n.cast<long long>();
-  if (v < 1 || v > 4096) {
+  const py::int_ v = py::reinterpret_steal<py::int_>(index);
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+  if (overflow || x < 1 || x > 4096) {
     throw py::value_error("set_num_threads: n must be an int in [1, 4096], got " +
-                          std::to_string(v));
+                          py::str(v).cast<std::string>());
   }
-  omp_set_num_threads(static_cast<int>(v));
+  omp_set_num_threads(static_cast<int>(x));
 }
 
 void set_isa(const std::string& name) {

@@ -49,16 +49,18 @@ inline V::R act_grad(Act act, V::R s, float param) {
       V::R right = V::mul(V::mul(V::set1(0.5f), s), V::mul(V::fnma(t, t, one), dinner));
       return V::add(left, right);
     }
-    case Act::tanh: return V::fnma(s, s, one);             // 1 - y^2
+    // 1 - y^2 as (1 - y)(1 + y): 1 - y is exact near |y| = 1, where y*y rounded first (no
+    // fused fnma on the generic path) would cancel to hundreds of ulps.
+    case Act::tanh: return V::mul(V::sub(one, s), V::add(one, s));
     case Act::sigmoid: return V::mul(s, V::sub(one, s));  // y (1 - y)
   }
   return one;
 }
 
-// dx for one vector; relu masks dy (rather than multiplying by 0/1) so a NaN in dy where x <= 0
-// gives 0, as torch's threshold_backward does.
+// dx for one vector; relu masks dy (rather than multiplying by 0/1) as torch's
+// threshold_backward does: x <= 0 gives 0 even where dy is NaN, and x = NaN passes dy through.
 inline V::R act_bwd(Act act, V::R dy, V::R s, float param) {
-  if (act == Act::relu) return V::and_mask(V::gt(s, V::zero()), dy);
+  if (act == Act::relu) return V::select(V::le(s, V::zero()), V::zero(), dy);
   return V::mul(dy, act_grad(act, s, param));
 }
 

@@ -17,6 +17,7 @@ namespace {
 template <class Label>
 double xent_row(float* d, const float* x, Label label, int64_t C, float eps, float scale) {
   const int W = V::W;
+  const float xl = x[label];  // read before d (which may be x itself) is written
   int64_t j = 0;
   V::R vmax = V::set1(-INFINITY);
   for (; j + W <= C; j += W) vmax = V::max(vmax, V::load(x + j));
@@ -48,10 +49,10 @@ double xent_row(float* d, const float* x, Label label, int64_t C, float eps, flo
     }
   }
   const double lse = mx + std::log(sum);
-  const float xl = x[label];
   double loss = lse - (1.0 - eps) * xl;
   if (eps != 0.0f) loss -= eps / static_cast<double>(C) * xsum;
   if (d) {
+    const double e_label = d[label];
     const V::R a = V::set1(static_cast<float>(scale / sum));
     const float off = static_cast<float>(static_cast<double>(scale) * eps / C);
     const V::R voff = V::set1(off);
@@ -61,7 +62,10 @@ double xent_row(float* d, const float* x, Label label, int64_t C, float eps, flo
       const int64_t w = C - j;
       V::store_n(d + j, V::sub(V::mul(V::load_n(d + j, w), a), voff), w);
     }
-    d[label] -= scale * (1.0f - eps);
+    // The label's entry in one double expression, one rounding: q_label = 1 - eps + eps/C is
+    // 1 exactly for C = 1, so the gradient is exactly 0 there (as torch's).
+    d[label] = static_cast<float>(e_label * (scale / sum) -
+                                  scale * ((1.0 - eps) + static_cast<double>(eps) / C));
   }
   return loss;
 }

@@ -6,10 +6,13 @@ namespace sg {
 namespace {
 
 // exp(x), Cephes-style: x = n*ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r.
-// Inputs are clamped to [-87.3, 88]: below, the result flushes towards 0 (<1.2e-38);
-// above, it saturates at e^88 (callers never feed exp large positive arguments).
+// Below -87.3 (where e^x would be subnormal) the result is 0, as torch's sigmoid(-inf) = 0
+// and gelu(-50) = -0 need; above 88 it saturates at e^88 (callers never feed exp large
+// positive arguments). x goes second in max/min: they return the second operand when
+// unordered, so NaN stays NaN.
 inline V::R vexp(V::R x) {
-  x = V::min(V::max(x, V::set1(-87.3365f)), V::set1(88.0f));
+  const V::M underflow = V::lt(x, V::set1(-87.3365f));
+  x = V::min(V::set1(88.0f), V::max(V::set1(-87.3365f), x));
   V::R n = V::round(V::mul(x, V::set1(1.44269504088896341f)));
   V::R r = V::fnma(n, V::set1(0.693359375f), x);
   r = V::fnma(n, V::set1(-2.12194440e-4f), r);
@@ -20,7 +23,7 @@ inline V::R vexp(V::R x) {
   p = V::fma(p, r, V::set1(1.6666665459e-1f));
   p = V::fma(p, r, V::set1(5.0000001201e-1f));
   p = V::fma(p, V::mul(r, r), V::add(r, V::set1(1.0f)));
-  return V::mul(p, V::pow2(n));
+  return V::select(underflow, V::zero(), V::mul(p, V::pow2(n)));
 }
 
 // tanh: odd polynomial near 0 (Cephes tanhf) where 1 - 2/(e^2x + 1) would cancel.
@@ -33,19 +36,20 @@ inline V::R vtanh(V::R x) {
   p = V::fma(p, z, V::set1(1.33314422036e-1f));
   p = V::fma(p, z, V::set1(-3.33332819422e-1f));
   V::R small = V::fma(V::mul(p, z), x, x);
-  V::R e = vexp(V::mul(V::min(ax, V::set1(44.0f)), V::set1(2.0f)));
+  V::R e = vexp(V::mul(V::min(V::set1(44.0f), ax), V::set1(2.0f)));  // NaN stays NaN
   V::R big = V::sub(V::set1(1.0f), V::div(V::set1(2.0f), V::add(e, V::set1(1.0f))));
   // Copy the sign of x onto big (x < 0 -> -big).
   big = V::select(V::lt(x, V::zero()), V::neg(big), big);
   return V::select(V::lt(ax, V::set1(0.625f)), small, big);
 }
 
-// 1 / (1 + e^-x), without overflow for large |x|.
+// 1 / (1 + e^-x), without overflow for large |x|. For x < 0 it is e/(1 + e) with e = e^x:
+// 1 - sigmoid(|x|) would cancel to 0 below x ~ -17 (torch gives 1.9e-22 at -50).
 inline V::R vsigmoid(V::R x) {
   V::R e = vexp(V::neg(V::abs(x)));  // in (0, 1]
   V::R one = V::set1(1.0f);
   V::R pos = V::div(one, V::add(one, e));  // sigmoid(|x|)
-  return V::select(V::lt(x, V::zero()), V::sub(one, pos), pos);
+  return V::select(V::lt(x, V::zero()), V::mul(e, pos), pos);
 }
 
 // Standard normal CDF Phi(x) = erfc(-x/sqrt2)/2, using the Numerical-Recipes erfc

@@ -15,17 +15,26 @@ from steadygrad._core import (
     set_isa,
     set_num_threads,
 )
+from steadygrad.diagnostics import check_init
+from steadygrad.io import load, save
 from steadygrad.random import manual_seed
+from steadygrad.train import evaluate, fit, predict
 
 __all__ = [
     "__version__",
+    "check_init",
     "cpu_info",
+    "evaluate",
+    "fit",
     "get_isa",
     "get_num_threads",
+    "load",
     "manual_seed",
     "nn",
     "ops",
     "optim",
+    "predict",
+    "save",
     "set_isa",
     "set_num_threads",
 ]

@@ -8,19 +8,12 @@ kernel runs.
 from __future__ import annotations
 
 from steadygrad._core import (
-    add,
-    batchnorm_backward,
-    batchnorm_forward,
-    dropout,
     gelu,
     gelu_backward,
     gemm,
     global_norm,
     leaky_relu,
     leaky_relu_backward,
-    linear_backward,
-    linear_forward,
-    mse_loss,
     relu,
     relu_backward,
     sigmoid,
@@ -31,19 +24,12 @@ from steadygrad._core import (
 )
 
 __all__ = [
-    "add",
-    "batchnorm_backward",
-    "batchnorm_forward",
-    "dropout",
     "gelu",
     "gelu_backward",
     "gemm",
     "global_norm",
     "leaky_relu",
     "leaky_relu_backward",
-    "linear_backward",
-    "linear_forward",
-    "mse_loss",
     "relu",
     "relu_backward",
     "sigmoid",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -147,9 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--optimizers", nargs="+", default=list(OPTS), choices=list(OPTS))
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args(argv)
+    load0 = os.getloadavg()[0]
     result = run(args.sizes, args.threads, args.optimizers)
+    result["loadavg_1min"] = [load0, os.getloadavg()[0]]
     info = result["machine"]
-    print(f"cpu: {info['cpu']}  isa: {info['isa']}  torch: {info['torch']}  numpy: {info['numpy']}")
+    print(f"cpu: {info['cpu']}  isa: {info['isa']}  torch: {info['torch']}  numpy: {info['numpy']}"
+          f"  load average (1 min) before/after: {load0:.1f}/{os.getloadavg()[0]:.1f}")
     print(format_markdown(result))
     if args.json:
         with open(args.json, "w") as f:

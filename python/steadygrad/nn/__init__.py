@@ -1,4 +1,14 @@
-"""Layers, containers, losses and initialisation with PyTorch names and explicit backprop."""
+"""Layers, containers, losses and initialisation with PyTorch names and explicit backprop.
+
+    model = nn.Sequential(nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Linear(256, 10))
+    loss_fn = nn.CrossEntropyLoss()
+    model.zero_grad()
+    loss = loss_fn(model(x), y)                  # a Python float
+    model.backward(loss_fn.backward())           # returns dL/dx, fills every Parameter.grad
+
+Building a container moves all parameters into one flat buffer (`model.flat_storage`);
+outputs and gradients returned by layers are reused by the next call (copy to keep them).
+"""
 
 from __future__ import annotations
 

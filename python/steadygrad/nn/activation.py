@@ -40,12 +40,26 @@ class _Activation(Module):
             raise ValueError(f"grad_output must have the output's shape {want}, got {got}")
         return self._bwd(grad_output, saved, work_like(self, "dx", want, grad_output, saved))
 
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)
+
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
         n = 4 * int(np.prod(shape))
         return n, n
 
 
 class ReLU(_Activation):
+    # True while a Sequential runs this ReLU fused into the preceding Linear's GEMM epilogue:
+    # the input is already max(z, 0), so forward passes it through, and the backward's mask
+    # x > 0 is the same as z > 0.
+    _input_is_relu = False
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if self._input_is_relu:
+            self._saved = x
+            return x
+        return super().forward(x)
+
     def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
         return _core.relu(x, out=out)
 

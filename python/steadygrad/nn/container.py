@@ -11,6 +11,8 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn._util import work_like
+from steadygrad.nn.activation import ReLU
+from steadygrad.nn.linear import Linear
 from steadygrad.nn.module import Module
 
 
@@ -26,6 +28,10 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: argument {i} must be an nn.Module, got {type(m).__name__}")
             setattr(self, str(i), m)
         self._checked_shape: tuple[int, ...] | None = None
+        # Linear followed by ReLU: the ReLU runs in the Linear's GEMM epilogue (one pass saved)
+        kids = list(modules)
+        self._fused_relu = {i for i in range(len(kids) - 1)
+                            if type(kids[i]) is Linear and type(kids[i + 1]) is ReLU}
         self._flatten_parameters()
 
     def __len__(self) -> int:
@@ -37,8 +43,10 @@ class Sequential(Module):
     def __getitem__(self, idx: int) -> Module:
         return list(self._modules.values())[idx]
 
-    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+    def output_shape(self, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
         for key, m in self._modules.items():
+            if shape is None:  # past a module of unknown output shape: nothing more to check
+                return None
             shape = self._in_child(key, m, m.output_shape, shape)
         return shape
 
@@ -48,8 +56,17 @@ class Sequential(Module):
         if isinstance(x, np.ndarray) and x.shape != self._checked_shape:
             self.output_shape(x.shape)
             self._checked_shape = x.shape
-        for key, m in self._modules.items():
-            x = self._in_child(key, m, m._run_forward, x)
+        fused = self._fused_relu
+        for i, (key, m) in enumerate(self._modules.items()):
+            if not fused or (i not in fused and i - 1 not in fused):
+                x = self._in_child(key, m, m._run_forward, x)
+                continue
+            flag = ("_epilogue", "relu", "none") if i in fused else ("_input_is_relu", True, False)
+            object.__setattr__(m, flag[0], flag[1])
+            try:
+                x = self._in_child(key, m, m._run_forward, x)
+            finally:
+                object.__setattr__(m, flag[0], flag[2])
         return x
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -74,8 +91,10 @@ class Residual(Module):
         self.module = module
         self._flatten_parameters()
 
-    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
         out = self._in_child("module", self.module, self.module.output_shape, shape)
+        if out is None:
+            return tuple(shape)  # unknown inside; forward checks the shapes match
         if tuple(out) != tuple(shape):
             raise ValueError(f"module maps shape {tuple(shape)} to {tuple(out)}; "
                              "y = x + module(x) needs them equal")

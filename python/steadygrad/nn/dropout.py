@@ -43,6 +43,9 @@ class Dropout(Module):
         dx = work_like(self, "dx", self._shape, grad_output)
         return _core.dropout(grad_output, self.p, self._seed, out=dx)
 
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)
+
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
         n = 4 * int(np.prod(shape))
         return n, n

@@ -35,6 +35,8 @@ class Linear(Module):
         self.reset_parameters()
         self._flatten_parameters()
         self._x: np.ndarray | None = None
+        # 'relu' while a Sequential runs this layer fused with the ReLU that follows it
+        self._epilogue = "none"
 
     def reset_parameters(self) -> None:
         # torch.nn.Linear's default: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), same for bias
@@ -47,7 +49,8 @@ class Linear(Module):
         s = shape_of(x, 2)
         out = work_like(self, "out", None if s is None else (s[0], self.out_features), x)
         b = self.bias
-        y = _core.linear_forward(x, self.weight.data, None if b is None else b.data, out=out)
+        y = _core.linear_forward(x, self.weight.data, None if b is None else b.data, out=out,
+                                 activation=self._epilogue)
         self._x = x
         return y
 
@@ -85,6 +88,9 @@ class Identity(Module):
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         return grad_output
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)
 
 
 class Flatten(Module):

@@ -5,6 +5,8 @@ runs `_backward`, returns dL/dx and fills every Parameter gradient: written by t
 backward after `zero_grad()`, accumulated by later ones. Output and gradient arrays belong to
 the module and are reused by the next call with the same shapes (copy them to keep them).
 Subclasses implement `forward(x)`, `_backward(grad_output)` and `output_shape(shape)`.
+Call the module (`model(x)`), not `model.forward(x)`: the call records that a backward may
+follow and names the layer in any error.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
+from steadygrad.nn.state_dict import IncompatibleKeys, load_state, state_targets
 
 # Errors that get the layer's name prefixed on their way out (type preserved).
 _NAMED_ERRORS = (TypeError, ValueError, RuntimeError, IndexError)
@@ -31,11 +34,6 @@ def located(err: BaseException, prefix: str) -> BaseException:
         new = RuntimeError(f"{prefix}{msg}")
     new._sg_located = True  # type: ignore[attr-defined]
     return new
-
-
-class IncompatibleKeys(NamedTuple):
-    missing_keys: list[str]
-    unexpected_keys: list[str]
 
 
 class Module:
@@ -105,6 +103,9 @@ class Module:
     def children(self) -> list[Module]:
         return list(self._modules.values())
 
+    def named_children(self) -> list[tuple[str, Module]]:
+        return list(self._modules.items())
+
     def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
         out: list[tuple[str, Parameter]] = []
         seen: set[int] = set()
@@ -147,9 +148,10 @@ class Module:
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
-    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Shape of the output for an input of `shape`; raises ValueError on a bad shape."""
-        return tuple(shape)
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """Shape of the output for an input of `shape`; raises ValueError on a bad shape.
+        None means unknown (a custom module that does not say): checks stop there."""
+        return None
 
     def label(self) -> str:
         """One-line description used in error messages and summaries."""
@@ -222,66 +224,16 @@ class Module:
     # -- state_dict --------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer under PyTorch's keys (e.g. '0.weight')."""
-        sd: OrderedDict[str, np.ndarray] = OrderedDict()
-        for mname, m in self.named_modules():
-            pre = f"{mname}." if mname else ""
-            for k, p in m._parameters.items():
-                if p is not None:
-                    sd[pre + k] = p.data.copy()
-            for k, b in m._buffers.items():
-                if b is not None:
-                    sd[pre + k] = np.array(b, copy=True)
-        return sd
-
-    def _state_targets(self) -> OrderedDict[str, np.ndarray]:
-        targets: OrderedDict[str, np.ndarray] = OrderedDict()
-        for mname, m in self.named_modules():
-            pre = f"{mname}." if mname else ""
-            for k, p in m._parameters.items():
-                if p is not None:
-                    targets[pre + k] = p.data
-            for k, b in m._buffers.items():
-                if b is not None:
-                    targets[pre + k] = b
-        return targets
+        return OrderedDict((k, np.array(v, copy=True)) for k, v in state_targets(self).items())
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy values into the existing parameter views and buffers (never replaces them).
 
         Accepts numpy arrays or anything np.asarray understands (a PyTorch state_dict works
-        as is, or converted with `.numpy()`). Everything is checked before anything is copied.
+        as is, or converted with `.numpy()`). Everything is checked before anything is copied;
+        problems raise RuntimeError with PyTorch's wording.
         """
-        targets = self._state_targets()
-        missing = [k for k in targets if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in targets]
-        errors: list[str] = []
-        if strict and (missing or unexpected):
-            if unexpected:
-                errors.append("Unexpected key(s) in state_dict: " +
-                              ", ".join(f'"{k}"' for k in unexpected) + ". ")
-            if missing:
-                errors.append("Missing key(s) in state_dict: " +
-                              ", ".join(f'"{k}"' for k in missing) + ". ")
-        sources: dict[str, np.ndarray] = {}
-        for k, dst in targets.items():
-            if k not in state_dict:
-                continue
-            v = state_dict[k]
-            if hasattr(v, "detach"):
-                v = v.detach().cpu().numpy()
-            src = np.asarray(v)
-            if src.shape != dst.shape:
-                errors.append(f"size mismatch for {k}: copying a param with shape {src.shape} "
-                              f"from checkpoint, the shape in current model is {dst.shape}.")
-            elif not np.can_cast(src.dtype, dst.dtype, casting="same_kind"):
-                errors.append(f"dtype mismatch for {k}: cannot copy {src.dtype} into {dst.dtype}.")
-            sources[k] = src
-        if errors:
-            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
-                               + "\n\t".join(errors))
-        for k, src in sources.items():
-            np.copyto(targets[k], src, casting="same_kind")
-        return IncompatibleKeys(missing, unexpected)
+        return load_state(self, state_dict, strict)
 
     # -- description -------------------------------------------------------------------
     def extra_repr(self) -> str:

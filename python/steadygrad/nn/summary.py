@@ -23,8 +23,10 @@ def _infer_input_shape(model: Module, batch_size: int) -> tuple[int, ...]:
 
 def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any]]) -> tuple[int, ...]:
     if isinstance(m, Sequential):
-        for key, child in m._modules.items():
+        for i, (key, child) in enumerate(m._modules.items()):
             shape = _walk(child, f"{name}.{key}" if name else key, shape, rows)
+            if i - 1 in m._fused_relu:  # runs in the Linear's GEMM epilogue: no output of its own
+                rows[-1].update(layer=rows[-1]["layer"] + " (fused)", activation_bytes=0)
         return shape
     if isinstance(m, Residual):
         out = _walk(m.module, f"{name}.module" if name else "module", shape, rows)
@@ -33,6 +35,8 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
         label = "Residual (x + module(x))"
     else:
         out = m.output_shape(shape)
+        if out is None:
+            raise ValueError(f"summary: {m.label()} at '{name}' does not define output_shape()")
         label = m.label()
     act, ws = m.memory(shape)
     own = [p for p in m._parameters.values() if p is not None]

@@ -1,0 +1,81 @@
+"""Duck-typed views of models and optimizers for the training tools (fit, diagnostics,
+checkpoints): layer walking, the global RNG, learning rates. Kept in one place so the tools
+depend on the nn/optim API through a handful of small functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+
+def children(module: Any) -> list[tuple[str, Any]]:
+    """Direct sub-modules as (name, module)."""
+    if hasattr(module, "named_children"):
+        return list(module.named_children())
+    mods = getattr(module, "_modules", None)
+    if isinstance(mods, dict):
+        return list(mods.items())
+    return []
+
+
+def named_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf module (a layer with no children) in forward order, PyTorch-style dotted names."""
+    kids = children(model)
+    if not kids:
+        yield prefix or type(model).__name__, model
+        return
+    for name, child in kids:
+        yield from named_layers(child, f"{prefix}.{name}" if prefix else str(name))
+
+
+def global_rng() -> np.random.Generator | None:
+    """The numpy Generator behind sg.manual_seed (init, Dropout seeds). manual_seed replaces
+    the object, so this is looked up on every use."""
+    try:
+        from steadygrad import random as sg_random
+    except ImportError:  # pragma: no cover - the nn package always ships it
+        return None
+    gen = sg_random.generator()
+    return gen if isinstance(gen, np.random.Generator) else None
+
+
+def get_lr(optimizer: Any) -> float:
+    groups = getattr(optimizer, "param_groups", None)
+    if groups:
+        return float(groups[0]["lr"])
+    return float(getattr(optimizer, "lr", float("nan")))
+
+
+def set_lr(optimizer: Any, lr: float) -> None:
+    groups = getattr(optimizer, "param_groups", None)
+    if groups:
+        for g in groups:
+            g["lr"] = lr
+    else:
+        optimizer.lr = lr
+
+
+def skipped_steps(optimizer: Any) -> int:
+    return int(getattr(optimizer, "skipped_steps", 0) or 0)
+
+
+def is_plateau_scheduler(scheduler: Any) -> bool:
+    """ReduceLROnPlateau steps on a metric, every other scheduler on a count."""
+    return any(c.__name__ == "ReduceLROnPlateau" for c in type(scheduler).__mro__)
+
+
+def training_mode(model: Any) -> bool:
+    return bool(getattr(model, "training", True))
+
+
+def optimizer_param_norms(optimizer: Any) -> np.ndarray | None:
+    """Per-parameter gradient norms from the optimizer's last norm pass, if it exposes them."""
+    for attr in ("param_grad_norms", "grad_norms", "last_param_norms", "per_param_norms"):
+        v = getattr(optimizer, attr, None)
+        if callable(v):
+            v = v()
+        if v is not None:
+            return np.asarray(v, dtype=np.float64)
+    return None

@@ -1,0 +1,115 @@
+"""Temporary per-layer taps for diagnostics: wraps each leaf layer's forward (and optionally
+backward) on the instance, records summary statistics of what passes through, and unwraps.
+Statistics are numpy reductions over arrays already computed, taken only when asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from steadygrad._introspect import named_layers
+
+RELU_TYPES = ("ReLU", "LeakyReLU")
+SATURATING_TYPES = ("Sigmoid", "Tanh")
+
+
+def _column_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-unit sums of x and x^2 over the batch, accumulated in float64 (two reductions, no
+    temporaries beyond x*x; np.std would make three passes and two float64 copies)."""
+    a2 = a.reshape(a.shape[0], -1)
+    s1 = np.add.reduce(a2, axis=0, dtype=np.float64)
+    s2 = np.add.reduce(np.square(a2, dtype=np.float64), axis=0)
+    return s1, s2, a2.shape[0]
+
+
+def _unit_std_from(s1: np.ndarray, s2: np.ndarray, n: int) -> float:
+    mean = s1 / n
+    var = np.maximum(s2 / n - mean * mean, 0.0)
+    return float(np.mean(np.sqrt(var)))
+
+
+def unit_std(a: np.ndarray) -> float:
+    """Mean over units of the std across the batch: the part of the signal that differs between
+    samples (a layer can have a large overall spread yet map every sample to the same output)."""
+    a = np.asarray(a)
+    if a.ndim < 2 or a.shape[0] < 2:
+        return float(np.std(a, dtype=np.float64))
+    return _unit_std_from(*_column_moments(a))
+
+
+def act_stats(kind: str, out: np.ndarray) -> dict[str, float]:
+    out = np.asarray(out)
+    if out.ndim < 2 or out.shape[0] < 2 or out.size == 0:
+        s = {"mean": float(np.mean(out, dtype=np.float64)) if out.size else 0.0,
+             "std": float(np.std(out, dtype=np.float64)) if out.size else 0.0}
+        s["finite"] = bool(np.isfinite(s["mean"]) and np.isfinite(s["std"]))
+    else:
+        s1, s2, n = _column_moments(out)
+        total1, total2 = float(s1.sum()), float(s2.sum())
+        # NaN/Inf anywhere propagates into the sums (|x| would need to exceed 1e154 to overflow).
+        s = {"mean": total1 / out.size, "std": _unit_std_from(s1, s2, n),
+             "finite": bool(np.isfinite(total1) and np.isfinite(total2))}
+    if kind in RELU_TYPES and out.ndim >= 2:
+        alive = np.any(out.reshape(out.shape[0], -1) > 0, axis=0)
+        s["dead"] = 1.0 - float(np.count_nonzero(alive)) / alive.size
+    if kind == "Sigmoid":
+        s["saturated"] = float(np.count_nonzero((out < 0.01) | (out > 0.99))) / max(out.size, 1)
+    elif kind == "Tanh":
+        s["saturated"] = float(np.count_nonzero(np.abs(out) > 0.99)) / max(out.size, 1)
+    return s
+
+
+class LayerProbe:
+    """`with LayerProbe(model, backward=True) as p: ...` fills p.forward_stats[name] and
+    p.backward_stats[name] (std of the gradient w.r.t. the layer's input and output)."""
+
+    def __init__(self, model: Any, backward: bool = False) -> None:
+        self.layers = list(named_layers(model))
+        self.backward = backward
+        self.forward_stats: dict[str, dict[str, float]] = {}
+        self.backward_stats: dict[str, dict[str, float]] = {}
+
+    def _wrap_forward(self, name: str, layer: Any) -> Any:
+        orig = layer.forward
+        kind = type(layer).__name__
+
+        def forward(x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+            out = orig(x, *args, **kwargs)
+            self.forward_stats[name] = act_stats(kind, out)
+            return out
+
+        return forward
+
+    @staticmethod
+    def _backward_attr(layer: Any) -> str:
+        # nn.Module containers call a child's `_backward` (the public `backward` adds error
+        # context around it); plain objects only have `backward`.
+        return "_backward" if hasattr(layer, "_backward") else "backward"
+
+    def _wrap_backward(self, name: str, layer: Any) -> Any:
+        orig = getattr(layer, self._backward_attr(layer))
+
+        def backward(dy: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+            dx = orig(dy, *args, **kwargs)
+            self.backward_stats[name] = {
+                "grad_out_std": float(np.std(dy, dtype=np.float64)),
+                "grad_in_std": float(np.std(dx, dtype=np.float64)) if dx is not None else float("nan"),
+            }
+            return dx
+
+        return backward
+
+    def __enter__(self) -> LayerProbe:
+        for name, layer in self.layers:
+            layer.forward = self._wrap_forward(name, layer)
+            if self.backward:
+                setattr(layer, self._backward_attr(layer), self._wrap_backward(name, layer))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _, layer in self.layers:
+            # The wrappers live in the instance dict; removing them exposes the class methods.
+            layer.__dict__.pop("forward", None)
+            layer.__dict__.pop("backward", None)
+            layer.__dict__.pop("_backward", None)

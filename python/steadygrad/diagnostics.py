@@ -1,0 +1,201 @@
+"""Gradient-health diagnostics during training: GradientMonitor records, every k steps,
+per-parameter gradient norms (from the optimizer's norm pass when it exposes them),
+update-to-weight ratios, per-layer activation mean/std, dead-ReLU fractions and BatchNorm
+running-variance drift, as numpy arrays and as a printed table. Steps in between cost nothing.
+`check_init` (the step-0 signal-propagation check) lives in init_check.py."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+from steadygrad import _introspect as intro
+from steadygrad._probe import RELU_TYPES, LayerProbe
+from steadygrad.callbacks import Callback
+from steadygrad.init_check import InitReport, check_init
+
+__all__ = ["GradientMonitor", "InitReport", "check_init", "param_norms"]
+
+
+def param_norms(params: list[Any]) -> np.ndarray:
+    """L2 norm of each parameter's gradient: one deterministic `sg.ops.global_norm` each."""
+    from steadygrad.ops import global_norm
+
+    return np.array([global_norm(p.grad_buffer.reshape(-1)) for p in params], dtype=np.float64)
+
+
+def _norm(a: np.ndarray) -> float:
+    from steadygrad.ops import global_norm
+
+    return float(global_norm(np.ascontiguousarray(a, dtype=np.float32).reshape(-1)))
+
+
+def _fmt(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3e}"
+
+
+class GradientMonitor(Callback):
+    """Records gradient health every `every` optimizer steps of `sg.fit` (or use
+    `fit(..., diagnostics=k)`). After training, `arrays()` gives numpy arrays indexed
+    [record, parameter] / [record, layer], and `print(monitor)` shows the latest record."""
+
+    def __init__(self, every: int = 100, activations: bool = True, print_at_end: bool = False) -> None:
+        if every < 1:
+            raise ValueError(f"GradientMonitor: every must be >= 1, got {every}")
+        self.every = int(every)
+        self.activations = activations
+        self.print_at_end = print_at_end
+        self.steps: list[int] = []
+        self._grad: list[np.ndarray] = []
+        self._ratio: list[np.ndarray] = []
+        self._act_mean: list[np.ndarray] = []
+        self._act_std: list[np.ndarray] = []
+        self._dead: list[np.ndarray] = []
+        self._bn_drift: list[np.ndarray] = []
+        self._probe: LayerProbe | None = None
+        self._before: np.ndarray | None = None
+        self._pending_norms: np.ndarray | None = None
+
+    # -- setup ---------------------------------------------------------------------------
+    def on_train_begin(self, logs: dict[str, float]) -> None:
+        model = self.loop.model
+        named = list(model.named_parameters())
+        self.param_names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.param_shapes = [tuple(p.shape) for p in self.params]
+        self.layers = list(intro.named_layers(model))
+        self.layer_names = [n for n, _ in self.layers]
+        self.layer_types = [type(m).__name__ for _, m in self.layers]
+        self.relu_layers = [n for n, t in zip(self.layer_names, self.layer_types, strict=False) if t in RELU_TYPES]
+        self.bn_layers = [(n, m) for n, m in self.layers if getattr(m, "running_var", None) is not None]
+        self.bn_names = [n for n, _ in self.bn_layers]
+        self._bn_prev = [np.array(m.running_var, dtype=np.float32) for _, m in self.bn_layers]
+        # Weights before the step and the update, in buffers allocated once; norms go through
+        # sg.ops.global_norm (C++, deterministic): np.linalg.norm calls BLAS, whose threads
+        # fight OpenMP's for the cores and made one record cost tens of milliseconds.
+        total = sum(p.size for p in self.params)
+        self._w0 = np.empty(total, dtype=np.float32)
+        self._dw = np.empty(total, dtype=np.float32)
+        bounds = list(itertools.pairwise(np.cumsum([0] + [p.size for p in self.params])))
+        self._w0_views = [self._w0[a:b] for a, b in bounds]
+        self._dw_views = [self._dw[a:b] for a, b in bounds]
+
+    def _due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    # -- the recorded step -----------------------------------------------------------------
+    def on_batch_begin(self, step: int) -> None:
+        if self._due(step) and self.activations:
+            self._probe = LayerProbe(self.loop.model).__enter__()
+
+    def on_before_optimizer_step(self, step: int) -> None:
+        if self._probe is not None:
+            self._probe.__exit__(None, None, None)
+        if not self._due(step):
+            return
+        # One copy of the weights every k steps, for the update-to-weight ratio.
+        for p, w0 in zip(self.params, self._w0_views, strict=True):
+            np.copyto(w0, p.data.reshape(-1))
+        self._before = self._w0
+        # Only needed if the optimizer does not hand out its own per-parameter norms.
+        self._pending_norms = None if intro.optimizer_param_norms(self.loop.optimizer) is not None \
+            else param_norms(self.params)
+
+    def on_batch_end(self, step: int, logs: dict[str, float]) -> None:
+        if not self._due(step) or self._before is None:
+            return
+        norms = intro.optimizer_param_norms(self.loop.optimizer)
+        if norms is None or len(norms) != len(self.params):
+            norms = self._pending_norms if self._pending_norms is not None else param_norms(self.params)
+        self._grad.append(np.asarray(norms, dtype=np.float64))
+        self._ratio.append(self._update_ratios())
+        self._before = None
+        probe = self._probe
+        self._probe = None
+        fs = probe.forward_stats if probe is not None else {}
+        nan = float("nan")
+        self._act_mean.append(np.array([fs.get(n, {}).get("mean", nan) for n in self.layer_names]))
+        self._act_std.append(np.array([fs.get(n, {}).get("std", nan) for n in self.layer_names]))
+        self._dead.append(np.array([fs.get(n, {}).get("dead", nan) for n in self.relu_layers]))
+        drift = []
+        for i, (_, m) in enumerate(self.bn_layers):
+            rv = np.array(m.running_var, dtype=np.float32)
+            prev = self._bn_prev[i]
+            drift.append(_norm(rv - prev) / max(_norm(prev), 1e-30))
+            self._bn_prev[i] = rv
+        self._bn_drift.append(np.array(drift))
+        self.steps.append(step)
+
+    def _update_ratios(self) -> np.ndarray:
+        out = np.empty(len(self.params))
+        for i, (p, w0, dw) in enumerate(zip(self.params, self._w0_views, self._dw_views, strict=True)):
+            np.subtract(p.data.reshape(-1), w0, out=dw)
+            out[i] = _norm(dw) / max(_norm(w0), 1e-30)
+        return out
+
+    def detach(self) -> None:
+        """Remove the layer taps if a step was interrupted while they were on."""
+        if self._probe is not None:
+            self._probe.__exit__(None, None, None)
+            self._probe = None
+
+    def on_train_end(self, logs: dict[str, float]) -> None:
+        if self.print_at_end and self.steps:
+            print(self.table(), file=sys.stderr)
+
+    # -- results -------------------------------------------------------------------------
+    def arrays(self) -> dict[str, Any]:
+        """steps (R,), grad_norm and update_ratio (R, n_params), act_mean and act_std
+        (R, n_layers), dead_relu (R, n_relu_layers), bn_var_drift (R, n_bn_layers; relative change
+        of running_var since the previous record), and the matching name lists."""
+
+        def stack(rows: list[np.ndarray], width: int) -> np.ndarray:
+            return np.vstack(rows) if rows else np.zeros((0, width))
+
+        return {
+            "steps": np.asarray(self.steps, dtype=np.int64),
+            "grad_norm": stack(self._grad, len(self.param_names)),
+            "update_ratio": stack(self._ratio, len(self.param_names)),
+            "act_mean": stack(self._act_mean, len(self.layer_names)),
+            "act_std": stack(self._act_std, len(self.layer_names)),
+            "dead_relu": stack(self._dead, len(self.relu_layers)),
+            "bn_var_drift": stack(self._bn_drift, len(self.bn_names)),
+            "param_names": list(self.param_names),
+            "layer_names": list(self.layer_names),
+            "layer_types": list(self.layer_types),
+            "relu_layers": list(self.relu_layers),
+            "bn_layers": list(self.bn_names),
+        }
+
+    def layer_grad_norms(self, record: int = -1) -> dict[str, float]:
+        """Gradient norm per layer (the parameters of a layer combined), for one record."""
+        out: dict[str, float] = {}
+        for name, g in zip(self.param_names, self._grad[record], strict=False):
+            layer = name.rsplit(".", 1)[0] if "." in name else name
+            out[layer] = math.sqrt(out.get(layer, 0.0) ** 2 + float(g) ** 2)
+        return out
+
+    def table(self, record: int = -1) -> str:
+        if not self.steps:
+            return "GradientMonitor: nothing recorded yet"
+        i = record
+        lines = [f"gradient health at step {self.steps[i]}",
+                 f"{'parameter':<24}{'shape':<16}{'grad_norm':>12}{'update/weight':>15}"]
+        for name, shape, g, r in zip(self.param_names, self.param_shapes, self._grad[i], self._ratio[i], strict=False):
+            lines.append(f"{name:<24}{shape!s:<16}{_fmt(g):>12}{_fmt(r):>15}")
+        dead = dict(zip(self.relu_layers, self._dead[i], strict=False))
+        drift = dict(zip(self.bn_names, self._bn_drift[i], strict=False))
+        lines.append(f"{'layer':<24}{'type':<16}{'act_mean':>12}{'act_std':>12}{'dead_relu':>11}"
+                     f"{'bn_var_drift':>14}")
+        for j, (name, kind) in enumerate(zip(self.layer_names, self.layer_types, strict=False)):
+            d = f"{dead[name]:.1%}" if name in dead and not math.isnan(dead[name]) else "-"
+            lines.append(f"{name:<24}{kind:<16}{_fmt(self._act_mean[i][j]):>12}"
+                         f"{_fmt(self._act_std[i][j]):>12}{d:>11}{_fmt(drift.get(name)):>14}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()

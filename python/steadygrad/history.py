@@ -1,0 +1,130 @@
+"""What `sg.fit` returns: per-epoch metrics (History) and the loop position needed to resume
+exactly (FitState). Both are plain data, JSON-serialisable, so a checkpoint can carry them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+class History:
+    """Per-epoch logs of a fit: `history["loss"]` is a list with one float per epoch.
+
+    Keys: loss, accuracy (integer targets), val_loss, val_accuracy (with validation data), lr
+    (the learning rate used during the epoch), grad_norm / grad_norm_max (mean and max pre-clip
+    global norm over the epoch's steps), skipped_steps (non-finite steps the optimizer skipped
+    in the epoch), samples_per_s, plus whatever callbacks log. `epoch` lists epoch indices.
+    """
+
+    def __init__(self) -> None:
+        self.epoch: list[int] = []
+        self.history: dict[str, list[float]] = {}
+        self.fit_state: dict[str, Any] | None = None
+        self.diagnostics: Any = None  # the GradientMonitor when fit(..., diagnostics=k)
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        n = len(self.epoch)
+        self.epoch.append(int(epoch))
+        for key, value in logs.items():
+            # A key first seen late (e.g. a callback starts logging) is padded with NaN so that
+            # every column stays aligned with `epoch`.
+            col = self.history.setdefault(key, [math.nan] * n)
+            col.append(float(value))
+        for col in self.history.values():
+            if len(col) < n + 1:
+                col.append(math.nan)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self.history[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.history
+
+    def keys(self) -> list[str]:
+        return list(self.history)
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        out = {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
+        out["epoch"] = np.asarray(self.epoch, dtype=np.int64)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = [int(e) for e in state["epoch"]]
+        self.history = {k: [float(x) for x in v] for k, v in state["history"].items()}
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def __repr__(self) -> str:
+        last = {k: v[-1] for k, v in self.history.items() if v}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items())
+        return f"History(epochs={len(self.epoch)}, last: {shown})"
+
+
+class FitState:
+    """Where a fit is: the epoch and batch to run next, the global step, the shuffle seed and
+    the shuffle generator's state *at the start of the current epoch* (so the epoch's
+    permutation can be drawn again on resume), counters and the history so far."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self.rng = np.random.Generator(np.random.PCG64(self.seed))
+        self.epoch = 0
+        self.batch = 0
+        self.global_step = 0
+        self.skipped_steps = 0
+        self.epoch_rng_state: dict[str, Any] = self.rng.bit_generator.state
+        self.history = History()
+        self.callbacks: dict[str, Any] = {}
+        self.acc: dict[str, float] = {}  # running sums of the current epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "global_step": self.global_step,
+            "skipped_steps": self.skipped_steps,
+            "epoch_rng_state": _jsonable_rng_state(self.epoch_rng_state),
+            "history": self.history.state_dict(),
+            "callbacks": self.callbacks,
+            "acc": dict(self.acc),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> FitState:
+        missing = {"seed", "epoch", "batch", "global_step", "epoch_rng_state", "history"} - set(state)
+        if missing:
+            raise ValueError(f"fit: resume state is missing {sorted(missing)}")
+        fs = cls(int(state["seed"]))
+        fs.epoch = int(state["epoch"])
+        fs.batch = int(state["batch"])
+        fs.global_step = int(state["global_step"])
+        fs.skipped_steps = int(state.get("skipped_steps", 0))
+        fs.epoch_rng_state = state["epoch_rng_state"]
+        fs.rng.bit_generator.state = fs.epoch_rng_state
+        fs.history.load_state_dict(state["history"])
+        fs.callbacks = dict(state.get("callbacks", {}))
+        fs.acc = dict(state.get("acc", {}))
+        return fs
+
+
+def _jsonable_rng_state(state: dict[str, Any]) -> dict[str, Any]:
+    """numpy bit-generator states are dicts of ints/strs (PCG64's are 128-bit ints, which JSON
+    holds exactly); arrays (MT19937) become lists."""
+    out: dict[str, Any] = {}
+    for k, v in state.items():
+        if isinstance(v, dict):
+            out[k] = _jsonable_rng_state(v)
+        elif isinstance(v, np.ndarray):
+            out[k] = v.tolist()
+        elif isinstance(v, np.integer):
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out

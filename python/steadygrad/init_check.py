@@ -1,0 +1,203 @@
+"""`sg.check_init`: the step-0 signal-propagation check. One forward and one backward on a probe
+batch; per-layer activation and gradient scales; flags the layer where they vanish or explode
+with depth (or die, saturate, go non-finite) and says what to change. The model's weights,
+buffers, mode and sg's RNG are left as they were; gradients are left stale."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from steadygrad import _introspect as intro
+from steadygrad._probe import RELU_TYPES, SATURATING_TYPES, LayerProbe, unit_std
+
+
+@dataclass
+class InitIssue:
+    layer: str
+    layer_type: str
+    kind: str  # vanishing_activation, exploding_activation, vanishing_gradient, ...
+    message: str
+    suggestion: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] layer '{self.layer}' ({self.layer_type}): {self.message}\n  fix: {self.suggestion}"
+
+
+@dataclass
+class InitReport:
+    """Per-layer rows (dicts: layer, type, act_mean, act_std, act_scale, grad_in_std,
+    param_grad_rms, grad_scale, dead, saturated) and the issues found, most important first."""
+
+    rows: list[dict[str, Any]]
+    issues: list[InitIssue] = field(default_factory=list)
+    input_std: float = 1.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def flagged(self, kind: str | None = None) -> list[str]:
+        return [i.layer for i in self.issues if kind is None or i.kind == kind]
+
+    def table(self) -> str:
+        def f(v: Any) -> str:
+            return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2e}"
+
+        head = (f"{'layer':<14}{'type':<13}{'act_std':>10}{'act/in':>10}{'dL/dx std':>11}"
+                f"{'grad rms':>10}{'grad/last':>10}{'dead':>7}{'sat':>7}  flag")
+        lines = [head, "-" * len(head)]
+        marks: dict[str, list[str]] = {}
+        for i in self.issues:
+            marks.setdefault(i.layer, []).append(i.kind)
+        for r in self.rows:
+            dead = f"{r['dead']:.0%}" if r.get("dead") is not None else "-"
+            sat = f"{r['saturated']:.0%}" if r.get("saturated") is not None else "-"
+            lines.append(f"{r['layer']:<14}{r['type']:<13}{f(r['act_std']):>10}{f(r['act_scale']):>10}"
+                         f"{f(r['grad_in_std']):>11}{f(r['param_grad_rms']):>10}{f(r['grad_scale']):>10}"
+                         f"{dead:>7}{sat:>7}  {','.join(marks.get(r['layer'], []))}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        verdict = "no problems found" if self.ok else f"{len(self.issues)} problem(s):"
+        return "\n".join([self.table(), "", f"check_init: {verdict}", *map(str, self.issues)])
+
+
+def _suggest(kind: str, types: set[str]) -> str:
+    if kind in ("vanishing_activation", "vanishing_gradient"):
+        if types & set(SATURATING_TYPES):
+            return ("sigmoid/tanh shrink the signal at every layer (their slope is <= 0.25 / <= 1): "
+                    "use ReLU with Kaiming init (nn.init.kaiming_normal_(w, nonlinearity='relu')), "
+                    "or put BatchNorm1d before each activation")
+        if types & set(RELU_TYPES):
+            return ("the init gain is too small for ReLU: use Kaiming init "
+                    "(nn.init.kaiming_normal_, gain sqrt(2)) or add BatchNorm1d")
+        return "use Xavier/Kaiming init with the gain of your activation, or add BatchNorm1d"
+    if kind in ("exploding_activation", "exploding_gradient"):
+        return ("the init gain is too large: use Kaiming (ReLU) or Xavier (tanh/sigmoid) init, add "
+                "BatchNorm1d, and clip gradients (optimizer max_grad_norm=1.0)")
+    if kind == "dead_relu":
+        return "use Kaiming init with zero bias, a lower learning rate, or LeakyReLU"
+    if kind == "saturation":
+        return ("pre-activations are too large: Xavier init, normalised inputs or BatchNorm1d "
+                "before the activation")
+    return ("find the first non-finite layer above; check the input for NaN/inf, lower the init "
+            "gain, and clip gradients (max_grad_norm)")
+
+
+def _default_loss(y: np.ndarray) -> Any:
+    from steadygrad import nn
+
+    return nn.CrossEntropyLoss() if y.dtype.kind in "iu" else nn.MSELoss()
+
+
+def _probe(model: Any, x: np.ndarray, y: np.ndarray | None, loss_fn: Any) -> tuple[LayerProbe, list]:
+    with LayerProbe(model, backward=True) as probe:
+        pred = model(x)
+        if y is not None:
+            loss_fn = loss_fn if loss_fn is not None else _default_loss(y)
+            loss_fn(pred, y)
+            dout = loss_fn.backward()
+        else:
+            dout = np.random.default_rng(0).standard_normal(np.shape(pred)).astype(np.float32)
+        model.backward(dout)
+    grads = []
+    for name, p in model.named_parameters():
+        g = p.grad
+        grads.append((name, None if g is None else np.asarray(g, dtype=np.float64)))
+    return probe, grads
+
+
+def check_init(model: Any, x_probe: Any, y_probe: Any = None, loss_fn: Any = None, *,
+               vanish: float = 1e-2, explode: float = 1e2) -> InitReport:
+    """Runs one forward/backward on (x_probe[, y_probe]) in train mode and reports per layer:
+    activation std across the batch relative to the input's (act/in), std of the gradient
+    w.r.t. the layer input, and each parameterised layer's gradient RMS relative to the last
+    such layer's (grad/last). Flags act/in or grad/last below `vanish` or above `explode`,
+    >50% dead ReLU units, >50% saturated sigmoid/tanh outputs, and non-finite values; names
+    the first layer where each starts and suggests a fix. Without y_probe the backward starts
+    from a standard-normal output gradient."""
+    x = np.ascontiguousarray(x_probe, dtype=np.float32)
+    y = None if y_probe is None else np.asarray(y_probe)
+    if y is not None and y.dtype.kind == "f":
+        y = np.ascontiguousarray(y, dtype=np.float32)
+    saved = copy.deepcopy(model.state_dict())
+    was_training = intro.training_mode(model)
+    rng = intro.global_rng()
+    rng_state = rng.bit_generator.state if rng is not None else None
+    try:
+        model.train()
+        model.zero_grad()
+        probe, grads = _probe(model, x, y, loss_fn)
+    finally:
+        model.load_state_dict(saved)  # BatchNorm running statistics moved during the probe
+        model.train() if was_training else model.eval()
+        if rng is not None:
+            rng.bit_generator.state = rng_state
+        model.zero_grad()
+    return _analyse(model, x, probe, grads, vanish, explode)
+
+
+def _analyse(model: Any, x: np.ndarray, probe: LayerProbe, grads: list, vanish: float,
+             explode: float) -> InitReport:
+    in_std = max(unit_std(x), 1e-30)
+    layer_sq: dict[str, float] = {}
+    layer_n: dict[str, int] = {}
+    for name, g in grads:
+        layer = name.rsplit(".", 1)[0] if "." in name else name
+        if g is not None:
+            layer_sq[layer] = layer_sq.get(layer, 0.0) + float(np.sum(g * g))
+            layer_n[layer] = layer_n.get(layer, 0) + g.size
+    rms = {k: math.sqrt(layer_sq[k] / max(layer_n[k], 1)) for k in layer_sq}
+    last = next((rms[n] for n, _ in reversed(probe.layers) if n in rms), None)
+    rows = []
+    for name, layer in probe.layers:
+        fs = probe.forward_stats.get(name, {})
+        bs = probe.backward_stats.get(name, {})
+        g = rms.get(name)
+        rows.append({
+            "layer": name, "type": type(layer).__name__,
+            "act_mean": fs.get("mean", math.nan), "act_std": fs.get("std", math.nan),
+            "act_scale": fs.get("std", math.nan) / in_std,
+            "grad_in_std": bs.get("grad_in_std", math.nan),
+            "param_grad_rms": g,
+            "grad_scale": None if g is None or not last else g / last,
+            "dead": fs.get("dead"), "saturated": fs.get("saturated"),
+            "finite": fs.get("finite", True) and math.isfinite(bs.get("grad_in_std", 0.0))
+            and (g is None or math.isfinite(g)),
+        })
+    types = {r["type"] for r in rows}
+    issues: list[InitIssue] = []
+
+    def add(row: dict[str, Any], kind: str, message: str) -> None:
+        issues.append(InitIssue(row["layer"], row["type"], kind, message, _suggest(kind, types)))
+
+    bad = next((r for r in rows if not r["finite"]), None)
+    if bad is not None:
+        add(bad, "non_finite", "first layer with a NaN/inf activation or gradient")
+    for kind, test in (("vanishing_activation", lambda s: s < vanish),
+                       ("exploding_activation", lambda s: s > explode)):
+        hit = next((r for r in rows if math.isfinite(r["act_scale"]) and test(r["act_scale"])), None)
+        if hit is not None:
+            worst = rows[-1]["act_scale"]
+            add(hit, kind, f"activation std across the batch is {hit['act_scale']:.2e} x the input's "
+                f"here (first layer past the threshold; {worst:.2e} x at the output)")
+    scaled = [r for r in rows if r["grad_scale"] is not None]
+    for kind, test in (("vanishing_gradient", lambda s: s < vanish),
+                       ("exploding_gradient", lambda s: s > explode)):
+        # Walk from the output towards the input: name the layer where it starts.
+        hit = next((r for r in reversed(scaled) if test(r["grad_scale"])), None)
+        if hit is not None:
+            first = scaled[0]
+            add(hit, kind, f"parameter-gradient RMS is {hit['grad_scale']:.2e} x the last layer's "
+                f"here, {first['grad_scale']:.2e} x at the first layer '{first['layer']}'")
+    for r in rows:
+        if r["dead"] is not None and r["dead"] > 0.5:
+            add(r, "dead_relu", f"{r['dead']:.0%} of the units are zero for every probe sample")
+        if r["saturated"] is not None and r["saturated"] > 0.5:
+            add(r, "saturation", f"{r['saturated']:.0%} of the outputs are saturated")
+    return InitReport(rows=rows, issues=issues, input_std=in_std)

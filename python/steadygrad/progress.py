@@ -1,0 +1,114 @@
+"""Progress display for `sg.fit`: verbose=1 draws a per-epoch bar (tqdm when installed, a plain
+carriage-return bar otherwise) with loss, accuracy and samples/s; verbose=2 prints one line per
+epoch; verbose=0 prints nothing. Output goes to stderr, as tqdm's does."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from steadygrad.callbacks import Callback
+
+try:  # optional dependency
+    from tqdm import tqdm as _tqdm
+except ImportError:  # pragma: no cover - exercised where tqdm is absent
+    _tqdm = None
+
+
+def format_logs(logs: dict[str, float]) -> str:
+    parts = []
+    for k, v in logs.items():
+        if k in ("size", "grad_norm_max") or (k == "skipped_steps" and not v):
+            continue
+        if k == "skipped_steps":
+            parts.append(f"skipped {int(v)}")
+        elif k == "lr":
+            parts.append(f"{k} {v:.3g}")
+        elif k == "samples_per_s":
+            parts.append(f"{v:,.0f} samples/s")
+        else:
+            parts.append(f"{k} {v:.4f}")
+    return " - ".join(parts)
+
+
+class _SimpleBar:
+    """A 30-character bar redrawn in place at most ~10 times a second."""
+
+    def __init__(self, total: int, desc: str, file: TextIO) -> None:
+        self.total, self.desc, self.file = total, desc, file
+        self.n = 0
+        self.postfix = ""
+        self._last = 0.0
+
+    def update(self, k: int) -> None:
+        self.n += k
+        now = time.perf_counter()
+        if now - self._last > 0.1 or self.n >= self.total:
+            self._last = now
+            self._draw()
+
+    def set_postfix_str(self, s: str, refresh: bool = True) -> None:
+        self.postfix = s
+
+    def _draw(self) -> None:
+        filled = int(30 * self.n / max(self.total, 1))
+        bar = "=" * filled + "." * (30 - filled)
+        self.file.write(f"\r{self.desc} [{bar}] {self.n}/{self.total} {self.postfix}")
+        self.file.flush()
+
+    def close(self) -> None:
+        self._draw()
+        self.file.write("\n")
+        self.file.flush()
+
+
+class ProgressBar(Callback):
+    def __init__(self, verbose: int, epochs: int, steps_per_epoch: int, file: TextIO | None = None,
+                 use_tqdm: bool = True) -> None:
+        self.verbose = verbose
+        self.epochs = epochs
+        self.steps = steps_per_epoch
+        self.file = file if file is not None else sys.stderr
+        self.use_tqdm = use_tqdm and _tqdm is not None
+        self.bar: Any = None
+        self._t0 = 0.0
+        self._seen = 0
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self._t0 = time.perf_counter()
+        self._seen = 0
+        if self.verbose != 1:
+            return
+        desc = f"Epoch {epoch + 1}/{self.epochs}"
+        done = self.loop.state.batch
+        if self.use_tqdm:
+            self.bar = _tqdm(total=self.steps, initial=done, desc=desc, file=self.file,
+                             leave=True, dynamic_ncols=True)
+        else:
+            self.bar = _SimpleBar(self.steps, desc, self.file)
+            self.bar.n = done
+
+    def on_batch_end(self, step: int, logs: dict[str, float]) -> None:
+        self._seen += int(logs.get("size", 0))
+        if self.bar is None:
+            return
+        dt = max(time.perf_counter() - self._t0, 1e-9)
+        shown = {k: v for k, v in self.loop.running_logs().items() if k in ("loss", "accuracy")}
+        shown["samples_per_s"] = self._seen / dt
+        self.bar.set_postfix_str(format_logs(shown), refresh=False)
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(format_logs(logs), refresh=False)
+            self.bar.close()
+            self.bar = None
+        elif self.verbose >= 2:
+            self.file.write(f"Epoch {epoch + 1}/{self.epochs} - {format_logs(logs)}\n")
+            self.file.flush()
+
+    def on_train_end(self, logs: dict[str, float]) -> None:
+        if self.bar is not None:  # stopped mid-epoch
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,194 @@
+"""GradientMonitor (recorded values against direct numpy computations, only every k steps)
+and check_init (names the layer where the signal vanishes or explodes, leaves the model as
+it was)."""
+
+from __future__ import annotations
+
+import numpy as np
+from train_fakes import FakeCE, FakeSGD, Linear, ReLU, RunningStat, Sequential, Sigmoid, blobs, mlp
+
+from steadygrad.callbacks import Callback
+from steadygrad.diagnostics import GradientMonitor, check_init
+from steadygrad.train import fit
+
+
+class Truth(Callback):
+    """Records, on the steps the monitor samples, what it should find."""
+
+    def __init__(self, every):
+        self.every, self.grad, self.w0, self.ratio = every, [], None, []
+
+    def on_before_optimizer_step(self, step):
+        if step % self.every == 0:
+            ps = self.loop.model.parameters()
+            self.grad.append([np.linalg.norm(p.grad.astype(np.float64)) for p in ps])
+            self.w0 = [p.data.astype(np.float64).copy() for p in ps]
+
+    def on_batch_end(self, step, logs):
+        if step % self.every == 0:
+            ps = self.loop.model.parameters()
+            self.ratio.append([np.linalg.norm(p.data - w) / max(np.linalg.norm(w), 1e-30) for p, w in zip(ps, self.w0, strict=False)])
+
+
+def test_gradient_monitor_records_every_k_steps():
+    x, y = blobs(96)
+    rng = np.random.default_rng(0)
+    model = Sequential(Linear(8, 16, rng), RunningStat(16), ReLU(), Linear(16, 3, rng))
+    opt = FakeSGD(model.parameters(), lr=0.05)
+    truth = Truth(5)
+    mon = GradientMonitor(every=5)
+    fit(model, FakeCE(), opt, x, y, epochs=4, batch_size=16, callbacks=[truth, mon], seed=0, verbose=0)
+    a = mon.arrays()
+    assert list(a["steps"]) == [0, 5, 10, 15, 20]
+    assert a["param_names"] == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    assert a["layer_names"] == ["0", "1", "2", "3"] and a["relu_layers"] == ["2"] and a["bn_layers"] == ["1"]
+    assert a["grad_norm"].shape == (5, 4) and a["act_std"].shape == (5, 4) and a["dead_relu"].shape == (5, 1)
+    np.testing.assert_allclose(a["grad_norm"], truth.grad, rtol=1e-5)
+    np.testing.assert_allclose(a["update_ratio"], truth.ratio, rtol=1e-4)
+    assert np.all(a["bn_var_drift"] > 0) and np.all(np.isfinite(a["act_mean"]))
+    assert np.all((a["dead_relu"] >= 0) & (a["dead_relu"] <= 1))
+    table = str(mon)
+    assert "gradient health at step 20" in table and "3.weight" in table and "dead_relu" in table
+    per_layer = mon.layer_grad_norms()
+    np.testing.assert_allclose(per_layer["0"], np.hypot(*a["grad_norm"][-1, :2]))
+
+
+def test_dead_relu_fraction_and_activation_stats_are_exact():
+    rng = np.random.default_rng(0)
+    model = Sequential(Linear(4, 10, rng), ReLU(), Linear(10, 2, rng))
+    lin = model._modules["0"]
+    lin.bias.data = np.where(np.arange(10) < 7, -100.0, 0.0).astype(np.float32)  # 7 of 10 dead
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    y = rng.integers(0, 2, 32)
+    mon = GradientMonitor(every=1)
+    fit(model, FakeCE(), FakeSGD(model.parameters(), lr=0.0), x, y, epochs=1, batch_size=32,
+        callbacks=[mon], verbose=0, shuffle=False)
+    a = mon.arrays()
+    assert a["dead_relu"][0, 0] == 0.7
+    h = np.maximum(x @ lin.weight.data.T + lin.bias.data, 0)
+    assert a["act_mean"][0, 1] == np.float32(h.mean()) or np.isclose(a["act_mean"][0, 1], h.mean())
+    np.testing.assert_allclose(a["act_std"][0, 1], h.std(0).mean(), rtol=1e-5)
+
+
+def test_monitor_via_fit_argument_and_layers_unwrapped_after():
+    x, y = blobs(64)
+    model = mlp([8, 8, 3])
+    h = fit(model, FakeCE(), FakeSGD(model.parameters()), x, y, epochs=2, batch_size=16,
+            diagnostics=3, verbose=0, seed=0)
+    assert list(h.diagnostics.arrays()["steps"]) == [0, 3, 6]
+    assert all("forward" not in m.__dict__ for m in model._modules.values())
+
+
+def _state(model):
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def test_check_init_sigmoid_stack_vanishes_and_suggests_relu_kaiming():
+    x, y = blobs(128, d=16)
+    model = mlp([16] + [32] * 12 + [3], act=Sigmoid)
+    before = _state(model)
+    report = check_init(model, x, y, FakeCE())
+    kinds = {i.kind: i for i in report.issues}
+    assert {"vanishing_activation", "vanishing_gradient"} <= set(kinds)
+    assert kinds["vanishing_activation"].layer_type == "Sigmoid"
+    assert "ReLU with Kaiming init" in kinds["vanishing_gradient"].suggestion
+    first = report.rows[0]["grad_scale"]
+    assert first < 1e-5  # the first layer's gradient is a tiny fraction of the last layer's
+    text = str(report)
+    assert "vanishing_gradient" in text and "check_init: 2 problem(s)" in text
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_check_init_names_the_misscaled_layer():
+    x, _ = blobs(128, d=16)
+    rng = np.random.default_rng(1)
+    layers = []
+    for _i in range(6):
+        layers += [Linear(16, 16, rng, gain=np.sqrt(2.0)), ReLU()]
+    model = Sequential(*layers, Linear(16, 3, rng))
+    healthy = check_init(model, x)
+    assert healthy.ok, str(healthy)
+    model._modules["6"].weight.data = model._modules["6"].weight.data * 1e-4
+    report = check_init(model, x)
+    assert report.flagged("vanishing_activation") == ["6"]
+    assert "Kaiming" in report.issues[0].suggestion
+    model._modules["6"].weight.data = model._modules["6"].weight.data * 1e8  # now 1e4 x too big
+    report = check_init(model, x)
+    assert report.flagged("exploding_activation") == ["6"]
+    assert "clip gradients" in report.issues[0].suggestion
+
+
+def test_check_init_restores_buffers_and_mode():
+    rng = np.random.default_rng(0)
+    model = Sequential(Linear(4, 6, rng), RunningStat(6), ReLU(), Linear(6, 2, rng))
+    model.eval()
+    before = _state(model)
+    check_init(model, rng.standard_normal((16, 4)).astype(np.float32))
+    assert not model.training
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_check_init_on_real_layers_names_the_layer_and_restores_state():
+    from steadygrad import nn
+    from steadygrad.random import generator, manual_seed
+
+    manual_seed(0)
+    layers = []
+    for _ in range(5):
+        lin = nn.Linear(16, 16)
+        nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+        layers += [lin, nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1)]
+    model = nn.Sequential(*layers, nn.Linear(16, 3))
+    x, y = blobs(64, d=16)
+    assert check_init(model, x, y).ok
+    model[8].weight.data = model[8].weight.data * 0  # a dead block: nothing passes layer 8
+    model.eval()
+    before = _state(model)
+    rng_before = generator().bit_generator.state
+    report = check_init(model, x, y)
+    assert report.flagged("vanishing_activation") == ["8"], str(report)
+    assert "8" in str(report) and not model.training
+    assert generator().bit_generator.state == rng_before  # Dropout's draws were undone
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)  # BatchNorm statistics included
+
+
+def test_monitor_reuses_the_optimizers_norm_pass(monkeypatch):
+    from steadygrad import diagnostics, nn, optim
+    from steadygrad.random import manual_seed
+
+    manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    opt = optim.Adam(model.parameters(), lr=1e-2, max_grad_norm=1.0)
+    own = []
+    real = diagnostics.param_norms
+    monkeypatch.setattr(diagnostics, "param_norms", lambda ps: own.append(1) or real(ps))
+    truth, mon = Truth(1), GradientMonitor(every=1)
+    x, y = blobs(64)
+    fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=16, callbacks=[truth, mon],
+        seed=0, verbose=0)
+    assert len(own) == 1  # only before the optimizer's first step; then its per-parameter norms
+    a = mon.arrays()
+    assert a["grad_norm"].shape == (8, 6) and a["bn_layers"] == ["1"]
+    np.testing.assert_allclose(a["grad_norm"], truth.grad, rtol=1e-5)
+    np.testing.assert_allclose(a["update_ratio"], truth.ratio, rtol=1e-4)
+    assert np.all(a["bn_var_drift"] > 0)
+
+
+def test_layer_taps_come_off_when_a_step_raises():
+    import pytest
+
+    x, y = blobs(64)
+    model = mlp([8, 8, 3])
+
+    class Boom(FakeCE):
+        def __call__(self, p, t):
+            raise ValueError("bad batch")
+
+    with pytest.raises(ValueError, match="bad batch"):
+        fit(model, Boom(), FakeSGD(model.parameters()), x, y, epochs=1, batch_size=16,
+            diagnostics=1, verbose=0)
+    assert all("forward" not in m.__dict__ for m in model._modules.values())

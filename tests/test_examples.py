@@ -1,0 +1,55 @@
+"""Runs every example in examples/ as a user would (a subprocess) and checks what it prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(name: str, *args: str, cwd: Path) -> str:
+    pytest.importorskip("sklearn")  # the examples use scikit-learn's bundled digits (test extra)
+    # One OpenMP thread: the test machine's cores are shared and oversubscribed OpenMP barriers
+    # cost 3-10x in wall time; results are bitwise identical for any thread count (by design,
+    # tested in the kernel and resume tests), so the printed numbers are the same.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _floats(pattern: str, text: str) -> dict[str, float]:
+    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text)}
+
+
+def test_digits_mlp_reaches_97_percent(tmp_path):
+    out = _run("digits_mlp.py", "--checkpoint", str(tmp_path / "d.safetensors"), cwd=tmp_path)
+    acc = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    assert acc >= 0.97, out
+    assert (tmp_path / "d.safetensors").stat().st_size > 0
+
+
+def test_vanishing_gradients_shows_the_problem_and_both_fixes(tmp_path):
+    out = _run("vanishing_gradients.py", "--plot", str(tmp_path / "v.png"), cwd=tmp_path)
+    ratio = _floats(r"(\w+): first/last layer gradient-norm ratio ([0-9.e+-]+)", out)
+    acc = _floats(r"(\w+): test accuracy after \d+ epochs ([0-9.]+)", out)
+    assert ratio["sigmoid"] < 1e-5, out
+    assert ratio["relu"] > 1e-2 and ratio["batchnorm"] > 1e-2, out
+    assert acc["sigmoid"] < 0.3 and min(acc["relu"], acc["batchnorm"]) > 0.85, out
+    assert "vanishing_gradient" in out.split("== check_init, relu")[0]  # flagged for sigmoid
+    assert "per-layer gradient norm at step 0" in out and len(re.findall(r"^\s+19\s", out, re.M)) == 1
+
+
+def test_exploding_gradients_rescued_by_clipping(tmp_path):
+    out = _run("exploding_gradients.py", cwd=tmp_path)
+    assert re.search(r"without clipping: diverged", out), out
+    acc = float(re.search(r"with clipping: test accuracy ([0-9.]+)", out).group(1))
+    assert acc >= 0.85, out
+    assert "exploding" in out
