@@ -41,10 +41,20 @@ def _shapes(size: str) -> list[tuple[int, ...]]:
     return out
 
 
-def _timer(numel: int) -> Callable[[Callable[[], Any]], float]:
-    if numel < 1_000_000:
-        return lambda fn: median_time(fn, repeat=9, warmup=20, min_time=0.05)
-    return lambda fn: median_time(fn, repeat=9, warmup=3)
+def interleaved_medians(
+    fns: dict[str, Callable[[], Any]], numel: int, repeat: int = 11
+) -> dict[str, float]:
+    """Median seconds per call of each fn, timed round-robin (one batch of each per round) so
+    that load from other processes on a shared machine hits every contender alike."""
+    min_time = 0.03 if numel < 1_000_000 else 0.0
+    for fn in fns.values():  # warm up: caches, lazily allocated state, thread pools
+        for _ in range(20 if min_time else 3):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            times[k].append(median_time(fn, repeat=1, warmup=0, min_time=min_time))
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
 def bandwidth_probe(numel: int = 64 << 20) -> dict[str, float]:
@@ -58,7 +68,7 @@ def bandwidth_probe(numel: int = 64 << 20) -> dict[str, float]:
     return {"rw_gbs": 8 * numel / t_rw / 1e9, "read_gbs": 4 * numel / t_r / 1e9}
 
 
-def _bench_pair(size: str, name: str, clip: bool, time_it) -> dict[str, Any]:
+def _bench_pair(size: str, name: str, clip: bool) -> dict[str, Any]:
     import torch
 
     cls, kw, tkw = OPTS[name]
@@ -71,11 +81,11 @@ def _bench_pair(size: str, name: str, clip: bool, time_it) -> dict[str, Any]:
     numel = sum(p.size for p in ps)
     res: dict[str, Any] = {"size": size, "params": numel, "optimizer": name, "clip": clip}
     clip_kw = {"max_grad_norm": 1.0} if clip else {}
-    variants = {"sg": getattr(optim, cls)(ps, **kw, skip_nonfinite=False, **clip_kw)}
+    fns: dict[str, Callable[[], Any]] = {
+        "sg": getattr(optim, cls)(ps, **kw, skip_nonfinite=False, **clip_kw).step
+    }
     if not clip:
-        variants["sg_guard"] = getattr(optim, cls)(ps, **kw)  # default: norm pass for the guard
-    for key, opt in variants.items():
-        res[f"{key}_ms"] = time_it(opt.step) * 1e3
+        fns["sg_guard"] = getattr(optim, cls)(ps, **kw).step  # default: norm pass for the guard
     tps = [torch.tensor(p.data.copy(), requires_grad=True) for p in ps]
     for tp, p in zip(tps, ps, strict=True):
         tp.grad = torch.tensor(p.grad.copy())
@@ -84,9 +94,11 @@ def _bench_pair(size: str, name: str, clip: bool, time_it) -> dict[str, Any]:
         def tstep() -> None:
             torch.nn.utils.clip_grad_norm_(tps, 1.0)
             topt.step()
+        fns["torch"] = tstep
     else:
-        tstep = topt.step
-    res["torch_ms"] = time_it(tstep) * 1e3
+        fns["torch"] = topt.step
+    for key, t in interleaved_medians(fns, numel).items():
+        res[f"{key}_ms"] = t * 1e3
     res["torch_variant"] = ("clip_grad_norm_ + " if clip else "") + (
         f"{cls}(fused=True)" if tkw.get("fused") else f"{cls} (default for-loop)"
     )
@@ -110,10 +122,9 @@ def run(sizes: list[str], threads: list[int], names: list[str]) -> dict[str, Any
         torch.set_num_threads(nt)
         out["probe"][nt] = bandwidth_probe()
         for size in sizes:
-            numel = sum(int(np.prod(s)) for s in _shapes(size))
             for name in names:
                 for clip in (False, True):
-                    row = _bench_pair(size, name, clip, _timer(numel))
+                    row = _bench_pair(size, name, clip)
                     row["threads"] = nt
                     out["rows"].append(row)
     return out

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from steadygrad.nn.parameter import ALIGN_FLOATS, FlatStorage, Parameter, flatten, shared_storage
+from steadygrad.nn.parameter import FlatStorage, Parameter
+from steadygrad.optim._groups import ParamGroupsMixin
 from steadygrad.optim._norms import (
     NonFiniteGradientError,
     NonFiniteGradientWarning,
@@ -27,13 +28,7 @@ from steadygrad.optim._norms import (
 from steadygrad.optim._state import StateDictMixin
 
 
-def _aligned_zeros(n: int) -> np.ndarray:
-    raw = np.zeros(n + ALIGN_FLOATS, dtype=np.float32)
-    shift = (-(raw.ctypes.data // 4)) % ALIGN_FLOATS
-    return raw[shift : shift + n]
-
-
-class Optimizer(StateDictMixin):
+class Optimizer(ParamGroupsMixin, StateDictMixin):
     """Base class. Subclasses set `defaults`, validate hyperparameters and implement `_update`.
 
     Fused-step options (every optimizer): `max_grad_norm` clips the global `norm_type` norm
@@ -103,128 +98,6 @@ class Optimizer(StateDictMixin):
             groups = [{"params": groups}]
         for g in groups:
             self.add_param_group(g)
-
-    # -- groups and storage ------------------------------------------------------------
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group (dict with "params" and optional per-group options), as in PyTorch."""
-        if not isinstance(param_group, dict):
-            raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
-        group = dict(param_group)
-        raw = group["params"]
-        if isinstance(raw, set):
-            raise TypeError(
-                "optimizer parameters need to be organized in ordered collections, but the "
-                "ordering of tensors in sets will change between runs. Please use a list instead."
-            )
-        raw = [raw] if isinstance(raw, Parameter) else list(raw)
-        params: list[Parameter] = []
-        names: list[str] = []
-        for item in raw:
-            if isinstance(item, tuple):
-                names.append(str(item[0]))
-                item = item[1]
-            if not isinstance(item, Parameter):
-                raise TypeError(
-                    "optimizer can only optimize Parameters, but one of the params is "
-                    f"{type(item).__module__}.{type(item).__name__}"
-                )
-            params.append(item)
-        if names and len(names) != len(params):
-            raise ValueError(
-                "all optimizer params should be with/without names. Some param names are missing"
-            )
-        if len({id(p) for p in params}) != len(params):
-            raise ValueError("optimizer contains a parameter group with duplicate parameters")
-        if any(("param_names" in g) != bool(names) for g in self.param_groups):
-            raise ValueError("all optimizer param groups should be with/without names")
-        known = {id(p) for p in self._params}
-        if any(id(p) in known for p in params):
-            raise ValueError("some parameters appear in more than one parameter group")
-        for name, default in self.defaults.items():
-            group.setdefault(name, default)
-        group["params"] = params
-        if names:
-            group["param_names"] = names
-        self._validate_group(group)
-        old = list(self._params)
-        self._params.extend(params)
-        self._names.extend(names if names else [None] * len(params))
-        self._step = np.concatenate([self._step, np.zeros(len(params), dtype=np.int64)])
-        self.param_groups.append(group)
-        self._bind_storage(old)
-        self._on_params_added(len(params))
-
-    def _validate_group(self, group: dict[str, Any]) -> None:
-        """Subclasses check per-group options that the kernels need (e.g. nesterov)."""
-
-    def _on_params_added(self, count: int) -> None:
-        """Subclasses extend per-parameter bookkeeping."""
-
-    def _bind_storage(self, old: list[Parameter]) -> None:
-        storage = shared_storage(self._params)
-        if storage is None:
-            old_offsets = [p.offset for p in old]
-            storage = flatten(self._params)
-            # State buffers follow their parameters into the new layout.
-            for name, buf in list(self._bufs.items()):
-                new = _aligned_zeros(storage.numel)
-                for p, o in zip(old, old_offsets, strict=False):
-                    new[p.offset : p.offset + p.size] = buf[o : o + p.size]
-                self._bufs[name] = new
-        self._storage = storage
-        self._index_groups()
-
-    def _index_groups(self) -> None:
-        """Cache per-group index ranges and offset-sorted segment arrays (the fast path)."""
-        self._group_range: list[tuple[int, int]] = []
-        # Per group: the common key of all its parameters (None: unknown or mixed).
-        self._group_key: list[int | None] = [None] * len(self.param_groups)
-        self._group_segs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        lo = 0
-        for g in self.param_groups:
-            hi = lo + len(g["params"])
-            self._group_range.append((lo, hi))
-            self._group_segs.append(self._segments(list(range(lo, hi))))
-            lo = hi
-        self._all_off = np.array([p.offset for p in self._params], dtype=np.int64)
-        self._all_len = np.array([p.size for p in self._params], dtype=np.int64)
-        self._norm_out = np.empty(len(self._params), dtype=np.float64)
-        self._all_idx = list(range(len(self._params)))
-
-    def _segments(self, idx: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(offsets, lengths, param indices) for params `idx`, sorted by offset."""
-        idx = sorted(idx, key=lambda i: self._params[i].offset)
-        off = np.array([self._params[i].offset for i in idx], dtype=np.int64)
-        ln = np.array([self._params[i].size for i in idx], dtype=np.int64)
-        return off, ln, np.array(idx, dtype=np.int64)
-
-    def _buf(self, name: str) -> np.ndarray:
-        buf = self._bufs.get(name)
-        if buf is None:
-            assert self._storage is not None
-            buf = self._bufs[name] = _aligned_zeros(self._storage.numel)
-        return buf
-
-    @property
-    def state(self) -> dict[Parameter, dict[str, Any]]:
-        """PyTorch-style per-parameter state for parameters that have taken a step: "step"
-        and each state buffer as a *view* into the flat buffer (writes go through)."""
-        out: dict[Parameter, dict[str, Any]] = {}
-        for gi, (lo, hi) in enumerate(self._group_range):
-            names = self._state_buffers(self.param_groups[gi])
-            for i in range(lo, hi):
-                if self._has_state(i):
-                    p = self._params[i]
-                    st: dict[str, Any] = {"step": int(self._step[i])}
-                    for name in names:
-                        st[name] = self._buf(name)[p.offset : p.offset + p.size].reshape(p.shape)
-                    out[p] = st
-        return out
-
-    @property
-    def storage(self) -> FlatStorage:
-        assert self._storage is not None
-        return self._storage
 
     # -- gradients ---------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
