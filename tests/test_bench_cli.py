@@ -131,3 +131,15 @@ def test_simple_progress_bar_without_tqdm(monkeypatch: pytest.MonkeyPatch) -> No
     bar.update(2)
     assert "2/4" in buf.getvalue() and "#" * 15 in buf.getvalue()
     bar.close()
+
+
+def test_plot_of_ratio_columns(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (optional)")
+    res = {"train": {"columns": [["config", "config"], ["torch_x", "torch/sg"]],
+                     "rows": [{"config": "S", "threads": 2, "torch_x": 2.0}]},
+           "memory": {"columns": [["config", "config"]], "rows": [{"config": "S"}]}}
+    out = tmp_path / "p.png"
+    assert report.write_plot(str(out), res) is None
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.write_plot(str(tmp_path / "q.png"), {"memory": res["memory"]}) == \
+        "no ratio columns to plot"

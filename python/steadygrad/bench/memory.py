@@ -169,4 +169,5 @@ def run(*, threads: list[int], repeat: int | None = None, quick: bool = True,
              f"targets: L <= {L_RATIO_TARGET}x torch, prediction within "
              f"{PREDICTION_TOLERANCE:.0%}"]
     return {"suite": "memory", "title": f"Peak training memory, net of baseline ({t} threads)",
-            "columns": columns, "rows": rows, "notes": notes + errors, "errors": errors}
+            "columns": columns, "rows": rows, "notes": notes + errors, "errors": errors,
+            "ratio_label": "steadygrad MiB / peer MiB (lower = steadygrad smaller)"}

@@ -182,6 +182,9 @@ def write_json(path: str, payload: dict[str, Any]) -> None:
         f.write("\n")
 
 
+RATIO_LABEL = "peer time / steadygrad time (higher = steadygrad faster)"
+
+
 def write_plot(path: str, suites: dict[str, dict[str, Any]]) -> str | None:
     """A bar chart per suite of the ratio columns ('_x' keys). Returns a reason if skipped."""
     try:
@@ -207,8 +210,9 @@ def write_plot(path: str, suites: dict[str, dict[str, Any]]) -> str | None:
             vals = [r.get(k) or 0.0 for r in res["rows"]]
             ax.bar([i + j * width for i in range(len(vals))], vals, width, label=k[:-2])
         ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=7)
-        ax.set_title(f"{name}: peer time / steadygrad time (higher = steadygrad faster)")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=7,
+                      rotation=25, ha="right")
+        ax.set_title(f"{name}: {res.get('ratio_label', RATIO_LABEL)}", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
