@@ -4,6 +4,7 @@ steadygrad, PyTorch (Adam(fused=True) + clip_grad_norm_) and JAX/Optax (jit)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from steadygrad.bench import worker
@@ -33,6 +34,9 @@ def _measure(framework: str, config: str, threads: int, repeat: int,
         return worker.spawn({"task": "train", "framework": "jax", "config": config,
                              "threads": threads, "repeat": repeat, "min_time": min_time})
     worker.set_runtime_threads(framework, threads)
+    # torch and steadygrad each bring an OpenMP runtime whose idle threads spin for a while
+    # after a parallel region; let the previous contender's spinners fall asleep first
+    time.sleep(0.05)
     try:
         return time_in_process(framework, config, repeat, min_time)
     except Exception as exc:  # a missing nn/optim feature is a row error, not a crash
