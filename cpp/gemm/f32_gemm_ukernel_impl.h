@@ -13,6 +13,26 @@
 namespace sg {
 namespace {
 
+// A full MR x NR tile's epilogue with alpha 1, beta 0 or 1: the same operations, in the same
+// order, as the general epilogue below (so every path rounds alike).
+template <int MR, int NRV, bool kBeta1, bool kBias, bool kRelu>
+inline void f32_gemm_store_tile(const typename V::R (&acc)[MR][NRV], float* c, int64_t ldc,
+                                const float* bias) {
+  constexpr int W = V::W;
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NRV; ++v) {
+      float* p = c + r * ldc + v * W;
+      typename V::R x = acc[r][v];
+      if (kBeta1) x = V::fma(V::load(p), V::set1(1.0f), x);
+      if (kBias) x = V::add(x, V::load(bias + v * W));
+      if (kRelu) x = V::max(V::zero(), x);
+      V::store(p, x);
+    }
+  }
+}
+
 template <int MR, int NRV, bool kPackedA>
 void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_t csa,
                       const float* __restrict b, float* c, int64_t ldc, int64_t mr, int64_t nr,
@@ -55,6 +75,23 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
     }
     a += csa;
     b += NR;
+  }
+
+  // Full tiles with alpha 1 and beta 0 or 1 (every tile of an MLP layer's products) store
+  // through a variant compiled for their bias/ReLU/beta flags: with a short k loop (dW = dY^T X
+  // has k = batch) the general epilogue's per-vector tests are a noticeable share of the tile.
+  if (mr == MR && nr == NR && ep.alpha == 1.0f && (ep.beta == 0.0f || ep.beta == 1.0f)) {
+    const int which = (ep.beta == 1.0f ? 4 : 0) | (ep.bias ? 2 : 0) | (ep.relu ? 1 : 0);
+    switch (which) {
+      case 0: return f32_gemm_store_tile<MR, NRV, false, false, false>(acc, c, ldc, ep.bias);
+      case 1: return f32_gemm_store_tile<MR, NRV, false, false, true>(acc, c, ldc, ep.bias);
+      case 2: return f32_gemm_store_tile<MR, NRV, false, true, false>(acc, c, ldc, ep.bias);
+      case 3: return f32_gemm_store_tile<MR, NRV, false, true, true>(acc, c, ldc, ep.bias);
+      case 4: return f32_gemm_store_tile<MR, NRV, true, false, false>(acc, c, ldc, ep.bias);
+      case 5: return f32_gemm_store_tile<MR, NRV, true, false, true>(acc, c, ldc, ep.bias);
+      case 6: return f32_gemm_store_tile<MR, NRV, true, true, false>(acc, c, ldc, ep.bias);
+      default: return f32_gemm_store_tile<MR, NRV, true, true, true>(acc, c, ldc, ep.bias);
+    }
   }
 
   const typename V::R alpha = V::set1(ep.alpha);

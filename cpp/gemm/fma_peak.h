@@ -6,7 +6,8 @@
 
 namespace sg {
 
-// Runs independent FMA chains over V for about `seconds` on the calling thread and returns
+// Runs independent FMA chains over V for about `seconds` of the calling thread's CPU time
+// (wall time where the OS has no thread clock) and returns
 // the achieved GFLOP/s (2 flops per FMA lane). On the generic path "FMA" is a multiply then an
 // add (vec_generic.h), so this is that path's peak, not the hardware's.
 using FmaPeakFn = double (*)(double seconds);

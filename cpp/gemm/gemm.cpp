@@ -15,7 +15,9 @@
 namespace sg {
 namespace {
 
-// Below this many multiply-adds (m*n*k) a parallel region costs more than it saves.
+// Below this many multiply-adds (m*n*k) a parallel region costs more than it saves. Measured
+// on the 2-core Zen 3 VM (forced parallel, NN, wall medians): 48^3 1 thread 39 GF/s vs 2
+// threads 24; 64^3 48 vs 57-70. OpenBLAS cuts at the same size.
 constexpr int64_t kParallelMinMacs = 64 * 64 * 64;
 
 // The small-matrix path's row limit (see gemm_uses_sup).

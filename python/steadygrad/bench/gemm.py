@@ -3,8 +3,8 @@
 Cases: 1024^3 in NN/NT/TN; the MLP layer products for batch 64 and 256 (forward Y = X W^T + b
 with ReLU fused, numpy doing matmul, + bias, maximum; dX = dY W; dW = dY^T X); the AVX2 path
 against OpenBLAS forced to its Haswell kernel (a subprocess, since OPENBLAS_CORETYPE is read
-when numpy loads); the generic path against AVX2. Contenders are timed interleaved, repeat by
-repeat, so a noisy neighbour hits all of them alike; each figure is a median.
+when numpy loads); the generic path against AVX2. Contenders are timed interleaved, in blocks
+over several rounds (see blocked_medians); each figure is a median.
 """
 
 from __future__ import annotations
@@ -51,22 +51,31 @@ def threads(n: int) -> Iterator[None]:
             torch.set_num_threads(t_before)
 
 
-def interleaved_medians(fns: dict[str, Callable[[], Any]], repeat: int, min_time: float) -> dict[str, float]:
-    """Median seconds per call of each fn, timing them in turn within every repeat."""
-    for fn in fns.values():  # warm-up: caches, pack buffers, thread pools
-        fn()
-        fn()
+def blocked_medians(fns: dict[str, Callable[[], Any]], repeat: int, min_time: float,
+                    rounds: int = 3) -> dict[str, float]:
+    """Median seconds per call of each fn: `rounds` rounds, in each of which every fn gets a
+    warm-up of at least 20 ms and then `repeat` samples in one block.
+
+    Blocks, not call-by-call interleaving: numpy (OpenBLAS), torch and steadygrad each keep
+    their own thread pool, whose idle workers spin for milliseconds after a call. Interleaved
+    at 2 threads on 2 cores, every call would run against the previous library's spinners.
+    Rounds still spread a noisy neighbour over all contenders.
+    """
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeat):
+    for _ in range(rounds):
         for name, fn in fns.items():
-            calls, t0 = 0, time.perf_counter()
-            while True:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 0.02:  # warm-up: caches, buffers, other pools asleep
                 fn()
-                calls += 1
-                dt = time.perf_counter() - t0
-                if dt >= min_time:
-                    break
-            samples[name].append(dt / calls)
+            for _ in range(repeat):
+                calls, t0 = 0, time.perf_counter()
+                while True:
+                    fn()
+                    calls += 1
+                    dt = time.perf_counter() - t0
+                    if dt >= min_time:
+                        break
+                samples[name].append(dt / calls)
     return {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
 
 
@@ -127,13 +136,13 @@ KIND_TO_LAYOUT = {"NN": "NN", "NT": "NT", "TN": "TN", "fwd": "fwd", "dX": "NN", 
 
 def run_suite(thread_counts: list[int], quick: bool, peak: float) -> list[dict[str, Any]]:
     rng = np.random.default_rng(0)
-    repeat, min_time = (5, 0.02) if quick else (11, 0.05)
+    repeat, min_time = (3, 0.02) if quick else (5, 0.03)
     results = []
     for group, kind, m, n, k in cases(quick):
         case = make_case(KIND_TO_LAYOUT[kind], m, n, k, rng)
         for nt in thread_counts:
             with threads(nt):
-                t = interleaved_medians(case["fns"], repeat, min_time)
+                t = blocked_medians(case["fns"], repeat, min_time)
             gf = {name: case["flops"] / sec / 1e9 for name, sec in t.items()}
             row = {"group": group, "kind": kind, "m": m, "n": n, "k": k, "threads": nt,
                    "path": "sup" if case["sup"] else "packed", "gflops": gf,
@@ -165,8 +174,8 @@ def isa_comparison(quick: bool) -> dict[str, Any]:
 
     try:
         with threads(1):
-            t = interleaved_medians({"generic": on("generic"), "avx2": on("avx2")},
-                                    3 if quick else 5, 0.0)
+            t = blocked_medians({"generic": on("generic"), "avx2": on("avx2")},
+                                    2, 0.0, rounds=2 if quick else 3)
     finally:
         sg.set_isa(before)
     gf = {isa: 2.0 * n**3 / sec / 1e9 for isa, sec in t.items()}
@@ -191,7 +200,7 @@ def _haswell_child(thread_counts: list[int], quick: bool) -> dict[str, Any]:
     rows = []
     for nt in thread_counts:
         with threads(nt):
-            t = interleaved_medians(fns, 5 if quick else 11, 0.05)
+            t = blocked_medians(fns, 3 if quick else 5, 0.03)
         gf = {name: case["flops"] / sec / 1e9 for name, sec in t.items()}
         rows.append({"threads": nt, "gflops": gf, "vs_numpy": gf["steadygrad"] / gf["numpy"]})
     return {"isa": sg.get_isa(), "blas": blas_info(), "rows": rows}
@@ -222,7 +231,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     thread_counts = [int(x) for x in args.threads.split(",")]
     info = machine_info()
     isa = sg.get_isa()
-    peak = _fma_peak_gflops(isa, 0.3)
+    # Best of several short probes: a neighbour that takes the core only lowers a sample.
+    peak = max(_fma_peak_gflops(isa, 0.05) for _ in range(10))
     print(f"cpu: {info['cpu']}  isa: {isa}  FMA peak ({isa}, 1 thread): {peak:.1f} GFLOP/s")
     print(f"blas: {info['blas']}  torch: {info['torch']}")
     print(TABLE_HEADER)
