@@ -235,3 +235,24 @@ def test_norm_pass_is_isa_invariant(isa):
     sg.set_isa("generic")
     total_ref, per_ref = sg._core.grad_norms(g, off, ln, 2.0)
     assert total == total_ref and (per == per_ref).all()
+
+
+def test_one_kernel_call_per_group_and_one_norm_pass(monkeypatch):
+    rng = np.random.default_rng(12)
+    ps, _ = make_params(rng)
+    calls = {"adam_step": 0, "grad_norms": 0}
+    for name in calls:
+        real = getattr(sg._core, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(*a, **k)
+
+        monkeypatch.setattr(sg._core, name, counted)
+    # Weights (params 0, 2) decay, biases (1, 3) do not: non-contiguous segment sets.
+    opt = optim.AdamW([{"params": [ps[0], ps[2]]}, {"params": [ps[1], ps[3]], "weight_decay": 0.0}],
+                      max_grad_norm=1.0)
+    for _ in range(3):
+        fill_grads(ps, rng)
+        opt.step()
+    assert calls == {"adam_step": 6, "grad_norms": 3}

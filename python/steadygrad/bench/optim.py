@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,11 @@ def interleaved_medians(
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
-            times[k].append(median_time(fn, repeat=1, warmup=0, min_time=min_time))
+            # torch and steadygrad each bring an OpenMP runtime whose idle threads spin for a
+            # while after a parallel region; on 2 cores the other runtime's spinners would steal
+            # the cores this contender's threads need. Let them go to sleep, then re-warm ours.
+            time.sleep(0.02)
+            times[k].append(median_time(fn, repeat=1, warmup=2, min_time=min_time))
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 

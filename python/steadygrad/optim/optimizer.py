@@ -1,6 +1,7 @@
 """Optimizer base over the flat parameter buffer: parameter groups, the fused step (one norm
 pass, one update pass per group), gradient clipping folded into the update, and the atomic
-skip of steps with non-finite gradients. State (de)serialisation lives in `_state.py`.
+skip of steps with non-finite gradients. Groups and storage live in `_groups.py`,
+state_dict/load_state_dict in `_state.py`, norms and the guard's types in `_norms.py`.
 
 Storage: all parameters an optimizer manages must live in one `FlatStorage`. If the given
 parameters span several, the constructor calls `nn.flatten()` on them, which copies them into
