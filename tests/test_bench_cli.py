@@ -78,8 +78,11 @@ def test_tiny_run_json_structure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert train["errors"] == [], train["errors"]
     (row,) = train["rows"]
     assert row["config"] == "T" and row["threads"] == 1
-    for key in ("steadygrad_ms", "steadygrad_samples_s", "steadygrad_gflops"):
+    for key in ("steadygrad_ms", "steadygrad_best_ms", "steadygrad_samples_s",
+                "steadygrad_gflops"):
         assert _positive(row[key]), (key, row[key])
+    assert row["steadygrad_best_ms"] <= row["steadygrad_ms"]
+    assert row["steadygrad_ms"] in row["steadygrad_samples_ms"]
     assert [c[0] for c in train["columns"]][:3] == ["config", "threads", "steadygrad_ms"]
 
     mem = data["suites"]["memory"]
