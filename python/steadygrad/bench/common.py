@@ -63,3 +63,9 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         info["torch"] = None
     return info
+
+
+def tiny() -> bool:
+    """True under the hidden `steadygrad-bench --tiny` (or STEADYGRAD_BENCH_TINY=1): suites
+    then run the smallest real measurement they have, so the CLI tests finish in seconds."""
+    return os.environ.get("STEADYGRAD_BENCH_TINY", "") not in ("", "0")

@@ -1,0 +1,177 @@
+"""The training-step benchmark's MLPs and one full step (forward, loss, backward, clip 1.0,
+Adam) in steadygrad, PyTorch and JAX/Optax. Builders only: timing is in train.py, peak
+memory in memory.py. Every framework gets the same shapes, data and hyperparameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+LR = 1e-3
+MAX_NORM = 1.0
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    batch: int
+    dims: tuple[int, ...]  # input, hidden..., output (classes)
+
+    @property
+    def weights(self) -> int:
+        """Weight-matrix elements (the GEMM operands); biases and BN scales excluded."""
+        return sum(a * b for a, b in zip(self.dims[:-1], self.dims[1:], strict=False))
+
+    @property
+    def params(self) -> int:
+        """Trainable scalars: Linear weights + biases, BatchNorm gamma + beta."""
+        hidden = sum(self.dims[1:-1])
+        return self.weights + sum(self.dims[1:]) + 2 * hidden
+
+    @property
+    def flops(self) -> float:
+        """GEMM flops per step as the issue counts them: 6 per weight per sample (2 forward,
+        2 for dW, 2 for dX). No framework computes the first layer's dX (the input needs no
+        gradient), so the executed GEMM work is `executed_flops`, a little less."""
+        return 6.0 * self.weights * self.batch
+
+    @property
+    def executed_flops(self) -> float:
+        return self.flops - 2.0 * self.dims[0] * self.dims[1] * self.batch
+
+    def describe(self) -> str:
+        return f"batch {self.batch}, {'-'.join(map(str, self.dims))}"
+
+
+CONFIGS = {
+    "S": Config("S", 64, (784, 256, 256, 10)),
+    "M": Config("M", 256, (784, 1024, 1024, 10)),
+    "L": Config("L", 512, (1024, 4096, 4096, 1024)),
+    # tiny: for the test suite (seconds, real measurements), hidden from --help
+    "T": Config("T", 8, (16, 32, 32, 4)),
+}
+
+
+def make_data(cfg: Config, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((cfg.batch, cfg.dims[0]), dtype=np.float32)
+    y = rng.integers(0, cfg.dims[-1], size=cfg.batch, dtype=np.int64)
+    return x, y
+
+
+StepFn = Callable[[], object]
+
+
+def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object]:
+    """Returns (step, model). The step is the documented training loop body."""
+    from steadygrad import nn, optim
+
+    layers: list = []
+    for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1], strict=False):
+        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
+    layers.append(nn.Linear(cfg.dims[-2], cfg.dims[-1]))
+    model = nn.Sequential(*layers)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.Adam(model.parameters(), lr=LR, max_grad_norm=MAX_NORM)
+    model.train()
+
+    def step() -> object:
+        opt.zero_grad()
+        loss_fn(model(x), y)
+        model.backward(loss_fn.backward())
+        return opt.step()
+
+    step.optimizer = opt  # type: ignore[attr-defined]  (memory.predict reads its state size)
+    return step, model
+
+
+def build_torch(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object]:
+    import torch
+
+    torch.manual_seed(0)
+    layers: list = []
+    for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1], strict=False):
+        layers += [torch.nn.Linear(a, b), torch.nn.BatchNorm1d(b), torch.nn.ReLU()]
+    layers.append(torch.nn.Linear(cfg.dims[-2], cfg.dims[-1]))
+    model = torch.nn.Sequential(*layers)
+    model.train()
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=LR, fused=True)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step() -> object:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xt), yt)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, MAX_NORM)
+        opt.step()
+        return norm
+
+    return step, model
+
+
+def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object]:
+    """jit-compiled step with optax.chain(clip_by_global_norm(1.0), adam); buffers donated
+    so XLA updates parameters and state in place, as the other two frameworks do."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    key = jax.random.PRNGKey(0)
+    params, bn_state = [], []
+    for i, (a, b) in enumerate(zip(cfg.dims[:-1], cfg.dims[1:], strict=False)):
+        key, k1 = jax.random.split(key)
+        bound = 1.0 / np.sqrt(a)
+        layer = {"w": jax.random.uniform(k1, (a, b), jnp.float32, -bound, bound),
+                 "b": jnp.zeros((b,), jnp.float32)}
+        if i < len(cfg.dims) - 2:
+            layer["gamma"] = jnp.ones((b,), jnp.float32)
+            layer["beta"] = jnp.zeros((b,), jnp.float32)
+            bn_state.append({"mean": jnp.zeros((b,), jnp.float32),
+                             "var": jnp.ones((b,), jnp.float32)})
+        params.append(layer)
+    n = cfg.batch
+
+    def loss_fn(params, bn_state, xb, yb):
+        h, new_state = xb, []
+        for layer, st in zip(params[:-1], bn_state, strict=True):
+            h = h @ layer["w"] + layer["b"]
+            mean = h.mean(0)
+            var = h.var(0)
+            h = (h - mean) * jax.lax.rsqrt(var + BN_EPS) * layer["gamma"] + layer["beta"]
+            h = jax.nn.relu(h)
+            new_state.append({
+                "mean": (1 - BN_MOMENTUM) * st["mean"] + BN_MOMENTUM * mean,
+                "var": (1 - BN_MOMENTUM) * st["var"] + BN_MOMENTUM * var * (n / (n - 1)),
+            })
+        logits = h @ params[-1]["w"] + params[-1]["b"]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+        return loss, new_state
+
+    tx = optax.chain(optax.clip_by_global_norm(MAX_NORM), optax.adam(LR))
+    opt_state = tx.init(params)
+
+    def train_step(params, bn_state, opt_state, xb, yb):
+        (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, bn_state, xb, yb)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_state, opt_state, loss
+
+    jstep = jax.jit(train_step, donate_argnums=(0, 1, 2))
+    xj, yj = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
+    state = [params, bn_state, opt_state]
+
+    def step() -> object:
+        p, s, o, loss = jstep(state[0], state[1], state[2], xj, yj)
+        state[:] = [p, s, o]
+        return loss.block_until_ready()
+
+    return step, state
+
+
+BUILDERS = {"steadygrad": build_steadygrad, "torch": build_torch, "jax": build_jax}

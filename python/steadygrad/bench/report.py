@@ -1,0 +1,220 @@
+"""Console output of `steadygrad-bench`: the machine header, suite tables, progress bars,
+the JSON file and the optional plot. Formatting only; no timing happens here."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any, TextIO
+
+# A suite's result is a plain dict (see cli.py for the contract):
+#   {"suite": str, "title": str, "columns": [[key, header], ...], "rows": [dict, ...],
+#    "notes": [str, ...], "skipped": {peer: reason}, ...anything else for the JSON}
+
+
+def fmt(value: Any) -> str:
+    """A table cell: numbers with 3-4 significant digits, ratios as '2.41x', None as '-'."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        a = abs(value)
+        if a == 0:
+            return "0"
+        if a >= 1000:
+            return f"{value:,.0f}"
+        if a >= 100:
+            return f"{value:.1f}"
+        if a >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def render_table(
+    columns: Sequence[Sequence[str]], rows: Iterable[dict[str, Any]], title: str = ""
+) -> str:
+    """Fixed-width text table. `columns` is [(key, header), ...]; keys ending in '_x' are
+    ratios and print as '1.23x'; first column left-aligned, the rest right-aligned."""
+    keys = [c[0] for c in columns]
+    heads = [c[1] for c in columns]
+    cells = []
+    for row in rows:
+        line = []
+        for k in keys:
+            v = row.get(k)
+            line.append(f"{v:.2f}x" if k.endswith("_x") and isinstance(v, float) else fmt(v))
+        cells.append(line)
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(heads)]
+
+    def line(items: Sequence[str]) -> str:
+        out = [items[0].ljust(widths[0])]
+        out += [s.rjust(w) for s, w in zip(items[1:], widths[1:], strict=True)]
+        return "  ".join(out).rstrip()
+
+    parts = []
+    if title:
+        parts.append(title)
+    parts.append(line(heads))
+    parts.append("  ".join("-" * w for w in widths))
+    parts += [line(r) for r in cells]
+    return "\n".join(parts)
+
+
+def render_markdown(columns: Sequence[Sequence[str]], rows: Iterable[dict[str, Any]]) -> str:
+    """The same table as GitHub markdown (for benchmarks/RESULTS.md)."""
+    keys = [c[0] for c in columns]
+    out = ["| " + " | ".join(c[1] for c in columns) + " |"]
+    out.append("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        vals = []
+        for k in keys:
+            v = row.get(k)
+            vals.append(f"{v:.2f}x" if k.endswith("_x") and isinstance(v, float) else fmt(v))
+        out.append("| " + " | ".join(vals) + " |")
+    return "\n".join(out)
+
+
+def print_suite(result: dict[str, Any], file: TextIO | None = None) -> None:
+    """Prints one suite's table, its skipped peers and its notes."""
+    file = file or sys.stdout
+    rows = result.get("rows", [])
+    columns = result.get("columns")
+    if not columns and rows:
+        columns = [[k, k] for k in rows[0]]
+    title = result.get("title") or result.get("suite", "")
+    print(file=file)
+    if columns:
+        print(render_table(columns, rows, title=f"== {title}"), file=file)
+    else:
+        print(f"== {title}: no rows", file=file)
+    for peer, why in sorted(result.get("skipped", {}).items()):
+        print(f"  skipped {peer}: {why}", file=file)
+    for note in result.get("notes", []):
+        print(f"  note: {note}", file=file)
+    file.flush()
+
+
+def print_header(machine: dict[str, Any], threads: list[int], file: TextIO | None = None) -> None:
+    """The machine block printed before any suite."""
+    file = file or sys.stdout
+    libs = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v)
+    print(f"steadygrad-bench {machine.get('version', '?')}  |  CPU: {machine.get('cpu_model')} "
+          f"({machine.get('cores')} cores)  |  ISA in use: {machine.get('isa')} "
+          f"(supported: {', '.join(machine.get('isa_supported', []))})", file=file)
+    print(f"threads: {', '.join(map(str, threads))}  |  {libs}", file=file)
+    for blas in machine.get("blas", []):
+        if "error" in blas:
+            print(f"numpy BLAS: {blas['error']}", file=file)
+        else:
+            print(f"numpy BLAS: {blas.get('internal_api')} {blas.get('version')} "
+                  f"kernel {blas.get('architecture')}", file=file)
+    for warning in machine.get("warnings", []):
+        print(f"warning: {warning}", file=file)
+    file.flush()
+
+
+class SimpleBar:
+    """A minimal stderr progress bar used when tqdm is not installed."""
+
+    def __init__(self, total: int, desc: str, file: TextIO) -> None:
+        self.total, self.desc, self.file, self.n = max(total, 1), desc, file, 0
+        self._draw()
+
+    def _draw(self) -> None:
+        done = int(30 * self.n / self.total)
+        self.file.write(f"\r{self.desc:<18} [{'#' * done}{'.' * (30 - done)}] "
+                        f"{self.n}/{self.total}")
+        self.file.flush()
+
+    def update(self, n: int = 1) -> None:
+        self.n = min(self.n + n, self.total)
+        self._draw()
+
+    def set_postfix_str(self, s: str) -> None:
+        self.file.write(f" {s[:40]}")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.write("\r" + " " * 80 + "\r")
+        self.file.flush()
+
+
+class NullBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def make_progress(enabled: bool, file: TextIO | None = None):
+    """Returns progress(total, desc) -> bar with update(n), set_postfix_str(s) and close().
+
+    Bars go to stderr so stdout stays a clean table; tqdm is used when it is installed."""
+
+    def progress(total: int, desc: str):
+        out = file or sys.stderr
+        if not enabled:
+            return NullBar()
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return SimpleBar(total, desc, out)
+        return tqdm(total=total, desc=desc, file=out, leave=False, dynamic_ncols=True)
+
+    return progress
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, default=str)
+        f.write("\n")
+
+
+RATIO_LABEL = "peer time / steadygrad time (higher = steadygrad faster)"
+
+
+def write_plot(path: str, suites: dict[str, dict[str, Any]]) -> str | None:
+    """A bar chart per suite of the ratio columns ('_x' keys). Returns a reason if skipped."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed"
+    panels = []
+    for name, res in suites.items():
+        ratio_keys = [c[0] for c in res.get("columns", []) if c[0].endswith("_x")]
+        if ratio_keys and res.get("rows"):
+            panels.append((name, res, ratio_keys))
+    if not panels:
+        return "no ratio columns to plot"
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False)
+    for ax, (name, res, keys) in zip(axes[:, 0], panels, strict=True):
+        label_key = res["columns"][0][0]
+        labels = [f"{r.get(label_key)}/{r.get('threads', '')}t" for r in res["rows"]]
+        width = 0.8 / len(keys)
+        for j, k in enumerate(keys):
+            vals = [r.get(k) or 0.0 for r in res["rows"]]
+            ax.bar([i + j * width for i in range(len(vals))], vals, width, label=k[:-2])
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, fontsize=7,
+                      rotation=25, ha="right")
+        ax.set_title(f"{name}: {res.get('ratio_label', RATIO_LABEL)}", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None

@@ -1,0 +1,148 @@
+"""steadygrad-bench CLI: usage errors exit 2 with one line, the JSON of a tiny real run has
+every section, missing peers are reported as skipped. No timing is asserted, only that
+real measurements came back (positive, finite)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from steadygrad.bench import cli, report
+from steadygrad.bench.peers import available_cpus
+
+
+def _usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2, f"{argv}: exit code {exc.value.code}"
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"{argv}: expected one line on stderr, got {err!r}"
+    assert lines[0].startswith("steadygrad-bench: error: ")
+    return lines[0]
+
+
+def test_console_script_is_declared() -> None:
+    eps = entry_points(group="console_scripts", name="steadygrad-bench")
+    assert [ep.value for ep in eps] == ["steadygrad.bench.cli:main"]
+
+
+@pytest.mark.parametrize("suite", ["gemmm", "training", "All", "memory-L"])
+def test_unknown_suite_exits_2(capsys: pytest.CaptureFixture[str], suite: str) -> None:
+    line = _usage_error(capsys, [suite])
+    assert repr(suite) in line and "choose from" in line
+
+
+def test_all_cannot_mix_with_suites(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "'all'" in _usage_error(capsys, ["all", "train"])
+
+
+@pytest.mark.parametrize("threads", ["0", "-1", "abc", "1,x", "1.5", str(available_cpus() + 1)])
+def test_bad_thread_count_exits_2(capsys: pytest.CaptureFixture[str], threads: str) -> None:
+    assert "--threads" in _usage_error(capsys, ["train", "--threads", threads])
+
+
+@pytest.mark.parametrize("argv", [["--compare", "tensorflow"], ["--repeat", "0"],
+                                  ["--repeat", "two"], ["--quick", "--full"], ["--bogus"]])
+def test_other_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    _usage_error(capsys, ["train", *argv])
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_tiny_run_json_structure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("STEADYGRAD_BENCH_TINY", "1")
+    out = tmp_path / "bench.json"
+    assert cli.main(["train", "memory", "--tiny", "--threads", "1", "--compare", "none",
+                     "--json", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "ISA in use" in printed and "Training step" in printed and "Peak training" in printed
+    data = json.loads(out.read_text())
+    assert set(data) >= {"command", "machine", "options", "peers", "suites", "elapsed_s"}
+    m = data["machine"]
+    for key in ("cpu_model", "isa", "isa_supported", "versions", "blas", "env", "warnings"):
+        assert key in m, key
+    assert m["versions"]["steadygrad"] and m["versions"]["numpy"]
+    assert data["options"]["threads"] == [1] and data["options"]["suites"] == ["train", "memory"]
+
+    train = data["suites"]["train"]
+    assert train["errors"] == [], train["errors"]
+    (row,) = train["rows"]
+    assert row["config"] == "T" and row["threads"] == 1
+    for key in ("steadygrad_ms", "steadygrad_best_ms", "steadygrad_samples_s",
+                "steadygrad_gflops"):
+        assert _positive(row[key]), (key, row[key])
+    assert row["steadygrad_best_ms"] <= row["steadygrad_ms"]
+    assert row["steadygrad_ms"] in row["steadygrad_samples_ms"]
+    assert [c[0] for c in train["columns"]][:3] == ["config", "threads", "steadygrad_ms"]
+
+    mem = data["suites"]["memory"]
+    assert mem["errors"] == [], mem["errors"]
+    (mrow,) = mem["rows"]
+    raw = mrow["steadygrad_raw"]
+    assert raw["peak_bytes"] >= raw["baseline_bytes"] > 0
+    assert mrow["steadygrad_mb"] == pytest.approx(raw["net_bytes"] / 2**20)
+    assert mrow["predicted_mb"] > 0 and "prediction_error_pct" in mrow
+
+
+def test_missing_peer_is_skipped_not_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.setitem(sys.modules, "jax", None)  # `import jax` now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setenv("STEADYGRAD_BENCH_TINY", "1")
+    out = tmp_path / "bench.json"
+    assert cli.main(["train", "--tiny", "--threads", "1", "--compare", "torch,jax",
+                     "--json", str(out), "--plot", str(tmp_path / "p.png"),
+                     "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped jax: jax not importable" in printed
+    assert "plot skipped: matplotlib is not installed" in printed
+    data = json.loads(out.read_text())
+    assert data["peers"]["available"] == ["torch"]
+    assert "jax" in data["peers"]["skipped"]
+    train = data["suites"]["train"]
+    assert "jax" in train["skipped"] and "jax_ms" not in train["rows"][0]
+    row = train["rows"][0]
+    assert _positive(row["torch_ms"])
+    assert row["torch_x"] == pytest.approx(row["torch_ms"] / row["steadygrad_ms"])
+
+
+def test_table_formats_ratios_and_missing_values() -> None:
+    text = report.render_table([["name", "name"], ["ms", "ms"], ["torch_x", "torch/sg"]],
+                               [{"name": "S", "ms": 0.3456, "torch_x": 2.5},
+                                {"name": "M", "ms": None, "torch_x": None}], title="t")
+    lines = text.splitlines()
+    assert lines[0] == "t" and lines[1].split() == ["name", "ms", "torch/sg"]
+    assert lines[3].split() == ["S", "0.346", "2.50x"] and lines[4].split() == ["M", "-", "-"]
+
+
+def test_simple_progress_bar_without_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    buf = io.StringIO()
+    bar = report.make_progress(True, file=buf)(4, "train")
+    assert isinstance(bar, report.SimpleBar)
+    bar.update(2)
+    assert "2/4" in buf.getvalue() and "#" * 15 in buf.getvalue()
+    bar.close()
+
+
+def test_plot_of_ratio_columns(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (optional)")
+    res = {"train": {"columns": [["config", "config"], ["torch_x", "torch/sg"]],
+                     "rows": [{"config": "S", "threads": 2, "torch_x": 2.0}]},
+           "memory": {"columns": [["config", "config"]], "rows": [{"config": "S"}]}}
+    out = tmp_path / "p.png"
+    assert report.write_plot(str(out), res) is None
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report.write_plot(str(tmp_path / "q.png"), {"memory": res["memory"]}) == \
+        "no ratio columns to plot"
