@@ -156,3 +156,36 @@ def test_mse_gradient_matches_finite_differences(reduction: str, rng: np.random.
     xd = p_.astype(np.float64)
     assert lf(p_, t) == pytest.approx(float(ref(xd, {})), rel=1e-6)
     np.testing.assert_allclose(lf.backward(), _fd(ref, xd, {}, np.ones(()), xd), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_linear_bn_relu_fused_gradients_match_finite_differences(isa: str, mode: str,
+                                                                  rng: np.random.Generator) -> None:
+    m = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU())
+    assert m._fused_bn_relu == {1}
+    for p in m.parameters():
+        p.data = rng.standard_normal(p.shape).astype(np.float32)
+    m[1].running_mean[...] = rng.standard_normal(6) * 0.5
+    m[1].running_var[...] = rng.uniform(0.5, 2.0, 6)
+    m.train(mode == "train")
+    rm, rv = m[1].running_mean.astype(np.float64), m[1].running_var.astype(np.float64)
+
+    def ref(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
+        z = x @ p["0.weight"].T + p["0.bias"]
+        mu, var = (z.mean(0), z.var(0)) if mode == "train" else (rm, rv)
+        return np.maximum((z - mu) / np.sqrt(var + 1e-5) * p["1.weight"] + p["1.bias"], 0)
+
+    x = rng.standard_normal((7, 5)).astype(np.float32)
+    params = {k: p.data.astype(np.float64) for k, p in m.named_parameters()}
+    xd = x.astype(np.float64)
+    yr = ref(xd, params)
+    assert (yr == 0).any() and (yr > 0).any() and np.abs(yr[yr != 0]).min() > 1e-3  # off the kink
+    dout = rng.standard_normal(yr.shape)
+    y = m(x)
+    dx = m.backward(dout.astype(np.float32))
+    assert m[2]._work == {}  # the ReLU ran fused
+    np.testing.assert_allclose(y, yr, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, _fd(ref, xd, params, dout, xd), rtol=1e-4, atol=1e-4)
+    for k, p in m.named_parameters():
+        np.testing.assert_allclose(p.grad, _fd(ref, xd, params, dout, params[k]), rtol=1e-4, atol=1e-4,
+                                   err_msg=k)

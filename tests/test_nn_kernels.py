@@ -100,7 +100,13 @@ def test_reductions_bitwise_identical_for_any_thread_count(isa: str, rng: np.ran
                                       dbl, compute_grad_input=False)
                 loss, _ = _core.mse_loss(x, dy)
                 drop = _core.dropout(x, 0.3, 42)
-                results.append((sm, si, rm, rv, dg, dbb, dbl, loss, drop))
+                # the fused BatchNorm + ReLU path (masked dy in every reduction)
+                yr = _core.batchnorm_forward(x, g, b, None, None, None, sm, si, use_batch_stats=True,
+                                             activation="relu")
+                dgr, dbr = np.empty(c, np.float32), np.empty(c, np.float32)
+                dxr = _core.batchnorm_backward(dy, x, g, sm, si, dgr, dbr, batch_stats=True,
+                                               activation="relu", output=yr)
+                results.append((sm, si, rm, rv, dg, dbb, dbl, loss, drop, yr, dgr, dbr, dxr))
     for r in results[1:]:
         for a, b_ in zip(results[0], r, strict=True):
             assert np.array_equal(a, b_), "reduction differs between thread counts"
@@ -132,3 +138,62 @@ def test_dropout_mask_rate_scale_and_backward(isa: str, rng: np.random.Generator
     dx = _core.dropout(dy, p, 7)
     np.testing.assert_array_equal(dx != 0, kept & (dy != 0))
     assert not np.array_equal(_core.dropout(x, 0.5, 8) != 0, _core.dropout(x, 0.5, 7) != 0)
+
+
+@pytest.mark.parametrize("use_batch_stats", [True, False])
+def test_batchnorm_fused_relu_is_bitwise_relu_of_batchnorm(isa: str, rng: np.random.Generator,
+                                                           use_batch_stats: bool) -> None:
+    # Exactly torch's relu after batchnorm, NaN included: forward relu(NaN) = NaN; backward
+    # (threshold_backward) gives 0 where the output is <= 0 even for dy = NaN, and passes dy
+    # where the output is > 0 or NaN.
+    n, c = 37, 70
+    x, g, b, dy = _f32(rng, n, c), _f32(rng, c), _f32(rng, c), _f32(rng, n, c)
+    x[3, 5] = np.nan  # channel 5: all NaN in train, one NaN in eval
+    g[7] = 0.0  # channel 7: y = relu(beta) exactly
+    b[7] = -1.0
+    rmv = _f32(rng, c), np.abs(_f32(rng, c)) + 0.5
+    outs = []
+    for act in ("none", "relu"):
+        rm, rv = rmv[0].copy(), rmv[1].copy()
+        sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
+        y = _core.batchnorm_forward(x, g, b, rm, rv, np.zeros((), np.int64), sm, si,
+                                    use_batch_stats=use_batch_stats, activation=act)
+        outs.append((y, rm, rv, sm, si))
+    (z, *stats), (y, *stats_r) = outs
+    for a, b_ in zip(stats, stats_r, strict=True):
+        np.testing.assert_array_equal(a, b_)
+    np.testing.assert_array_equal(y, _core.relu(z))
+    assert np.isnan(y[3, 5]) and (y[:, 7] == 0).all() and (y == 0).any()
+    dy[y == 0] = np.where(rng.random(int((y == 0).sum())) < 0.2, np.nan, 1.0)  # NaN dy where masked
+    sm, si = stats[2], stats[3]
+    grads = []
+    for act in ("none", "relu"):
+        dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
+        d = _core.relu_backward(dy, z) if act == "none" else dy
+        dx = _core.batchnorm_backward(d, x, g, sm, si, dg, db, batch_stats=use_batch_stats,
+                                      activation=act, output=y if act == "relu" else None)
+        grads.append((dx, dg, db))
+    for a, b_ in zip(*grads, strict=True):
+        np.testing.assert_array_equal(a, b_)
+    assert np.isfinite(grads[1][0][:, 7]).all() and not np.isnan(grads[1][2][7])  # masked NaN dy
+
+
+def test_batchnorm_fused_relu_argument_errors(rng: np.random.Generator) -> None:
+    n, c = 4, 3
+    x, g, dy = _f32(rng, n, c), _f32(rng, c), _f32(rng, n, c)
+    sm, si = np.zeros(c, np.float32), np.ones(c, np.float32)
+    dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
+    with pytest.raises(ValueError, match="batchnorm_backward: activation='relu' needs output"):
+        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu")
+    with pytest.raises(ValueError, match=r"batchnorm_backward: output must have .*got \(4, 2\)"):
+        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu",
+                                 output=np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="only used with activation='relu'"):
+        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, output=dy)
+    with pytest.raises(ValueError, match="batchnorm_forward: activation must be 'none' or 'relu'"):
+        _core.batchnorm_forward(x, g, None, None, None, None, sm, si, use_batch_stats=True,
+                                activation="gelu")
+    y = np.zeros((n, c), np.float32)
+    with pytest.raises(ValueError, match=r"batchnorm_backward: grad_input .*output"):
+        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu",
+                                 output=y, grad_input=y)

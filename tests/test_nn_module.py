@@ -144,9 +144,11 @@ def test_repr_and_summary() -> None:
     assert s["params"] == sum(p.size for p in m.parameters())
     assert s["param_bytes"] == m.flat_storage.data.nbytes >= 4 * s["params"]
     assert s["grad_bytes"] == s["param_bytes"]
-    # activations: each layer's output buffer (+ BN's saved mean/invstd); Flatten/Identity none
-    assert s["activation_bytes"] == 4 * 32 * (16 + 16 + 16 + 16 + 16 + 16 + 16 + 3) + 8 * 16
-    assert s["workspace_bytes"] == 4 * 32 * (10 + 16 + 16 + 16 + 16 + 16 + 16 + 16)
+    # activations: each layer's output buffer (+ BN's saved mean/invstd); Flatten/Identity none,
+    # nor the ReLU fused into the BatchNorm before it (no output, no grad_input of its own)
+    assert s["activation_bytes"] == 4 * 32 * (16 + 16 + 16 + 16 + 16 + 16 + 3) + 8 * 16
+    assert s["workspace_bytes"] == 4 * 32 * (10 + 16 + 16 + 16 + 16 + 16 + 16)
+    assert [r["layer"] for r in s["layers"]][2] == "ReLU() (fused)"
     assert "Linear(10 -> 16)" in buf.getvalue() and "total" in buf.getvalue()
     with pytest.raises(ValueError, match="input shape"):
         nn.Sequential(nn.ReLU()).summary(4, file=None)

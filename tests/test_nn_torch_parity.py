@@ -215,3 +215,70 @@ def test_linear_relu_fused_in_sequential_matches_torch(isa: str, rng: np.random.
     rows = m.summary(9, file=None)["layers"]
     assert rows[1]["layer"] == "ReLU() (fused)" and rows[1]["activation_bytes"] == 0
     assert rows[4]["activation_bytes"] == 4 * 9 * 20  # ReLU after ReLU is not fused
+
+
+def _bn_relu_mlp() -> nn.Sequential:
+    # 70 features: one full 64-channel tile plus a ragged one (vector tails on every ISA path)
+    return nn.Sequential(nn.Linear(12, 40), nn.BatchNorm1d(40), nn.ReLU(),
+                         nn.Linear(40, 70), nn.BatchNorm1d(70, momentum=None), nn.ReLU(),
+                         nn.Linear(70, 5))
+
+
+def _unfused_step(m: nn.Sequential, x: np.ndarray, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward layer by layer: every ReLU runs as its own pass."""
+    for layer in m:
+        x = layer(x)
+    y, g = x.copy(), dout
+    for layer in reversed(list(m)):
+        g = layer.backward(g)
+    return y, g.copy()
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_linear_bn_relu_fused_in_sequential_matches_torch(isa: str, mode: str, rng: np.random.Generator) -> None:
+    m = _bn_relu_mlp()
+    assert m._fused_bn_relu == {1, 4} and m._fused_relu == {1, 4}
+    for p in m.parameters():
+        if len(p.shape) == 1:  # non-trivial gamma/beta (some negative gammas)
+            p.data = rng.standard_normal(p.shape).astype(np.float32)
+    for bn in (m[1], m[4]):  # eval runs on non-default running statistics
+        bn.running_mean[...] = rng.standard_normal(bn.num_features)
+        bn.running_var[...] = rng.uniform(0.5, 2.0, bn.num_features)
+    m.train(mode == "train")
+    tm = _to_torch(m)
+    for step in range(3):  # running statistics evolve; gradients accumulate after step 0
+        if step == 2:
+            m.zero_grad()
+            tm.zero_grad()
+        x = (rng.standard_normal((33, 12)) * 2 + 0.5).astype(np.float32)
+        dout = rng.standard_normal((33, 5)).astype(np.float32)
+        _step(m, tm, x, dout)
+        _compare_state(m, tm)
+        h = m[2]._saved
+        assert h is m[1]._work["out"][1] and (h == 0).any() and (h > 0).any()
+    for relu in (m[2], m[5]):  # the fused ReLUs never allocated an output or a grad_input
+        assert relu._work == {}
+    # Bitwise the same as the unfused chain (each ReLU its own forward and backward pass)
+    twin = _bn_relu_mlp()
+    twin.load_state_dict(m.state_dict())
+    twin.train(mode == "train")
+    m.zero_grad()
+    x = rng.standard_normal((33, 12)).astype(np.float32)
+    dout = rng.standard_normal((33, 5)).astype(np.float32)
+    yf, dxf = m(x).copy(), m.backward(dout).copy()
+    yu, dxu = _unfused_step(twin, x, dout)
+    assert "out" in twin[2]._work  # the unfused ReLU did run on its own
+    np.testing.assert_array_equal(yf, yu)
+    np.testing.assert_array_equal(dxf, dxu)
+    for (name, p), q in zip(m.named_parameters(), twin.parameters(), strict=True):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
+    for (name, b), c in zip(m.named_buffers(), twin.buffers(), strict=True):
+        np.testing.assert_array_equal(b, c, err_msg=name)
+    z = m[1](m[0](x))  # run alone, BatchNorm is not fused
+    assert (z < 0).any()
+    rows = m.summary(33, file=None)["layers"]
+    assert rows[2]["layer"] == "ReLU() (fused)"
+    assert rows[2]["activation_bytes"] == 0 and rows[2]["workspace_bytes"] == 0
+    assert rows[5]["activation_bytes"] == 0 and rows[5]["workspace_bytes"] == 0
+    unfused = nn.Sequential(nn.Linear(12, 40), nn.BatchNorm1d(40), nn.Tanh())
+    assert unfused.summary(33, file=None)["layers"][2]["workspace_bytes"] == 4 * 33 * 40

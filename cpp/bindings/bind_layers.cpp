@@ -133,8 +133,10 @@ const float* opt_channel(const char* fn, const char* name, py::handle obj, int64
 py::array batchnorm_forward(py::handle x_obj, py::handle g_obj, py::handle b_obj,
                             py::handle rm_obj, py::handle rv_obj, py::handle nbt_obj,
                             py::handle sm_obj, py::handle si_obj, bool use_batch_stats,
-                            py::handle momentum_obj, double eps, py::handle out_obj) {
+                            py::handle momentum_obj, double eps, py::handle out_obj,
+                            const std::string& activation) {
   const char* fn = "batchnorm_forward";
+  const bool relu = parse_act(fn, activation) == Activation::relu;
   py::array sm = f32_array(fn, "save_mean", sm_obj, 1);
   const int64_t c = sm.shape(0);
   py::array x = f32_array(fn, "input", x_obj, -1);
@@ -193,9 +195,9 @@ py::array batchnorm_forward(py::handle x_obj, py::handle g_obj, py::handle b_obj
     const BatchNormKernels& k = batchnorm_kernels();
     if (use_batch_stats) {
       k.forward_train(yp, smp, sip, update ? rmp : nullptr, update ? rvp : nullptr, xp, gp, bp, n,
-                      c, e, momentum);
+                      c, e, momentum, relu);
     } else {
-      k.forward_eval(yp, smp, sip, xp, rmp, rvp, gp, bp, n, c, e);
+      k.forward_eval(yp, smp, sip, xp, rmp, rvp, gp, bp, n, c, e, relu);
     }
   }
   return y;
@@ -205,8 +207,10 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
                               py::handle sm_obj, py::handle si_obj, py::handle dg_obj,
                               py::handle db_obj, bool batch_stats, bool accumulate,
                               py::handle accumulate_bias, bool compute_grad_input,
-                              py::handle dx_obj) {
+                              py::handle dx_obj, const std::string& activation,
+                              py::handle y_obj) {
   const char* fn = "batchnorm_backward";
+  const bool relu = parse_act(fn, activation) == Activation::relu;
   const bool acc_b = accumulate_bias.is_none() ? accumulate : accumulate_bias.cast<bool>();
   py::array sm = f32_array(fn, "save_mean", sm_obj, 1);
   const int64_t c = sm.shape(0);
@@ -226,12 +230,27 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
   float* dbp = nullptr;
   if (!dg_obj.is_none()) { dg = inplace_array(fn, "grad_weight", dg_obj, {c}); dgp = f32_ptr(dg); }
   if (!db_obj.is_none()) { db = inplace_array(fn, "grad_bias", db_obj, {c}); dbp = f32_ptr(db); }
+  // With activation='relu', dy is masked by the fused forward's output (y > 0).
+  py::array y;
+  const float* yp = nullptr;
+  if (relu) {
+    if (y_obj.is_none()) value_error(fn, "activation='relu' needs output (the forward's output)");
+    y = f32_array(fn, "output", y_obj, -1);
+    if (y.ndim() != 2 || y.shape(0) != n || y.shape(1) != c) {
+      value_error(fn, "output must have the input's shape (batch=" + to_string(n) +
+                          ", num_features=" + to_string(c) + "), got " + shape_str(y));
+    }
+    yp = f32_cptr(y);
+  } else if (!y_obj.is_none()) {
+    value_error(fn, "output is only used with activation='relu'");
+  }
   py::object dx_ret = py::none();
   float* dxp = nullptr;
   if (compute_grad_input) {
     py::array dx = out_array(fn, "grad_input", dx_obj, {n, c});
     require_disjoint(fn, "grad_input", dx, "grad_output", dy);
     require_disjoint(fn, "grad_input", dx, "input", x);
+    if (yp) require_disjoint(fn, "grad_input", dx, "output", y);
     dxp = f32_ptr(dx);
     dx_ret = dx;
   }
@@ -241,7 +260,7 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
   const float* sip = f32_cptr(si);
   {
     py::gil_scoped_release release;
-    batchnorm_kernels().backward(dxp, dgp, dbp, dyp, xp, smp, sip, gp, n, c, batch_stats,
+    batchnorm_kernels().backward(dxp, dgp, dbp, dyp, xp, yp, smp, sip, gp, n, c, batch_stats,
                                  accumulate ? 1.0f : 0.0f, acc_b ? 1.0f : 0.0f);
   }
   return dx_ret;
@@ -269,17 +288,20 @@ void register_layers(py::module_& m) {
         py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
         py::arg("num_batches_tracked"), py::arg("save_mean"), py::arg("save_invstd"), py::kw_only(),
         py::arg("use_batch_stats"), py::arg("momentum") = 0.1, py::arg("eps") = 1e-5,
-        py::arg("out") = py::none(),
+        py::arg("out") = py::none(), py::arg("activation") = "none",
         "BatchNorm1d forward on (batch, C) as torch: batch statistics (biased var) when "
         "use_batch_stats, updating running_mean/var (unbiased var; momentum None = cumulative "
         "average) and incrementing num_batches_tracked when they are given; else running "
-        "statistics. Fills save_mean/save_invstd for the backward.");
+        "statistics. Fills save_mean/save_invstd for the backward. activation='relu' stores "
+        "relu(batchnorm(input)) in the same pass.");
   m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("grad_weight"),
         py::arg("grad_bias"), py::kw_only(), py::arg("batch_stats"), py::arg("accumulate") = false,
         py::arg("accumulate_bias") = py::none(), py::arg("compute_grad_input") = true, py::arg("grad_input") = py::none(),
+        py::arg("activation") = "none", py::arg("output") = py::none(),
         "BatchNorm1d backward from the saved statistics: grad_weight/grad_bias written or "
-        "accumulated, returns grad_input. Deterministic reductions.");
+        "accumulated, returns grad_input. Deterministic reductions. activation='relu' (with "
+        "output = the fused forward's output) first masks grad_output as relu's backward.");
   register_layers_pointwise(m);
 }
 

@@ -12,20 +12,23 @@ struct BatchNormKernels {
   // Training: batch mean and biased variance per channel; save_mean/save_invstd receive them
   // (invstd = 1/sqrt(var + eps)); y = (x - mean) * invstd * gamma + beta. If running_mean is
   // non-null, running = (1 - momentum) running + momentum batch (unbiased var, n > 1).
-  // gamma/beta null means affine=False (1 and 0).
+  // gamma/beta null means affine=False (1 and 0). relu: store max(0, y) instead (torch's
+  // relu: NaN stays NaN), so a following ReLU needs no pass or buffer of its own.
   void (*forward_train)(float* y, float* save_mean, float* save_invstd, float* running_mean,
                         float* running_var, const float* x, const float* gamma,
-                        const float* beta, int64_t n, int64_t c, float eps, float momentum);
+                        const float* beta, int64_t n, int64_t c, float eps, float momentum,
+                        bool relu);
   // Inference on given statistics: save_mean = mean, save_invstd = 1/sqrt(var + eps), y as above.
   void (*forward_eval)(float* y, float* save_mean, float* save_invstd, const float* x,
                        const float* mean, const float* var, const float* gamma,
-                       const float* beta, int64_t n, int64_t c, float eps);
+                       const float* beta, int64_t n, int64_t c, float eps, bool relu);
   // Backward from the saved statistics. batch_stats: the statistics came from this batch
   // (training), so dx carries their gradient; otherwise dx = dy * gamma * invstd.
   // dgamma/dbeta (null when affine=False) are written (acc_* = 0) or accumulated (acc_* = 1);
-  // dx is skipped when null.
+  // dx is skipped when null. y non-null: the forward ran with relu and y is its output; dy is
+  // first masked as torch's relu backward (0 where y <= 0, dy where y > 0 or y is NaN).
   void (*backward)(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
-                   const float* save_mean, const float* save_invstd, const float* gamma,
+                   const float* y, const float* save_mean, const float* save_invstd, const float* gamma,
                    int64_t n, int64_t c, bool batch_stats, float acc_gamma, float acc_beta);
 };
 

@@ -11,21 +11,40 @@
 namespace sg {
 namespace {
 
-// y = (x - mean) * k + beta per column of the tile, with k = gamma * invstd.
-inline void bn_apply(float* y, const float* x, const float* mean, const float* k,
-                     const float* shift, int64_t n, int64_t c, int64_t j0, int64_t w) {
+// y = (x - mean) * k + beta per column of the tile, with k = gamma * invstd; then max(0, y)
+// when relu (zero first: x86 max returns its second operand for NaN, as the relu kernel).
+template <bool Relu>
+inline void bn_apply_t(float* y, const float* x, const float* mean, const float* k,
+                       const float* shift, int64_t n, int64_t c, int64_t j0, int64_t w) {
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t off = j0; off < j0 + w; off += V::W) {
       const int64_t cnt = std::min<int64_t>(V::W, j0 + w - off);
       const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
-      store_cnt(y + i * c + off, V::fma(xc, load_cnt(k + off - j0, cnt), load_cnt(shift + off - j0, cnt)), cnt);
+      V::R r = V::fma(xc, load_cnt(k + off - j0, cnt), load_cnt(shift + off - j0, cnt));
+      if constexpr (Relu) r = V::max(V::zero(), r);
+      store_cnt(y + i * c + off, r, cnt);
     }
   }
 }
 
+inline void bn_apply(float* y, const float* x, const float* mean, const float* k,
+                     const float* shift, int64_t n, int64_t c, int64_t j0, int64_t w, bool relu) {
+  if (relu) bn_apply_t<true>(y, x, mean, k, shift, n, c, j0, w);
+  else bn_apply_t<false>(y, x, mean, k, shift, n, c, j0, w);
+}
+
+// dy masked by a fused relu's output y, as relu_backward (threshold_backward): y <= 0 gives 0
+// even for dy = NaN, y = NaN passes dy. y == nullptr: dy unchanged.
+inline V::R bn_dy(const float* dy, const float* y, int64_t idx, int64_t cnt) {
+  const V::R d = load_cnt(dy + idx, cnt);
+  if (!y) return d;
+  return V::select(V::le(load_cnt(y + idx, cnt), V::zero()), V::zero(), d);
+}
+
 void bn_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
                       float* running_var, const float* x, const float* gamma, const float* beta,
-                      int64_t n, int64_t c, float eps, float momentum) {
+                      int64_t n, int64_t c, float eps, float momentum,
+                      bool relu) {
   if (c <= 0) return;
   for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
     double sum[kColTile], ssq[kColTile];
@@ -55,13 +74,13 @@ void bn_forward_train(float* y, float* save_mean, float* save_invstd, float* run
         running_var[ch] = static_cast<float>((1.0 - m) * running_var[ch] + m * unbiased);
       }
     }
-    bn_apply(y, x, mean, k, shift, n, c, j0, w);
+    bn_apply(y, x, mean, k, shift, n, c, j0, w, relu);
   });
 }
 
 void bn_forward_eval(float* y, float* save_mean, float* save_invstd, const float* x,
                      const float* mean, const float* var, const float* gamma, const float* beta,
-                     int64_t n, int64_t c, float eps) {
+                     int64_t n, int64_t c, float eps, bool relu) {
   if (c <= 0) return;
   for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
     alignas(64) float m[kColTile], k[kColTile], shift[kColTile];
@@ -74,12 +93,12 @@ void bn_forward_eval(float* y, float* save_mean, float* save_invstd, const float
       k[j] = (gamma ? gamma[ch] : 1.0f) * invstd;
       shift[j] = beta ? beta[ch] : 0.0f;
     }
-    bn_apply(y, x, m, k, shift, n, c, j0, w);
+    bn_apply(y, x, m, k, shift, n, c, j0, w, relu);
   });
 }
 
 void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
-                 const float* save_mean, const float* save_invstd, const float* gamma, int64_t n,
+                 const float* y, const float* save_mean, const float* save_invstd, const float* gamma, int64_t n,
                  int64_t c, bool batch_stats, float acc_gamma, float acc_beta) {
   if (c <= 0) return;
   for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
@@ -88,13 +107,13 @@ void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const 
     const float* mean = save_mean + j0;
     const float* invstd = save_invstd + j0;
     tile_reduce(sdy, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
-      return load_cnt(dy + i * c + off, cnt);
+      return bn_dy(dy, y, i * c + off, cnt);
     });
     // sum dy * xhat with xhat = (x - mean) * invstd recomputed (nothing but x is cached).
     tile_reduce(sdyx, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
       const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
       const V::R xh = V::mul(xc, load_cnt(invstd + off - j0, cnt));
-      return V::mul(load_cnt(dy + i * c + off, cnt), xh);
+      return V::mul(bn_dy(dy, y, i * c + off, cnt), xh);
     });
     for (int64_t j = 0; j < w; ++j) {
       const int64_t ch = j0 + j;
@@ -112,7 +131,7 @@ void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const 
         const int64_t cnt = std::min<int64_t>(V::W, j0 + w - off);
         const int64_t t = off - j0;
         const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + t, cnt));
-        V::R g = V::sub(load_cnt(dy + i * c + off, cnt), load_cnt(a + t, cnt));
+        V::R g = V::sub(bn_dy(dy, y, i * c + off, cnt), load_cnt(a + t, cnt));
         g = V::fnma(xc, load_cnt(b + t, cnt), g);
         store_cnt(dx + i * c + off, V::mul(g, load_cnt(k + t, cnt)), cnt);
       }

@@ -53,12 +53,26 @@ class ReLU(_Activation):
     # the input is already max(z, 0), so forward passes it through, and the backward's mask
     # x > 0 is the same as z > 0.
     _input_is_relu = False
+    # True while a Sequential runs this ReLU fused into the preceding BatchNorm1d, whose
+    # backward also masks the gradient: this ReLU's backward then passes it through.
+    _upstream_masks_grad = False
+    _grad_passthrough = False
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        self._grad_passthrough = self._input_is_relu and self._upstream_masks_grad
         if self._input_is_relu:
             self._saved = x
             return x
         return super().forward(x)
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        if not self._grad_passthrough:
+            return super()._backward(grad_output)
+        assert self._saved is not None
+        if not isinstance(grad_output, np.ndarray) or grad_output.shape != self._saved.shape:
+            got = getattr(grad_output, "shape", type(grad_output).__name__)
+            raise ValueError(f"grad_output must have the output's shape {self._saved.shape}, got {got}")
+        return grad_output
 
     def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
         return _core.relu(x, out=out)

@@ -13,6 +13,10 @@ from steadygrad.nn.parameter import Parameter
 
 
 class BatchNorm1d(Module):
+    # "relu" while a Sequential runs the following ReLU fused into this layer: forward stores
+    # max(0, y) and the backward masks grad_output by y > 0 in its own kernel.
+    _epilogue = "none"
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True) -> None:
         super().__init__()
@@ -43,6 +47,7 @@ class BatchNorm1d(Module):
         self._save_mean = np.zeros(c, np.float32)
         self._save_invstd = np.zeros(c, np.float32)
         self._x: np.ndarray | None = None
+        self._relu_out: np.ndarray | None = None  # the output, when forward fused a ReLU
         self._batch_stats = True
 
     def reset_running_stats(self) -> None:
@@ -59,8 +64,9 @@ class BatchNorm1d(Module):
             x, None if w is None else w.data, None if b is None else b.data,
             self.running_mean, self.running_var, self.num_batches_tracked,
             self._save_mean, self._save_invstd, use_batch_stats=use_batch,
-            momentum=self.momentum, eps=self.eps, out=out)
+            momentum=self.momentum, eps=self.eps, out=out, activation=self._epilogue)
         self._x, self._batch_stats = x, use_batch
+        self._relu_out = y if self._epilogue == "relu" else None
         return y
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -73,7 +79,8 @@ class BatchNorm1d(Module):
             None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
             batch_stats=self._batch_stats, accumulate=w is not None and w.grad_fresh,
             accumulate_bias=b is not None and b.grad_fresh, compute_grad_input=need,
-            grad_input=dx)
+            grad_input=dx, activation="none" if self._relu_out is None else "relu",
+            output=self._relu_out)
         if w is not None and b is not None:
             w.mark_grad_fresh()
             b.mark_grad_fresh()

@@ -12,6 +12,7 @@ import numpy as np
 from steadygrad import _core
 from steadygrad.nn._util import work_like
 from steadygrad.nn.activation import ReLU
+from steadygrad.nn.batchnorm import BatchNorm1d
 from steadygrad.nn.linear import Linear
 from steadygrad.nn.module import Module
 
@@ -28,10 +29,13 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: argument {i} must be an nn.Module, got {type(m).__name__}")
             setattr(self, str(i), m)
         self._checked_shape: tuple[int, ...] | None = None
-        # Linear followed by ReLU: the ReLU runs in the Linear's GEMM epilogue (one pass saved)
+        # Linear followed by ReLU: the ReLU runs in the Linear's GEMM epilogue (one pass saved).
+        # BatchNorm1d followed by ReLU: the ReLU runs in BatchNorm's store and its backward in
+        # BatchNorm's backward kernel (a pass each way and the ReLU's two buffers saved).
         kids = list(modules)
         self._fused_relu = {i for i in range(len(kids) - 1)
-                            if type(kids[i]) is Linear and type(kids[i + 1]) is ReLU}
+                            if type(kids[i]) in (Linear, BatchNorm1d) and type(kids[i + 1]) is ReLU}
+        self._fused_bn_relu = {i for i in self._fused_relu if type(kids[i]) is BatchNorm1d}
         self._flatten_parameters()
 
     def __len__(self) -> int:
@@ -62,11 +66,16 @@ class Sequential(Module):
                 x = self._in_child(key, m, m._run_forward, x)
                 continue
             flag = ("_epilogue", "relu", "none") if i in fused else ("_input_is_relu", True, False)
+            masks = i - 1 in self._fused_bn_relu
             object.__setattr__(m, flag[0], flag[1])
+            if masks:
+                object.__setattr__(m, "_upstream_masks_grad", True)
             try:
                 x = self._in_child(key, m, m._run_forward, x)
             finally:
                 object.__setattr__(m, flag[0], flag[2])
+                if masks:
+                    object.__setattr__(m, "_upstream_masks_grad", False)
         return x
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:

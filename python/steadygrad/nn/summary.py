@@ -27,6 +27,8 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
             shape = _walk(child, f"{name}.{key}" if name else key, shape, rows)
             if i - 1 in m._fused_relu:  # runs in the Linear's GEMM epilogue: no output of its own
                 rows[-1].update(layer=rows[-1]["layer"] + " (fused)", activation_bytes=0)
+                if i - 1 in m._fused_bn_relu:  # and in BatchNorm's backward: no grad_input either
+                    rows[-1].update(workspace_bytes=0)
         return shape
     if isinstance(m, Residual):
         out = _walk(m.module, f"{name}.module" if name else "module", shape, rows)
