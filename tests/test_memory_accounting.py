@@ -25,11 +25,17 @@ def test_gemm_workspace_empty_shapes_touch_nothing() -> None:
 def test_gemm_workspace_single_block_is_the_padded_b_panel() -> None:
     # k=32 and n=48 fit one block of every ISA's blocking, and 48 is a multiple of every NR:
     # the packed B panel is exactly k x n floats.
-    w = ws(8, 48, 32, threads=1)
-    assert w["threads"] == 1
+    # With 1024 rows and 2 threads the team splits M and shares that panel.
+    w = ws(1024, 48, 32, threads=2)
+    assert w["threads"] == 2 and w["b_own"] == 0
     assert w["b_shared"] == 4 * 32 * 48
-    assert w["a"] > 0 and w["a"] % 64 == 0 and w["b_own"] % 64 == 0
-    assert w["total"] == w["b_shared"] + w["a"] + w["b_own"]
+    assert w["a"] > 0 and w["a"] % 64 == 0
+    assert w["total"] == w["b_shared"] + 2 * w["a"]
+    # one thread never splits M: only its own B micropanels (k x n plus slack), no shared panel
+    one = ws(8, 48, 32, threads=1)
+    assert one["threads"] == 1 and one["b_shared"] == 0
+    assert one["b_own"] > 4 * 32 * 48 and (one["b_own"] - 4 * 32 * 48) % (2 * 4 * 32) == 0
+    assert one["total"] == one["a"] + one["b_own"]
 
 
 def test_gemm_workspace_follows_the_parallel_cut_and_split() -> None:
@@ -37,11 +43,13 @@ def test_gemm_workspace_follows_the_parallel_cut_and_split() -> None:
     big_m = ws(1024, 512, 256, threads=2)
     assert big_m["threads"] == 2 and big_m["b_own"] == 0  # M split: B panel shared
     few_rows = ws(64, 1024, 512, threads=2)
-    assert few_rows["threads"] == 2 and few_rows["b_own"] > 0  # N split: own B micropanels
+    # N split: own B micropanels, no shared panel
+    assert few_rows["threads"] == 2 and few_rows["b_own"] > 0 and few_rows["b_shared"] == 0
     assert big_m["total"] == big_m["b_shared"] + 2 * big_m["a"]
     # buffers are bounded by the blocking, not the problem: a larger K or N reuses them
-    assert ws(1024, 4096, 4096, threads=1)["b_shared"] <= 4 * 4096 * 4096
-    assert ws(1024, 8192, 8192, threads=1)["b_shared"] == ws(1024, 4096, 4096, threads=1)["b_shared"]
+    assert 0 < ws(1024, 4096, 4096, threads=2)["b_shared"] <= 4 * 4096 * 4096
+    assert ws(1024, 8192, 8192, threads=2)["b_shared"] == ws(1024, 4096, 4096, threads=2)["b_shared"]
+    assert ws(8, 8192, 8192, threads=1)["b_own"] == ws(8, 4096, 4096, threads=1)["b_own"]
 
 
 def test_gemm_workspace_rejects_bad_arguments() -> None:

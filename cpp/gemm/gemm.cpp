@@ -102,7 +102,8 @@ GemmWorkspace gemm_workspace(bool trans_a, int64_t m, int64_t n, int64_t k, int6
   const int64_t nth = gemm_goes_parallel(m, n, k, threads) ? threads : 1;
   const int64_t tm = p.m_split(nth);
   w.threads = nth;
-  w.b_shared_bytes = AlignedBuffer::bytes_for(static_cast<size_t>(p.b_shared_floats()));
+  w.b_shared_bytes =
+      tm > 1 ? AlignedBuffer::bytes_for(static_cast<size_t>(p.b_shared_floats())) : 0;
   w.a_bytes = AlignedBuffer::bytes_for(static_cast<size_t>(p.a_floats()));
   w.b_own_bytes =
       tm == 1 ? AlignedBuffer::bytes_for(static_cast<size_t>(p.b_own_floats(nth / tm))) : 0;
@@ -126,11 +127,12 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
 
   // With an M split the packed B panel is shared by the team; it belongs to the calling
-  // thread (callers may run gemm concurrently with the GIL released). Otherwise each thread
-  // packs its own B micropanels, and always its own A blocks, into its own buffers. All grow
-  // once and are reused: no allocation in the steady state.
+  // thread (callers may run gemm concurrently with the GIL released) and is only allocated
+  // then (a single thread never splits M). Otherwise each thread packs its own B micropanels,
+  // and always its own A blocks, into its own buffers. All grow once and are reused: no
+  // allocation in the steady state.
   thread_local AlignedBuffer b_buf;
-  float* const b_shared = b_buf.get(static_cast<size_t>(plan.b_shared_floats()));
+  float* b_shared = nullptr;
 
   const bool parallel = gemm_goes_parallel(m, n, k, omp_get_max_threads());
 #pragma omp parallel if (parallel)
@@ -148,7 +150,12 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     const int64_t row1 = std::min(m, m_tiles * (tid / tn + 1) / tm * MR);
     // Without an M split each thread packs and reads only its own B micropanels, in its own
     // buffer: no barrier at all.
-    const bool own_b = tm == 1;
+    const bool own_b = tm == 1;  // the same on every thread of the team
+    if (!own_b) {
+#pragma omp master
+      b_shared = b_buf.get(static_cast<size_t>(plan.b_shared_floats()));  // the caller's buffer
+#pragma omp barrier
+    }
     float* const b_own =
         own_b ? b_own_buf.get(static_cast<size_t>(plan.b_own_floats(tn))) : nullptr;
     for (int64_t jc = 0; jc < n; jc += NC) {

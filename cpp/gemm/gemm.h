@@ -17,7 +17,7 @@ bool gemm_uses_sup(bool trans_a, int64_t m, int64_t lda);
 // maximum of each over its calls, not the sum. lda as the driver receives it (it picks the path).
 struct GemmWorkspace {
   int64_t threads = 0;         // team size the call runs with (1 below the parallel cut)
-  int64_t b_shared_bytes = 0;  // calling thread only
+  int64_t b_shared_bytes = 0;  // calling thread only, under an M split only
   int64_t a_bytes = 0;         // each team member
   int64_t b_own_bytes = 0;     // each team member (0 under an M split)
 };
