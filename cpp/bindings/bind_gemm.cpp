@@ -87,6 +87,26 @@ double fma_peak_gflops(const std::string& isa_name, double seconds) {
   return fma_peak(isa)(seconds);
 }
 
+py::dict gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b,
+                              int64_t threads) {
+  const char* fn = "_gemm_workspace_bytes";
+  if (m < 0 || n < 0 || k < 0) {
+    value_error(fn, "m, n, k must be >= 0, got (" + std::to_string(m) + ", " + std::to_string(n) +
+                        ", " + std::to_string(k) + ")");
+  }
+  if (threads < 1) value_error(fn, "threads must be >= 1, got " + std::to_string(threads));
+  (void)trans_b;  // B is always packed: its buffer sizes do not depend on its layout
+  // lda of a contiguous A, as the gemm binding and the layers pass it
+  const GemmWorkspace w = gemm_workspace(trans_a, m, n, k, trans_a ? m : k, threads);
+  py::dict d;
+  d["threads"] = w.threads;
+  d["b_shared"] = w.b_shared_bytes;
+  d["a"] = w.a_bytes;
+  d["b_own"] = w.b_own_bytes;
+  d["total"] = w.b_shared_bytes + w.threads * (w.a_bytes + w.b_own_bytes);
+  return d;
+}
+
 }  // namespace
 
 void register_gemm(py::module_& m) {
@@ -107,6 +127,13 @@ Private: the GEMM benchmark reports efficiency against it. On 'generic' an FMA i
 then an add.)doc");
   m.def("_gemm_uses_sup", &gemm_uses_sup, py::arg("trans_a"), py::arg("m"), py::arg("lda"),
         "Private: True when gemm reads A in place (small-matrix path) for these shapes.");
+  m.def("_gemm_workspace_bytes", &gemm_workspace_bytes, py::arg("m"), py::arg("n"), py::arg("k"),
+        py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("threads") = 1,
+        R"doc(Private: bytes of thread-local scratch one gemm call grows, for contiguous operands.
+
+A dict: 'threads' (team size the call runs with: 1 below the parallel cut), 'b_shared'
+(calling thread), 'a' and 'b_own' (each team member), 'total' for this call alone. The buffers
+are reused across calls, so a sequence of calls needs the max of each, not the sum.)doc");
 }
 
 }  // namespace sg::bind

@@ -14,11 +14,14 @@ class AlignedBuffer {
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
   ~AlignedBuffer() { std::free(data_); }
 
+  // What get(n) allocates on a grow: n floats rounded up to whole 64-byte lines.
+  static size_t bytes_for(size_t n) { return ((n * sizeof(float) + 63) / 64) * 64; }
+
   // Returns at least n floats; contents are unspecified after a grow.
   float* get(size_t n) {
     if (n > capacity_) {
       std::free(data_);
-      size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+      size_t bytes = bytes_for(n);
       data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
       if (!data_) {
         capacity_ = 0;

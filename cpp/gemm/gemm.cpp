@@ -23,6 +23,24 @@ constexpr int64_t kParallelMinMacs = 64 * 64 * 64;
 // The small-matrix path's row limit (see gemm_uses_sup).
 constexpr int64_t kSupMaxRows = 256;
 
+// The blocking of one call, from the shapes alone; the driver and gemm_workspace() both size
+// the scratch buffers from it, so the memory accounting cannot drift from what is allocated.
+struct GemmPlan {
+  int64_t mr, nr, m;
+  bool sup;
+  int64_t mc, nc, kc;  // kc: the k block actually used (equal blocks, see gemm_plan)
+  int64_t kc_max;      // the largest k block: min(kc, k)
+  int64_t jr_max;      // NR micropanels in the widest column panel
+  int64_t b_shared_floats() const { return kc_max * jr_max * nr; }
+  int64_t a_floats() const { return (sup ? mr : mc) * kc_max; }
+  int64_t b_own_floats(int64_t tn) const { return (jr_max / tn + 2) * nr * kc_max; }
+  // Team rows: M is split when it has enough micro-tiles, else 1 (an N split).
+  int64_t m_split(int64_t nth) const {
+    const int64_t m_tiles = (m + mr - 1) / mr;
+    return m_tiles >= 8 * nth ? nth : 1;
+  }
+};
+
 // k == 0: C = act(beta * C + bias), with beta == 0 never reading C.
 void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const float* bias,
                    bool relu) {
@@ -49,6 +67,49 @@ bool gemm_uses_sup(bool trans_a, int64_t m, int64_t lda) {
   return !trans_a && m <= kSupMaxRows && lda % 1024 != 0;
 }
 
+namespace {
+
+GemmPlan gemm_plan(const GemmUkernel& uk, bool trans_a, int64_t m, int64_t n, int64_t k,
+                   int64_t lda) {
+  GemmPlan p;
+  p.mr = uk.mr;
+  p.nr = uk.nr;
+  p.m = m;
+  p.sup = gemm_uses_sup(trans_a, m, lda);
+  const GemmBlocking& bl = p.sup ? uk.sup : uk.packed;
+  p.mc = bl.mc;
+  p.nc = bl.nc;
+  // Equal k blocks (a multiple of 8 up to the last) rather than KC, KC, ..., small remainder:
+  // a thin last block would pay a full pass over C for little work. Depends on k alone.
+  const int64_t n_pc = (k + bl.kc - 1) / bl.kc;
+  p.kc = std::min<int64_t>(bl.kc, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
+  p.kc_max = std::min<int64_t>(p.kc, k);
+  p.jr_max = (std::min<int64_t>(p.nc, n) + p.nr - 1) / p.nr;
+  return p;
+}
+
+bool gemm_goes_parallel(int64_t m, int64_t n, int64_t k, int64_t max_threads) {
+  return m * n * k >= kParallelMinMacs && max_threads > 1;
+}
+
+}  // namespace
+
+GemmWorkspace gemm_workspace(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t lda,
+                             int64_t threads) {
+  GemmWorkspace w;
+  if (m == 0 || n == 0 || k == 0) return w;  // no buffer is touched
+  const GemmPlan p = gemm_plan(gemm_ukernel(), trans_a, m, n, k, lda);
+  const int64_t nth = gemm_goes_parallel(m, n, k, threads) ? threads : 1;
+  const int64_t tm = p.m_split(nth);
+  w.threads = nth;
+  w.b_shared_bytes =
+      tm > 1 ? AlignedBuffer::bytes_for(static_cast<size_t>(p.b_shared_floats())) : 0;
+  w.a_bytes = AlignedBuffer::bytes_for(static_cast<size_t>(p.a_floats()));
+  w.b_own_bytes =
+      tm == 1 ? AlignedBuffer::bytes_for(static_cast<size_t>(p.b_own_floats(nth / tm))) : 0;
+  return w;
+}
+
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act) {
@@ -60,43 +121,43 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   }
   const GemmUkernel& uk = gemm_ukernel();
   const int MR = uk.mr, NR = uk.nr;
-  const bool sup = gemm_uses_sup(trans_a, m, lda);
-  const GemmBlocking& bl = sup ? uk.sup : uk.packed;
-  const int64_t MC = bl.mc, NC = bl.nc;
-  // Equal k blocks (a multiple of 8 up to the last) rather than KC, KC, ..., small remainder:
-  // a thin last block would pay a full pass over C for little work. Depends on k alone.
-  const int64_t KC_max = bl.kc;
-  const int64_t n_pc = (k + KC_max - 1) / KC_max;
-  const int64_t KC = std::min<int64_t>(KC_max, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
+  const GemmPlan plan = gemm_plan(uk, trans_a, m, n, k, lda);
+  const bool sup = plan.sup;
+  const int64_t MC = plan.mc, NC = plan.nc, KC = plan.kc;
   const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
 
   // With an M split the packed B panel is shared by the team; it belongs to the calling
-  // thread (callers may run gemm concurrently with the GIL released). Otherwise each thread
-  // packs its own B micropanels, and always its own A blocks, into its own buffers. All grow
-  // once and are reused: no allocation in the steady state.
-  const int64_t kc_max = std::min<int64_t>(KC, k), jr_max = (std::min<int64_t>(NC, n) + NR - 1) / NR;
+  // thread (callers may run gemm concurrently with the GIL released) and is only allocated
+  // then (a single thread never splits M). Otherwise each thread packs its own B micropanels,
+  // and always its own A blocks, into its own buffers. All grow once and are reused: no
+  // allocation in the steady state.
   thread_local AlignedBuffer b_buf;
-  float* const b_shared = b_buf.get(static_cast<size_t>(kc_max * jr_max * NR));
+  float* b_shared = nullptr;
 
-  const bool parallel = m * n * k >= kParallelMinMacs && omp_get_max_threads() > 1;
+  const bool parallel = gemm_goes_parallel(m, n, k, omp_get_max_threads());
 #pragma omp parallel if (parallel)
   {
     thread_local AlignedBuffer a_buf, b_own_buf;
-    float* const ap = a_buf.get(static_cast<size_t>((sup ? MR : MC) * kc_max));
+    float* const ap = a_buf.get(static_cast<size_t>(plan.a_floats()));
     // Each thread owns one rectangle of micro-tiles for the whole call: M is split when it
     // has enough tiles (private L2s each hold their own A block, the B panel is shared from
     // L3), else N (small M: a JR split). How tiles are shared out does not change what any
     // tile computes, so the result does not depend on the thread count.
     const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t m_tiles = (m + MR - 1) / MR;
-    const int64_t tm = m_tiles >= 8 * nth ? nth : 1, tn = nth / tm;
+    const int64_t tm = plan.m_split(nth), tn = nth / tm;
     const int64_t row0 = std::min(m, m_tiles * (tid / tn) / tm * MR);
     const int64_t row1 = std::min(m, m_tiles * (tid / tn + 1) / tm * MR);
     // Without an M split each thread packs and reads only its own B micropanels, in its own
     // buffer: no barrier at all.
-    const bool own_b = tm == 1;
+    const bool own_b = tm == 1;  // the same on every thread of the team
+    if (!own_b) {
+#pragma omp master
+      b_shared = b_buf.get(static_cast<size_t>(plan.b_shared_floats()));  // the caller's buffer
+#pragma omp barrier
+    }
     float* const b_own =
-        own_b ? b_own_buf.get(static_cast<size_t>((jr_max / tn + 2) * NR * kc_max)) : nullptr;
+        own_b ? b_own_buf.get(static_cast<size_t>(plan.b_own_floats(tn))) : nullptr;
     for (int64_t jc = 0; jc < n; jc += NC) {
       const int64_t nc = std::min(NC, n - jc);
       const int64_t n_jr = (nc + NR - 1) / NR;

@@ -11,6 +11,19 @@ enum class Activation : int { none = 0, relu = 1 };
 // True when gemm_f32 takes the small-matrix (sup) path for these shapes (never thread-dependent).
 bool gemm_uses_sup(bool trans_a, int64_t m, int64_t lda);
 
+// The per-thread scratch gemm_f32 grows for these shapes, in bytes: the B panel of the calling
+// thread (shared by the team under an M split), and each of `threads` team members' A block and
+// own B micropanels. The buffers are thread-local and reused, so a model's GEMM workspace is the
+// maximum of each over its calls, not the sum. lda as the driver receives it (it picks the path).
+struct GemmWorkspace {
+  int64_t threads = 0;         // team size the call runs with (1 below the parallel cut)
+  int64_t b_shared_bytes = 0;  // calling thread only, under an M split only
+  int64_t a_bytes = 0;         // each team member
+  int64_t b_own_bytes = 0;     // each team member (0 under an M split)
+};
+GemmWorkspace gemm_workspace(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t lda,
+                             int64_t threads);
+
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act);

@@ -55,16 +55,11 @@ def peak_bytes() -> int:
 
 
 def predict(model: Any, batch: int, opt: Any = None) -> dict[str, int]:
-    """steadygrad's own accounting in bytes: model.summary(batch) (parameters, gradients,
-    buffers, cached activations, workspace) plus the optimizer state, which summary() does
-    not see: Adam keeps exp_avg and exp_avg_sq, each one flat buffer the size of the
-    parameters."""
-    s = model.summary(batch, file=None)
-    out = {k: int(v) for k, v in s.items() if k.endswith("_bytes")}
-    n_state = 2 if opt is not None and type(opt).__name__ in ("Adam", "AdamW") else 0
-    out["optimizer_bytes"] = n_state * out["param_bytes"]
-    out["total_bytes"] += out["optimizer_bytes"]
-    return out
+    """steadygrad's own accounting in bytes: model.summary(batch, optimizer=opt) (parameters,
+    gradients, buffers, cached activations, grad_input workspace, the GEMM's packing buffers
+    and the optimizer's state buffers)."""
+    s = model.summary(batch, file=None, optimizer=opt)
+    return {k: int(v) for k, v in s.items() if k.endswith("_bytes")}
 
 
 def measure_in_process(framework: str, config: str, steps: int) -> dict[str, Any]:
@@ -161,9 +156,9 @@ def run(*, threads: list[int], repeat: int | None = None, quick: bool = True,
     notes = ["peak RSS (VmHWM) of 3 training steps in a fresh process, minus that process's "
              "RSS after the framework import, 2 steps of a tiny throw-away model (lazy "
              "initialisation) and the creation of the batch",
-             "predicted = model.summary(batch) (parameters, gradients, buffers, cached "
-             "activations, workspace) + Adam's exp_avg and exp_avg_sq (one parameter-sized "
-             "buffer each); 'mmap thr 128K': steadygrad again with MALLOC_MMAP_THRESHOLD_=131072 "
+             "predicted = model.summary(batch, optimizer=opt) (parameters, gradients, "
+             "buffers, cached activations, grad_input workspace, the GEMM's thread-local "
+             "packing buffers, the optimizer's state buffers); 'mmap thr 128K': steadygrad again with MALLOC_MMAP_THRESHOLD_=131072 "
              "(no glibc dynamic threshold, so memory freed during model construction is returned)",
              "ratio columns: steadygrad MiB / peer MiB (below 1 = steadygrad smaller); "
              f"targets: L <= {L_RATIO_TARGET}x torch, prediction within "

@@ -8,7 +8,8 @@ or a float numpy array, and returns it. Random draws come from `steadygrad.rando
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +33,22 @@ def _array(tensor: Parameter | np.ndarray, fn: str) -> np.ndarray:
 
 def _fill(arr: np.ndarray, values: np.ndarray | float) -> None:
     arr[...] = np.asarray(values).astype(arr.dtype, copy=False)
+
+
+# Elements per draw: the generator makes float64, so a whole-tensor draw would be a transient
+# twice a float32 weight's size, freed into glibc's heap where it stays resident (peak RSS).
+# Drawing in chunks consumes the stream in the same order, so the values do not change.
+_CHUNK = 1 << 14
+
+
+def _fill_random(arr: np.ndarray, draw: Callable[[Any], np.ndarray]) -> None:
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else None
+    if flat is None or arr.size <= _CHUNK:
+        _fill(arr, draw(arr.shape))
+        return
+    for lo in range(0, flat.size, _CHUNK):
+        hi = min(flat.size, lo + _CHUNK)
+        _fill(flat[lo:hi], draw(hi - lo))
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -73,13 +90,15 @@ def _fan(arr: np.ndarray, mode: str) -> int:
 
 def uniform_(tensor: T, a: float = 0.0, b: float = 1.0) -> T:
     arr = _array(tensor, "uniform_")
-    _fill(arr, _random.generator().uniform(a, b, size=arr.shape))
+    gen = _random.generator()
+    _fill_random(arr, lambda size: gen.uniform(a, b, size=size))
     return tensor
 
 
 def normal_(tensor: T, mean: float = 0.0, std: float = 1.0) -> T:
     arr = _array(tensor, "normal_")
-    _fill(arr, _random.generator().normal(mean, std, size=arr.shape))
+    gen = _random.generator()
+    _fill_random(arr, lambda size: gen.normal(mean, std, size=size))
     return tensor
 
 

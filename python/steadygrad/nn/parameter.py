@@ -19,9 +19,11 @@ import numpy as np
 ALIGN_FLOATS = 16  # 64 bytes
 
 
-def _aligned_empty(n: int) -> np.ndarray:
-    """A 1-D float32 array of n elements whose data starts on a 64-byte boundary."""
-    raw = np.empty(n + ALIGN_FLOATS, dtype=np.float32)
+def _aligned_zeros(n: int) -> np.ndarray:
+    """A 1-D zeroed float32 array of n elements whose data starts on a 64-byte boundary.
+    np.zeros is calloc: pages nothing writes (e.g. a gradient buffer before the first backward)
+    are never made resident."""
+    raw = np.zeros(n + ALIGN_FLOATS, dtype=np.float32)
     shift = (-(raw.ctypes.data // 4)) % ALIGN_FLOATS
     return raw[shift : shift + n]
 
@@ -46,10 +48,8 @@ class FlatStorage:
             self.offsets.append(total)
             self.sizes.append(p.size)
             total += _round_up(p.size)
-        self.data = _aligned_empty(total)
-        self.grad = _aligned_empty(total)
-        self.data.fill(0.0)
-        self.grad.fill(0.0)
+        self.data = _aligned_zeros(total)
+        self.grad = _aligned_zeros(total)
 
     @property
     def numel(self) -> int:
@@ -74,8 +74,10 @@ class Parameter:
         self._grad_fresh = False
         self._storage: FlatStorage | None = None
         self._offset = 0
-        self._data = np.ascontiguousarray(arr).copy()
-        self._grad = np.zeros_like(self._data)
+        # flatten() copies the values into the new storage; a stale gradient is not copied
+        # (the storage's is zero), so no parameter-sized temporaries are made here.
+        self._data = arr
+        self._grad = arr
         flatten([self])
 
     # -- values ------------------------------------------------------------------------
@@ -153,7 +155,7 @@ class Parameter:
 def flatten(params: Iterable[Parameter]) -> FlatStorage:
     """Move `params` (deduplicated, order kept) into one new FlatStorage; returns it.
 
-    Values and gradients (with their freshness) are copied; each parameter's `.data` and
+    Values and fresh gradients are copied (a stale one reads None either way); each parameter's `.data` and
     `.grad` become views into the new buffers. Anything still holding an old view keeps the
     old memory, so flatten when a model is built, before an optimizer takes the parameters.
     """
@@ -170,7 +172,8 @@ def flatten(params: Iterable[Parameter]) -> FlatStorage:
         new_data = storage.data[off : off + n].reshape(shape)
         new_grad = storage.grad[off : off + n].reshape(shape)
         new_data[...] = p._data
-        new_grad[...] = p._grad
+        if p._grad_fresh:  # a stale gradient is never read: the new (zero) buffer stands in
+            new_grad[...] = p._grad
         p._data, p._grad = new_data, new_grad
         p._storage, p._offset = storage, off
     return storage

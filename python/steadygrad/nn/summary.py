@@ -7,6 +7,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from steadygrad import _core
 from steadygrad.nn.container import Residual, Sequential
 from steadygrad.nn.module import Module
 
@@ -41,14 +42,37 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
             raise ValueError(f"summary: {m.label()} at '{name}' does not define output_shape()")
         label = m.label()
     act, ws = m.memory(shape)
+    calls = [_core._gemm_workspace_bytes(*c, threads=_core.get_num_threads()) for c in m.gemm_calls(shape)]
     own = [p for p in m._parameters.values() if p is not None]
     rows.append({
         "name": name or "(model)", "layer": label, "output_shape": tuple(out),
         "params": sum(p.size for p in own),
         "buffer_bytes": sum(b.nbytes for b in m._buffers.values() if b is not None),
         "activation_bytes": act, "workspace_bytes": ws,
+        "gemm_calls": calls, "gemm_workspace_bytes": _gemm_workspace(calls),
     })
     return tuple(out)
+
+
+def _gemm_workspace(calls: list[dict[str, int]]) -> int:
+    """Bytes the GEMM's thread-local packing buffers reach over `calls`: each buffer is reused
+    and only grows, so it is the max over the calls, per buffer and per thread, not the sum."""
+    if not calls:
+        return 0
+    total = max(c["b_shared"] for c in calls)  # the calling thread's B panel
+    for t in range(max(c["threads"] for c in calls)):  # team member t's A block and B micropanels
+        mine = [c for c in calls if c["threads"] > t]
+        total += max(c["a"] for c in mine) + max(c["b_own"] for c in mine)
+    return total
+
+
+def optimizer_state_bytes(optimizer: Any) -> int:
+    """Bytes of an optimizer's state buffers (flat, parameter-storage sized): those it holds and
+    those its first step will allocate."""
+    state_bytes = getattr(optimizer, "state_bytes", None)
+    if state_bytes is None:
+        raise TypeError(f"summary: optimizer must be a steadygrad optimizer, got {type(optimizer).__name__}")
+    return int(state_bytes())
 
 
 def _fmt_bytes(n: int) -> str:
@@ -60,7 +84,7 @@ def _fmt_bytes(n: int) -> str:
 
 
 def summarize(model: Module, batch_size: int, input_shape: tuple[int, ...] | None,
-              file: TextIO | None) -> dict[str, Any]:
+              file: TextIO | None, optimizer: Any = None) -> dict[str, Any]:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
     shape = ((batch_size, *input_shape) if input_shape is not None
@@ -82,10 +106,14 @@ def summarize(model: Module, batch_size: int, input_shape: tuple[int, ...] | Non
         "buffer_bytes": sum(r["buffer_bytes"] for r in rows),
         "activation_bytes": sum(r["activation_bytes"] for r in rows),
         "workspace_bytes": sum(r["workspace_bytes"] for r in rows),
+        # one set of thread-local buffers serves every layer's GEMMs: the max over all calls
+        "gemm_workspace_bytes": _gemm_workspace([c for r in rows for c in r["gemm_calls"]]),
+        "optimizer_bytes": 0 if optimizer is None else optimizer_state_bytes(optimizer),
         "layers": rows,
     }
     out["total_bytes"] = (out["param_bytes"] + out["grad_bytes"] + out["buffer_bytes"]
-                          + out["activation_bytes"] + out["workspace_bytes"])
+                          + out["activation_bytes"] + out["workspace_bytes"]
+                          + out["gemm_workspace_bytes"] + out["optimizer_bytes"])
     if file is not None:
         print(format_table(out), file=file)
     return out
@@ -102,5 +130,7 @@ def format_table(s: dict[str, Any]) -> str:
     lines.append(f"parameters: {s['params']:,} ({_fmt_bytes(s['param_bytes'])}), "
                  f"gradients: {_fmt_bytes(s['grad_bytes'])}, buffers: {_fmt_bytes(s['buffer_bytes'])}")
     lines.append(f"activations: {_fmt_bytes(s['activation_bytes'])}, workspace (grad_input): "
-                 f"{_fmt_bytes(s['workspace_bytes'])}, total: {_fmt_bytes(s['total_bytes'])}")
+                 f"{_fmt_bytes(s['workspace_bytes'])}, GEMM packing: {_fmt_bytes(s['gemm_workspace_bytes'])}, "
+                 f"optimizer state: {_fmt_bytes(s['optimizer_bytes'])}")
+    lines.append(f"total: {_fmt_bytes(s['total_bytes'])}")
     return "\n".join(lines)

@@ -128,6 +128,15 @@ class ParamGroupsMixin:
             buf = self._bufs[name] = _aligned_zeros(self._storage.numel)
         return buf
 
+    def state_bytes(self) -> int:
+        """Bytes of the state buffers: each one flat array the size of the parameter storage,
+        counted once allocated or once a group needs it (they are allocated on first step)."""
+        names = set(self._bufs)
+        for g in self.param_groups:
+            names.update(self._state_buffers(g))  # type: ignore[attr-defined]
+        numel = self._storage.numel if self._storage is not None else 0
+        return sum(self._bufs[n].nbytes if n in self._bufs else 4 * numel for n in names)
+
     @property
     def state(self) -> dict[Parameter, dict[str, Any]]:
         """PyTorch-style per-parameter state for parameters that have taken a step: "step"

@@ -76,6 +76,9 @@ class SGD(Optimizer):
     def _has_state(self, i: int) -> bool:
         return bool(self._buf_init[i])
 
+    def _state_buffers(self, group: dict[str, Any]) -> list[str]:
+        return ["momentum_buffer"] if group["momentum"] != 0 else []
+
     def _param_state(self, i: int, group: dict[str, Any]) -> dict[str, Any] | None:
         st = super()._param_state(i, group)
         if st is not None:

@@ -1,0 +1,148 @@
+"""model.summary()'s memory accounting: the GEMM's thread-local packing buffers
+(_core._gemm_workspace_bytes), optimizer state (summary(optimizer=)), and the build-time
+transients that were trimmed (chunked init draws, no per-Parameter temporaries)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import num_threads
+
+import steadygrad as sg
+from steadygrad import _core, nn, optim
+from steadygrad.nn import init
+from steadygrad.nn.parameter import flatten
+from steadygrad.nn.summary import _gemm_workspace
+
+ws = _core._gemm_workspace_bytes
+
+
+def test_gemm_workspace_empty_shapes_touch_nothing() -> None:
+    for shape in [(0, 5, 5), (5, 0, 5), (5, 5, 0)]:
+        assert ws(*shape, threads=2)["total"] == 0
+
+
+def test_gemm_workspace_single_block_is_the_padded_b_panel() -> None:
+    # k=32 and n=48 fit one block of every ISA's blocking, and 48 is a multiple of every NR:
+    # the packed B panel is exactly k x n floats.
+    # With 1024 rows and 2 threads the team splits M and shares that panel.
+    w = ws(1024, 48, 32, threads=2)
+    assert w["threads"] == 2 and w["b_own"] == 0
+    assert w["b_shared"] == 4 * 32 * 48
+    assert w["a"] > 0 and w["a"] % 64 == 0
+    assert w["total"] == w["b_shared"] + 2 * w["a"]
+    # one thread never splits M: only its own B micropanels (k x n plus slack), no shared panel
+    one = ws(8, 48, 32, threads=1)
+    assert one["threads"] == 1 and one["b_shared"] == 0
+    assert one["b_own"] > 4 * 32 * 48 and (one["b_own"] - 4 * 32 * 48) % (2 * 4 * 32) == 0
+    assert one["total"] == one["a"] + one["b_own"]
+
+
+def test_gemm_workspace_follows_the_parallel_cut_and_split() -> None:
+    assert ws(32, 32, 32, threads=2)["threads"] == 1  # below the parallel cut: one thread
+    big_m = ws(1024, 512, 256, threads=2)
+    assert big_m["threads"] == 2 and big_m["b_own"] == 0  # M split: B panel shared
+    few_rows = ws(64, 1024, 512, threads=2)
+    # N split: own B micropanels, no shared panel
+    assert few_rows["threads"] == 2 and few_rows["b_own"] > 0 and few_rows["b_shared"] == 0
+    assert big_m["total"] == big_m["b_shared"] + 2 * big_m["a"]
+    # buffers are bounded by the blocking, not the problem: a larger K or N reuses them
+    assert 0 < ws(1024, 4096, 4096, threads=2)["b_shared"] <= 4 * 4096 * 4096
+    assert ws(1024, 8192, 8192, threads=2)["b_shared"] == ws(1024, 4096, 4096, threads=2)["b_shared"]
+    assert ws(8, 8192, 8192, threads=1)["b_own"] == ws(8, 4096, 4096, threads=1)["b_own"]
+
+
+def test_gemm_workspace_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="_gemm_workspace_bytes"):
+        ws(-1, 2, 3)
+    with pytest.raises(ValueError, match="threads"):
+        ws(1, 2, 3, threads=0)
+
+
+def test_linear_gemm_calls_match_its_forward_and_backward() -> None:
+    lin = nn.Linear(20, 7)
+    assert lin.gemm_calls((5, 20)) == [(5, 7, 20, False, True), (5, 20, 7, False, False),
+                                       (7, 20, 5, True, False)]
+
+
+def test_summary_gemm_workspace_is_the_max_per_buffer_not_the_sum() -> None:
+    m = nn.Sequential(nn.Linear(300, 512), nn.ReLU(), nn.Linear(512, 40))
+    with num_threads(2):
+        s = m.summary(128, file=None)
+        calls = [ws(*c, threads=2) for lin in (m[0], m[2]) for c in lin.gemm_calls((128, lin.in_features))]
+    expect = max(c["b_shared"] for c in calls)
+    for t in range(2):
+        mine = [c for c in calls if c["threads"] > t]
+        expect += max(c["a"] for c in mine) + max(c["b_own"] for c in mine)
+    assert s["gemm_workspace_bytes"] == expect == _gemm_workspace(calls)
+    assert max(c["total"] for c in calls) <= expect < sum(c["total"] for c in calls)
+    assert s["total_bytes"] == sum(s[k] for k in ("param_bytes", "grad_bytes", "buffer_bytes",
+                                                   "activation_bytes", "workspace_bytes",
+                                                   "gemm_workspace_bytes", "optimizer_bytes"))
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(10, 33), nn.ReLU(), nn.Linear(33, 3))
+
+
+@pytest.mark.parametrize("make,n_bufs", [
+    (lambda ps: optim.Adam(ps), 2),
+    (lambda ps: optim.AdamW(ps, amsgrad=True), 3),
+    (lambda ps: optim.SGD(ps, lr=0.1), 0),
+    (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), 1),
+    (lambda ps: optim.RMSprop(ps, momentum=0.5, centered=True), 3),
+])
+def test_summary_optimizer_adds_exactly_the_state_bytes(make, n_bufs: int) -> None:
+    m = _mlp()
+    opt = make(m.parameters())
+    base = m.summary(4, file=None)
+    before = m.summary(4, file=None, optimizer=opt)  # buffers not allocated yet: predicted
+    assert base["optimizer_bytes"] == 0
+    assert before["optimizer_bytes"] == n_bufs * base["param_bytes"]
+    assert before["total_bytes"] - base["total_bytes"] == before["optimizer_bytes"]
+    x = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
+    m(x)
+    m.backward(np.ones((4, 3), np.float32))
+    opt.step()
+    after = m.summary(4, file=None, optimizer=opt)
+    held = sum(b.nbytes for b in opt._bufs.values())
+    assert after["optimizer_bytes"] == held == before["optimizer_bytes"]
+
+
+def test_summary_optimizer_must_be_an_optimizer() -> None:
+    with pytest.raises(TypeError, match="optimizer"):
+        _mlp().summary(4, file=None, optimizer=object())
+
+
+@pytest.mark.parametrize("fn", ["uniform", "normal"])
+def test_chunked_init_draws_the_same_values(fn: str) -> None:
+    shape = (257, 301)  # several chunks and a partial one
+    sg.manual_seed(123)
+    arr = np.empty(shape, np.float32)
+    if fn == "uniform":
+        init.uniform_(arr, -0.3, 0.7)
+        ref = np.random.default_rng(123).uniform(-0.3, 0.7, size=shape)
+    else:
+        init.normal_(arr, 0.5, 2.0)
+        ref = np.random.default_rng(123).normal(0.5, 2.0, size=shape)
+    np.testing.assert_array_equal(arr, ref.astype(np.float32))
+    # a non-contiguous view is still filled as one draw in C order
+    sg.manual_seed(5)
+    base = np.zeros((40, 600), np.float32)
+    init.uniform_(base[:, ::2], 0.0, 1.0)
+    np.testing.assert_array_equal(base[:, ::2], np.random.default_rng(5).uniform(0, 1, (40, 300)).astype(np.float32))
+
+
+def test_parameter_copies_its_input_and_starts_stale_with_zero_grad() -> None:
+    src = np.arange(6, dtype=np.float32).reshape(2, 3)
+    p = nn.Parameter(src)
+    src[0, 0] = 99.0
+    assert p.data[0, 0] == 0.0 and not np.shares_memory(p.data, src)
+    assert p.grad is None and not p.grad_buffer.any()
+    assert p.storage.data.ctypes.data % 64 == 0 and p.storage.grad.ctypes.data % 64 == 0
+    p.grad = np.full((2, 3), 2.0, np.float32)
+    flatten([p])
+    assert p.grad is not None and (p.grad == 2.0).all()  # a fresh gradient moves with it
+    p.zero_grad()
+    flatten([p])
+    assert p.grad is None
