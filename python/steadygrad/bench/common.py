@@ -21,19 +21,20 @@ def median_time(fn: Callable[[], Any], repeat: int = 7, warmup: int = 2, min_tim
     """
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeat):
-        calls = 0
-        t0 = time.perf_counter()
-        while True:
-            fn()
-            calls += 1
-            dt = time.perf_counter() - t0
-            if dt >= min_time:
-                break
-        times.append(dt / calls)
-    times.sort()
+    times = sorted(time_sample(fn, min_time) for _ in range(repeat))
     return times[len(times) // 2]
+
+
+def time_sample(fn: Callable[[], Any], min_time: float = 0.0) -> float:
+    """One timing sample: calls fn() until at least min_time has passed (at least once) and
+    returns the seconds per call. The one sampling loop every suite uses."""
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_time:
+            return dt / calls
 
 
 def blas_info() -> list[dict[str, Any]]:

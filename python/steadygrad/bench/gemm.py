@@ -22,7 +22,7 @@ import numpy as np
 
 import steadygrad as sg
 from steadygrad._core import _fma_peak_gflops
-from steadygrad.bench.common import blas_info, machine_info
+from steadygrad.bench.common import blas_info, machine_info, time_sample
 
 try:
     import torch
@@ -67,15 +67,7 @@ def blocked_medians(fns: dict[str, Callable[[], Any]], repeat: int, min_time: fl
             t0 = time.perf_counter()
             while time.perf_counter() - t0 < 0.02:  # warm-up: caches, buffers, other pools asleep
                 fn()
-            for _ in range(repeat):
-                calls, t0 = 0, time.perf_counter()
-                while True:
-                    fn()
-                    calls += 1
-                    dt = time.perf_counter() - t0
-                    if dt >= min_time:
-                        break
-                samples[name].append(dt / calls)
+            samples[name].extend(time_sample(fn, min_time) for _ in range(repeat))
     return {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
 
 

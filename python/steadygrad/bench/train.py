@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from steadygrad.bench import worker
-from steadygrad.bench.common import tiny
+from steadygrad.bench.common import time_sample, tiny
 from steadygrad.bench.models import BUILDERS, CONFIGS, make_data
 from steadygrad.bench.peak import fma_peak
 
@@ -26,16 +26,8 @@ def time_in_process(framework: str, config: str, repeat: int, min_time: float) -
     step, _ = BUILDERS[framework](cfg, x, y)
     for _ in range(2):
         step()
-    samples = []  # seconds per step, each sample at least min_time long
-    for _ in range(repeat):
-        calls, t0 = 0, time.perf_counter()
-        while True:
-            step()
-            calls += 1
-            dt = time.perf_counter() - t0
-            if dt >= min_time:
-                break
-        samples.append(dt / calls)
+    # seconds per step, each sample at least min_time long
+    samples = [time_sample(step, min_time) for _ in range(repeat)]
     ordered = sorted(samples)
     # the median is the figure; the best shows how far a busy machine pushed it up
     return {"seconds": ordered[len(ordered) // 2], "best_seconds": ordered[0],
