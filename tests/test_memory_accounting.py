@@ -63,12 +63,30 @@ def test_linear_gemm_calls_match_its_forward_and_backward() -> None:
     lin = nn.Linear(20, 7)
     assert lin.gemm_calls((5, 20)) == [(5, 7, 20, False, True), (5, 20, 7, False, False),
                                        (7, 20, 5, True, False)]
+    assert lin.gemm_calls((5, 20), input_grad=False) == [(5, 7, 20, False, True),
+                                                         (7, 20, 5, True, False)]
+
+
+def test_summary_counts_the_first_layer_grad_input_only_when_asked() -> None:
+    m = nn.Sequential(nn.Linear(30, 20), nn.BatchNorm1d(20), nn.ReLU(), nn.Linear(20, 4))
+    lean, full = m.summary(16, file=None), m.summary(16, file=None, input_grad=True)
+    assert lean["layers"][0]["workspace_bytes"] == 0
+    assert full["layers"][0]["workspace_bytes"] == 4 * 16 * 30
+    assert full["workspace_bytes"] - lean["workspace_bytes"] == 4 * 16 * 30
+    # and what backward allocates agrees: no dx buffer for the first layer without input_grad
+    x = np.random.default_rng(0).standard_normal((16, 30), dtype=np.float32)
+    m(x)
+    assert m.backward(np.ones((16, 4), np.float32), input_grad=False) is None
+    assert "dx" not in m[0]._work
+    m(x)
+    assert m.backward(np.ones((16, 4), np.float32)).shape == (16, 30)
+    assert m[0]._work["dx"][1].nbytes == 4 * 16 * 30
 
 
 def test_summary_gemm_workspace_is_the_max_per_buffer_not_the_sum() -> None:
     m = nn.Sequential(nn.Linear(300, 512), nn.ReLU(), nn.Linear(512, 40))
     with num_threads(2):
-        s = m.summary(128, file=None)
+        s = m.summary(128, file=None, input_grad=True)
         calls = [ws(*c, threads=2) for lin in (m[0], m[2]) for c in lin.gemm_calls((128, lin.in_features))]
     expect = max(c["b_shared"] for c in calls)
     for t in range(2):

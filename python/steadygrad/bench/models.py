@@ -82,7 +82,9 @@ def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn,
     def step() -> object:
         opt.zero_grad()
         loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
+        # input_grad=False: like torch and JAX (the batch does not require grad), the first
+        # layer's dL/dx is not computed.
+        model.backward(loss_fn.backward(), input_grad=False)
         return opt.step()
 
     step.optimizer = opt  # type: ignore[attr-defined]  (memory.predict reads its state size)

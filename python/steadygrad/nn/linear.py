@@ -74,10 +74,12 @@ class Linear(Module):
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
         return 4 * shape[0] * self.out_features, 4 * shape[0] * self.in_features
 
-    def gemm_calls(self, shape: tuple[int, ...]) -> list[tuple[int, int, int, bool, bool]]:
+    def gemm_calls(self, shape: tuple[int, ...],
+                   input_grad: bool = True) -> list[tuple[int, int, int, bool, bool]]:
         batch, i, o = shape[0], self.in_features, self.out_features
         # forward y = x W^T; backward dx = dy W and dW = dy^T x (cpp/layers/linear.cpp)
-        return [(batch, o, i, False, True), (batch, i, o, False, False), (o, i, batch, True, False)]
+        dx = [(batch, i, o, False, False)] if input_grad else []
+        return [(batch, o, i, False, True), *dx, (o, i, batch, True, False)]
 
     def extra_repr(self) -> str:
         return f"{self.in_features} -> {self.out_features}" + ("" if self.bias is not None else ", bias=False")

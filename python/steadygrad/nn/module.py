@@ -253,16 +253,21 @@ class Module:
         """(activation bytes, workspace bytes) this module holds for an input of `shape`."""
         return 0, 0
 
-    def gemm_calls(self, shape: tuple[int, ...]) -> list[tuple[int, int, int, bool, bool]]:
-        """(m, n, k, trans_a, trans_b) of each GEMM a forward + backward at input `shape` runs
-        (summary() sizes the GEMM's thread-local packing buffers from them)."""
+    def gemm_calls(self, shape: tuple[int, ...],
+                   input_grad: bool = True) -> list[tuple[int, int, int, bool, bool]]:
+        """(m, n, k, trans_a, trans_b) of each GEMM a forward + backward at input `shape` runs,
+        with the backward's dL/dx GEMM when input_grad (summary() sizes the GEMM's
+        thread-local packing buffers from them)."""
         return []
 
     def summary(self, batch_size: int, input_shape: tuple[int, ...] | None = None,
-                file: TextIO | None = sys.stdout, optimizer: Any = None) -> dict[str, Any]:
+                file: TextIO | None = sys.stdout, optimizer: Any = None,
+                input_grad: bool = False) -> dict[str, Any]:
         """Parameter count and bytes of parameters, gradients, activations and workspace at
         `batch_size`, per layer and in total; prints a table to `file` (None: no print).
-        With `optimizer`, its state buffers (e.g. Adam's exp_avg, exp_avg_sq) count too."""
+        With `optimizer`, its state buffers (e.g. Adam's exp_avg, exp_avg_sq) count too.
+        input_grad: count the first layer's dL/dx buffer, as `model.backward(g)` computes it;
+        False (default) is the training loop of `sg.fit` and `backward(g, input_grad=False)`."""
         from steadygrad.nn.summary import summarize
 
-        return summarize(self, batch_size, input_shape, file, optimizer)
+        return summarize(self, batch_size, input_shape, file, optimizer, input_grad)

@@ -22,10 +22,14 @@ def _infer_input_shape(model: Module, batch_size: int) -> tuple[int, ...]:
     raise ValueError("summary: cannot infer the input shape; pass input_shape=(features, ...)")
 
 
-def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any]]) -> tuple[int, ...]:
+def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any]],
+          input_grad: bool = True) -> tuple[int, ...]:
+    """input_grad: whether this module's backward computes dL/dx (Sequential asks it of every
+    child but the first, and of the first only when its own caller does)."""
     if isinstance(m, Sequential):
         for i, (key, child) in enumerate(m._modules.items()):
-            shape = _walk(child, f"{name}.{key}" if name else key, shape, rows)
+            shape = _walk(child, f"{name}.{key}" if name else key, shape, rows,
+                          input_grad or i > 0)
             if i - 1 in m._fused_relu:  # runs in the Linear's GEMM epilogue: no output of its own
                 rows[-1].update(layer=rows[-1]["layer"] + " (fused)", activation_bytes=0)
                 if i - 1 in m._fused_bn_relu:  # and in BatchNorm's backward: no grad_input either
@@ -42,7 +46,10 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
             raise ValueError(f"summary: {m.label()} at '{name}' does not define output_shape()")
         label = m.label()
     act, ws = m.memory(shape)
-    calls = [_core._gemm_workspace_bytes(*c, threads=_core.get_num_threads()) for c in m.gemm_calls(shape)]
+    if not input_grad and not isinstance(m, Residual):
+        ws = 0  # a leaf's workspace is its grad_input buffer, not allocated then
+    calls = [_core._gemm_workspace_bytes(*c, threads=_core.get_num_threads())
+             for c in m.gemm_calls(shape, input_grad)]
     own = [p for p in m._parameters.values() if p is not None]
     rows.append({
         "name": name or "(model)", "layer": label, "output_shape": tuple(out),
@@ -84,13 +91,13 @@ def _fmt_bytes(n: int) -> str:
 
 
 def summarize(model: Module, batch_size: int, input_shape: tuple[int, ...] | None,
-              file: TextIO | None, optimizer: Any = None) -> dict[str, Any]:
+              file: TextIO | None, optimizer: Any = None, input_grad: bool = False) -> dict[str, Any]:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
     shape = ((batch_size, *input_shape) if input_shape is not None
              else _infer_input_shape(model, int(batch_size)))
     rows: list[dict[str, Any]] = []
-    _walk(model, "", shape, rows)
+    _walk(model, "", shape, rows, input_grad)
     params = model.parameters()
     storage = model.flat_storage
     if storage is not None:  # the flat buffers, padding included: what is really allocated
