@@ -4,7 +4,6 @@ steadygrad, PyTorch (Adam(fused=True) + clip_grad_norm_) and JAX/Optax (jit)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from steadygrad.bench import worker
@@ -36,17 +35,11 @@ def time_in_process(framework: str, config: str, repeat: int, min_time: float) -
 
 def _measure(framework: str, config: str, threads: int, repeat: int,
              min_time: float) -> dict[str, Any]:
-    if framework == "jax":  # fresh process: its thread pool is sized at import
-        return worker.spawn({"task": "train", "framework": "jax", "config": config,
-                             "threads": threads, "repeat": repeat, "min_time": min_time})
-    worker.set_runtime_threads(framework, threads)
-    # torch and steadygrad each bring an OpenMP runtime whose idle threads spin for a while
-    # after a parallel region; let the previous contender's spinners fall asleep first
-    time.sleep(0.05)
-    try:
-        return time_in_process(framework, config, repeat, min_time)
-    except Exception as exc:  # a missing nn/optim feature is a row error, not a crash
-        return {"error": f"{type(exc).__name__}: {exc}"}
+    """Each framework is timed in a fresh interpreter of its own: one runtime's idle thread
+    pool (torch's OpenMP, OpenBLAS's, XLA's Eigen pool, ours) cannot spin on the cores
+    another is being timed on, and JAX's pool is sized at import."""
+    return worker.spawn({"task": "train", "framework": framework, "config": config,
+                         "threads": threads, "repeat": repeat, "min_time": min_time})
 
 
 def configs_for(quick: bool) -> list[str]:
@@ -70,8 +63,7 @@ def run(*, threads: list[int], repeat: int | None = None, quick: bool = True,
             row: dict[str, Any] = {"config": name, "shape": cfg.describe(), "threads": t,
                                    "params": cfg.params, "gflop_per_step": cfg.flops / 1e9,
                                    "peak_gflops": peak["gflops"]}
-            # frameworks run back to back, never interleaved, so one runtime's idle
-            # OpenMP threads do not spin on the cores another is timing on
+            # frameworks run back to back, each in its own process (see _measure)
             for fw in frameworks:
                 if bar:
                     bar.set_postfix_str(f"{name} {fw} {t}t")
