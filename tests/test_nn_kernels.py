@@ -35,6 +35,26 @@ def test_linear_forward_backward_match_float64(isa: str, rng: np.random.Generato
     _core.linear_backward(dy, x, w, dw, db, accumulate=True, compute_grad_input=False)
     np.testing.assert_allclose(dw, 2 * dyd.T @ xd, atol=2 * gemm_tolerance(batch, 4.0), rtol=0)
     np.testing.assert_allclose(db, 2 * dyd.sum(0), atol=2 * gemm_tolerance(batch, 4.0), rtol=0)
+    # grad_input written over the input itself: the weight gradient read it first
+    dw1, db1 = np.empty_like(w), np.empty_like(b)
+    dx1 = _core.linear_backward(dy, x, w, dw1, db1)
+    dw2, db2, xin = np.empty_like(w), np.empty_like(b), x.copy()
+    dx2 = _core.linear_backward(dy, xin, w, dw2, db2, grad_input=xin)
+    assert dx2 is xin
+    for a, b_ in ((dx2, dx1), (dw2, dw1), (db2, db1)):
+        np.testing.assert_array_equal(a, b_)
+
+
+def test_linear_backward_grad_input_may_be_the_input_only_exactly() -> None:
+    rng = np.random.default_rng(3)
+    w, dy = _f32(rng, 4, 6), _f32(rng, 8, 4)
+    buf = np.zeros((9, 6), np.float32)
+    before = buf.copy()
+    dw = np.zeros((4, 6), np.float32)
+    with pytest.raises(ValueError, match="linear_backward: grad_input must not overlap input"):
+        _core.linear_backward(dy, buf[:8], w, dw, None, grad_input=buf[1:])
+    np.testing.assert_array_equal(buf, before)
+    np.testing.assert_array_equal(dw, 0)
 
 
 def _bn_ref(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> tuple[np.ndarray, ...]:
@@ -167,14 +187,24 @@ def test_batchnorm_fused_relu_is_bitwise_relu_of_batchnorm(isa: str, rng: np.ran
     dy[y == 0] = np.where(rng.random(int((y == 0).sum())) < 0.2, np.nan, 1.0)  # NaN dy where masked
     sm, si = stats[2], stats[3]
     grads = []
-    for act in ("none", "relu"):
+    # relu_backward then plain BN; the mask from the kept output; the mask recomputed from
+    # the input (no output kept); and that, in place over grad_output and over input
+    for mode in ("unfused", "output", "recompute", "over_dy", "over_x"):
         dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
-        d = _core.relu_backward(dy, z) if act == "none" else dy
-        dx = _core.batchnorm_backward(d, x, g, sm, si, dg, db, batch_stats=use_batch_stats,
-                                      activation=act, output=y if act == "relu" else None)
+        d = _core.relu_backward(dy, z) if mode == "unfused" else dy.copy()
+        xin = x.copy()
+        kw = {"output": y} if mode == "output" else {"bias": b}
+        if mode == "over_dy":
+            kw["grad_input"] = d
+        if mode == "over_x":
+            kw["grad_input"] = xin
+        dx = _core.batchnorm_backward(d, xin, g, sm, si, dg, db, batch_stats=use_batch_stats,
+                                      activation="none" if mode == "unfused" else "relu", **kw)
+        assert dx is kw.get("grad_input", dx)
         grads.append((dx, dg, db))
-    for a, b_ in zip(*grads, strict=True):
-        np.testing.assert_array_equal(a, b_)
+    for other in grads[1:]:
+        for a, b_ in zip(grads[0], other, strict=True):
+            np.testing.assert_array_equal(a, b_)
     assert np.isfinite(grads[1][0][:, 7]).all() and not np.isnan(grads[1][2][7])  # masked NaN dy
 
 
@@ -183,8 +213,9 @@ def test_batchnorm_fused_relu_argument_errors(rng: np.random.Generator) -> None:
     x, g, dy = _f32(rng, n, c), _f32(rng, c), _f32(rng, n, c)
     sm, si = np.zeros(c, np.float32), np.ones(c, np.float32)
     dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
-    with pytest.raises(ValueError, match="batchnorm_backward: activation='relu' needs output"):
-        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu")
+    with pytest.raises(ValueError, match=r"batchnorm_backward: bias must have shape \(3,\)"):
+        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu",
+                                 bias=np.zeros(4, np.float32))
     with pytest.raises(ValueError, match=r"batchnorm_backward: output must have .*got \(4, 2\)"):
         _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu",
                                  output=np.zeros((4, 2), np.float32))
@@ -193,7 +224,10 @@ def test_batchnorm_fused_relu_argument_errors(rng: np.random.Generator) -> None:
     with pytest.raises(ValueError, match="batchnorm_forward: activation must be 'none' or 'relu'"):
         _core.batchnorm_forward(x, g, None, None, None, None, sm, si, use_batch_stats=True,
                                 activation="gelu")
-    y = np.zeros((n, c), np.float32)
-    with pytest.raises(ValueError, match=r"batchnorm_backward: grad_input .*output"):
+    y = np.zeros((n + 1, c), np.float32)
+    with pytest.raises(ValueError, match=r"batchnorm_backward: grad_input must not overlap output"):
         _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu",
-                                 output=y, grad_input=y)
+                                 output=y[:n], grad_input=y[1:])
+    xx = np.zeros((n + 1, c), np.float32)
+    with pytest.raises(ValueError, match=r"batchnorm_backward: grad_input must not overlap input"):
+        _core.batchnorm_backward(dy, xx[:n], g, sm, si, dg, db, batch_stats=True, grad_input=xx[1:])

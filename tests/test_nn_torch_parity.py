@@ -255,7 +255,9 @@ def test_linear_bn_relu_fused_in_sequential_matches_torch(isa: str, mode: str, r
         _step(m, tm, x, dout)
         _compare_state(m, tm)
         h = m[2]._saved
-        assert h is m[1]._work["out"][1] and (h == 0).any() and (h > 0).any()
+        # the fused ReLU passed BatchNorm's own output buffer on, and the next Linear's
+        # backward wrote its grad_input over it (dead by then): no dx buffer of its own
+        assert h is m[1]._work["out"][1] and "dx" not in m[3]._work
     for relu in (m[2], m[5]):  # the fused ReLUs never allocated an output or a grad_input
         assert relu._work == {}
     # Bitwise the same as the unfused chain (each ReLU its own forward and backward pass)
@@ -282,3 +284,32 @@ def test_linear_bn_relu_fused_in_sequential_matches_torch(isa: str, mode: str, r
     assert rows[5]["activation_bytes"] == 0 and rows[5]["workspace_bytes"] == 0
     unfused = nn.Sequential(nn.Linear(12, 40), nn.BatchNorm1d(40), nn.Tanh())
     assert unfused.summary(33, file=None)["layers"][2]["workspace_bytes"] == 4 * 33 * 40
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_grad_input_written_over_dead_inputs_matches_torch(isa: str, mode: str,
+                                                           rng: np.random.Generator) -> None:
+    # Every in-place pattern: Linear after Linear, BatchNorm after Linear, Linear after a
+    # plain BatchNorm, Linear after a fused BatchNorm+ReLU, BatchNorm after BatchNorm; and the
+    # layers that must not donate: after a Tanh, after a Linear+ReLU (the ReLU's backward
+    # reads that output), and the first layer (the caller's array).
+    m = nn.Sequential(nn.Linear(9, 20), nn.Linear(20, 24), nn.BatchNorm1d(24), nn.Linear(24, 16),
+                      nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 16), nn.BatchNorm1d(16),
+                      nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 12), nn.ReLU(),
+                      nn.Linear(12, 7))
+    assert m._donates == {1, 2, 3, 4, 6, 7, 8}
+    m.train(mode == "train")
+    tm = _to_torch(m)
+    for _ in range(2):
+        x = rng.standard_normal((21, 9)).astype(np.float32)
+        keep = x.copy()
+        dout = rng.standard_normal((21, 7)).astype(np.float32)
+        m.zero_grad()
+        tm.zero_grad()
+        _step(m, tm, x, dout)
+        _compare_state(m, tm)
+        np.testing.assert_array_equal(x, keep)  # the caller's input is never written
+    for i in m._donates:
+        assert "dx" not in m[i]._work, i
+    for i in (10, 12):  # after Tanh, after Linear+ReLU: grad_input buffers of their own
+        assert "dx" in m[i]._work, i

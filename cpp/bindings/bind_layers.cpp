@@ -106,6 +106,8 @@ py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj
                              {"grad_weight", &dw}}) {
       require_disjoint(fn, "grad_input", dx, name, *arr);
     }
+    // dx is computed after everything that reads the input: it may be the input itself
+    require_disjoint(fn, "grad_input", dx, "input", x, /*allow_exact=*/true);
     if (dbp) require_disjoint(fn, "grad_input", dx, "grad_bias", db);
     dxp = f32_ptr(dx);
     dx_ret = dx;
@@ -208,7 +210,7 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
                               py::handle db_obj, bool batch_stats, bool accumulate,
                               py::handle accumulate_bias, bool compute_grad_input,
                               py::handle dx_obj, const std::string& activation,
-                              py::handle y_obj) {
+                              py::handle y_obj, py::handle beta_obj) {
   const char* fn = "batchnorm_backward";
   const bool relu = parse_act(fn, activation) == Activation::relu;
   const bool acc_b = accumulate_bias.is_none() ? accumulate : accumulate_bias.cast<bool>();
@@ -224,33 +226,37 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
     value_error(fn, "grad_output must have the output's shape (batch=" + to_string(n) +
                         ", num_features=" + to_string(c) + "), got " + shape_str(dy));
   }
-  py::array g, dg, db;
+  py::array g, beta, dg, db;
   const float* gp = opt_channel(fn, "weight", g_obj, c, &g);
+  const float* betap = opt_channel(fn, "bias", beta_obj, c, &beta);
   float* dgp = nullptr;
   float* dbp = nullptr;
   if (!dg_obj.is_none()) { dg = inplace_array(fn, "grad_weight", dg_obj, {c}); dgp = f32_ptr(dg); }
   if (!db_obj.is_none()) { db = inplace_array(fn, "grad_bias", db_obj, {c}); dbp = f32_ptr(db); }
-  // With activation='relu', dy is masked by the fused forward's output (y > 0).
+  // With activation='relu', dy is masked as relu's backward: by the fused forward's output
+  // (y > 0) when given, else by the pre-activation recomputed from input, the saved
+  // statistics, weight and bias (bitwise the forward's), so the output need not be kept.
   py::array y;
   const float* yp = nullptr;
-  if (relu) {
-    if (y_obj.is_none()) value_error(fn, "activation='relu' needs output (the forward's output)");
+  if (relu && !y_obj.is_none()) {
     y = f32_array(fn, "output", y_obj, -1);
     if (y.ndim() != 2 || y.shape(0) != n || y.shape(1) != c) {
       value_error(fn, "output must have the input's shape (batch=" + to_string(n) +
                           ", num_features=" + to_string(c) + "), got " + shape_str(y));
     }
     yp = f32_cptr(y);
-  } else if (!y_obj.is_none()) {
+  } else if (!relu && !y_obj.is_none()) {
     value_error(fn, "output is only used with activation='relu'");
   }
   py::object dx_ret = py::none();
   float* dxp = nullptr;
   if (compute_grad_input) {
     py::array dx = out_array(fn, "grad_input", dx_obj, {n, c});
-    require_disjoint(fn, "grad_input", dx, "grad_output", dy);
-    require_disjoint(fn, "grad_input", dx, "input", x);
-    if (yp) require_disjoint(fn, "grad_input", dx, "output", y);
+    // Each element of dx is written after its last read of dy, x and y: dx may be any of
+    // them exactly (in place), never a partial overlap.
+    require_disjoint(fn, "grad_input", dx, "grad_output", dy, /*allow_exact=*/true);
+    require_disjoint(fn, "grad_input", dx, "input", x, /*allow_exact=*/true);
+    if (yp) require_disjoint(fn, "grad_input", dx, "output", y, /*allow_exact=*/true);
     dxp = f32_ptr(dx);
     dx_ret = dx;
   }
@@ -260,8 +266,9 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
   const float* sip = f32_cptr(si);
   {
     py::gil_scoped_release release;
-    batchnorm_kernels().backward(dxp, dgp, dbp, dyp, xp, yp, smp, sip, gp, n, c, batch_stats,
-                                 accumulate ? 1.0f : 0.0f, acc_b ? 1.0f : 0.0f);
+    batchnorm_kernels().backward(dxp, dgp, dbp, dyp, xp, yp, smp, sip, gp, betap, n, c,
+                                 batch_stats, accumulate ? 1.0f : 0.0f, acc_b ? 1.0f : 0.0f,
+                                 relu);
   }
   return dx_ret;
 }
@@ -298,10 +305,12 @@ void register_layers(py::module_& m) {
         py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("grad_weight"),
         py::arg("grad_bias"), py::kw_only(), py::arg("batch_stats"), py::arg("accumulate") = false,
         py::arg("accumulate_bias") = py::none(), py::arg("compute_grad_input") = true, py::arg("grad_input") = py::none(),
-        py::arg("activation") = "none", py::arg("output") = py::none(),
+        py::arg("activation") = "none", py::arg("output") = py::none(), py::arg("bias") = py::none(),
         "BatchNorm1d backward from the saved statistics: grad_weight/grad_bias written or "
-        "accumulated, returns grad_input. Deterministic reductions. activation='relu' (with "
-        "output = the fused forward's output) first masks grad_output as relu's backward.");
+        "accumulated, returns grad_input. Deterministic reductions. activation='relu' first "
+        "masks grad_output as relu's backward, by `output` (the fused forward's output) when "
+        "given, else by the pre-activation recomputed from input, the saved statistics, "
+        "weight and `bias` (BatchNorm's beta). grad_input may be grad_output or input itself.");
   register_layers_pointwise(m);
 }
 

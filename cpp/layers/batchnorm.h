@@ -25,11 +25,15 @@ struct BatchNormKernels {
   // Backward from the saved statistics. batch_stats: the statistics came from this batch
   // (training), so dx carries their gradient; otherwise dx = dy * gamma * invstd.
   // dgamma/dbeta (null when affine=False) are written (acc_* = 0) or accumulated (acc_* = 1);
-  // dx is skipped when null. y non-null: the forward ran with relu and y is its output; dy is
-  // first masked as torch's relu backward (0 where y <= 0, dy where y > 0 or y is NaN).
+  // dx is skipped when null. relu: the forward ran with relu, and dy is first masked as
+  // torch's relu backward (0 where y <= 0, dy where y > 0 or y is NaN), with y the forward's
+  // output when non-null, else recomputed as the forward does from x, the saved statistics,
+  // gamma and beta (null: 0). dx may be dy, x or y exactly (each element is written after
+  // its last read).
   void (*backward)(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
-                   const float* y, const float* save_mean, const float* save_invstd, const float* gamma,
-                   int64_t n, int64_t c, bool batch_stats, float acc_gamma, float acc_beta);
+                   const float* y, const float* save_mean, const float* save_invstd,
+                   const float* gamma, const float* beta, int64_t n, int64_t c,
+                   bool batch_stats, float acc_gamma, float acc_beta, bool relu);
 };
 
 extern const BatchNormKernels batchnorm_kernels__generic;

@@ -33,12 +33,26 @@ inline void bn_apply(float* y, const float* x, const float* mean, const float* k
   else bn_apply_t<false>(y, x, mean, k, shift, n, c, j0, w);
 }
 
-// dy masked by a fused relu's output y, as relu_backward (threshold_backward): y <= 0 gives 0
-// even for dy = NaN, y = NaN passes dy. y == nullptr: dy unchanged.
-inline V::R bn_dy(const float* dy, const float* y, int64_t idx, int64_t cnt) {
+// dy masked as relu_backward (threshold_backward) by the fused forward's output: 0 where it
+// is <= 0 (even for dy = NaN), dy where it is > 0 or NaN. Mask::output reads that output y;
+// Mask::input recomputes it from x exactly as bn_apply_t did (same operations, same order:
+// the same bits), so the output need not be kept; Mask::none leaves dy unchanged. The tile
+// arrays (mean, k, shift) are indexed by t = column - j0.
+enum class Mask { none, output, input };
+
+template <Mask M>
+inline V::R bn_dy(const float* dy, const float* y, const float* x, const float* mean,
+                  const float* k, const float* shift, int64_t idx, int64_t t, int64_t cnt) {
   const V::R d = load_cnt(dy + idx, cnt);
-  if (!y) return d;
-  return V::select(V::le(load_cnt(y + idx, cnt), V::zero()), V::zero(), d);
+  if constexpr (M == Mask::none) {
+    return d;
+  } else if constexpr (M == Mask::output) {
+    return V::select(V::le(load_cnt(y + idx, cnt), V::zero()), V::zero(), d);
+  } else {
+    const V::R xc = V::sub(load_cnt(x + idx, cnt), load_cnt(mean + t, cnt));
+    const V::R pre = V::fma(xc, load_cnt(k + t, cnt), load_cnt(shift + t, cnt));
+    return V::select(V::le(pre, V::zero()), V::zero(), d);
+  }
 }
 
 void bn_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
@@ -97,46 +111,72 @@ void bn_forward_eval(float* y, float* save_mean, float* save_invstd, const float
   });
 }
 
-void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
-                 const float* y, const float* save_mean, const float* save_invstd, const float* gamma, int64_t n,
-                 int64_t c, bool batch_stats, float acc_gamma, float acc_beta) {
-  if (c <= 0) return;
+template <Mask M>
+void bn_backward_t(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
+                   const float* y, const float* save_mean, const float* save_invstd,
+                   const float* gamma, const float* beta, int64_t n, int64_t c, bool batch_stats,
+                   float acc_gamma, float acc_beta) {
   for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
     double sdy[kColTile], sdyx[kColTile];
-    alignas(64) float a[kColTile], b[kColTile], k[kColTile];
+    alignas(64) float a[kColTile], b[kColTile], k[kColTile], shift[kColTile];
     const float* mean = save_mean + j0;
     const float* invstd = save_invstd + j0;
+    for (int64_t j = 0; j < w; ++j) {
+      const int64_t ch = j0 + j;
+      k[j] = (gamma ? gamma[ch] : 1.0f) * invstd[j];  // the forward's k, bit for bit
+      shift[j] = beta ? beta[ch] : 0.0f;
+    }
+    auto dy_at = [&](int64_t idx, int64_t t, int64_t cnt) {
+      return bn_dy<M>(dy, y, x, mean, k, shift, idx, t, cnt);
+    };
     tile_reduce(sdy, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
-      return bn_dy(dy, y, i * c + off, cnt);
+      return dy_at(i * c + off, off - j0, cnt);
     });
     // sum dy * xhat with xhat = (x - mean) * invstd recomputed (nothing but x is cached).
     tile_reduce(sdyx, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
       const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
       const V::R xh = V::mul(xc, load_cnt(invstd + off - j0, cnt));
-      return V::mul(bn_dy(dy, y, i * c + off, cnt), xh);
+      return V::mul(dy_at(i * c + off, off - j0, cnt), xh);
     });
     for (int64_t j = 0; j < w; ++j) {
       const int64_t ch = j0 + j;
       if (dgamma) dgamma[ch] = static_cast<float>(acc_gamma != 0.0f ? dgamma[ch] + sdyx[j] : sdyx[j]);
       if (dbeta) dbeta[ch] = static_cast<float>(acc_beta != 0.0f ? dbeta[ch] + sdy[j] : sdy[j]);
-      k[j] = (gamma ? gamma[ch] : 1.0f) * invstd[j];
       a[j] = batch_stats ? static_cast<float>(sdy[j] / static_cast<double>(n)) : 0.0f;
       // b multiplies (x - mean), so it folds in one invstd of xhat: invstd * mean(dy * xhat).
       b[j] = batch_stats ? static_cast<float>(sdyx[j] / static_cast<double>(n)) * invstd[j] : 0.0f;
     }
     if (!dx) return;
-    // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat))
+    // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)); every read of element (i, off)
+    // happens before its store, so dx may be dy, x or y itself.
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t off = j0; off < j0 + w; off += V::W) {
         const int64_t cnt = std::min<int64_t>(V::W, j0 + w - off);
         const int64_t t = off - j0;
         const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + t, cnt));
-        V::R g = V::sub(bn_dy(dy, y, i * c + off, cnt), load_cnt(a + t, cnt));
+        V::R g = V::sub(dy_at(i * c + off, t, cnt), load_cnt(a + t, cnt));
         g = V::fnma(xc, load_cnt(b + t, cnt), g);
         store_cnt(dx + i * c + off, V::mul(g, load_cnt(k + t, cnt)), cnt);
       }
     }
   });
+}
+
+void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
+                 const float* y, const float* save_mean, const float* save_invstd,
+                 const float* gamma, const float* beta, int64_t n, int64_t c, bool batch_stats,
+                 float acc_gamma, float acc_beta, bool relu) {
+  if (c <= 0) return;
+  if (!relu) {
+    bn_backward_t<Mask::none>(dx, dgamma, dbeta, dy, x, y, save_mean, save_invstd, gamma, beta,
+                              n, c, batch_stats, acc_gamma, acc_beta);
+  } else if (y) {
+    bn_backward_t<Mask::output>(dx, dgamma, dbeta, dy, x, y, save_mean, save_invstd, gamma,
+                                beta, n, c, batch_stats, acc_gamma, acc_beta);
+  } else {
+    bn_backward_t<Mask::input>(dx, dgamma, dbeta, dy, x, y, save_mean, save_invstd, gamma,
+                               beta, n, c, batch_stats, acc_gamma, acc_beta);
+  }
 }
 
 }  // namespace

@@ -13,13 +13,14 @@ void linear_forward_f32(float* y, const float* x, const float* w, const float* b
 void linear_backward_f32(float* dx, float* dw, float* db, const float* dy, const float* x,
                          const float* w, int64_t batch, int64_t in, int64_t out, float beta_w,
                          float beta_b) {
-  // dx (batch, in) = dy (batch, out) * w (out, in)
-  if (dx) gemm_f32(false, false, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in, nullptr,
-                   Activation::none);
-  // dw (out, in) = dy^T (out, batch) * x (batch, in) + beta_w dw
+  // dw (out, in) = dy^T (out, batch) * x (batch, in) + beta_w dw; first, so that dx may be
+  // written over x (a caller whose input is dead after this backward saves a buffer).
   gemm_f32(true, false, out, in, batch, 1.0f, dy, out, x, in, beta_w, dw, in, nullptr,
            Activation::none);
   if (db) linear_kernels().colsum(db, dy, batch, out, beta_b);
+  // dx (batch, in) = dy (batch, out) * w (out, in)
+  if (dx) gemm_f32(false, false, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in, nullptr,
+                   Activation::none);
 }
 
 }  // namespace sg

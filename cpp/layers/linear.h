@@ -37,7 +37,7 @@ void linear_forward_f32(float* y, const float* x, const float* w, const float* b
 
 // dx = dy w (skipped when dx is null), dw = beta_w*dw + dy^T x, db = beta_b*db + colsum(dy)
 // (skipped when db is null). Each beta is 0 (first backward after zero_grad: write without
-// reading) or 1 (accumulate).
+// reading) or 1 (accumulate). dx is written last, so it may be x itself (in place).
 void linear_backward_f32(float* dx, float* dw, float* db, const float* dy, const float* x,
                          const float* w, int64_t batch, int64_t in, int64_t out, float beta_w,
                          float beta_b);

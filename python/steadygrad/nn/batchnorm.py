@@ -14,8 +14,12 @@ from steadygrad.nn.parameter import Parameter
 
 class BatchNorm1d(Module):
     # "relu" while a Sequential runs the following ReLU fused into this layer: forward stores
-    # max(0, y) and the backward masks grad_output by y > 0 in its own kernel.
+    # max(0, y) and the backward masks grad_output by y > 0 in its own kernel, recomputing y's
+    # sign from the input (bit for bit), so the output is not kept for the backward.
     _epilogue = "none"
+    # True while a Sequential runs the backward with this layer's input dead afterwards (the
+    # previous layer's own output buffer): grad_input is then written over it, in place.
+    _donate_input = False
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True) -> None:
@@ -47,7 +51,7 @@ class BatchNorm1d(Module):
         self._save_mean = np.zeros(c, np.float32)
         self._save_invstd = np.zeros(c, np.float32)
         self._x: np.ndarray | None = None
-        self._relu_out: np.ndarray | None = None  # the output, when forward fused a ReLU
+        self._relu = False  # the forward fused a ReLU
         self._batch_stats = True
 
     def reset_running_stats(self) -> None:
@@ -66,21 +70,26 @@ class BatchNorm1d(Module):
             self._save_mean, self._save_invstd, use_batch_stats=use_batch,
             momentum=self.momentum, eps=self.eps, out=out, activation=self._epilogue)
         self._x, self._batch_stats = x, use_batch
-        self._relu_out = y if self._epilogue == "relu" else None
+        self._relu = self._epilogue == "relu"
         return y
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         w, b, x = self.weight, self.bias, self._x
         assert x is not None
         need = self._input_grad
-        dx = work_like(self, "dx", x.shape, grad_output) if need else None
+        if not need:
+            dx = None
+        elif self._donate_input and x.flags.writeable and x.flags.c_contiguous:
+            dx = x  # in place: every element is written after its last read
+        else:
+            dx = work_like(self, "dx", x.shape, grad_output)
         grad_input = _core.batchnorm_backward(
             grad_output, x, None if w is None else w.data, self._save_mean, self._save_invstd,
             None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
             batch_stats=self._batch_stats, accumulate=w is not None and w.grad_fresh,
             accumulate_bias=b is not None and b.grad_fresh, compute_grad_input=need,
-            grad_input=dx, activation="none" if self._relu_out is None else "relu",
-            output=self._relu_out)
+            grad_input=dx, activation="relu" if self._relu else "none",
+            bias=None if b is None else b.data)
         if w is not None and b is not None:
             w.mark_grad_fresh()
             b.mark_grad_fresh()

@@ -36,6 +36,15 @@ class Sequential(Module):
         self._fused_relu = {i for i in range(len(kids) - 1)
                             if type(kids[i]) in (Linear, BatchNorm1d) and type(kids[i + 1]) is ReLU}
         self._fused_bn_relu = {i for i in self._fused_relu if type(kids[i]) is BatchNorm1d}
+        # Children whose backward writes grad_input over their input, in place: a Linear or
+        # BatchNorm1d whose input is the previous Linear's or BatchNorm1d's own output buffer
+        # (directly or through a fused ReLU), which nothing reads once this child's backward
+        # has run (those layers' backwards read their input, never their output; the fused
+        # ReLU's mask is recomputed by BatchNorm). Saves a grad_input buffer per layer.
+        self._donates = {
+            i for i in range(1, len(kids))
+            if type(kids[i]) in (Linear, BatchNorm1d)
+            and (type(kids[i - 1]) in (Linear, BatchNorm1d) or i - 2 in self._fused_bn_relu)}
         self._flatten_parameters()
 
     def __len__(self) -> int:
@@ -84,7 +93,14 @@ class Sequential(Module):
         for i in range(len(items) - 1, -1, -1):
             key, m = items[i]
             need = self._input_grad or i > 0
-            g = self._in_child(key, m, lambda d, m=m, need=need: m._run_backward(d, need), g)
+            donate = i in self._donates
+            if donate:
+                object.__setattr__(m, "_donate_input", True)
+            try:
+                g = self._in_child(key, m, lambda d, m=m, need=need: m._run_backward(d, need), g)
+            finally:
+                if donate:
+                    object.__setattr__(m, "_donate_input", False)
         return g
 
 

@@ -37,6 +37,10 @@ class Linear(Module):
         self._x: np.ndarray | None = None
         # 'relu' while a Sequential runs this layer fused with the ReLU that follows it
         self._epilogue = "none"
+        # True while a Sequential runs the backward with this layer's input dead afterwards
+        # (the previous layer's own output buffer): grad_input is written over it, after the
+        # weight gradient has read it.
+        self._donate_input = False
 
     def reset_parameters(self) -> None:
         # torch.nn.Linear's default: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), same for bias
@@ -57,7 +61,12 @@ class Linear(Module):
         w, b, x = self.weight, self.bias, self._x
         assert x is not None
         need = self._input_grad
-        dx = work_like(self, "dx", x.shape, grad_output) if need else None
+        if not need:
+            dx = None
+        elif self._donate_input and x.flags.writeable and x.flags.c_contiguous:
+            dx = x
+        else:
+            dx = work_like(self, "dx", x.shape, grad_output)
         grad_input = _core.linear_backward(
             grad_output, x, w.data, w.grad_buffer, None if b is None else b.grad_buffer,
             accumulate=w.grad_fresh, accumulate_bias=None if b is None else b.grad_fresh,

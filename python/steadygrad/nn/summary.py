@@ -34,6 +34,8 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
                 rows[-1].update(layer=rows[-1]["layer"] + " (fused)", activation_bytes=0)
                 if i - 1 in m._fused_bn_relu:  # and in BatchNorm's backward: no grad_input either
                     rows[-1].update(workspace_bytes=0)
+            if i in m._donates:  # grad_input written over the dead input buffer
+                rows[-1].update(workspace_bytes=0)
         return shape
     if isinstance(m, Residual):
         out = _walk(m.module, f"{name}.module" if name else "module", shape, rows)
