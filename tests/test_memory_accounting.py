@@ -25,31 +25,41 @@ def test_gemm_workspace_empty_shapes_touch_nothing() -> None:
 def test_gemm_workspace_single_block_is_the_padded_b_panel() -> None:
     # k=32 and n=48 fit one block of every ISA's blocking, and 48 is a multiple of every NR:
     # the packed B panel is exactly k x n floats.
-    # With 1024 rows and 2 threads the team splits M and shares that panel.
-    w = ws(1024, 48, 32, threads=2)
+    # With 4096 rows and 2 threads the team splits M and shares that panel.
+    w = ws(4096, 48, 32, threads=2)
     assert w["threads"] == 2 and w["b_own"] == 0
     assert w["b_shared"] == 4 * 32 * 48
     assert w["a"] > 0 and w["a"] % 64 == 0
     assert w["total"] == w["b_shared"] + 2 * w["a"]
-    # one thread never splits M: only its own B micropanels (k x n plus slack), no shared panel
+    # one thread never splits M: only its own B micropanels (k x n), no shared panel
     one = ws(8, 48, 32, threads=1)
     assert one["threads"] == 1 and one["b_shared"] == 0
-    assert one["b_own"] > 4 * 32 * 48 and (one["b_own"] - 4 * 32 * 48) % (2 * 4 * 32) == 0
+    assert one["b_own"] == 4 * 32 * 48
     assert one["total"] == one["a"] + one["b_own"]
+    # N split over 2 threads: each packs only its own columns, in whole micropanels (avx2: 3
+    # micropanels of 16, the wider thread gets 2)
+    half = ws(1024, 48, 32, threads=2)
+    assert half["threads"] == 2 and half["b_shared"] == 0
+    nr = {"generic": 8, "avx2": 16, "avx512": 32}[sg.get_isa()]
+    assert half["b_own"] == 4 * 32 * ((48 // nr + 1) // 2) * nr
 
 
 def test_gemm_workspace_follows_the_parallel_cut_and_split() -> None:
     assert ws(32, 32, 32, threads=2)["threads"] == 1  # below the parallel cut: one thread
-    big_m = ws(1024, 512, 256, threads=2)
+    big_m = ws(4096, 512, 256, threads=2)
     assert big_m["threads"] == 2 and big_m["b_own"] == 0  # M split: B panel shared
     few_rows = ws(64, 1024, 512, threads=2)
     # N split: own B micropanels, no shared panel
     assert few_rows["threads"] == 2 and few_rows["b_own"] > 0 and few_rows["b_shared"] == 0
     assert big_m["total"] == big_m["b_shared"] + 2 * big_m["a"]
     # buffers are bounded by the blocking, not the problem: a larger K or N reuses them
-    assert 0 < ws(1024, 4096, 4096, threads=2)["b_shared"] <= 4 * 4096 * 4096
-    assert ws(1024, 8192, 8192, threads=2)["b_shared"] == ws(1024, 4096, 4096, threads=2)["b_shared"]
-    assert ws(8, 8192, 8192, threads=1)["b_own"] == ws(8, 4096, 4096, threads=1)["b_own"]
+    # column blocks are equal and at most NC (4080 generic/avx2, 4096 avx512) wide
+    nc = 4080 if sg.get_isa() != "avx512" else 4096
+    full_shared = ws(4096, nc, 8192, threads=2)["b_shared"]
+    full_own = ws(8, nc, 8192, threads=1)["b_own"]
+    for n in (4100, 5000, 8192, 65536):
+        assert 0 < ws(4096, n, 8192, threads=2)["b_shared"] <= full_shared
+        assert 0 < ws(8, n, 8192, threads=1)["b_own"] <= full_own
 
 
 def test_gemm_workspace_rejects_bad_arguments() -> None:
