@@ -1,6 +1,6 @@
 """sg.ops.gemm against a float64 numpy reference on every ISA path: shapes around the register
-tiles and cache blocks (AVX2/generic MR=6, NR=16/8, MC=144, KC=256, NC=4080; AVX-512 14x32,
-KC=384, NC=4096), odd sizes, all transposes, the alpha/beta/bias/relu epilogue, NaN in `out`
+tiles and cache blocks (AVX2/generic MR=6, NR=16/8, MC=96, KC=384, NC=1024; AVX-512 14x32,
+MC=336, KC=384, NC=1024), odd sizes, all transposes, the alpha/beta/bias/relu epilogue, NaN in `out`
 with beta=0, zero-size dimensions and thread-count invariance."""
 
 from __future__ import annotations

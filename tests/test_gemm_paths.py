@@ -70,16 +70,19 @@ def test_both_paths_are_reachable():
 
 
 THREAD_CASES = [
-    # (m, n, k, trans_a, trans_b): sup with an N split, sup with an M split, packed with an M
-    # split and k over two blocks, packed with an N split, every transpose mode, several
-    # column blocks (threads then pack their own B without barriers).
+    # (m, n, k, trans_a, trans_b): sup and packed with an N split (each thread its own column
+    # range, its own B panel, no barrier), k over two blocks, every transpose mode, n over NC
+    # (equal column blocks inside each thread's range), and M splits (m >= 200 micro-tile
+    # rows per thread: a B panel shared by the team, packed together between barriers).
     (64, 300, 500, False, True),
     (250, 130, 800, False, False),
     (300, 200, 800, True, False),
     (40, 333, 385, True, True),
     (257, 97, 70, False, True),
-    (7, 4200, 300, False, False),  # n over NC (4080/4096): two column blocks, k over 1 block
-    (200, 4150, 50, True, True),
+    (7, 4200, 300, False, False),  # n over NC (1024): several column blocks per thread
+    (200, 1030, 50, True, True),  # n just over NC: two equal blocks, ragged micropanels
+    (2500, 70, 420, True, False),  # M split at 2 threads (k over two blocks)
+    (3700, 40, 64, False, True),  # M split at 2 and 3 threads
 ]
 
 
@@ -90,13 +93,13 @@ def test_bitwise_identical_across_threads(isa, m, n, k, ta, tb):
     bias = rng.uniform(-1, 1, n).astype(np.float32)
     c0 = rng.uniform(-1, 1, (m, n)).astype(np.float32)
     outs = []
-    for threads in (1, 2):
+    for threads in (1, 2, 3):  # 3: uneven row and column ranges (oversubscribed on 2 cores)
         with num_threads(threads):
             out = c0.copy()
             sg.ops.gemm(a, b, trans_a=ta, trans_b=tb, out=out, alpha=0.75, beta=1.0, bias=bias,
                         activation="relu")
             outs.append(out)
-    assert outs[0].tobytes() == outs[1].tobytes()
+    assert outs[0].tobytes() == outs[1].tobytes() == outs[2].tobytes()
     want = reference(a, b, ta, tb, 0.75, 1.0, c0, bias, True)
     np.testing.assert_allclose(outs[0], want, rtol=0, atol=gemm_tolerance(k, scale=k**0.5))
 

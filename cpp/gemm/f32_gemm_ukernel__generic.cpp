@@ -4,5 +4,5 @@
 
 namespace sg {
 const GemmUkernel f32_gemm_ukernel__generic = {
-    6, 8, {96, 384, 4080}, {96, 384, 4080}, SG_GEMM_UKERNELS(6, 2)};
+    6, 8, {96, 384, 1024}, {96, 384, 1024}, SG_GEMM_UKERNELS(6, 2)};
 }
