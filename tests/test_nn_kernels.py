@@ -126,6 +126,12 @@ def test_reductions_bitwise_identical_for_any_thread_count(isa: str, rng: np.ran
                 dgr, dbr = np.empty(c, np.float32), np.empty(c, np.float32)
                 dxr = _core.batchnorm_backward(dy, x, g, sm, si, dgr, dbr, batch_stats=True,
                                                activation="relu", output=yr)
+                # the mask recomputed from the input instead of the kept output: the same bits
+                dgm, dbm = np.empty(c, np.float32), np.empty(c, np.float32)
+                dxm = _core.batchnorm_backward(dy, x, g, sm, si, dgm, dbm, batch_stats=True,
+                                               activation="relu", bias=b)
+                for u, v in ((dxm, dxr), (dgm, dgr), (dbm, dbr)):
+                    np.testing.assert_array_equal(u, v)
                 results.append((sm, si, rm, rv, dg, dbb, dbl, loss, drop, yr, dgr, dbr, dxr))
     for r in results[1:]:
         for a, b_ in zip(results[0], r, strict=True):

@@ -17,13 +17,12 @@ template <bool Relu>
 inline void bn_apply_t(float* y, const float* x, const float* mean, const float* k,
                        const float* shift, int64_t n, int64_t c, int64_t j0, int64_t w) {
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t off = j0; off < j0 + w; off += V::W) {
-      const int64_t cnt = std::min<int64_t>(V::W, j0 + w - off);
+    tile_vectors(j0, w, [&](int64_t off, int64_t cnt) {
       const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
       V::R r = V::fma(xc, load_cnt(k + off - j0, cnt), load_cnt(shift + off - j0, cnt));
       if constexpr (Relu) r = V::max(V::zero(), r);
       store_cnt(y + i * c + off, r, cnt);
-    }
+    });
   }
 }
 
@@ -129,15 +128,17 @@ void bn_backward_t(float* dx, float* dgamma, float* dbeta, const float* dy, cons
     auto dy_at = [&](int64_t idx, int64_t t, int64_t cnt) {
       return bn_dy<M>(dy, y, x, mean, k, shift, idx, t, cnt);
     };
-    tile_reduce(sdy, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
-      return dy_at(i * c + off, off - j0, cnt);
-    });
-    // sum dy * xhat with xhat = (x - mean) * invstd recomputed (nothing but x is cached).
-    tile_reduce(sdyx, n, j0, w, [&](int64_t i, int64_t off, int64_t cnt) {
-      const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
-      const V::R xh = V::mul(xc, load_cnt(invstd + off - j0, cnt));
-      return V::mul(dy_at(i * c + off, off - j0, cnt), xh);
-    });
+    // sum dy and sum dy * xhat (xhat = (x - mean) * invstd recomputed: nothing but x is
+    // cached), in one pass over the rows.
+    double* const sums[2] = {sdy, sdyx};
+    tile_reduce_n(
+        sums, n, j0, w,
+        [&](int64_t i, int64_t off, int64_t cnt) { return dy_at(i * c + off, off - j0, cnt); },
+        [&](int64_t i, int64_t off, int64_t cnt) {
+          const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
+          const V::R xh = V::mul(xc, load_cnt(invstd + off - j0, cnt));
+          return V::mul(dy_at(i * c + off, off - j0, cnt), xh);
+        });
     for (int64_t j = 0; j < w; ++j) {
       const int64_t ch = j0 + j;
       if (dgamma) dgamma[ch] = static_cast<float>(acc_gamma != 0.0f ? dgamma[ch] + sdyx[j] : sdyx[j]);
@@ -150,14 +151,13 @@ void bn_backward_t(float* dx, float* dgamma, float* dbeta, const float* dy, cons
     // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)); every read of element (i, off)
     // happens before its store, so dx may be dy, x or y itself.
     for (int64_t i = 0; i < n; ++i) {
-      for (int64_t off = j0; off < j0 + w; off += V::W) {
-        const int64_t cnt = std::min<int64_t>(V::W, j0 + w - off);
+      tile_vectors(j0, w, [&](int64_t off, int64_t cnt) {
         const int64_t t = off - j0;
         const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + t, cnt));
         V::R g = V::sub(dy_at(i * c + off, t, cnt), load_cnt(a + t, cnt));
         g = V::fnma(xc, load_cnt(b + t, cnt), g);
         store_cnt(dx + i * c + off, V::mul(g, load_cnt(k + t, cnt)), cnt);
-      }
+      });
     }
   });
 }

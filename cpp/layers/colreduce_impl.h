@@ -4,38 +4,21 @@
 // sums are added in double: the sequence of roundings per column is the same on every ISA path
 // and for any thread count (threads split column tiles, never rows).
 #pragma once
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 
 namespace sg {
 namespace {
 
-constexpr int64_t kColTile = 64;    // columns per tile (one thread's unit of work)
+// Columns per tile: a thread's columns are walked in tiles of this width, every row of the
+// tile in turn (a contiguous 1 KiB run per row), with the per-column partial sums in an L1
+// array. Walking whole rows keeps the hardware prefetchers on sequential runs; a narrow tile
+// walked down its rows touched a few lines per row at the row stride, and with power-of-two
+// widths (4096 floats = 16 KiB) those all fall into a handful of cache sets.
+constexpr int64_t kColTile = 64;
 constexpr int64_t kRowBlock = 128;  // rows summed in float before the double combine
-
-// out[j] = sum_i f(i, j0 + j) for j in [0, w), w <= kColTile. `f(i, off, cnt)` returns the V
-// vector of values for row i, columns [off, off + cnt) (cnt < V::W only on the last vector).
-template <class F>
-inline void tile_reduce(double* out, int64_t rows, int64_t j0, int64_t w, F f) {
-  constexpr int NV = static_cast<int>(kColTile / V::W);
-  const int nv = static_cast<int>((w + V::W - 1) / V::W);
-  for (int64_t j = 0; j < w; ++j) out[j] = 0.0;
-  alignas(64) float tmp[kColTile];
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
-    const int64_t r1 = std::min(rows, r0 + kRowBlock);
-    V::R acc[NV];
-    for (int v = 0; v < NV; ++v) acc[v] = V::zero();
-    for (int64_t i = r0; i < r1; ++i) {
-      for (int v = 0; v < nv; ++v) {
-        const int64_t off = j0 + v * V::W;
-        const int64_t cnt = std::min<int64_t>(V::W, j0 + w - off);
-        acc[v] = V::add(acc[v], f(i, off, cnt));
-      }
-    }
-    for (int v = 0; v < nv; ++v) V::store(tmp + v * V::W, acc[v]);
-    for (int64_t j = 0; j < w; ++j) out[j] += static_cast<double>(tmp[j]);
-  }
-}
 
 inline V::R load_cnt(const float* p, int64_t cnt) {
   return cnt == V::W ? V::load(p) : V::load_n(p, cnt);
@@ -45,16 +28,81 @@ inline void store_cnt(float* p, V::R x, int64_t cnt) {
   else V::store_n(p, x, cnt);
 }
 
-// Runs body(j0, w) over column tiles; OpenMP over tiles when there is enough work.
+// Calls body(off, cnt) for each vector of columns [off, off + cnt) of [j0, j0 + w): the full
+// vectors with cnt == V::W known at compile time, then the tail (cnt < V::W), if any.
+template <class Body>
+inline void tile_vectors(int64_t j0, int64_t w, Body body) {
+  const int64_t full = w / V::W;
+  for (int64_t v = 0; v < full; ++v) body(j0 + v * V::W, int64_t{V::W});
+  if (w % V::W) body(j0 + full * V::W, w % V::W);
+}
+
+// out_q[j] = sum_i f_q(i, j0 + j) for j in [0, w), w <= kColTile, for each of the NF
+// functions in one pass over the rows. `f(i, off, cnt)` returns the V vector of values for
+// row i, columns [off, off + cnt) (cnt < V::W only on the tail vector).
+template <class... F>
+inline void tile_reduce_n(double* const (&out)[sizeof...(F)], int64_t rows, int64_t j0,
+                          int64_t w, F... f) {
+  constexpr int NF = static_cast<int>(sizeof...(F));
+  alignas(64) float acc[NF][kColTile];
+  for (int q = 0; q < NF; ++q)
+    for (int64_t j = 0; j < w; ++j) out[q][j] = 0.0;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t r1 = std::min(rows, r0 + kRowBlock);
+    if (w == kColTile) {  // a full tile: every accumulator in a register
+      constexpr int NV = static_cast<int>(kColTile / V::W);
+      V::R reg[NF][NV];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        for (int q = 0; q < NF; ++q) reg[q][v] = V::zero();
+      }
+      for (int64_t i = r0; i < r1; ++i) {
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; ++v) {
+          int q = 0;
+          ((reg[q][v] = V::add(reg[q][v], f(i, j0 + v * V::W, int64_t{V::W})), ++q), ...);
+        }
+      }
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) {
+        for (int q = 0; q < NF; ++q) V::store(acc[q] + v * V::W, reg[q][v]);
+      }
+    } else {
+      for (int q = 0; q < NF; ++q)
+        for (int64_t j = 0; j < kColTile; j += V::W) V::store(acc[q] + j, V::zero());
+      for (int64_t i = r0; i < r1; ++i) {
+        tile_vectors(j0, w, [&](int64_t off, int64_t cnt) {
+          int q = 0;
+          ((V::store(acc[q] + (off - j0), V::add(V::load(acc[q] + (off - j0)), f(i, off, cnt))),
+            ++q), ...);
+        });
+      }
+    }
+    for (int q = 0; q < NF; ++q)
+      for (int64_t j = 0; j < w; ++j) out[q][j] += static_cast<double>(acc[q][j]);
+  }
+}
+
+// One sum: out[j] = sum_i f(i, j0 + j). Each column is summed in row order in float within
+// blocks of kRowBlock rows, the block sums added in double, whatever the tiling.
+template <class F>
+inline void tile_reduce(double* out, int64_t rows, int64_t j0, int64_t w, F f) {
+  double* const outs[1] = {out};
+  tile_reduce_n(outs, rows, j0, w, f);
+}
+
+// Runs body(j0, w) over column tiles: each thread of the team takes one contiguous range of
+// whole vectors and walks it in tiles of at most kColTile. OpenMP when there is enough work.
 template <class Body>
 inline void for_col_tiles(int64_t rows, int64_t cols, Body body) {
-  const int64_t ntiles = (cols + kColTile - 1) / kColTile;
-  // A tile of 128 x 64 floats takes a few microseconds: only fork for big enough inputs.
-  const bool par = ntiles > 1 && rows * cols >= (int64_t{1} << 17);
-#pragma omp parallel for schedule(static) if (par)
-  for (int64_t t = 0; t < ntiles; ++t) {
-    const int64_t j0 = t * kColTile;
-    body(j0, std::min(kColTile, cols - j0));
+  const bool par = cols > V::W && rows * cols >= (int64_t{1} << 17);
+#pragma omp parallel if (par)
+  {
+    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t nvec = (cols + V::W - 1) / V::W;
+    const int64_t c0 = std::min(cols, nvec * tid / nth * V::W);
+    const int64_t c1 = std::min(cols, nvec * (tid + 1) / nth * V::W);
+    for (int64_t j0 = c0; j0 < c1; j0 += kColTile) body(j0, std::min(kColTile, c1 - j0));
   }
 }
 
