@@ -51,10 +51,15 @@ def configs_for(quick: bool) -> list[str]:
 def run(*, threads: list[int], repeat: int | None = None, quick: bool = True,
         compare: set[str] | frozenset[str] = frozenset(), progress=None) -> dict[str, Any]:
     names = configs_for(quick)
-    repeat = repeat or (1 if tiny() else 3 if quick else 7)
+    repeat = repeat or (1 if tiny() else 3 if quick else 9)
     min_time = 0.0 if tiny() else 0.05 if quick else 0.2
+    # --full interleaves the frameworks over rounds (sg, torch, jax, sg, torch, jax, ...), each
+    # round a fresh process per framework with a share of the samples: on a shared machine a
+    # burst of load then lands on every framework's samples, not on one framework's whole run.
+    rounds = 1 if quick or tiny() else 3
+    per_round = max(1, -(-repeat // rounds))
     frameworks = ["steadygrad"] + [f for f in FRAMEWORKS[1:] if f in compare]
-    bar = progress(len(names) * len(threads) * len(frameworks), "train") if progress else None
+    bar = progress(len(names) * len(threads) * len(frameworks) * rounds, "train") if progress else None
     rows, errors = [], []
     for t in threads:
         peak = fma_peak(t)
@@ -62,26 +67,36 @@ def run(*, threads: list[int], repeat: int | None = None, quick: bool = True,
             cfg = CONFIGS[name]
             row: dict[str, Any] = {"config": name, "shape": cfg.describe(), "threads": t,
                                    "params": cfg.params, "gflop_per_step": cfg.flops / 1e9,
-                                   "peak_gflops": peak["gflops"]}
+                                   "peak_gflops": peak["gflops"], "rounds": rounds}
+            samples: dict[str, list[float]] = {fw: [] for fw in frameworks}
+            failed: dict[str, str] = {}
             # frameworks run back to back, each in its own process (see _measure)
+            for _ in range(rounds):
+                for fw in frameworks:
+                    if bar:
+                        bar.set_postfix_str(f"{name} {fw} {t}t")
+                    if fw not in failed:
+                        res = _measure(fw, name, t, per_round, min_time)
+                        if "error" in res:
+                            failed[fw] = res["error"]
+                        else:
+                            samples[fw] += res["samples"]
+                    if bar:
+                        bar.update(1)
             for fw in frameworks:
-                if bar:
-                    bar.set_postfix_str(f"{name} {fw} {t}t")
-                res = _measure(fw, name, t, repeat, min_time)
-                if "error" in res:
-                    errors.append(f"{fw} {name} {t}t: {res['error']}")
+                if fw in failed:
+                    errors.append(f"{fw} {name} {t}t: {failed[fw]}")
                     row[f"{fw}_ms"] = None
-                else:
-                    s = res["seconds"]
-                    row[f"{fw}_ms"] = s * 1e3
-                    row[f"{fw}_best_ms"] = res["best_seconds"] * 1e3
-                    row[f"{fw}_samples_ms"] = [v * 1e3 for v in res["samples"]]
-                    row[f"{fw}_samples_s"] = cfg.batch / s
-                    row[f"{fw}_gflops"] = cfg.flops / s / 1e9
-                    if peak["gflops"]:
-                        row[f"{fw}_peak_pct"] = 100.0 * row[f"{fw}_gflops"] / peak["gflops"]
-                if bar:
-                    bar.update(1)
+                    continue
+                ordered = sorted(samples[fw])
+                s = ordered[len(ordered) // 2]
+                row[f"{fw}_ms"] = s * 1e3
+                row[f"{fw}_best_ms"] = ordered[0] * 1e3
+                row[f"{fw}_samples_ms"] = [v * 1e3 for v in samples[fw]]
+                row[f"{fw}_samples_s"] = cfg.batch / s
+                row[f"{fw}_gflops"] = cfg.flops / s / 1e9
+                if peak["gflops"]:
+                    row[f"{fw}_peak_pct"] = 100.0 * row[f"{fw}_gflops"] / peak["gflops"]
             ours = row.get("steadygrad_ms")
             for fw in frameworks[1:]:
                 theirs = row.get(f"{fw}_ms")
@@ -109,9 +124,12 @@ def run(*, threads: list[int], repeat: int | None = None, quick: bool = True,
     notes.append("ms: median of the timed samples after 2 warm-up steps, (best): the fastest "
                  "sample; ratio columns: peer ms / steadygrad ms, medians (above 1 = "
                  "steadygrad faster)")
+    if rounds > 1:
+        notes.append(f"{rounds} interleaved rounds (a fresh process per framework each), "
+                     f"{per_round} samples per round, medians over all samples")
     notes += errors
     return {"suite": "train", "title": "Training step (forward, loss, backward, clip 1.0, Adam)",
             "columns": columns, "rows": rows, "notes": notes, "errors": errors,
-            "repeat": repeat, "min_time_s": min_time, "warmup": 2,
+            "repeat": repeat, "rounds": rounds, "min_time_s": min_time, "warmup": 2,
             "peak": {t: fma_peak(t) for t in threads},
             "targets": TARGETS, "peak_targets_pct": PEAK_TARGET}
