@@ -24,6 +24,17 @@ def work_like(module: Module, key: str, shape: tuple[int, ...] | None,
     return buf
 
 
+def grad_input_out(module: Module, x: np.ndarray, grad_output: object) -> np.ndarray | None:
+    """Where a layer's backward writes dL/dx: None when it is not wanted; x itself when a
+    Sequential has marked the input dead after this backward (`_donate_input`: the previous
+    layer's own output buffer, read by nothing later); else the layer's reusable "dx" buffer."""
+    if not module._input_grad:
+        return None
+    if getattr(module, "_donate_input", False) and x.flags.writeable and x.flags.c_contiguous:
+        return x
+    return work_like(module, "dx", x.shape, grad_output)
+
+
 def shape_of(x: object, ndim: int | None = None) -> tuple[int, ...] | None:
     """x.shape if x is a float32 ndarray (of rank ndim, when given), else None."""
     if not isinstance(x, np.ndarray) or x.dtype != np.float32:

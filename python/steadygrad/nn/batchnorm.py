@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.nn._util import check_rows, work_like, work_rows
+from steadygrad.nn._util import check_rows, grad_input_out, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
 
@@ -77,12 +77,7 @@ class BatchNorm1d(Module):
         w, b, x = self.weight, self.bias, self._x
         assert x is not None
         need = self._input_grad
-        if not need:
-            dx = None
-        elif self._donate_input and x.flags.writeable and x.flags.c_contiguous:
-            dx = x  # in place: every element is written after its last read
-        else:
-            dx = work_like(self, "dx", x.shape, grad_output)
+        dx = grad_input_out(self, x, grad_output)  # may be x: each element read before written
         grad_input = _core.batchnorm_backward(
             grad_output, x, None if w is None else w.data, self._save_mean, self._save_invstd,
             None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,

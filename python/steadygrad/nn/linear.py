@@ -9,7 +9,7 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn import init
-from steadygrad.nn._util import check_rows, work_like, work_rows
+from steadygrad.nn._util import check_rows, grad_input_out, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
 
@@ -61,12 +61,7 @@ class Linear(Module):
         w, b, x = self.weight, self.bias, self._x
         assert x is not None
         need = self._input_grad
-        if not need:
-            dx = None
-        elif self._donate_input and x.flags.writeable and x.flags.c_contiguous:
-            dx = x
-        else:
-            dx = work_like(self, "dx", x.shape, grad_output)
+        dx = grad_input_out(self, x, grad_output)  # may be x: dW reads it first
         grad_input = _core.linear_backward(
             grad_output, x, w.data, w.grad_buffer, None if b is None else b.grad_buffer,
             accumulate=w.grad_fresh, accumulate_bias=None if b is None else b.grad_fresh,
