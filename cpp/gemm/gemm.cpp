@@ -181,7 +181,6 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     // every thread then) and equal row blocks over its rows.
     const int64_t NCb = equal_block(col1 - col0, NC, NR);
     const int64_t MCb = equal_block(row1 - row0, MC, MR);
-    const bool busy = row0 < row1 && col0 < col1;
     for (int64_t jc = col0; jc < col1; jc += NCb) {
       const int64_t nc = std::min(NCb, col1 - jc);
       const int64_t n_jr = (nc + NR - 1) / NR;
@@ -193,8 +192,8 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
           uk.pack_b_panels(trans_b, b, ldb, pc, kc, jc + q0 * NR,
                            std::min(nc, q1 * NR) - q0 * NR, b_panel + q0 * NR * kc);
         };
-        if (own_b) {
-          if (busy) pack_b(0, n_jr);
+        if (own_b) {  // this thread's columns (the loop runs only when it has some)
+          pack_b(0, n_jr);
         } else {  // an M split: every thread reads every B micropanel
           constexpr int64_t kGroup = 8;
 #pragma omp for schedule(static)

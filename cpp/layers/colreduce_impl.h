@@ -12,11 +12,10 @@
 namespace sg {
 namespace {
 
-// Columns per tile: a thread's columns are walked in tiles of this width, every row of the
-// tile in turn (a contiguous 1 KiB run per row), with the per-column partial sums in an L1
-// array. Walking whole rows keeps the hardware prefetchers on sequential runs; a narrow tile
-// walked down its rows touched a few lines per row at the row stride, and with power-of-two
-// widths (4096 floats = 16 KiB) those all fall into a handful of cache sets.
+// Columns per tile: a thread walks its column range in tiles of this width, down every row of
+// the tile; a full tile keeps its partial sums in registers (8 AVX2 vectors per sum).
+// (Wider tiles with the partial sums in an L1 array measured slower: 512x4096 BatchNorm
+// forward 3.6 vs 3.2 ms, one run each.)
 constexpr int64_t kColTile = 64;
 constexpr int64_t kRowBlock = 128;  // rows summed in float before the double combine
 

@@ -30,7 +30,7 @@ def grad_input_out(module: Module, x: np.ndarray, grad_output: object) -> np.nda
     layer's own output buffer, read by nothing later); else the layer's reusable "dx" buffer."""
     if not module._input_grad:
         return None
-    if getattr(module, "_donate_input", False) and x.flags.writeable and x.flags.c_contiguous:
+    if module._donate_input and x.flags.writeable and x.flags.c_contiguous:
         return x
     return work_like(module, "dx", x.shape, grad_output)
 

@@ -17,9 +17,6 @@ class BatchNorm1d(Module):
     # max(0, y) and the backward masks grad_output by y > 0 in its own kernel, recomputing y's
     # sign from the input (bit for bit), so the output is not kept for the backward.
     _epilogue = "none"
-    # True while a Sequential runs the backward with this layer's input dead afterwards (the
-    # previous layer's own output buffer): grad_input is then written over it, in place.
-    _donate_input = False
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True) -> None:

@@ -37,10 +37,6 @@ class Linear(Module):
         self._x: np.ndarray | None = None
         # 'relu' while a Sequential runs this layer fused with the ReLU that follows it
         self._epilogue = "none"
-        # True while a Sequential runs the backward with this layer's input dead afterwards
-        # (the previous layer's own output buffer): grad_input is written over it, after the
-        # weight gradient has read it.
-        self._donate_input = False
 
     def reset_parameters(self) -> None:
         # torch.nn.Linear's default: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), same for bias

@@ -41,6 +41,11 @@ class Module:
 
     training: bool
     _is_container = False
+    # Set by a Sequential for the duration of this module's backward when its input is dead
+    # afterwards (the previous layer's own output buffer, read by nothing later): a layer
+    # that honours it (Linear, BatchNorm1d; see nn._util.grad_input_out) writes grad_input
+    # over that input instead of into a buffer of its own.
+    _donate_input = False
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
