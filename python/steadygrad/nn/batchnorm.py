@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from steadygrad import _core
+from steadygrad.nn import running_stats
 from steadygrad.nn._util import check_rows, grad_input_out, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
@@ -45,8 +46,7 @@ class BatchNorm1d(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
         self._flatten_parameters()
-        self._save_mean = np.zeros(c, np.float32)
-        self._save_invstd = np.zeros(c, np.float32)
+        self._saved: tuple[np.ndarray, np.ndarray] | None = None  # batch mean, 1/std (work buffers)
         self._x: np.ndarray | None = None
         self._relu = False  # the forward fused a ReLU
         self._batch_stats = True
@@ -61,22 +61,27 @@ class BatchNorm1d(Module):
         use_batch = self.training or not self.track_running_stats
         out = work_rows(self, x, self.num_features)
         w, b = self.weight, self.bias
+        c = (self.num_features,)
+        mean, invstd = self._buffer("save_mean", c), self._buffer("save_invstd", c)
+        if use_batch and self.running_mean is not None:
+            running_stats.before_update(self)
         y = _core.batchnorm_forward(
             x, None if w is None else w.data, None if b is None else b.data,
             self.running_mean, self.running_var, self.num_batches_tracked,
-            self._save_mean, self._save_invstd, use_batch_stats=use_batch,
+            mean, invstd, use_batch_stats=use_batch,
             momentum=self.momentum, eps=self.eps, out=out, activation=self._epilogue)
-        self._x, self._batch_stats = x, use_batch
+        self._x, self._batch_stats, self._saved = x, use_batch, (mean, invstd)
         self._relu = self._epilogue == "relu"
         return y
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         w, b, x = self.weight, self.bias, self._x
-        assert x is not None
+        assert x is not None and self._saved is not None
+        mean, invstd = self._saved
         need = self._input_grad
         dx = grad_input_out(self, x, grad_output)  # may be x: each element read before written
         grad_input = _core.batchnorm_backward(
-            grad_output, x, None if w is None else w.data, self._save_mean, self._save_invstd,
+            grad_output, x, None if w is None else w.data, mean, invstd,
             None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
             batch_stats=self._batch_stats, accumulate=w is not None and w.grad_fresh,
             accumulate_bias=b is not None and b.grad_fresh, compute_grad_input=need,

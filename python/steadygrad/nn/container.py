@@ -17,6 +17,20 @@ from steadygrad.nn.linear import Linear
 from steadygrad.nn.module import Module
 
 
+def check_used_once(container: Module) -> None:
+    """Raise if one module object appears twice in the tree: its forward caches serve one
+    backward, so a second use would silently take the first one's gradients."""
+    seen: dict[int, str] = {}
+    for name, m in container.named_modules():
+        if id(m) in seen:
+            raise ValueError(
+                f"{type(container).__name__}: the module at '{name}' ({m.label()}) is the same "
+                f"object as the one at '{seen[id(m)] or 'the top'}'; a module instance can be "
+                "used once per model (its forward keeps the inputs its backward needs). Use a "
+                "separate instance; to share weights, assign the same Parameter to both")
+        seen[id(m)] = name
+
+
 class Sequential(Module):
     """Runs its modules in order; backward runs them in reverse."""
 
@@ -28,6 +42,7 @@ class Sequential(Module):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: argument {i} must be an nn.Module, got {type(m).__name__}")
             setattr(self, str(i), m)
+        check_used_once(self)
         self._checked_shape: tuple[int, ...] | None = None
         # Linear followed by ReLU: the ReLU runs in the Linear's GEMM epilogue (one pass saved).
         # BatchNorm1d followed by ReLU: the ReLU runs in BatchNorm's store and its backward in
@@ -114,6 +129,7 @@ class Residual(Module):
         if not isinstance(module, Module):
             raise TypeError(f"Residual: module must be an nn.Module, got {type(module).__name__}")
         self.module = module
+        check_used_once(self)
         self._flatten_parameters()
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:

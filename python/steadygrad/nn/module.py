@@ -1,23 +1,39 @@
 """nn.Module: explicit, visible backprop (Torch7 style) with PyTorch's names.
 
 `y = module(x)` runs `forward`, which caches what the backward needs; `module.backward(dy)`
-runs `_backward`, returns dL/dx and fills every Parameter gradient: written by the first
-backward after `zero_grad()`, accumulated by later ones. Output and gradient arrays belong to
-the module and are reused by the next call with the same shapes (copy them to keep them).
-Subclasses implement `forward(x)`, `_backward(grad_output)` and `output_shape(shape)`.
-Call the module (`model(x)`), not `model.forward(x)`: the call records that a backward may
-follow and names the layer in any error.
+returns dL/dx and fills every Parameter gradient: written by the first backward after
+`zero_grad()`, accumulated by later ones. Arrays a call returns are the caller's: later calls
+never overwrite them (internal work buffers are reused, and copied out where they would be
+returned).
+
+A custom layer subclasses Module and implements `forward(x)` and `backward(grad_output)`
+(returning dL/dx, adding its parameters' gradients with `p.accumulate_grad(g)`), and
+`output_shape(shape)` if a container should check shapes ahead. A module whose forward only
+calls its child modules one after another (`return self.body(self.stem(x))`) needs no
+backward: the chain of calls is recorded and run in reverse. Call the module (`model(x)`),
+not `model.forward(x)`: the call records that a backward may follow and names the layer in
+any error.
+
+The rules a call follows: one training-mode forward, then its backward (a second training
+forward before the backward makes the backward raise: only the last inputs are cached); an
+eval-mode forward while a training backward is pending leaves that backward's caches alone;
+a module instance appears once in a model; calls on one model from several threads run one
+at a time (each holds the model's locks), and `train()`/`eval()` are the model's, not the
+thread's.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 import numpy as np
 
+from steadygrad.nn import _calls
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
 from steadygrad.nn.state_dict import IncompatibleKeys, load_state, state_targets
 
@@ -36,6 +52,18 @@ def located(err: BaseException, prefix: str) -> BaseException:
     return new
 
 
+def _chain_of(calls: list[tuple[Module, Any, Any]], x: Any, y: Any) -> list[Module] | None:
+    """The child modules called in a chain x -> ... -> y by a forward, or None if the calls
+    recorded do not form one (nothing called, a branch, a child called twice, ...)."""
+    if not calls or calls[0][1] is not x or calls[-1][2] is not y:
+        return None
+    for (_, _, prev_y), (_, next_x, _) in itertools.pairwise(calls):
+        if next_x is not prev_y:
+            return None
+    mods = [c[0] for c in calls]
+    return mods if len({id(m) for m in mods}) == len(mods) else None
+
+
 class Module:
     """Base class of every layer and container."""
 
@@ -52,9 +80,16 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_work", {})
+        object.__setattr__(self, "_work_eval", {})  # inference forwards during a pending backward
+        object.__setattr__(self, "_handout", {})  # caller-owned results (nn._calls.hand_out)
+        object.__setattr__(self, "_lock", threading.RLock())
         object.__setattr__(self, "training", True)
         # 0: no forward yet; 1: forward done, backward pending; 2: backward done
         object.__setattr__(self, "_phase", 0)
+        # forwards run since the last backward (more than one: the caches hold only the last)
+        object.__setattr__(self, "_forwards", 0)
+        object.__setattr__(self, "_trained_forward", False)  # the pending forward's mode
+        object.__setattr__(self, "_chain", None)  # child calls recorded by the last forward
         # False while a backward may skip dL/dinput (the first layer of a model: one GEMM saved)
         object.__setattr__(self, "_input_grad", True)
 
@@ -67,6 +102,7 @@ class Module:
             params[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
+            _calls.structure_changed()
         elif name in params:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} as parameter '{name}' "
@@ -75,6 +111,16 @@ class Module:
         elif name in self._buffers:
             self._buffers[name] = value
         object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state.pop("_locks", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__["_lock"] = threading.RLock()
 
     def register_buffer(self, name: str, value: np.ndarray | None) -> None:
         self._buffers[name] = value
@@ -151,7 +197,24 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+        """The layer's backward. Built-in layers override this; a custom layer may override
+        `backward` instead. The default runs the child calls the forward recorded, when they
+        form a chain from the input to the output."""
+        custom = type(self).backward is not Module.backward
+        if custom:  # a subclass's own backward(grad_output) is the implementation
+            return type(self).backward(self, grad_output)  # type: ignore[return-value]
+        chain = self._chain
+        if chain is None:
+            name = type(self).__name__
+            raise NotImplementedError(
+                f"{name} does not implement backward: define {name}.backward(self, "
+                "grad_output) returning dL/dinput (add parameter gradients with "
+                "p.accumulate_grad(g)); a forward that only calls child modules one after "
+                "another needs none")
+        g = grad_output
+        for child in reversed(chain):
+            g = child._run_backward(g, True)
+        return g
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
         """Shape of the output for an input of `shape`; raises ValueError on a bad shape.
@@ -160,11 +223,25 @@ class Module:
 
     def label(self) -> str:
         """One-line description used in error messages and summaries."""
-        return repr(self) if not self._is_container else type(self).__name__
+        if self._is_container or (self._modules and type(self).__repr__ is Module.__repr__):
+            return type(self).__name__
+        return repr(self)
 
     def _run_forward(self, x: np.ndarray) -> np.ndarray:
-        y = self.forward(x)
+        calls: list[tuple[Module, Any, Any]] = []
+        stack = _calls.recorders()
+        stack.append(calls)
+        try:
+            y = self.forward(x)
+        finally:
+            stack.pop()
+        object.__setattr__(self, "_chain", _chain_of(calls, x, y) if calls else None)
+        # Training forwards pile up until a backward; an inference forward replaces what was
+        # pending from another inference forward (nobody backpropagates through both).
+        stacked = self._phase == 1 and self._trained_forward
         object.__setattr__(self, "_phase", 1)
+        object.__setattr__(self, "_forwards", self._forwards + 1 if stacked else 1)
+        object.__setattr__(self, "_trained_forward", self.training)
         return y
 
     def _run_backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -172,12 +249,21 @@ class Module:
             raise RuntimeError("backward called before forward")
         if self._phase == 2:
             raise RuntimeError("backward called twice for one forward (run forward again first)")
+        if self._forwards > 1:
+            n = self._forwards
+            raise _calls.StackedForwardsError(
+                f"forward ran {n} times since the last backward, but only the last run's inputs "
+                "are kept, so this backward would not match the output it came from. Call "
+                "backward after each training forward; run forwards that need no backward "
+                "under model.eval(); use a module instance once per model (share weights "
+                "through the Parameter instead)")
         object.__setattr__(self, "_input_grad", input_grad)
         try:
             grad_input = self._backward(grad_output)
         finally:
             object.__setattr__(self, "_input_grad", True)
         object.__setattr__(self, "_phase", 2)
+        object.__setattr__(self, "_forwards", 0)
         return grad_input if input_grad else None
 
     def _error_prefix(self, err: BaseException) -> str:
@@ -187,21 +273,46 @@ class Module:
         return "" if getattr(err, "_sg_located", False) else f"{type(self).__name__}: "
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        with _calls.public_call(self) as nested:
+            if not self.training and self._phase == 1 and self._trained_forward:
+                return self._forward_call(_calls.forward_on_scratch, x, nested)
+            mods = _calls.tree(self)[0]
+            before = _calls.forward_state(mods)
+            try:
+                return self._forward_call(Module._run_forward, x, nested)
+            except BaseException:
+                if _calls.forward_state(mods) != before:
+                    _calls.forget_pending(mods)
+                raise
+
+    def _forward_call(self, run: Any, x: np.ndarray, nested: bool) -> np.ndarray:
         try:
-            return self._run_forward(x)
+            y = run(self, x)
         except _NAMED_ERRORS as e:
             raise located(e, self._error_prefix(e)) from e
+        if nested:  # inside another module's forward: the result is an intermediate
+            _calls.record(self, x, y)
+            return y  # type: ignore[no-any-return]
+        return _calls.hand_out(self, "out", y)  # type: ignore[no-any-return]
 
     def backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         """dL/dx for dL/dy = grad_output; fills every parameter's gradient.
 
         input_grad=False returns None and lets the first layer skip computing dL/dx (for a
         Linear first layer that saves one of its three GEMMs); parameter gradients are the same.
+        A custom layer overrides this method (or `_backward`) with its own backward.
         """
-        try:
-            return self._run_backward(grad_output, input_grad)
-        except _NAMED_ERRORS as e:
-            raise located(e, self._error_prefix(e)) from e
+        with _calls.public_call(self) as nested:
+            try:
+                g = self._run_backward(grad_output, input_grad)
+            except _calls.StackedForwardsError as e:
+                _calls.forget_pending(_calls.tree(self)[0])  # start afresh with the next forward
+                raise located(e, self._error_prefix(e)) from e
+            except _NAMED_ERRORS as e:
+                raise located(e, self._error_prefix(e)) from e
+            if nested or g is None:
+                return g
+            return _calls.hand_out(self, "dx", g)  # type: ignore[no-any-return]
 
     def _in_child(self, key: str, child: Module, fn: Any, arg: Any) -> Any:
         """Run fn(arg) for child `key`, naming the child (index and label) in any error."""

@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from steadygrad.nn import running_stats
 from steadygrad.nn.parameter import FlatStorage, Parameter
 from steadygrad.optim._groups import ParamGroupsMixin
 from steadygrad.optim._norms import (
@@ -199,6 +200,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
                 if mine:
                     self._step_group(gi, mine, scale)
         self.consecutive_skips = 0
+        running_stats.finish_step({id(p) for p in params}, skipped=False)
         return total
 
     def _keys(self, idx: np.ndarray | slice) -> np.ndarray:
@@ -246,6 +248,9 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         raise NotImplementedError
 
     def _skip(self, active: list[int], per: np.ndarray) -> None:
+        # "Nothing changed" covers the model too: the running statistics the skipped step's
+        # forwards folded in are taken back (nn.running_stats).
+        running_stats.finish_step({id(p) for p in self._params}, skipped=True)
         self.skipped_steps += 1
         self.consecutive_skips += 1
         bad = [active[j] for j in np.flatnonzero(~np.isfinite(per)).tolist()]
