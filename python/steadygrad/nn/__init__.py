@@ -7,7 +7,9 @@
     model.backward(loss_fn.backward())           # returns dL/dx, fills every Parameter.grad
 
 Building a container moves all parameters into one flat buffer (`model.flat_storage`);
-outputs and gradients returned by layers are reused by the next call (copy to keep them).
+arrays a call returns (outputs, dL/dx) are the caller's and never overwritten by later calls.
+The rules of a call (one training forward per backward, eval forwards during a pending
+backward, custom layers, threads) are in `help(nn.Module)`.
 """
 
 from __future__ import annotations

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,20 +53,22 @@ def nested() -> bool:
     return getattr(_tls, "depth", 0) > 0
 
 
-@contextmanager
-def public_call(module: Module) -> Iterator[bool]:
-    """Hold the tree's locks for one public call; yields whether the call is nested."""
-    locks = _tree_locks(module)
+def enter(module: Module) -> tuple[list[threading.RLock], int]:
+    """Start a public call: take the tree's locks. Returns what `leave` needs; the depth
+    says whether the call is nested in another module's forward or backward."""
+    locks = tree(module)[1]
     for lk in locks:
         lk.acquire()
     depth = getattr(_tls, "depth", 0)
     _tls.depth = depth + 1
-    try:
-        yield depth > 0
-    finally:
-        _tls.depth = depth
-        for lk in reversed(locks):
-            lk.release()
+    return locks, depth
+
+
+def leave(token: tuple[list[threading.RLock], int]) -> None:
+    locks, depth = token
+    _tls.depth = depth
+    for lk in reversed(locks):
+        lk.release()
 
 
 def tree(module: Module) -> tuple[list[Module], list[threading.RLock]]:
@@ -81,10 +81,6 @@ def tree(module: Module) -> tuple[list[Module], list[threading.RLock]]:
     locks = [by_id[k]._lock for k in sorted(by_id)]
     object.__setattr__(module, "_tree", (_structure[0], mods, locks))
     return mods, locks
-
-
-def _tree_locks(module: Module) -> list[threading.RLock]:
-    return tree(module)[1]
 
 
 def forward_state(mods: list[Module]) -> list[tuple[int, int]]:

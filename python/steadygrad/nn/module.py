@@ -235,13 +235,14 @@ class Module:
             y = self.forward(x)
         finally:
             stack.pop()
-        object.__setattr__(self, "_chain", _chain_of(calls, x, y) if calls else None)
+        d = self.__dict__  # bookkeeping written directly: this runs once per layer and call
+        d["_chain"] = _chain_of(calls, x, y) if calls else None
         # Training forwards pile up until a backward; an inference forward replaces what was
         # pending from another inference forward (nobody backpropagates through both).
-        stacked = self._phase == 1 and self._trained_forward
-        object.__setattr__(self, "_phase", 1)
-        object.__setattr__(self, "_forwards", self._forwards + 1 if stacked else 1)
-        object.__setattr__(self, "_trained_forward", self.training)
+        stacked = d["_phase"] == 1 and d["_trained_forward"]
+        d["_phase"] = 1
+        d["_forwards"] = d["_forwards"] + 1 if stacked else 1
+        d["_trained_forward"] = self.training
         return y
 
     def _run_backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -257,13 +258,14 @@ class Module:
                 "backward after each training forward; run forwards that need no backward "
                 "under model.eval(); use a module instance once per model (share weights "
                 "through the Parameter instead)")
-        object.__setattr__(self, "_input_grad", input_grad)
+        d = self.__dict__
+        d["_input_grad"] = input_grad
         try:
             grad_input = self._backward(grad_output)
         finally:
-            object.__setattr__(self, "_input_grad", True)
-        object.__setattr__(self, "_phase", 2)
-        object.__setattr__(self, "_forwards", 0)
+            d["_input_grad"] = True
+        d["_phase"] = 2
+        d["_forwards"] = 0
         return grad_input if input_grad else None
 
     def _error_prefix(self, err: BaseException) -> str:
@@ -273,7 +275,9 @@ class Module:
         return "" if getattr(err, "_sg_located", False) else f"{type(self).__name__}: "
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        with _calls.public_call(self) as nested:
+        token = _calls.enter(self)
+        nested = token[1] > 0
+        try:
             if not self.training and self._phase == 1 and self._trained_forward:
                 return self._forward_call(_calls.forward_on_scratch, x, nested)
             mods = _calls.tree(self)[0]
@@ -284,6 +288,8 @@ class Module:
                 if _calls.forward_state(mods) != before:
                     _calls.forget_pending(mods)
                 raise
+        finally:
+            _calls.leave(token)
 
     def _forward_call(self, run: Any, x: np.ndarray, nested: bool) -> np.ndarray:
         try:
@@ -302,7 +308,8 @@ class Module:
         Linear first layer that saves one of its three GEMMs); parameter gradients are the same.
         A custom layer overrides this method (or `_backward`) with its own backward.
         """
-        with _calls.public_call(self) as nested:
+        token = _calls.enter(self)
+        try:
             try:
                 g = self._run_backward(grad_output, input_grad)
             except _calls.StackedForwardsError as e:
@@ -310,9 +317,11 @@ class Module:
                 raise located(e, self._error_prefix(e)) from e
             except _NAMED_ERRORS as e:
                 raise located(e, self._error_prefix(e)) from e
-            if nested or g is None:
+            if token[1] > 0 or g is None:
                 return g
             return _calls.hand_out(self, "dx", g)  # type: ignore[no-any-return]
+        finally:
+            _calls.leave(token)
 
     def _in_child(self, key: str, child: Module, fn: Any, arg: Any) -> Any:
         """Run fn(arg) for child `key`, naming the child (index and label) in any error."""
