@@ -341,3 +341,38 @@ def test_nan_batch_in_fit_leaves_running_statistics(rng: np.random.Generator) ->
     assert opt.skipped_steps == 1
     assert all(np.isfinite(b).all() for b in m.buffers())
     assert int(m[1].num_batches_tracked) == 3  # the skipped batch is not counted either
+
+
+def test_deepcopy_gives_an_independent_model_with_its_own_lock(rng: np.random.Generator) -> None:
+    import copy
+
+    m = _mlp()
+    x = rng.standard_normal((8, 6)).astype(np.float32)
+    m.eval()
+    c = copy.deepcopy(m)
+    assert c._lock is not m._lock and c[0]._lock is not m[0]._lock
+    np.testing.assert_array_equal(c(x), m(x))
+    c[0].weight.data[...] = 0.0
+    assert not np.array_equal(c(x), m(x))
+
+
+def test_a_deepcopy_trains_like_the_original(rng: np.random.Generator) -> None:
+    import copy
+
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    m = _mlp()
+    c = copy.deepcopy(m)
+    st = c.flat_storage
+    assert st is not None and all(np.shares_memory(p.data, st.data) for p in c.parameters())
+    for model in (m, c):
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        lf = nn.CrossEntropyLoss()
+        for _ in range(3):
+            opt.zero_grad()
+            lf(model(x), y)
+            model.backward(lf.backward(), input_grad=False)
+            opt.step()
+    for (k, a), (_, b) in zip(m.state_dict().items(), c.state_dict().items(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    assert not np.array_equal(m[0].weight.data, _mlp()[0].weight.data)  # it did train

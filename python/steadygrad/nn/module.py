@@ -121,6 +121,11 @@ class Module:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__["_lock"] = threading.RLock()
+        # A copy (copy.deepcopy, pickle) copies every array on its own, so the parameters'
+        # views no longer lie in their storage: flatten them again, as building the model did.
+        params = self.parameters()
+        if params:
+            flatten(params)
 
     def register_buffer(self, name: str, value: np.ndarray | None) -> None:
         self._buffers[name] = value
