@@ -4,6 +4,8 @@ Every Parameter's `.data` and `.grad` are numpy views into two contiguous float3
 `FlatStorage`), each view starting on a 64-byte boundary. `flatten()` moves a list of
 parameters into one new storage (copying values, rebinding views), which is what a model does
 when it is built, so an optimizer step, a norm or a checkpoint is one pass over one array.
+Each move bumps the old storage's `generation`, so whoever keeps offsets into a storage (an
+optimizer's state buffers) sees in O(1) that its parameters moved and follows them.
 
 Gradient freshness: after `zero_grad()` a parameter's gradient is *stale* (`grad` reads as
 None, as in PyTorch's `zero_grad(set_to_none=True)`), and no memory is cleared. The first
@@ -37,6 +39,8 @@ class FlatStorage:
 
     `data` and `grad` are 1-D, 64-byte aligned; parameter i occupies
     `[offsets[i], offsets[i] + sizes[i])` of both; the padding between parameters is zero.
+    The layout never changes; `generation` counts the times `flatten()` moved parameters out
+    of this storage (`params` still lists them: `p.storage is s` says where p lives now).
     """
 
     def __init__(self, params: list[Parameter]) -> None:
@@ -50,6 +54,7 @@ class FlatStorage:
             total += _round_up(p.size)
         self.data = _aligned_zeros(total)
         self.grad = _aligned_zeros(total)
+        self.generation = 0
 
     @property
     def numel(self) -> int:
@@ -155,9 +160,11 @@ class Parameter:
 def flatten(params: Iterable[Parameter]) -> FlatStorage:
     """Move `params` (deduplicated, order kept) into one new FlatStorage; returns it.
 
-    Values and fresh gradients are copied (a stale one reads None either way); each parameter's `.data` and
-    `.grad` become views into the new buffers. Anything still holding an old view keeps the
-    old memory, so flatten when a model is built, before an optimizer takes the parameters.
+    Values and fresh gradients are copied (a stale one reads None either way); each parameter's
+    `.data` and `.grad` become views into the new buffers, and each storage a parameter left
+    gets its `generation` bumped (an optimizer over these parameters re-binds at its next
+    step, its state carried along). Anything else still holding an old view keeps the old
+    memory: take `p.data` / `p.grad` again after building a model.
     """
     unique: list[Parameter] = []
     seen: set[int] = set()
@@ -175,6 +182,8 @@ def flatten(params: Iterable[Parameter]) -> FlatStorage:
         if p._grad_fresh:  # a stale gradient is never read: the new (zero) buffer stands in
             new_grad[...] = p._grad
         p._data, p._grad = new_data, new_grad
+        if p._storage is not None:
+            p._storage.generation += 1
         p._storage, p._offset = storage, off
     return storage
 
