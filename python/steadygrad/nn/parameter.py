@@ -10,11 +10,14 @@ optimizer's state buffers) sees in O(1) that its parameters moved and follows th
 Gradient freshness: after `zero_grad()` a parameter's gradient is *stale* (`grad` reads as
 None, as in PyTorch's `zero_grad(set_to_none=True)`), and no memory is cleared. The first
 backward then writes the gradient (beta = 0) and marks it fresh; later backwards accumulate.
+A custom layer's backward does the same with `p.accumulate_grad(g)`; `p.grad = g` replaces the
+gradient (as in PyTorch: the next backward accumulates into g) and `p.grad = None` marks it stale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -106,15 +109,37 @@ class Parameter:
         return self._grad if self._grad_fresh else None
 
     @grad.setter
-    def grad(self, value: np.ndarray | None) -> None:
+    def grad(self, value: Any) -> None:
+        """As in PyTorch: `p.grad = g` replaces the gradient (a copy of g into the flat buffer;
+        the next backward accumulates into it), `p.grad = None` marks it stale. A layer's
+        backward adds its contribution with `accumulate_grad(g)` instead."""
         if value is None:
             self._grad_fresh = False
             return
-        value = np.asarray(value)
-        if value.shape != self._grad.shape:
-            raise ValueError(f"Parameter.grad: expected shape {self._grad.shape}, got {value.shape}")
-        np.copyto(self._grad, value, casting="same_kind")
+        np.copyto(self._grad, self._checked_grad(value, "grad"), casting="same_kind")
         self._grad_fresh = True
+
+    def accumulate_grad(self, grad: Any) -> None:
+        """Add `grad` to the gradient, or write it when the gradient is stale (after zero_grad):
+        what a built-in layer's backward does, for custom layers (`p.grad += g` fails after
+        zero_grad, since grad reads None, and `p.grad = g` drops what was accumulated)."""
+        g = self._checked_grad(grad, "accumulate_grad")
+        if self._grad_fresh:
+            np.add(self._grad, g, out=self._grad, casting="same_kind")
+        else:
+            np.copyto(self._grad, g, casting="same_kind")
+            self._grad_fresh = True
+
+    def _checked_grad(self, value: Any, what: str) -> np.ndarray:
+        """`value` as an array after checking it can stand for this gradient (nothing written)."""
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f":
+            raise TypeError(f"Parameter.{what}: expected a floating-point array (the gradient is "
+                            f"stored as float32), got dtype {arr.dtype}")
+        if arr.shape != self._grad.shape:
+            raise ValueError(f"Parameter.{what}: expected shape {self._grad.shape} (the "
+                             f"parameter's), got {arr.shape}")
+        return arr
 
     @property
     def grad_buffer(self) -> np.ndarray:
