@@ -4,15 +4,20 @@ Every Parameter's `.data` and `.grad` are numpy views into two contiguous float3
 `FlatStorage`), each view starting on a 64-byte boundary. `flatten()` moves a list of
 parameters into one new storage (copying values, rebinding views), which is what a model does
 when it is built, so an optimizer step, a norm or a checkpoint is one pass over one array.
+Each move bumps the old storage's `generation`, so whoever keeps offsets into a storage (an
+optimizer's state buffers) sees in O(1) that its parameters moved and follows them.
 
 Gradient freshness: after `zero_grad()` a parameter's gradient is *stale* (`grad` reads as
 None, as in PyTorch's `zero_grad(set_to_none=True)`), and no memory is cleared. The first
 backward then writes the gradient (beta = 0) and marks it fresh; later backwards accumulate.
+A custom layer's backward does the same with `p.accumulate_grad(g)`; `p.grad = g` replaces the
+gradient (as in PyTorch: the next backward accumulates into g) and `p.grad = None` marks it stale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +42,8 @@ class FlatStorage:
 
     `data` and `grad` are 1-D, 64-byte aligned; parameter i occupies
     `[offsets[i], offsets[i] + sizes[i])` of both; the padding between parameters is zero.
+    The layout never changes; `generation` counts the times `flatten()` moved parameters out
+    of this storage (`params` still lists them: `p.storage is s` says where p lives now).
     """
 
     def __init__(self, params: list[Parameter]) -> None:
@@ -50,6 +57,7 @@ class FlatStorage:
             total += _round_up(p.size)
         self.data = _aligned_zeros(total)
         self.grad = _aligned_zeros(total)
+        self.generation = 0
 
     @property
     def numel(self) -> int:
@@ -101,15 +109,37 @@ class Parameter:
         return self._grad if self._grad_fresh else None
 
     @grad.setter
-    def grad(self, value: np.ndarray | None) -> None:
+    def grad(self, value: Any) -> None:
+        """As in PyTorch: `p.grad = g` replaces the gradient (a copy of g into the flat buffer;
+        the next backward accumulates into it), `p.grad = None` marks it stale. A layer's
+        backward adds its contribution with `accumulate_grad(g)` instead."""
         if value is None:
             self._grad_fresh = False
             return
-        value = np.asarray(value)
-        if value.shape != self._grad.shape:
-            raise ValueError(f"Parameter.grad: expected shape {self._grad.shape}, got {value.shape}")
-        np.copyto(self._grad, value, casting="same_kind")
+        np.copyto(self._grad, self._checked_grad(value, "grad"), casting="same_kind")
         self._grad_fresh = True
+
+    def accumulate_grad(self, grad: Any) -> None:
+        """Add `grad` to the gradient, or write it when the gradient is stale (after zero_grad):
+        what a built-in layer's backward does, for custom layers (`p.grad += g` fails after
+        zero_grad, since grad reads None, and `p.grad = g` drops what was accumulated)."""
+        g = self._checked_grad(grad, "accumulate_grad")
+        if self._grad_fresh:
+            np.add(self._grad, g, out=self._grad, casting="same_kind")
+        else:
+            np.copyto(self._grad, g, casting="same_kind")
+            self._grad_fresh = True
+
+    def _checked_grad(self, value: Any, what: str) -> np.ndarray:
+        """`value` as an array after checking it can stand for this gradient (nothing written)."""
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f":
+            raise TypeError(f"Parameter.{what}: expected a floating-point array (the gradient is "
+                            f"stored as float32), got dtype {arr.dtype}")
+        if arr.shape != self._grad.shape:
+            raise ValueError(f"Parameter.{what}: expected shape {self._grad.shape} (the "
+                             f"parameter's), got {arr.shape}")
+        return arr
 
     @property
     def grad_buffer(self) -> np.ndarray:
@@ -155,9 +185,11 @@ class Parameter:
 def flatten(params: Iterable[Parameter]) -> FlatStorage:
     """Move `params` (deduplicated, order kept) into one new FlatStorage; returns it.
 
-    Values and fresh gradients are copied (a stale one reads None either way); each parameter's `.data` and
-    `.grad` become views into the new buffers. Anything still holding an old view keeps the
-    old memory, so flatten when a model is built, before an optimizer takes the parameters.
+    Values and fresh gradients are copied (a stale one reads None either way); each parameter's
+    `.data` and `.grad` become views into the new buffers, and each storage a parameter left
+    gets its `generation` bumped (an optimizer over these parameters re-binds at its next
+    step, its state carried along). Anything else still holding an old view keeps the old
+    memory: take `p.data` / `p.grad` again after building a model.
     """
     unique: list[Parameter] = []
     seen: set[int] = set()
@@ -175,6 +207,8 @@ def flatten(params: Iterable[Parameter]) -> FlatStorage:
         if p._grad_fresh:  # a stale gradient is never read: the new (zero) buffer stands in
             new_grad[...] = p._grad
         p._data, p._grad = new_data, new_grad
+        if p._storage is not None:
+            p._storage.generation += 1
         p._storage, p._offset = storage, off
     return storage
 

@@ -1,6 +1,12 @@
 """Parameter groups and the flat storage behind an optimizer: PyTorch's add_param_group
 rules, one FlatStorage for all parameters (flattening them, and carrying state buffers along,
-when they span several), offset-sorted segment arrays per group, lazily allocated state."""
+when they span several), offset-sorted segment arrays per group, lazily allocated state.
+
+The optimizer follows its parameters: when `flatten()` moves any of them out of the storage
+the optimizer is bound to (a container built around the layers after the optimizer was made),
+that storage's `generation` changes, and the next step (or state access) re-binds to where the
+parameters are now, moving the state buffers to the new layout without changing a value.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from steadygrad.nn.parameter import ALIGN_FLOATS, FlatStorage, Parameter, flatten, shared_storage
+from steadygrad.optim._hyper import check_hyperparameters
 
 
 def _aligned_zeros(n: int) -> np.ndarray:
@@ -26,6 +33,8 @@ class ParamGroupsMixin:
     _storage: FlatStorage | None
     _bufs: dict[str, np.ndarray]
     _step: np.ndarray
+    _all_off: np.ndarray
+    _hyper_keys: tuple[str, ...]
     # `state` also uses _state_buffers/_has_state from StateDictMixin (see Optimizer's bases).
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -68,34 +77,46 @@ class ParamGroupsMixin:
         group["params"] = params
         if names:
             group["param_names"] = names
-        self._validate_group(group)
-        old = list(self._params)
+        try:
+            check_hyperparameters(group, self._hyper_keys)
+        except ValueError as e:
+            raise ValueError(f"param_groups[{len(self.param_groups)}]: {e}") from None
         self._params.extend(params)
         self._names.extend(names if names else [None] * len(params))
         self._step = np.concatenate([self._step, np.zeros(len(params), dtype=np.int64)])
         self.param_groups.append(group)
-        self._bind_storage(old)
+        self._bind_storage()
         self._on_params_added(len(params))
-
-    def _validate_group(self, group: dict[str, Any]) -> None:
-        """Subclasses check per-group options that the kernels need (e.g. nesterov)."""
 
     def _on_params_added(self, count: int) -> None:
         """Subclasses extend per-parameter bookkeeping."""
 
-    def _bind_storage(self, old: list[Parameter]) -> None:
+    def _bind_storage(self) -> None:
+        """Bind to the one FlatStorage that holds every parameter (flattening them into a new
+        one when they span several). State buffers move from the layout they are in (`_all_off`:
+        the offsets of the previous binding, one per parameter known then; parameters added
+        since start with zero state) to the new one, value for value."""
+        old = self._storage
         storage = shared_storage(self._params)
         if storage is None:
-            old_offsets = [p.offset for p in old]
             storage = flatten(self._params)
-            # State buffers follow their parameters into the new layout.
+        if storage is not old and self._bufs:
+            moved = list(zip(self._params, self._all_off.tolist(), strict=False))
             for name, buf in list(self._bufs.items()):
                 new = _aligned_zeros(storage.numel)
-                for p, o in zip(old, old_offsets, strict=False):
+                for p, o in moved:
                     new[p.offset : p.offset + p.size] = buf[o : o + p.size]
                 self._bufs[name] = new
         self._storage = storage
+        self._storage_generation = storage.generation
         self._index_groups()
+
+    def _follow_storage(self) -> None:
+        """Re-bind if any parameter has left the bound storage since the last binding (one
+        integer compare when none has)."""
+        s = self._storage
+        if s is not None and s.generation != self._storage_generation:
+            self._bind_storage()
 
     def _index_groups(self) -> None:
         """Cache per-group index ranges and offset-sorted segment arrays (the fast path)."""
@@ -121,7 +142,7 @@ class ParamGroupsMixin:
         ln = np.array([self._params[i].size for i in idx], dtype=np.int64)
         return off, ln, np.array(idx, dtype=np.int64)
 
-    def _buf(self, name: str) -> np.ndarray:
+    def _buf(self, name: str) -> np.ndarray:  # call after _follow_storage
         buf = self._bufs.get(name)
         if buf is None:
             assert self._storage is not None
@@ -131,6 +152,7 @@ class ParamGroupsMixin:
     def state_bytes(self) -> int:
         """Bytes of the state buffers: each one flat array the size of the parameter storage,
         counted once allocated or once a group needs it (they are allocated on first step)."""
+        self._follow_storage()
         names = set(self._bufs)
         for g in self.param_groups:
             names.update(self._state_buffers(g))  # type: ignore[attr-defined]
@@ -140,7 +162,9 @@ class ParamGroupsMixin:
     @property
     def state(self) -> dict[Parameter, dict[str, Any]]:
         """PyTorch-style per-parameter state for parameters that have taken a step: "step"
-        and each state buffer as a *view* into the flat buffer (writes go through)."""
+        and each state buffer as a *view* into the flat buffer (writes go through; a view
+        taken before the parameters moved to a new storage is detached from it)."""
+        self._follow_storage()
         out: dict[Parameter, dict[str, Any]] = {}
         for gi, (lo, hi) in enumerate(self._group_range):
             names = self._state_buffers(self.param_groups[gi])
@@ -155,5 +179,7 @@ class ParamGroupsMixin:
 
     @property
     def storage(self) -> FlatStorage:
+        """The FlatStorage holding every parameter (where they are now)."""
+        self._follow_storage()
         assert self._storage is not None
         return self._storage

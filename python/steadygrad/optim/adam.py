@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.optim.optimizer import Optimizer, check_nonnegative
+from steadygrad.optim.optimizer import Optimizer
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -26,6 +26,9 @@ class Adam(Optimizer):
     clipping / non-finite guard options of `Optimizer`. `step()` returns the pre-clip norm."""
 
     _buffer_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _nonneg_buffers = ("exp_avg_sq", "max_exp_avg_sq")
+    _hyper_keys = ("lr", "eps", "betas", "weight_decay", "amsgrad", "maximize",
+                   "decoupled_weight_decay")
 
     def __init__(
         self,
@@ -43,14 +46,9 @@ class Adam(Optimizer):
         **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach, fused  # accepted for PyTorch compatibility: always fused
-        check_nonnegative(lr=lr, eps=eps)
-        for i in (0, 1):
-            if not 0.0 <= betas[i] < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {betas[i]}")
-        check_nonnegative(weight_decay=weight_decay)
         defaults = {
             "lr": lr,
-            "betas": tuple(betas),
+            "betas": tuple(betas) if isinstance(betas, (tuple, list)) else betas,
             "eps": eps,
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,

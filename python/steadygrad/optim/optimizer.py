@@ -3,9 +3,11 @@ pass, one update pass per group), gradient clipping folded into the update, and 
 skip of steps with non-finite gradients. Groups and storage live in `_groups.py`,
 state_dict/load_state_dict in `_state.py`, norms and the guard's types in `_norms.py`.
 
-Storage: all parameters an optimizer manages must live in one `FlatStorage`. If the given
+Storage: all parameters an optimizer manages live in one `FlatStorage`. If the given
 parameters span several, the constructor calls `nn.flatten()` on them, which copies them into
 a new storage and *rebinds* every parameter's `.data`/`.grad` views (old views keep old memory).
+When something else moves them later (a container built around layers an optimizer already
+holds), the optimizer follows at its next step: see `_groups.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from steadygrad.nn import running_stats
 from steadygrad.nn.parameter import FlatStorage, Parameter
 from steadygrad.optim._groups import ParamGroupsMixin
+from steadygrad.optim._hyper import check_clip_value, check_hyperparameters
 from steadygrad.optim._norms import (
     NonFiniteGradientError,
     NonFiniteGradientWarning,
@@ -28,24 +31,6 @@ from steadygrad.optim._norms import (
     segment_norms,
 )
 from steadygrad.optim._state import StateDictMixin
-
-# PyTorch's wording for each hyperparameter in "Invalid <label>: <value>".
-_HYPER_LABELS = {
-    "lr": "learning rate",
-    "eps": "epsilon value",
-    "momentum": "momentum value",
-    "weight_decay": "weight_decay value",
-    "alpha": "alpha value",
-}
-
-
-def check_nonnegative(*, nan_ok: bool = False, **values: float) -> None:
-    """Raise PyTorch's `Invalid <label>: <value>` for the first hyperparameter (in argument
-    order) below zero. NaN is rejected too (`not v >= 0`, as Adam/RMSprop test) unless nan_ok:
-    PyTorch's SGD tests `v < 0`, which lets NaN through."""
-    for name, v in values.items():
-        if (v < 0.0) if nan_ok else not v >= 0.0:
-            raise ValueError(f"Invalid {_HYPER_LABELS[name]}: {v}")
 
 
 class FusedStepOptions(TypedDict, total=False):
@@ -59,9 +44,10 @@ class FusedStepOptions(TypedDict, total=False):
 
 
 class Optimizer(ParamGroupsMixin, StateDictMixin):
-    """Base class. Subclasses set `defaults`, validate hyperparameters (`check_nonnegative`),
-    pass the fused-step options on as `**options: Unpack[FusedStepOptions]` and implement
-    `_update`.
+    """Base class. Subclasses pass `defaults` and the fused-step options
+    (`**options: Unpack[FusedStepOptions]`) on, name their hyperparameters in `_hyper_keys`
+    (PyTorch's checking order; `_hyper.check_hyperparameters` validates them at construction,
+    in add_param_group, at every step and in load_state_dict) and implement `_update`.
 
     Fused-step options (every optimizer): `max_grad_norm` clips the global `norm_type` norm
     (2.0, inf, or any p > 0 through a slower numpy pass) with PyTorch's coefficient
@@ -73,9 +59,15 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
 
     PyTorch's `foreach`/`fused` arguments are accepted and ignored: every step is fused.
     State buffers are flat arrays of the storage's size, indexed like `storage.data`.
+
+    A step validates every group before it touches any: a bad value set later (e.g.
+    `param_groups[1]["lr"] = float("nan")`) raises ValueError and changes nothing. The
+    optimizer follows its parameters when a container built later moves them into its own
+    flat buffer (state carried along, values unchanged).
     """
 
     _buffer_names: tuple[str, ...] = ()
+    _hyper_keys: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -88,12 +80,11 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         skip_nonfinite: bool = True,
         max_consecutive_skips: int | None = 10,
     ) -> None:
-        if max_grad_norm is not None and not float(max_grad_norm) >= 0.0:
-            raise ValueError(f"Invalid max_grad_norm value: {max_grad_norm}")
-        if max_grad_value is not None and not float(max_grad_value) >= 0.0:
-            raise ValueError(f"Invalid max_grad_value value: {max_grad_value}")
-        if max_grad_norm is not None and max_grad_value is not None:
-            raise ValueError("Only one of max_grad_norm and max_grad_value can be set")
+        check_hyperparameters(defaults, self._hyper_keys)
+        self._max_grad_norm: float | None = None
+        self._max_grad_value: float | None = None
+        self.max_grad_norm = max_grad_norm
+        self.max_grad_value = max_grad_value
         if max_consecutive_skips is not None and (
             not isinstance(max_consecutive_skips, int) or max_consecutive_skips < 0
         ):
@@ -101,9 +92,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
                 f"max_consecutive_skips must be an int >= 0 or None, got {max_consecutive_skips!r}"
             )
         self.defaults = dict(defaults)
-        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
-        self.norm_type = check_norm_type(norm_type)
-        self.max_grad_value = None if max_grad_value is None else float(max_grad_value)
+        self.norm_type = norm_type
         self.skip_nonfinite = bool(skip_nonfinite)
         self.max_consecutive_skips = max_consecutive_skips
         self.skipped_steps = 0
@@ -118,6 +107,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         self._storage: FlatStorage | None = None
         self._bufs: dict[str, np.ndarray] = {}
         self._step = np.zeros(0, dtype=np.int64)
+        self._all_off = np.zeros(0, dtype=np.int64)  # offsets the state buffers are laid out by
         if isinstance(params, Parameter):
             raise TypeError(
                 "params argument given to the optimizer should be an iterable of Parameters or "
@@ -130,6 +120,37 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
             groups = [{"params": groups}]
         for g in groups:
             self.add_param_group(g)
+
+    # -- fused-step options (checked when set: a step never meets a bad one) -------------
+    @property
+    def max_grad_norm(self) -> float | None:
+        return self._max_grad_norm
+
+    @max_grad_norm.setter
+    def max_grad_norm(self, value: float | None) -> None:
+        v = check_clip_value("max_grad_norm", value)
+        if v is not None and self._max_grad_value is not None:
+            raise ValueError("Only one of max_grad_norm and max_grad_value can be set")
+        self._max_grad_norm = v
+
+    @property
+    def max_grad_value(self) -> float | None:
+        return self._max_grad_value
+
+    @max_grad_value.setter
+    def max_grad_value(self, value: float | None) -> None:
+        v = check_clip_value("max_grad_value", value)
+        if v is not None and self._max_grad_norm is not None:
+            raise ValueError("Only one of max_grad_norm and max_grad_value can be set")
+        self._max_grad_value = v
+
+    @property
+    def norm_type(self) -> float:
+        return self._norm_type
+
+    @norm_type.setter
+    def norm_type(self, value: float) -> None:
+        self._norm_type = check_norm_type(value)
 
     # -- gradients ---------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -165,9 +186,12 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
     def step(self, closure: Any = None) -> float | None:
         """One fused step. Returns the pre-clip total gradient norm (None when neither
         clipping by norm nor the non-finite guard asked for the norm pass, or no parameter
-        had a fresh gradient). A closure, if given, is called first (its loss is discarded)."""
+        had a fresh gradient). A closure, if given, is called first (its loss is discarded).
+        Every group's hyperparameters are checked before the closure runs or anything changes."""
+        self._check_groups()
         if closure is not None:
             closure()
+        self._follow_storage()
         params = self._params
         if all(p.grad_fresh for p in params):
             active = None
@@ -202,6 +226,16 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         self.consecutive_skips = 0
         running_stats.finish_step({id(p) for p in params}, skipped=False)
         return total
+
+    def _check_groups(self) -> None:
+        """Validate every group (one `check_hyperparameters` per group, nothing allocated)."""
+        keys = self._hyper_keys
+        for k, g in enumerate(self.param_groups):
+            try:
+                check_hyperparameters(g, keys)
+            except ValueError as e:
+                raise ValueError(f"{type(self).__name__}.step: param_groups[{k}]: {e}; nothing "
+                                 "was changed (parameters, gradients, state)") from None
 
     def _keys(self, idx: np.ndarray | slice) -> np.ndarray:
         """Per-parameter value that changes the kernel's scalars (default: the step count)."""

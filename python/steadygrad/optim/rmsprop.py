@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.optim.optimizer import Optimizer, check_nonnegative
+from steadygrad.optim.optimizer import Optimizer
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -26,6 +26,8 @@ class RMSprop(Optimizer):
     options of `Optimizer`. `step()` returns the pre-clip norm."""
 
     _buffer_names = ("square_avg", "momentum_buffer", "grad_avg")
+    _nonneg_buffers = ("square_avg",)
+    _hyper_keys = ("lr", "eps", "momentum", "weight_decay", "alpha", "centered", "maximize")
 
     def __init__(
         self,
@@ -42,7 +44,6 @@ class RMSprop(Optimizer):
         **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach  # accepted for PyTorch compatibility: always fused
-        check_nonnegative(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         defaults = {
             "lr": lr,
             "momentum": momentum,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.optim.optimizer import Optimizer, check_nonnegative
+from steadygrad.optim.optimizer import Optimizer
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -28,6 +28,8 @@ class SGD(Optimizer):
     pre-clip norm. State per parameter: "momentum_buffer" once momentum has been used."""
 
     _buffer_names = ("momentum_buffer",)
+    # dampening before nesterov: the nesterov rule reads momentum and dampening.
+    _hyper_keys = ("lr", "momentum", "weight_decay", "dampening", "nesterov", "maximize")
 
     def __init__(
         self,
@@ -44,7 +46,6 @@ class SGD(Optimizer):
         **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach, fused  # accepted for PyTorch compatibility: always fused
-        check_nonnegative(lr=lr, momentum=momentum, weight_decay=weight_decay, nan_ok=True)
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -53,8 +54,6 @@ class SGD(Optimizer):
             "nesterov": nesterov,
             "maximize": maximize,
         }
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         self._buf_init = np.zeros(0, dtype=bool)
         super().__init__(params, defaults, **options)
 

@@ -1,0 +1,88 @@
+"""Hyperparameter validation: one function for every optimizer, used by the constructor (on
+the defaults, with PyTorch's exact messages), by add_param_group, by every step (all groups
+checked before any is touched) and by load_state_dict (the merged groups checked before
+anything is written), so no value an optimizer runs with has escaped it.
+
+Rules are PyTorch's (`Invalid learning rate: -1.0`, `Invalid beta parameter at index 0: 1.0`,
+`Nesterov momentum requires a momentum and zero dampening`), plus what PyTorch lets through
+into a silently NaN result: NaN anywhere (PyTorch's SGD accepts `lr=nan`), infinite values,
+and values of the wrong type (a string lr, a non-bool flag).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+# key -> (rule, label in "Invalid <label>: <value>")
+#   "nonneg": a real number in [0, inf)   "real": any finite real number   "bool": True/False
+#   "betas": a pair, each in [0, 1)       "nesterov": a bool, and True needs momentum > 0 and
+#                                         dampening == 0 (check those keys before it)
+_RULES: dict[str, tuple[str, str]] = {
+    "lr": ("nonneg", "learning rate"),
+    "eps": ("nonneg", "epsilon value"),
+    "momentum": ("nonneg", "momentum value"),
+    "weight_decay": ("nonneg", "weight_decay value"),
+    "alpha": ("nonneg", "alpha value"),
+    "dampening": ("real", "dampening value"),
+    "betas": ("betas", "betas"),
+    "nesterov": ("nesterov", "nesterov value"),
+    "maximize": ("bool", "maximize value"),
+    "amsgrad": ("bool", "amsgrad value"),
+    "centered": ("bool", "centered value"),
+    "decoupled_weight_decay": ("bool", "decoupled_weight_decay value"),
+}
+
+
+def _is_real(v: Any) -> bool:
+    return type(v) is float or type(v) is int or (
+        isinstance(v, numbers.Real) and not isinstance(v, bool))
+
+
+def _is_bool(v: Any) -> bool:
+    return v is True or v is False or isinstance(v, np.bool_)
+
+
+def _show(v: Any) -> str:
+    """A real number as PyTorch prints it (`nan`, `-1.0`); anything else with its type."""
+    return str(v) if _is_real(v) else f"{v!r} (expected a real number, got {type(v).__name__})"
+
+
+def check_hyperparameters(
+    group: Mapping[str, Any], keys: tuple[str, ...], where: str = "", after: str = ""
+) -> None:
+    """Raise ValueError `<where>Invalid <label>: <value><after>` for the first of `keys` (in
+    PyTorch's checking order) whose value in `group` is not valid."""
+    for key in keys:
+        rule, label = _RULES[key]
+        if key not in group:
+            raise ValueError(f"{where}missing hyperparameter '{key}'{after}")
+        v = group[key]
+        if rule == "nonneg" or rule == "real":
+            if not _is_real(v) or not (0.0 <= v < math.inf if rule == "nonneg" else math.isfinite(v)):
+                raise ValueError(f"{where}Invalid {label}: {_show(v)}{after}")
+        elif rule == "betas":
+            if not isinstance(v, (tuple, list)) or len(v) != 2:
+                raise ValueError(f"{where}Invalid betas: {v!r} (expected a pair of floats){after}")
+            for i in (0, 1):
+                if not _is_real(v[i]) or not 0.0 <= v[i] < 1.0:
+                    raise ValueError(f"{where}Invalid beta parameter at index {i}: {_show(v[i])}{after}")
+        else:
+            if not _is_bool(v):
+                raise ValueError(f"{where}Invalid {label}: {v!r} (expected a bool){after}")
+            if rule == "nesterov" and v and (group["momentum"] <= 0 or group["dampening"] != 0):
+                raise ValueError(
+                    f"{where}Nesterov momentum requires a momentum and zero dampening{after}")
+
+
+def check_clip_value(name: str, value: Any) -> float | None:
+    """max_grad_norm / max_grad_value: None or a real number >= 0 (inf: no clipping)."""
+    if value is None:
+        return None
+    if not _is_real(value) or not value >= 0.0:
+        raise ValueError(f"Invalid {name} value: {_show(value)}")
+    return float(value)
