@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _introspect as intro
-from steadygrad.callbacks import CallbackList
+from steadygrad.callbacks import Callback, CallbackList
 from steadygrad.history import FitState
 
 
@@ -58,6 +58,7 @@ class Run:
     interval: str | None  # the scheduler's unit: "epoch", "step" or None (no scheduler)
     max_steps: int | None
     skip_dx: bool  # model.backward takes input_grad=False: the first layer skips dL/dx
+    callbacks: list[Callback]  # the caller's, checked
 
     @property
     def dropped(self) -> int:
@@ -66,9 +67,10 @@ class Run:
     def done(self, state: FitState) -> bool:
         return self.max_steps is not None and state.global_step >= self.max_steps
 
-    def steps_left(self, state: FitState) -> int:
-        left = max(self.epochs - state.epoch, 0) * self.steps_per_epoch - state.batch
-        return max(min(left, self.max_steps - state.global_step) if self.max_steps is not None else left, 0)
+    def steps_left(self, epoch: int, batch: int, global_step: int) -> int:
+        """Optimizer steps this fit will take from that position."""
+        left = max(self.epochs - epoch, 0) * self.steps_per_epoch - batch
+        return max(min(left, self.max_steps - global_step) if self.max_steps is not None else left, 0)
 
 
 class Batches:

@@ -77,23 +77,34 @@ def _load_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any, schedu
     return load(path, model, optimizer, scheduler)
 
 
+def _resumed_state(resume: Any, run: Run, model: Any, optimizer: Any, scheduler: Any) -> FitState:
+    if not isinstance(resume, (str, os.PathLike, dict)):
+        raise TypeError("fit: resume must be a checkpoint path, sg.load()'s extra or a "
+                        f"fit_state, got {check.describe(resume)}")
+    if isinstance(resume, (str, os.PathLike)):
+        resume = _load_checkpoint(resume, model, optimizer, scheduler)
+    if isinstance(resume, dict) and "fit" in resume and "seed" not in resume:
+        resume = resume["fit"]
+    if not isinstance(resume, dict):
+        raise TypeError("fit: the checkpoint holds no fit state (it was not saved by fit)")
+    state = FitState.from_state_dict(resume)
+    if state.batch > run.steps_per_epoch:
+        raise ValueError(f"fit: resume is at batch {state.batch} of its epoch, but this fit has "
+                         f"{run.steps_per_epoch} batches per epoch (same x and batch_size needed)")
+    return state
+
+
 def _start_state(resume: Any, seed: int | None, initial_epoch: int, run: Run, model: Any,
                  optimizer: Any, scheduler: Any) -> FitState:
+    """The resumed position, or epoch `initial_epoch` of a fresh run. A fixed-length per-step
+    schedule must cover what is left: checked before a fresh run draws its seed from sg's RNG."""
     if resume is not None:
-        if not isinstance(resume, (str, os.PathLike, dict)):
-            raise TypeError("fit: resume must be a checkpoint path, sg.load()'s extra or a "
-                            f"fit_state, got {check.describe(resume)}")
-        if isinstance(resume, (str, os.PathLike)):
-            resume = _load_checkpoint(resume, model, optimizer, scheduler)
-        if isinstance(resume, dict) and "fit" in resume and "seed" not in resume:
-            resume = resume["fit"]
-        if not isinstance(resume, dict):
-            raise TypeError("fit: the checkpoint holds no fit state (it was not saved by fit)")
-        state = FitState.from_state_dict(resume)
-        if state.batch > run.steps_per_epoch:
-            raise ValueError(f"fit: resume is at batch {state.batch} of its epoch, but this fit has "
-                             f"{run.steps_per_epoch} batches per epoch (same x and batch_size needed)")
+        state = _resumed_state(resume, run, model, optimizer, scheduler)
+        left = run.steps_left(state.epoch, state.batch, state.global_step)
+        check.schedule_length(scheduler, run.interval, left, run.steps_per_epoch)
         return state
+    check.schedule_length(scheduler, run.interval, run.steps_left(initial_epoch, 0, 0),
+                          run.steps_per_epoch)
     if seed is None:
         rng = intro.global_rng()
         seed = int(rng.integers(2**63)) if rng is not None else int(np.random.SeedSequence().entropy)
@@ -132,16 +143,19 @@ def _checked_run(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, valid
     if val is not None:
         check.labels_and_loss(loss_fn, out, val[1], "fit: validation_data y")
     interval = check.scheduler_unit(scheduler, optimizer, opts["scheduler_interval"])
+    callbacks = check.callback_list(opts["callbacks"])
     n_used, steps = check.batch_plan(model, len(x), batch_size, drop_last)
     try:
         skip_dx = "input_grad" in inspect.signature(model.backward).parameters
     except (TypeError, ValueError):
         skip_dx = False
-    return Run(x, y, val, epochs, batch_size, n_used, steps, shuffle, interval, max_steps, skip_dx)
+    return Run(x, y, val, epochs, batch_size, n_used, steps, shuffle, interval, max_steps, skip_dx,
+               callbacks)
 
 
-def _with_callbacks(loop: Loop, callbacks: Any, verbose: int, diagnostics: int | None) -> CallbackList:
-    cbs = check.callback_list(callbacks)
+def _with_callbacks(loop: Loop, callbacks: list[Callback], verbose: int,
+                    diagnostics: int | None) -> CallbackList:
+    cbs = list(callbacks)
     monitor = None
     if diagnostics:
         from steadygrad.diagnostics import GradientMonitor
@@ -192,13 +206,12 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     opts = {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "verbose": verbose, "diagnostics": diagnostics, "initial_epoch": initial_epoch,
             "resume": resume, "max_steps": max_steps, "drop_last": drop_last,
-            "scheduler_interval": scheduler_interval}
+            "scheduler_interval": scheduler_interval, "callbacks": callbacks}
     with Mode(model, training=True):
         run = _checked_run(model, loss_fn, optimizer, x, y, validation_data, scheduler, opts)
         state = _start_state(resume, seed, initial_epoch, run, model, optimizer, scheduler)
-        check.schedule_length(scheduler, run.interval, run.steps_left(state), run.steps_per_epoch)
         loop = Loop(model, loss_fn, optimizer, scheduler, state, run)
-        cb = _with_callbacks(loop, callbacks, verbose, diagnostics)
+        cb = _with_callbacks(loop, run.callbacks, verbose, diagnostics)
         with Detach(cb):
             cb.call("on_train_begin", {})
             while state.epoch < run.epochs and not loop.stop_training and not run.done(state):
