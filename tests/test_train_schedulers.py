@@ -85,7 +85,8 @@ def test_per_step_schedulers_step_after_every_batch_like_torch(name, opt_name):
 def test_one_cycle_reaches_its_peak_and_anneals_inside_the_fit():
     seen, _, sched = _fit(PER_STEP["onecycle"])
     lrs = [lr for lr, _ in seen]
-    assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) == pytest.approx(0.1, rel=2e-3)  # peak between steps 9 and 10
+    assert lrs[0] == pytest.approx(0.1 / 25)
+    assert max(lrs) == pytest.approx(0.1, rel=2e-3)  # the peak falls between steps 9 and 10
     assert sched.last_epoch == EPOCHS * SPE  # the whole schedule, exactly
     assert lrs[-1] < 1e-3
 

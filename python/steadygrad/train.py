@@ -135,7 +135,8 @@ def _checked_run(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, valid
         check.count(opts["diagnostics"], "fit: diagnostics", minimum=0)
     if opts["verbose"] not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2, got {check.describe(opts['verbose'])}")
-    shuffle, drop_last = check.flag(opts["shuffle"], "fit: shuffle"), check.flag(opts["drop_last"], "fit: drop_last")
+    shuffle = check.flag(opts["shuffle"], "fit: shuffle")
+    drop_last = check.flag(opts["drop_last"], "fit: drop_last")
     x, y = check.data(x, y, "fit")
     val = check.validation(validation_data, x, y)
     out = check.output_shape(model, x, "fit")
@@ -190,10 +191,12 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     class labels in [0, C) for a (batch, C) output, batch_size and the other counts; the loss
     is called once on a zero prediction for two targets, to see it accepts them): a bad one
     raises and changes nothing. To learn C, fit asks `model.output_shape`, or runs one
-    eval-mode forward of two samples when the model cannot say. drop_last=True drops each epoch's final partial batch (as torch's DataLoader); with
+    eval-mode forward of two samples when the model cannot say.
+
+    drop_last=True drops each epoch's final partial batch (as torch's DataLoader). With
     drop_last=False a final batch of 1 sample is still dropped when a BatchNorm would see it
-    in training mode (a DroppedBatchWarning says so, once per fit; history["dropped_samples"]
-    counts it).
+    in training mode, where it cannot normalise (torch raises): a DroppedBatchWarning says
+    so once per fit call, and history["dropped_samples"] counts it.
 
     Shuffling uses its own generator seeded by `seed` (or drawn from sg's RNG), so the order
     is reproducible. `resume` (a checkpoint path, whose sg RNG state fit restores too, or
