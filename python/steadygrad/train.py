@@ -73,7 +73,7 @@ def _load_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any, schedu
     # Resuming continues the run, so sg's RNG (Dropout masks, later init) comes back as well.
     # sg.load restores it only when asked (restore_rng, issue 11); older io always did.
     if "restore_rng" in inspect.signature(load).parameters:
-        return load(path, model, optimizer, scheduler, restore_rng=True)
+        return load(path, model, optimizer, scheduler, restore_rng=True)  # type: ignore[call-arg, unused-ignore]
     return load(path, model, optimizer, scheduler)
 
 
