@@ -217,6 +217,31 @@ def test_labels_are_checked_through_an_eval_forward_when_the_model_cannot_say_it
     assert opt.step_count == 0 and model.training
 
 
+def test_the_eval_forward_that_learns_the_output_width_changes_nothing():
+    """A custom Module (no output_shape) with BatchNorm and Dropout: fit learns C from one
+    eval-mode forward, which updates no running statistics and draws no dropout seed."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                                      nn.Dropout(0.3), nn.Linear(16, C))
+
+        def forward(self, x):
+            return self.body(x)
+
+    sg.manual_seed(0)
+    model = Net()
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    x, y = blobs(N, k=C)
+    y[-1] = C + 2
+    assert model.output_shape(x.shape) is None
+    before = _snapshot(model, opt)
+    with pytest.raises(ValueError, match=r"\[0, 3\) for the model's 3 outputs, got 5 at index 49"):
+        fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=1, batch_size=16, verbose=0)
+    _assert_same(_snapshot(model, opt), before)
+
+
 @pytest.mark.parametrize("call,exc,fragment", [
     (lambda m, lf, x, y: evaluate(m, lf, x, y, batch_size=0), ValueError,
      "evaluate: batch_size must be a positive int, got 0"),
