@@ -166,8 +166,10 @@ CASES = [
          _kw(shuffle="batch")),
     Case("drop_last=1", TypeError, "fit: drop_last must be True or False, got 1 (int)", _kw(drop_last=1)),
     Case("verbose=3", ValueError, "fit: verbose must be 0, 1 or 2, got 3 (int)", _kw(verbose=3)),
-    Case("callbacks=cb", TypeError, "fit: callbacks must be a list of Callback objects, got "
-         "<steadygrad.callbacks.EarlyStopping", lambda kw: kw.update(callbacks=EarlyStopping())),
+    Case("callbacks=cb", TypeError, "fit: callbacks must be a list of Callback objects, got one "
+         "EarlyStopping (pass [EarlyStopping(...)])", lambda kw: kw.update(callbacks=EarlyStopping())),
+    Case("callbacks=None", TypeError, "fit: callbacks must be a list of Callback objects, got None",
+         lambda kw: kw.update(callbacks=None)),
     Case("callbacks=[obj]", TypeError, "fit: callbacks[1] must be an sg.callbacks.Callback, got "
          "'val_loss' (str)", lambda kw: kw.update(callbacks=[EarlyStopping("loss"), "val_loss"])),
     Case("scheduler_interval", ValueError, "fit: scheduler_interval must be None, 'epoch' or 'step', "

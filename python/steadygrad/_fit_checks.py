@@ -111,7 +111,10 @@ def components(model: Any, loss_fn: Any, optimizer: Any) -> None:
 
 
 def callback_list(callbacks: Any) -> list[Callback]:
-    if isinstance(callbacks, Callback) or not isinstance(callbacks, Sequence):
+    if isinstance(callbacks, Callback):
+        raise TypeError(f"fit: callbacks must be a list of Callback objects, got one "
+                        f"{type(callbacks).__name__} (pass [{type(callbacks).__name__}(...)])")
+    if not isinstance(callbacks, Sequence):
         raise TypeError(f"fit: callbacks must be a list of Callback objects, got {describe(callbacks)}")
     for i, c in enumerate(callbacks):
         if not isinstance(c, Callback):
