@@ -3,6 +3,8 @@ state_dict round trips, and torch's errors."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,16 @@ from steadygrad import optim
 from steadygrad.optim import lr_scheduler as sls
 
 TLS = torch.optim.lr_scheduler
+
+
+class _HalfEvery:
+    """A callable-object scale_fn (torch keeps its __dict__ in state_dict)."""
+
+    def __init__(self) -> None:
+        self.every = 20.0
+
+    def __call__(self, x: float) -> float:
+        return 0.5 ** (x // self.every)
 
 
 def twin(opt_name="SGD", **kw):
@@ -36,6 +48,14 @@ CASES = {
     "onecycle3-linear": lambda m, o: m.OneCycleLR(
         o, max_lr=0.4, epochs=6, steps_per_epoch=10, three_phase=True, anneal_strategy="linear"
     ),
+    "cyclic": lambda m, o: m.CyclicLR(o, base_lr=[0.01, 0.002], max_lr=0.3, step_size_up=7,
+                                      step_size_down=4),
+    "cyclic-triangular2": lambda m, o: m.CyclicLR(o, 0.01, 0.2, step_size_up=5, mode="triangular2",
+                                                  base_momentum=[0.7, 0.75], max_momentum=0.95),
+    "cyclic-exp-range": lambda m, o: m.CyclicLR(o, 0.02, [0.4, 0.1], step_size_up=6, mode="exp_range",
+                                                gamma=0.97),
+    "cyclic-scale-fn": lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=3, step_size_down=9,
+                                               scale_fn=_HalfEvery(), scale_mode="iterations"),
 }
 
 
@@ -99,13 +119,14 @@ def test_reduce_lr_on_plateau_matches_torch(mode, threshold_mode):
     assert s2.best == s.best and s2.cooldown_counter == s.cooldown_counter
 
 
-@pytest.mark.parametrize("name", ["cosine", "onecycle", "sequential", "multistep"])
+@pytest.mark.parametrize("name", ["cosine", "onecycle", "sequential", "multistep", "cyclic",
+                                  "cyclic-scale-fn"])
 def test_scheduler_state_dict_round_trip(name):
     o, _ = twin()
     s = CASES[name](sls, o)
     for _ in range(17):
         s.step()
-    sd = s.state_dict()
+    sd = json.loads(json.dumps(s.state_dict()))  # what a checkpoint can hold
     want = []
     for _ in range(10):
         s.step()
@@ -135,3 +156,30 @@ def test_scheduler_errors_match_torch():
         with pytest.raises(ValueError) as ours:
             make(sls, o)
         assert str(ours.value) == str(theirs.value)
+
+
+def test_cyclic_lr_errors():
+    o, to = twin()
+    with pytest.raises(ValueError) as theirs:
+        TLS.CyclicLR(to, 0.01, 0.1, mode="sawtooth")
+    with pytest.raises(ValueError) as ours:
+        sls.CyclicLR(o, 0.01, 0.1, mode="sawtooth")
+    assert str(ours.value) == str(theirs.value)
+    with pytest.raises(ValueError, match="step_size_up > 0"):  # torch: ZeroDivisionError
+        sls.CyclicLR(o, 0.01, 0.1, step_size_up=0)
+    with pytest.raises(ValueError, match="max_lr must have the same length"):
+        sls.CyclicLR(o, 0.01, [0.1, 0.2, 0.3])
+
+
+def test_each_scheduler_declares_its_unit():
+    o, _ = twin()
+    per_step = {"onecycle", "onecycle3-linear", "cyclic", "cyclic-triangular2", "cyclic-exp-range",
+                "cyclic-scale-fn"}
+    for name, make in CASES.items():
+        assert make(sls, o).interval == ("step" if name in per_step else "epoch"), name
+    assert sls.ReduceLROnPlateau(o).interval == "epoch"
+    warm = sls.LinearLR(o, start_factor=0.1, total_iters=3)
+    assert sls.SequentialLR(o, [warm, sls.CosineAnnealingLR(o, 9)], [3]).interval == "epoch"
+    warm = sls.LinearLR(o, start_factor=0.1, total_iters=3)
+    seq = sls.SequentialLR(o, [warm, sls.OneCycleLR(o, 0.1, total_steps=20)], [3])
+    assert seq.interval == "step"  # a per-step part makes the whole sequence per step

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 
 import numpy as np
 import pytest
-from train_fakes import FakeCE, FakeSGD, blobs, mlp
+from train_fakes import FakeCE, FakeMSE, FakeSGD, blobs, mlp
 
 from steadygrad.callbacks import (
     Callback,
@@ -58,12 +59,32 @@ def test_early_stopping_min_delta_and_max_mode():
     assert es.mode == "max" and h.epoch == [0, 1, 2, 3] and es.best == 0.6
 
 
-def test_val_monitor_without_validation_is_a_clear_error():
+@pytest.mark.parametrize("make,regression,match", [
+    (lambda p: EarlyStopping(), False,
+     "EarlyStopping: monitors 'val_loss' but fit was given no validation_data; pass "
+     "validation_data or use 'loss'"),
+    (lambda p: EarlyStopping("accuracy"), True,
+     "EarlyStopping: monitors 'accuracy' but fit logs no accuracy for float (regression) "
+     "targets; use 'loss'"),
+    (lambda p: ModelCheckpoint(p / "c-{epoch}-{val_loss:.3f}.safetensors"), False,
+     "ModelCheckpoint: path names 'val_loss' but fit was given no validation_data"),
+    (lambda p: ModelCheckpoint(p / "c-{val_accuracy}", monitor="loss"), True,
+     "ModelCheckpoint: path names 'val_accuracy' but fit was given no validation_data"),
+], ids=["val_loss-without-validation", "accuracy-of-regression", "path-val_loss", "path-val_accuracy"])
+def test_a_metric_fit_will_never_log_is_refused_before_the_first_step(tmp_path, make, regression,
+                                                                       match):
+    # It used to be a KeyError at the first epoch end, after an epoch of training.
     x, y = blobs(32)
     model = mlp([8, 4, 3])
-    with pytest.raises(ValueError, match="no validation_data; pass validation_data or monitor='loss'"):
-        fit(model, FakeCE(), FakeSGD(model.parameters()), x, y, epochs=1, batch_size=8,
-            callbacks=[EarlyStopping()], verbose=0)
+    opt = FakeSGD(model.parameters())
+    before = model.parameters()[0].storage.data.copy()
+    loss = FakeMSE() if regression else FakeCE()
+    target = np.eye(3, dtype=np.float32)[y] if regression else y
+    with pytest.raises(ValueError, match=re.escape(match)):
+        fit(model, loss, opt, x, target, epochs=1, batch_size=8, callbacks=[make(tmp_path)],
+            verbose=0)
+    np.testing.assert_array_equal(model.parameters()[0].storage.data, before)
+    assert opt.step_count == 0 and not list(tmp_path.iterdir())
 
 
 def test_model_checkpoint_best_only(tmp_path):

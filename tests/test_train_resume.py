@@ -1,7 +1,7 @@
 """Exact resume, end to end with the real layers and optimizer: N steps in one process versus
 k steps, sg.save, then sg.load in a *fresh process* and N - k more steps must give bitwise
 identical parameters (Dropout's RNG, BatchNorm statistics, Adam moments, the LR schedule and
-the shuffled data order all carried by the checkpoint)."""
+the shuffled data order all carried by the checkpoint; fit(resume=path) restores sg's RNG)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,7 @@ SCRIPT = textwrap.dedent(
         sg.save(ckpt, model, opt, sched, extra={"fit": h.fit_state})
     else:
         sg.manual_seed(999)  # a different RNG state: the checkpoint must bring the right one back
-        extra = sg.load(ckpt, model, opt, sched)
-        h = sg.fit(model, loss_fn, opt, x, y, resume=extra, **kw)
+        h = sg.fit(model, loss_fn, opt, x, y, resume=ckpt, **kw)  # fit restores sg's RNG too
     sd = model.state_dict()
     np.savez(out, loss=np.array(h.history.get("loss", [])), **{n: np.asarray(v) for n, v in sd.items()})
     """
@@ -67,3 +66,30 @@ def test_resume_in_a_fresh_process_is_bitwise_identical(tmp_path, straight, k):
     assert straight.keys() == resumed.keys()
     for name in straight:
         np.testing.assert_array_equal(resumed[name], straight[name], err_msg=f"{name} after resume at {k}")
+
+
+def test_resume_from_a_path_asks_load_to_restore_the_rng(tmp_path, monkeypatch):
+    """sg.load restores sg's RNG only when asked (restore_rng=True); resuming a fit asks."""
+    import steadygrad as sg
+    from steadygrad import io, nn, optim
+
+    x = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    sg.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    kw = dict(epochs=2, batch_size=8, seed=3, verbose=0, max_steps=3)
+    h = sg.fit(model, nn.CrossEntropyLoss(), opt, x, y, **kw)
+    path = tmp_path / "c.safetensors"
+    sg.save(path, model, opt, extra={"fit": h.fit_state})
+    calls = []
+    real_load = io.load
+
+    def load(path, model, optimizer=None, scheduler=None, restore_rng=False):
+        calls.append(restore_rng)
+        return real_load(path, model, optimizer, scheduler)
+
+    monkeypatch.setattr(io, "load", load)
+    sg.manual_seed(999)
+    sg.fit(model, nn.CrossEntropyLoss(), opt, x, y, resume=path, **kw)  # max_steps: no step left
+    assert calls == [True]  # the fresh-process test above checks the restored RNG end to end

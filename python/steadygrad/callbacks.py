@@ -9,6 +9,7 @@ import copy
 import csv
 import math
 import os
+import string
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,15 @@ def _resolve_mode(monitor: str, mode: str) -> str:
     return mode
 
 
+def _check_logged(who: str, how: str, key: str, loop: Any) -> None:
+    if key.startswith("val_") and not loop.has_validation:
+        raise ValueError(f"{who}: {how} {key!r} but fit was given no validation_data; pass "
+                         f"validation_data or use {key[4:]!r}")
+    if key.removeprefix("val_") == "accuracy" and not getattr(loop, "classification", True):
+        raise ValueError(f"{who}: {how} {key!r} but fit logs no accuracy for float (regression) "
+                         f"targets; use {key.replace('accuracy', 'loss')!r}")
+
+
 class _Monitor(Callback):
     """Shared logic: track the best value of `monitor` with a `min_delta` margin."""
 
@@ -60,11 +70,9 @@ class _Monitor(Callback):
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def on_train_begin(self, logs: dict[str, float]) -> None:
-        if self.monitor.startswith("val_") and not self.loop.has_validation:
-            raise ValueError(
-                f"{type(self).__name__}: monitors {self.monitor!r} but fit was given no "
-                f"validation_data; pass validation_data or monitor={self.monitor[4:]!r}"
-            )
+        """Refuse, before any step, a metric this fit will never log (other names may come
+        from other callbacks, so they are looked up at the first epoch end)."""
+        _check_logged(type(self).__name__, "monitors", self.monitor, self.loop)
 
     def improved(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -137,6 +145,9 @@ class ModelCheckpoint(_Monitor):
     def on_train_begin(self, logs: dict[str, float]) -> None:
         if self.save_best_only:
             super().on_train_begin(logs)
+        for _, field, _, _ in string.Formatter().parse(self.path):
+            if field and field != "epoch":
+                _check_logged("ModelCheckpoint", "path names", field, self.loop)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if self.save_best_only:

@@ -13,9 +13,12 @@ class History:
     """Per-epoch logs of a fit: `history["loss"]` is a list with one float per epoch.
 
     Keys: loss, accuracy (integer targets), val_loss, val_accuracy (with validation data), lr
-    (the learning rate used during the epoch), grad_norm / grad_norm_max (mean and max pre-clip
-    global norm over the epoch's steps), skipped_steps (non-finite steps the optimizer skipped
-    in the epoch), samples_per_s, plus whatever callbacks log. `epoch` lists epoch indices.
+    (the learning rate at the epoch's first step; a per-step scheduler changes it every batch),
+    grad_norm / grad_norm_max (mean and max pre-clip global norm over the epoch's steps),
+    skipped_steps (non-finite steps the optimizer skipped in the epoch), dropped_samples (only
+    when fit drops a final batch: samples per epoch not trained on), samples_per_s (trained
+    samples only), plus whatever callbacks log. `epoch` lists epoch indices. loss and accuracy
+    are means over the samples actually trained on.
     """
 
     def __init__(self) -> None:

@@ -19,10 +19,12 @@ except ImportError:  # pragma: no cover - exercised where tqdm is absent
 def format_logs(logs: dict[str, float]) -> str:
     parts = []
     for k, v in logs.items():
-        if k in ("size", "grad_norm_max") or (k == "skipped_steps" and not v):
+        if k in ("size", "grad_norm_max") or (k in ("skipped_steps", "dropped_samples") and not v):
             continue
         if k == "skipped_steps":
             parts.append(f"skipped {int(v)}")
+        elif k == "dropped_samples":
+            parts.append(f"dropped {int(v)} sample{'s' * (v != 1)}")
         elif k == "lr":
             parts.append(f"{k} {v:.3g}")
         elif k == "samples_per_s":

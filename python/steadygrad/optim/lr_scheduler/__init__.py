@@ -1,4 +1,5 @@
-"""Learning-rate schedulers with torch.optim.lr_scheduler's names, arguments and trajectories."""
+"""Learning-rate schedulers with torch.optim.lr_scheduler's names, arguments and trajectories.
+Each declares in `interval` whether one step() is an epoch or an optimizer step (for sg.fit)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from steadygrad.optim.lr_scheduler._base import (
     StepLR,
 )
 from steadygrad.optim.lr_scheduler._composite import OneCycleLR, SequentialLR
+from steadygrad.optim.lr_scheduler._cyclic import CyclicLR
 from steadygrad.optim.lr_scheduler._plateau import ReduceLROnPlateau
 
 __all__ = [
     "CosineAnnealingLR",
+    "CyclicLR",
     "ExponentialLR",
     "LRScheduler",
     "LinearLR",

@@ -3,6 +3,13 @@
 trajectories match torch's float for float. They act on any object with `param_groups` (list of
 dicts with "lr"), which every steadygrad optimizer has. Unlike torch, no optimizer-step-order
 warnings are emitted.
+
+Each scheduler declares the unit its `step()` counts in `interval`: "epoch" (the default, and
+what torch's docs assume for StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR)
+or "step" (one optimizer step: OneCycleLR, CyclicLR, which are defined per batch). `sg.fit`
+steps each scheduler in its declared unit; set `sched.interval = "step"` (or pass
+`fit(..., scheduler_interval="step")`) to run an epoch-style schedule, e.g. a LinearLR warmup
+over `total_iters` batches, per batch.
 """
 
 from __future__ import annotations
@@ -23,9 +30,22 @@ def _check_optimizer(optimizer: Any) -> None:
         raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
 
 
-class LRScheduler:
-    """Base class: `step()` advances `last_epoch` and writes `get_lr()` into each group."""
+def _per_group(name: str, optimizer: Any, value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(optimizer.param_groups):
+            raise ValueError(
+                f"{name} must have the same length as optimizer.param_groups. {name} has "
+                f"{len(value)} values, param_groups has {len(optimizer.param_groups)}."
+            )
+        return list(value)
+    return [value] * len(optimizer.param_groups)
 
+
+class LRScheduler:
+    """Base class: `step()` advances `last_epoch` and writes `get_lr()` into each group.
+    `interval` says what one `step()` stands for ("epoch" or "step"); see the module docstring."""
+
+    interval: str = "epoch"
     _is_initial: bool = False
 
     def __init__(self, optimizer: Any, last_epoch: int = -1) -> None:

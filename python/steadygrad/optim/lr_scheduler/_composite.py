@@ -6,12 +6,14 @@ import math
 from bisect import bisect_right
 from typing import Any
 
-from steadygrad.optim.lr_scheduler._base import LRScheduler, _check_optimizer
+from steadygrad.optim.lr_scheduler._base import LRScheduler, _check_optimizer, _per_group
 from steadygrad.optim.lr_scheduler._plateau import ReduceLROnPlateau
 
 
 class SequentialLR(LRScheduler):
-    """Run schedulers[i] until milestones[i], then the next (e.g. LinearLR warmup -> cosine)."""
+    """Run schedulers[i] until milestones[i], then the next (e.g. LinearLR warmup -> cosine).
+    Its `interval` is "step" when any of the schedulers is defined per step (OneCycleLR,
+    CyclicLR), else "epoch"; milestones count in that unit."""
 
     def __init__(
         self, optimizer: Any, schedulers: list[LRScheduler], milestones: list[int], last_epoch: int = -1
@@ -42,6 +44,8 @@ class SequentialLR(LRScheduler):
             )
         self._schedulers = schedulers
         self._milestones = milestones
+        per_step = any(getattr(s, "interval", "epoch") == "step" for s in schedulers)
+        self.interval = "step" if per_step else "epoch"
         self.last_epoch = last_epoch + 1
         self.optimizer = optimizer
         for group in optimizer.param_groups:
@@ -75,19 +79,12 @@ class SequentialLR(LRScheduler):
             s.load_state_dict(sd)
 
 
-def _per_group(name: str, optimizer: Any, value: Any) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        if len(value) != len(optimizer.param_groups):
-            raise ValueError(
-                f"{name} must have the same length as optimizer.param_groups. {name} has "
-                f"{len(value)} values, param_groups has {len(optimizer.param_groups)}."
-            )
-        return list(value)
-    return [value] * len(optimizer.param_groups)
-
-
 class OneCycleLR(LRScheduler):
-    """The 1cycle policy (Smith & Topin 2017), stepped per batch; cycles momentum or beta1."""
+    """The 1cycle policy (Smith & Topin 2017); cycles momentum or beta1. Defined per optimizer
+    step (`interval = "step"`): `sg.fit` steps it after every batch, so build it with
+    total_steps = epochs * batches per epoch (or epochs= and steps_per_epoch=)."""
+
+    interval = "step"
 
     def __init__(
         self,

@@ -10,6 +10,11 @@ from steadygrad.optim.lr_scheduler._base import _check_optimizer, _lrs
 
 
 class ReduceLROnPlateau:
+    """Stepped with the monitored metric once per epoch (`interval = "epoch"`): `sg.fit` passes
+    val_loss when it has validation data, else the training loss."""
+
+    interval = "epoch"
+
     def __init__(
         self,
         optimizer: Any,
