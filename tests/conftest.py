@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -138,3 +139,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     for line in _over_budget():
         terminalreporter.write_line(f"TIME BUDGET EXCEEDED: {line}", red=True)
 
+
+
+def plan_set(m: Any, what: str) -> set[int]:
+    """Indices of the layers that, in the model's plan, fuse a ReLU ('fused'), fuse one whose
+    backward they apply too ('fused_masked'), or write dL/dx over their input ('donate')."""
+    plan = m.plan()
+    if what == "donate":
+        return {lp.index for lp in plan if lp.donate_input}
+    fused = {lp.index for lp in plan if lp.epilogue == "relu"}
+    if what == "fused":
+        return fused
+    return {i for i in fused if plan[i + 1].producer_masks_grad}

@@ -9,11 +9,13 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from tests.conftest import plan_set
 
 from steadygrad import nn
 
 F = Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray]
 erf = np.vectorize(math.erf)
+
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -162,7 +164,7 @@ def test_mse_gradient_matches_finite_differences(reduction: str, rng: np.random.
 def test_linear_bn_relu_fused_gradients_match_finite_differences(isa: str, mode: str,
                                                                   rng: np.random.Generator) -> None:
     m = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.ReLU())
-    assert m._fused_bn_relu == {1}
+    assert plan_set(m, 'fused_masked') == {1}
     for p in m.parameters():
         p.data = rng.standard_normal(p.shape).astype(np.float32)
     m[1].running_mean[...] = rng.standard_normal(6) * 0.5

@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.conftest import plan_set  # noqa: E402
+
 from steadygrad import nn  # noqa: E402
 
 torch.set_default_dtype(torch.float32)
@@ -22,6 +24,7 @@ class TorchResidual(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.module(x)
+
 
 
 def _to_torch(m: nn.Module) -> torch.nn.Module:
@@ -202,7 +205,7 @@ def test_state_dict_round_trip_with_torch(rng: np.random.Generator) -> None:
 
 def test_linear_relu_fused_in_sequential_matches_torch(isa: str, rng: np.random.Generator) -> None:
     m = nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU(), nn.ReLU(), nn.Linear(20, 4))
-    assert m._fused_relu == {0, 2}
+    assert plan_set(m, 'fused') == {0, 2}
     tm = _to_torch(m)
     x = rng.standard_normal((9, 12)).astype(np.float32)
     dout = rng.standard_normal((9, 4)).astype(np.float32)
@@ -237,7 +240,7 @@ def _unfused_step(m: nn.Sequential, x: np.ndarray, dout: np.ndarray) -> tuple[np
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_linear_bn_relu_fused_in_sequential_matches_torch(isa: str, mode: str, rng: np.random.Generator) -> None:
     m = _bn_relu_mlp()
-    assert m._fused_bn_relu == {1, 4} and m._fused_relu == {1, 4}
+    assert plan_set(m, 'fused_masked') == {1, 4} and plan_set(m, 'fused') == {1, 4}
     for p in m.parameters():
         if len(p.shape) == 1:  # non-trivial gamma/beta (some negative gammas)
             p.data = rng.standard_normal(p.shape).astype(np.float32)
@@ -297,7 +300,7 @@ def test_grad_input_written_over_dead_inputs_matches_torch(isa: str, mode: str,
                       nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 16), nn.BatchNorm1d(16),
                       nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 12), nn.ReLU(),
                       nn.Linear(12, 7))
-    assert m._donates == {1, 2, 3, 4, 6, 7, 8}
+    assert plan_set(m, 'donate') == {1, 2, 3, 4, 6, 7, 8}
     m.train(mode == "train")
     tm = _to_torch(m)
     for _ in range(2):
@@ -309,7 +312,7 @@ def test_grad_input_written_over_dead_inputs_matches_torch(isa: str, mode: str,
         _step(m, tm, x, dout)
         _compare_state(m, tm)
         np.testing.assert_array_equal(x, keep)  # the caller's input is never written
-    for i in m._donates:
+    for i in plan_set(m, 'donate'):
         assert "dx" not in m[i]._work, i
     for i in (10, 12):  # after Tanh, after Linear+ReLU: grad_input buffers of their own
         assert "dx" in m[i]._work, i

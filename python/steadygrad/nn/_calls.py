@@ -41,6 +41,10 @@ def structure_changed() -> None:
     _structure[0] += 1
 
 
+def structure_generation() -> int:
+    return _structure[0]
+
+
 def recorders() -> list[list[tuple[Module, Any, Any]]]:
     rec = getattr(_tls, "recorders", None)
     if rec is None:

@@ -24,13 +24,14 @@ def work_like(module: Module, key: str, shape: tuple[int, ...] | None,
     return buf
 
 
-def grad_input_out(module: Module, x: np.ndarray, grad_output: object) -> np.ndarray | None:
-    """Where a layer's backward writes dL/dx: None when it is not wanted; x itself when a
-    Sequential has marked the input dead after this backward (`_donate_input`: the previous
-    layer's own output buffer, read by nothing later); else the layer's reusable "dx" buffer."""
-    if not module._input_grad:
+def grad_input_out(module: Module, x: np.ndarray, grad_output: object, input_grad: bool,
+                   donate_input: bool) -> np.ndarray | None:
+    """Where a layer's backward writes dL/dx: None when it is not wanted; x itself when the
+    plan says the input is dead after this backward (`donate_input`: the previous layer's own
+    output buffer, read by nothing later); else the layer's reusable "dx" buffer."""
+    if not input_grad:
         return None
-    if module._donate_input and x.flags.writeable and x.flags.c_contiguous:
+    if donate_input and x.flags.writeable and x.flags.c_contiguous:
         return x
     return work_like(module, "dx", x.shape, grad_output)
 

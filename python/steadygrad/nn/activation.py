@@ -15,6 +15,8 @@ from steadygrad.nn.module import Module
 
 class _Activation(Module):
     _saves_output = False
+    owns_output = True  # for a Sequential's plan (nn.plan); Tanh and Sigmoid read it back
+    reads_output_in_backward = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,18 +51,17 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
-    # True while a Sequential runs this ReLU fused into the preceding Linear's GEMM epilogue:
-    # the input is already max(z, 0), so forward passes it through, and the backward's mask
-    # x > 0 is the same as z > 0.
-    _input_is_relu = False
-    # True while a Sequential runs this ReLU fused into the preceding BatchNorm1d, whose
-    # backward also masks the gradient: this ReLU's backward then passes it through.
-    _upstream_masks_grad = False
+    # A Sequential's plan (nn.plan) may absorb it into the layer before, as that layer's
+    # "relu" epilogue: forward(x, absorbed=True) then passes x (already max(z, 0)) through,
+    # and the backward masks by x > 0, which is z > 0, unless the producer's backward applies
+    # the mask itself (producer_masks_grad: BatchNorm1d); then it passes the gradient through.
+    epilogue = "relu"
     _grad_passthrough = False
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._grad_passthrough = self._input_is_relu and self._upstream_masks_grad
-        if self._input_is_relu:
+    def forward(self, x: np.ndarray, *, absorbed: bool = False,
+                producer_masks_grad: bool = False) -> np.ndarray:
+        self._grad_passthrough = absorbed and producer_masks_grad
+        if absorbed:
             self._saved = x
             return x
         return super().forward(x)
@@ -115,6 +116,7 @@ class GELU(_Activation):
 
 class Tanh(_Activation):
     _saves_output = True
+    reads_output_in_backward = True
 
     def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
         return _core.tanh(x, out=out)
@@ -125,6 +127,7 @@ class Tanh(_Activation):
 
 class Sigmoid(_Activation):
     _saves_output = True
+    reads_output_in_backward = True
 
     def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
         return _core.sigmoid(x, out=out)

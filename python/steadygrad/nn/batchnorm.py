@@ -14,10 +14,16 @@ from steadygrad.nn.parameter import Parameter
 
 
 class BatchNorm1d(Module):
-    # "relu" while a Sequential runs the following ReLU fused into this layer: forward stores
-    # max(0, y) and the backward masks grad_output by y > 0 in its own kernel, recomputing y's
-    # sign from the input (bit for bit), so the output is not kept for the backward.
-    _epilogue = "none"
+    # What a Sequential's plan may ask of it (nn.plan): a ReLU fused into its store, whose
+    # backward it applies too (masking grad_output by y > 0, y's sign recomputed from the input
+    # bit for bit, so the output is not kept); dL/dx left out or written over the input (each
+    # element is read before it is written); an output of its own its backward never reads.
+    fusable_epilogues = frozenset({"relu"})
+    epilogue_masks_grad = True
+    grad_into_input = True
+    skips_grad_input = True
+    owns_output = True
+    reads_output_in_backward = False
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True) -> None:
@@ -57,7 +63,7 @@ class BatchNorm1d(Module):
             self.running_var[...] = 1.0
             self.num_batches_tracked[...] = 0
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, epilogue: str = "none") -> np.ndarray:
         use_batch = self.training or not self.track_running_stats
         out = work_rows(self, x, self.num_features)
         w, b = self.weight, self.bias
@@ -69,17 +75,19 @@ class BatchNorm1d(Module):
             x, None if w is None else w.data, None if b is None else b.data,
             self.running_mean, self.running_var, self.num_batches_tracked,
             mean, invstd, use_batch_stats=use_batch,
-            momentum=self.momentum, eps=self.eps, out=out, activation=self._epilogue)
+            momentum=self.momentum, eps=self.eps, out=out, activation=epilogue)
         self._x, self._batch_stats, self._saved = x, use_batch, (mean, invstd)
-        self._relu = self._epilogue == "relu"
+        self._relu = epilogue == "relu"
         return y
 
-    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,
+                  donate_input: bool = False) -> np.ndarray:
         w, b, x = self.weight, self.bias, self._x
         assert x is not None and self._saved is not None
         mean, invstd = self._saved
-        need = self._input_grad
-        dx = grad_input_out(self, x, grad_output)  # may be x: each element read before written
+        need = input_grad
+        # may be x: each element is read before it is written
+        dx = grad_input_out(self, x, grad_output, input_grad, donate_input)
         grad_input = _core.batchnorm_backward(
             grad_output, x, None if w is None else w.data, mean, invstd,
             None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 import numpy as np
 
 from steadygrad import _core
+from steadygrad.nn import _calls
 from steadygrad.nn._util import work_like
-from steadygrad.nn.activation import ReLU
-from steadygrad.nn.batchnorm import BatchNorm1d
-from steadygrad.nn.linear import Linear
 from steadygrad.nn.module import Module
+from steadygrad.nn.plan import LayerPlan, plan_sequential
 
 
 def check_used_once(container: Module) -> None:
@@ -35,6 +34,7 @@ class Sequential(Module):
     """Runs its modules in order; backward runs them in reverse."""
 
     _is_container = True
+    skips_grad_input = True  # its first child may leave dL/dx out
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -44,22 +44,7 @@ class Sequential(Module):
             setattr(self, str(i), m)
         check_used_once(self)
         self._checked_shape: tuple[int, ...] | None = None
-        # Linear followed by ReLU: the ReLU runs in the Linear's GEMM epilogue (one pass saved).
-        # BatchNorm1d followed by ReLU: the ReLU runs in BatchNorm's store and its backward in
-        # BatchNorm's backward kernel (a pass each way and the ReLU's two buffers saved).
-        kids = list(modules)
-        self._fused_relu = {i for i in range(len(kids) - 1)
-                            if type(kids[i]) in (Linear, BatchNorm1d) and type(kids[i + 1]) is ReLU}
-        self._fused_bn_relu = {i for i in self._fused_relu if type(kids[i]) is BatchNorm1d}
-        # Children whose backward writes grad_input over their input, in place: a Linear or
-        # BatchNorm1d whose input is the previous Linear's or BatchNorm1d's own output buffer
-        # (directly or through a fused ReLU), which nothing reads once this child's backward
-        # has run (those layers' backwards read their input, never their output; the fused
-        # ReLU's mask is recomputed by BatchNorm). Saves a grad_input buffer per layer.
-        self._donates = {
-            i for i in range(1, len(kids))
-            if type(kids[i]) in (Linear, BatchNorm1d)
-            and (type(kids[i - 1]) in (Linear, BatchNorm1d) or i - 2 in self._fused_bn_relu)}
+        self._plan = (-1, ())  # (structure generation it was made for, the plan)
         self._flatten_parameters()
 
     def __len__(self) -> int:
@@ -78,44 +63,33 @@ class Sequential(Module):
             shape = self._in_child(key, m, m.output_shape, shape)
         return shape
 
+    def plan(self) -> tuple[LayerPlan, ...]:
+        """Which child fuses an epilogue, which runs inside the one before it, which writes
+        its dL/dx over its input (nn.plan): decided from what the children declare, once per
+        structure. `print(*model.plan(), sep="\n")` shows it."""
+        gen = _calls.structure_generation()
+        if self._plan[0] != gen:
+            object.__setattr__(self, "_plan", (gen, plan_sequential(list(self._modules.values()))))
+        return self._plan[1]  # type: ignore[no-any-return]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         # Check the whole chain's shapes once per input shape, so a mismatch deep in the stack
         # is reported before any layer runs (no running statistics or RNG state touched).
         if isinstance(x, np.ndarray) and x.shape != self._checked_shape:
             self.output_shape(x.shape)
             self._checked_shape = x.shape
-        fused = self._fused_relu
-        for i, (key, m) in enumerate(self._modules.items()):
-            if not fused or (i not in fused and i - 1 not in fused):
-                x = self._in_child(key, m, m._run_forward, x)
-                continue
-            flag = ("_epilogue", "relu", "none") if i in fused else ("_input_is_relu", True, False)
-            masks = i - 1 in self._fused_bn_relu
-            object.__setattr__(m, flag[0], flag[1])
-            if masks:
-                object.__setattr__(m, "_upstream_masks_grad", True)
-            try:
-                x = self._in_child(key, m, m._run_forward, x)
-            finally:
-                object.__setattr__(m, flag[0], flag[2])
-                if masks:
-                    object.__setattr__(m, "_upstream_masks_grad", False)
+        for lp, (key, m) in zip(self.plan(), self._modules.items(), strict=True):
+            x = self._in_child(key, m, m._run_forward, x, **lp.forward_kwargs())
         return x
 
-    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         g = grad_output
         items = list(self._modules.items())
+        plan = self.plan()
         for i in range(len(items) - 1, -1, -1):
             key, m = items[i]
-            need = self._input_grad or i > 0
-            donate = i in self._donates
-            if donate:
-                object.__setattr__(m, "_donate_input", True)
-            try:
-                g = self._in_child(key, m, lambda d, m=m, need=need: m._run_backward(d, need), g)
-            finally:
-                if donate:
-                    object.__setattr__(m, "_donate_input", False)
+            g = self._in_child(key, m, m._run_backward, g, input_grad or i > 0,
+                               **plan[i].backward_kwargs())
         return g
 
 

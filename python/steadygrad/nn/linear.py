@@ -23,6 +23,15 @@ def _check_size(name: str, value: object) -> int:
 class Linear(Module):
     """y = x W^T + b with W of shape (out_features, in_features), as torch.nn.Linear."""
 
+    # What a Sequential's plan may ask of it (nn.plan): a ReLU in the GEMM's epilogue, dL/dx
+    # left out or written over the input (dW reads x first), an output of its own that its
+    # backward never reads.
+    fusable_epilogues = frozenset({"relu"})
+    grad_into_input = True
+    skips_grad_input = True
+    owns_output = True
+    reads_output_in_backward = False
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features = _check_size("in_features", in_features)
@@ -35,8 +44,6 @@ class Linear(Module):
         self.reset_parameters()
         self._flatten_parameters()
         self._x: np.ndarray | None = None
-        # 'relu' while a Sequential runs this layer fused with the ReLU that follows it
-        self._epilogue = "none"
 
     def reset_parameters(self) -> None:
         # torch.nn.Linear's default: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), same for bias
@@ -45,19 +52,20 @@ class Linear(Module):
             bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, epilogue: str = "none") -> np.ndarray:
         out = work_rows(self, x, self.out_features)
         b = self.bias
         y = _core.linear_forward(x, self.weight.data, None if b is None else b.data, out=out,
-                                 activation=self._epilogue)
+                                 activation=epilogue)
         self._x = x
         return y
 
-    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,
+                  donate_input: bool = False) -> np.ndarray:
         w, b, x = self.weight, self.bias, self._x
         assert x is not None
-        need = self._input_grad
-        dx = grad_input_out(self, x, grad_output)  # may be x: dW reads it first
+        need = input_grad
+        dx = grad_input_out(self, x, grad_output, input_grad, donate_input)  # x: dW reads it first
         grad_input = _core.linear_backward(
             grad_output, x, w.data, w.grad_buffer, None if b is None else b.grad_buffer,
             accumulate=w.grad_fresh, accumulate_bias=None if b is None else b.grad_fresh,

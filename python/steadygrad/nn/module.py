@@ -69,11 +69,14 @@ class Module:
 
     training: bool
     _is_container = False
-    # Set by a Sequential for the duration of this module's backward when its input is dead
-    # afterwards (the previous layer's own output buffer, read by nothing later): a layer
-    # that honours it (Linear, BatchNorm1d; see nn._util.grad_input_out) writes grad_input
-    # over that input instead of into a buffer of its own.
-    _donate_input = False
+    # What a layer can do inside a Sequential's plan (nn.plan explains each); none by default.
+    fusable_epilogues: frozenset[str] = frozenset()
+    epilogue: str | None = None
+    epilogue_masks_grad = False
+    grad_into_input = False
+    skips_grad_input = False  # its _backward takes input_grad=False and then leaves dL/dx out
+    owns_output = False
+    reads_output_in_backward = True
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -90,8 +93,6 @@ class Module:
         object.__setattr__(self, "_forwards", 0)
         object.__setattr__(self, "_trained_forward", False)  # the pending forward's mode
         object.__setattr__(self, "_chain", None)  # child calls recorded by the last forward
-        # False while a backward may skip dL/dinput (the first layer of a model: one GEMM saved)
-        object.__setattr__(self, "_input_grad", True)
 
     # -- registration ------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -232,12 +233,14 @@ class Module:
             return type(self).__name__
         return repr(self)
 
-    def _run_forward(self, x: np.ndarray) -> np.ndarray:
+    def _run_forward(self, x: np.ndarray, **plan: Any) -> np.ndarray:
+        """forward(x, **plan), with the bookkeeping a backward relies on. `plan`: what a
+        Sequential's plan asks of this layer (nn.plan.LayerPlan.forward_kwargs)."""
         calls: list[tuple[Module, Any, Any]] = []
         stack = _calls.recorders()
         stack.append(calls)
         try:
-            y = self.forward(x)
+            y = self.forward(x, **plan)
         finally:
             stack.pop()
         d = self.__dict__  # bookkeeping written directly: this runs once per layer and call
@@ -250,7 +253,10 @@ class Module:
         d["_trained_forward"] = self.training
         return y
 
-    def _run_backward(self, grad_output: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    def _run_backward(self, grad_output: np.ndarray, input_grad: bool = True,
+                      **plan: Any) -> np.ndarray | None:
+        """_backward(grad_output, **plan) after checking it matches one forward. input_grad
+        False: dL/dx is not wanted (passed on to layers that can leave it out)."""
         if self._phase == 0:
             raise RuntimeError("backward called before forward")
         if self._phase == 2:
@@ -263,12 +269,10 @@ class Module:
                 "backward after each training forward; run forwards that need no backward "
                 "under model.eval(); use a module instance once per model (share weights "
                 "through the Parameter instead)")
+        if not input_grad and self.skips_grad_input:
+            plan["input_grad"] = False
+        grad_input = self._backward(grad_output, **plan)
         d = self.__dict__
-        d["_input_grad"] = input_grad
-        try:
-            grad_input = self._backward(grad_output)
-        finally:
-            d["_input_grad"] = True
         d["_phase"] = 2
         d["_forwards"] = 0
         return grad_input if input_grad else None
@@ -328,10 +332,10 @@ class Module:
         finally:
             _calls.leave(token)
 
-    def _in_child(self, key: str, child: Module, fn: Any, arg: Any) -> Any:
-        """Run fn(arg) for child `key`, naming the child (index and label) in any error."""
+    def _in_child(self, key: str, child: Module, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run fn(*args, **kwargs) for child `key`, naming the child (index, label) in any error."""
         try:
-            return fn(arg)
+            return fn(*args, **kwargs)
         except _NAMED_ERRORS as e:
             raise located(e, f"{type(self).__name__}[{key}] {child._error_prefix(e)}") from e
 

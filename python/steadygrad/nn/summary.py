@@ -27,14 +27,14 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
     """input_grad: whether this module's backward computes dL/dx (Sequential asks it of every
     child but the first, and of the first only when its own caller does)."""
     if isinstance(m, Sequential):
-        for i, (key, child) in enumerate(m._modules.items()):
+        for lp, (key, child) in zip(m.plan(), m._modules.items(), strict=True):
             shape = _walk(child, f"{name}.{key}" if name else key, shape, rows,
-                          input_grad or i > 0)
-            if i - 1 in m._fused_relu:  # runs in the Linear's GEMM epilogue: no output of its own
+                          input_grad or lp.index > 0)
+            if lp.absorbed:  # runs in the previous layer's kernel: no output of its own
                 rows[-1].update(layer=rows[-1]["layer"] + " (fused)", activation_bytes=0)
-                if i - 1 in m._fused_bn_relu:  # and in BatchNorm's backward: no grad_input either
+                if lp.producer_masks_grad:  # and in its backward: no grad_input either
                     rows[-1].update(workspace_bytes=0)
-            if i in m._donates:  # grad_input written over the dead input buffer
+            if lp.donate_input:  # grad_input written over the dead input buffer
                 rows[-1].update(workspace_bytes=0)
         return shape
     if isinstance(m, Residual):
