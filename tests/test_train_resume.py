@@ -40,7 +40,7 @@ SCRIPT = textwrap.dedent(
         sg.save(ckpt, model, opt, sched, extra={"fit": h.fit_state})
     else:
         sg.manual_seed(999)  # a different RNG state: the checkpoint must bring the right one back
-        extra = sg.load(ckpt, model, opt, sched)
+        extra = sg.load(ckpt, model, opt, sched, restore_rng=True)  # resuming: Dropout's RNG too
         h = sg.fit(model, loss_fn, opt, x, y, resume=extra, **kw)
     sd = model.state_dict()
     np.savez(out, loss=np.array(h.history.get("loss", [])), **{n: np.asarray(v) for n, v in sd.items()})
