@@ -298,6 +298,10 @@ def _model_state(tensors: dict[str, np.ndarray], layout: Any, spec: dict[str, An
             raise CheckpointError(f"{path}: missing key 'model.params'")
         if flat.ndim != 1:
             raise CheckpointError(f"{path}: 'model.params' should be 1-D, got shape {flat.shape}")
+        wrong = next((dt for _, _, dt in params if dt != str(flat.dtype)), None)
+        if wrong is not None:
+            raise CheckpointError(f"{path}: 'model.params' holds {flat.dtype} in the checkpoint but "
+                                  f"the model's parameters are {wrong}")
         if len(layout["flat"]) != len(params):
             raise CheckpointError(f"{path}: corrupted metadata 'model_layout': {len(layout['flat'])} "
                                   f"entries for {len(params)} parameters")
