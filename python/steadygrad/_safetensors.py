@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-_DTYPES = {
+_DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
     "F32": np.dtype("<f4"),
     "F16": np.dtype("<f2"),
@@ -149,7 +149,9 @@ def _layout(tensors: dict[str, np.ndarray]) -> tuple[dict[str, dict], list[np.nd
 # cleaner could see a fresh temporary unlocked and delete it under its writer; a pid is true
 # from the moment the file is created, needs no fcntl, and a recycled pid only means a stale
 # file is kept a while longer, never that a live writer's file is deleted. The host name keeps
-# a directory shared between machines (NFS) safe: only this host's pids are judged.
+# a directory shared between machines (NFS) safe: only this host's pids are judged (containers
+# sharing a volume have their own PID namespaces but, normally, their own host names too).
+# The random part is tempfile.mkstemp's ([a-z0-9_]); the pattern below matches exactly that form.
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
 
@@ -195,7 +197,7 @@ def write(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dic
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"safetensors: metadata must map str to str, got {k!r}: {type(v).__name__}")
     entries, arrays, total = _layout(tensors)
-    data_hash_src = b"".join(memoryview(a).cast("B") for a in arrays) if arrays else b""
+    data_hash_src = b"".join(a.data.cast("B") for a in arrays) if arrays else b""
     meta = dict(metadata)
     meta["checksum"] = checksum(entries, meta, data_hash_src)
     header = dict(entries)

@@ -93,7 +93,7 @@ def _decode(obj: Any, tensors: dict[str, np.ndarray], where: str, path: str) -> 
     return out
 
 
-def _is_key(k: Any, seq: type) -> bool:
+def _is_key(k: Any, seq: type[tuple] | type[list]) -> bool:
     """A dict key the encoded form can carry: a scalar or a `seq` (tuple in memory, list in
     JSON) of scalars."""
     return isinstance(k, _SCALARS) or (isinstance(k, seq) and all(isinstance(x, _SCALARS) for x in k))
@@ -395,7 +395,7 @@ def load(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: 
         _check_like(state, obj.state_dict(), name, path)
         parts.append((obj, state))
     rng = global_rng() if restore_rng else None
-    rng_state = None
+    rng_state: Any = None
     if rng is not None:
         if "rng" not in trees:
             raise CheckpointError(f"{path}: restore_rng=True but the checkpoint holds no RNG state")
@@ -405,7 +405,7 @@ def load(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: 
 
     # Apply; if any component rejects its state, put every one back as it was.
     snapshots = [(obj, _snapshot(obj)) for obj, _ in parts]
-    rng_before = rng.bit_generator.state if rng is not None else None
+    rng_before: Any = rng.bit_generator.state if rng is not None else None
     try:
         for obj, state in parts:
             obj.load_state_dict(state)
