@@ -268,12 +268,13 @@ def test_real_model_round_trip_and_mismatches(tmp_path):
     model(np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32))  # moves BN stats
     save(tmp_path / "c.safetensors", model)
     rng_saved = generator().bit_generator.state
-    generator().random(10)
     other = _real()
-    load(tmp_path / "c.safetensors", other)
+    generator().random(10)  # sg's RNG moves on after the save
+    assert generator().bit_generator.state != rng_saved
+    load(tmp_path / "c.safetensors", other, restore_rng=True)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(other.state_dict()[k], v, err_msg=k)
-    assert generator().bit_generator.state == rng_saved  # sg's RNG comes back too
+    assert generator().bit_generator.state == rng_saved  # restore_rng=True brings sg's RNG back
     tensors, _ = st.read(tmp_path / "c.safetensors")
     assert {"model.params", "model.buffer.1.running_mean", "model.buffer.1.running_var",
             "model.buffer.1.num_batches_tracked"} <= set(tensors)
@@ -290,3 +291,145 @@ def test_real_model_round_trip_and_mismatches(tmp_path):
             load(tmp_path / "c.safetensors", wrong)
         for k, v in wrong.state_dict().items():
             np.testing.assert_array_equal(v, before[k])
+
+
+def _draws():
+    """What sg's generator feeds: a fresh layer's initialisation, a Dropout mask, raw draws."""
+    from steadygrad import nn
+    from steadygrad.random import generator
+
+    drop = nn.Dropout(0.5)
+    drop.train()
+    mask = drop(np.ones((4, 8), np.float32)).copy()
+    return nn.Linear(5, 3).weight.data.copy(), mask, generator().random(4)
+
+
+def test_load_leaves_sg_rng_alone_unless_restore_rng(tmp_path):
+    from steadygrad.random import generator, manual_seed
+
+    save(tmp_path / "c.safetensors", _real())  # the file holds sg's RNG state at save time
+    saved = generator().bit_generator.state
+    manual_seed(11)
+    expected = _draws()
+    other = _real()
+    manual_seed(11)
+    assert generator().bit_generator.state != saved
+    load(tmp_path / "c.safetensors", other)
+    for got, want in zip(_draws(), expected, strict=True):
+        np.testing.assert_array_equal(got, want)  # as if nothing had been loaded
+
+    manual_seed(11)
+    load(tmp_path / "c.safetensors", other, restore_rng=True)  # resuming training
+    assert generator().bit_generator.state == saved
+    with pytest.raises(TypeError, match="restore_rng must be a bool, got str"):
+        load(tmp_path / "c.safetensors", other, restore_rng="yes")
+
+
+def test_restore_rng_needs_an_rng_state_and_is_rolled_back(tmp_path):
+    from steadygrad.random import generator
+
+    model, opt = _trained(0)
+    save(tmp_path / "c.safetensors", model, opt)
+    tensors, meta = st.read(tmp_path / "c.safetensors")
+    del meta["rng"]
+    st.write(tmp_path / "n.safetensors", tensors, meta)
+    model2, opt2 = _trained(1)
+    load(tmp_path / "n.safetensors", model2)  # without restore_rng the RNG state is not needed
+    before, rng_before = _snapshot(model2, opt2), generator().bit_generator.state
+    with pytest.raises(CheckpointError, match="restore_rng=True but the checkpoint holds no RNG state"):
+        load(tmp_path / "n.safetensors", model2, opt2, restore_rng=True)
+    _assert_same(before, _snapshot(model2, opt2))
+    assert generator().bit_generator.state == rng_before
+
+    class Flaky(FakeSGD):
+        def load_state_dict(self, sd):
+            if sd["param_groups"][0]["lr"] != 0.5:
+                raise RuntimeError("boom")  # (it accepts its own state back)
+            super().load_state_dict(sd)
+
+    model3, _ = _trained(1)
+    opt3 = Flaky(model3.parameters(), lr=0.5)
+    meta["rng"] = json.dumps(_real_rng_state_of_another_seed())
+    meta["optimizer_type"] = "Flaky"
+    st.write(tmp_path / "f.safetensors", tensors, meta)
+    before = _snapshot(model3, opt3)
+    with pytest.raises(CheckpointError, match=r"RuntimeError: boom.*nothing was changed"):
+        load(tmp_path / "f.safetensors", model3, opt3, restore_rng=True)
+    _assert_same(before, _snapshot(model3, opt3))
+    assert generator().bit_generator.state == rng_before  # the RNG was put back too
+
+
+def _real_rng_state_of_another_seed():
+    return np.random.default_rng(99).bit_generator.state
+
+
+def test_a_garbage_rng_state_fails_only_when_restored(tmp_path):
+    from steadygrad.random import generator
+
+    model, opt = _trained(0)
+    save(tmp_path / "c.safetensors", model, opt)
+    tensors, meta = st.read(tmp_path / "c.safetensors")
+    meta["rng"] = json.dumps({"bit_generator": "PCG64", "state": {"state": "x", "inc": 2**200}})
+    st.write(tmp_path / "g.safetensors", tensors, meta)
+    model2, opt2 = _trained(1)
+    before, rng_before = _snapshot(model2, opt2), generator().bit_generator.state
+    with pytest.raises(CheckpointError, match="corrupted RNG state"):
+        load(tmp_path / "g.safetensors", model2, opt2, restore_rng=True)
+    _assert_same(before, _snapshot(model2, opt2))
+    assert generator().bit_generator.state == rng_before
+    load(tmp_path / "g.safetensors", model2, opt2)
+    _assert_same(_snapshot(model, opt), _snapshot(model2, opt2))
+
+
+def test_bad_arguments_are_clear_type_errors(tmp_path):
+    model, opt = _trained(0)
+    sched = FakeStepLR(opt, step_size=2)
+    path = tmp_path / "c.safetensors"
+    save(path, model, opt, sched)
+    raw = path.read_bytes()
+    before = _snapshot(model, opt)
+    cases = [
+        (lambda: save(model, path), r"sg.save: path must be a str or os.PathLike, got Sequential "
+                                    r"\(the path comes first: sg.save\(path, model, ...\)\)"),
+        (lambda: load(model, path), r"sg.load: path must be .* got Sequential \(the path comes first"),
+        (lambda: load(12, model), r"sg.load: path must be a str or os.PathLike, got int$"),
+        (lambda: load(path, model.state_dict()), r"sg.load: model must be a Module .* got dict "
+                                                 r"\(pass the module itself, not its state_dict\)"),
+        (lambda: load(path, str(path)), r"model must be a Module .* got str \(the path comes first"),
+        (lambda: save(path, 5), r"sg.save: model must be a Module \(with state_dict and named_parameters\), got int"),
+        (lambda: save(path, model, sched), r"sg.save: optimizer must be an optimizer .* got FakeStepLR "
+                                           r"\(a scheduler\? pass it as scheduler=\)"),
+        (lambda: load(path, model, None, opt), r"sg.load: scheduler must be a scheduler .* got FakeSGD "
+                                               r"\(an optimizer\? pass it as optimizer=\)"),
+        (lambda: load(path, model, "adam"), r"sg.load: optimizer must be an optimizer \(with state_dict, "
+                                            r"load_state_dict, param_groups\) or None, got str"),
+    ]
+    for call, match in cases:
+        with pytest.raises(TypeError, match=match):
+            call()
+        assert path.read_bytes() == raw and sorted(os.listdir(tmp_path)) == ["c.safetensors"]
+        _assert_same(before, _snapshot(model, opt))
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        save(tmp_path / "missing" / "c.safetensors", model)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        save(tmp_path, model)
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "absent.safetensors", model)
+
+
+def test_extra_round_trips_reserved_keys_and_refuses_cycles(tmp_path):
+    model, _ = _trained(0)
+    extra = {"__tuple__": [1, 2], "a": {"__tensor__": "x", "__items__": None}, (1, "b"): (3,),
+             "nan": float("nan"), "inf": [float("-inf")]}
+    save(tmp_path / "c.safetensors", model, extra=extra)
+    got = load(tmp_path / "c.safetensors", model)
+    assert got.keys() == extra.keys() and got["__tuple__"] == [1, 2] and got[(1, "b")] == (3,)
+    assert got["a"] == extra["a"] and np.isnan(got["nan"]) and got["inf"] == [float("-inf")]
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    for bad, err, match in ((cyclic, ValueError, "nests deeper than 64 levels \\(or contains itself\\)"),
+                            ({frozenset([1]): 1}, TypeError, "cannot store the dict key frozenset"),
+                            ({"a": object()}, TypeError, "cannot store object at 'extra.a'")):
+        with pytest.raises(err, match=match):
+            save(tmp_path / "c.safetensors", model, extra=bad)
+    assert load(tmp_path / "c.safetensors", model).keys() == extra.keys()  # the old file survived

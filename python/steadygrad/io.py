@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 from typing import Any
 
@@ -25,50 +26,93 @@ class CheckpointError(ValueError):
 
 
 # -- nested state <-> (JSON tree, flat tensors) -------------------------------------------------
-def _encode(obj: Any, key: str, tensors: dict[str, np.ndarray]) -> Any:
+_RESERVED = ("__tensor__", "__items__", "__tuple__")  # keys of the encoded forms below
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _encode(obj: Any, key: str, tensors: dict[str, np.ndarray], depth: int = 0) -> Any:
+    """`depth`: brackets open around obj in the JSON text, kept <= st.MAX_DEPTH so that load
+    accepts what save writes (and a structure that contains itself fails clearly)."""
+    if depth + 1 > st.MAX_DEPTH:
+        raise ValueError(f"sg.save: {key!r} nests deeper than {st.MAX_DEPTH} levels "
+                         "(or contains itself)")
     if isinstance(obj, np.ndarray):
         tensors[key] = obj
         return {"__tensor__": key}
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):
-        if all(isinstance(k, str) for k in obj) and "__tensor__" not in obj:
-            return {k: _encode(v, f"{key}.{k}", tensors) for k, v in obj.items()}
+        if all(isinstance(k, str) for k in obj) and not any(k in obj for k in _RESERVED):
+            return {k: _encode(v, f"{key}.{k}", tensors, depth + 1) for k, v in obj.items()}
         # Non-string keys (PyTorch-style per-parameter state indexed by int) keep their type.
-        return {"__items__": [[k, _encode(v, f"{key}.{k}", tensors)] for k, v in obj.items()]}
+        bad = next((k for k in obj if not _is_key(k, tuple)), None)
+        if bad is not None:
+            raise TypeError(f"sg.save: cannot store the dict key {bad!r} at {key!r} (str, int, "
+                            "float, bool, None or a tuple of those)")
+        items = [[k, _encode(v, f"{key}.{k}", tensors, depth + 3)] for k, v in obj.items()]
+        return {"__items__": items}
     if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
+        return {"__tuple__": [_encode(v, f"{key}.{i}", tensors, depth + 2) for i, v in enumerate(obj)]}
     if isinstance(obj, list):
-        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return [_encode(v, f"{key}.{i}", tensors, depth + 1) for i, v in enumerate(obj)]
+    if isinstance(obj, _SCALARS):
         return obj
     raise TypeError(f"sg.save: cannot store {type(obj).__name__} at {key!r} (arrays, numbers, "
                     "strings, None, lists, tuples and dicts only)")
 
 
-def _decode(obj: Any, tensors: dict[str, np.ndarray], path: str) -> Any:
-    if isinstance(obj, dict):
-        if set(obj) == {"__tensor__"}:
-            k = obj["__tensor__"]
-            if k not in tensors:
-                raise CheckpointError(f"{path}: missing tensor {k!r}")
-            return tensors[k]
-        if set(obj) == {"__items__"}:
-            return {_key(k): _decode(v, tensors, path) for k, v in obj["__items__"]}
-        if set(obj) == {"__tuple__"}:
-            return tuple(_decode(v, tensors, path) for v in obj["__tuple__"])
-        return {k: _decode(v, tensors, path) for k, v in obj.items()}
+def _decode(obj: Any, tensors: dict[str, np.ndarray], where: str, path: str) -> Any:
+    """The inverse of _encode; a malformed encoded form is a CheckpointError naming `where`."""
     if isinstance(obj, list):
-        return [_decode(v, tensors, path) for v in obj]
-    return obj
+        return [_decode(v, tensors, f"{where}[{i}]", path) for i, v in enumerate(obj)]
+    if not isinstance(obj, dict):
+        return obj
+    form = next((k for k in _RESERVED if k in obj), None)
+    if form is None:
+        return {k: _decode(v, tensors, f"{where}[{k!r}]", path) for k, v in obj.items()}
+    value = obj[form]
+    if len(obj) != 1:
+        raise CheckpointError(f"{path}: corrupted metadata: {where} mixes {form!r} with other "
+                              f"keys {st.short(list(obj))}")
+    if form == "__tensor__":
+        if not isinstance(value, str) or value not in tensors:
+            raise CheckpointError(f"{path}: {where}: missing tensor {st.short(value)}")
+        return tensors[value]
+    if not isinstance(value, list):
+        raise CheckpointError(f"{path}: corrupted metadata: {where}[{form!r}] should be a list, "
+                              f"got {st.kind(value)}")
+    if form == "__tuple__":
+        return tuple(_decode(v, tensors, f"{where}[{i}]", path) for i, v in enumerate(value))
+    out = {}
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2 and _is_key(item[0], list)):
+            raise CheckpointError(f"{path}: corrupted metadata: {where} holds {st.short(item)} where a "
+                                  "[key, value] pair with a scalar or list-of-scalars key belongs")
+        k = tuple(item[0]) if isinstance(item[0], list) else item[0]
+        out[k] = _decode(item[1], tensors, f"{where}[{k!r}]", path)
+    return out
 
 
-def _key(k: Any) -> Any:
-    return tuple(k) if isinstance(k, list) else k
+def _is_key(k: Any, seq: type[tuple] | type[list]) -> bool:
+    """A dict key the encoded form can carry: a scalar or a `seq` (tuple in memory, list in
+    JSON) of scalars."""
+    return isinstance(k, _SCALARS) or (isinstance(k, seq) and all(isinstance(x, _SCALARS) for x in k))
+
+
+def _category(v: Any) -> str | None:
+    """The JSON kind a scalar must keep between memory and checkpoint (None: anything goes)."""
+    if isinstance(v, (bool, np.bool_)):
+        return "a boolean"
+    if isinstance(v, (int, float, np.number)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    return None
 
 
 def _check_like(new: Any, old: Any, where: str, path: str) -> None:
-    """The loaded state must have the structure of the live one wherever both hold arrays."""
+    """The loaded state must have the structure of the live one: arrays of the same shape and
+    dtype, containers of the same kind, scalars of the same kind (a None on either side goes)."""
     if isinstance(old, np.ndarray):
         if not isinstance(new, np.ndarray):
             raise CheckpointError(f"{path}: {where} should be an array of shape {old.shape}, got "
@@ -76,17 +120,26 @@ def _check_like(new: Any, old: Any, where: str, path: str) -> None:
         if new.shape != old.shape or new.dtype != old.dtype:
             raise CheckpointError(f"{path}: {where} has {new.dtype}{new.shape} in the checkpoint but "
                                   f"{old.dtype}{old.shape} in memory")
-    elif isinstance(old, dict) and isinstance(new, dict):
+    elif isinstance(old, dict):
+        if not isinstance(new, dict):
+            raise CheckpointError(f"{path}: {where} should be a dict, got {type(new).__name__}")
         missing = [k for k in old if k not in new]
         if missing:
             raise CheckpointError(f"{path}: {where} is missing key(s) {missing}")
         for k in old:
             _check_like(new[k], old[k], f"{where}[{k!r}]", path)
-    elif isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+    elif isinstance(old, (list, tuple)):
+        if not isinstance(new, (list, tuple)):
+            raise CheckpointError(f"{path}: {where} should be a {type(old).__name__}, got "
+                                  f"{type(new).__name__}")
         if len(new) != len(old):
             raise CheckpointError(f"{path}: {where} has {len(new)} entries, {len(old)} in memory")
-        for i, (a, b) in enumerate(zip(new, old, strict=False)):
+        for i, (a, b) in enumerate(zip(new, old, strict=True)):
             _check_like(a, b, f"{where}[{i}]", path)
+    elif new is not None and _category(old) is not None and _category(new) != _category(old):
+        raise CheckpointError(f"{path}: {where} is {_category(new) or type(new).__name__} in the "
+                              f"checkpoint ({st.short(new)}) but {_category(old)} in memory "
+                              f"({st.short(old)})")
 
 
 def _snapshot(obj: Any) -> Any:
@@ -110,14 +163,16 @@ def fingerprint(spec: dict[str, Any]) -> str:
     return hashlib.sha256(st.canonical(spec)).hexdigest()[:32]
 
 
-def _spec_diff(saved: dict[str, Any], live: dict[str, Any]) -> str:
+def _spec_diff(saved: Any, live: dict[str, Any]) -> str:
+    saved = saved if isinstance(saved, dict) else {}
     for part in ("layers", "params", "buffers"):
         a, b = saved.get(part, []), live.get(part, [])
+        a = a if isinstance(a, list) else []
         for i in range(max(len(a), len(b))):
             x = a[i] if i < len(a) else None
             y = b[i] if i < len(b) else None
             if x != y:
-                return f"first difference in {part} #{i}: checkpoint has {x}, model has {y}"
+                return f"first difference in {part} #{i}: checkpoint has {st.short(x)}, model has {y}"
     return "the structures differ"
 
 
@@ -133,12 +188,52 @@ def _flat_storage(model: Any) -> tuple[Any, list[tuple[str, int, tuple[int, ...]
     return storage, [(n, p.offset, tuple(p.shape)) for n, p in named]
 
 
+# -- arguments ------------------------------------------------------------------------------------
+def _path_arg(path: Any, fn: str) -> str:
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        hint = f" (the path comes first: {fn}(path, model, ...))" if hasattr(path, "state_dict") else ""
+        raise TypeError(f"{fn}: path must be a str or os.PathLike, got {type(path).__name__}{hint}")
+    return os.fsdecode(os.fspath(path))
+
+
+def _check_args(fn: str, model: Any, optimizer: Any, scheduler: Any, loading: bool) -> None:
+    methods = ("state_dict", "load_state_dict") if loading else ("state_dict",)
+
+    def has(obj: Any, names: tuple[str, ...]) -> bool:
+        return all(callable(getattr(obj, m, None)) for m in names)
+
+    if not has(model, (*methods, "named_parameters")):
+        hint = ""
+        if isinstance(model, dict):
+            hint = " (pass the module itself, not its state_dict)"
+        elif isinstance(model, (str, bytes, os.PathLike)):
+            hint = f" (the path comes first: {fn}(path, model, ...))"
+        raise TypeError(f"{fn}: model must be a Module (with {', '.join(methods)} and "
+                        f"named_parameters), got {type(model).__name__}{hint}")
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
+        is_optimizer = hasattr(obj, "param_groups")
+        if obj is None or (has(obj, methods) and is_optimizer == (name == "optimizer")):
+            continue
+        hint = ""
+        if name == "optimizer" and hasattr(obj, "optimizer"):
+            hint = " (a scheduler? pass it as scheduler=)"
+        elif name == "scheduler" and is_optimizer:
+            hint = " (an optimizer? pass it as optimizer=)"
+        needs = ", ".join((*methods, "param_groups") if name == "optimizer" else methods)
+        article = "an" if name == "optimizer" else "a"
+        raise TypeError(f"{fn}: {name} must be {article} {name} (with {needs}) or None, got "
+                        f"{type(obj).__name__}{hint}")
+
+
 # -- save -----------------------------------------------------------------------------------------
 def save(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: Any = None,
          extra: Any = None) -> None:
     """Writes model parameters (one flat array) and buffers, the optimizer's and scheduler's
     state_dicts, sg's RNG state and `extra` (JSON-able values and numpy arrays; `sg.fit` puts
-    its resume position under extra["fit"]) atomically to `path` (safetensors format)."""
+    its resume position under extra["fit"]) atomically to `path` (safetensors format). A save
+    killed half way leaves the old file; the next save of `path` removes its temporary."""
+    path = _path_arg(path, "sg.save")
+    _check_args("sg.save", model, optimizer, scheduler, loading=False)
     tensors: dict[str, np.ndarray] = {}
     sd = model.state_dict()
     spec = model_spec(model)
@@ -177,56 +272,115 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: 
 
 
 # -- load -----------------------------------------------------------------------------------------
-def load(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: Any = None) -> Any:
-    """Restores what `save` wrote into `model` (and `optimizer` / `scheduler` when given) and
-    sg's RNG; returns `extra`. Raises CheckpointError, leaving everything untouched, if the
-    file is truncated or corrupted, belongs to a different model or lacks a required part."""
-    path = os.fspath(path)
+def _meta_json(meta: dict[str, str], key: str, path: str) -> Any:
+    if key not in meta:
+        raise CheckpointError(f"{path}: corrupted metadata: missing {key!r}")
+    try:
+        return st.loads(meta[key], f"{path}: corrupted metadata {key!r}", allow_nan=True)
+    except st.FormatError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _model_state(tensors: dict[str, np.ndarray], layout: Any, spec: dict[str, Any],
+                 path: str) -> dict[str, np.ndarray]:
+    """The model's state_dict from the file, for the parameter and buffer names of `spec` (the
+    live model's, which the file's fingerprint matched). A flat layout must place every
+    parameter inside 'model.params' without overlapping another."""
+    if (not isinstance(layout, dict) or set(layout) != {"flat"}
+            or not isinstance(layout["flat"], (list, type(None)))):
+        raise CheckpointError(f"{path}: corrupted metadata 'model_layout': expected "
+                              f"{{\"flat\": list or null}}, got {st.short(layout)}")
+    new_sd: dict[str, np.ndarray] = {}
+    params = spec["params"]
+    if layout["flat"] is not None:
+        flat = tensors.get("model.params")
+        if flat is None:
+            raise CheckpointError(f"{path}: missing key 'model.params'")
+        if flat.ndim != 1:
+            raise CheckpointError(f"{path}: 'model.params' should be 1-D, got shape {flat.shape}")
+        wrong = next((dt for _, _, dt in params if dt != str(flat.dtype)), None)
+        if wrong is not None:
+            raise CheckpointError(f"{path}: 'model.params' holds {flat.dtype} in the checkpoint but "
+                                  f"the model's parameters are {wrong}")
+        if len(layout["flat"]) != len(params):
+            raise CheckpointError(f"{path}: corrupted metadata 'model_layout': {len(layout['flat'])} "
+                                  f"entries for {len(params)} parameters")
+        spans = []
+        for entry, (name, shape, _) in zip(layout["flat"], params, strict=True):
+            if not (isinstance(entry, list) and len(entry) == 3 and entry[0] == name
+                    and st.is_index(entry[1]) and entry[2] == shape):
+                raise CheckpointError(f"{path}: corrupted metadata 'model_layout': parameter {name!r} "
+                                      f"should be [{name!r}, offset, {shape}], got {st.short(entry)}")
+            size = math.prod(shape)
+            spans.append((entry[1], entry[1] + size, name, shape))
+        end, prev = 0, ""
+        for lo, hi, name, shape in sorted(spans):
+            if hi > flat.size:
+                raise CheckpointError(f"{path}: parameter {name!r} lies outside 'model.params' "
+                                      f"(elements {lo}..{hi} of {flat.size})")
+            if hi > lo and lo < end:
+                raise CheckpointError(f"{path}: corrupted metadata 'model_layout': parameter {name!r} "
+                                      f"overlaps {prev!r} in 'model.params'")
+            if hi > lo:
+                end, prev = hi, name
+            new_sd[name] = flat[lo:hi].reshape(shape)
+    for part, prefix in (("params", "model.param."), ("buffers", "model.buffer.")):
+        for name, _, _ in spec[part]:
+            if name not in new_sd:
+                key = prefix + name
+                if key not in tensors:
+                    raise CheckpointError(f"{path}: missing key {key!r}")
+                new_sd[name] = tensors[key]
+    return new_sd
+
+
+def _check_rng_state(rng: np.random.Generator, state: Any, path: str) -> None:
+    """Sets the state on a scratch generator of the same kind, so a bad one fails here."""
+    try:
+        type(rng.bit_generator)(0).state = state
+    except Exception as e:  # numpy raises TypeError, ValueError, OverflowError, KeyError...
+        raise CheckpointError(f"{path}: corrupted RNG state ({type(e).__name__}: {e})") from None
+
+
+def load(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: Any = None, *,
+         restore_rng: bool = False) -> Any:
+    """Restores what `save` wrote into `model` (and `optimizer` / `scheduler` when given);
+    returns `extra`. `restore_rng=True` also puts sg's random generator (nn.init, Dropout) back
+    to its state at save time, which resuming training bit for bit needs (`sg.fit(resume=...)`
+    does it); by default the generator is left alone, so later initialisation and dropout
+    draw exactly as if nothing had been loaded. Raises CheckpointError, leaving everything
+    untouched, if the file is truncated, corrupted or malformed, belongs to a different model
+    or lacks a required part (TypeError for arguments of the wrong type, OSError if the file
+    cannot be opened)."""
+    path = _path_arg(path, "sg.load")
+    _check_args("sg.load", model, optimizer, scheduler, loading=True)
+    if not isinstance(restore_rng, (bool, np.bool_)):
+        raise TypeError(f"sg.load: restore_rng must be a bool, got {type(restore_rng).__name__}")
     try:
         tensors, meta = st.read(path)
     except st.FormatError as e:
         raise CheckpointError(str(e)) from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a steadygrad checkpoint (format={meta.get('format')!r})")
+        raise CheckpointError(f"{path}: not a steadygrad checkpoint "
+                              f"(format={st.short(meta.get('format'))})")
     if meta.get("format_version") != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r}, "
-                              f"this steadygrad reads version {FORMAT_VERSION}")
-    try:
-        saved_spec = json.loads(meta["model_spec"])
-        layout = json.loads(meta["model_layout"])
-        trees = {k: json.loads(meta[k]) for k in ("optimizer", "scheduler", "rng", "extra") if k in meta}
-    except (KeyError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: corrupted metadata: {e}") from None
+        raise CheckpointError(f"{path}: checkpoint format version "
+                              f"{st.short(meta.get('format_version'))}, this steadygrad reads "
+                              f"version {FORMAT_VERSION}")
+    saved_spec = _meta_json(meta, "model_spec", path)
+    layout = _meta_json(meta, "model_layout", path)
+    trees = {k: _meta_json(meta, k, path)
+             for k in ("optimizer", "scheduler", "rng", "extra") if k in meta}
+    if not isinstance(saved_spec, dict) or fingerprint(saved_spec) != meta.get("fingerprint"):
+        raise CheckpointError(f"{path}: corrupted metadata: 'model_spec' does not match the fingerprint")
     live_spec = model_spec(model)
     if meta.get("fingerprint") != fingerprint(live_spec):
         raise CheckpointError(f"{path}: checkpoint was saved from a different model "
                               f"({_spec_diff(saved_spec, live_spec)})")
 
     # Everything is rebuilt and checked here; nothing in memory has been touched yet.
-    live_sd = model.state_dict()
-    new_sd: dict[str, np.ndarray] = {}
-    if layout.get("flat") is not None:
-        flat = tensors.get("model.params")
-        if flat is None:
-            raise CheckpointError(f"{path}: missing key 'model.params'")
-        for n, off, shape in layout["flat"]:
-            size = int(np.prod(shape, dtype=np.int64))
-            if off < 0 or off + size > flat.size:
-                raise CheckpointError(f"{path}: parameter {n!r} lies outside 'model.params'")
-            new_sd[n] = flat[off : off + size].reshape(shape)
-    for n, _, _ in saved_spec["params"]:
-        if n not in new_sd:
-            key = f"model.param.{n}"
-            if key not in tensors:
-                raise CheckpointError(f"{path}: missing key {key!r}")
-            new_sd[n] = tensors[key]
-    for n, _, _ in saved_spec["buffers"]:
-        key = f"model.buffer.{n}"
-        if key not in tensors:
-            raise CheckpointError(f"{path}: missing key {key!r}")
-        new_sd[n] = tensors[key]
-    _check_like(new_sd, {k: np.asarray(v) for k, v in live_sd.items()}, "model", path)
-
+    new_sd = _model_state(tensors, layout, live_spec, path)
+    _check_like(new_sd, {k: np.asarray(v) for k, v in model.state_dict().items()}, "model", path)
     parts: list[tuple[Any, Any]] = [(model, new_sd)]
     for name, obj in (("optimizer", optimizer), ("scheduler", scheduler)):
         if obj is None:
@@ -234,22 +388,28 @@ def load(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: 
         if name not in trees:
             raise CheckpointError(f"{path}: the checkpoint holds no {name} state")
         if meta.get(f"{name}_type") != type(obj).__name__:
-            raise CheckpointError(f"{path}: {name} state was saved from {meta.get(f'{name}_type')}, "
+            saved_type = str(meta.get(f"{name}_type"))[:80]
+            raise CheckpointError(f"{path}: {name} state was saved from {saved_type}, "
                                   f"cannot load it into {type(obj).__name__}")
-        state = _decode(trees[name], tensors, path)
+        state = _decode(trees[name], tensors, name, path)
         _check_like(state, obj.state_dict(), name, path)
         parts.append((obj, state))
-    rng = global_rng()
-    rng_state = _decode(trees["rng"], tensors, path) if "rng" in trees else None
-    extra = _decode(trees["extra"], tensors, path) if "extra" in trees else None
+    rng = global_rng() if restore_rng else None
+    rng_state: Any = None
+    if rng is not None:
+        if "rng" not in trees:
+            raise CheckpointError(f"{path}: restore_rng=True but the checkpoint holds no RNG state")
+        rng_state = _decode(trees["rng"], tensors, "rng", path)
+        _check_rng_state(rng, rng_state, path)
+    extra = _decode(trees["extra"], tensors, "extra", path) if "extra" in trees else None
 
     # Apply; if any component rejects its state, put every one back as it was.
     snapshots = [(obj, _snapshot(obj)) for obj, _ in parts]
-    rng_before = rng.bit_generator.state if rng is not None else None
+    rng_before: Any = rng.bit_generator.state if rng is not None else None
     try:
         for obj, state in parts:
             obj.load_state_dict(state)
-        if rng is not None and rng_state is not None:
+        if rng is not None:
             rng.bit_generator.state = rng_state
     except Exception as e:
         failed = []
