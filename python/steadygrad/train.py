@@ -71,10 +71,7 @@ def _load_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any, schedu
     from steadygrad.io import load
 
     # Resuming continues the run, so sg's RNG (Dropout masks, later init) comes back as well.
-    # sg.load restores it only when asked (restore_rng, issue 11); older io always did.
-    if "restore_rng" in inspect.signature(load).parameters:
-        return load(path, model, optimizer, scheduler, restore_rng=True)  # type: ignore[call-arg, unused-ignore]
-    return load(path, model, optimizer, scheduler)
+    return load(path, model, optimizer, scheduler, restore_rng=True)
 
 
 def _resumed_state(resume: Any, run: Run, model: Any, optimizer: Any, scheduler: Any) -> FitState:
