@@ -79,7 +79,7 @@ def tree(module: Module) -> tuple[list[Module], list[threading.RLock]]:
     """Every module of the tree once, and their locks in the global (id) order."""
     cached = module.__dict__.get("_tree")
     if cached is not None and cached[0] == _structure[0]:
-        return cached[1], cached[2]  # type: ignore[no-any-return]
+        return cached[1], cached[2]
     by_id = {id(m): m for m in module.modules()}
     mods = list(by_id.values())
     locks = [by_id[k]._lock for k in sorted(by_id)]

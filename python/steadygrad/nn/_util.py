@@ -42,7 +42,8 @@ def shape_of(x: object, ndim: int | None = None) -> tuple[int, ...] | None:
         return None
     if ndim is not None and x.ndim != ndim:
         return None
-    return x.shape
+    shape: tuple[int, ...] = x.shape
+    return shape
 
 
 def work_rows(module: Module, x: object, features: int) -> np.ndarray | None:

@@ -14,6 +14,11 @@ from steadygrad.nn.parameter import Parameter
 
 
 class BatchNorm1d(Module):
+    # Registered with register_buffer (None when track_running_stats=False).
+    running_mean: np.ndarray | None
+    running_var: np.ndarray | None
+    num_batches_tracked: np.ndarray | None
+
     # What a Sequential's plan may ask of it (nn.plan): a ReLU fused into its store, whose
     # backward it applies too (masking grad_output by y > 0, y's sign recomputed from the input
     # bit for bit, so the output is not kept); dL/dx left out or written over the input (each
@@ -59,9 +64,11 @@ class BatchNorm1d(Module):
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            self.running_mean[...] = 0.0
-            self.running_var[...] = 1.0
-            self.num_batches_tracked[...] = 0
+            rm, rv, nbt = self.running_mean, self.running_var, self.num_batches_tracked
+            assert rm is not None and rv is not None and nbt is not None  # registered in __init__
+            rm[...] = 0.0
+            rv[...] = 1.0
+            nbt[...] = 0
 
     def forward(self, x: np.ndarray, *, epilogue: str = "none") -> np.ndarray:
         use_batch = self.training or not self.track_running_stats
@@ -81,7 +88,7 @@ class BatchNorm1d(Module):
         return y
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,
-                  donate_input: bool = False) -> np.ndarray:
+                  donate_input: bool = False) -> np.ndarray | None:
         w, b, x = self.weight, self.bias, self._x
         assert x is not None and self._saved is not None
         mean, invstd = self._saved

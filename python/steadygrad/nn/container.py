@@ -44,7 +44,8 @@ class Sequential(Module):
             setattr(self, str(i), m)
         check_used_once(self)
         self._checked_shape: tuple[int, ...] | None = None
-        self._plan = (-1, ())  # (structure generation it was made for, the plan)
+        # (structure generation it was made for, the plan)
+        self._plan: tuple[int, tuple[LayerPlan, ...]] = (-1, ())
         self._flatten_parameters()
 
     def __len__(self) -> int:
@@ -70,7 +71,7 @@ class Sequential(Module):
         gen = _calls.structure_generation()
         if self._plan[0] != gen:
             object.__setattr__(self, "_plan", (gen, plan_sequential(list(self._modules.values()))))
-        return self._plan[1]  # type: ignore[no-any-return]
+        return self._plan[1]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         # Check the whole chain's shapes once per input shape, so a mismatch deep in the stack

@@ -61,7 +61,7 @@ class Linear(Module):
         return y
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,
-                  donate_input: bool = False) -> np.ndarray:
+                  donate_input: bool = False) -> np.ndarray | None:
         w, b, x = self.weight, self.bias, self._x
         assert x is not None
         need = input_grad

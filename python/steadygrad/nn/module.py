@@ -29,7 +29,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, overload
 
 import numpy as np
 
@@ -68,6 +68,18 @@ class Module:
     """Base class of every layer and container."""
 
     training: bool
+    # Set in __init__ with object.__setattr__ (bypassing the registration in __setattr__).
+    _parameters: OrderedDict[str, Parameter | None]
+    _buffers: OrderedDict[str, np.ndarray | None]
+    _modules: OrderedDict[str, Module]
+    _work: dict[str, tuple[np.ndarray, np.ndarray]]  # key -> (raw storage, current view)
+    _work_eval: dict[str, tuple[np.ndarray, np.ndarray]]
+    _handout: dict[str, np.ndarray]
+    _lock: threading.RLock
+    _phase: int
+    _forwards: int
+    _trained_forward: bool
+    _chain: list[Module] | None
     _is_container = False
     # What a layer can do inside a Sequential's plan (nn.plan explains each); none by default.
     fusable_epilogues: frozenset[str] = frozenset()
@@ -202,13 +214,14 @@ class Module:
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
-        """The layer's backward. Built-in layers override this; a custom layer may override
-        `backward` instead. The default runs the child calls the forward recorded, when they
-        form a chain from the input to the output."""
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray | None:
+        """The layer's backward: dL/dx (None only where the plan passed input_grad=False to a
+        layer that `skips_grad_input`). Built-in layers override this; a custom layer may
+        override `backward` instead. The default runs the child calls the forward recorded,
+        when they form a chain from the input to the output."""
         custom = type(self).backward is not Module.backward
         if custom:  # a subclass's own backward(grad_output) is the implementation
-            return type(self).backward(self, grad_output)  # type: ignore[return-value]
+            return type(self).backward(self, grad_output)
         chain = self._chain
         if chain is None:
             name = type(self).__name__
@@ -253,6 +266,12 @@ class Module:
         d["_trained_forward"] = self.training
         return y
 
+    @overload
+    def _run_backward(self, grad_output: np.ndarray, input_grad: Literal[True] = True,
+                      **plan: Any) -> np.ndarray: ...
+    @overload
+    def _run_backward(self, grad_output: np.ndarray, input_grad: bool,
+                      **plan: Any) -> np.ndarray | None: ...
     def _run_backward(self, grad_output: np.ndarray, input_grad: bool = True,
                       **plan: Any) -> np.ndarray | None:
         """_backward(grad_output, **plan) after checking it matches one forward. input_grad

@@ -43,9 +43,10 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
             raise ValueError(f"summary: Residual at '{name}' changes shape {shape} -> {out}")
         label = "Residual (x + module(x))"
     else:
-        out = m.output_shape(shape)
-        if out is None:
+        known = m.output_shape(shape)
+        if known is None:
             raise ValueError(f"summary: {m.label()} at '{name}' does not define output_shape()")
+        out = known
         label = m.label()
     act, ws = m.memory(shape)
     if not input_grad and not isinstance(m, Residual):
