@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 import steadygrad as sg
 
 
-def _median_seconds(fn, repeat: int = 7) -> float:
+def _median_seconds(fn: Callable[[], object], repeat: int = 7) -> float:
     fn()
     times = []
     for _ in range(repeat):

@@ -10,7 +10,7 @@ parameters are now, moving the state buffers to the new layout without changing 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,7 +35,10 @@ class ParamGroupsMixin:
     _step: np.ndarray
     _all_off: np.ndarray
     _hyper_keys: tuple[str, ...]
-    # `state` also uses _state_buffers/_has_state from StateDictMixin (see Optimizer's bases).
+    if TYPE_CHECKING:  # from StateDictMixin (see Optimizer's bases); not defined here, so
+        # defining them would not shadow StateDictMixin's in the method resolution order
+        def _state_buffers(self, group: dict[str, Any]) -> list[str]: ...
+        def _has_state(self, i: int) -> bool: ...
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (dict with "params" and optional per-group options), as in PyTorch."""
@@ -155,7 +158,7 @@ class ParamGroupsMixin:
         self._follow_storage()
         names = set(self._bufs)
         for g in self.param_groups:
-            names.update(self._state_buffers(g))  # type: ignore[attr-defined]
+            names.update(self._state_buffers(g))
         numel = self._storage.numel if self._storage is not None else 0
         return sum(self._bufs[n].nbytes if n in self._bufs else 4 * numel for n in names)
 

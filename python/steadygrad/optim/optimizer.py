@@ -215,7 +215,9 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
                 return total
         else:
             self.last_grad_norm = self._last_norms = self._last_active = None
-        scale = 1.0 if self.max_grad_norm is None else clip_coefficient(self.max_grad_norm, total)
+        # with max_grad_norm set the norm pass above ran, so total is a float
+        scale = (clip_coefficient(self.max_grad_norm, total)
+                 if self.max_grad_norm is not None and total is not None else 1.0)
         for gi, (lo, hi) in enumerate(self._group_range):
             if active is None:
                 self._step_group(gi, None, scale)

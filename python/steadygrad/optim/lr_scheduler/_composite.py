@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from typing import Any
+from typing import Any, TypedDict
 
 from steadygrad.optim.lr_scheduler._base import LRScheduler, _check_optimizer, _per_group
 from steadygrad.optim.lr_scheduler._plateau import ReduceLROnPlateau
@@ -79,6 +79,17 @@ class SequentialLR(LRScheduler):
             s.load_state_dict(sd)
 
 
+class _Phase(TypedDict):
+    """One phase of OneCycleLR's schedule: it ends at end_step, annealing between the group
+    keys it names."""
+
+    end_step: float
+    start_lr: str
+    end_lr: str
+    start_momentum: str
+    end_momentum: str
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (Smith & Topin 2017); cycles momentum or beta1. Defined per optimizer
     step (`interval = "step"`): `sg.fit` steps it after every batch, so build it with
@@ -118,8 +129,9 @@ class OneCycleLR(LRScheduler):
         else:
             raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
         n = self.total_steps
-        up = {"end_step": float(pct_start * n) - 1, "start_lr": "initial_lr", "end_lr": "max_lr",
-              "start_momentum": "max_momentum", "end_momentum": "base_momentum"}
+        up: _Phase = {"end_step": float(pct_start * n) - 1, "start_lr": "initial_lr", "end_lr": "max_lr",
+                       "start_momentum": "max_momentum", "end_momentum": "base_momentum"}
+        self._schedule_phases: list[_Phase]
         if three_phase:
             self._schedule_phases = [
                 up,

@@ -87,9 +87,9 @@ class CyclicLR(LRScheduler):
             return self._scale_fn_custom(x)
         if self.mode == "triangular":
             return 1.0
-        if self.mode == "triangular2":
-            return 1 / (2.0 ** (x - 1))
-        return self.gamma**x
+        # float ** float is Any to the type checker (a negative base gives a complex)
+        scale: float = 1 / (2.0 ** (x - 1)) if self.mode == "triangular2" else self.gamma**x
+        return scale
 
     def get_lr(self) -> list[float]:
         cycle = math.floor(1 + self.last_epoch / self.total_size)
