@@ -6,8 +6,9 @@
 # C-contiguous (labels and segment tables: integer arrays). Arguments that take one of a few
 # strings ('none'/'relu', 'mean'/'sum', ...) are `str`: the binding raises ValueError naming
 # the accepted values. The docstrings live in the module itself (`help(steadygrad._core)`).
+# Names for the checker only: aliases (plain assignments) and @type_check_only classes.
 
-from typing import Literal, TypedDict, overload, type_check_only
+from typing import Literal, SupportsIndex, TypedDict, overload, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +34,7 @@ class _CpuInfo(TypedDict):
     version: str
 
 def cpu_info() -> _CpuInfo: ...
-def set_num_threads(n: int) -> None: ...  # any object with __index__ except bool
+def set_num_threads(n: SupportsIndex) -> None: ...  # an int or numpy integer, not a bool
 def get_num_threads() -> int: ...
 def set_isa(name: str) -> None: ...
 def get_isa() -> str: ...
