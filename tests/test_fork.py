@@ -109,6 +109,36 @@ POOL = PRELUDE + textwrap.dedent("""
 """)
 
 
+THREAD = PRELUDE + textwrap.dedent("""
+    import threading
+
+    def fork_here():  # this thread's own libgomp pool (thread counts are per thread) then fork
+        sg.set_num_threads(2)
+        checked_gemm(4)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                assert sg.get_num_threads() == 1
+                checked_gemm(5)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        results.append(os.waitstatus_to_exitcode(status))
+
+    results = []
+    t = threading.Thread(target=fork_here)
+    t.start()
+    t.join()
+    assert results == [0], results
+    print("ok")
+""")
+
+
 def _run(script: str, tmp_path: Path, isa: str) -> None:
     path = tmp_path / "scenario.py"
     path.write_text(script)
@@ -136,3 +166,7 @@ def test_forked_child_runs_gemm_and_training(isa: str, tmp_path: Path) -> None:
 
 def test_fork_pool_workers_compute_gemm(isa: str, tmp_path: Path) -> None:
     _run(POOL, tmp_path, isa)
+
+
+def test_fork_from_a_worker_thread(isa: str, tmp_path: Path) -> None:
+    _run(THREAD, tmp_path, isa)
