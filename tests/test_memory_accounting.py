@@ -12,7 +12,6 @@ import steadygrad as sg
 from steadygrad import _core, nn, optim
 from steadygrad.nn import init
 from steadygrad.nn.parameter import flatten
-from steadygrad.nn.summary import _gemm_workspace
 
 ws = _core._gemm_workspace_bytes
 
@@ -69,12 +68,35 @@ def test_gemm_workspace_rejects_bad_arguments() -> None:
         ws(1, 2, 3, threads=0)
 
 
-def test_linear_gemm_calls_match_its_forward_and_backward() -> None:
-    lin = nn.Linear(20, 7)
-    assert lin.gemm_calls((5, 20)) == [(5, 7, 20, False, True), (5, 20, 7, False, False),
-                                       (7, 20, 5, True, False)]
-    assert lin.gemm_calls((5, 20), input_grad=False) == [(5, 7, 20, False, True),
-                                                         (7, 20, 5, True, False)]
+# The GEMMs cpp/layers/linear.cpp runs for x (batch, in) and w (out, in): y = x w^T,
+# dW = dy^T x and, with input_grad, dx = dy w, as (m, n, k, trans_a, trans_b).
+def _linear_gemms(batch: int, i: int, o: int, input_grad: bool) -> list[tuple[int, ...]]:
+    dx = [(batch, i, o, False, False)] if input_grad else []
+    return [(batch, o, i, False, True), (o, i, batch, True, False), *dx]
+
+
+def _combined(calls: list[dict[str, int]]) -> dict[str, object]:
+    """What the per-call workspaces combine to: the max per buffer and per team member."""
+    team = max(c["threads"] for c in calls)
+    a = [max(c["a"] for c in calls if c["threads"] > t) for t in range(team)]
+    b_own = [max(c["b_own"] for c in calls if c["threads"] > t) for t in range(team)]
+    b_shared = max(c["b_shared"] for c in calls)
+    return {"b_shared": b_shared, "a": a, "b_own": b_own, "total": b_shared + sum(a) + sum(b_own)}
+
+
+@pytest.mark.parametrize("shape", [(5, 20, 7), (128, 300, 512), (4096, 1024, 64), (0, 3, 4)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_linear_scratch_is_its_gemms_combined(shape: tuple[int, int, int], threads: int,
+                                              input_grad: bool) -> None:
+    batch, i, o = shape
+    calls = [ws(*c, threads=threads) for c in _linear_gemms(batch, i, o, input_grad)]
+    got = _core.linear_scratch(batch, i, o, input_grad=input_grad, threads=threads)
+    assert got == _combined(calls)
+    assert nn.Linear(i, o).thread_scratch((batch, i), input_grad) == _core.linear_scratch(
+        batch, i, o, input_grad=input_grad)
+    with pytest.raises(ValueError, match="linear_scratch: threads must be >= 1"):
+        _core.linear_scratch(batch, i, o, threads=0)
 
 
 def test_summary_counts_the_first_layer_grad_input_only_when_asked() -> None:
@@ -97,12 +119,11 @@ def test_summary_gemm_workspace_is_the_max_per_buffer_not_the_sum() -> None:
     m = nn.Sequential(nn.Linear(300, 512), nn.ReLU(), nn.Linear(512, 40))
     with num_threads(2):
         s = m.summary(128, file=None, input_grad=True)
-        calls = [ws(*c, threads=2) for lin in (m[0], m[2]) for c in lin.gemm_calls((128, lin.in_features))]
-    expect = max(c["b_shared"] for c in calls)
-    for t in range(2):
-        mine = [c for c in calls if c["threads"] > t]
-        expect += max(c["a"] for c in mine) + max(c["b_own"] for c in mine)
-    assert s["gemm_workspace_bytes"] == expect == _gemm_workspace(calls)
+        calls = [ws(*c, threads=2) for lin in (m[0], m[2])
+                 for c in _linear_gemms(128, lin.in_features, lin.out_features, True)]
+    expect = _combined(calls)["total"]
+    assert isinstance(expect, int)
+    assert s["gemm_workspace_bytes"] == expect
     assert max(c["total"] for c in calls) <= expect < sum(c["total"] for c in calls)
     assert s["total_bytes"] == sum(s[k] for k in ("param_bytes", "grad_bytes", "buffer_bytes",
                                                    "activation_bytes", "workspace_bytes",

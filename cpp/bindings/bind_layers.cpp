@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <string>
 
+#include <omp.h>
+#include <pybind11/stl.h>
+
 #include "bindings/checks.h"
 #include "layers/batchnorm.h"
 #include "layers/linear.h"
@@ -320,6 +323,28 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
 
 void register_layers_pointwise(py::module_& m);  // bind_layers_pointwise.cpp
 
+py::dict scratch_dict(const GemmScratch& s) {
+  py::dict d;
+  d["b_shared"] = s.b_shared_bytes;
+  d["a"] = s.a_bytes;
+  d["b_own"] = s.b_own_bytes;
+  d["total"] = s.total_bytes();
+  return d;
+}
+
+py::dict linear_scratch_bytes(int64_t batch, int64_t in, int64_t out, bool input_grad,
+                              py::handle threads_obj) {
+  const char* fn = "linear_scratch";
+  if (batch < 0 || in < 0 || out < 0) {
+    value_error(fn, "batch, in_features, out_features must be >= 0, got (" + to_string(batch) +
+                        ", " + to_string(in) + ", " + to_string(out) + ")");
+  }
+  const int64_t threads =
+      threads_obj.is_none() ? omp_get_max_threads() : threads_obj.cast<int64_t>();
+  if (threads < 1) value_error(fn, "threads must be >= 1, got " + to_string(threads));
+  return scratch_dict(linear_scratch(batch, in, out, input_grad, threads));
+}
+
 void register_layers(py::module_& m) {
   m.def("linear_forward", &linear_forward, py::arg("input"), py::arg("weight"),
         py::arg("bias") = py::none(), py::kw_only(), py::arg("out") = py::none(),
@@ -334,6 +359,13 @@ void register_layers(py::module_& m) {
         "Linear backward in one call: grad_weight (+)= grad_output.T @ input, grad_bias (+)= "
         "column sums of grad_output (deterministic), and returns grad_input = grad_output @ weight "
         "(None when compute_grad_input=False). accumulate=False writes without reading.");
+  m.def("linear_scratch", &linear_scratch_bytes, py::arg("batch"), py::arg("in_features"),
+        py::arg("out_features"), py::kw_only(), py::arg("input_grad") = true,
+        py::arg("threads") = py::none(),
+        "Bytes of GEMM scratch (packing buffers, reused across calls and only growing) that a "
+        "Linear forward + backward at this shape grows on `threads` (default: the current "
+        "count): a dict of 'b_shared' (calling thread), 'a' and 'b_own' (a list per team "
+        "member) and 'total'. input_grad: the backward computes dL/dx.");
   m.def("batchnorm_forward", &batchnorm_forward, py::arg("input"), py::arg("weight"),
         py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
         py::arg("num_batches_tracked"), py::arg("save_mean"), py::arg("save_invstd"), py::kw_only(),
