@@ -1,33 +1,19 @@
-"""Timing and machine-description helpers shared by every benchmark suite."""
+"""The one timing loop of steadygrad-bench: warm-up, then samples of a call, each sample
+looping it until a minimum time has passed. runner.py decides which process runs it and
+how rounds interleave; this file only measures one callable in the current process."""
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-import steadygrad as sg
+from steadygrad.bench.suite import Plan
 
 
-def median_time(fn: Callable[[], Any], repeat: int = 7, warmup: int = 2, min_time: float = 0.0) -> float:
-    """Median wall time of fn() in seconds over `repeat` runs, after `warmup` runs.
-
-    If min_time > 0, each run loops fn() until at least min_time has passed (for tiny ops)
-    and reports the time per call.
-    """
-    for _ in range(warmup):
-        fn()
-    times = sorted(time_sample(fn, min_time) for _ in range(repeat))
-    return times[len(times) // 2]
-
-
-def time_sample(fn: Callable[[], Any], min_time: float = 0.0) -> float:
+def time_sample(fn: Callable[[], object], min_time: float = 0.0) -> float:
     """One timing sample: calls fn() until at least min_time has passed (at least once) and
-    returns the seconds per call. The one sampling loop every suite uses."""
+    returns the seconds per call."""
     calls, t0 = 0, time.perf_counter()
     while True:
         fn()
@@ -37,36 +23,26 @@ def time_sample(fn: Callable[[], Any], min_time: float = 0.0) -> float:
             return dt / calls
 
 
-def blas_info() -> list[dict[str, Any]]:
-    """The BLAS libraries numpy loaded, with the kernel ('architecture') they run."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return [{"error": "threadpoolctl not installed"}]
-    np.ones((2, 2)) @ np.ones((2, 2))  # make sure BLAS is loaded
-    return [
-        {k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
-        for d in threadpool_info()
-        if d.get("user_api") == "blas"
-    ]
+def timed(fn: Callable[[], object], plan: Plan) -> dict[str, Any]:
+    """One round of the plan for fn: plan.warmup calls (caches, lazily allocated state, JAX's
+    compile, thread pools awake), lasting at least plan.warmup_s, then plan.per_round samples."""
+    calls, t0 = 0, time.perf_counter()
+    while calls < plan.warmup or time.perf_counter() - t0 < plan.warmup_s:
+        fn()
+        calls += 1
+    return {"samples": [time_sample(fn, plan.min_time) for _ in range(plan.per_round)]}
 
 
-def machine_info() -> dict[str, Any]:
-    info = dict(sg.cpu_info())
-    info["python"] = platform.python_version()
-    info["numpy"] = np.__version__
-    info["blas"] = blas_info()
-    info["env"] = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-    except ImportError:
-        info["torch"] = None
-    return info
+def summarize(samples: list[float]) -> dict[str, Any]:
+    """The figures of a contender's samples over all rounds. The median is one of the samples
+    (the upper one for an even count); the best shows how far a busy machine pushed it up."""
+    ordered = sorted(samples)
+    return {"seconds": ordered[len(ordered) // 2], "best_seconds": ordered[0],
+            "samples": samples}
 
 
-def tiny() -> bool:
-    """True under the hidden `steadygrad-bench --tiny` (or STEADYGRAD_BENCH_TINY=1): suites
-    then run the smallest real measurement they have, so the CLI tests finish in seconds."""
-    return os.environ.get("STEADYGRAD_BENCH_TINY", "") not in ("", "0")
+def median_seconds(fn: Callable[[], object], repeat: int = 7, min_time: float = 0.0) -> float:
+    """Median seconds per call of fn in this process (for one-off checks such as
+    `python -m steadygrad`; suites go through runner.py)."""
+    samples = timed(fn, Plan(repeat=repeat, min_time=min_time, warmup=1))["samples"]
+    return float(summarize(samples)["seconds"])
