@@ -159,7 +159,8 @@ class GemmSuite(suite.BaseSuite):
             if any(f"{peer}_gflops" in r for r in rows):
                 columns += [[f"{peer}_gflops", f"{peer} GF/s"], [f"{peer}_x", f"{peer}/sg"]]
         notes = ["GFLOP/s = 2mnk / median time; ratio columns: steadygrad GF/s / peer GF/s",
-                 f"% peak of the {fma_peak(1)['source']}", run.plan.describe()]
+                 f"% peak of thr x one core's peak ({fma_peak(1)['source']})",
+                 run.plan.describe()]
         notes += [f"{key}: {val}" for key, val in extra.items()] + errors
         return {"suite": "gemm", "title": "GEMM (steadygrad.ops.gemm vs numpy/OpenBLAS and torch)",
                 "columns": columns, "rows": rows, "notes": notes, "errors": errors, **extra}
