@@ -12,8 +12,8 @@ perturbed ones. The model of one float32 evaluation in any order: every product 
 partial sum of a sum or dot product rounds (recursive summation, the worst common order;
 blocked, pairwise and FMA evaluations round less), every other operation rounds once, each
 rounding a relative error uniform in [-u, u], u = 2^-24 (the many roundings of one sum are
-drawn together, as the normal error of their summed variance). An activation kernel adds its own
-error (activation_refs: steadygrad's and torch's tolerance), uniform in [-tol, tol].
+drawn together, as the normal error of their summed variance). An activation kernel adds
+its own error (activation_refs: steadygrad's and torch's tolerance), uniform in [-tol, tol].
 
 Noisy.bound() = SIGMA * (root mean square deviation of the K runs from the exact one), SIGMA =
 12. One evaluation's error is a sum of many small independent roundings, about normal; over
@@ -175,10 +175,12 @@ def activation(act: Act, x: Noisy) -> Noisy:
 
 
 def near_kink(act: Act, x: Noisy) -> np.ndarray:
-    """Inputs a float32 evaluation may put on either side of a ReLU-like kink at 0."""
+    """Inputs a float32 evaluation may put on either side of a ReLU-like kink at 0 (not the
+    exact zeros every evaluation gives, such as a ReLU's output fed to another)."""
     if not act.kink:
         return np.zeros(x.shape, bool)
-    return np.abs(x.v) <= x.bound()
+    bound = x.bound()
+    return (np.abs(x.v) <= bound) & (bound > 0)
 
 
 def activation_backward(act: Act, dy: Noisy, x: Noisy, y: Noisy,

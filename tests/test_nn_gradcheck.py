@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import assert_close
 from reference_net import ReferenceNet
+from roundoff import Noisy
 
 from steadygrad import nn
 
@@ -41,7 +42,7 @@ def _fd_err(f: F, x: np.ndarray, params: dict[str, np.ndarray], dout: np.ndarray
     return 8 * 2.0**-52 * float(np.abs(f(x, params) * dout).sum()) / (2 * eps) + 1e-12
 
 
-def _bounds(m: nn.Module, x: np.ndarray, dout: np.ndarray):
+def _bounds(m: nn.Module, x: np.ndarray, dout: np.ndarray) -> tuple[Noisy, Noisy, dict[str, Noisy]]:
     """The float64 reference of m's forward and backward with float32 rounding bounds (taken
     before m's own forward moves any running statistics)."""
     ref = ReferenceNet(m)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import assert_close, gemm_tolerance, num_threads
 from reference_net import ReferenceNet
+from roundoff import Noisy
 
 from steadygrad import _core, nn
 
@@ -69,7 +70,7 @@ def test_linear_backward_grad_input_may_be_the_input_only_exactly() -> None:
 
 
 def _bn_reference(x: np.ndarray, g: np.ndarray, b: np.ndarray, rm: np.ndarray, rv: np.ndarray,
-                  dy: np.ndarray, train: bool, eps: float, momentum: float = 0.1):
+                  dy: np.ndarray, train: bool, eps: float, momentum: float = 0.1) -> tuple:
     """torch's BatchNorm1d on these arrays in float64, with float32 rounding bounds
     (reference_net, roundoff): output, input gradient, dgamma, dbeta, running statistics."""
     bn = nn.BatchNorm1d(x.shape[1], eps=eps, momentum=momentum)
@@ -82,7 +83,7 @@ def _bn_reference(x: np.ndarray, g: np.ndarray, b: np.ndarray, rm: np.ndarray, r
     return y, dx, grads["weight"], grads["bias"], ref.buffers()
 
 
-def _close(got: np.ndarray, ref, what: str) -> None:
+def _close(got: np.ndarray, ref: Noisy, what: str) -> None:
     assert_close(got, ref.v, ref.bound(), what=what)
 
 

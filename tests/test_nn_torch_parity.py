@@ -5,6 +5,7 @@ upstream gradient (loss = (out * dout).sum()); state_dict round trips; gradient 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -59,11 +60,12 @@ class _Twins:
     """A steadygrad model, its torch twins in float32 and float64 (same weights) and the
     float64 reference with error bounds (reference_net.py, roundoff.py), stepped together.
     Steadygrad, torch float32 and torch float64 are each compared with the reference: the
-    float32 ones within its bound, from the magnitudes that were summed (a gradient that
-    cancels to a small value is compared at the precision its terms allow, on any ISA path;
-    a flat atol of 1e-5 failed on AVX-512 for a 1.8% difference in a value of 7e-4 that sums
-    terms of O(1)), torch float64 to 1e-6 of it (the reference's formulas are torch's). Where
-    a ReLU input lies within its bound of 0, each is checked on the side it took."""
+    float32 ones within the spread their float32 roundings allow at this data (a gradient
+    that cancels to a small value is compared at the precision its terms allow, on any ISA
+    path; a flat atol of 1e-5 failed on AVX-512 for a 1.8% difference in a value of 7e-4
+    that sums terms of O(1)), torch float64 to 1e-6 of it (the reference's formulas are
+    torch's). Where a ReLU input lies within its bound of 0, each is checked on the side it
+    took."""
 
     IMPLS = ("steadygrad", "torch", "torch float64")
 
@@ -78,7 +80,7 @@ class _Twins:
                 if isinstance(mod, (torch.nn.ReLU, torch.nn.LeakyReLU)):
                     mod.register_forward_hook(self._side_hook(impl, f"{name}." if name else ""))
 
-    def _side_hook(self, impl: str, name: str):
+    def _side_hook(self, impl: str, name: str) -> Callable[..., None]:
         def hook(mod: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             self.sides[impl][name] = (inputs[0] > 0).numpy().copy()
         return hook
