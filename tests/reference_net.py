@@ -27,6 +27,12 @@ class _Layer:
         p = getattr(self.module, attr)
         return None if p is None else Noisy.of(p.data.copy())
 
+    def forward(self, x: Noisy) -> Noisy:
+        raise NotImplementedError
+
+    def backward(self, dy: Noisy, sides: Sides, grads: dict[str, Noisy]) -> Noisy:
+        raise NotImplementedError
+
     def children(self) -> list[_Layer]:
         return []
 
@@ -34,7 +40,9 @@ class _Layer:
 class _Linear(_Layer):
     def __init__(self, module: nn.Linear, name: str) -> None:
         super().__init__(module, name)
-        self.w, self.b = self._param("weight"), self._param("bias")
+        w = self._param("weight")
+        assert w is not None
+        self.w, self.b = w, self._param("bias")
 
     def forward(self, x: Noisy) -> Noisy:
         self.x = x

@@ -63,7 +63,11 @@ def _pair(a: Noisy, b: Noisy) -> tuple[np.ndarray, np.ndarray]:
     """Both operands' samples with their value axes aligned from the right (numpy's
     broadcasting of the values, the sample axis kept first)."""
     nd = max(a.s.ndim, b.s.ndim)
-    return tuple(x.s.reshape(x.s.shape[0], *(1,) * (nd - x.s.ndim), *x.s.shape[1:]) for x in (a, b))
+
+    def aligned(x: Noisy) -> np.ndarray:
+        return x.s.reshape(x.s.shape[0], *(1,) * (nd - x.s.ndim), *x.s.shape[1:])
+
+    return aligned(a), aligned(b)
 
 
 class Noisy:
