@@ -109,6 +109,13 @@ bool gemm_goes_parallel(int64_t m, int64_t n, int64_t k, int64_t max_threads) {
 
 }  // namespace
 
+GemmConstants gemm_constants() {
+  const GemmUkernel& uk = gemm_ukernel();
+  return {uk.mr,         uk.nr,         uk.packed.mc,      uk.packed.kc,    uk.packed.nc,
+          uk.sup.mc,     uk.sup.kc,     uk.sup.nc,         kParallelMinMacs, kSupMaxRows,
+          kMSplitMinTilesPerThread};
+}
+
 GemmWorkspace gemm_workspace(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t lda,
                              int64_t threads) {
   GemmWorkspace w;
