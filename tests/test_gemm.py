@@ -4,8 +4,6 @@ with beta=0, zero-size dimensions and thread-count invariance."""
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 from conftest import assert_close, gemm_tolerance, num_threads
@@ -87,17 +85,12 @@ SHAPES = {
 }
 
 
-# Shapes run on one thread: at 2 threads an N split of 4 NC + 1 columns packs a 2 NC range
-# into a buffer sized for the 2 NC + NR range's thinner blocks and writes past it (xfail
-# test_memory_accounting.py::test_gemm_own_b_buffer_holds_every_threads_column_block).
-ONE_THREAD = {"n_gt_4nc"}
 
 
 @pytest.mark.parametrize("name", SHAPES)
 def test_shapes(isa, rng, name):
     shape = SHAPES[name](sg._core._gemm_constants())
-    with num_threads(1) if name in ONE_THREAD else contextlib.nullcontext():
-        check_gemm(rng, *shape)
+    check_gemm(rng, *shape)  # n_gt_4nc at 2 threads: one range of 2 NC, one of 2 NC + 1
 
 
 @pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])

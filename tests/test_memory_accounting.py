@@ -158,11 +158,6 @@ def test_gemm_workspace_is_the_rule_for_any_team(isa: str, threads: int) -> None
                     _check_rule(c, m, n, k, trans_a, threads)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gemm.cpp sizes each thread's own B buffer for equal_block(widest column range), but a "
-    "narrower range can have a wider block (2 threads, n = 2*NC+1: 1024 columns vs 528): "
-    "the packing writes past the buffer (heap corruption). Fix owed in GemmPlan::b_own_floats "
-    "(e.g. kc * min(NC, own_cols)); remove this mark with the fix."))
 def test_gemm_own_b_buffer_holds_every_threads_column_block(isa: str) -> None:
     # Under an N split with 2 threads, a range of exactly 2*NC columns is packed in 2 blocks of
     # NC, while the widest range (one micropanel more) is cut into 3 thinner blocks.
