@@ -118,18 +118,8 @@ def _expected_at(act: Act, point: str, x: np.ndarray, dy: np.ndarray, direction:
     return dy.astype(np.float64) * (lim.d_pos if point == "+inf" else lim.d_neg)
 
 
-# Where the kernels still give NaN for a finite limit: x * Phi(x) and slope * x evaluate
-# (-inf) * 0, and Phi(+inf) + (+inf) * phi(+inf) = 1 + inf * 0. Strict: a fix makes them pass.
-_KNOWN_NAN = {("gelu", "-inf", "forward"), ("gelu", "-inf", "backward"),
-              ("gelu", "+inf", "backward"), ("gelu_tanh", "-inf", "forward"),
-              ("gelu_tanh", "-inf", "backward"), ("gelu_tanh", "+inf", "backward"),
-              ("leaky_relu_0", "-inf", "forward")}
 _NONFINITE_CASES = [
-    pytest.param(name, point, direction, id=f"{name}-{point}-{direction}",
-                 marks=[pytest.mark.xfail(strict=True, raises=AssertionError,
-                                          reason="kernel gives NaN where the limit is "
-                                          "finite (issue 11: fix owed)")]
-                 if (name, point, direction) in _KNOWN_NAN else [])
+    pytest.param(name, point, direction, id=f"{name}-{point}-{direction}")
     for name in ACTS for point in ("+inf", "-inf", "nan", "nan_dy")
     for direction in ("forward", "backward") if not (point == "nan_dy" and direction == "forward")]
 
