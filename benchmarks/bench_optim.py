@@ -1,11 +1,10 @@
-"""Optimizer-step benchmark (steadygrad vs torch.optim); see steadygrad.bench.optim.
-
-Run: flock /tmp/steadygrad-bench.lock python benchmarks/bench_optim.py [--threads 1 2]
-"""
+"""Thin wrapper: `python benchmarks/bench_optim.py [options]` = `steadygrad-bench optim [options]`."""
 
 from __future__ import annotations
 
-from steadygrad.bench.optim import main
+import sys
+
+from steadygrad.bench.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["optim", *sys.argv[1:]]))

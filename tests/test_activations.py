@@ -1,127 +1,20 @@
 """Activations forward and backward on every ISA path: float64 references, PyTorch 2.13 parity
-(torch.nn.functional + autograd), large magnitudes, NaN/Inf propagation, in-place operation,
-every tail length 1..33 (no write past the end), empty inputs, thread-count invariance and
-central finite differences through the float32 kernels."""
+(torch.nn.functional + autograd), large magnitudes, NaN/Inf against the mathematical limits,
+in-place operation, every tail length 1..33 (no write past the end), empty inputs,
+thread-count invariance and central finite differences through the float32 kernels. The
+references and tolerances are in activation_refs.py."""
 
 from __future__ import annotations
-
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+from activation_refs import ACTS, RTOL, TINY, Act
 from conftest import assert_close, num_threads
 
 import steadygrad as sg
 
 TIME_BUDGET_S = 30
-EPS32 = float(np.finfo(np.float32).eps)
-_erfc = np.frompyfunc(math.erfc, 1, 1)
-
-
-def _phi_cdf(x: np.ndarray) -> np.ndarray:
-    return _erfc(-x / math.sqrt(2.0)).astype(np.float64) / 2.0
-
-
-def _gelu_tanh_parts(x: np.ndarray):
-    c = math.sqrt(2.0 / math.pi)
-    t = np.tanh(c * (x + 0.044715 * x**3))
-    return t, c * (1.0 + 3 * 0.044715 * x**2)
-
-
-def _zero(x, ref=None):
-    return np.zeros_like(x)
-
-
-@dataclass(frozen=True)
-class Act:
-    """One activation: its sg forward/backward, float64 references and the torch oracle.
-    Backward takes what forward cached: x (saved='x') or the forward output y (saved='y').
-    Tolerances are RTOL (relative) plus these absolute terms, justified where defined."""
-
-    fwd: Callable
-    bwd: Callable
-    saved: str
-    ref: Callable  # x64 -> y64
-    dref: Callable  # (x64, y_from_kernel64) -> dy/dx
-    torch_fn: Callable
-    fwd_atol: Callable = _zero  # (x64, ref) -> extra absolute error of the forward
-    bwd_atol: Callable = _zero  # (x64, dref) -> extra absolute error of f' (times |dy|)
-    torch_atol: Callable = _zero  # x64 -> extra error torch's own float32 kernel makes
-    kink: bool = False  # derivative jumps at 0: finite differences skip |x| < h
-
-
-def _leaky(slope: float) -> Act:
-    return Act(
-        fwd=lambda x, **kw: sg.ops.leaky_relu(x, slope, **kw),
-        bwd=lambda dy, s, **kw: sg.ops.leaky_relu_backward(dy, s, slope, **kw),
-        saved="x",
-        ref=lambda x: np.where(x > 0, x, slope * x),
-        dref=lambda x, y: np.where(x > 0, 1.0, slope),
-        torch_fn=lambda t: torch.nn.functional.leaky_relu(t, slope),
-        kink=True)
-
-
-def _gelu(approximate: str) -> Act:
-    if approximate == "none":
-        def ref(x):
-            return x * _phi_cdf(x)
-
-        def dref(x, y):
-            return _phi_cdf(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-
-        # Phi(x) for x << 0 is erfc(|x|/sqrt2)/2 ~ exp(-x^2/2): rounding x^2/2 in float32 costs
-        # ~x^2/2 ulps. f' = Phi + x phi is a sum of O(1) terms with a zero near x = -0.75.
-        fwd_atol = lambda x, r: 2 * EPS32 * x * x * np.abs(r)  # noqa: E731
-        bwd_atol = lambda x, r: 4 * EPS32 + 2 * EPS32 * x * x * np.abs(r)  # noqa: E731
-    else:
-        def ref(x):
-            return 0.5 * x * (1.0 + _gelu_tanh_parts(x)[0])
-
-        def dref(x, y):
-            t, dinner = _gelu_tanh_parts(x)
-            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * dinner
-
-        # The formula torch uses: 1 + tanh(.) and 1 - tanh^2 cancel for x << 0 in float32,
-        # so errors are ~eps |x| (forward) and ~eps |x|^3 (backward, via d inner/dx ~ x^2).
-        fwd_atol = lambda x, r: 4 * EPS32 * np.abs(x)  # noqa: E731
-        bwd_atol = lambda x, r: 4 * EPS32 * (1 + np.abs(x) ** 3)  # noqa: E731
-    return Act(
-        fwd=lambda x, **kw: sg.ops.gelu(x, approximate=approximate, **kw),
-        bwd=lambda dy, s, **kw: sg.ops.gelu_backward(dy, s, approximate=approximate, **kw),
-        saved="x", ref=ref, dref=dref,
-        torch_fn=lambda t: torch.nn.functional.gelu(t, approximate=approximate),
-        fwd_atol=fwd_atol, bwd_atol=bwd_atol,
-        # torch computes 0.5 x (1 + erf(x/sqrt2)): 1 + erf cancels for x << 0 (50% off at -6).
-        torch_atol=lambda x: 4 * EPS32 * (1 + np.abs(x)))
-
-
-def _y_based_torch_atol(x):
-    # Backward from y: f'(y) = 1 - y^2 or y(1 - y) near |y| = 1 turns a 1-ulp difference
-    # between torch's y and ours into ~2 eps absolute.
-    return np.full_like(x, 4 * EPS32)
-
-
-ACTS = {
-    "relu": Act(sg.ops.relu, sg.ops.relu_backward, "x", lambda x: np.maximum(x, 0.0),
-                lambda x, y: (x > 0).astype(np.float64), torch.nn.functional.relu, kink=True),
-    "leaky_relu_0.01": _leaky(0.01),
-    "leaky_relu_0.2": _leaky(0.2),
-    "leaky_relu_0": _leaky(0.0),
-    "leaky_relu_1.5": _leaky(1.5),
-    "gelu": _gelu("none"),
-    "gelu_tanh": _gelu("tanh"),
-    "tanh": Act(sg.ops.tanh, sg.ops.tanh_backward, "y", np.tanh, lambda x, y: 1.0 - y * y,
-                torch.tanh, torch_atol=_y_based_torch_atol),
-    "sigmoid": Act(sg.ops.sigmoid, sg.ops.sigmoid_backward, "y",
-                   lambda x: np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))),
-                                      np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))),
-                   lambda x, y: y * (1.0 - y), torch.sigmoid, torch_atol=_y_based_torch_atol),
-}
-RTOL = 8 * EPS32  # a few float32 ulps, relative: no absolute floor, so sigmoid(-50) must be right
-TINY = 1e-37  # below float32's normal range: vexp flushes subnormal results to 0
 
 
 def _data(rng: np.random.Generator, n: int = 3001) -> np.ndarray:
@@ -185,25 +78,64 @@ def test_vs_torch(isa, rng, act):
                  rtol=RTOL, what="backward vs torch")
 
 
-def test_nan_inf_like_torch(isa, rng, act):
-    """NaN/Inf in x (and NaN in grad_output) give what torch gives, on vector bodies and tails."""
+def _nonfinite_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
+    """45 values (vector bodies and tails on every ISA path) with NaN/Inf in x and NaN in dy."""
     x = rng.uniform(-3, 3, 45).astype(np.float32)
-    x[[0, 9, 17, 44]] = np.nan
-    x[[3, 20, 43]] = np.inf
-    x[[5, 21, 42]] = -np.inf
-    dy = rng.standard_normal(45).astype(np.float32)
-    dy[[1, 2, 10, 41]] = np.nan  # x finite there; x[2] is checked at x <= 0 below for relu
+    where = {"nan": [0, 9, 17, 44], "+inf": [3, 20, 43], "-inf": [5, 21, 42],
+             "nan_dy": [1, 2, 10, 41]}  # x finite at nan_dy; x[2] <= 0 for relu's select
+    x[where["nan"]] = np.nan
+    x[where["+inf"]] = np.inf
+    x[where["-inf"]] = -np.inf
     x[2] = -1.0
+    dy = rng.standard_normal(45).astype(np.float32)
+    dy[where["nan_dy"]] = np.nan
+    return x, dy, where
+
+
+def test_finite_values_between_nan_inf_like_torch(isa, rng, act):
+    """Where x and dy are finite, NaN/Inf elsewhere in the vector changes nothing: torch parity."""
+    x, dy, _ = _nonfinite_case(rng)
     y = act.fwd(x)
     dx = act.bwd(dy, _saved(act, x, y))
     ty, tdx = _torch_fwd_bwd(act, x, dy)
-    # Tolerances only matter where the values are finite; infinities and NaN must match exactly.
-    x64, ty0, tdx0 = (np.where(np.isfinite(v), v, 0.0).astype(np.float64) for v in (x, ty, tdx))
-    assert_close(y, ty, TINY + act.torch_atol(x64) + act.fwd_atol(x64, ty0), rtol=RTOL,
-                 what="forward with NaN/Inf vs torch")
-    d = np.abs(np.nan_to_num(dy))
-    assert_close(dx, tdx, TINY + (act.torch_atol(x64) + act.bwd_atol(x64, tdx0)) * d, rtol=RTOL,
-                 what="backward with NaN/Inf vs torch")
+    fin = np.isfinite(x) & np.isfinite(dy)
+    x64 = x[fin].astype(np.float64)
+    ref, d = act.ref(x64), act.dref(x64, y[fin].astype(np.float64))
+    assert_close(y[fin], ty[fin], TINY + act.fwd_atol(x64, ref) + act.torch_atol(x64), rtol=RTOL,
+                 what="forward between NaN/Inf vs torch")
+    assert_close(dx[fin], tdx[fin], TINY + (act.bwd_atol(x64, d) + act.torch_atol(x64))
+                 * np.abs(dy[fin]), rtol=RTOL, what="backward between NaN/Inf vs torch")
+
+
+def _expected_at(act: Act, point: str, x: np.ndarray, dy: np.ndarray, direction: str):
+    lim = act.limits
+    if direction == "forward":
+        return np.full(x.shape, {"+inf": lim.f_pos, "-inf": lim.f_neg, "nan": np.nan}[point])
+    if point == "nan_dy":
+        return lim.dx_at_nan_dy(x.astype(np.float64))
+    if point == "nan":
+        return lim.dx_at_nan_x(dy.astype(np.float64))
+    return dy.astype(np.float64) * (lim.d_pos if point == "+inf" else lim.d_neg)
+
+
+_NONFINITE_CASES = [
+    pytest.param(name, point, direction, id=f"{name}-{point}-{direction}")
+    for name in ACTS for point in ("+inf", "-inf", "nan", "nan_dy")
+    for direction in ("forward", "backward") if not (point == "nan_dy" and direction == "forward")]
+
+
+@pytest.mark.parametrize("name,point,direction", _NONFINITE_CASES)
+def test_nonfinite_like_mathematics(isa, rng, name, point, direction):
+    """At NaN/Inf in x (and NaN in dy) the result is the mathematical limit (Limits), on every
+    ISA path, in vector bodies and tails; not torch's answer, which depends on its kernel."""
+    act = ACTS[name]
+    x, dy, where = _nonfinite_case(rng)
+    y = act.fwd(x)
+    got = y if direction == "forward" else act.bwd(dy, _saved(act, x, y))
+    at = where[point]
+    want = _expected_at(act, point, x[at], dy[at], direction)
+    # exact for infinities, zeros and NaN; a backward dy * slope rounds once in float32
+    assert_close(got[at], want, TINY, rtol=RTOL, what=f"{name} {direction} at x={point}")
 
 
 def test_relu_nan_semantics(isa):

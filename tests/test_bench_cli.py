@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from steadygrad import progress
 from steadygrad.bench import cli, report
 from steadygrad.bench.peers import available_cpus
 
@@ -127,13 +128,16 @@ def test_table_formats_ratios_and_missing_values() -> None:
 
 
 def test_simple_progress_bar_without_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setattr(progress, "_tqdm", None)  # the one bar, sg.fit's, falls back
     buf = io.StringIO()
     bar = report.make_progress(True, file=buf)(4, "train")
-    assert isinstance(bar, report.SimpleBar)
+    assert isinstance(bar, progress.SimpleBar)
     bar.update(2)
     assert "2/4" in buf.getvalue() and "#" * 15 in buf.getvalue()
-    bar.close()
+    bar.set_postfix_str("M torch 2t")  # redrawn at once, as tqdm's refresh=True does
+    assert buf.getvalue().rsplit("\r", 1)[1].endswith("2/4 M torch 2t")
+    bar.close()  # a suite's bar leaves no line behind (tqdm's leave=False)
+    assert buf.getvalue().endswith("\r") and not buf.getvalue().rsplit("\r", 2)[1].strip()
 
 
 def test_plot_of_ratio_columns(tmp_path: Path) -> None:

@@ -1,6 +1,5 @@
-"""sg.ops.gemm against a float64 numpy reference on every ISA path: shapes around the register
-tiles and cache blocks (AVX2/generic MR=6, NR=16/8, MC=96, KC=384, NC=1024; AVX-512 14x32,
-MC=336, KC=384, NC=1024), odd sizes, all transposes, the alpha/beta/bias/relu epilogue, NaN in `out`
+"""sg.ops.gemm against a float64 numpy reference on every ISA path: shapes around the active
+path's register tile and cache blocks (from sg._core._gemm_constants()), odd sizes, all transposes, the alpha/beta/bias/relu epilogue, NaN in `out`
 with beta=0, zero-size dimensions and thread-count invariance."""
 
 from __future__ import annotations
@@ -62,31 +61,36 @@ def check_gemm(rng, m, n, k, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.
                  f"activation={activation} isa={sg.get_isa()} {what}")
 
 
-# (m, n, k) named after what they probe.
+# (m, n, k) named after what they probe, from the active ISA's register tile MR x NR and
+# blocking MC, KC, NC (sg._core._gemm_constants(): AVX2 6x16, AVX-512 14x32, generic 6x8;
+# KC 384, NC 1024), so every path sees its own edges.
 SHAPES = {
-    "1x1x1": (1, 1, 1),
-    "tile_exact_6x16_k7": (6, 16, 7),
-    "subtile_5x15_k17": (5, 15, 17),
-    "odd_7x17_k63": (7, 17, 63),
-    "odd_17x7_k65": (17, 7, 65),
-    "k_lt_kc_255": (13, 33, 255),
-    "k_eq_kc_256": (12, 32, 256),
-    "k_gt_kc_257": (63, 65, 257),
-    "k_gt_avx512_kc_385": (14, 31, 385),
-    "m_gt_mc_145": (145, 17, 63),
-    "m_gt_avx512_mc_337": (337, 9, 17),
-    "row_1x1000_k7": (1, 1000, 7),
-    "col_1000x1_k17": (1000, 1, 17),
-    "n_gt_nc_4097": (7, 4097, 17),
-    "square_257": (257, 257, 257),
-    "k_1000": (65, 63, 1000),
-    "big_1000x257x65": (1000, 257, 65),
+    "1x1x1": lambda c: (1, 1, 1),
+    "tile_exact_k7": lambda c: (c["mr"], c["nr"], 7),
+    "subtile_k17": lambda c: (c["mr"] - 1, c["nr"] - 1, 17),
+    "tile_plus_one_k63": lambda c: (c["mr"] + 1, c["nr"] + 1, 63),
+    "odd_17x7_k65": lambda c: (17, 7, 65),
+    "k_lt_kc": lambda c: (13, 33, c["sup"]["kc"] - 1),
+    "k_eq_kc": lambda c: (12, 32, c["sup"]["kc"]),
+    "k_gt_kc": lambda c: (63, 65, c["sup"]["kc"] + 1),
+    "k_gt_2kc": lambda c: (2 * c["mr"], 2 * c["nr"] - 1, 2 * c["sup"]["kc"] + 1),
+    "m_gt_sup_mc": lambda c: (c["sup"]["mc"] + 1, 17, 63),
+    "m_gt_packed_mc": lambda c: (max(c["packed"]["mc"], c["sup_max_rows"]) + 1, 9, 17),
+    "row_1x1000_k7": lambda c: (1, 1000, 7),
+    "col_1000x1_k17": lambda c: (1000, 1, 17),
+    "n_gt_4nc": lambda c: (7, 4 * c["sup"]["nc"] + 1, 17),
+    "square_257": lambda c: (257, 257, 257),
+    "k_1000": lambda c: (65, 63, 1000),
+    "big_1000x257x65": lambda c: (1000, 257, 65),
 }
 
 
-@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
-def test_shapes(isa, rng, shape):
-    check_gemm(rng, *shape)
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_shapes(isa, rng, name):
+    shape = SHAPES[name](sg._core._gemm_constants())
+    check_gemm(rng, *shape)  # n_gt_4nc at 2 threads: one range of 2 NC, one of 2 NC + 1
 
 
 @pytest.mark.parametrize("trans_a", [False, True], ids=["N", "T"])

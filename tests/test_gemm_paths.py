@@ -16,8 +16,8 @@ _fma_peak_gflops = sg._core._fma_peak_gflops
 _gemm_uses_sup = sg._core._gemm_uses_sup
 
 # Sizes that straddle the edges the kernels care about: register tiles (MR 6/14, NR 8/16/32),
-# the M-split threshold (8 tiles per thread), the sup/packed boundary (m = 256), the cache
-# blocks (MC 96/336, KC 384: k just under/over one and two blocks).
+# the sup/packed boundary (m = 256), the cache blocks (MC 96/336, KC 384: k just under/over
+# one and two blocks). The M split (200 micro-tile rows per thread) is in THREAD_CASES.
 M_SIZES = st.one_of(st.integers(1, 15), st.sampled_from([95, 96, 97, 250, 256, 257, 300]))
 N_SIZES = st.one_of(st.integers(1, 40), st.sampled_from([63, 64, 65, 129]))
 K_SIZES = st.one_of(st.integers(0, 20), st.sampled_from([383, 384, 385, 769, 800]))
@@ -69,25 +69,36 @@ def test_both_paths_are_reachable():
     assert not _gemm_uses_sup(False, 64, 1024)
 
 
-THREAD_CASES = [
-    # (m, n, k, trans_a, trans_b): sup and packed with an N split (each thread its own column
-    # range, its own B panel, no barrier), k over two blocks, every transpose mode, n over NC
-    # (equal column blocks inside each thread's range), and M splits (m >= 200 micro-tile
-    # rows per thread: a B panel shared by the team, packed together between barriers).
-    (64, 300, 500, False, True),
-    (250, 130, 800, False, False),
-    (300, 200, 800, True, False),
-    (40, 333, 385, True, True),
-    (257, 97, 70, False, True),
-    (7, 4200, 300, False, False),  # n over NC (1024): several column blocks per thread
-    (200, 1030, 50, True, True),  # n just over NC: two equal blocks, ragged micropanels
-    (2500, 70, 420, True, False),  # M split at 2 threads (k over two blocks)
-    (3700, 40, 64, False, True),  # M split at 2 and 3 threads
-]
+def _m_split_rows(threads: int) -> int:
+    """The fewest rows for which a team of `threads` splits M on the active ISA path."""
+    c = sg._core._gemm_constants()
+    return c["m_split_min_tiles_per_thread"] * threads * c["mr"]
 
 
-@pytest.mark.parametrize("m,n,k,ta,tb", THREAD_CASES)
-def test_bitwise_identical_across_threads(isa, m, n, k, ta, tb):
+THREAD_CASES = {
+    # (m, n, k, trans_a, trans_b), team sizes expected to split M: sup and packed with an N
+    # split (each thread its own column range, its own B panel, no barrier), k over two
+    # blocks, every transpose mode, n over NC (equal column blocks inside each thread's
+    # range), and M splits (a B panel shared by the team, packed together between barriers)
+    # at the active ISA's threshold (AVX2 6-row, AVX-512 14-row micro-tiles).
+    "64x300x500_NT": lambda: ((64, 300, 500, False, True), ()),
+    "250x130x800_NN": lambda: ((250, 130, 800, False, False), ()),
+    "300x200x800_TN": lambda: ((300, 200, 800, True, False), ()),
+    "40x333x385_TT": lambda: ((40, 333, 385, True, True), ()),
+    "257x97x70_NT": lambda: ((257, 97, 70, False, True), ()),
+    "n_over_nc_7x4200x300": lambda: ((7, 4200, 300, False, False), ()),  # several column blocks
+    "n_just_over_nc_200x1030x50": lambda: ((200, 1030, 50, True, True), ()),  # 2 equal blocks
+    "m_split_2_ragged_TN": lambda: ((_m_split_rows(2) + 5, 70, 420, True, False), (2,)),
+    "m_split_2_and_3_NT": lambda: ((_m_split_rows(3) + 3, 40, 64, False, True), (2, 3)),
+}
+
+
+@pytest.mark.parametrize("case", THREAD_CASES.values(), ids=THREAD_CASES.keys())
+def test_bitwise_identical_across_threads(isa, case):
+    (m, n, k, ta, tb), m_split_teams = case()
+    for threads in (2, 3):  # the case probes the split it is named for, on this ISA path
+        split = sg._core._gemm_workspace_bytes(m, n, k, trans_a=ta, threads=threads)["b_shared"] > 0
+        assert split == (threads in m_split_teams), (threads, m_split_teams)
     rng = np.random.default_rng(m * 7 + n)
     a, b = operands(rng, m, n, k, ta, tb)
     bias = rng.uniform(-1, 1, n).astype(np.float32)

@@ -12,54 +12,160 @@ import steadygrad as sg
 from steadygrad import _core, nn, optim
 from steadygrad.nn import init
 from steadygrad.nn.parameter import flatten
-from steadygrad.nn.summary import _gemm_workspace
 
 ws = _core._gemm_workspace_bytes
 
 
-def test_gemm_workspace_empty_shapes_touch_nothing() -> None:
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _lines(floats: int) -> int:
+    """Bytes AlignedBuffer allocates for this many floats: whole 64-byte lines."""
+    return _cdiv(4 * floats, 64) * 64
+
+
+def _k_block(k: int, kc: int) -> int:
+    """The k block the driver uses: equal blocks of at most KC, rounded up to 8 (gemm_plan)."""
+    return min(kc, _cdiv(_cdiv(k, _cdiv(k, kc)), 8) * 8, k)
+
+
+def _m_split_rows(c: dict, threads: int) -> int:
+    """The fewest rows for which a team of `threads` splits M (whole MR-row micro-tiles)."""
+    return c["m_split_min_tiles_per_thread"] * threads * c["mr"]
+
+
+def test_gemm_workspace_empty_shapes_touch_nothing(isa: str) -> None:
     for shape in [(0, 5, 5), (5, 0, 5), (5, 5, 0)]:
         assert ws(*shape, threads=2)["total"] == 0
 
 
-def test_gemm_workspace_single_block_is_the_padded_b_panel() -> None:
-    # k=32 and n=48 fit one block of every ISA's blocking, and 48 is a multiple of every NR:
-    # the packed B panel is exactly k x n floats.
-    # With 4096 rows and 2 threads the team splits M and shares that panel.
-    w = ws(4096, 48, 32, threads=2)
+def test_gemm_workspace_single_block_is_the_padded_b_panel(isa: str) -> None:
+    # Expectations from the active ISA's constants (AVX2 6x16, AVX-512 14x32, generic 6x8).
+    c = _core._gemm_constants()
+    assert c["isa"] == isa
+    mr, nr = c["mr"], c["nr"]
+    k, n = 32, 3 * nr  # one k block and one column block of every ISA's blocking, 3 micropanels
+    assert k < c["packed"]["kc"] and n <= c["packed"]["nc"]
+    # A team of 2 splits M from m_split_min_tiles_per_thread * 2 micro-tile rows on (more
+    # than sup_max_rows: A packed in MC-row blocks) and shares one k x n B panel.
+    m = _m_split_rows(c, 2)
+    assert m > c["sup_max_rows"] and m * n * k >= c["parallel_min_macs"]
+    w = ws(m, n, k, threads=2)
     assert w["threads"] == 2 and w["b_own"] == 0
-    assert w["b_shared"] == 4 * 32 * 48
-    assert w["a"] > 0 and w["a"] % 64 == 0
+    assert w["b_shared"] == 4 * k * n
+    assert w["a"] == _lines(c["packed"]["mc"] * k)
     assert w["total"] == w["b_shared"] + 2 * w["a"]
-    # one thread never splits M: only its own B micropanels (k x n), no shared panel
-    one = ws(8, 48, 32, threads=1)
+    # one micro-tile row fewer: the team splits N instead, each thread packing only its own
+    # columns, in whole micropanels (3 micropanels over 2 threads: the wider thread gets 2)
+    below = ws(m - mr, n, k, threads=2)
+    assert below["threads"] == 2 and below["b_shared"] == 0
+    assert below["b_own"] == 4 * k * 2 * nr
+    assert below["total"] == 2 * (below["a"] + below["b_own"])
+    # one thread never splits M: only its own B micropanels (k x n), no shared panel; few
+    # rows of an untransposed A are read in place, so A's buffer is one MR-row edge sliver
+    one = ws(8, n, k, threads=1)
     assert one["threads"] == 1 and one["b_shared"] == 0
-    assert one["b_own"] == 4 * 32 * 48
+    assert one["b_own"] == 4 * k * n
+    assert one["a"] == _lines(mr * k)
     assert one["total"] == one["a"] + one["b_own"]
-    # N split over 2 threads: each packs only its own columns, in whole micropanels (avx2: 3
-    # micropanels of 16, the wider thread gets 2)
-    half = ws(1024, 48, 32, threads=2)
-    assert half["threads"] == 2 and half["b_shared"] == 0
-    nr = {"generic": 8, "avx2": 16, "avx512": 32}[sg.get_isa()]
-    assert half["b_own"] == 4 * 32 * ((48 // nr + 1) // 2) * nr
 
 
-def test_gemm_workspace_follows_the_parallel_cut_and_split() -> None:
-    assert ws(32, 32, 32, threads=2)["threads"] == 1  # below the parallel cut: one thread
-    big_m = ws(4096, 512, 256, threads=2)
+def test_gemm_workspace_follows_the_parallel_cut_and_split(isa: str) -> None:
+    c = _core._gemm_constants()
+    cut = c["parallel_min_macs"]
+    m_cut = _cdiv(cut, 64 * 64)  # the fewest rows of a 64 x 64 right-hand side that go parallel
+    assert ws(m_cut - 1, 64, 64, threads=2)["threads"] == 1  # below the parallel cut: one thread
+    assert ws(m_cut, 64, 64, threads=2)["threads"] == 2
+    big_m = ws(_m_split_rows(c, 2), 512, 256, threads=2)
     assert big_m["threads"] == 2 and big_m["b_own"] == 0  # M split: B panel shared
-    few_rows = ws(64, 1024, 512, threads=2)
-    # N split: own B micropanels, no shared panel
-    assert few_rows["threads"] == 2 and few_rows["b_own"] > 0 and few_rows["b_shared"] == 0
+    assert big_m["b_shared"] == 4 * 256 * 512  # k < KC, n < NC and a multiple of every NR
     assert big_m["total"] == big_m["b_shared"] + 2 * big_m["a"]
+    few_rows = ws(64, 1024, 512, threads=2)
+    # N split: own B micropanels, no shared panel; each thread owns half of the 1024 columns
+    # (a whole number of micropanels on every ISA), in k blocks of the small-matrix path
+    assert 1024 % (2 * c["nr"]) == 0 and c["sup"]["nc"] >= 512
+    assert few_rows["threads"] == 2 and few_rows["b_shared"] == 0
+    assert few_rows["b_own"] == 4 * _k_block(512, c["sup"]["kc"]) * 512
     # buffers are bounded by the blocking, not the problem: a larger K or N reuses them
-    # column blocks are equal and at most NC (1024 on every ISA) wide
-    nc = 1024
-    full_shared = ws(4096, nc, 8192, threads=2)["b_shared"]
-    full_own = ws(8, nc, 8192, threads=1)["b_own"]
-    for n in (4100, 5000, 8192, 65536):
-        assert 0 < ws(4096, n, 8192, threads=2)["b_shared"] <= full_shared
+    # (column blocks are equal and at most NC wide, k blocks at most KC deep)
+    nc, nc_sup = c["packed"]["nc"], c["sup"]["nc"]
+    full_shared = ws(_m_split_rows(c, 2), nc, 8192, threads=2)["b_shared"]  # packed path
+    full_own = ws(8, nc_sup, 8192, threads=1)["b_own"]  # few rows: the small-matrix path
+    assert full_shared == 4 * nc * _k_block(8192, c["packed"]["kc"])
+    assert full_own == 4 * nc_sup * _k_block(8192, c["sup"]["kc"])
+    for n in (max(nc, nc_sup) + 4, 5000, 8192, 65536):
+        assert 0 < ws(_m_split_rows(c, 2), n, 8192, threads=2)["b_shared"] <= full_shared
         assert 0 < ws(8, n, 8192, threads=1)["b_own"] <= full_own
+
+
+def _equal_block(length: int, max_block: int, align: int) -> int:
+    if length <= 0:
+        return align
+    return min(max_block, _cdiv(_cdiv(length, _cdiv(length, max_block)), align) * align)
+
+
+def _own_column_blocks(c: dict, n: int, tn: int) -> list[int]:
+    """The column block each of tn threads packs its own B micropanels in under an N split
+    (gemm_f32: whole-micropanel column ranges, equal blocks of at most NC in each)."""
+    nr, panels = c["nr"], _cdiv(n, c["nr"])
+    widths = [min(n, panels * (t + 1) // tn * nr) - min(n, panels * t // tn * nr) for t in range(tn)]
+    return [_equal_block(w, c["sup"]["nc"], nr) for w in widths if w > 0]
+
+
+def _rule(c: dict, m: int, n: int, k: int, trans_a: bool, threads: int) -> dict[str, int]:
+    """The driver's rule (gemm.cpp: gemm_plan, GemmPlan::m_split, gemm_workspace) restated
+    from the active ISA's constants, for contiguous operands (lda = k, or m when transposed).
+    b_own is given as the bounds it must lie in: at least the widest column block any thread
+    packs (b_own_need), at most min(NC, its column range) columns (b_own_cap)."""
+    if 0 in (m, n, k):
+        return {"threads": 0, "b_shared": 0, "a": 0, "b_own_need": 0, "b_own_cap": 0}
+    sup = not trans_a and m <= c["sup_max_rows"] and (m if trans_a else k) % 1024 != 0
+    bl = c["sup" if sup else "packed"]
+    assert bl["nc"] == c["sup"]["nc"]  # _own_column_blocks assumes one NC for both paths
+    kc_max = _k_block(k, bl["kc"])
+    nth = threads if m * n * k >= c["parallel_min_macs"] and threads > 1 else 1
+    tm = nth if _cdiv(m, c["mr"]) >= c["m_split_min_tiles_per_thread"] * nth else 1
+    own_cols = _cdiv(_cdiv(n, c["nr"]), nth // tm) * c["nr"]
+    split_n = tm == 1
+    return {"threads": nth,
+            "b_shared": 0 if split_n else _lines(kc_max * _equal_block(n, bl["nc"], c["nr"])),
+            "a": _lines((c["mr"] if sup else bl["mc"]) * kc_max),
+            "b_own_need": _lines(kc_max * max(_own_column_blocks(c, n, nth))) if split_n else 0,
+            "b_own_cap": _lines(kc_max * min(bl["nc"], own_cols)) if split_n else 0}
+
+
+def _check_rule(c: dict, m: int, n: int, k: int, trans_a: bool, threads: int) -> None:
+    got = ws(m, n, k, trans_a=trans_a, threads=threads)
+    want = _rule(c, m, n, k, trans_a, threads)
+    what = f"m={m} n={n} k={k} trans_a={trans_a} threads={threads}: {got} vs {want}"
+    assert [got[key] for key in ("threads", "b_shared", "a")] == \
+        [want[key] for key in ("threads", "b_shared", "a")], what
+    assert want["b_own_need"] <= got["b_own"] <= want["b_own_cap"], what
+    assert got["total"] == got["b_shared"] + got["threads"] * (got["a"] + got["b_own"]), what
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 16])  # 16: the default on a 16-core machine
+def test_gemm_workspace_is_the_rule_for_any_team(isa: str, threads: int) -> None:
+    c = _core._gemm_constants()
+    rows = sorted({1, 7, c["mr"], c["sup_max_rows"], c["sup_max_rows"] + 1, 1000,
+                   _m_split_rows(c, threads) - c["mr"], _m_split_rows(c, threads),
+                   _m_split_rows(c, threads) + 1})
+    for m in rows:
+        for n in (1, c["nr"] + 1, 333, c["packed"]["nc"] + 1, 5000):
+            for k in (1, 64, 385, 1000):
+                for trans_a in (False, True):
+                    _check_rule(c, m, n, k, trans_a, threads)
+
+
+def test_gemm_own_b_buffer_holds_every_threads_column_block(isa: str) -> None:
+    # Under an N split with 2 threads, a range of exactly 2*NC columns is packed in 2 blocks of
+    # NC, while the widest range (one micropanel more) is cut into 3 thinner blocks.
+    c = _core._gemm_constants()
+    nc = c["sup"]["nc"]
+    for n in (2 * nc + 1, 4 * nc + 1, 2 * nc + c["nr"]):
+        assert ws(7, n, 64, threads=2)["threads"] == 2  # past the parallel cut: an N split
+        _check_rule(c, 7, n, 64, False, 2)
 
 
 def test_gemm_workspace_rejects_bad_arguments() -> None:
@@ -69,12 +175,35 @@ def test_gemm_workspace_rejects_bad_arguments() -> None:
         ws(1, 2, 3, threads=0)
 
 
-def test_linear_gemm_calls_match_its_forward_and_backward() -> None:
-    lin = nn.Linear(20, 7)
-    assert lin.gemm_calls((5, 20)) == [(5, 7, 20, False, True), (5, 20, 7, False, False),
-                                       (7, 20, 5, True, False)]
-    assert lin.gemm_calls((5, 20), input_grad=False) == [(5, 7, 20, False, True),
-                                                         (7, 20, 5, True, False)]
+# The GEMMs cpp/layers/linear.cpp runs for x (batch, in) and w (out, in): y = x w^T,
+# dW = dy^T x and, with input_grad, dx = dy w, as (m, n, k, trans_a, trans_b).
+def _linear_gemms(batch: int, i: int, o: int, input_grad: bool) -> list[tuple[int, ...]]:
+    dx = [(batch, i, o, False, False)] if input_grad else []
+    return [(batch, o, i, False, True), (o, i, batch, True, False), *dx]
+
+
+def _combined(calls: list[dict[str, int]]) -> dict[str, object]:
+    """What the per-call workspaces combine to: the max per buffer and per team member."""
+    team = max(c["threads"] for c in calls)
+    a = [max(c["a"] for c in calls if c["threads"] > t) for t in range(team)]
+    b_own = [max(c["b_own"] for c in calls if c["threads"] > t) for t in range(team)]
+    b_shared = max(c["b_shared"] for c in calls)
+    return {"b_shared": b_shared, "a": a, "b_own": b_own, "total": b_shared + sum(a) + sum(b_own)}
+
+
+@pytest.mark.parametrize("shape", [(5, 20, 7), (128, 300, 512), (4096, 1024, 64), (0, 3, 4)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_linear_scratch_is_its_gemms_combined(shape: tuple[int, int, int], threads: int,
+                                              input_grad: bool) -> None:
+    batch, i, o = shape
+    calls = [ws(*c, threads=threads) for c in _linear_gemms(batch, i, o, input_grad)]
+    got = _core.linear_scratch(batch, i, o, input_grad=input_grad, threads=threads)
+    assert got == _combined(calls)
+    assert nn.Linear(i, o).thread_scratch((batch, i), input_grad) == _core.linear_scratch(
+        batch, i, o, input_grad=input_grad)
+    with pytest.raises(ValueError, match="linear_scratch: threads must be >= 1"):
+        _core.linear_scratch(batch, i, o, threads=0)
 
 
 def test_summary_counts_the_first_layer_grad_input_only_when_asked() -> None:
@@ -93,16 +222,15 @@ def test_summary_counts_the_first_layer_grad_input_only_when_asked() -> None:
     assert m[0]._work["dx"][1].nbytes == 4 * 16 * 30
 
 
-def test_summary_gemm_workspace_is_the_max_per_buffer_not_the_sum() -> None:
+def test_summary_gemm_workspace_is_the_max_per_buffer_not_the_sum(isa: str) -> None:
     m = nn.Sequential(nn.Linear(300, 512), nn.ReLU(), nn.Linear(512, 40))
     with num_threads(2):
         s = m.summary(128, file=None, input_grad=True)
-        calls = [ws(*c, threads=2) for lin in (m[0], m[2]) for c in lin.gemm_calls((128, lin.in_features))]
-    expect = max(c["b_shared"] for c in calls)
-    for t in range(2):
-        mine = [c for c in calls if c["threads"] > t]
-        expect += max(c["a"] for c in mine) + max(c["b_own"] for c in mine)
-    assert s["gemm_workspace_bytes"] == expect == _gemm_workspace(calls)
+        calls = [ws(*c, threads=2) for lin in (m[0], m[2])
+                 for c in _linear_gemms(128, lin.in_features, lin.out_features, True)]
+    expect = _combined(calls)["total"]
+    assert isinstance(expect, int)
+    assert s["gemm_workspace_bytes"] == expect
     assert max(c["total"] for c in calls) <= expect < sum(c["total"] for c in calls)
     assert s["total_bytes"] == sum(s[k] for k in ("param_bytes", "grad_bytes", "buffer_bytes",
                                                    "activation_bytes", "workspace_bytes",

@@ -1,6 +1,8 @@
 """Finite-difference checks: each layer's and loss's float32 gradients (through the C++
 kernels) against central differences of a float64 numpy reference of the same function
-(eps 1e-6), on small shapes. The references are written from the PyTorch formulas."""
+(eps 1e-6), on small shapes. The references are written from the PyTorch formulas. Layer
+tolerances: the float32 rounding bound of each result (reference_net: Monte Carlo spread of
+the same computation) plus the central difference's own error (_fd_err)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from tests.conftest import plan_set
+from conftest import assert_close, plan_set
+from reference_net import ReferenceNet
+from roundoff import Noisy
 
 from steadygrad import nn
 
@@ -29,6 +33,23 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
 def _bn_train(x: np.ndarray, p: dict[str, np.ndarray], eps: float = 1e-5) -> np.ndarray:
     xh = (x - x.mean(0)) / np.sqrt(x.var(0) + eps)
     return xh * p.get("weight", 1.0) + p.get("bias", 0.0)
+
+
+def _fd_err(f: F, x: np.ndarray, params: dict[str, np.ndarray], dout: np.ndarray,
+            eps: float = 1e-6) -> float:
+    """A bound on a central difference's own error: float64 rounding of the two losses, a few
+    ulps of the sum of |f * dout| each, over 2 eps; the truncation error, eps^2 / 6 times the
+    third derivative, is 1e-13 for these O(1) smooth functions."""
+    return 8 * 2.0**-52 * float(np.abs(f(x, params) * dout).sum()) / (2 * eps) + 1e-12
+
+
+def _bounds(m: nn.Module, x: np.ndarray, dout: np.ndarray) -> tuple[Noisy, Noisy, dict[str, Noisy]]:
+    """The float64 reference of m's forward and backward with float32 rounding bounds (taken
+    before m's own forward moves any running statistics)."""
+    ref = ReferenceNet(m)
+    y = ref.forward(x)
+    dx, grads = ref.backward(dout)
+    return y, dx, grads
 
 
 def _fd(f: F, x: np.ndarray, params: dict[str, np.ndarray], dout: np.ndarray, target: np.ndarray,
@@ -72,17 +93,18 @@ def test_layer_gradients_match_finite_differences(isa: str, name: str, rng: np.r
     x[np.abs(x) < 0.05] = 0.3  # keep away from the ReLU kink
     for p in m.parameters():
         p.data = rng.standard_normal(p.shape).astype(np.float32)
+    dout = rng.standard_normal(m.output_shape(x.shape)).astype(np.float32)
+    ry, rdx, rgrads = _bounds(m, x, dout)
     y = m(x)
-    dout = rng.standard_normal(y.shape).astype(np.float32)
     dx = m.backward(dout)
     xd = x.astype(np.float64)
     params = {k: p.data.astype(np.float64) for k, p in m.named_parameters()}
     dd = dout.astype(np.float64)
-    np.testing.assert_allclose(y, ref(xd, params), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dx, _fd(ref, xd, params, dd, xd), rtol=1e-4, atol=1e-4)
+    fd_err = _fd_err(ref, xd, params, dd)
+    assert_close(y, ref(xd, params), ry.bound(), what="forward")
+    assert_close(dx, _fd(ref, xd, params, dd, xd), rdx.bound() + fd_err, what="grad_input")
     for k, p in m.named_parameters():
-        np.testing.assert_allclose(p.grad, _fd(ref, xd, params, dd, params[k]), rtol=1e-4, atol=1e-4,
-                                   err_msg=k)
+        assert_close(p.grad, _fd(ref, xd, params, dd, params[k]), rgrads[k].bound() + fd_err, what=k)
 
 
 def test_batchnorm_eval_gradients_match_finite_differences(rng: np.random.Generator) -> None:
@@ -98,14 +120,16 @@ def test_batchnorm_eval_gradients_match_finite_differences(rng: np.random.Genera
         return (x - rm) / np.sqrt(rv + 1e-5) * p["weight"] + p["bias"]
 
     x = rng.standard_normal((5, 4)).astype(np.float32)
-    dout = rng.standard_normal((5, 4))
+    dout = rng.standard_normal((5, 4)).astype(np.float32).astype(np.float64)
+    ry, rdx, rgrads = _bounds(m, x, dout.astype(np.float32))
     y, dx = m(x), m.backward(dout.astype(np.float32))
     params = {k: p.data.astype(np.float64) for k, p in m.named_parameters()}
     xd = x.astype(np.float64)
-    np.testing.assert_allclose(y, ref(xd, params), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dx, _fd(ref, xd, params, dout, xd), rtol=1e-4, atol=1e-4)
+    fd_err = _fd_err(ref, xd, params, dout)
+    assert_close(y, ref(xd, params), ry.bound(), what="forward")
+    assert_close(dx, _fd(ref, xd, params, dout, xd), rdx.bound() + fd_err, what="grad_input")
     for k, p in m.named_parameters():
-        np.testing.assert_allclose(p.grad, _fd(ref, xd, params, dout, params[k]), rtol=1e-4, atol=1e-4)
+        assert_close(p.grad, _fd(ref, xd, params, dout, params[k]), rgrads[k].bound() + fd_err, what=k)
 
 
 def test_dropout_gradient_matches_finite_differences(rng: np.random.Generator) -> None:
@@ -182,12 +206,13 @@ def test_linear_bn_relu_fused_gradients_match_finite_differences(isa: str, mode:
     xd = x.astype(np.float64)
     yr = ref(xd, params)
     assert (yr == 0).any() and (yr > 0).any() and np.abs(yr[yr != 0]).min() > 1e-3  # off the kink
-    dout = rng.standard_normal(yr.shape)
+    dout = rng.standard_normal(yr.shape).astype(np.float32).astype(np.float64)
+    ry, rdx, rgrads = _bounds(m, x, dout.astype(np.float32))
     y = m(x)
     dx = m.backward(dout.astype(np.float32))
     assert m[2]._work == {}  # the ReLU ran fused
-    np.testing.assert_allclose(y, yr, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dx, _fd(ref, xd, params, dout, xd), rtol=1e-4, atol=1e-4)
+    fd_err = _fd_err(ref, xd, params, dout)
+    assert_close(y, yr, ry.bound(), what="forward")
+    assert_close(dx, _fd(ref, xd, params, dout, xd), rdx.bound() + fd_err, what="grad_input")
     for k, p in m.named_parameters():
-        np.testing.assert_allclose(p.grad, _fd(ref, xd, params, dout, params[k]), rtol=1e-4, atol=1e-4,
-                                   err_msg=k)
+        assert_close(p.grad, _fd(ref, xd, params, dout, params[k]), rgrads[k].bound() + fd_err, what=k)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import gemm_tolerance, num_threads
+from conftest import assert_close, gemm_tolerance, num_threads
+from reference_net import ReferenceNet
+from roundoff import Noisy
 
-from steadygrad import _core
+from steadygrad import _core, nn
 
 # batch x in x out around the 64-column tile and the 128-row block of the reductions
 SHAPES = [(1, 1, 1), (3, 5, 7), (17, 64, 64), (129, 33, 65), (257, 130, 200)]
@@ -17,24 +19,34 @@ def _f32(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def _gemm_tol(a: np.ndarray, b: np.ndarray, extra: np.ndarray | float = 0.0) -> np.ndarray:
+    """The GEMM tests' bound for op(a) @ op(b) (+ extra terms): 32 eps times the summed
+    magnitudes |a| |b| (+ |extra|), whatever the cancellation (conftest.gemm_tolerance)."""
+    k = a.shape[1]
+    mag = np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)) + np.abs(extra)
+    return gemm_tolerance(k, mag / np.sqrt(max(k, 1))) + 1e-30
+
+
 @pytest.mark.parametrize("batch,inf,outf", SHAPES, ids=lambda v: str(v))
 def test_linear_forward_backward_match_float64(isa: str, rng: np.random.Generator, batch: int, inf: int, outf: int) -> None:
     x, w, b = _f32(rng, batch, inf), _f32(rng, outf, inf), _f32(rng, outf)
     dy = _f32(rng, batch, outf)
     xd, wd, dyd = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    ones = np.ones((1, batch), np.float32)  # db = 1^T dy: a sum of batch terms
     y = _core.linear_forward(x, w, b)
-    np.testing.assert_allclose(y, xd @ wd.T + b, atol=gemm_tolerance(inf, 4.0), rtol=0)
+    assert_close(y, xd @ wd.T + b, _gemm_tol(x, w.T, b))
     yr = _core.linear_forward(x, w, b, activation="relu")
-    np.testing.assert_allclose(yr, np.maximum(xd @ wd.T + b, 0), atol=gemm_tolerance(inf, 4.0), rtol=0)
+    assert_close(yr, np.maximum(xd @ wd.T + b, 0), _gemm_tol(x, w.T, b))
     dw = np.full_like(w, np.nan)  # beta = 0 must never read the output
     db = np.full_like(b, np.nan)
     dx = _core.linear_backward(dy, x, w, dw, db, accumulate=False)
-    np.testing.assert_allclose(dx, dyd @ wd, atol=gemm_tolerance(outf, 4.0), rtol=0)
-    np.testing.assert_allclose(dw, dyd.T @ xd, atol=gemm_tolerance(batch, 4.0), rtol=0)
-    np.testing.assert_allclose(db, dyd.sum(0), atol=gemm_tolerance(batch, 4.0), rtol=0)
+    assert_close(dx, dyd @ wd, _gemm_tol(dy, w))
+    assert_close(dw, dyd.T @ xd, _gemm_tol(dy.T, x))
+    assert_close(db, dyd.sum(0), _gemm_tol(ones, dy)[0])
     _core.linear_backward(dy, x, w, dw, db, accumulate=True, compute_grad_input=False)
-    np.testing.assert_allclose(dw, 2 * dyd.T @ xd, atol=2 * gemm_tolerance(batch, 4.0), rtol=0)
-    np.testing.assert_allclose(db, 2 * dyd.sum(0), atol=2 * gemm_tolerance(batch, 4.0), rtol=0)
+    # twice the magnitudes: the first result, the second, and the rounding of their sum
+    assert_close(dw, 2 * dyd.T @ xd, 2 * _gemm_tol(dy.T, x))
+    assert_close(db, 2 * dyd.sum(0), 2 * _gemm_tol(ones, dy)[0])
     # grad_input written over the input itself: the weight gradient read it first
     dw1, db1 = np.empty_like(w), np.empty_like(b)
     dx1 = _core.linear_backward(dy, x, w, dw1, db1)
@@ -57,11 +69,22 @@ def test_linear_backward_grad_input_may_be_the_input_only_exactly() -> None:
     np.testing.assert_array_equal(dw, 0)
 
 
-def _bn_ref(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> tuple[np.ndarray, ...]:
-    xd = x.astype(np.float64)
-    mu, var = xd.mean(0), xd.var(0)
-    xh = (xd - mu) / np.sqrt(var + eps)
-    return xh * g + b, mu, var, xh
+def _bn_reference(x: np.ndarray, g: np.ndarray, b: np.ndarray, rm: np.ndarray, rv: np.ndarray,
+                  dy: np.ndarray, train: bool, eps: float, momentum: float = 0.1) -> tuple:
+    """torch's BatchNorm1d on these arrays in float64, with float32 rounding bounds
+    (reference_net, roundoff): output, input gradient, dgamma, dbeta, running statistics."""
+    bn = nn.BatchNorm1d(x.shape[1], eps=eps, momentum=momentum)
+    bn.weight.data, bn.bias.data = g, b
+    bn.running_mean[...], bn.running_var[...] = rm, rv
+    bn.train(train)
+    ref = ReferenceNet(bn)
+    y = ref.forward(x)
+    dx, grads = ref.backward(dy)
+    return y, dx, grads["weight"], grads["bias"], ref.buffers()
+
+
+def _close(got: np.ndarray, ref: Noisy, what: str) -> None:
+    assert_close(got, ref.v, ref.bound(), what=what)
 
 
 @pytest.mark.parametrize("n,c", [(2, 1), (5, 3), (130, 64), (300, 65), (64, 200)])
@@ -69,37 +92,34 @@ def test_batchnorm_train_forward_backward_match_float64(isa: str, rng: np.random
     x = (_f32(rng, n, c) * 3 + 5).astype(np.float32)
     g, b, dy = _f32(rng, c), _f32(rng, c), _f32(rng, n, c)
     rm, rv = _f32(rng, c), np.abs(_f32(rng, c)) + 0.5
-    rm0, rv0 = rm.copy(), rv.copy()
+    ry, rdx, rdg, rdb, rstats = _bn_reference(x, g, b, rm, rv, dy, train=True, eps=1e-5)
     nbt = np.zeros((), np.int64)
     sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
     y = _core.batchnorm_forward(x, g, b, rm, rv, nbt, sm, si, use_batch_stats=True, momentum=0.1, eps=1e-5)
-    yr, mu, var, xh = _bn_ref(x, g, b, 1e-5)
-    np.testing.assert_allclose(y, yr, atol=2e-5 * (1 + np.abs(yr).max()), rtol=0)
-    np.testing.assert_allclose(rm, 0.9 * rm0 + 0.1 * mu, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(rv, 0.9 * rv0 + 0.1 * var * n / (n - 1), rtol=1e-5, atol=1e-6)
+    _close(y, ry, "output")
+    _close(rm, rstats["running_mean"], "running_mean")
+    _close(rv, rstats["running_var"], "running_var (unbiased batch variance)")
     assert int(nbt) == 1
     dg, db = np.full(c, np.nan, np.float32), np.full(c, np.nan, np.float32)
     dx = _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True)
-    dyd = dy.astype(np.float64)
-    invstd = 1 / np.sqrt(var + 1e-5)
-    dxr = g * invstd * (dyd - dyd.mean(0) - xh * (dyd * xh).mean(0))
-    np.testing.assert_allclose(dx, dxr, atol=1e-4 * (1 + np.abs(dxr).max()), rtol=0)
-    np.testing.assert_allclose(dg, (dyd * xh).sum(0), atol=1e-4 * np.sqrt(n), rtol=0)
-    np.testing.assert_allclose(db, dyd.sum(0), atol=1e-5 * np.sqrt(n), rtol=0)
+    _close(dx, rdx, "grad_input")
+    _close(dg, rdg, "dgamma")
+    _close(db, rdb, "dbeta")
 
 
 def test_batchnorm_eval_uses_running_stats(isa: str, rng: np.random.Generator) -> None:
     n, c = 33, 70
     x, g, b, dy = _f32(rng, n, c), _f32(rng, c), _f32(rng, c), _f32(rng, n, c)
     rm, rv = _f32(rng, c), np.abs(_f32(rng, c)) + 0.5
+    ry, rdx, rdg, rdb, _ = _bn_reference(x, g, b, rm, rv, dy, train=False, eps=1e-3)
     sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
     y = _core.batchnorm_forward(x, g, b, rm, rv, None, sm, si, use_batch_stats=False, eps=1e-3)
-    k = g / np.sqrt(rv.astype(np.float64) + 1e-3)
-    np.testing.assert_allclose(y, (x - rm.astype(np.float64)) * k + b, atol=1e-5, rtol=1e-5)
+    _close(y, ry, "eval output")
     dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
     dx = _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=False)
-    np.testing.assert_allclose(dx, dy * k, atol=1e-5, rtol=1e-5)
-    np.testing.assert_allclose(dg, (dy * (x - rm.astype(np.float64)) * k / g).sum(0), atol=1e-3, rtol=1e-4)
+    _close(dx, rdx, "eval grad_input")
+    _close(dg, rdg, "eval dgamma")
+    _close(db, rdb, "eval dbeta")
 
 
 def test_reductions_bitwise_identical_for_any_thread_count(isa: str, rng: np.random.Generator) -> None:

@@ -85,18 +85,16 @@ def test_warning_names_named_parameters_and_raises_after_limit():
 
 def test_skip_disabled_propagates_nan_like_torch():
     rng = np.random.default_rng(2)
-    ps, tps = make_params(rng)
+    ps, _ = make_params(rng)
     opt = optim.SGD(ps, lr=0.1, skip_nonfinite=False, max_grad_norm=1.0)
-    topt = torch.optim.SGD(tps, lr=0.1)
     fill_grads(ps, rng)
     ps[0].grad_buffer[0, 0] = np.nan
-    for p, tp in zip(ps, tps, strict=False):
-        tp.grad = torch.tensor(p.grad)
-    torch.nn.utils.clip_grad_norm_(tps, 1.0)
     assert math.isnan(opt.step())
-    topt.step()
-    for p, tp in zip(ps, tps, strict=False):
-        np.testing.assert_array_equal(np.isnan(p.data), np.isnan(tp.detach().numpy()))
+    # torch's semantics (clip_grad_norm_ then step), from the mathematics rather than its
+    # kernels (whose non-finite results may depend on the CPU): a NaN total norm makes the
+    # clip coefficient NaN, so every update and every parameter is NaN.
+    for p in ps:
+        assert np.isnan(p.data).all(), p.shape
 
 
 @pytest.mark.parametrize("norm_type", [2.0, math.inf, 1.0, 3.0])

@@ -181,7 +181,10 @@ def test_nan_logit_poisons_its_row_like_torch(isa, rng, pos):
     logits, labels = _case(rng, 3, 37, np.int64)
     logits[1, pos] = np.nan
     loss, grad = sg.ops.softmax_cross_entropy(logits, labels, reduction="sum")
-    t_loss, t_grad = torch_reference(logits, labels, "sum", 0.0)
-    assert np.isnan(loss) and np.isnan(t_loss)
-    np.testing.assert_array_equal(np.isnan(grad), np.isnan(t_grad))
-    assert np.isnan(grad[1]).all() and np.isfinite(grad[[0, 2]]).all()
+    # torch's semantics, from the mathematics rather than its kernels (whose non-finite
+    # results may depend on the CPU): a NaN logit makes its row's log-sum-exp NaN, so the
+    # loss and that row's gradient are NaN; the other rows are as without the NaN row.
+    assert np.isnan(loss) and np.isnan(grad[1]).all()
+    _, clean_grad = sg.ops.softmax_cross_entropy(logits[[0, 2]], labels[[0, 2]], reduction="sum")
+    np.testing.assert_array_equal(grad[[0, 2]], clean_grad)
+    assert np.isfinite(clean_grad).all()

@@ -107,6 +107,27 @@ py::dict gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, bool trans_a, boo
   return d;
 }
 
+py::dict gemm_constants_dict() {
+  const GemmConstants g = gemm_constants();
+  auto blocking = [](int64_t mc, int64_t kc, int64_t nc) {
+    py::dict b;
+    b["mc"] = mc;
+    b["kc"] = kc;
+    b["nc"] = nc;
+    return b;
+  };
+  py::dict d;
+  d["isa"] = isa_name(active_isa());
+  d["mr"] = g.mr;
+  d["nr"] = g.nr;
+  d["packed"] = blocking(g.packed_mc, g.packed_kc, g.packed_nc);
+  d["sup"] = blocking(g.sup_mc, g.sup_kc, g.sup_nc);
+  d["parallel_min_macs"] = g.parallel_min_macs;
+  d["sup_max_rows"] = g.sup_max_rows;
+  d["m_split_min_tiles_per_thread"] = g.m_split_min_tiles_per_thread;
+  return d;
+}
+
 }  // namespace
 
 void register_gemm(py::module_& m) {
@@ -127,6 +148,13 @@ Private: the GEMM benchmark reports efficiency against it. On 'generic' an FMA i
 then an add.)doc");
   m.def("_gemm_uses_sup", &gemm_uses_sup, py::arg("trans_a"), py::arg("m"), py::arg("lda"),
         "Private: True when gemm reads A in place (small-matrix path) for these shapes.");
+  m.def("_gemm_constants", &gemm_constants_dict,
+        R"doc(Private: the active ISA path's GEMM constants, for tests and memory accounting.
+
+A dict: 'isa', the register tile 'mr' x 'nr', the blocking {'mc', 'kc', 'nc'} of the 'packed'
+and 'sup' (A read in place) paths, and the driver's shape rules: 'parallel_min_macs' (m*n*k
+below it runs on one thread), 'sup_max_rows' (see _gemm_uses_sup) and
+'m_split_min_tiles_per_thread' (a team splits M when ceil(m / mr) >= it * threads, else N).)doc");
   m.def("_gemm_workspace_bytes", &gemm_workspace_bytes, py::arg("m"), py::arg("n"), py::arg("k"),
         py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("threads") = 1,
         R"doc(Private: bytes of thread-local scratch one gemm call grows, for contiguous operands.

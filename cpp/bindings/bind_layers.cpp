@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <string>
 
+#include <omp.h>
+#include <pybind11/stl.h>
+
 #include "bindings/checks.h"
 #include "layers/batchnorm.h"
 #include "layers/linear.h"
@@ -124,6 +127,28 @@ py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj
   return dx_ret;
 }
 
+// num_batches_tracked: a writeable, aligned, native int64 array of one element, below the
+// int64 maximum (so that incrementing it cannot overflow).
+int64_t* batch_counter(const char* fn, py::handle obj) {
+  if (!py::isinstance<py::array>(obj)) {
+    type_error(fn, "num_batches_tracked must be a writeable int64 array with one element, got " +
+                       py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  py::array t = py::reinterpret_borrow<py::array>(obj);
+  if (t.dtype().kind() != 'i' || t.itemsize() != 8 || t.dtype().byteorder() == '>' ||
+      t.size() != 1) {
+    type_error(fn, "num_batches_tracked must be a writeable int64 array with one element, got " +
+                       dtype_str(t) + " array of shape " + shape_str(t));
+  }
+  require_writeable(fn, "num_batches_tracked", t);
+  require_aligned(fn, "num_batches_tracked", t);
+  auto* p = static_cast<int64_t*>(t.mutable_data());
+  if (*p == INT64_MAX) {
+    value_error(fn, "num_batches_tracked is at the int64 maximum, got " + to_string(*p));
+  }
+  return p;
+}
+
 // Optional per-channel float32 array of shape (c,): null pointer when None.
 const float* opt_channel(const char* fn, const char* name, py::handle obj, int64_t c, py::array* keep) {
   if (obj.is_none()) return nullptr;
@@ -153,31 +178,51 @@ py::array batchnorm_forward(py::handle x_obj, py::handle g_obj, py::handle b_obj
   const float* gp = opt_channel(fn, "weight", g_obj, c, &g);
   const float* bp = opt_channel(fn, "bias", b_obj, c, &b);
   const bool running = !rm_obj.is_none();
-  if (running != !rv_obj.is_none()) value_error(fn, "running_mean and running_var must both be given or both be None");
+  if (running != !rv_obj.is_none()) {
+    value_error(fn, std::string("running_mean and running_var must both be given or both be "
+                                "None, got ") + (running ? "running_var" : "running_mean") +
+                        "=None and the other an array");
+  }
+  if (!running && !use_batch_stats) {
+    value_error(fn, "running_mean and running_var are required when use_batch_stats=False "
+                    "(normalising by running statistics), got None");
+  }
+  // Updated in training, only read otherwise.
+  const bool update = use_batch_stats && running;
   if (running) {
-    rm = inplace_array(fn, "running_mean", rm_obj, {c});
-    rv = inplace_array(fn, "running_var", rv_obj, {c});
+    rm = f32_array(fn, "running_mean", rm_obj, 1);
+    rv = f32_array(fn, "running_var", rv_obj, 1);
+    require_shape(fn, "running_mean", rm, {c});
+    require_shape(fn, "running_var", rv, {c});
+    if (update) {
+      require_writeable(fn, "running_mean", rm);
+      require_writeable(fn, "running_var", rv);
+    }
   }
   if (!(eps >= 0.0)) value_error(fn, "eps must be >= 0, got " + to_string(eps));
   if (use_batch_stats && n <= 1) {
     value_error(fn, "Expected more than 1 value per channel when training, got input of shape " +
                         shape_str(x));
   }
+  // num_batches_tracked (training only) is incremented when given, as torch's module does.
+  int64_t* nbt = use_batch_stats && !nbt_obj.is_none() ? batch_counter(fn, nbt_obj) : nullptr;
   float momentum = 0.0f;
-  int64_t* nbt = nullptr;
-  const bool update = use_batch_stats && running;
   if (update) {
-    if (nbt_obj.is_none()) value_error(fn, "num_batches_tracked is required to update running statistics");
-    py::array t = py::reinterpret_borrow<py::array>(nbt_obj);
-    if (!py::isinstance<py::array>(nbt_obj) || t.dtype().kind() != 'i' || t.itemsize() != 8 ||
-        t.size() != 1 || !t.writeable()) {
-      type_error(fn, "num_batches_tracked must be a writeable int64 array with one element");
-    }
-    nbt = static_cast<int64_t*>(t.mutable_data());
     if (momentum_obj.is_none()) {
-      momentum = static_cast<float>(1.0 / static_cast<double>(*nbt + 1));  // cumulative average
+      // cumulative average; torch's factor is 0 without a counter
+      if (nbt && *nbt < 0) {
+        value_error(fn, "num_batches_tracked must be >= 0 for momentum=None (cumulative "
+                        "average), got " + to_string(*nbt));
+      }
+      momentum = nbt ? static_cast<float>(1.0 / static_cast<double>(*nbt + 1)) : 0.0f;
     } else {
-      const double m = momentum_obj.cast<double>();
+      double m = 0.0;
+      try {
+        m = momentum_obj.cast<double>();
+      } catch (const py::cast_error&) {
+        type_error(fn, "momentum must be a float in [0, 1] or None, got " +
+                           py::str(py::type::of(momentum_obj).attr("__name__")).cast<std::string>());
+      }
       if (!(m >= 0.0 && m <= 1.0)) value_error(fn, "momentum must be in [0, 1] or None, got " + to_string(m));
       momentum = static_cast<float>(m);
     }
@@ -188,18 +233,19 @@ py::array batchnorm_forward(py::handle x_obj, py::handle g_obj, py::handle b_obj
   float* yp = f32_ptr(y);
   float* smp = f32_ptr(sm);
   float* sip = f32_ptr(si);
-  float* rmp = running ? f32_ptr(rm) : nullptr;
-  float* rvp = running ? f32_ptr(rv) : nullptr;
+  float* rmp = update ? f32_ptr(rm) : nullptr;
+  float* rvp = update ? f32_ptr(rv) : nullptr;
+  const float* mean = running ? f32_cptr(rm) : nullptr;  // non-null when !use_batch_stats
+  const float* var = running ? f32_cptr(rv) : nullptr;
   const float e = static_cast<float>(eps);
   if (nbt) *nbt += 1;
   {
     py::gil_scoped_release release;
     const BatchNormKernels& k = batchnorm_kernels();
     if (use_batch_stats) {
-      k.forward_train(yp, smp, sip, update ? rmp : nullptr, update ? rvp : nullptr, xp, gp, bp, n,
-                      c, e, momentum, relu);
+      k.forward_train(yp, smp, sip, rmp, rvp, xp, gp, bp, n, c, e, momentum, relu);
     } else {
-      k.forward_eval(yp, smp, sip, xp, rmp, rvp, gp, bp, n, c, e, relu);
+      k.forward_eval(yp, smp, sip, xp, mean, var, gp, bp, n, c, e, relu);
     }
   }
   return y;
@@ -277,6 +323,28 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
 
 void register_layers_pointwise(py::module_& m);  // bind_layers_pointwise.cpp
 
+py::dict scratch_dict(const GemmScratch& s) {
+  py::dict d;
+  d["b_shared"] = s.b_shared_bytes;
+  d["a"] = s.a_bytes;
+  d["b_own"] = s.b_own_bytes;
+  d["total"] = s.total_bytes();
+  return d;
+}
+
+py::dict linear_scratch_bytes(int64_t batch, int64_t in, int64_t out, bool input_grad,
+                              py::handle threads_obj) {
+  const char* fn = "linear_scratch";
+  if (batch < 0 || in < 0 || out < 0) {
+    value_error(fn, "batch, in_features, out_features must be >= 0, got (" + to_string(batch) +
+                        ", " + to_string(in) + ", " + to_string(out) + ")");
+  }
+  const int64_t threads =
+      threads_obj.is_none() ? omp_get_max_threads() : threads_obj.cast<int64_t>();
+  if (threads < 1) value_error(fn, "threads must be >= 1, got " + to_string(threads));
+  return scratch_dict(linear_scratch(batch, in, out, input_grad, threads));
+}
+
 void register_layers(py::module_& m) {
   m.def("linear_forward", &linear_forward, py::arg("input"), py::arg("weight"),
         py::arg("bias") = py::none(), py::kw_only(), py::arg("out") = py::none(),
@@ -291,15 +359,23 @@ void register_layers(py::module_& m) {
         "Linear backward in one call: grad_weight (+)= grad_output.T @ input, grad_bias (+)= "
         "column sums of grad_output (deterministic), and returns grad_input = grad_output @ weight "
         "(None when compute_grad_input=False). accumulate=False writes without reading.");
+  m.def("linear_scratch", &linear_scratch_bytes, py::arg("batch"), py::arg("in_features"),
+        py::arg("out_features"), py::kw_only(), py::arg("input_grad") = true,
+        py::arg("threads") = py::none(),
+        "Bytes of GEMM scratch (packing buffers, reused across calls and only growing) that a "
+        "Linear forward + backward at this shape grows on `threads` (default: the current "
+        "count): a dict of 'b_shared' (calling thread), 'a' and 'b_own' (a list per team "
+        "member) and 'total'. input_grad: the backward computes dL/dx.");
   m.def("batchnorm_forward", &batchnorm_forward, py::arg("input"), py::arg("weight"),
         py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
         py::arg("num_batches_tracked"), py::arg("save_mean"), py::arg("save_invstd"), py::kw_only(),
         py::arg("use_batch_stats"), py::arg("momentum") = 0.1, py::arg("eps") = 1e-5,
         py::arg("out") = py::none(), py::arg("activation") = "none",
         "BatchNorm1d forward on (batch, C) as torch: batch statistics (biased var) when "
-        "use_batch_stats, updating running_mean/var (unbiased var; momentum None = cumulative "
-        "average) and incrementing num_batches_tracked when they are given; else running "
-        "statistics. Fills save_mean/save_invstd for the backward. activation='relu' stores "
+        "use_batch_stats, updating running_mean/var when given (unbiased var; momentum None = "
+        "cumulative average over num_batches_tracked, factor 0 without it) and incrementing "
+        "num_batches_tracked when given; else the running statistics, which are then required. "
+        "Fills save_mean/save_invstd for the backward. activation='relu' stores "
         "relu(batchnorm(input)) in the same pass.");
   m.def("batchnorm_backward", &batchnorm_backward, py::arg("grad_output"), py::arg("input"),
         py::arg("weight"), py::arg("save_mean"), py::arg("save_invstd"), py::arg("grad_weight"),

@@ -128,6 +128,7 @@ py::tuple grad_norms_py(py::handle grad_obj, py::handle off_obj, py::handle len_
             "out must be a C-contiguous float64 array of shape (" + std::to_string(seg.s.count) +
                 ",), got " + shape_str(out));
     require_writeable(fn, "out", out);
+    require_aligned(fn, "out", out);
   }
   const float* gp = f32_cptr(g);
   double* op = static_cast<double*>(out.mutable_data());

@@ -2,6 +2,7 @@
 #include "bindings/checks.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <sstream>
 
 namespace sg::bind {
@@ -62,6 +63,7 @@ py::array f32_array(const char* fn, const char* name, const py::handle& obj, int
                        " array of shape " + shape_str(a) + " (use x.astype(np.float32))");
   }
   check_rank_layout(fn, name, a, ndim, "np.ascontiguousarray(x)");
+  require_aligned(fn, name, a);
   return a;
 }
 
@@ -73,7 +75,20 @@ py::array int_array(const char* fn, const char* name, const py::handle& obj, int
                        " array of shape " + shape_str(a));
   }
   check_rank_layout(fn, name, a, ndim, "np.ascontiguousarray(x)");
+  require_aligned(fn, name, a);
   return a;
+}
+
+void require_aligned(const char* fn, const char* name, const py::array& a) {
+  const auto size = static_cast<uintptr_t>(a.itemsize());
+  const uintptr_t rem = reinterpret_cast<uintptr_t>(a.data()) % size;
+  if (rem != 0) {
+    const std::string s = std::to_string(size);
+    value_error(fn, std::string(name) + " must be " + s + "-byte aligned " + dtype_str(a) +
+                        " data, got address % " + s + " == " + std::to_string(rem) +
+                        " (a view at a byte offset that is not a multiple of " + s +
+                        "); pass a copy (np.array(x))");
+  }
 }
 
 void require_writeable(const char* fn, const char* name, const py::array& a) {

@@ -21,12 +21,17 @@ std::string dtype_str(const py::array& a);
 [[noreturn]] void type_error(const std::string& fn, const std::string& msg);
 [[noreturn]] void value_error(const std::string& fn, const std::string& msg);
 
-// A float32, C-contiguous ndarray (no conversion: a cast copy would hide in-place updates).
-// ndim < 0 accepts any rank.
+// A float32, C-contiguous, 4-byte aligned ndarray (no conversion: a cast copy would hide
+// in-place updates). ndim < 0 accepts any rank.
 py::array f32_array(const char* fn, const char* name, const py::handle& obj, int ndim);
 
-// An int32 or int64, C-contiguous ndarray of the given rank.
+// An int32 or int64, C-contiguous, itemsize-aligned ndarray of the given rank.
 py::array int_array(const char* fn, const char* name, const py::handle& obj, int ndim);
+
+// Raises unless a's data address is a multiple of its itemsize: the kernels load whole
+// elements (a misaligned float load is undefined behaviour), and nothing is copied because
+// outputs and in-place buffers must be the caller's own memory.
+void require_aligned(const char* fn, const char* name, const py::array& a);
 
 void require_writeable(const char* fn, const char* name, const py::array& a);
 

@@ -5,9 +5,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <stdexcept>
 #include <string>
 
 #include "bindings/checks.h"
+#include "common/fork_guard.h"
 #include "isa/cpu_features.h"
 #include "isa/dispatch.h"
 
@@ -33,6 +35,7 @@ py::dict cpu_info() {
   d["isa_best"] = sg::isa_name(sg::best_isa());
   d["isa_supported"] = supported;
   d["threads"] = omp_get_max_threads();
+  d["forked_child"] = sg::in_forked_child();
   d["cores"] = omp_get_num_procs();
   d["cpu"] = std::string(sg::cpu_model_name());
   d["compiler"] = SG_COMPILER;
@@ -56,6 +59,16 @@ void set_num_threads(py::handle n) {
     throw py::value_error("set_num_threads: n must be an int in [1, 4096], got " +
                           py::str(v).cast<std::string>());
   }
+  if (x > 1 && sg::in_forked_child()) {
+    // libgomp's pool is broken in a forked child: a team of more than 1 would hang.
+    // (std::runtime_error reaches Python as RuntimeError.)
+    throw std::runtime_error(
+        "set_num_threads: this process was forked (os.fork or a multiprocessing 'fork' "
+        "worker) and OpenMP's thread pool does not survive fork, so steadygrad runs on 1 "
+        "thread here; got n=" + py::str(v).cast<std::string>() +
+        ". For multi-thread workers use multiprocessing.get_context('spawn') or "
+        "'forkserver'.");
+  }
   omp_set_num_threads(static_cast<int>(x));
 }
 
@@ -72,12 +85,16 @@ PYBIND11_MODULE(_core, m) {
 
   std::string err;
   if (!sg::init_isa_from_env(&err)) throw py::value_error(err);
+  sg::install_fork_guard();
 
   m.def("cpu_info", &cpu_info,
-        "Return a dict: isa (in use), isa_best, isa_supported, threads, cores, cpu, compiler, "
-        "openmp, version.");
+        "Return a dict: isa (in use), isa_best, isa_supported, threads (in use), forked_child "
+        "(True in a fork()ed child, which runs on 1 thread), cores, cpu, compiler, openmp, "
+        "version.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
-        "Set the number of OpenMP threads the kernels use (default: OMP_NUM_THREADS or all cores).");
+        "Set the number of OpenMP threads the kernels use (default: OMP_NUM_THREADS or all cores). "
+        "In a fork()ed child only 1 is allowed (RuntimeError otherwise): OpenMP's thread pool "
+        "does not survive fork.");
   m.def("get_num_threads", []() { return omp_get_max_threads(); },
         "Number of OpenMP threads the kernels use.");
   m.def("set_isa", &set_isa, py::arg("name"),

@@ -49,10 +49,24 @@ struct GemmPlan {
     const int64_t m_tiles = (m + mr - 1) / mr;
     return m_tiles >= kMSplitMinTilesPerThread * nth ? nth : 1;
   }
-  // Columns of the widest thread range under an N split of tn threads, in whole micropanels.
-  int64_t own_cols(int64_t tn) const { return ((n + nr - 1) / nr + tn - 1) / tn * nr; }
+  // The column range [col0, col1) of thread t under an N split of tn threads, in whole
+  // micropanels (the driver's split).
+  int64_t col_start(int64_t t, int64_t tn) const {
+    return std::min(n, (n + nr - 1) / nr * t / tn * nr);
+  }
+  // The widest column block any of the tn threads packs. Not the block of the widest range:
+  // equal_block is not monotonic (2 NC columns are 2 blocks of NC, 2 NC + NR are 3 thinner
+  // ones), so every range is looked at.
+  int64_t own_block_max(int64_t tn) const {
+    int64_t best = nr;
+    for (int64_t t = 0; t < tn; ++t) {
+      const int64_t cols = col_start(t + 1, tn) - col_start(t, tn);
+      if (cols > 0) best = std::max(best, equal_block(cols, nc, nr));
+    }
+    return best;
+  }
   int64_t b_shared_floats() const { return kc_max * equal_block(n, nc, nr); }
-  int64_t b_own_floats(int64_t tn) const { return kc_max * equal_block(own_cols(tn), nc, nr); }
+  int64_t b_own_floats(int64_t tn) const { return kc_max * own_block_max(tn); }
   int64_t a_floats() const { return (sup ? mr : mc) * kc_max; }
 };
 
@@ -109,6 +123,13 @@ bool gemm_goes_parallel(int64_t m, int64_t n, int64_t k, int64_t max_threads) {
 
 }  // namespace
 
+GemmConstants gemm_constants() {
+  const GemmUkernel& uk = gemm_ukernel();
+  return {uk.mr,         uk.nr,         uk.packed.mc,      uk.packed.kc,    uk.packed.nc,
+          uk.sup.mc,     uk.sup.kc,     uk.sup.nc,         kParallelMinMacs, kSupMaxRows,
+          kMSplitMinTilesPerThread};
+}
+
 GemmWorkspace gemm_workspace(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t lda,
                              int64_t threads) {
   GemmWorkspace w;
@@ -160,12 +181,11 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     // does not change what any tile computes (the k blocking depends on k alone), so the
     // result does not depend on the thread count.
     const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
-    const int64_t m_tiles = (m + MR - 1) / MR, n_panels = (n + NR - 1) / NR;
+    const int64_t m_tiles = (m + MR - 1) / MR;
     const int64_t tm = plan.m_split(nth), tn = nth / tm;
     const int64_t row0 = std::min(m, m_tiles * (tid / tn) / tm * MR);
     const int64_t row1 = std::min(m, m_tiles * (tid / tn + 1) / tm * MR);
-    const int64_t col0 = std::min(n, n_panels * (tid % tn) / tn * NR);
-    const int64_t col1 = std::min(n, n_panels * (tid % tn + 1) / tn * NR);
+    const int64_t col0 = plan.col_start(tid % tn, tn), col1 = plan.col_start(tid % tn + 1, tn);
     // Without an M split each thread packs and reads only its own B micropanels, in its own
     // buffer: no barrier at all.
     const bool own_b = tm == 1;  // the same on every thread of the team

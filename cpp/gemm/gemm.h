@@ -24,6 +24,19 @@ struct GemmWorkspace {
 GemmWorkspace gemm_workspace(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t lda,
                              int64_t threads);
 
+// What the active ISA's GEMM plans with: register tile, both paths' blocking and the driver's
+// shape rules (parallel cut, sup row limit, M-split threshold). Read-only, for tests that derive
+// their expectations from the ISA in use instead of assuming one.
+struct GemmConstants {
+  int64_t mr, nr;
+  int64_t packed_mc, packed_kc, packed_nc;
+  int64_t sup_mc, sup_kc, sup_nc;
+  int64_t parallel_min_macs;              // m*n*k below this runs on one thread
+  int64_t sup_max_rows;                   // see gemm_uses_sup
+  int64_t m_split_min_tiles_per_thread;   // M is split when ceil(m/mr) >= this * threads
+};
+GemmConstants gemm_constants();
+
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act);

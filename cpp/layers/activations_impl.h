@@ -3,6 +3,7 @@
 // 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))).
 #pragma once
 #include <cstdint>
+#include <limits>
 
 #include "common/parallel.h"
 #include "layers/activations.h"
@@ -15,14 +16,25 @@ constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluC = 0.044715f;
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 
+// At x = -inf the formulas below multiply -inf by a factor that has reached 0 (Phi(x),
+// 1 + tanh(.), a slope of 0) and give NaN where the limit is 0; at x = +-inf the GELU
+// derivatives add inf * 0 to their limit (1 or 0). Those lanes get the limit; every finite
+// lane is computed exactly as before.
+inline V::M is_neg_inf(V::R x) { return V::le(x, V::set1(-std::numeric_limits<float>::infinity())); }
+inline V::M is_inf(V::R x) { return V::ge(V::abs(x), V::set1(std::numeric_limits<float>::infinity())); }
+
 inline V::R act_fwd(Act act, V::R x, float param) {
   switch (act) {
     case Act::relu: return V::max(V::zero(), x);
-    case Act::leaky_relu: return V::select(V::gt(x, V::zero()), x, V::mul(x, V::set1(param)));
-    case Act::gelu: return V::mul(x, vphi(x));
+    case Act::leaky_relu: {
+      V::R y = V::select(V::gt(x, V::zero()), x, V::mul(x, V::set1(param)));
+      return param == 0.0f ? V::select(is_neg_inf(x), V::zero(), y) : y;
+    }
+    case Act::gelu: return V::select(is_neg_inf(x), V::zero(), V::mul(x, vphi(x)));
     case Act::gelu_tanh: {
       V::R inner = V::mul(V::set1(kSqrt2OverPi), V::fma(V::mul(V::set1(kGeluC), x), V::mul(x, x), x));
-      return V::mul(V::mul(V::set1(0.5f), x), V::add(V::set1(1.0f), vtanh(inner)));
+      V::R y = V::mul(V::mul(V::set1(0.5f), x), V::add(V::set1(1.0f), vtanh(inner)));
+      return V::select(is_neg_inf(x), V::zero(), y);
     }
     case Act::tanh: return vtanh(x);
     case Act::sigmoid: return vsigmoid(x);
@@ -38,7 +50,8 @@ inline V::R act_grad(Act act, V::R s, float param) {
     case Act::leaky_relu: return V::select(V::gt(s, V::zero()), one, V::set1(param));
     case Act::gelu: {  // Phi(x) + x phi(x)
       V::R pdf = V::mul(V::set1(kInvSqrt2Pi), vexp(V::mul(V::set1(-0.5f), V::mul(s, s))));
-      return V::fma(s, pdf, vphi(s));
+      V::R cdf = vphi(s);
+      return V::select(is_inf(s), cdf, V::fma(s, pdf, cdf));
     }
     case Act::gelu_tanh: {
       V::R x2 = V::mul(s, s);
@@ -47,7 +60,7 @@ inline V::R act_grad(Act act, V::R s, float param) {
       V::R dinner = V::mul(V::set1(kSqrt2OverPi), V::fma(V::set1(3.0f * kGeluC), x2, one));
       V::R left = V::mul(V::set1(0.5f), V::add(one, t));
       V::R right = V::mul(V::mul(V::set1(0.5f), s), V::mul(V::fnma(t, t, one), dinner));
-      return V::add(left, right);
+      return V::select(is_inf(s), left, V::add(left, right));
     }
     // 1 - y^2 as (1 - y)(1 + y): 1 - y is exact near |y| = 1, where y*y rounded first (no
     // fused fnma on the generic path) would cancel to hundreds of ulps.

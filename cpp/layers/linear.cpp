@@ -23,4 +23,14 @@ void linear_backward_f32(float* dx, float* dw, float* db, const float* dy, const
                    Activation::none);
 }
 
+GemmScratch linear_scratch(int64_t batch, int64_t in, int64_t out, bool input_grad,
+                           int64_t threads) {
+  // The same (trans_a, m, n, k, lda) as the gemm_f32 calls above.
+  GemmScratch s;
+  s.add(gemm_workspace(false, batch, out, in, in, threads));
+  s.add(gemm_workspace(true, out, in, batch, out, threads));
+  if (input_grad) s.add(gemm_workspace(false, batch, in, out, out, threads));
+  return s;
+}
+
 }  // namespace sg

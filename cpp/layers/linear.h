@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "gemm/gemm.h"
+#include "gemm/gemm_scratch.h"
 #include "isa/dispatch.h"
 
 namespace sg {
@@ -41,5 +42,10 @@ void linear_forward_f32(float* y, const float* x, const float* w, const float* b
 void linear_backward_f32(float* dx, float* dw, float* db, const float* dy, const float* x,
                          const float* w, int64_t batch, int64_t in, int64_t out, float beta_w,
                          float beta_b);
+
+// The GEMM scratch a forward plus backward at this shape grows on `threads` threads (dx's GEMM
+// only when input_grad): the calls of the two functions above, in one place.
+GemmScratch linear_scratch(int64_t batch, int64_t in, int64_t out, bool input_grad,
+                           int64_t threads);
 
 }  // namespace sg

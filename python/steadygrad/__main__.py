@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import numpy as np
 
 import steadygrad as sg
-
-
-def _median_seconds(fn: Callable[[], object], repeat: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+from steadygrad.bench.timing import median_seconds
 
 
 def main() -> None:
@@ -30,8 +18,8 @@ def main() -> None:
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     out = np.empty((n, n), dtype=np.float32)
-    t_sg = _median_seconds(lambda: sg.ops.gemm(a, b, out=out))
-    t_np = _median_seconds(lambda: np.matmul(a, b, out=out))
+    t_sg = median_seconds(lambda: sg.ops.gemm(a, b, out=out))
+    t_np = median_seconds(lambda: np.matmul(a, b, out=out))
     flops = 2.0 * n**3
     print(f"gemm {n}^3: steadygrad {flops / t_sg / 1e9:7.1f} GFLOP/s, "
           f"numpy {flops / t_np / 1e9:7.1f} GFLOP/s, ratio {t_np / t_sg:.2f}x")

@@ -1,17 +1,21 @@
 """Progress display for `sg.fit`: verbose=1 draws a per-epoch bar (tqdm when installed, a plain
 carriage-return bar otherwise) with loss, accuracy and samples/s; verbose=2 prints one line per
-epoch; verbose=0 prints nothing. Output goes to stderr, as tqdm's does."""
+epoch; verbose=0 prints nothing. Output goes to stderr, as tqdm's does. `open_bar` is also the
+bar of steadygrad-bench."""
 
 from __future__ import annotations
 
+import importlib
+import math
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from steadygrad.callbacks import Callback
 
-try:  # optional dependency
-    from tqdm import tqdm as _tqdm
+_tqdm: Any  # optional and untyped: imported by name
+try:
+    _tqdm = importlib.import_module("tqdm").tqdm
 except ImportError:  # pragma: no cover - exercised where tqdm is absent
     _tqdm = None
 
@@ -34,35 +38,67 @@ def format_logs(logs: dict[str, float]) -> str:
     return " - ".join(parts)
 
 
-class _SimpleBar:
-    """A 30-character bar redrawn in place at most ~10 times a second."""
+class Bar(Protocol):
+    """What `open_bar` returns: tqdm's calls, the subset every caller uses."""
 
-    def __init__(self, total: int, desc: str, file: TextIO) -> None:
-        self.total, self.desc, self.file = total, desc, file
-        self.n = 0
+    def update(self, n: int = 1) -> object: ...
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SimpleBar:
+    """A 30-character bar on one line, for when tqdm is absent; `update` redraws at most ~10
+    times a second. leave=False wipes the line on close (tqdm's meaning)."""
+
+    def __init__(self, total: int, desc: str, file: TextIO, leave: bool = True,
+                 initial: int = 0) -> None:
+        self.total, self.desc, self.file, self.leave = total, desc, file, leave
+        self.n = initial
         self.postfix = ""
-        self._last = 0.0
+        self._last = -math.inf
+        self._width = 0
 
-    def update(self, k: int) -> None:
-        self.n += k
+    def update(self, n: int = 1) -> None:
+        self.n = min(self.n + n, self.total)
         now = time.perf_counter()
         if now - self._last > 0.1 or self.n >= self.total:
             self._last = now
             self._draw()
 
-    def set_postfix_str(self, s: str, refresh: bool = True) -> None:
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
         self.postfix = s
+        if refresh:
+            self._draw()
 
     def _draw(self) -> None:
         filled = int(30 * self.n / max(self.total, 1))
-        bar = "=" * filled + "." * (30 - filled)
-        self.file.write(f"\r{self.desc} [{bar}] {self.n}/{self.total} {self.postfix}")
+        bar = "#" * filled + "." * (30 - filled)
+        line = f"{self.desc} [{bar}] {self.n}/{self.total} {self.postfix}"
+        # pad over what a longer previous line left
+        self.file.write("\r" + line.ljust(self._width))
+        self._width = len(line)
         self.file.flush()
 
     def close(self) -> None:
-        self._draw()
-        self.file.write("\n")
+        if self.leave:
+            self._draw()
+            self.file.write("\n")
+        else:
+            self.file.write("\r" + " " * self._width + "\r")
         self.file.flush()
+
+
+def open_bar(total: int, desc: str, file: TextIO, *, leave: bool = True, initial: int = 0,
+             use_tqdm: bool = True) -> Bar:
+    """tqdm when it is installed (and wanted), else a SimpleBar; the one bar of the package
+    (sg.fit's epochs and steadygrad-bench's suites)."""
+    if use_tqdm and _tqdm is not None:
+        bar: Bar = _tqdm(total=total, initial=initial, desc=desc, file=file, leave=leave,
+                         dynamic_ncols=True)
+        return bar
+    return SimpleBar(total, desc, file, leave=leave, initial=initial)
 
 
 class ProgressBar(Callback):
@@ -73,7 +109,7 @@ class ProgressBar(Callback):
         self.steps = steps_per_epoch
         self.file = file if file is not None else sys.stderr
         self.use_tqdm = use_tqdm and _tqdm is not None
-        self.bar: Any = None
+        self.bar: Bar | None = None
         self._t0 = 0.0
         self._seen = 0
 
@@ -84,12 +120,7 @@ class ProgressBar(Callback):
             return
         desc = f"Epoch {epoch + 1}/{self.epochs}"
         done = self.loop.state.batch
-        if self.use_tqdm:
-            self.bar = _tqdm(total=self.steps, initial=done, desc=desc, file=self.file,
-                             leave=True, dynamic_ncols=True)
-        else:
-            self.bar = _SimpleBar(self.steps, desc, self.file)
-            self.bar.n = done
+        self.bar = open_bar(self.steps, desc, self.file, initial=done, use_tqdm=self.use_tqdm)
 
     def on_batch_end(self, step: int, logs: dict[str, float]) -> None:
         self._seen += int(logs.get("size", 0))

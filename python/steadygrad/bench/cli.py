@@ -3,31 +3,26 @@
     steadygrad-bench                      quick run of every suite (about a minute)
     steadygrad-bench train --full --threads 1,2 --json out.json
 
-Suite contract: each suite module exposes
-    run(*, threads: list[int], repeat: int | None, quick: bool, compare: set[str],
-        progress) -> dict
-returning {"suite", "title", "columns": [[key, header], ...], "rows": [dict, ...],
-"notes": [str], ...}; `progress(total, desc)` gives a bar with update(n), set_postfix_str(s)
-and close(). Peers are optional imports: a missing one is listed as skipped, never an error.
+Every suite meets one contract (suite.py) and is measured by one runner (runner.py); this
+file parses the options, prints the machine header and each suite's table, and writes the
+JSON and the plot. Peers are optional imports: a missing one is listed as skipped, never an
+error. Usage errors exit 2 with one line on stderr; a suite that fails exits 1, the others
+still report.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import os
 import sys
 import time
 from typing import Any, NoReturn
 
-from steadygrad.bench import report
+from steadygrad.bench import report, runner
 from steadygrad.bench.peers import PEERS, available_cpus, available_peers, machine_info
+from steadygrad.bench.suite import NAMES as SUITES
+from steadygrad.bench.suite import Size, load
 
-SUITES = ("gemm", "optim", "train", "memory")
-# the peers each suite can compare against (numpy has no training step)
-SUITE_PEERS = {"gemm": {"numpy", "torch", "jax"}, "optim": {"torch", "jax", "numpy"},
-               "train": {"torch", "jax"}, "memory": {"torch", "jax"}}
 EXIT_USAGE = 2
 
 
@@ -43,7 +38,7 @@ def _usage_error(message: str) -> NoReturn:
 
 
 def parse_threads(text: str) -> list[int]:
-    out = []
+    out: list[int] = []
     for part in text.split(","):
         part = part.strip()
         try:
@@ -103,20 +98,28 @@ def _resolve_suites(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def run_suite(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def run_suite(name: str, *, threads: list[int], size: Size, repeat: int | None,
+              compare: set[str], peers_ok: set[str], peers_skipped: dict[str, str],
+              progress: runner.ProgressFactory) -> dict[str, Any]:
+    """One suite's result (a suite that cannot load is a result saying so)."""
     try:
-        mod = importlib.import_module(f"steadygrad.bench.{name}")
+        suite = load(name)
     except ImportError as exc:
         return {"suite": name, "title": name, "rows": [], "error": f"not available: {exc}",
                 "notes": [f"suite not available in this build: {exc}"]}
-    run = getattr(mod, "run", None)
-    if run is not None and "quick" in inspect.signature(run).parameters:
-        return run(**kwargs)
-    from steadygrad.bench.adapters import ADAPTERS
+    wanted = compare & suite.peers
+    res = runner.run(suite, threads=threads, size=size, repeat=repeat,
+                     peers=peers_ok & wanted, progress=progress)
+    res["skipped"] = {p: why for p, why in peers_skipped.items() if p in wanted}
+    return res
 
-    if name in ADAPTERS:
-        return ADAPTERS[name](mod, **kwargs)
-    return {"suite": name, "title": name, "rows": [], "error": f"steadygrad.bench.{name} has no run()"}
+
+def _size(args: argparse.Namespace) -> Size:
+    """--tiny (hidden, or STEADYGRAD_BENCH_TINY=1): each suite's smallest real measurement,
+    so the CLI tests finish in seconds."""
+    if args.tiny or os.environ.get("STEADYGRAD_BENCH_TINY", "") not in ("", "0"):
+        return "tiny"
+    return "quick" if args.quick else "full"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat is not None and args.repeat < 1:
         _usage_error(f"--repeat: must be at least 1, got {args.repeat}")
     compare = parse_compare(args.compare)
-    if args.tiny:
-        os.environ["STEADYGRAD_BENCH_TINY"] = "1"  # inherited by worker processes
+    size = _size(args)
 
     started = time.time()
     peers_ok, peers_skipped = available_peers(compare)
@@ -137,18 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     status = 0
     for name in suites:
-        wanted = compare & SUITE_PEERS[name]
-        kwargs = {"threads": threads, "repeat": args.repeat, "quick": args.quick,
-                  "compare": peers_ok & wanted, "progress": progress}
         t0 = time.perf_counter()
         try:
-            res = run_suite(name, kwargs)
+            res = run_suite(name, threads=threads, size=size, repeat=args.repeat,
+                            compare=compare, peers_ok=peers_ok, peers_skipped=peers_skipped,
+                            progress=progress)
         except Exception as exc:  # one broken suite must not lose the others' figures
             res = {"suite": name, "title": name, "rows": [],
                    "error": f"{type(exc).__name__}: {exc}"}
             status = 1
-        res.setdefault("skipped", {}).update(
-            {p: why for p, why in peers_skipped.items() if p in wanted})
         res["elapsed_s"] = time.perf_counter() - t0
         results[name] = res
         report.print_suite(res)

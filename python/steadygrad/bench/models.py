@@ -1,11 +1,15 @@
 """The training-step benchmark's MLPs and one full step (forward, loss, backward, clip 1.0,
 Adam) in steadygrad, PyTorch and JAX/Optax. Builders only: timing is in train.py, peak
-memory in memory.py. Every framework gets the same shapes, data and hyperparameters."""
+memory in memory.py. Every framework gets the same shapes, data and hyperparameters.
+JAX and Optax are optional and untyped: imported by name, so their absence is a runtime
+skip, not a type error."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -66,11 +70,21 @@ def make_data(cfg: Config, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 StepFn = Callable[[], object]
 
 
-def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object]:
-    """Returns (step, model). The step is the documented training loop body."""
+@dataclass(frozen=True)
+class Built:
+    """A framework's training step on one config, with the model (and optimizer) it trains
+    (memory.py sizes steadygrad's prediction from them)."""
+
+    step: StepFn
+    model: object
+    optimizer: object = None
+
+
+def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
+    """The step is the documented training loop body."""
     from steadygrad import nn, optim
 
-    layers: list = []
+    layers: list[nn.Module] = []
     for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1], strict=False):
         layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
     layers.append(nn.Linear(cfg.dims[-2], cfg.dims[-1]))
@@ -87,15 +101,14 @@ def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn,
         model.backward(loss_fn.backward(), input_grad=False)
         return opt.step()
 
-    step.optimizer = opt  # type: ignore[attr-defined]  (memory.predict reads its state size)
-    return step, model
+    return Built(step, model, opt)
 
 
-def build_torch(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object]:
+def build_torch(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
     import torch
 
     torch.manual_seed(0)
-    layers: list = []
+    layers: list[torch.nn.Module] = []
     for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1], strict=False):
         layers += [torch.nn.Linear(a, b), torch.nn.BatchNorm1d(b), torch.nn.ReLU()]
     layers.append(torch.nn.Linear(cfg.dims[-2], cfg.dims[-1]))
@@ -114,18 +127,19 @@ def build_torch(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, obje
         opt.step()
         return norm
 
-    return step, model
+    return Built(step, model, opt)
 
 
-def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object]:
+def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
     """jit-compiled step with optax.chain(clip_by_global_norm(1.0), adam); buffers donated
     so XLA updates parameters and state in place, as the other two frameworks do."""
-    import jax
-    import jax.numpy as jnp
-    import optax
+    jax = importlib.import_module("jax")
+    jnp = importlib.import_module("jax.numpy")
+    optax = importlib.import_module("optax")
 
     key = jax.random.PRNGKey(0)
-    params, bn_state = [], []
+    params: list[dict[str, Any]] = []
+    bn_state: list[dict[str, Any]] = []
     for i, (a, b) in enumerate(zip(cfg.dims[:-1], cfg.dims[1:], strict=False)):
         key, k1 = jax.random.split(key)
         bound = 1.0 / np.sqrt(a)
@@ -139,7 +153,7 @@ def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object
         params.append(layer)
     n = cfg.batch
 
-    def loss_fn(params, bn_state, xb, yb):
+    def loss_fn(params: Any, bn_state: Any, xb: Any, yb: Any) -> tuple[Any, list[Any]]:
         h, new_state = xb, []
         for layer, st in zip(params[:-1], bn_state, strict=True):
             h = h @ layer["w"] + layer["b"]
@@ -158,7 +172,8 @@ def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object
     tx = optax.chain(optax.clip_by_global_norm(MAX_NORM), optax.adam(LR))
     opt_state = tx.init(params)
 
-    def train_step(params, bn_state, opt_state, xb, yb):
+    def train_step(params: Any, bn_state: Any, opt_state: Any, xb: Any,
+                   yb: Any) -> tuple[Any, Any, Any, Any]:
         (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             params, bn_state, xb, yb)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -173,7 +188,8 @@ def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> tuple[StepFn, object
         state[:] = [p, s, o]
         return loss.block_until_ready()
 
-    return step, state
+    return Built(step, state)
 
 
-BUILDERS = {"steadygrad": build_steadygrad, "torch": build_torch, "jax": build_jax}
+BUILDERS: dict[str, Callable[[Config, np.ndarray, np.ndarray], Built]] = {
+    "steadygrad": build_steadygrad, "torch": build_torch, "jax": build_jax}

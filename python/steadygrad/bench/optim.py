@@ -1,6 +1,6 @@
-"""Optimizer-step benchmark: steadygrad's fused step against torch.optim at 262k and 16.8M
-parameters, 1 and 2 threads, alone and with global-norm clipping, with GB/s counted from the
-bytes each update must move and a measured bandwidth probe for comparison.
+"""Optimizer-step suite: steadygrad's fused step against torch.optim at 262k and 16.8M
+parameters, alone and with global-norm clipping, with GB/s counted from the bytes each update
+must move and a measured bandwidth probe (steadygrad's own streaming kernels) to compare with.
 
 Bytes per parameter (fp32, in place, lines read before written): Adam/AdamW read p, g, m, v and
 write p, m, v = 28 B; RMSprop (plain) and SGD-momentum 20 B. The read-only norm pass adds 4 B;
@@ -9,21 +9,20 @@ torch's separate clip_grad_norm_ adds 12 B (norm read + in-place scale).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 import steadygrad as sg
 from steadygrad import optim
-from steadygrad.bench.common import machine_info, median_time
+from steadygrad.bench import suite
+from steadygrad.bench.timing import timed
 from steadygrad.nn import Parameter, flatten
 
-SIZES = {"262k": (4, 256), "16.8M": (4, 2048)}  # (layers, width): layers x (width^2 + width)
+# (layers, width): layers x (width^2 + width) parameters; "8.3k" only for --tiny
+SIZES = {"262k": (4, 256), "16.8M": (4, 2048)}
+TINY_SIZES = {"8.3k": (2, 64)}
 UPDATE_BYTES = {"Adam": 28, "AdamW": 28, "RMSprop": 20, "SGD-momentum": 20}
 OPTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # name: (class name, steadygrad/torch kwargs, torch-only kwargs)
@@ -32,149 +31,146 @@ OPTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "RMSprop": ("RMSprop", {"lr": 1e-3}, {}),
     "SGD-momentum": ("SGD", {"lr": 1e-3, "momentum": 0.9}, {}),
 }
+PROBE_KEY = "bandwidth probe"
 
 
 def _shapes(size: str) -> list[tuple[int, ...]]:
-    layers, width = SIZES[size]
-    out: list[tuple[int, ...]] = []
-    for _ in range(layers):
-        out += [(width, width), (width,)]
-    return out
+    layers, width = {**SIZES, **TINY_SIZES}[size]
+    return [s for _ in range(layers) for s in ((width, width), (width,))]
 
 
-def interleaved_medians(
-    fns: dict[str, Callable[[], Any]], numel: int, repeat: int = 11
-) -> dict[str, float]:
-    """Median seconds per call of each fn, timed round-robin (one batch of each per round) so
-    that load from other processes on a shared machine hits every contender alike."""
-    min_time = 0.03 if numel < 1_000_000 else 0.0
-    for fn in fns.values():  # warm up: caches, lazily allocated state, thread pools
-        for _ in range(20 if min_time else 3):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            # torch and steadygrad each bring an OpenMP runtime whose idle threads spin for a
-            # while after a parallel region; on 2 cores the other runtime's spinners would steal
-            # the cores this contender's threads need. Let them go to sleep, then re-warm ours.
-            time.sleep(0.02)
-            times[k].append(median_time(fn, repeat=1, warmup=2, min_time=min_time))
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+def numel(size: str) -> int:
+    return sum(int(np.prod(s)) for s in _shapes(size))
 
 
-def bandwidth_probe(numel: int = 64 << 20) -> dict[str, float]:
-    """GB/s of two streaming kernels over `numel` floats (far beyond the caches), at the
-    current thread count: an in-place read+write sweep (8 B/elem, the optimizer's pattern)
-    and the read-only norm pass (4 B/elem)."""
-    g = np.ones(numel, dtype=np.float32)
-    off, ln = np.array([0], np.int64), np.array([numel], np.int64)
-    t_rw = median_time(lambda: sg._core.grad_scale_clamp(g, off, ln, 1.0, None), repeat=7)
-    t_r = median_time(lambda: sg._core.grad_norms(g, off, ln, 2.0), repeat=7)
-    return {"rw_gbs": 8 * numel / t_rw / 1e9, "read_gbs": 4 * numel / t_r / 1e9}
+def _arrays(size: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(value, gradient) per parameter, the same in every runtime."""
+    rng = np.random.default_rng(0)
+    vals = [(rng.standard_normal(s) * 0.02).astype(np.float32) for s in _shapes(size)]
+    return [(v, (rng.standard_normal(v.shape) * 1e-2).astype(np.float32)) for v in vals]
 
 
-def _bench_pair(size: str, name: str, clip: bool) -> dict[str, Any]:
+def probe_fn(params: dict[str, Any], contender: str) -> Callable[[], object]:
+    """An in-place read+write sweep (8 B/elem, the optimizer's pattern) or the read-only norm
+    pass (4 B/elem) over far more floats than the caches hold."""
+    g = np.ones(params["numel"], dtype=np.float32)
+    off, ln = np.array([0], np.int64), np.array([g.size], np.int64)
+    if contender == "probe_rw":
+        return lambda: sg._core.grad_scale_clamp(g, off, ln, 1.0, None)
+    return lambda: sg._core.grad_norms(g, off, ln, 2.0)
+
+
+def step_fn(params: dict[str, Any], contender: str) -> Callable[[], object]:
+    cls, kw, tkw = OPTS[params["optimizer"]]
+    arrays = _arrays(params["size"])
+    if contender in ("sg", "sg_guard"):
+        ps = [Parameter(v) for v, _ in arrays]
+        flatten(ps)
+        for p, (_, g) in zip(ps, arrays, strict=True):
+            p.grad = g
+        # "sg" as timed beside torch; "sg_guard" with the default non-finite guard (a norm pass)
+        extra: dict[str, Any] = {"skip_nonfinite": False} if contender == "sg" else {}
+        if params["clip"]:
+            extra["max_grad_norm"] = 1.0
+        step: Callable[[], object] = getattr(optim, cls)(ps, **kw, **extra).step
+        return step
     import torch
 
-    cls, kw, tkw = OPTS[name]
-    rng = np.random.default_rng(0)
-    shapes = _shapes(size)
-    ps = [Parameter((rng.standard_normal(s) * 0.02).astype(np.float32)) for s in shapes]
-    flatten(ps)
-    for p in ps:
-        p.grad = (rng.standard_normal(p.shape) * 1e-2).astype(np.float32)
-    numel = sum(p.size for p in ps)
-    res: dict[str, Any] = {"size": size, "params": numel, "optimizer": name, "clip": clip}
-    clip_kw = {"max_grad_norm": 1.0} if clip else {}
-    fns: dict[str, Callable[[], Any]] = {
-        "sg": getattr(optim, cls)(ps, **kw, skip_nonfinite=False, **clip_kw).step
-    }
-    if not clip:
-        fns["sg_guard"] = getattr(optim, cls)(ps, **kw).step  # default: norm pass for the guard
-    tps = [torch.tensor(p.data.copy(), requires_grad=True) for p in ps]
-    for tp, p in zip(tps, ps, strict=True):
-        tp.grad = torch.tensor(p.grad.copy())
+    tps = [torch.tensor(v, requires_grad=True) for v, _ in arrays]
+    for tp, (_, g) in zip(tps, arrays, strict=True):
+        tp.grad = torch.tensor(g)
     topt = getattr(torch.optim, cls)(tps, **kw, **tkw)
-    if clip:
-        def tstep() -> None:
-            torch.nn.utils.clip_grad_norm_(tps, 1.0)
-            topt.step()
-        fns["torch"] = tstep
-    else:
-        fns["torch"] = topt.step
-    for key, t in interleaved_medians(fns, numel).items():
-        res[f"{key}_ms"] = t * 1e3
+    if not params["clip"]:
+        tstep: Callable[[], object] = topt.step
+        return tstep
+
+    def clipped() -> None:
+        torch.nn.utils.clip_grad_norm_(tps, 1.0)
+        topt.step()
+
+    return clipped
+
+
+class OptimSuite(suite.BaseSuite):
+    name = "optim"
+    peers = frozenset({"torch"})
+    plans: ClassVar[dict[suite.Size, suite.Plan]] = {
+        "tiny": suite.Plan(repeat=1, warmup=1),
+        "quick": suite.Plan(repeat=5, min_time=0.03, warmup=3, warmup_s=0.02),
+        "full": suite.Plan(repeat=12, rounds=3, min_time=0.03, warmup=3, warmup_s=0.02)}
+
+    def cases(self, size: suite.Size) -> list[suite.Case]:
+        sizes = list(TINY_SIZES if size == "tiny" else SIZES if size == "full" else ["262k"])
+        names = list(OPTS) if size == "full" else ["Adam"]
+        probe = {"probe_rw": suite.STEADYGRAD, "probe_read": suite.STEADYGRAD}
+        out = [suite.Case(PROBE_KEY, {"numel": (1 if size == "tiny" else 64) << 20}, probe)]
+        for s in sizes:
+            for name in names:
+                for clip in (False, True):
+                    contenders = {"sg": suite.STEADYGRAD, "sg_guard": suite.STEADYGRAD,
+                                  "torch": suite.TORCH}
+                    if clip:  # the guard's norm pass is the clip's: one figure
+                        del contenders["sg_guard"]
+                    params = {"size": s, "optimizer": name, "clip": clip}
+                    out.append(suite.Case(f"{s} {name}{' clip' if clip else ''}", params,
+                                          contenders))
+        return out
+
+    def measure(self, case: suite.Case, contender: str, plan: suite.Plan) -> dict[str, Any]:
+        make = probe_fn if case.key == PROBE_KEY else step_fn
+        return timed(make(case.params, contender), plan)
+
+    def report(self, measured: list[suite.Measured], run: suite.RunInfo) -> dict[str, Any]:
+        probe: dict[int, dict[str, float | None]] = {}
+        rows, errors = [], []
+        for m in measured:
+            errors += m.errors()
+            if m.case.key == PROBE_KEY:
+                n, rw, rd = m.case.params["numel"], m.seconds("probe_rw"), m.seconds("probe_read")
+                probe[m.threads] = {"rw_gbs": 8 * n / rw / 1e9 if rw else None,
+                                    "read_gbs": 4 * n / rd / 1e9 if rd else None}
+            else:
+                rows.append(_row(m, probe.get(m.threads, {}).get("rw_gbs")))
+        columns = [["size", "params"], ["threads", "thr"], ["optimizer", "optimizer"],
+                   ["clip", "clip"], ["sg_ms", "sg ms"], ["sg_gbs", "sg GB/s"],
+                   ["sg_probe_pct", "% probe"], ["sg_guard_ms", "sg+guard ms"]]
+        if any(r.get("torch_ms") for r in rows):
+            columns += [["torch_ms", "torch ms"], ["torch_gbs", "torch GB/s"],
+                        ["torch_x", "torch/sg"]]
+        notes = [f"bandwidth probe, {nt} thread(s): read+write {p['rw_gbs'] or 0:.1f} GB/s, "
+                 f"read {p['read_gbs'] or 0:.1f} GB/s" for nt, p in probe.items()]
+        notes += ["torch: Adam/AdamW(fused=True), clip_grad_norm_ before step when clipped",
+                  run.plan.describe(), *errors]
+        return {"suite": "optim", "title": "Optimizer step (fused clip + update vs torch.optim)",
+                "columns": columns, "rows": rows, "notes": notes, "probe": probe,
+                "errors": errors}
+
+
+def _ms(m: suite.Measured, name: str) -> float | None:
+    s = m.seconds(name)
+    return s * 1e3 if s else None
+
+
+def _row(m: suite.Measured, probe_gbs: float | None) -> dict[str, Any]:
+    p = m.case.params
+    n, clip, ub = numel(p["size"]), p["clip"], UPDATE_BYTES[p["optimizer"]]
+    cls, _, tkw = OPTS[p["optimizer"]]
+    res: dict[str, Any] = {"size": p["size"], "params": n, "optimizer": p["optimizer"],
+                           "clip": "2-norm" if clip else "-", "threads": m.threads,
+                           "sg_bytes": ub + (4 if clip else 0),
+                           "torch_bytes": ub + (12 if clip else 0)}
     res["torch_variant"] = ("clip_grad_norm_ + " if clip else "") + (
-        f"{cls}(fused=True)" if tkw.get("fused") else f"{cls} (default for-loop)"
-    )
-    ub = UPDATE_BYTES[name]
-    res["sg_bytes"] = ub + (4 if clip else 0)
-    res["torch_bytes"] = ub + (12 if clip else 0)
-    res["sg_gbs"] = res["sg_bytes"] * numel / res["sg_ms"] / 1e6
-    res["torch_gbs"] = res["torch_bytes"] * numel / res["torch_ms"] / 1e6
-    if "sg_guard_ms" in res:
-        res["sg_guard_gbs"] = (ub + 4) * numel / res["sg_guard_ms"] / 1e6
-    res["speedup"] = res["torch_ms"] / res["sg_ms"]
+        f"{cls}(fused=True)" if tkw.get("fused") else f"{cls} (default for-loop)")
+    for key, nbytes in (("sg", res["sg_bytes"]), ("sg_guard", ub + 4),
+                        ("torch", res["torch_bytes"])):
+        if key in m.case.contenders:
+            ms = res[f"{key}_ms"] = _ms(m, key)
+            res[f"{key}_gbs"] = nbytes * n / ms / 1e6 if ms else None
+    sg_ms, torch_ms = res.get("sg_ms"), res.get("torch_ms")
+    res["speedup"] = res["torch_x"] = torch_ms / sg_ms if sg_ms and torch_ms else None
+    res["sg_probe_pct"] = 100.0 * res["sg_gbs"] / probe_gbs if res.get("sg_gbs") and probe_gbs \
+        else None
     return res
 
 
-def run(sizes: list[str], threads: list[int], names: list[str]) -> dict[str, Any]:
-    import torch
-
-    out: dict[str, Any] = {"machine": machine_info(), "probe": {}, "rows": []}
-    for nt in threads:
-        sg.set_num_threads(nt)
-        torch.set_num_threads(nt)
-        out["probe"][nt] = bandwidth_probe()
-        for size in sizes:
-            for name in names:
-                for clip in (False, True):
-                    row = _bench_pair(size, name, clip)
-                    row["threads"] = nt
-                    out["rows"].append(row)
-    return out
-
-
-def format_markdown(result: dict[str, Any]) -> str:
-    lines = []
-    for nt, pr in result["probe"].items():
-        lines.append(f"- bandwidth probe, {nt} thread(s): read+write sweep {pr['rw_gbs']:.1f} GB/s, "
-                     f"read-only sweep {pr['read_gbs']:.1f} GB/s")
-    lines += [
-        "",
-        "| params | thr | optimizer | clip | steadygrad ms | GB/s (% probe) | sg+guard ms | torch ms | torch variant | torch GB/s | speedup |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["rows"]:
-        probe = result["probe"][r["threads"]]["rw_gbs"]
-        guard = f"{r['sg_guard_ms']:.3f}" if "sg_guard_ms" in r else "-"
-        lines.append(
-            f"| {r['size']} | {r['threads']} | {r['optimizer']} | {'2-norm' if r['clip'] else '-'} "
-            f"| {r['sg_ms']:.3f} | {r['sg_gbs']:.1f} ({100 * r['sg_gbs'] / probe:.0f}%) | {guard} "
-            f"| {r['torch_ms']:.3f} | {r['torch_variant']} | {r['torch_gbs']:.1f} "
-            f"| {r['speedup']:.2f}x |"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    ap.add_argument("--optimizers", nargs="+", default=list(OPTS), choices=list(OPTS))
-    ap.add_argument("--json", help="also write the raw results here")
-    args = ap.parse_args(argv)
-    load0 = os.getloadavg()[0]
-    result = run(args.sizes, args.threads, args.optimizers)
-    result["loadavg_1min"] = [load0, os.getloadavg()[0]]
-    info = result["machine"]
-    print(f"cpu: {info['cpu']}  isa: {info['isa']}  torch: {info['torch']}  numpy: {info['numpy']}"
-          f"  load average (1 min) before/after: {load0:.1f}/{os.getloadavg()[0]:.1f}")
-    print(format_markdown(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, default=str)
-
-
-if __name__ == "__main__":
-    main()
+SUITE: suite.Suite = OptimSuite()

@@ -1,5 +1,6 @@
 """Optional peer frameworks (numpy, PyTorch, JAX): which are importable, their versions,
-and the machine description the CLI prints. A missing peer is a skip, never an error."""
+and the machine description the CLI prints and the JSON records (the one `machine_info`).
+A missing peer is a skip, never an error."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from typing import Any
 import numpy as np
 
 import steadygrad as sg
-from steadygrad.bench.common import blas_info
 
 PEERS = ("numpy", "torch", "jax")
 _MODULES = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "optax")}
@@ -32,7 +32,8 @@ def peer_status(name: str) -> tuple[bool, str]:
 
 def available_peers(requested: set[str]) -> tuple[set[str], dict[str, str]]:
     """Splits the requested peers into importable ones and {peer: reason} for the rest."""
-    ok, skipped = set(), {}
+    ok: set[str] = set()
+    skipped: dict[str, str] = {}
     for name in sorted(requested):
         good, info = peer_status(name)
         if good:
@@ -40,6 +41,18 @@ def available_peers(requested: set[str]) -> tuple[set[str], dict[str, str]]:
         else:
             skipped[name] = info
     return ok, skipped
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS libraries numpy loaded, with the kernel ('architecture') they run."""
+    try:
+        tpc = importlib.import_module("threadpoolctl")
+    except ImportError:
+        return [{"error": "threadpoolctl not installed"}]
+    np.ones((2, 2)) @ np.ones((2, 2))  # make sure BLAS is loaded
+    keys = ("internal_api", "version", "architecture", "num_threads", "filepath")
+    return [{k: d.get(k) for k in keys} for d in tpc.threadpool_info()
+            if d.get("user_api") == "blas"]
 
 
 def cpu_model() -> str:

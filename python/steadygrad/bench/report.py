@@ -9,7 +9,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-# A suite's result is a plain dict (see cli.py for the contract):
+from steadygrad.bench.runner import ProgressFactory
+from steadygrad.progress import Bar, open_bar
+
+# A suite's result is a plain dict (see Suite.report in suite.py):
 #   {"suite": str, "title": str, "columns": [[key, header], ...], "rows": [dict, ...],
 #    "notes": [str, ...], "skipped": {peer: reason}, ...anything else for the JSON}
 
@@ -38,20 +41,19 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def _cells(keys: Sequence[str], rows: Iterable[dict[str, Any]]) -> list[list[str]]:
+    """Each row's cells: keys ending in '_x' are ratios and print as '1.23x'."""
+    return [[f"{v:.2f}x" if k.endswith("_x") and isinstance(v, float) else fmt(v)
+             for k, v in ((k, row.get(k)) for k in keys)] for row in rows]
+
+
 def render_table(
     columns: Sequence[Sequence[str]], rows: Iterable[dict[str, Any]], title: str = ""
 ) -> str:
-    """Fixed-width text table. `columns` is [(key, header), ...]; keys ending in '_x' are
-    ratios and print as '1.23x'; first column left-aligned, the rest right-aligned."""
-    keys = [c[0] for c in columns]
+    """Fixed-width text table. `columns` is [(key, header), ...]; first column left-aligned,
+    the rest right-aligned."""
     heads = [c[1] for c in columns]
-    cells = []
-    for row in rows:
-        line = []
-        for k in keys:
-            v = row.get(k)
-            line.append(f"{v:.2f}x" if k.endswith("_x") and isinstance(v, float) else fmt(v))
-        cells.append(line)
+    cells = _cells([c[0] for c in columns], rows)
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(heads)]
 
     def line(items: Sequence[str]) -> str:
@@ -59,9 +61,7 @@ def render_table(
         out += [s.rjust(w) for s, w in zip(items[1:], widths[1:], strict=True)]
         return "  ".join(out).rstrip()
 
-    parts = []
-    if title:
-        parts.append(title)
+    parts = [title] if title else []
     parts.append(line(heads))
     parts.append("  ".join("-" * w for w in widths))
     parts += [line(r) for r in cells]
@@ -70,15 +70,9 @@ def render_table(
 
 def render_markdown(columns: Sequence[Sequence[str]], rows: Iterable[dict[str, Any]]) -> str:
     """The same table as GitHub markdown (for benchmarks/RESULTS.md)."""
-    keys = [c[0] for c in columns]
     out = ["| " + " | ".join(c[1] for c in columns) + " |"]
     out.append("|" + "|".join("---" for _ in columns) + "|")
-    for row in rows:
-        vals = []
-        for k in keys:
-            v = row.get(k)
-            vals.append(f"{v:.2f}x" if k.endswith("_x") and isinstance(v, float) else fmt(v))
-        out.append("| " + " | ".join(vals) + " |")
+    out += ["| " + " | ".join(r) + " |" for r in _cells([c[0] for c in columns], rows)]
     return "\n".join(out)
 
 
@@ -121,57 +115,28 @@ def print_header(machine: dict[str, Any], threads: list[int], file: TextIO | Non
     file.flush()
 
 
-class SimpleBar:
-    """A minimal stderr progress bar used when tqdm is not installed."""
-
-    def __init__(self, total: int, desc: str, file: TextIO) -> None:
-        self.total, self.desc, self.file, self.n = max(total, 1), desc, file, 0
-        self._draw()
-
-    def _draw(self) -> None:
-        done = int(30 * self.n / self.total)
-        self.file.write(f"\r{self.desc:<18} [{'#' * done}{'.' * (30 - done)}] "
-                        f"{self.n}/{self.total}")
-        self.file.flush()
-
-    def update(self, n: int = 1) -> None:
-        self.n = min(self.n + n, self.total)
-        self._draw()
-
-    def set_postfix_str(self, s: str) -> None:
-        self.file.write(f" {s[:40]}")
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.write("\r" + " " * 80 + "\r")
-        self.file.flush()
-
-
 class NullBar:
+    """The bar of a run without progress display (--no-progress, or stderr not a terminal)."""
+
     def update(self, n: int = 1) -> None:
         pass
 
-    def set_postfix_str(self, s: str) -> None:
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
         pass
 
     def close(self) -> None:
         pass
 
 
-def make_progress(enabled: bool, file: TextIO | None = None):
-    """Returns progress(total, desc) -> bar with update(n), set_postfix_str(s) and close().
+def make_progress(enabled: bool, file: TextIO | None = None) -> ProgressFactory:
+    """Returns progress(total, desc) -> bar with update(n), set_postfix_str(s) and close():
+    steadygrad.progress's bar (tqdm when installed), wiped when a suite ends. Bars go to
+    stderr so stdout stays a clean table."""
 
-    Bars go to stderr so stdout stays a clean table; tqdm is used when it is installed."""
-
-    def progress(total: int, desc: str):
-        out = file or sys.stderr
+    def progress(total: int, desc: str) -> Bar:
         if not enabled:
             return NullBar()
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return SimpleBar(total, desc, out)
-        return tqdm(total=total, desc=desc, file=out, leave=False, dynamic_ncols=True)
+        return open_bar(total, desc, file or sys.stderr, leave=False)
 
     return progress
 

@@ -1,26 +1,31 @@
-"""Fresh-process measurements: `python -m steadygrad.bench.worker '<json task>'` runs one
-framework on one config and prints one JSON line. Used for peak memory (every framework,
-a clean heap each) and for JAX step timings (its thread pool is sized at import, so the
-thread count is set through CPU affinity before the import)."""
+"""The process side of the runner: `python -m steadygrad.bench.worker '<json task>'` imports
+one runtime's framework, sizes it to the thread count, then runs the task's jobs (a suite's
+(case, contender) pairs) and prints one JSON line per job as it finishes. `spawn` is the
+parent's end: it starts that process and hands each line to a callback."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
+from collections.abc import Callable
 from typing import Any
+
+from steadygrad.bench.suite import Case, Plan, Runtime, load
+
+OnResult = Callable[[int, dict[str, Any]], None]  # (job index, result)
 
 
 def limit_threads(framework: str, threads: int) -> None:
-    """Must run before the framework is imported."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    """JAX sizes its pool from the CPUs it may use when it is imported: pin them first."""
     if framework == "jax":
-        try:
-            cpus = sorted(os.sched_getaffinity(0))[:threads]
-            os.sched_setaffinity(0, cpus)
-        except (AttributeError, OSError):
-            pass
+        with contextlib.suppress(AttributeError, OSError):  # not Linux: all CPUs
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
 
 
 def set_runtime_threads(framework: str, threads: int) -> None:
@@ -32,11 +37,16 @@ def set_runtime_threads(framework: str, threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
+    try:  # numpy's BLAS (already loaded by steadygrad's import) in every runtime
+        tpc = importlib.import_module("threadpoolctl")
+    except ImportError:  # OPENBLAS_NUM_THREADS from spawn() sized it at load
+        return
+    tpc.threadpool_limits(limits=threads, user_api="blas")
 
 
 def import_framework(framework: str) -> None:
-    """Imports everything the framework's step needs and runs one tiny op, so thread pools
-    and lazy modules count in the baseline, not in the model's memory."""
+    """Imports everything the framework's runs need and runs one tiny op, so thread pools
+    and lazy modules exist before any measurement (and count in a memory baseline)."""
     import numpy as np
 
     if framework == "steadygrad":
@@ -45,56 +55,92 @@ def import_framework(framework: str) -> None:
 
         a = np.ones((8, 8), np.float32)
         sg.ops.gemm(a, a)
+    elif framework == "numpy":
+        np.ones((8, 8), np.float32) @ np.ones((8, 8), np.float32)
     elif framework == "torch":
         import torch
 
         (torch.ones(8, 8) @ torch.ones(8, 8)).sum().item()
     elif framework == "jax":
-        import jax.numpy as jnp
-        import optax  # noqa: F401
-
+        jnp = importlib.import_module("jax.numpy")
+        importlib.import_module("optax")
         (jnp.ones((8, 8)) @ jnp.ones((8, 8))).block_until_ready()
+    else:
+        raise ValueError(f"unknown framework {framework!r}")
 
 
-def run_task(task: dict[str, Any]) -> dict[str, Any]:
-    from steadygrad.bench import memory, train
-
-    framework, threads = task["framework"], int(task["threads"])
-    limit_threads(framework, threads)
-    import_framework(framework)
-    set_runtime_threads(framework, threads)
-    if task["task"] == "memory":
-        return memory.measure_in_process(framework, task["config"], int(task.get("steps", 3)))
-    if task["task"] == "train":
-        return train.time_in_process(framework, task["config"], int(task["repeat"]),
-                                     float(task["min_time"]))
-    raise ValueError(f"unknown worker task {task['task']!r}")
+def _error(exc: BaseException) -> dict[str, Any]:
+    return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def spawn(task: dict[str, Any], timeout: float = 900.0,
-          env_extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """Runs `task` in a fresh interpreter; returns its JSON, or {'error': ...}."""
-    env = dict(os.environ, **(env_extra or {}))
+def run_task(task: dict[str, Any], emit: OnResult) -> None:
+    runtime = Runtime.from_json(task["runtime"])
+    threads = int(task["threads"])
+    jobs = task["jobs"]
+    try:
+        suite = load(task["suite"])
+        limit_threads(runtime.framework, threads)
+        import_framework(runtime.framework)
+        set_runtime_threads(runtime.framework, threads)
+    except Exception as exc:  # every job of this runtime fails the same way
+        for i in range(len(jobs)):
+            emit(i, _error(exc))
+        return
+    plan = Plan(**task["plan"])
+    for i, job in enumerate(jobs):
+        try:
+            result = suite.measure(Case.from_json(job["case"]), job["contender"], plan)
+        except Exception as exc:  # reported to the parent as a row error, not a crash
+            result = _error(exc)
+        emit(i, result)
+
+
+def _print_line(i: int, result: dict[str, Any]) -> None:
+    print(json.dumps({"job": i, "result": result}, default=float), flush=True)
+
+
+def spawn(task: dict[str, Any], on_result: OnResult, timeout: float = 900.0) -> None:
+    """Runs `task` in a fresh interpreter; `on_result` gets every job's result as its line
+    arrives (a job the process never reported gets {'error': ...})."""
+    runtime = Runtime.from_json(task["runtime"])
+    env = dict(os.environ)
+    # numpy's OpenBLAS sizes its pool when it loads, before any code of ours runs
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(task["threads"])
+    for key, value in runtime.env:
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     cmd = [sys.executable, "-m", "steadygrad.bench.worker", json.dumps(task)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"error": f"worker exit {proc.returncode}: {tail[:200]}"}
-    return json.loads(lines[-1])
+    done: set[int] = set()
+    killed = threading.Event()
+    with (tempfile.TemporaryFile("w+") as err,  # a pipe could fill and stall the child
+          subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env) as proc):
 
+        def kill() -> None:
+            killed.set()
+            proc.kill()
 
-def main() -> None:
-    task = json.loads(sys.argv[1])
-    try:
-        result = run_task(task)
-    except Exception as exc:  # reported to the parent as a row error, not a crash
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(result, default=float), flush=True)
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith('{"job"'):
+                    msg = json.loads(line)
+                    done.add(int(msg["job"]))
+                    on_result(int(msg["job"]), msg["result"])
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+        err.seek(0)
+        tail = (err.read().strip().splitlines() or ["(no output)"])[-1]
+    why = (f"timed out after {timeout:.0f} s" if killed.is_set()
+           else f"worker exit {rc}: {tail[:200]}")
+    for i in range(len(task["jobs"])):
+        if i not in done:
+            on_result(i, {"error": why})
 
 
 if __name__ == "__main__":
-    main()
+    run_task(json.loads(sys.argv[1]), _print_line)

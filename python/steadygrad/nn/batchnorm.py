@@ -71,16 +71,20 @@ class BatchNorm1d(Module):
             nbt[...] = 0
 
     def forward(self, x: np.ndarray, *, epilogue: str = "none") -> np.ndarray:
-        use_batch = self.training or not self.track_running_stats
+        # torch's _BatchNorm.forward: batch statistics in training or when both buffers are
+        # None; buffers updated (and counted) only in training with track_running_stats
+        use_batch = self.training or (self.running_mean is None and self.running_var is None)
+        track = self.track_running_stats or not self.training
         out = work_rows(self, x, self.num_features)
         w, b = self.weight, self.bias
         c = (self.num_features,)
         mean, invstd = self._buffer("save_mean", c), self._buffer("save_invstd", c)
-        if use_batch and self.running_mean is not None:
-            running_stats.before_update(self)
+        if self.training and self.track_running_stats:
+            running_stats.before_update(self)  # the update below can be taken back (skipped step)
         y = _core.batchnorm_forward(
             x, None if w is None else w.data, None if b is None else b.data,
-            self.running_mean, self.running_var, self.num_batches_tracked,
+            self.running_mean if track else None, self.running_var if track else None,
+            self.num_batches_tracked if self.training and self.track_running_stats else None,
             mean, invstd, use_batch_stats=use_batch,
             momentum=self.momentum, eps=self.eps, out=out, activation=epilogue)
         self._x, self._batch_stats, self._saved = x, use_batch, (mean, invstd)

@@ -4,6 +4,7 @@ backward is one call that computes grad_input, grad_weight and grad_bias."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -82,12 +83,10 @@ class Linear(Module):
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
         return 4 * shape[0] * self.out_features, 4 * shape[0] * self.in_features
 
-    def gemm_calls(self, shape: tuple[int, ...],
-                   input_grad: bool = True) -> list[tuple[int, int, int, bool, bool]]:
-        batch, i, o = shape[0], self.in_features, self.out_features
-        # forward y = x W^T; backward dx = dy W and dW = dy^T x (cpp/layers/linear.cpp)
-        dx = [(batch, i, o, False, False)] if input_grad else []
-        return [(batch, o, i, False, True), *dx, (o, i, batch, True, False)]
+    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> dict[str, Any]:
+        # the GEMMs' packing buffers, as cpp/layers/linear.cpp sizes them
+        return _core.linear_scratch(shape[0], self.in_features, self.out_features,
+                                    input_grad=input_grad)
 
     def extra_repr(self) -> str:
         return f"{self.in_features} -> {self.out_features}" + ("" if self.bias is not None else ", bias=False")

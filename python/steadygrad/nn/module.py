@@ -406,12 +406,12 @@ class Module:
         """(activation bytes, workspace bytes) this module holds for an input of `shape`."""
         return 0, 0
 
-    def gemm_calls(self, shape: tuple[int, ...],
-                   input_grad: bool = True) -> list[tuple[int, int, int, bool, bool]]:
-        """(m, n, k, trans_a, trans_b) of each GEMM a forward + backward at input `shape` runs,
-        with the backward's dL/dx GEMM when input_grad (summary() sizes the GEMM's
-        thread-local packing buffers from them)."""
-        return []
+    def thread_scratch(self, shape: tuple[int, ...],
+                       input_grad: bool = True) -> dict[str, Any] | None:
+        """The thread-local scratch (packing buffers, reused across calls) this module's
+        kernels grow for a forward + backward at input `shape`, as the C++ that runs them
+        sizes it (e.g. `_core.linear_scratch`); None when it uses none."""
+        return None
 
     def summary(self, batch_size: int, input_shape: tuple[int, ...] | None = None,
                 file: TextIO | None = sys.stdout, optimizer: Any = None,

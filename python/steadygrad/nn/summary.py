@@ -7,7 +7,6 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from steadygrad import _core
 from steadygrad.nn.container import Residual, Sequential
 from steadygrad.nn.module import Module
 
@@ -51,28 +50,29 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
     act, ws = m.memory(shape)
     if not input_grad and not isinstance(m, Residual):
         ws = 0  # a leaf's workspace is its grad_input buffer, not allocated then
-    calls = [_core._gemm_workspace_bytes(*c, threads=_core.get_num_threads())
-             for c in m.gemm_calls(shape, input_grad)]
+    scratch = m.thread_scratch(shape, input_grad)
     own = [p for p in m._parameters.values() if p is not None]
     rows.append({
         "name": name or "(model)", "layer": label, "output_shape": tuple(out),
         "params": sum(p.size for p in own),
         "buffer_bytes": sum(b.nbytes for b in m._buffers.values() if b is not None),
         "activation_bytes": act, "workspace_bytes": ws,
-        "gemm_calls": calls, "gemm_workspace_bytes": _gemm_workspace(calls),
+        "thread_scratch": scratch, "gemm_workspace_bytes": scratch_bytes([scratch]),
     })
     return tuple(out)
 
 
-def _gemm_workspace(calls: list[dict[str, int]]) -> int:
-    """Bytes the GEMM's thread-local packing buffers reach over `calls`: each buffer is reused
-    and only grows, so it is the max over the calls, per buffer and per thread, not the sum."""
-    if not calls:
+def scratch_bytes(scratches: list[dict[str, Any] | None]) -> int:
+    """Bytes the thread-local packing buffers reach over the layers' `scratches`: each buffer
+    is reused and only grows, so it is the max over the layers, per buffer and per thread, not
+    the sum."""
+    got = [s for s in scratches if s is not None]
+    if not got:
         return 0
-    total = max(c["b_shared"] for c in calls)  # the calling thread's B panel
-    for t in range(max(c["threads"] for c in calls)):  # team member t's A block and B micropanels
-        mine = [c for c in calls if c["threads"] > t]
-        total += max(c["a"] for c in mine) + max(c["b_own"] for c in mine)
+    total = max(s["b_shared"] for s in got)  # the calling thread's B panel
+    for t in range(max(len(s["a"]) for s in got)):  # team member t's A block, B micropanels
+        total += (max(s["a"][t] for s in got if len(s["a"]) > t)
+                  + max(s["b_own"][t] for s in got if len(s["b_own"]) > t))
     return total
 
 
@@ -117,7 +117,7 @@ def summarize(model: Module, batch_size: int, input_shape: tuple[int, ...] | Non
         "activation_bytes": sum(r["activation_bytes"] for r in rows),
         "workspace_bytes": sum(r["workspace_bytes"] for r in rows),
         # one set of thread-local buffers serves every layer's GEMMs: the max over all calls
-        "gemm_workspace_bytes": _gemm_workspace([c for r in rows for c in r["gemm_calls"]]),
+        "gemm_workspace_bytes": scratch_bytes([r["thread_scratch"] for r in rows]),
         "optimizer_bytes": 0 if optimizer is None else optimizer_state_bytes(optimizer),
         "layers": rows,
     }

@@ -1,0 +1,32 @@
+// pthread_atfork child handler for libgomp (see fork_guard.h).
+#include "common/fork_guard.h"
+
+#include <omp.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <mutex>
+
+namespace sg {
+namespace {
+
+std::atomic<bool> forked_child{false};
+
+// Runs in the child, in the only thread it has (the one that called fork). It sets that
+// thread's nthreads-var: every kernel sizes its team by omp_get_max_threads() (or runs its
+// region under an `if`), so none asks the stale pool for workers.
+void on_fork_child() {
+  forked_child.store(true, std::memory_order_relaxed);
+  omp_set_num_threads(1);
+}
+
+}  // namespace
+
+void install_fork_guard() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, &on_fork_child); });
+}
+
+bool in_forked_child() { return forked_child.load(std::memory_order_relaxed); }
+
+}  // namespace sg

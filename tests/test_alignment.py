@@ -1,0 +1,135 @@
+"""Misaligned arrays (data at a byte offset that is not a multiple of the itemsize, e.g.
+np.frombuffer(buf, np.float32, offset=1)) are refused by the binding gate for every float and
+integer array argument, inputs and outputs alike, with the argument named and nothing
+written; the kernels' element loads would otherwise be undefined behaviour (UBSan: misaligned
+load in the GEMM microkernel). Through nn the error names the layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import gemm_tolerance
+
+import steadygrad as sg
+from steadygrad import _core, nn
+
+TIME_BUDGET_S = 10
+
+
+def misaligned(a: np.ndarray, offset: int = 1) -> np.ndarray:
+    """A copy of `a` whose data starts `offset` bytes past an aligned address."""
+    a = np.asarray(a)
+    buf = np.zeros(a.nbytes + 16, np.uint8)
+    start = offset + (-buf.ctypes.data) % 16  # buf + start == offset (mod 16)
+    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % a.itemsize == offset % a.itemsize
+    return out
+
+
+def f32(*shape: int) -> np.ndarray:
+    return (np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape) % 7) / 7 - 0.4
+
+
+def i64(*values: int) -> np.ndarray:
+    return np.array(values, np.int64)
+
+
+# fn name -> builder of fresh keyword arguments (every array argument by its binding name)
+CALLS: dict[str, Callable[[], dict[str, Any]]] = {
+    "gemm": lambda: dict(a=f32(8, 6), b=f32(6, 5), out=f32(8, 5), bias=f32(5)),
+    "linear_forward": lambda: dict(input=f32(4, 6), weight=f32(3, 6), bias=f32(3), out=f32(4, 3)),
+    "linear_backward": lambda: dict(grad_output=f32(4, 3), input=f32(4, 6), weight=f32(3, 6),
+                                    grad_weight=f32(3, 6), grad_bias=f32(3), grad_input=f32(4, 6)),
+    **{name: lambda: dict(x=f32(3, 4), out=f32(3, 4))
+       for name in ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")},
+    **{name: lambda: dict(grad_output=f32(3, 4), x=f32(3, 4), out=f32(3, 4))
+       for name in ("relu_backward", "leaky_relu_backward", "gelu_backward")},
+    **{name: lambda: dict(grad_output=f32(10), y=f32(10))
+       for name in ("tanh_backward", "sigmoid_backward")},
+    "softmax_cross_entropy": lambda: dict(logits=f32(4, 5), labels=i64(0, 4, 2, 1), out=f32(4, 5)),
+    "global_norm": lambda: dict(x=f32(33)),
+    "add": lambda: dict(a=f32(6), b=f32(6), out=f32(6)),
+    "dropout": lambda: dict(x=f32(9), p=0.5, seed=3, out=f32(9)),
+    "mse_loss": lambda: dict(input=f32(2, 3), target=f32(2, 3), out=f32(2, 3)),
+    "batchnorm_forward": lambda: dict(
+        input=f32(4, 3), weight=f32(3) + 1, bias=f32(3), running_mean=f32(3),
+        running_var=f32(3) + 1, num_batches_tracked=np.zeros((), np.int64), save_mean=f32(3),
+        save_invstd=f32(3), use_batch_stats=True, out=f32(4, 3)),
+    "batchnorm_backward": lambda: dict(
+        grad_output=f32(4, 3), input=f32(4, 3), weight=f32(3) + 1, save_mean=f32(3),
+        save_invstd=f32(3) + 1, grad_weight=f32(3), grad_bias=f32(3), batch_stats=True,
+        grad_input=f32(4, 3), activation="relu", output=f32(4, 3), bias=f32(3)),
+    "sgd_step": lambda: dict(param=f32(10), grad=f32(10), momentum_buffer=f32(10),
+                             seg_offsets=i64(0, 6), seg_lengths=i64(6, 4), lr=0.1, momentum=0.9,
+                             dampening=0.0, weight_decay=0.0),
+    "adam_step": lambda: dict(param=f32(10), grad=f32(10), exp_avg=f32(10), exp_avg_sq=f32(10) ** 2,
+                              max_exp_avg_sq=f32(10) ** 2, seg_offsets=i64(0), seg_lengths=i64(10),
+                              lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.0, step=1,
+                              amsgrad=True),
+    "rmsprop_step": lambda: dict(param=f32(10), grad=f32(10), square_avg=f32(10) ** 2,
+                                 grad_avg=f32(10), momentum_buffer=f32(10), seg_offsets=i64(0),
+                                 seg_lengths=i64(10), lr=0.1, alpha=0.9, eps=1e-8,
+                                 weight_decay=0.0, momentum=0.5, centered=True),
+    "grad_norms": lambda: dict(grad=f32(10), seg_offsets=i64(0, 5), seg_lengths=i64(5, 5),
+                               out=np.zeros(2)),
+    "grad_scale_clamp": lambda: dict(grad=f32(10), seg_offsets=i64(0), seg_lengths=i64(10),
+                                     scale=0.5),
+}
+
+CASES = [(fn, arg, off) for fn, make in CALLS.items() for arg, v in make().items()
+         if isinstance(v, np.ndarray) for off in sorted({1, v.itemsize // 2})]
+
+
+def _call(fn: str, kw: dict[str, Any]) -> Any:
+    return getattr(_core, fn)(**kw)
+
+
+@pytest.mark.parametrize("fn,arg,offset", CASES, ids=[f"{f}-{a}-{o}" for f, a, o in CASES])
+def test_gate_refuses_misaligned(fn: str, arg: str, offset: int) -> None:
+    _call(fn, CALLS[fn]())  # the aligned call goes through: the refusal below is the offset's
+    kw = CALLS[fn]()
+    kw[arg] = bad = misaligned(kw[arg], offset)
+    before = {k: v.copy() for k, v in kw.items() if isinstance(v, np.ndarray)}
+    size = bad.itemsize
+    with pytest.raises(ValueError) as info:
+        _call(fn, kw)
+    assert str(info.value).startswith(
+        f"{fn}: {arg} must be {size}-byte aligned {bad.dtype} data, got address % {size} == "
+        f"{offset % size} "), str(info.value)
+    assert "pass a copy (np.array(x))" in str(info.value)
+    for k, v in before.items():
+        np.testing.assert_array_equal(kw[k], v, err_msg=f"{fn}: {k} was modified")
+
+
+def test_every_kernel_binding_is_covered() -> None:
+    """Each public _core function is in the table unless it takes no array."""
+    no_arrays = {"cpu_info", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
+                 "linear_scratch"}
+    public = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
+    assert public - no_arrays == set(CALLS), f"not covered: {public - no_arrays - set(CALLS)}"
+
+
+def test_linear_layer_names_itself(isa: str) -> None:
+    layer = nn.Linear(6, 3)
+    x = misaligned(f32(4, 6))
+    with pytest.raises(ValueError, match=r"^Linear\(6 -> 3\): linear_forward: input must be "
+                                         r"4-byte aligned float32 data, got address % 4 == 1"):
+        layer(x)
+    y = layer(np.array(x))  # the copy the message suggests works, and is the same computation
+    want = np.array(x, np.float64) @ layer.weight.data.T.astype(np.float64) + layer.bias.data
+    np.testing.assert_allclose(y, want, rtol=0, atol=gemm_tolerance(6))
+
+
+def test_sequential_and_ops_gemm_refuse_misaligned_frombuffer(isa: str) -> None:
+    """The report's construction: np.frombuffer over a bytearray at offset 1."""
+    n = 64
+    a = np.frombuffer(bytearray(4 * n * n + 1), np.float32, offset=1).reshape(n, n)
+    with pytest.raises(ValueError, match="gemm: a must be 4-byte aligned float32 data"):
+        sg.ops.gemm(a, np.eye(n, dtype=np.float32))
+    model = nn.Sequential(nn.Linear(n, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match=r"^Sequential\[0\] Linear\(.*input must be 4-byte "):
+        model(a)
