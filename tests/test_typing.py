@@ -146,7 +146,8 @@ _ARG_TYPES = {
 }
 _RETURN_TYPES = {"None": ("None",), "bool": ("bool",), "int": ("int",), "float": ("float",),
                  "str": ("str",), "numpy.ndarray": ("_F32", "npt.NDArray["),
-                 "tuple": ("tuple[",), "dict": ("dict[", "_CpuInfo")}
+                 "tuple": ("tuple[",),
+                 "dict": ("dict[", "CpuInfo", "GemmConstants", "GemmScratch")}
 
 
 def _compiled_functions() -> list[str]:
@@ -213,6 +214,8 @@ sg.ops.softmax_cross_entropy(a, a)  # E
 supported: list[str] = sg.cpu_info()["isa_supported"]
 threads: str = sg.cpu_info()["threads"]  # E
 sg.set_isa(3)  # E
+per_thread: list[int] = _core.linear_scratch(8, 4, 2, threads=2)["a"]
+_core.linear_scratch(8, 4, 2, False)  # E
 norms: npt.NDArray[np.float64] = _core.grad_norms(a.ravel(), np.zeros(1, np.int64), np.ones(1, np.int64))[1]
 """
 

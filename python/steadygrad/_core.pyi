@@ -6,7 +6,8 @@
 # C-contiguous (labels and segment tables: integer arrays). Arguments that take one of a few
 # strings ('none'/'relu', 'mean'/'sum', ...) are `str`: the binding raises ValueError naming
 # the accepted values. The docstrings live in the module itself (`help(steadygrad._core)`).
-# Names for the checker only: aliases (plain assignments) and @type_check_only classes.
+# Names for the checker only: aliases (plain assignments) and @type_check_only classes (the
+# dicts some functions return; import them under `if TYPE_CHECKING:`).
 
 from typing import Literal, SupportsIndex, TypedDict, overload, type_check_only
 
@@ -22,7 +23,7 @@ __version__: str
 # -- runtime controls (module.cpp) ------------------------------------------------------------
 
 @type_check_only
-class _CpuInfo(TypedDict):
+class CpuInfo(TypedDict):
     isa: str
     isa_best: str
     isa_supported: list[str]
@@ -33,7 +34,7 @@ class _CpuInfo(TypedDict):
     openmp: int
     version: str
 
-def cpu_info() -> _CpuInfo: ...
+def cpu_info() -> CpuInfo: ...
 def set_num_threads(n: SupportsIndex) -> None: ...  # an int or numpy integer, not a bool
 def get_num_threads() -> int: ...
 def set_isa(name: str) -> None: ...
@@ -55,11 +56,44 @@ def gemm(
 ) -> _F32: ...
 def _fma_peak_gflops(isa: str, seconds: float = 0.2) -> float: ...
 def _gemm_uses_sup(trans_a: bool, m: int, lda: int) -> bool: ...
+@type_check_only
+class GemmBlocking(TypedDict):
+    mc: int
+    kc: int
+    nc: int
+
+@type_check_only
+class GemmConstants(TypedDict):
+    isa: str
+    mr: int
+    nr: int
+    packed: GemmBlocking
+    sup: GemmBlocking
+    parallel_min_macs: int
+    sup_max_rows: int
+    m_split_min_tiles_per_thread: int
+
+def _gemm_constants() -> GemmConstants: ...
 def _gemm_workspace_bytes(
     m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False, threads: int = 1
 ) -> dict[str, int]: ...
 
 # -- layers (bind_layers.cpp, bind_layers_pointwise.cpp) --------------------------------------
+
+@type_check_only
+class GemmScratch(TypedDict):
+    """Thread-local GEMM packing buffers, in bytes: the calling thread's B panel, each team
+    member's A block and B micropanels, and their sum."""
+
+    b_shared: int
+    a: list[int]
+    b_own: list[int]
+    total: int
+
+def linear_scratch(
+    batch: int, in_features: int, out_features: int, *, input_grad: bool = True,
+    threads: int | None = None,
+) -> GemmScratch: ...
 
 def linear_forward(
     input: _F32,

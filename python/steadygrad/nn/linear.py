@@ -4,7 +4,7 @@ backward is one call that computes grad_input, grad_weight and grad_bias."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from steadygrad.nn import init
 from steadygrad.nn._util import check_rows, grad_input_out, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
+
+if TYPE_CHECKING:
+    from steadygrad._core import GemmScratch
 
 
 def _check_size(name: str, value: object) -> int:
@@ -83,7 +86,7 @@ class Linear(Module):
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
         return 4 * shape[0] * self.out_features, 4 * shape[0] * self.in_features
 
-    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> dict[str, Any]:
+    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch:
         # the GEMMs' packing buffers, as cpp/layers/linear.cpp sizes them
         return _core.linear_scratch(shape[0], self.in_features, self.out_features,
                                     input_grad=input_grad)

@@ -29,13 +29,16 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal, TextIO, overload
+from typing import TYPE_CHECKING, Any, Literal, TextIO, overload
 
 import numpy as np
 
 from steadygrad.nn import _calls
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
 from steadygrad.nn.state_dict import IncompatibleKeys, load_state, state_targets
+
+if TYPE_CHECKING:
+    from steadygrad._core import GemmScratch
 
 # Errors that get the layer's name prefixed on their way out (type preserved).
 _NAMED_ERRORS = (TypeError, ValueError, RuntimeError, IndexError)
@@ -407,7 +410,7 @@ class Module:
         return 0, 0
 
     def thread_scratch(self, shape: tuple[int, ...],
-                       input_grad: bool = True) -> dict[str, Any] | None:
+                       input_grad: bool = True) -> GemmScratch | None:
         """The thread-local scratch (packing buffers, reused across calls) this module's
         kernels grow for a forward + backward at input `shape`, as the C++ that runs them
         sizes it (e.g. `_core.linear_scratch`); None when it uses none."""

@@ -3,12 +3,15 @@ holds at that batch size (parameters, gradients, buffers, cached activations, wo
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from steadygrad.nn.container import Residual, Sequential
 from steadygrad.nn.module import Module
+
+if TYPE_CHECKING:
+    from steadygrad._core import GemmScratch
 
 
 def _infer_input_shape(model: Module, batch_size: int) -> tuple[int, ...]:
@@ -62,7 +65,7 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
     return tuple(out)
 
 
-def scratch_bytes(scratches: list[dict[str, Any] | None]) -> int:
+def scratch_bytes(scratches: list[GemmScratch | None]) -> int:
     """Bytes the thread-local packing buffers reach over the layers' `scratches`: each buffer
     is reused and only grows, so it is the max over the layers, per buffer and per thread, not
     the sum."""
