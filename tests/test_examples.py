@@ -13,12 +13,23 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _run(name: str, *args: str, cwd: Path) -> str:
+# Training outcomes (accuracies) are not error-bounded quantities: another ISA path rounds
+# differently and the run follows another trajectory, as with another seed (digits: 0.9800 on
+# AVX2, 0.9778 on generic). The generic path computes bit for bit the same on every x86-64
+# machine, so it carries the examples' exact claims; the machine's best path must reach them
+# within a margin of a few test samples.
+PATHS = ["generic", "best"]
+
+
+def _run(name: str, *args: str, cwd: Path, path: str = "generic") -> str:
     pytest.importorskip("sklearn")  # the examples use scikit-learn's bundled digits (test extra)
     # One OpenMP thread: the test machine's cores are shared and oversubscribed OpenMP barriers
     # cost 3-10x in wall time; results are bitwise identical for any thread count (by design,
     # tested in the kernel and resume tests), so the printed numbers are the same.
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("STEADYGRAD_ISA", None)
+    if path == "generic":
+        env["STEADYGRAD_ISA"] = "generic"
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, capture_output=True,
                           text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -29,27 +40,33 @@ def _floats(pattern: str, text: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text)}
 
 
-def test_digits_mlp_reaches_97_percent(tmp_path):
-    out = _run("digits_mlp.py", "--checkpoint", str(tmp_path / "d.safetensors"), cwd=tmp_path)
+@pytest.mark.parametrize("path", PATHS)
+def test_digits_mlp_reaches_97_percent(tmp_path, path):
+    out = _run("digits_mlp.py", "--checkpoint", str(tmp_path / "d.safetensors"), cwd=tmp_path,
+               path=path)
     acc = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
-    assert acc >= 0.97, out
+    assert acc >= (0.97 if path == "generic" else 0.96), out
     assert (tmp_path / "d.safetensors").stat().st_size > 0
 
 
-def test_vanishing_gradients_shows_the_problem_and_both_fixes(tmp_path):
-    out = _run("vanishing_gradients.py", "--plot", str(tmp_path / "v.png"), cwd=tmp_path)
+@pytest.mark.parametrize("path", PATHS)
+def test_vanishing_gradients_shows_the_problem_and_both_fixes(tmp_path, path):
+    out = _run("vanishing_gradients.py", "--plot", str(tmp_path / "v.png"), cwd=tmp_path,
+               path=path)
     ratio = _floats(r"(\w+): first/last layer gradient-norm ratio ([0-9.e+-]+)", out)
     acc = _floats(r"(\w+): test accuracy after \d+ epochs ([0-9.]+)", out)
     assert ratio["sigmoid"] < 1e-5, out
     assert ratio["relu"] > 1e-2 and ratio["batchnorm"] > 1e-2, out
-    assert acc["sigmoid"] < 0.3 and min(acc["relu"], acc["batchnorm"]) > 0.85, out
+    floor = 0.85 if path == "generic" else 0.8
+    assert acc["sigmoid"] < 0.3 and min(acc["relu"], acc["batchnorm"]) > floor, out
     assert "vanishing_gradient" in out.split("== check_init, relu")[0]  # flagged for sigmoid
     assert "per-layer gradient norm at step 0" in out and len(re.findall(r"^\s+19\s", out, re.M)) == 1
 
 
-def test_exploding_gradients_rescued_by_clipping(tmp_path):
-    out = _run("exploding_gradients.py", cwd=tmp_path)
+@pytest.mark.parametrize("path", PATHS)
+def test_exploding_gradients_rescued_by_clipping(tmp_path, path):
+    out = _run("exploding_gradients.py", cwd=tmp_path, path=path)
     assert re.search(r"without clipping: diverged", out), out
     acc = float(re.search(r"with clipping: test accuracy ([0-9.]+)", out).group(1))
-    assert acc >= 0.85, out
+    assert acc >= (0.85 if path == "generic" else 0.8), out
     assert "exploding" in out
