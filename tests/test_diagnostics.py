@@ -9,7 +9,7 @@ from train_fakes import FakeCE, FakeSGD, Linear, ReLU, RunningStat, Sequential, 
 
 from steadygrad.callbacks import Callback
 from steadygrad.diagnostics import GradientMonitor, check_init
-from steadygrad.train import fit
+from steadygrad.training import fit
 
 
 class Truth(Callback):
@@ -157,15 +157,16 @@ def test_check_init_on_real_layers_names_the_layer_and_restores_state():
 
 
 def test_monitor_reuses_the_optimizers_norm_pass(monkeypatch):
-    from steadygrad import diagnostics, nn, optim
+    from steadygrad import nn, optim
+    from steadygrad.diagnostics import monitor
     from steadygrad.random import manual_seed
 
     manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
     opt = optim.Adam(model.parameters(), lr=1e-2, max_grad_norm=1.0)
     own = []
-    real = diagnostics.param_norms
-    monkeypatch.setattr(diagnostics, "param_norms", lambda ps: own.append(1) or real(ps))
+    real = monitor.param_norms
+    monkeypatch.setattr(monitor, "param_norms", lambda ps: own.append(1) or real(ps))
     truth, mon = Truth(1), GradientMonitor(every=1)
     x, y = blobs(64)
     fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=16, callbacks=[truth, mon],

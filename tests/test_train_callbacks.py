@@ -20,8 +20,8 @@ from steadygrad.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
-from steadygrad.io import load
-from steadygrad.train import fit
+from steadygrad.checkpoint import load
+from steadygrad.training import fit
 
 
 class Script(Callback):

@@ -15,7 +15,7 @@ from train_fakes import blobs
 from steadygrad import nn, optim, progress
 from steadygrad.callbacks import Callback
 from steadygrad.random import manual_seed
-from steadygrad.train import DroppedBatchWarning, fit
+from steadygrad.training import DroppedBatchWarning, fit
 
 
 class Sizes(Callback):

@@ -14,7 +14,7 @@ from train_fakes import FakeCE, FakeSGD, FakeStepLR, ReLU, blobs, mlp
 
 from steadygrad import progress
 from steadygrad.callbacks import Callback
-from steadygrad.train import evaluate, fit, predict
+from steadygrad.training import evaluate, fit, predict
 
 
 def _setup(seed=0, lr=0.05):

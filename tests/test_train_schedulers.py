@@ -14,7 +14,7 @@ from steadygrad import nn, optim
 from steadygrad.callbacks import Callback
 from steadygrad.optim import lr_scheduler as sls
 from steadygrad.random import manual_seed
-from steadygrad.train import fit
+from steadygrad.training import fit
 
 TLS = torch.optim.lr_scheduler
 N, BS, EPOCHS = 100, 16, 5

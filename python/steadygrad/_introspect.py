@@ -1,6 +1,7 @@
-"""Duck-typed views of models and optimizers for the training tools (fit, diagnostics,
-checkpoints): layer walking, the global RNG, learning rates. Kept in one place so the tools
-depend on the nn/optim API through a handful of small functions."""
+"""Duck-typed views of models and optimizers for the training tools (callbacks, fit,
+diagnostics, checkpoints): layer walking, the global RNG, learning rates. Kept in one place so
+the tools depend on the nn/optim API through a handful of small functions; it imports only
+`steadygrad.random`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from steadygrad import random
 
 
 def children(module: Any) -> list[tuple[str, Any]]:
@@ -30,15 +33,10 @@ def named_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield from named_layers(child, f"{prefix}.{name}" if prefix else str(name))
 
 
-def global_rng() -> np.random.Generator | None:
+def global_rng() -> np.random.Generator:
     """The numpy Generator behind sg.manual_seed (init, Dropout seeds). manual_seed replaces
     the object, so this is looked up on every use."""
-    try:
-        from steadygrad import random as sg_random
-    except ImportError:  # pragma: no cover - the nn package always ships it
-        return None
-    gen = sg_random.generator()
-    return gen if isinstance(gen, np.random.Generator) else None
+    return random.generator()
 
 
 def get_lr(optimizer: Any) -> float:

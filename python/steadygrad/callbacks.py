@@ -1,7 +1,11 @@
 """Callbacks for `sg.fit` (Keras names and semantics): EarlyStopping, ModelCheckpoint,
 ReduceLROnPlateau, CSVLogger, TerminateOnNaN. Each sees the running loop through `self.loop`
 (model, optimizer, scheduler, state, stop_training) and can save/restore its own state so
-that a resumed fit behaves as if it had never stopped."""
+that a resumed fit behaves as if it had never stopped.
+
+It sits below both users of the hook interface, `steadygrad.training` (which calls the hooks)
+and `steadygrad.diagnostics` (whose GradientMonitor is a Callback), so it imports only
+`steadygrad._introspect`: a checkpoint is written through `loop.save_checkpoint`."""
 
 from __future__ import annotations
 

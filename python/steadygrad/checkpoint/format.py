@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from steadygrad import _safetensors as st
 from steadygrad._introspect import global_rng, named_layers
+from steadygrad.checkpoint import safetensors as st
 
 FORMAT = "steadygrad.checkpoint"
 FORMAT_VERSION = 1

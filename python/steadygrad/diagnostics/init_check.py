@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _introspect as intro
-from steadygrad._probe import RELU_TYPES, SATURATING_TYPES, LayerProbe, unit_std
+from steadygrad import nn
+from steadygrad.diagnostics.probe import RELU_TYPES, SATURATING_TYPES, LayerProbe, unit_std
 
 
 @dataclass
@@ -90,8 +91,6 @@ def _suggest(kind: str, types: set[str]) -> str:
 
 
 def _default_loss(y: np.ndarray) -> Any:
-    from steadygrad import nn
-
     return nn.CrossEntropyLoss() if y.dtype.kind in "iu" else nn.MSELoss()
 
 

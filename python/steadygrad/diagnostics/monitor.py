@@ -14,23 +14,17 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _introspect as intro
-from steadygrad._probe import RELU_TYPES, LayerProbe
 from steadygrad.callbacks import Callback
-from steadygrad.init_check import InitReport, check_init
-
-__all__ = ["GradientMonitor", "InitReport", "check_init", "param_norms"]
+from steadygrad.diagnostics.probe import RELU_TYPES, LayerProbe
+from steadygrad.ops import global_norm
 
 
 def param_norms(params: list[Any]) -> np.ndarray:
     """L2 norm of each parameter's gradient: one deterministic `sg.ops.global_norm` each."""
-    from steadygrad.ops import global_norm
-
     return np.array([global_norm(p.grad_buffer.reshape(-1)) for p in params], dtype=np.float64)
 
 
 def _norm(a: np.ndarray) -> float:
-    from steadygrad.ops import global_norm
-
     return float(global_norm(np.ascontiguousarray(a, dtype=np.float32).reshape(-1)))
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from train_fakes import FakeSGD, FakeStepLR, Linear, ReLU, RunningStat, Sequential, mlp
 
-from steadygrad import _safetensors as st
-from steadygrad.io import CheckpointError, load, save
+from steadygrad.checkpoint import CheckpointError, load, save
+from steadygrad.checkpoint import safetensors as st
 
 
 def _trained(seed: int = 0):
