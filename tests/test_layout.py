@@ -126,6 +126,18 @@ def test_no_import_cycle(level):
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+def test_each_public_class_name_is_defined_once():
+    """One name per concept: two classes called alike (the ReduceLROnPlateau callback and
+    scheduler were) read as one thing and are not."""
+    seen: dict[str, list[str]] = {}
+    for f in FILES:
+        for node in ast.parse(f.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                seen.setdefault(node.name, []).append(str(f.relative_to(ROOT)))
+    twice = {name: where for name, where in seen.items() if len(where) > 1}
+    assert not twice, twice
+
+
 def test_public_names_stay_where_the_readme_and_examples_use_them():
     import steadygrad.callbacks as cb
     import steadygrad.diagnostics as diag

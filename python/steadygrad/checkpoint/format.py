@@ -263,9 +263,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: 
         if obj is not None:
             meta[name] = json.dumps(_encode(obj.state_dict(), name, tensors))
             meta[f"{name}_type"] = type(obj).__name__
-    rng = global_rng()
-    if rng is not None:
-        meta["rng"] = json.dumps(_encode(rng.bit_generator.state, "rng", tensors))
+    meta["rng"] = json.dumps(_encode(global_rng().bit_generator.state, "rng", tensors))
     if extra is not None:
         meta["extra"] = json.dumps(_encode(extra, "extra", tensors))
     st.write(path, tensors, meta)

@@ -14,7 +14,7 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad import nn
-from steadygrad.diagnostics.probe import RELU_TYPES, SATURATING_TYPES, LayerProbe, unit_std
+from steadygrad.diagnostics.probe import LayerProbe, is_rectifier, output_bounds, unit_std
 
 
 @dataclass
@@ -68,13 +68,14 @@ class InitReport:
         return "\n".join([self.table(), "", f"check_init: {verdict}", *map(str, self.issues)])
 
 
-def _suggest(kind: str, types: set[str]) -> str:
+def _suggest(kind: str, saturating: bool, rectifying: bool) -> str:
+    """The fix for `kind` in a model that has saturating (sigmoid/tanh) or rectifier layers."""
     if kind in ("vanishing_activation", "vanishing_gradient"):
-        if types & set(SATURATING_TYPES):
+        if saturating:
             return ("sigmoid/tanh shrink the signal at every layer (their slope is <= 0.25 / <= 1): "
                     "use ReLU with Kaiming init (nn.init.kaiming_normal_(w, nonlinearity='relu')), "
                     "or put BatchNorm1d before each activation")
-        if types & set(RELU_TYPES):
+        if rectifying:
             return ("the init gain is too small for ReLU: use Kaiming init "
                     "(nn.init.kaiming_normal_, gain sqrt(2)) or add BatchNorm1d")
         return "use Xavier/Kaiming init with the gain of your activation, or add BatchNorm1d"
@@ -127,7 +128,7 @@ def check_init(model: Any, x_probe: Any, y_probe: Any = None, loss_fn: Any = Non
     saved = copy.deepcopy(model.state_dict())
     was_training = intro.training_mode(model)
     rng = intro.global_rng()
-    rng_state = rng.bit_generator.state if rng is not None else None
+    rng_state = rng.bit_generator.state
     try:
         model.train()
         model.zero_grad()
@@ -135,8 +136,7 @@ def check_init(model: Any, x_probe: Any, y_probe: Any = None, loss_fn: Any = Non
     finally:
         model.load_state_dict(saved)  # BatchNorm running statistics moved during the probe
         model.train() if was_training else model.eval()
-        if rng is not None:
-            rng.bit_generator.state = rng_state
+        rng.bit_generator.state = rng_state
         model.zero_grad()
     return _analyse(model, x, probe, grads, vanish, explode)
 
@@ -169,11 +169,13 @@ def _analyse(model: Any, x: np.ndarray, probe: LayerProbe, grads: list, vanish: 
             "finite": fs.get("finite", True) and math.isfinite(bs.get("grad_in_std", 0.0))
             and (g is None or math.isfinite(g)),
         })
-    types = {r["type"] for r in rows}
+    saturating = any(output_bounds(m) is not None for _, m in probe.layers)
+    rectifying = any(is_rectifier(m) for _, m in probe.layers)
     issues: list[InitIssue] = []
 
     def add(row: dict[str, Any], kind: str, message: str) -> None:
-        issues.append(InitIssue(row["layer"], row["type"], kind, message, _suggest(kind, types)))
+        fix = _suggest(kind, saturating, rectifying)
+        issues.append(InitIssue(row["layer"], row["type"], kind, message, fix))
 
     bad = next((r for r in rows if not r["finite"]), None)
     if bad is not None:

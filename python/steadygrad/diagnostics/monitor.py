@@ -15,7 +15,7 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad.callbacks import Callback
-from steadygrad.diagnostics.probe import RELU_TYPES, LayerProbe
+from steadygrad.diagnostics.probe import LayerProbe, is_rectifier
 from steadygrad.ops import global_norm
 
 
@@ -64,7 +64,7 @@ class GradientMonitor(Callback):
         self.layers = list(intro.named_layers(model))
         self.layer_names = [n for n, _ in self.layers]
         self.layer_types = [type(m).__name__ for _, m in self.layers]
-        self.relu_layers = [n for n, t in zip(self.layer_names, self.layer_types, strict=False) if t in RELU_TYPES]
+        self.relu_layers = [n for n, m in self.layers if is_rectifier(m)]
         self.bn_layers = [(n, m) for n, m in self.layers if getattr(m, "running_var", None) is not None]
         self.bn_names = [n for n, _ in self.bn_layers]
         self._bn_prev = [np.array(m.running_var, dtype=np.float32) for _, m in self.bn_layers]

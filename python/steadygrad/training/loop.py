@@ -99,8 +99,7 @@ def _start_state(resume: Any, seed: int | None, initial_epoch: int, run: Run, mo
     check.schedule_length(scheduler, run.interval, run.steps_left(initial_epoch, 0, 0),
                           run.steps_per_epoch)
     if seed is None:
-        rng = intro.global_rng()
-        seed = int(rng.integers(2**63)) if rng is not None else int(np.random.SeedSequence().entropy)
+        seed = int(intro.global_rng().integers(2**63))
     state = FitState(seed)
     for _ in range(initial_epoch):  # same data order as a run that did those epochs
         if run.shuffle:
@@ -271,7 +270,7 @@ def _end_epoch(loop: Loop) -> None:
         v = evaluate(loop.model, loop.loss_fn, run.val[0], run.val[1], batch_size=max(run.batch_size, 256))
         logs.update({f"val_{k}": s for k, s in v.items()})
     if sched is not None and run.interval == "epoch":
-        if intro.is_plateau_scheduler(sched):
+        if check.steps_on_metric(sched):
             sched.step(logs.get("val_loss", logs["loss"]))
         else:
             sched.step()
