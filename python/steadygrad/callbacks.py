@@ -139,7 +139,7 @@ class ModelCheckpoint(_Monitor):
 
     saves_checkpoint = True
 
-    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
+    def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto", min_delta: float = 0.0) -> None:
         super().__init__(monitor, mode, min_delta)
         self.path = os.fspath(path)
@@ -219,7 +219,7 @@ class ReduceLROnPlateauCallback(_Monitor):
 class CSVLogger(Callback):
     """One CSV row per epoch (epoch + every logged value). A resumed fit appends."""
 
-    def __init__(self, path: str | os.PathLike, separator: str = ",", append: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], separator: str = ",", append: bool = False) -> None:
         self.path = os.fspath(path)
         self.separator = separator
         self.append = append

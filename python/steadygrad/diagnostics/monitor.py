@@ -28,7 +28,7 @@ def _norm(a: np.ndarray) -> float:
     return float(global_norm(np.ascontiguousarray(a, dtype=np.float32).reshape(-1)))
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3e}"
 
 
