@@ -1,7 +1,7 @@
 """Classify scikit-learn's bundled 8x8 digits with a small MLP trained by sg.fit.
 
 Linear -> BatchNorm -> ReLU -> Dropout -> Linear, Adam with fused gradient clipping,
-ReduceLROnPlateau and EarlyStopping on a validation split, then test accuracy on a held-out
+ReduceLROnPlateauCallback and EarlyStopping on a validation split, then test accuracy on a held-out
 quarter of the data. Runs in a few seconds on 2 cores; prints `test accuracy: 0.98xx`.
 
     python examples/digits_mlp.py [--verbose 1] [--checkpoint digits.safetensors]
@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 
 import steadygrad as sg
 from steadygrad import nn, optim
-from steadygrad.callbacks import EarlyStopping, ReduceLROnPlateau
+from steadygrad.callbacks import EarlyStopping, ReduceLROnPlateauCallback
 
 
 def data(seed: int = 0):
@@ -48,7 +48,7 @@ def main() -> None:
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=3e-3, max_grad_norm=5.0)
     callbacks = [
-        ReduceLROnPlateau(monitor="val_loss", factor=0.3, patience=4),
+        ReduceLROnPlateauCallback(monitor="val_loss", factor=0.3, patience=4),
         EarlyStopping(monitor="val_loss", patience=10, restore_best_weights=True),
     ]
     t0 = time.perf_counter()

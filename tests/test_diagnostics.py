@@ -5,11 +5,21 @@ it was)."""
 from __future__ import annotations
 
 import numpy as np
-from train_fakes import FakeCE, FakeSGD, Linear, ReLU, RunningStat, Sequential, Sigmoid, blobs, mlp
+from train_fakes import (
+    FakeCE,
+    FakeLinear,
+    FakeReLU,
+    FakeSequential,
+    FakeSGD,
+    FakeSigmoid,
+    RunningStat,
+    blobs,
+    mlp,
+)
 
 from steadygrad.callbacks import Callback
 from steadygrad.diagnostics import GradientMonitor, check_init
-from steadygrad.train import fit
+from steadygrad.training import fit
 
 
 class Truth(Callback):
@@ -33,7 +43,7 @@ class Truth(Callback):
 def test_gradient_monitor_records_every_k_steps():
     x, y = blobs(96)
     rng = np.random.default_rng(0)
-    model = Sequential(Linear(8, 16, rng), RunningStat(16), ReLU(), Linear(16, 3, rng))
+    model = FakeSequential(FakeLinear(8, 16, rng), RunningStat(16), FakeReLU(), FakeLinear(16, 3, rng))
     opt = FakeSGD(model.parameters(), lr=0.05)
     truth = Truth(5)
     mon = GradientMonitor(every=5)
@@ -55,7 +65,7 @@ def test_gradient_monitor_records_every_k_steps():
 
 def test_dead_relu_fraction_and_activation_stats_are_exact():
     rng = np.random.default_rng(0)
-    model = Sequential(Linear(4, 10, rng), ReLU(), Linear(10, 2, rng))
+    model = FakeSequential(FakeLinear(4, 10, rng), FakeReLU(), FakeLinear(10, 2, rng))
     lin = model._modules["0"]
     lin.bias.data = np.where(np.arange(10) < 7, -100.0, 0.0).astype(np.float32)  # 7 of 10 dead
     x = rng.standard_normal((32, 4)).astype(np.float32)
@@ -85,12 +95,12 @@ def _state(model):
 
 def test_check_init_sigmoid_stack_vanishes_and_suggests_relu_kaiming():
     x, y = blobs(128, d=16)
-    model = mlp([16] + [32] * 12 + [3], act=Sigmoid)
+    model = mlp([16] + [32] * 12 + [3], act=FakeSigmoid)
     before = _state(model)
     report = check_init(model, x, y, FakeCE())
     kinds = {i.kind: i for i in report.issues}
     assert {"vanishing_activation", "vanishing_gradient"} <= set(kinds)
-    assert kinds["vanishing_activation"].layer_type == "Sigmoid"
+    assert kinds["vanishing_activation"].layer_type == "FakeSigmoid"
     assert "ReLU with Kaiming init" in kinds["vanishing_gradient"].suggestion
     first = report.rows[0]["grad_scale"]
     assert first < 1e-5  # the first layer's gradient is a tiny fraction of the last layer's
@@ -105,8 +115,8 @@ def test_check_init_names_the_misscaled_layer():
     rng = np.random.default_rng(1)
     layers = []
     for _i in range(6):
-        layers += [Linear(16, 16, rng, gain=np.sqrt(2.0)), ReLU()]
-    model = Sequential(*layers, Linear(16, 3, rng))
+        layers += [FakeLinear(16, 16, rng, gain=np.sqrt(2.0)), FakeReLU()]
+    model = FakeSequential(*layers, FakeLinear(16, 3, rng))
     healthy = check_init(model, x)
     assert healthy.ok, str(healthy)
     model._modules["6"].weight.data = model._modules["6"].weight.data * 1e-4
@@ -121,7 +131,7 @@ def test_check_init_names_the_misscaled_layer():
 
 def test_check_init_restores_buffers_and_mode():
     rng = np.random.default_rng(0)
-    model = Sequential(Linear(4, 6, rng), RunningStat(6), ReLU(), Linear(6, 2, rng))
+    model = FakeSequential(FakeLinear(4, 6, rng), RunningStat(6), FakeReLU(), FakeLinear(6, 2, rng))
     model.eval()
     before = _state(model)
     check_init(model, rng.standard_normal((16, 4)).astype(np.float32))
@@ -157,15 +167,16 @@ def test_check_init_on_real_layers_names_the_layer_and_restores_state():
 
 
 def test_monitor_reuses_the_optimizers_norm_pass(monkeypatch):
-    from steadygrad import diagnostics, nn, optim
+    from steadygrad import nn, optim
+    from steadygrad.diagnostics import monitor
     from steadygrad.random import manual_seed
 
     manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
     opt = optim.Adam(model.parameters(), lr=1e-2, max_grad_norm=1.0)
     own = []
-    real = diagnostics.param_norms
-    monkeypatch.setattr(diagnostics, "param_norms", lambda ps: own.append(1) or real(ps))
+    real = monitor.param_norms
+    monkeypatch.setattr(monitor, "param_norms", lambda ps: own.append(1) or real(ps))
     truth, mon = Truth(1), GradientMonitor(every=1)
     x, y = blobs(64)
     fit(model, nn.CrossEntropyLoss(), opt, x, y, epochs=2, batch_size=16, callbacks=[truth, mon],
@@ -192,3 +203,30 @@ def test_layer_taps_come_off_when_a_step_raises():
         fit(model, Boom(), FakeSGD(model.parameters()), x, y, epochs=1, batch_size=16,
             diagnostics=1, verbose=0)
     assert all("forward" not in m.__dict__ for m in model._modules.values())
+
+
+def test_dead_and_saturated_units_come_from_what_a_layer_declares():
+    """A ReLU or Tanh subclass under another name keeps its statistics (the layer declares
+    `rectifier` / `output_bounds`; its class name does not matter), computed exactly."""
+    from steadygrad import nn
+    from steadygrad.diagnostics.probe import LayerProbe
+    from steadygrad.random import manual_seed
+
+    class Clamp(nn.ReLU):
+        pass
+
+    class Squash(nn.Tanh):
+        pass
+
+    manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 10), Clamp(), nn.Linear(10, 6), Squash())
+    model[0].bias.data = np.where(np.arange(10) < 7, -100.0, 0.0).astype(np.float32)  # 7 dead
+    model[2].weight.data = model[2].weight.data * 50  # drives most of the tanh into saturation
+    x = np.random.default_rng(0).standard_normal((32, 4)).astype(np.float32)
+    with LayerProbe(model) as probe:
+        out = np.array(model(x))
+    stats = probe.forward_stats
+    assert stats["1"]["dead"] == 0.7
+    saturated = np.count_nonzero(np.abs(out) > 0.99) / out.size
+    assert 0 < saturated < 1 and stats["3"]["saturated"] == saturated
+    assert all("dead" not in stats[k] and "saturated" not in stats[k] for k in ("0", "2"))

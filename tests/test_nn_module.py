@@ -166,6 +166,14 @@ def test_repr_and_summary() -> None:
     assert nn.Sequential(nn.Flatten(), nn.Linear(12, 2)).summary(4, (3, 4), file=None)["input_shape"] == (4, 3, 4)
 
 
+def test_summary_infers_the_input_width_past_identity_and_dropout_layers_of_any_name() -> None:
+    class Noise(nn.Dropout):
+        pass
+
+    m = nn.Sequential(nn.Identity(), Noise(0.1), nn.Linear(12, 2))
+    assert m.summary(4, file=None)["input_shape"] == (4, 12)
+
+
 @pytest.mark.parametrize("nl,param", [("linear", None), ("sigmoid", None), ("tanh", None), ("relu", None),
                                        ("leaky_relu", None), ("leaky_relu", 0.3), ("selu", None)])
 def test_calculate_gain_matches_torch(nl: str, param: float | None) -> None:

@@ -17,7 +17,7 @@ from optim_helpers import make_params, torch_one_thread  # noqa: F401 (autouse f
 
 import steadygrad as sg
 from steadygrad import nn, optim
-from steadygrad.io import CheckpointError
+from steadygrad.checkpoint import CheckpointError
 from steadygrad.nn import Parameter, flatten
 
 nan, inf = math.nan, math.inf

@@ -19,7 +19,7 @@ from steadygrad import nn, optim
 from steadygrad import random as sg_random
 from steadygrad.callbacks import EarlyStopping
 from steadygrad.optim import lr_scheduler as sls
-from steadygrad.train import evaluate, fit, predict
+from steadygrad.training import evaluate, fit, predict
 
 N, C = 50, 3
 

@@ -1,5 +1,5 @@
 """Callbacks: EarlyStopping (patience, min_delta, restore_best_weights), ModelCheckpoint
-(best / last, resumable), ReduceLROnPlateau, CSVLogger, TerminateOnNaN. Metrics are scripted
+(best / last, resumable), ReduceLROnPlateauCallback, CSVLogger, TerminateOnNaN. Metrics are scripted
 by a callback that runs first, so each expectation is exact."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from steadygrad.callbacks import (
     CSVLogger,
     EarlyStopping,
     ModelCheckpoint,
-    ReduceLROnPlateau,
+    ReduceLROnPlateauCallback,
     TerminateOnNaN,
 )
-from steadygrad.io import load
-from steadygrad.train import fit
+from steadygrad.checkpoint import load
+from steadygrad.training import fit
 
 
 class Script(Callback):
@@ -122,7 +122,7 @@ def test_model_checkpoint_last_resumes_exactly(tmp_path):
 
 def test_reduce_lr_on_plateau_with_cooldown():
     s = Script("val_loss", [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5])
-    rl = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, cooldown=1, min_lr=0.01)
+    rl = ReduceLROnPlateauCallback(monitor="val_loss", factor=0.5, patience=2, cooldown=1, min_lr=0.01)
     h, _, opt = _run([s, rl], epochs=8, lr=0.04)
     # Keras semantics: reduce after epoch 2 (2 bad epochs), cooldown epoch 3 resets the count
     # but (unlike PyTorch) the same epoch already counts as bad, so reduce again after epoch 4.

@@ -15,7 +15,7 @@ from train_fakes import blobs
 from steadygrad import nn, optim, progress
 from steadygrad.callbacks import Callback
 from steadygrad.random import manual_seed
-from steadygrad.train import DroppedBatchWarning, fit
+from steadygrad.training import DroppedBatchWarning, fit
 
 
 class Sizes(Callback):
@@ -166,3 +166,22 @@ def test_resume_after_a_drop_continues_the_same_batches():
         rest, more = _fit(model, 33, 8, epochs=3, resume=part.fit_state)
     assert len(more) == 3 * 4 - 5 and math.isclose(rest["loss"][-1], straight["loss"][-1], rel_tol=0)
     assert sizes == [8] * 12
+
+
+def test_any_layer_that_declares_it_normalizes_over_the_batch_is_guarded():
+    """The batch-of-one guard reads what a layer declares (BatchNorm1d's normalizes_over_batch),
+    not its class name: a subclass under another name, or any layer declaring it, is covered."""
+
+    class Whitening(nn.BatchNorm1d):
+        pass
+
+    class BatchStat(nn.Identity):
+        normalizes_over_batch = True
+
+    for mid in (Whitening(16), BatchStat()):
+        model = nn.Sequential(nn.Linear(8, 16), mid, nn.ReLU(), nn.Linear(16, 3))
+        with pytest.raises(ValueError, match=rf"batch_size=1, but {type(mid).__name__} at '1'"):
+            _fit(model, 40, 1)
+        with pytest.warns(DroppedBatchWarning, match=f"{type(mid).__name__} at '1'"):
+            _, sizes = _fit(model, 33, 8)
+        assert sizes == [8] * 8

@@ -10,11 +10,11 @@ import pytest
 from activation_refs import ACTS
 from conftest import assert_close
 from roundoff import Noisy, activation
-from train_fakes import FakeCE, FakeSGD, FakeStepLR, ReLU, blobs, mlp
+from train_fakes import FakeCE, FakeReLU, FakeSGD, FakeStepLR, blobs, mlp
 
 from steadygrad import progress
 from steadygrad.callbacks import Callback
-from steadygrad.train import evaluate, fit, predict
+from steadygrad.training import evaluate, fit, predict
 
 
 def _setup(seed=0, lr=0.05):
@@ -187,10 +187,10 @@ def test_verbose_levels(capsys, monkeypatch):
 
 
 def _fake_mlp_reference(model, x: np.ndarray) -> Noisy:
-    """train_fakes' Linear/ReLU stack in float64 with float32 rounding bounds (roundoff)."""
+    """train_fakes' FakeLinear/FakeReLU stack in float64 with float32 rounding bounds (roundoff)."""
     h = Noisy.of(x)
     for layer in model._modules.values():
-        if isinstance(layer, ReLU):
+        if isinstance(layer, FakeReLU):
             h = activation(ACTS["relu"], h)
         else:
             h = h @ Noisy.of(layer.weight.data).T + Noisy.of(layer.bias.data)

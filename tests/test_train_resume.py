@@ -71,7 +71,7 @@ def test_resume_in_a_fresh_process_is_bitwise_identical(tmp_path, straight, k):
 def test_resume_from_a_path_asks_load_to_restore_the_rng(tmp_path, monkeypatch):
     """sg.load restores sg's RNG only when asked (restore_rng=True); resuming a fit asks."""
     import steadygrad as sg
-    from steadygrad import io, nn, optim
+    from steadygrad import checkpoint, nn, optim
 
     x = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
@@ -83,13 +83,13 @@ def test_resume_from_a_path_asks_load_to_restore_the_rng(tmp_path, monkeypatch):
     path = tmp_path / "c.safetensors"
     sg.save(path, model, opt, extra={"fit": h.fit_state})
     calls = []
-    real_load = io.load
+    real_load = checkpoint.load
 
     def load(path, model, optimizer=None, scheduler=None, restore_rng=False):
         calls.append(restore_rng)
         return real_load(path, model, optimizer, scheduler)
 
-    monkeypatch.setattr(io, "load", load)
+    monkeypatch.setattr(checkpoint, "load", load)
     sg.manual_seed(999)
     sg.fit(model, nn.CrossEntropyLoss(), opt, x, y, resume=path, **kw)  # max_steps: no step left
     assert calls == [True]  # the fresh-process test above checks the restored RNG end to end

@@ -14,7 +14,7 @@ from steadygrad import nn, optim
 from steadygrad.callbacks import Callback
 from steadygrad.optim import lr_scheduler as sls
 from steadygrad.random import manual_seed
-from steadygrad.train import fit
+from steadygrad.training import fit
 
 TLS = torch.optim.lr_scheduler
 N, BS, EPOCHS = 100, 16, 5
@@ -166,3 +166,25 @@ def test_scheduler_misuse_is_named_before_the_first_step():
         return s
 
     _unchanged_after(bad_unit, "StepLR.interval must be 'epoch' or 'step', got 'batch'")
+
+
+def test_a_scheduler_steps_on_a_metric_by_its_class_not_its_name():
+    """fit gives the monitored metric to ReduceLROnPlateau and its subclasses, and a plain
+    step() to every other scheduler, whatever it is called."""
+
+    class ReduceLROnPlateau:  # a count-stepped schedule that happens to share the name
+        interval = "epoch"
+
+        def __init__(self, opt):
+            self.optimizer, self.calls = opt, 0
+
+        def step(self):
+            self.calls += 1
+
+    class Patient(sls.ReduceLROnPlateau):
+        pass
+
+    _, _, own = _fit(lambda m, o: ReduceLROnPlateau(o))
+    assert own.calls == EPOCHS
+    _, _, plateau = _fit(lambda m, o: Patient(o, patience=0, factor=0.5))
+    assert plateau.last_epoch == EPOCHS  # step(metric) once per epoch (step() would raise)

@@ -66,7 +66,7 @@ class FakeModule:
         return self.train(False)
 
 
-class Linear(FakeModule):
+class FakeLinear(FakeModule):
     def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, gain: float = 1.0) -> None:
         super().__init__()
         self.weight = Parameter((rng.standard_normal((n_out, n_in)) * gain / np.sqrt(n_in)).astype(np.float32))
@@ -87,7 +87,9 @@ class Linear(FakeModule):
         return dy @ self.weight.data
 
 
-class ReLU(FakeModule):
+class FakeReLU(FakeModule):
+    rectifier = True  # what diagnostics read (as on nn.ReLU), whatever the class is called
+
     def forward(self, x):
         self.mask = x > 0
         return np.where(self.mask, x, 0).astype(np.float32)
@@ -96,7 +98,9 @@ class ReLU(FakeModule):
         return np.where(self.mask, dy, 0).astype(np.float32)
 
 
-class Sigmoid(FakeModule):
+class FakeSigmoid(FakeModule):
+    output_bounds = (0.0, 1.0)
+
     def forward(self, x):
         self.y = (1 / (1 + np.exp(-x))).astype(np.float32)
         return self.y
@@ -124,7 +128,7 @@ class RunningStat(FakeModule):
         return dy
 
 
-class Sequential(FakeModule):
+class FakeSequential(FakeModule):
     def __init__(self, *layers: FakeModule) -> None:
         super().__init__()
         self._modules = {str(i): m for i, m in enumerate(layers)}
@@ -219,14 +223,14 @@ class FakeStepLR:
         self.last_epoch, self.step_size, self.gamma = sd["last_epoch"], sd["step_size"], sd["gamma"]
 
 
-def mlp(sizes: list[int], seed: int = 0, act=ReLU, gain: float = 1.0) -> Sequential:
+def mlp(sizes: list[int], seed: int = 0, act=FakeReLU, gain: float = 1.0) -> FakeSequential:
     rng = np.random.default_rng(seed)
     layers: list[FakeModule] = []
     for i in range(len(sizes) - 1):
-        layers.append(Linear(sizes[i], sizes[i + 1], rng, gain))
+        layers.append(FakeLinear(sizes[i], sizes[i + 1], rng, gain))
         if i < len(sizes) - 2:
             layers.append(act())
-    return Sequential(*layers)
+    return FakeSequential(*layers)
 
 
 def blobs(n: int = 256, d: int = 8, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,12 +1,16 @@
 """steadygrad: fast, stable neural-network training on the CPU.
 
 Hot paths (GEMM, layer backward passes, fused optimizer steps) are C++ with AVX-512/AVX2
-kernels chosen at run time; this package is the thin Python layer over them.
+kernels chosen at run time; this package is the thin Python layer over them. Layers, bottom
+up: `_core` (the compiled kernels), `ops`, `random`, `nn`, `optim`; then the training tools:
+`callbacks` (fit's hook interface), `checkpoint` (sg.save / sg.load), `diagnostics`
+(sg.check_init, GradientMonitor) and, on top, `training` (sg.fit / evaluate / predict).
+ARCHITECTURE.md at the repository root has the picture.
 """
 
 from __future__ import annotations
 
-from steadygrad import nn, ops, optim
+from steadygrad import callbacks, checkpoint, diagnostics, nn, ops, optim, training
 from steadygrad._core import (
     __version__,
     cpu_info,
@@ -15,15 +19,18 @@ from steadygrad._core import (
     set_isa,
     set_num_threads,
 )
+from steadygrad.checkpoint import load, save
 from steadygrad.diagnostics import check_init
-from steadygrad.io import load, save
 from steadygrad.random import manual_seed
-from steadygrad.train import evaluate, fit, predict
+from steadygrad.training import evaluate, fit, predict
 
 __all__ = [
     "__version__",
+    "callbacks",
     "check_init",
+    "checkpoint",
     "cpu_info",
+    "diagnostics",
     "evaluate",
     "fit",
     "get_isa",
@@ -37,4 +44,5 @@ __all__ = [
     "save",
     "set_isa",
     "set_num_threads",
+    "training",
 ]

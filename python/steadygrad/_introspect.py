@@ -1,6 +1,7 @@
-"""Duck-typed views of models and optimizers for the training tools (fit, diagnostics,
-checkpoints): layer walking, the global RNG, learning rates. Kept in one place so the tools
-depend on the nn/optim API through a handful of small functions."""
+"""Duck-typed views of models and optimizers for the training tools (callbacks, fit,
+diagnostics, checkpoints): layer walking, the global RNG, learning rates. Kept in one place so
+the tools depend on the nn/optim API through a handful of small functions; it imports only
+`steadygrad.random`."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from steadygrad import random
+
 
 def children(module: Any) -> list[tuple[str, Any]]:
-    """Direct sub-modules as (name, module)."""
-    if hasattr(module, "named_children"):
-        return list(module.named_children())
-    mods = getattr(module, "_modules", None)
-    if isinstance(mods, dict):
-        return list(mods.items())
-    return []
+    """Direct sub-modules as (name, module); none for an object without named_children."""
+    return list(module.named_children()) if hasattr(module, "named_children") else []
 
 
 def named_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -30,15 +28,10 @@ def named_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield from named_layers(child, f"{prefix}.{name}" if prefix else str(name))
 
 
-def global_rng() -> np.random.Generator | None:
+def global_rng() -> np.random.Generator:
     """The numpy Generator behind sg.manual_seed (init, Dropout seeds). manual_seed replaces
     the object, so this is looked up on every use."""
-    try:
-        from steadygrad import random as sg_random
-    except ImportError:  # pragma: no cover - the nn package always ships it
-        return None
-    gen = sg_random.generator()
-    return gen if isinstance(gen, np.random.Generator) else None
+    return random.generator()
 
 
 def get_lr(optimizer: Any) -> float:
@@ -61,21 +54,12 @@ def skipped_steps(optimizer: Any) -> int:
     return int(getattr(optimizer, "skipped_steps", 0) or 0)
 
 
-def is_plateau_scheduler(scheduler: Any) -> bool:
-    """ReduceLROnPlateau steps on a metric, every other scheduler on a count."""
-    return any(c.__name__ == "ReduceLROnPlateau" for c in type(scheduler).__mro__)
-
-
 def training_mode(model: Any) -> bool:
     return bool(getattr(model, "training", True))
 
 
 def optimizer_param_norms(optimizer: Any) -> np.ndarray | None:
-    """Per-parameter gradient norms from the optimizer's last norm pass, if it exposes them."""
-    for attr in ("param_grad_norms", "grad_norms", "last_param_norms", "per_param_norms"):
-        v = getattr(optimizer, attr, None)
-        if callable(v):
-            v = v()
-        if v is not None:
-            return np.asarray(v, dtype=np.float64)
-    return None
+    """Per-parameter gradient norms from the optimizer's last norm pass
+    (`Optimizer.last_param_norms`); None before its first step or for an optimizer without it."""
+    norms = getattr(optimizer, "last_param_norms", None)
+    return None if norms is None else np.asarray(norms, dtype=np.float64)

@@ -1,7 +1,11 @@
 """Callbacks for `sg.fit` (Keras names and semantics): EarlyStopping, ModelCheckpoint,
-ReduceLROnPlateau, CSVLogger, TerminateOnNaN. Each sees the running loop through `self.loop`
+ReduceLROnPlateauCallback, CSVLogger, TerminateOnNaN. Each sees the running loop through `self.loop`
 (model, optimizer, scheduler, state, stop_training) and can save/restore its own state so
-that a resumed fit behaves as if it had never stopped."""
+that a resumed fit behaves as if it had never stopped.
+
+It sits below both users of the hook interface, `steadygrad.training` (which calls the hooks)
+and `steadygrad.diagnostics` (whose GradientMonitor is a Callback), so it imports only
+`steadygrad._introspect`: a checkpoint is written through `loop.save_checkpoint`."""
 
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ def _check_logged(who: str, how: str, key: str, loop: Any) -> None:
     if key.startswith("val_") and not loop.has_validation:
         raise ValueError(f"{who}: {how} {key!r} but fit was given no validation_data; pass "
                          f"validation_data or use {key[4:]!r}")
-    if key.removeprefix("val_") == "accuracy" and not getattr(loop, "classification", True):
+    if key.removeprefix("val_") == "accuracy" and not loop.classification:
         raise ValueError(f"{who}: {how} {key!r} but fit logs no accuracy for float (regression) "
                          f"targets; use {key.replace('accuracy', 'loss')!r}")
 
@@ -135,7 +139,7 @@ class ModelCheckpoint(_Monitor):
 
     saves_checkpoint = True
 
-    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
+    def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto", min_delta: float = 0.0) -> None:
         super().__init__(monitor, mode, min_delta)
         self.path = os.fspath(path)
@@ -166,16 +170,20 @@ class ModelCheckpoint(_Monitor):
         self.best = state["best"]
 
 
-class ReduceLROnPlateau(_Monitor):
-    """Multiplies every group's lr by `factor` (floored at `min_lr`) when `monitor` has not
-    improved for `patience` epochs, then waits `cooldown` epochs (Keras semantics, with
-    PyTorch's default min_delta of 1e-4)."""
+class ReduceLROnPlateauCallback(_Monitor):
+    """Keras's ReduceLROnPlateau, as a callback: multiplies every group's lr by `factor`
+    (floored at `min_lr`) when `monitor` (any logged metric) has not improved by more than
+    `min_delta` for `patience` epochs, then waits `cooldown` epochs (PyTorch's default
+    min_delta of 1e-4). The name `ReduceLROnPlateau` is PyTorch's scheduler
+    (`optim.lr_scheduler.ReduceLROnPlateau`, passed to fit as `scheduler=`), which counts
+    differently: it reduces after *more than* `patience` bad epochs, with a relative threshold,
+    and its cooldown epochs do not count as bad."""
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
                  min_lr: float = 0.0) -> None:
         if not 0.0 < factor < 1.0:
-            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+            raise ValueError(f"ReduceLROnPlateauCallback: factor must be in (0, 1), got {factor}")
         super().__init__(monitor, mode, min_delta)
         self.factor, self.patience, self.cooldown = float(factor), int(patience), int(cooldown)
         self.min_lr = float(min_lr)
@@ -211,7 +219,7 @@ class ReduceLROnPlateau(_Monitor):
 class CSVLogger(Callback):
     """One CSV row per epoch (epoch + every logged value). A resumed fit appends."""
 
-    def __init__(self, path: str | os.PathLike, separator: str = ",", append: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], separator: str = ",", append: bool = False) -> None:
         self.path = os.fspath(path)
         self.separator = separator
         self.append = append

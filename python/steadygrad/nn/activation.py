@@ -17,6 +17,10 @@ class _Activation(Module):
     _saves_output = False
     owns_output = True  # for a Sequential's plan (nn.plan); Tanh and Sigmoid read it back
     reads_output_in_backward = False
+    # For the diagnostics (steadygrad.diagnostics.probe): a rectifier's unit that is never
+    # positive over a batch is dead; an output near a bound of output_bounds is saturated.
+    rectifier = False
+    output_bounds: tuple[float, float] | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,6 +60,7 @@ class ReLU(_Activation):
     # and the backward masks by x > 0, which is z > 0, unless the producer's backward applies
     # the mask itself (producer_masks_grad: BatchNorm1d); then it passes the gradient through.
     epilogue = "relu"
+    rectifier = True
     _grad_passthrough = False
 
     def forward(self, x: np.ndarray, *, absorbed: bool = False,
@@ -83,6 +88,8 @@ class ReLU(_Activation):
 
 
 class LeakyReLU(_Activation):
+    rectifier = True
+
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
         self.negative_slope = float(negative_slope)
@@ -116,6 +123,7 @@ class GELU(_Activation):
 
 class Tanh(_Activation):
     _saves_output = True
+    output_bounds = (-1.0, 1.0)
     reads_output_in_backward = True
 
     def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
@@ -127,6 +135,7 @@ class Tanh(_Activation):
 
 class Sigmoid(_Activation):
     _saves_output = True
+    output_bounds = (0.0, 1.0)
     reads_output_in_backward = True
 
     def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:

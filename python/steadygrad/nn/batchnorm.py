@@ -29,6 +29,8 @@ class BatchNorm1d(Module):
     skips_grad_input = True
     owns_output = True
     reads_output_in_backward = False
+    # For sg.fit's checks: in training mode it normalises over the batch, which 1 sample cannot.
+    normalizes_over_batch = True
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True) -> None:

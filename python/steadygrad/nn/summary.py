@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from steadygrad.nn.container import Residual, Sequential
+from steadygrad.nn.dropout import Dropout
+from steadygrad.nn.linear import Identity
 from steadygrad.nn.module import Module
 
 if TYPE_CHECKING:
@@ -19,7 +21,7 @@ def _infer_input_shape(model: Module, batch_size: int) -> tuple[int, ...]:
         for attr in ("in_features", "num_features"):
             if hasattr(m, attr):
                 return (batch_size, int(getattr(m, attr)))
-        if not m._is_container and type(m).__name__ not in ("Identity", "Dropout") and m._modules == {}:
+        if not m._is_container and not isinstance(m, (Identity, Dropout)) and m._modules == {}:
             break
     raise ValueError("summary: cannot infer the input shape; pass input_shape=(features, ...)")
 

@@ -124,8 +124,8 @@ class ParamGroupsMixin:
     def _index_groups(self) -> None:
         """Cache per-group index ranges and offset-sorted segment arrays (the fast path)."""
         self._group_range: list[tuple[int, int]] = []
-        # Per group: the common key of all its parameters (None: unknown or mixed).
-        self._group_key: list[int | None] = [None] * len(self.param_groups)
+        # Per group: the common phase of all its parameters (None: unknown or mixed).
+        self._group_phase: list[int | None] = [None] * len(self.param_groups)
         self._group_segs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         lo = 0
         for g in self.param_groups:

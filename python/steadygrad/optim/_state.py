@@ -30,7 +30,7 @@ class StateDictMixin:
     _bufs: dict[str, np.ndarray]
     _step: np.ndarray
     _group_range: list[tuple[int, int]]
-    _group_key: list[int | None]
+    _group_phase: list[int | None]
     _buffer_names: tuple[str, ...]
     _nonneg_buffers: tuple[str, ...] = ()  # second-moment estimates: a sqrt reads them
     _hyper_keys: tuple[str, ...]
@@ -155,7 +155,7 @@ class StateDictMixin:
         # Everything is checked: write.
         for i, st in plan:
             self._apply_param_state(i, st)
-        self._group_key = [None] * len(self.param_groups)
+        self._group_phase = [None] * len(self.param_groups)
         for g, new in zip(self.param_groups, merged, strict=True):
             g.update(new)  # the same dicts: schedulers and user code keep their references
         self.skipped_steps = counters["skipped_steps"]

@@ -62,7 +62,8 @@ class Adam(Optimizer):
         return [*names, "max_exp_avg_sq"] if group["amsgrad"] else names
 
     def _update(
-        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
+        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, steps_taken: int,
+        scale: float,
     ) -> None:
         beta1, beta2 = group["betas"]
         amsgrad = bool(group["amsgrad"])
@@ -73,7 +74,7 @@ class Adam(Optimizer):
             s.data, s.grad, self._buf("exp_avg"), self._buf("exp_avg_sq"),
             self._buf("max_exp_avg_sq") if amsgrad else None, off, ln,
             float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
-            float(group["weight_decay"]), key + 1, amsgrad,
+            float(group["weight_decay"]), steps_taken + 1, amsgrad,
             bool(group["decoupled_weight_decay"]), *pre,
         )
 

@@ -239,37 +239,41 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
                 raise ValueError(f"{type(self).__name__}.step: param_groups[{k}]: {e}; nothing "
                                  "was changed (parameters, gradients, state)") from None
 
-    def _keys(self, idx: np.ndarray | slice) -> np.ndarray:
-        """Per-parameter value that changes the kernel's scalars (default: the step count)."""
+    # A parameter's *phase* is the per-parameter value the update kernel's scalars depend on
+    # (Adam: the steps it has taken, for the bias corrections; SGD: whether its momentum
+    # buffer has started; RMSprop: none, a single phase). Parameters in one phase share one
+    # kernel call.
+    def _phases(self, idx: np.ndarray | slice) -> np.ndarray:
+        """The phase of each parameter in idx (default: its step count)."""
         return self._step[idx]
 
     def _step_group(self, gi: int, mine: list[int] | None, scale: float) -> None:
         """Update group gi (mine: the fresh subset, None for all): one kernel call per distinct
-        key, which is one call unless parameters have taken different numbers of steps."""
+        phase, which is one call unless parameters have taken different numbers of steps."""
         group = self.param_groups[gi]
         lo, hi = self._group_range[gi]
         if mine is None:
-            key = self._group_key[gi]
-            if key is None:
-                keys = self._keys(slice(lo, hi))
-                key = keys[0].item() if (keys == keys[0]).all() else None
-            if key is not None:
+            phase = self._group_phase[gi]
+            if phase is None:
+                phases = self._phases(slice(lo, hi))
+                phase = phases[0].item() if (phases == phases[0]).all() else None
+            if phase is not None:
                 off, ln, _ = self._group_segs[gi]
-                self._update(group, off, ln, key, scale)
+                self._update(group, off, ln, phase, scale)
                 self._after_update(slice(lo, hi), group)
-                self._group_key[gi] = self._next_key(group, key)
+                self._group_phase[gi] = self._next_phase(group, phase)
                 return
             mine = list(range(lo, hi))
-        self._group_key[gi] = None
-        keys = self._keys(np.array(mine, dtype=np.int64)).tolist()
-        for k in sorted(set(keys)):
-            off, ln, idx = self._segments([i for i, kk in zip(mine, keys, strict=False) if kk == k])
-            self._update(group, off, ln, k, scale)
+        self._group_phase[gi] = None
+        phases = self._phases(np.array(mine, dtype=np.int64)).tolist()
+        for ph in sorted(set(phases)):
+            off, ln, idx = self._segments([i for i, p in zip(mine, phases, strict=True) if p == ph])
+            self._update(group, off, ln, ph, scale)
             self._after_update(idx, group)
 
-    def _next_key(self, group: dict[str, Any], key: int) -> int:
-        """The key of parameters after an update with `key` (default: the next step)."""
-        return key + 1
+    def _next_phase(self, group: dict[str, Any], phase: int) -> int:
+        """The phase of parameters after an update in `phase` (default: one more step)."""
+        return phase + 1
 
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         self._step[idx] += 1
@@ -279,7 +283,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         return bool(group.get("maximize", False)), scale, self.max_grad_value
 
     def _update(
-        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
+        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, phase: int, scale: float
     ) -> None:
         raise NotImplementedError
 

@@ -63,15 +63,15 @@ class RMSprop(Optimizer):
             names.append("grad_avg")
         return names
 
-    def _keys(self, idx: np.ndarray | slice) -> np.ndarray:
-        # RMSprop's update does not depend on the step count: one call per group always.
+    def _phases(self, idx: np.ndarray | slice) -> np.ndarray:
+        # RMSprop's update does not depend on the step count: one phase, one call per group.
         return np.zeros(len(self._step[idx]), dtype=np.int64)
 
-    def _next_key(self, group: dict[str, Any], key: int) -> int:
+    def _next_phase(self, group: dict[str, Any], phase: int) -> int:
         return 0
 
     def _update(
-        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
+        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, phase: int, scale: float
     ) -> None:
         momentum = float(group["momentum"])
         centered = bool(group["centered"])

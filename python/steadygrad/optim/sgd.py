@@ -60,12 +60,12 @@ class SGD(Optimizer):
     def _on_params_added(self, count: int) -> None:
         self._buf_init = np.concatenate([self._buf_init, np.zeros(count, dtype=bool)])
 
-    def _keys(self, idx: np.ndarray | slice) -> np.ndarray:
+    def _phases(self, idx: np.ndarray | slice) -> np.ndarray:
         # The first step with momentum initialises the buffer (buf = g): a different kernel.
         return self._buf_init[idx].astype(np.int64)
 
-    def _next_key(self, group: dict[str, Any], key: int) -> int:
-        return 1 if group["momentum"] != 0 else key
+    def _next_phase(self, group: dict[str, Any], buffer_started: int) -> int:
+        return 1 if group["momentum"] != 0 else buffer_started
 
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         self._step[idx] += 1
@@ -89,13 +89,14 @@ class SGD(Optimizer):
         self._buf_init[i] = "momentum_buffer" in st
 
     def _update(
-        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, key: int, scale: float
+        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, buffer_started: int,
+        scale: float,
     ) -> None:
         momentum = float(group["momentum"])
         s = self.storage
         _core.sgd_step(
             s.data, s.grad, self._buf("momentum_buffer") if momentum != 0 else None, off, ln,
             float(group["lr"]), momentum, float(group["dampening"]),
-            float(group["weight_decay"]), bool(group["nesterov"]), not key,
+            float(group["weight_decay"]), bool(group["nesterov"]), not buffer_started,
             *self._pre(group, scale),
         )

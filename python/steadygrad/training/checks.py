@@ -13,6 +13,7 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad.callbacks import Callback
+from steadygrad.optim.lr_scheduler import ReduceLROnPlateau
 
 UNITS = ("epoch", "step")
 
@@ -122,6 +123,12 @@ def callback_list(callbacks: Any) -> list[Callback]:
     return list(callbacks)
 
 
+def steps_on_metric(scheduler: Any) -> bool:
+    """ReduceLROnPlateau (and its subclasses) steps on a monitored metric, every other
+    scheduler on a count."""
+    return isinstance(scheduler, ReduceLROnPlateau)
+
+
 def scheduler_unit(scheduler: Any, optimizer: Any, override: Any) -> str | None:
     """What one scheduler.step() stands for: the override, else the scheduler's `interval`."""
     if override is not None and override not in UNITS:
@@ -137,7 +144,7 @@ def scheduler_unit(scheduler: Any, optimizer: Any, override: Any) -> str | None:
     unit = override if override is not None else getattr(scheduler, "interval", "epoch")
     if unit not in UNITS:
         raise ValueError(f"fit: {name}.interval must be 'epoch' or 'step', got {unit!r}")
-    if unit == "step" and intro.is_plateau_scheduler(scheduler):
+    if unit == "step" and steps_on_metric(scheduler):
         raise ValueError(f"fit: {name} steps on a monitored metric once per epoch; "
                          "scheduler_interval='step' does not apply to it")
     return unit
@@ -157,10 +164,10 @@ def schedule_length(scheduler: Any, unit: str | None, planned: int, steps_per_ep
 
 
 def batchnorm_layers(model: Any) -> list[str]:
-    """Layers that normalise over the batch in the model's current mode (BatchNorm in training)."""
+    """Layers in training mode that normalise over the batch (they declare
+    `normalizes_over_batch`, as BatchNorm1d does)."""
     return [f"{type(m).__name__} at '{name}'" for name, m in intro.named_layers(model)
-            if any(c.__name__.startswith("BatchNorm") for c in type(m).__mro__)
-            and intro.training_mode(m)]
+            if getattr(m, "normalizes_over_batch", False) and intro.training_mode(m)]
 
 
 def batch_plan(model: Any, n: int, batch_size: int, drop_last: bool) -> tuple[int, int]:

@@ -63,7 +63,7 @@ def canonical(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def checksum(entries: dict[str, dict], metadata: dict[str, str], data: bytes | memoryview) -> str:
+def checksum(entries: dict[str, dict[str, Any]], metadata: dict[str, str], data: bytes | memoryview) -> str:
     """sha256 over the canonical JSON of the tensor table and metadata (minus the checksum
     itself) and over the data bytes: any flipped byte in header or data changes it."""
     h = hashlib.sha256()
@@ -122,8 +122,8 @@ def loads(text: str | bytes, what: str, *, allow_nan: bool = False) -> Any:
 
 
 # -- write ------------------------------------------------------------------------------------
-def _layout(tensors: dict[str, np.ndarray]) -> tuple[dict[str, dict], list[np.ndarray], int]:
-    entries: dict[str, dict] = {}
+def _layout(tensors: dict[str, np.ndarray]) -> tuple[dict[str, dict[str, Any]], list[np.ndarray], int]:
+    entries: dict[str, dict[str, Any]] = {}
     arrays: list[np.ndarray] = []
     offset = 0
     for name, arr in tensors.items():
@@ -189,7 +189,7 @@ def remove_stale_temporaries(path: str) -> list[str]:
     return removed
 
 
-def write(path: str | os.PathLike, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+def write(path: str | os.PathLike[str], tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     """Writes atomically: a temporary file in the target directory, fsync, os.replace, fsync of
     the directory, so a crash leaves either the old file or the complete new one (and the next
     write of the same target removes the crashed writer's temporary)."""
@@ -251,7 +251,7 @@ def _read_exact(f: BinaryIO, n: int, what: str, path: str) -> bytes:
     return b
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Reads every tensor (copied, writeable, native order) and the metadata; validates the
     header and the layout (see the module docstring), then the checksum if present."""
     path = os.fspath(path)

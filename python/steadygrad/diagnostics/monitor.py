@@ -14,27 +14,21 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _introspect as intro
-from steadygrad._probe import RELU_TYPES, LayerProbe
 from steadygrad.callbacks import Callback
-from steadygrad.init_check import InitReport, check_init
-
-__all__ = ["GradientMonitor", "InitReport", "check_init", "param_norms"]
+from steadygrad.diagnostics.probe import LayerProbe, is_rectifier
+from steadygrad.ops import global_norm
 
 
 def param_norms(params: list[Any]) -> np.ndarray:
     """L2 norm of each parameter's gradient: one deterministic `sg.ops.global_norm` each."""
-    from steadygrad.ops import global_norm
-
     return np.array([global_norm(p.grad_buffer.reshape(-1)) for p in params], dtype=np.float64)
 
 
 def _norm(a: np.ndarray) -> float:
-    from steadygrad.ops import global_norm
-
     return float(global_norm(np.ascontiguousarray(a, dtype=np.float32).reshape(-1)))
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float | None) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3e}"
 
 
@@ -70,7 +64,7 @@ class GradientMonitor(Callback):
         self.layers = list(intro.named_layers(model))
         self.layer_names = [n for n, _ in self.layers]
         self.layer_types = [type(m).__name__ for _, m in self.layers]
-        self.relu_layers = [n for n, t in zip(self.layer_names, self.layer_types, strict=False) if t in RELU_TYPES]
+        self.relu_layers = [n for n, m in self.layers if is_rectifier(m)]
         self.bn_layers = [(n, m) for n, m in self.layers if getattr(m, "running_var", None) is not None]
         self.bn_names = [n for n, _ in self.bn_layers]
         self._bn_prev = [np.array(m.running_var, dtype=np.float32) for _, m in self.bn_layers]

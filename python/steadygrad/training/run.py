@@ -1,6 +1,6 @@
 """The pieces of a running sg.fit: Run (what the argument checks settled), Batches (the
 epoch's mini-batches), Loop (what callbacks see) and the per-epoch metric sums. The loop's
-order of calls is in train.py."""
+order of calls is in loop.py."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _introspect as intro
+from steadygrad import checkpoint
 from steadygrad.callbacks import Callback, CallbackList
-from steadygrad.history import FitState
+from steadygrad.training.history import FitState
 
 
 class Detach:
@@ -118,10 +119,8 @@ class Loop:
             self.state.callbacks = self.callbacks.state_dict()
         return self.state.state_dict()
 
-    def save_checkpoint(self, path: str | os.PathLike) -> None:
-        from steadygrad.io import save
-
-        save(path, self.model, self.optimizer, self.scheduler, extra={"fit": self.fit_state()})
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        checkpoint.save(path, self.model, self.optimizer, self.scheduler, extra={"fit": self.fit_state()})
 
 
 def new_acc(optimizer: Any) -> dict[str, float]:

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 import steadygrad as sg
-from steadygrad import _safetensors as st
 from steadygrad import nn, optim
-from steadygrad.io import CheckpointError, load
+from steadygrad.checkpoint import CheckpointError, load
+from steadygrad.checkpoint import safetensors as st
 from steadygrad.random import generator
 
 JSON_META = ("model_spec", "model_layout", "optimizer", "scheduler", "rng", "extra")

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _introspect as intro
-from steadygrad._probe import RELU_TYPES, SATURATING_TYPES, LayerProbe, unit_std
+from steadygrad import nn
+from steadygrad.diagnostics.probe import LayerProbe, is_rectifier, output_bounds, unit_std
 
 
 @dataclass
@@ -67,13 +68,14 @@ class InitReport:
         return "\n".join([self.table(), "", f"check_init: {verdict}", *map(str, self.issues)])
 
 
-def _suggest(kind: str, types: set[str]) -> str:
+def _suggest(kind: str, saturating: bool, rectifying: bool) -> str:
+    """The fix for `kind` in a model that has saturating (sigmoid/tanh) or rectifier layers."""
     if kind in ("vanishing_activation", "vanishing_gradient"):
-        if types & set(SATURATING_TYPES):
+        if saturating:
             return ("sigmoid/tanh shrink the signal at every layer (their slope is <= 0.25 / <= 1): "
                     "use ReLU with Kaiming init (nn.init.kaiming_normal_(w, nonlinearity='relu')), "
                     "or put BatchNorm1d before each activation")
-        if types & set(RELU_TYPES):
+        if rectifying:
             return ("the init gain is too small for ReLU: use Kaiming init "
                     "(nn.init.kaiming_normal_, gain sqrt(2)) or add BatchNorm1d")
         return "use Xavier/Kaiming init with the gain of your activation, or add BatchNorm1d"
@@ -90,12 +92,13 @@ def _suggest(kind: str, types: set[str]) -> str:
 
 
 def _default_loss(y: np.ndarray) -> Any:
-    from steadygrad import nn
-
     return nn.CrossEntropyLoss() if y.dtype.kind in "iu" else nn.MSELoss()
 
 
-def _probe(model: Any, x: np.ndarray, y: np.ndarray | None, loss_fn: Any) -> tuple[LayerProbe, list]:
+Grads = list[tuple[str, np.ndarray | None]]  # (parameter name, its gradient in float64)
+
+
+def _probe(model: Any, x: np.ndarray, y: np.ndarray | None, loss_fn: Any) -> tuple[LayerProbe, Grads]:
     with LayerProbe(model, backward=True) as probe:
         pred = model(x)
         if y is not None:
@@ -105,7 +108,7 @@ def _probe(model: Any, x: np.ndarray, y: np.ndarray | None, loss_fn: Any) -> tup
         else:
             dout = np.random.default_rng(0).standard_normal(np.shape(pred)).astype(np.float32)
         model.backward(dout)
-    grads = []
+    grads: Grads = []
     for name, p in model.named_parameters():
         g = p.grad
         grads.append((name, None if g is None else np.asarray(g, dtype=np.float64)))
@@ -128,7 +131,7 @@ def check_init(model: Any, x_probe: Any, y_probe: Any = None, loss_fn: Any = Non
     saved = copy.deepcopy(model.state_dict())
     was_training = intro.training_mode(model)
     rng = intro.global_rng()
-    rng_state = rng.bit_generator.state if rng is not None else None
+    rng_state = rng.bit_generator.state
     try:
         model.train()
         model.zero_grad()
@@ -136,13 +139,12 @@ def check_init(model: Any, x_probe: Any, y_probe: Any = None, loss_fn: Any = Non
     finally:
         model.load_state_dict(saved)  # BatchNorm running statistics moved during the probe
         model.train() if was_training else model.eval()
-        if rng is not None:
-            rng.bit_generator.state = rng_state
+        rng.bit_generator.state = rng_state
         model.zero_grad()
     return _analyse(model, x, probe, grads, vanish, explode)
 
 
-def _analyse(model: Any, x: np.ndarray, probe: LayerProbe, grads: list, vanish: float,
+def _analyse(model: Any, x: np.ndarray, probe: LayerProbe, grads: Grads, vanish: float,
              explode: float) -> InitReport:
     in_std = max(unit_std(x), 1e-30)
     layer_sq: dict[str, float] = {}
@@ -154,41 +156,47 @@ def _analyse(model: Any, x: np.ndarray, probe: LayerProbe, grads: list, vanish: 
             layer_n[layer] = layer_n.get(layer, 0) + g.size
     rms = {k: math.sqrt(layer_sq[k] / max(layer_n[k], 1)) for k in layer_sq}
     last = next((rms[n] for n, _ in reversed(probe.layers) if n in rms), None)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, layer in probe.layers:
         fs = probe.forward_stats.get(name, {})
         bs = probe.backward_stats.get(name, {})
-        g = rms.get(name)
+        grad_rms = rms.get(name)
         rows.append({
             "layer": name, "type": type(layer).__name__,
             "act_mean": fs.get("mean", math.nan), "act_std": fs.get("std", math.nan),
             "act_scale": fs.get("std", math.nan) / in_std,
             "grad_in_std": bs.get("grad_in_std", math.nan),
-            "param_grad_rms": g,
-            "grad_scale": None if g is None or not last else g / last,
+            "param_grad_rms": grad_rms,
+            "grad_scale": None if grad_rms is None or not last else grad_rms / last,
             "dead": fs.get("dead"), "saturated": fs.get("saturated"),
             "finite": fs.get("finite", True) and math.isfinite(bs.get("grad_in_std", 0.0))
-            and (g is None or math.isfinite(g)),
+            and (grad_rms is None or math.isfinite(grad_rms)),
         })
-    types = {r["type"] for r in rows}
+    saturating = any(output_bounds(m) is not None for _, m in probe.layers)
+    rectifying = any(is_rectifier(m) for _, m in probe.layers)
     issues: list[InitIssue] = []
 
     def add(row: dict[str, Any], kind: str, message: str) -> None:
-        issues.append(InitIssue(row["layer"], row["type"], kind, message, _suggest(kind, types)))
+        fix = _suggest(kind, saturating, rectifying)
+        issues.append(InitIssue(row["layer"], row["type"], kind, message, fix))
+
+    def below(s: float) -> bool:
+        return s < vanish
+
+    def above(s: float) -> bool:
+        return s > explode
 
     bad = next((r for r in rows if not r["finite"]), None)
     if bad is not None:
         add(bad, "non_finite", "first layer with a NaN/inf activation or gradient")
-    for kind, test in (("vanishing_activation", lambda s: s < vanish),
-                       ("exploding_activation", lambda s: s > explode)):
+    for kind, test in (("vanishing_activation", below), ("exploding_activation", above)):
         hit = next((r for r in rows if math.isfinite(r["act_scale"]) and test(r["act_scale"])), None)
         if hit is not None:
             worst = rows[-1]["act_scale"]
             add(hit, kind, f"activation std across the batch is {hit['act_scale']:.2e} x the input's "
                 f"here (first layer past the threshold; {worst:.2e} x at the output)")
     scaled = [r for r in rows if r["grad_scale"] is not None]
-    for kind, test in (("vanishing_gradient", lambda s: s < vanish),
-                       ("exploding_gradient", lambda s: s > explode)):
+    for kind, test in (("vanishing_gradient", below), ("exploding_gradient", above)):
         # Walk from the output towards the input: name the layer where it starts.
         hit = next((r for r in reversed(scaled) if test(r["grad_scale"])), None)
         if hit is not None:

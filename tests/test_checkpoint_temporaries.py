@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import steadygrad as sg
-from steadygrad import _safetensors as st
 from steadygrad import nn
+from steadygrad.checkpoint import safetensors as st
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="stale temporaries are judged by pid (POSIX)")
 

@@ -11,10 +11,10 @@ import struct
 
 import numpy as np
 import pytest
-from train_fakes import FakeSGD, FakeStepLR, Linear, ReLU, RunningStat, Sequential, mlp
+from train_fakes import FakeLinear, FakeReLU, FakeSequential, FakeSGD, FakeStepLR, RunningStat, mlp
 
-from steadygrad import _safetensors as st
-from steadygrad.io import CheckpointError, load, save
+from steadygrad.checkpoint import CheckpointError, load, save
+from steadygrad.checkpoint import safetensors as st
 
 
 def _trained(seed: int = 0):
@@ -112,10 +112,10 @@ def test_round_trip_restores_everything_bitwise(tmp_path):
 
 def test_buffers_are_saved(tmp_path):
     rng = np.random.default_rng(0)
-    model = Sequential(Linear(3, 4, rng), RunningStat(4))
+    model = FakeSequential(FakeLinear(3, 4, rng), RunningStat(4))
     model(rng.standard_normal((8, 3)).astype(np.float32))
     save(tmp_path / "c.safetensors", model)
-    other = Sequential(Linear(3, 4, np.random.default_rng(5)), RunningStat(4))
+    other = FakeSequential(FakeLinear(3, 4, np.random.default_rng(5)), RunningStat(4))
     load(tmp_path / "c.safetensors", other)
     np.testing.assert_array_equal(other._modules["1"].running_var, model._modules["1"].running_var)
 
@@ -172,7 +172,7 @@ def test_different_model_is_rejected_naming_the_difference(tmp_path):
     for k, v in wider.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
     rng = np.random.default_rng(0)
-    same_shapes_other_type = Sequential(Linear(6, 10, rng), RunningStat(10), Linear(10, 4, rng))
+    same_shapes_other_type = FakeSequential(FakeLinear(6, 10, rng), RunningStat(10), FakeLinear(10, 4, rng))
     with pytest.raises(CheckpointError, match="different model"):
         load(tmp_path / "c.safetensors", same_shapes_other_type)
 
@@ -239,14 +239,14 @@ def test_component_failing_half_way_is_rolled_back(tmp_path):
 
 def test_per_parameter_layout_when_not_flat(tmp_path):
     rng = np.random.default_rng(0)
-    model = Sequential(Linear(3, 2, rng), ReLU())
+    model = FakeSequential(FakeLinear(3, 2, rng), FakeReLU())
     from steadygrad.nn.parameter import flatten
 
     flatten([model._modules["0"].bias])  # split them: the bias now has its own storage
     save(tmp_path / "c.safetensors", model)
     tensors, _ = st.read(tmp_path / "c.safetensors")
     assert set(tensors) == {"model.param.0.weight", "model.param.0.bias"}
-    other = Sequential(Linear(3, 2, np.random.default_rng(9)), ReLU())
+    other = FakeSequential(FakeLinear(3, 2, np.random.default_rng(9)), FakeReLU())
     load(tmp_path / "c.safetensors", other)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(other.state_dict()[k], v)
@@ -389,9 +389,9 @@ def test_bad_arguments_are_clear_type_errors(tmp_path):
     raw = path.read_bytes()
     before = _snapshot(model, opt)
     cases = [
-        (lambda: save(model, path), r"sg.save: path must be a str or os.PathLike, got Sequential "
+        (lambda: save(model, path), r"sg.save: path must be a str or os.PathLike, got FakeSequential "
                                     r"\(the path comes first: sg.save\(path, model, ...\)\)"),
-        (lambda: load(model, path), r"sg.load: path must be .* got Sequential \(the path comes first"),
+        (lambda: load(model, path), r"sg.load: path must be .* got FakeSequential \(the path comes first"),
         (lambda: load(12, model), r"sg.load: path must be a str or os.PathLike, got int$"),
         (lambda: load(path, model.state_dict()), r"sg.load: model must be a Module .* got dict "
                                                  r"\(pass the module itself, not its state_dict\)"),

@@ -1,7 +1,7 @@
-"""The training loop: `sg.fit`, `sg.evaluate`, `sg.predict`. fit owns the order forward -> loss
+"""`sg.fit`, `sg.evaluate`, `sg.predict`. fit owns the order forward -> loss
 -> backward -> optimizer.step() (clip and update fused) -> scheduler, logs per-epoch metrics
 into a History, and can stop and resume at any batch with an identical data order. Argument
-checks live in _fit_checks (all done before the first step), the loop's data in _fit_run."""
+checks live in checks.py (all done before the first step), the loop's data in run.py."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from steadygrad import _fit_checks as check
 from steadygrad import _introspect as intro
-from steadygrad._fit_checks import DroppedBatchWarning, Mode
-from steadygrad._fit_run import (
+from steadygrad import checkpoint
+from steadygrad.callbacks import Callback, CallbackList
+from steadygrad.diagnostics import GradientMonitor
+from steadygrad.training import checks as check
+from steadygrad.training.checks import DroppedBatchWarning, Mode
+from steadygrad.training.display import ProgressBar
+from steadygrad.training.history import FitState, History
+from steadygrad.training.run import (
     Detach,
     Loop,
     Run,
@@ -26,9 +31,6 @@ from steadygrad._fit_run import (
     n_correct,
     new_acc,
 )
-from steadygrad.callbacks import Callback, CallbackList
-from steadygrad.history import FitState, History
-from steadygrad.progress import ProgressBar
 
 __all__ = ["DroppedBatchWarning", "evaluate", "fit", "predict"]
 
@@ -67,19 +69,13 @@ def predict(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
     return out
 
 
-def _load_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any, scheduler: Any) -> Any:
-    from steadygrad.io import load
-
-    # Resuming continues the run, so sg's RNG (Dropout masks, later init) comes back as well.
-    return load(path, model, optimizer, scheduler, restore_rng=True)
-
-
 def _resumed_state(resume: Any, run: Run, model: Any, optimizer: Any, scheduler: Any) -> FitState:
     if not isinstance(resume, (str, os.PathLike, dict)):
         raise TypeError("fit: resume must be a checkpoint path, sg.load()'s extra or a "
                         f"fit_state, got {check.describe(resume)}")
     if isinstance(resume, (str, os.PathLike)):
-        resume = _load_checkpoint(resume, model, optimizer, scheduler)
+        # Resuming continues the run, so sg's RNG (Dropout masks, later init) comes back too.
+        resume = checkpoint.load(resume, model, optimizer, scheduler, restore_rng=True)
     if isinstance(resume, dict) and "fit" in resume and "seed" not in resume:
         resume = resume["fit"]
     if not isinstance(resume, dict):
@@ -103,8 +99,7 @@ def _start_state(resume: Any, seed: int | None, initial_epoch: int, run: Run, mo
     check.schedule_length(scheduler, run.interval, run.steps_left(initial_epoch, 0, 0),
                           run.steps_per_epoch)
     if seed is None:
-        rng = intro.global_rng()
-        seed = int(rng.integers(2**63)) if rng is not None else int(np.random.SeedSequence().entropy)
+        seed = int(intro.global_rng().integers(2**63))
     state = FitState(seed)
     for _ in range(initial_epoch):  # same data order as a run that did those epochs
         if run.shuffle:
@@ -156,8 +151,6 @@ def _with_callbacks(loop: Loop, callbacks: list[Callback], verbose: int,
     cbs = list(callbacks)
     monitor = None
     if diagnostics:
-        from steadygrad.diagnostics import GradientMonitor
-
         monitor = GradientMonitor(every=diagnostics, print_at_end=verbose > 0)
         cbs.append(monitor)
     if verbose:
@@ -277,7 +270,7 @@ def _end_epoch(loop: Loop) -> None:
         v = evaluate(loop.model, loop.loss_fn, run.val[0], run.val[1], batch_size=max(run.batch_size, 256))
         logs.update({f"val_{k}": s for k, s in v.items()})
     if sched is not None and run.interval == "epoch":
-        if intro.is_plateau_scheduler(sched):
+        if check.steps_on_metric(sched):
             sched.step(logs.get("val_loss", logs["loss"]))
         else:
             sched.step()

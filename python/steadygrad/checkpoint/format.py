@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from steadygrad import _safetensors as st
 from steadygrad._introspect import global_rng, named_layers
+from steadygrad.checkpoint import safetensors as st
 
 FORMAT = "steadygrad.checkpoint"
 FORMAT_VERSION = 1
@@ -93,7 +93,7 @@ def _decode(obj: Any, tensors: dict[str, np.ndarray], where: str, path: str) -> 
     return out
 
 
-def _is_key(k: Any, seq: type[tuple] | type[list]) -> bool:
+def _is_key(k: Any, seq: type[tuple[Any, ...]] | type[list[Any]]) -> bool:
     """A dict key the encoded form can carry: a scalar or a `seq` (tuple in memory, list in
     JSON) of scalars."""
     return isinstance(k, _SCALARS) or (isinstance(k, seq) and all(isinstance(x, _SCALARS) for x in k))
@@ -226,7 +226,7 @@ def _check_args(fn: str, model: Any, optimizer: Any, scheduler: Any, loading: bo
 
 
 # -- save -----------------------------------------------------------------------------------------
-def save(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: Any = None,
+def save(path: str | os.PathLike[str], model: Any, optimizer: Any = None, scheduler: Any = None,
          extra: Any = None) -> None:
     """Writes model parameters (one flat array) and buffers, the optimizer's and scheduler's
     state_dicts, sg's RNG state and `extra` (JSON-able values and numpy arrays; `sg.fit` puts
@@ -263,9 +263,7 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: 
         if obj is not None:
             meta[name] = json.dumps(_encode(obj.state_dict(), name, tensors))
             meta[f"{name}_type"] = type(obj).__name__
-    rng = global_rng()
-    if rng is not None:
-        meta["rng"] = json.dumps(_encode(rng.bit_generator.state, "rng", tensors))
+    meta["rng"] = json.dumps(_encode(global_rng().bit_generator.state, "rng", tensors))
     if extra is not None:
         meta["extra"] = json.dumps(_encode(extra, "extra", tensors))
     st.write(path, tensors, meta)
@@ -342,7 +340,7 @@ def _check_rng_state(rng: np.random.Generator, state: Any, path: str) -> None:
         raise CheckpointError(f"{path}: corrupted RNG state ({type(e).__name__}: {e})") from None
 
 
-def load(path: str | os.PathLike, model: Any, optimizer: Any = None, scheduler: Any = None, *,
+def load(path: str | os.PathLike[str], model: Any, optimizer: Any = None, scheduler: Any = None, *,
          restore_rng: bool = False) -> Any:
     """Restores what `save` wrote into `model` (and `optimizer` / `scheduler` when given);
     returns `extra`. `restore_rng=True` also puts sg's random generator (nn.init, Dropout) back

@@ -4,6 +4,7 @@ exactly (FitState). Both are plain data, JSON-serialisable, so a checkpoint can 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,7 @@ class FitState:
         self.batch = 0
         self.global_step = 0
         self.skipped_steps = 0
-        self.epoch_rng_state: dict[str, Any] = self.rng.bit_generator.state
+        self.epoch_rng_state: Mapping[str, Any] = self.rng.bit_generator.state
         self.history = History()
         self.callbacks: dict[str, Any] = {}
         self.acc: dict[str, float] = {}  # running sums of the current epoch
@@ -117,7 +118,7 @@ class FitState:
         return fs
 
 
-def _jsonable_rng_state(state: dict[str, Any]) -> dict[str, Any]:
+def _jsonable_rng_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """numpy bit-generator states are dicts of ints/strs (PCG64's are 128-bit ints, which JSON
     holds exactly); arrays (MT19937) become lists."""
     out: dict[str, Any] = {}

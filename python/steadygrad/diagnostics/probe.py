@@ -1,6 +1,11 @@
 """Temporary per-layer taps for diagnostics: wraps each leaf layer's forward (and optionally
 backward) on the instance, records summary statistics of what passes through, and unwraps.
-Statistics are numpy reductions over arrays already computed, taken only when asked."""
+Statistics are numpy reductions over arrays already computed, taken only when asked.
+
+What a layer class may declare (class attributes, read with a default, so subclasses keep them
+and any object can take part): `rectifier = True` (ReLU, LeakyReLU): a unit never positive
+over the batch is dead, and the dead fraction is reported; `output_bounds = (lo, hi)` (Sigmoid,
+Tanh): the fraction of outputs within SATURATION_MARGIN of a bound is reported as saturated."""
 
 from __future__ import annotations
 
@@ -10,8 +15,16 @@ import numpy as np
 
 from steadygrad._introspect import named_layers
 
-RELU_TYPES = ("ReLU", "LeakyReLU")
-SATURATING_TYPES = ("Sigmoid", "Tanh")
+SATURATION_MARGIN = 0.01
+
+
+def is_rectifier(layer: Any) -> bool:
+    return bool(getattr(layer, "rectifier", False))
+
+
+def output_bounds(layer: Any) -> tuple[float, float] | None:
+    bounds = getattr(layer, "output_bounds", None)
+    return None if bounds is None else (float(bounds[0]), float(bounds[1]))
 
 
 def _column_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -38,7 +51,7 @@ def unit_std(a: np.ndarray) -> float:
     return _unit_std_from(*_column_moments(a))
 
 
-def act_stats(kind: str, out: np.ndarray) -> dict[str, float]:
+def act_stats(layer: Any, out: np.ndarray) -> dict[str, float]:
     out = np.asarray(out)
     if out.ndim < 2 or out.shape[0] < 2 or out.size == 0:
         s = {"mean": float(np.mean(out, dtype=np.float64)) if out.size else 0.0,
@@ -50,13 +63,13 @@ def act_stats(kind: str, out: np.ndarray) -> dict[str, float]:
         # NaN/Inf anywhere propagates into the sums (|x| would need to exceed 1e154 to overflow).
         s = {"mean": total1 / out.size, "std": _unit_std_from(s1, s2, n),
              "finite": bool(np.isfinite(total1) and np.isfinite(total2))}
-    if kind in RELU_TYPES and out.ndim >= 2:
+    if is_rectifier(layer) and out.ndim >= 2:
         alive = np.any(out.reshape(out.shape[0], -1) > 0, axis=0)
         s["dead"] = 1.0 - float(np.count_nonzero(alive)) / alive.size
-    if kind == "Sigmoid":
-        s["saturated"] = float(np.count_nonzero((out < 0.01) | (out > 0.99))) / max(out.size, 1)
-    elif kind == "Tanh":
-        s["saturated"] = float(np.count_nonzero(np.abs(out) > 0.99)) / max(out.size, 1)
+    bounds = output_bounds(layer)
+    if bounds is not None:
+        near = (out < bounds[0] + SATURATION_MARGIN) | (out > bounds[1] - SATURATION_MARGIN)
+        s["saturated"] = float(np.count_nonzero(near)) / max(out.size, 1)
     return s
 
 
@@ -72,11 +85,10 @@ class LayerProbe:
 
     def _wrap_forward(self, name: str, layer: Any) -> Any:
         orig = layer.forward
-        kind = type(layer).__name__
 
         def forward(x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
             out = orig(x, *args, **kwargs)
-            self.forward_stats[name] = act_stats(kind, out)
+            self.forward_stats[name] = act_stats(layer, out)
             return out
 
         return forward

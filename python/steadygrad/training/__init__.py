@@ -1,0 +1,16 @@
+"""The training loop: `fit`, `evaluate` and `predict` (loop.py), the argument checks that all
+run before the first step (checks.py), the state of a running fit that callbacks see (run.py),
+what fit returns and resumes from (history.py: History, FitState) and what it prints
+(display.py: the ProgressBar callback, drawn with steadygrad.progress's bar). It sits on top:
+it may import `steadygrad.callbacks` (the hooks it calls), `steadygrad.diagnostics` (the
+GradientMonitor behind `fit(diagnostics=k)`), `steadygrad.checkpoint` (resume and
+ModelCheckpoint's writes), `steadygrad.optim`, `steadygrad.progress` and
+`steadygrad._introspect`; nothing below it imports it."""
+
+from __future__ import annotations
+
+from steadygrad.training.checks import DroppedBatchWarning
+from steadygrad.training.history import FitState, History
+from steadygrad.training.loop import evaluate, fit, predict
+
+__all__ = ["DroppedBatchWarning", "FitState", "History", "evaluate", "fit", "predict"]
