@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -19,21 +19,6 @@ struct ActivationKernels {
   void (*backward)(Act act, float* dx, const float* dy, const float* saved, int64_t n, float param);
 };
 
-extern const ActivationKernels activation_kernels__generic;
-#if defined(SG_X86)
-extern const ActivationKernels activation_kernels__avx2;
-extern const ActivationKernels activation_kernels__avx512;
-#endif
-
-inline const ActivationKernels& activation_kernels() {
-#if defined(SG_X86)
-  static const ActivationKernels* const table[kNumIsa] = {
-      &activation_kernels__generic, &activation_kernels__avx2, &activation_kernels__avx512};
-#else
-  static const ActivationKernels* const table[kNumIsa] = {&activation_kernels__generic, nullptr,
-                                                          nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(ActivationKernels, activation_kernels, activation_kernels);
 
 }  // namespace sg

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -25,22 +25,7 @@ struct PointwiseKernels {
                     float grad_scale, double* lanes);
 };
 
-extern const PointwiseKernels pointwise_kernels__generic;
-#if defined(SG_X86)
-extern const PointwiseKernels pointwise_kernels__avx2;
-extern const PointwiseKernels pointwise_kernels__avx512;
-#endif
-
-inline const PointwiseKernels& pointwise_kernels() {
-#if defined(SG_X86)
-  static const PointwiseKernels* const table[kNumIsa] = {
-      &pointwise_kernels__generic, &pointwise_kernels__avx2, &pointwise_kernels__avx512};
-#else
-  static const PointwiseKernels* const table[kNumIsa] = {&pointwise_kernels__generic, nullptr,
-                                                         nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(PointwiseKernels, pointwise_kernels, pointwise_kernels);
 
 // Parallel drivers (fixed chunking: bitwise identical for any thread count).
 void add_f32(float* y, const float* a, const float* b, int64_t n);

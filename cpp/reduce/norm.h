@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -18,21 +18,7 @@ struct NormKernels {
   float (*absmax)(const float* x, int64_t n, bool* has_nan);
 };
 
-extern const NormKernels norm_kernels__generic;
-#if defined(SG_X86)
-extern const NormKernels norm_kernels__avx2;
-extern const NormKernels norm_kernels__avx512;
-#endif
-
-inline const NormKernels& norm_kernels() {
-#if defined(SG_X86)
-  static const NormKernels* const table[kNumIsa] = {&norm_kernels__generic, &norm_kernels__avx2,
-                                                    &norm_kernels__avx512};
-#else
-  static const NormKernels* const table[kNumIsa] = {&norm_kernels__generic, nullptr, nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(NormKernels, norm_kernels, norm_kernels);
 
 // Deterministic sum of squares of x[0..n) (double). Non-finite input gives a non-finite result.
 double sumsq_f32(const float* x, int64_t n);
