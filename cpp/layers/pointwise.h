@@ -4,11 +4,9 @@
 #include <cstdint>
 
 #include "isa/dispatch_table.h"
+#include "reduce/chunked_reduce.h"
 
 namespace sg {
-
-constexpr int64_t kMseChunk = 8192;
-constexpr int kMseLanes = 16;
 
 struct PointwiseKernels {
   // y = a + b. y may alias a or b.
@@ -19,7 +17,7 @@ struct PointwiseKernels {
   // Element i of this call has global counter base + i.
   void (*dropout)(float* y, const float* x, int64_t n, int64_t base, uint64_t seed,
                   uint32_t threshold, float scale);
-  // One chunk (n <= kMseChunk) of MSE: d = pred - target; grad = d * grad_scale (skipped when
+  // One chunk (n <= kReduceChunk) of MSE: d = pred - target; grad = d * grad_scale (skipped when
   // grad is null); lanes[i % 16] += d*d in double.
   void (*mse_chunk)(float* grad, const float* pred, const float* target, int64_t n,
                     float grad_scale, double* lanes);
