@@ -2,7 +2,7 @@
 // report their efficiency against. Not a kernel: it only measures the machine.
 #pragma once
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -12,20 +12,7 @@ namespace sg {
 // add (vec_generic.h), so this is that path's peak, not the hardware's.
 using FmaPeakFn = double (*)(double seconds);
 
-extern const FmaPeakFn fma_peak__generic;
-#if defined(SG_X86)
-extern const FmaPeakFn fma_peak__avx2;
-extern const FmaPeakFn fma_peak__avx512;
-#endif
-
-// The probe for one ISA (which must be supported), independent of the active path.
-inline FmaPeakFn fma_peak(Isa isa) {
-#if defined(SG_X86)
-  if (isa == Isa::avx512) return fma_peak__avx512;
-  if (isa == Isa::avx2) return fma_peak__avx2;
-#endif
-  (void)isa;
-  return fma_peak__generic;
-}
+// fma_peak(isa): the probe for one ISA (which must be supported), independent of the active path.
+SG_DECLARE_DISPATCH(FmaPeakFn, fma_peak, fma_peak);
 
 }  // namespace sg

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cassert>
 
 #include "common/aligned_buffer.h"
 #include "gemm/gemm_ukernel.h"
@@ -149,6 +150,7 @@ GemmWorkspace gemm_workspace(bool trans_a, int64_t m, int64_t n, int64_t k, int6
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act) {
+  assert(act == Activation::none || act == Activation::relu);
   if (m == 0 || n == 0) return;
   const bool relu = act == Activation::relu;
   if (k == 0) {

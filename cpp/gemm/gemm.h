@@ -4,9 +4,9 @@
 #pragma once
 #include <cstdint>
 
-namespace sg {
+#include "common/activation.h"
 
-enum class Activation : int { none = 0, relu = 1 };
+namespace sg {
 
 // True when gemm_f32 takes the small-matrix (sup) path for these shapes (never thread-dependent).
 bool gemm_uses_sup(bool trans_a, int64_t m, int64_t lda);
@@ -37,6 +37,7 @@ struct GemmConstants {
 };
 GemmConstants gemm_constants();
 
+// act: Activation::none or Activation::relu, the only ones the epilogue fuses.
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act);

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -46,20 +46,6 @@ struct GemmUkernel {
   GemmPackBFn pack_b_panels;  // ceil(cols / NR) consecutive micropanels
 };
 
-extern const GemmUkernel f32_gemm_ukernel__generic;
-#if defined(SG_X86)
-extern const GemmUkernel f32_gemm_ukernel__avx2;
-extern const GemmUkernel f32_gemm_ukernel__avx512;
-#endif
-
-inline const GemmUkernel& gemm_ukernel() {
-#if defined(SG_X86)
-  static const GemmUkernel* const table[kNumIsa] = {
-      &f32_gemm_ukernel__generic, &f32_gemm_ukernel__avx2, &f32_gemm_ukernel__avx512};
-#else
-  static const GemmUkernel* const table[kNumIsa] = {&f32_gemm_ukernel__generic, nullptr, nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(GemmUkernel, f32_gemm_ukernel, gemm_ukernel);
 
 }  // namespace sg

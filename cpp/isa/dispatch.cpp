@@ -5,11 +5,19 @@
 #include <cstdlib>
 
 #include "isa/cpu_features.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 namespace {
 std::atomic<int> g_active{-1};
+
+// Every change of path goes through here, so the families' tables always follow it. Callers
+// are serialised: at import, and by set_isa, whose binding holds the GIL.
+void set_active(Isa isa) {
+  g_active.store(static_cast<int>(isa), std::memory_order_relaxed);
+  select_dispatch_tables(isa);
 }
+}  // namespace
 
 const char* isa_name(Isa isa) {
   switch (isa) {
@@ -56,14 +64,14 @@ bool set_active_isa(const std::string& name, std::string* error) {
              isa_name(best_isa()) + "')";
     return false;
   }
-  g_active.store(static_cast<int>(want), std::memory_order_relaxed);
+  set_active(want);
   return true;
 }
 
 bool init_isa_from_env(std::string* error) {
   const char* env = std::getenv("STEADYGRAD_ISA");
   if (!env || !*env) {
-    g_active.store(static_cast<int>(best_isa()), std::memory_order_relaxed);
+    set_active(best_isa());
     return true;
   }
   std::string msg;

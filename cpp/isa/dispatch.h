@@ -1,5 +1,5 @@
-// The active instruction-set path. Each kernel family keeps its own table of function
-// pointers, one entry per Isa, and indexes it with active_isa() on each call.
+// The active instruction-set path. Each kernel family's table of function pointers follows it
+// through dispatch_table.h, re-pointed when the path is set, not looked up on each call.
 #pragma once
 
 #include <string>
@@ -22,15 +22,5 @@ bool set_active_isa(const std::string& name, std::string* error);
 
 // Reads STEADYGRAD_ISA (if set) and applies it; returns false and fills `error` if invalid.
 bool init_isa_from_env(std::string* error);
-
-// Families declare their per-ISA tables like this: `const T* table[kNumIsa]`, where an entry
-// is null when the ISA file was not compiled (non-x86 builds); pick() falls back downwards.
-template <class T>
-const T& pick(const T* const (&table)[kNumIsa]) {
-  for (int i = static_cast<int>(active_isa()); i > 0; --i) {
-    if (table[i]) return *table[i];
-  }
-  return *table[0];
-}
 
 }  // namespace sg

@@ -3,37 +3,28 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "common/activation.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
-enum class Act : int { relu = 0, leaky_relu, gelu, gelu_tanh, tanh, sigmoid };
+// The name cpp/bindings/bind_ops.cpp still uses; drop it once that file says Activation.
+using Act = Activation;
 
 // Which tensor each activation's backward needs: true -> y (the output), false -> x (the input).
-inline bool act_backward_uses_output(Act a) { return a == Act::tanh || a == Act::sigmoid; }
+inline bool act_backward_uses_output(Activation a) {
+  return a == Activation::tanh || a == Activation::sigmoid;
+}
 
 struct ActivationKernels {
-  // y = f(x). param: negative_slope for leaky_relu, unused otherwise. y may alias x.
-  void (*forward)(Act act, float* y, const float* x, int64_t n, float param);
+  // y = f(x) (none: a copy). param: negative_slope for leaky_relu, unused otherwise. y may
+  // alias x.
+  void (*forward)(Activation act, float* y, const float* x, int64_t n, float param);
   // dx = dy * f'(.) where `saved` is x or y (act_backward_uses_output). dx may alias dy.
-  void (*backward)(Act act, float* dx, const float* dy, const float* saved, int64_t n, float param);
+  void (*backward)(Activation act, float* dx, const float* dy, const float* saved, int64_t n,
+                   float param);
 };
 
-extern const ActivationKernels activation_kernels__generic;
-#if defined(SG_X86)
-extern const ActivationKernels activation_kernels__avx2;
-extern const ActivationKernels activation_kernels__avx512;
-#endif
-
-inline const ActivationKernels& activation_kernels() {
-#if defined(SG_X86)
-  static const ActivationKernels* const table[kNumIsa] = {
-      &activation_kernels__generic, &activation_kernels__avx2, &activation_kernels__avx512};
-#else
-  static const ActivationKernels* const table[kNumIsa] = {&activation_kernels__generic, nullptr,
-                                                          nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(ActivationKernels, activation_kernels, activation_kernels);
 
 }  // namespace sg

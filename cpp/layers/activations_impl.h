@@ -23,37 +23,39 @@ constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 inline V::M is_neg_inf(V::R x) { return V::le(x, V::set1(-std::numeric_limits<float>::infinity())); }
 inline V::M is_inf(V::R x) { return V::ge(V::abs(x), V::set1(std::numeric_limits<float>::infinity())); }
 
-inline V::R act_fwd(Act act, V::R x, float param) {
+inline V::R act_fwd(Activation act, V::R x, float param) {
   switch (act) {
-    case Act::relu: return V::max(V::zero(), x);
-    case Act::leaky_relu: {
+    case Activation::none: return x;
+    case Activation::relu: return V::max(V::zero(), x);
+    case Activation::leaky_relu: {
       V::R y = V::select(V::gt(x, V::zero()), x, V::mul(x, V::set1(param)));
       return param == 0.0f ? V::select(is_neg_inf(x), V::zero(), y) : y;
     }
-    case Act::gelu: return V::select(is_neg_inf(x), V::zero(), V::mul(x, vphi(x)));
-    case Act::gelu_tanh: {
+    case Activation::gelu: return V::select(is_neg_inf(x), V::zero(), V::mul(x, vphi(x)));
+    case Activation::gelu_tanh: {
       V::R inner = V::mul(V::set1(kSqrt2OverPi), V::fma(V::mul(V::set1(kGeluC), x), V::mul(x, x), x));
       V::R y = V::mul(V::mul(V::set1(0.5f), x), V::add(V::set1(1.0f), vtanh(inner)));
       return V::select(is_neg_inf(x), V::zero(), y);
     }
-    case Act::tanh: return vtanh(x);
-    case Act::sigmoid: return vsigmoid(x);
+    case Activation::tanh: return vtanh(x);
+    case Activation::sigmoid: return vsigmoid(x);
   }
   return x;
 }
 
 // d f / d(input), from `s` = x or y as act_backward_uses_output says.
-inline V::R act_grad(Act act, V::R s, float param) {
+inline V::R act_grad(Activation act, V::R s, float param) {
   const V::R one = V::set1(1.0f);
   switch (act) {
-    case Act::relu: return V::and_mask(V::gt(s, V::zero()), one);  // unused: see act_bwd
-    case Act::leaky_relu: return V::select(V::gt(s, V::zero()), one, V::set1(param));
-    case Act::gelu: {  // Phi(x) + x phi(x)
+    case Activation::none: return one;
+    case Activation::relu: return V::and_mask(V::gt(s, V::zero()), one);  // unused: see act_bwd
+    case Activation::leaky_relu: return V::select(V::gt(s, V::zero()), one, V::set1(param));
+    case Activation::gelu: {  // Phi(x) + x phi(x)
       V::R pdf = V::mul(V::set1(kInvSqrt2Pi), vexp(V::mul(V::set1(-0.5f), V::mul(s, s))));
       V::R cdf = vphi(s);
       return V::select(is_inf(s), cdf, V::fma(s, pdf, cdf));
     }
-    case Act::gelu_tanh: {
+    case Activation::gelu_tanh: {
       V::R x2 = V::mul(s, s);
       V::R inner = V::mul(V::set1(kSqrt2OverPi), V::fma(V::mul(V::set1(kGeluC), s), x2, s));
       V::R t = vtanh(inner);
@@ -64,27 +66,28 @@ inline V::R act_grad(Act act, V::R s, float param) {
     }
     // 1 - y^2 as (1 - y)(1 + y): 1 - y is exact near |y| = 1, where y*y rounded first (no
     // fused fnma on the generic path) would cancel to hundreds of ulps.
-    case Act::tanh: return V::mul(V::sub(one, s), V::add(one, s));
-    case Act::sigmoid: return V::mul(s, V::sub(one, s));  // y (1 - y)
+    case Activation::tanh: return V::mul(V::sub(one, s), V::add(one, s));
+    case Activation::sigmoid: return V::mul(s, V::sub(one, s));  // y (1 - y)
   }
   return one;
 }
 
 // dx for one vector; relu masks dy (rather than multiplying by 0/1) as torch's
 // threshold_backward does: x <= 0 gives 0 even where dy is NaN, and x = NaN passes dy through.
-inline V::R act_bwd(Act act, V::R dy, V::R s, float param) {
-  if (act == Act::relu) return V::select(V::le(s, V::zero()), V::zero(), dy);
+inline V::R act_bwd(Activation act, V::R dy, V::R s, float param) {
+  if (act == Activation::relu) return V::select(V::le(s, V::zero()), V::zero(), dy);
   return V::mul(dy, act_grad(act, s, param));
 }
 
-void act_forward_range(Act act, float* y, const float* x, int64_t b, int64_t e, float param) {
+void act_forward_range(Activation act, float* y, const float* x, int64_t b, int64_t e,
+                       float param) {
   int64_t i = b;
   for (; i + V::W <= e; i += V::W) V::store(y + i, act_fwd(act, V::load(x + i), param));
   if (i < e) V::store_n(y + i, act_fwd(act, V::load_n(x + i, e - i), param), e - i);
 }
 
-void act_backward_range(Act act, float* dx, const float* dy, const float* s, int64_t b, int64_t e,
-                        float param) {
+void act_backward_range(Activation act, float* dx, const float* dy, const float* s, int64_t b,
+                        int64_t e, float param) {
   int64_t i = b;
   for (; i + V::W <= e; i += V::W)
     V::store(dx + i, act_bwd(act, V::load(dy + i), V::load(s + i), param));
@@ -94,11 +97,13 @@ void act_backward_range(Act act, float* dx, const float* dy, const float* s, int
   }
 }
 
-void act_forward(Act act, float* y, const float* x, int64_t n, float param) {
-  parallel_chunks(n, 1 << 14, [&](int64_t b, int64_t e) { act_forward_range(act, y, x, b, e, param); });
+void act_forward(Activation act, float* y, const float* x, int64_t n, float param) {
+  parallel_chunks(n, 1 << 14,
+                  [&](int64_t b, int64_t e) { act_forward_range(act, y, x, b, e, param); });
 }
 
-void act_backward(Act act, float* dx, const float* dy, const float* s, int64_t n, float param) {
+void act_backward(Activation act, float* dx, const float* dy, const float* s, int64_t n,
+                  float param) {
   parallel_chunks(n, 1 << 14,
                   [&](int64_t b, int64_t e) { act_backward_range(act, dx, dy, s, b, e, param); });
 }

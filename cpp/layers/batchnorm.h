@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -36,21 +36,6 @@ struct BatchNormKernels {
                    bool batch_stats, float acc_gamma, float acc_beta, bool relu);
 };
 
-extern const BatchNormKernels batchnorm_kernels__generic;
-#if defined(SG_X86)
-extern const BatchNormKernels batchnorm_kernels__avx2;
-extern const BatchNormKernels batchnorm_kernels__avx512;
-#endif
-
-inline const BatchNormKernels& batchnorm_kernels() {
-#if defined(SG_X86)
-  static const BatchNormKernels* const table[kNumIsa] = {
-      &batchnorm_kernels__generic, &batchnorm_kernels__avx2, &batchnorm_kernels__avx512};
-#else
-  static const BatchNormKernels* const table[kNumIsa] = {&batchnorm_kernels__generic, nullptr,
-                                                         nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(BatchNormKernels, batchnorm_kernels, batchnorm_kernels);
 
 }  // namespace sg

@@ -6,7 +6,7 @@
 
 #include "gemm/gemm.h"
 #include "gemm/gemm_scratch.h"
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -16,21 +16,7 @@ struct LinearKernels {
   void (*colsum)(float* db, const float* dy, int64_t batch, int64_t out, float beta);
 };
 
-extern const LinearKernels linear_kernels__generic;
-#if defined(SG_X86)
-extern const LinearKernels linear_kernels__avx2;
-extern const LinearKernels linear_kernels__avx512;
-#endif
-
-inline const LinearKernels& linear_kernels() {
-#if defined(SG_X86)
-  static const LinearKernels* const table[kNumIsa] = {
-      &linear_kernels__generic, &linear_kernels__avx2, &linear_kernels__avx512};
-#else
-  static const LinearKernels* const table[kNumIsa] = {&linear_kernels__generic, nullptr, nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(LinearKernels, linear_kernels, linear_kernels);
 
 // y = act(x w^T + b): one GEMM with the bias (may be null) and activation in its epilogue.
 void linear_forward_f32(float* y, const float* x, const float* w, const float* b, int64_t batch,

@@ -1,12 +1,9 @@
 // Parallel drivers for the elementwise layer kernels: fixed chunks (independent of the thread
-// count) and, for MSE, the fixed-order combine of per-chunk double partial sums.
+// count); MSE sums its per-chunk partials through chunked_reduce.h.
 #include "layers/pointwise.h"
 
-#include <omp.h>
-
-#include <vector>
-
 #include "common/parallel.h"
+#include "reduce/chunked_reduce.h"
 
 namespace sg {
 
@@ -25,25 +22,12 @@ void dropout_f32(float* y, const float* x, int64_t n, uint64_t seed, uint32_t th
 }
 
 double mse_f32(float* grad, const float* pred, const float* target, int64_t n, float grad_scale) {
-  if (n <= 0) return 0.0;
   const PointwiseKernels& k = pointwise_kernels();
-  const int64_t nchunks = (n + kMseChunk - 1) / kMseChunk;
-  std::vector<double> partial(static_cast<size_t>(nchunks), 0.0);
-  double* p = partial.data();
-  const bool parallel = nchunks >= 4 && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t b = c * kMseChunk;
-    const int64_t len = n - b < kMseChunk ? n - b : kMseChunk;
-    double lanes[kMseLanes] = {0};
+  return chunked_sum(n, [&](int64_t b, int64_t len) {
+    double lanes[kReduceLanes] = {0};
     k.mse_chunk(grad ? grad + b : nullptr, pred + b, target + b, len, grad_scale, lanes);
-    double s = 0.0;
-    for (int l = 0; l < kMseLanes; ++l) s += lanes[l];
-    p[c] = s;
-  }
-  double s = 0.0;
-  for (int64_t c = 0; c < nchunks; ++c) s += p[c];
-  return s;
+    return sum_lanes(lanes);
+  });
 }
 
 }  // namespace sg

@@ -3,12 +3,10 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
+#include "reduce/chunked_reduce.h"
 
 namespace sg {
-
-constexpr int64_t kMseChunk = 8192;
-constexpr int kMseLanes = 16;
 
 struct PointwiseKernels {
   // y = a + b. y may alias a or b.
@@ -19,28 +17,13 @@ struct PointwiseKernels {
   // Element i of this call has global counter base + i.
   void (*dropout)(float* y, const float* x, int64_t n, int64_t base, uint64_t seed,
                   uint32_t threshold, float scale);
-  // One chunk (n <= kMseChunk) of MSE: d = pred - target; grad = d * grad_scale (skipped when
+  // One chunk (n <= kReduceChunk) of MSE: d = pred - target; grad = d * grad_scale (skipped when
   // grad is null); lanes[i % 16] += d*d in double.
   void (*mse_chunk)(float* grad, const float* pred, const float* target, int64_t n,
                     float grad_scale, double* lanes);
 };
 
-extern const PointwiseKernels pointwise_kernels__generic;
-#if defined(SG_X86)
-extern const PointwiseKernels pointwise_kernels__avx2;
-extern const PointwiseKernels pointwise_kernels__avx512;
-#endif
-
-inline const PointwiseKernels& pointwise_kernels() {
-#if defined(SG_X86)
-  static const PointwiseKernels* const table[kNumIsa] = {
-      &pointwise_kernels__generic, &pointwise_kernels__avx2, &pointwise_kernels__avx512};
-#else
-  static const PointwiseKernels* const table[kNumIsa] = {&pointwise_kernels__generic, nullptr,
-                                                         nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(PointwiseKernels, pointwise_kernels, pointwise_kernels);
 
 // Parallel drivers (fixed chunking: bitwise identical for any thread count).
 void add_f32(float* y, const float* a, const float* b, int64_t n);

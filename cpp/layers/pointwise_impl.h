@@ -41,7 +41,6 @@ void pw_dropout(float* y, const float* x, int64_t n, int64_t base, uint64_t seed
 
 void pw_mse_chunk(float* grad, const float* pred, const float* target, int64_t n,
                   float grad_scale, double* lanes) {
-  static_assert(kMseLanes == kNormLanes, "the MSE sum uses the norm's lane layout");
   const V::R gs = V::set1(grad_scale);
   add_squares_to_lanes(
       n, lanes,

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -17,21 +17,6 @@ struct SoftmaxXentKernels {
                 int64_t classes, float label_smoothing, float grad_scale);
 };
 
-extern const SoftmaxXentKernels softmax_xent_kernels__generic;
-#if defined(SG_X86)
-extern const SoftmaxXentKernels softmax_xent_kernels__avx2;
-extern const SoftmaxXentKernels softmax_xent_kernels__avx512;
-#endif
-
-inline const SoftmaxXentKernels& softmax_xent_kernels() {
-#if defined(SG_X86)
-  static const SoftmaxXentKernels* const table[kNumIsa] = {
-      &softmax_xent_kernels__generic, &softmax_xent_kernels__avx2, &softmax_xent_kernels__avx512};
-#else
-  static const SoftmaxXentKernels* const table[kNumIsa] = {&softmax_xent_kernels__generic, nullptr,
-                                                           nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(SoftmaxXentKernels, softmax_xent_kernels, softmax_xent_kernels);
 
 }  // namespace sg

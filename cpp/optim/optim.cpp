@@ -6,10 +6,10 @@
 
 #include <cmath>
 #include <limits>
-#include <vector>
 
 #include "common/parallel.h"
 #include "optim/optim_kernels.h"
+#include "reduce/chunked_reduce.h"
 #include "reduce/norm.h"
 
 namespace sg {
@@ -60,69 +60,30 @@ GradPre make_pre(const GradPreHyper& h) {
 }  // namespace
 
 double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg) {
-  // Work list of fixed chunks: (segment, start); boundaries depend only on segment lengths.
-  thread_local std::vector<int64_t> chunk_seg, chunk_begin;
-  thread_local std::vector<double> partial;
-  chunk_seg.clear();
-  chunk_begin.clear();
-  for (int64_t i = 0; i < s.count; ++i) {
-    for (int64_t b = 0; b < s.len[i]; b += kNormChunk) {
-      chunk_seg.push_back(i);
-      chunk_begin.push_back(b);
-    }
-  }
-  const int64_t nchunks = static_cast<int64_t>(chunk_seg.size());
-  partial.resize(static_cast<size_t>(nchunks));
-  const NormKernels& k = norm_kernels();
-  const int64_t* cs = chunk_seg.data();
-  const int64_t* cb = chunk_begin.data();
-  double* part = partial.data();
+  // per_seg[i] accumulates segment i's chunk partials (in order), then becomes its norm.
+  for (int64_t i = 0; i < s.count; ++i) per_seg[i] = 0.0;
   // A read-only pass over fewer elements than this is not worth a fork/join.
-  const bool parallel = nchunks >= 4 && total_length(s) >= 2 * kElementwiseParallelMin &&
-                        omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t i = cs[c], b = cb[c];
-    const int64_t n = s.len[i] - b < kNormChunk ? s.len[i] - b : kNormChunk;
-    const float* x = g + s.off[i] + b;
-    if (inf_norm) {
-      bool nan = false;
-      const float m = k.absmax(x, n, &nan);
-      part[c] = nan ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(m);
-    } else {
-      double lanes[kNormLanes] = {0};
-      k.sumsq_lanes(x, n, lanes);
-      double t = 0.0;
-      for (int l = 0; l < kNormLanes; ++l) t += lanes[l];
-      part[c] = t;
-    }
-  }
-  // Fixed-order combine: chunks within a segment, then segments.
+  chunked_reduce(
+      s.count, [s](int64_t i) { return s.len[i]; }, 2 * kElementwiseParallelMin,
+      [&](int64_t i, int64_t b, int64_t n) {
+        const float* x = g + s.off[i] + b;
+        return inf_norm ? absmax_chunk(x, n) : sumsq_chunk(x, n);
+      },
+      [&](int64_t i, double p) {
+        if (inf_norm) max_or_nan(&per_seg[i], p);
+        else per_seg[i] += p;
+      });
+  // Fixed-order combine of the segments.
   double total = 0.0;
-  bool any_nan = false;
-  int64_t c = 0;
   for (int64_t i = 0; i < s.count; ++i) {
-    double acc = 0.0;
-    bool nan = false;
-    for (; c < nchunks && cs[c] == i; ++c) {
-      if (inf_norm) {
-        if (std::isnan(part[c])) nan = true;
-        else if (part[c] > acc) acc = part[c];
-      } else {
-        acc += part[c];
-      }
-    }
     if (inf_norm) {
-      per_seg[i] = nan ? std::numeric_limits<double>::quiet_NaN() : acc;
-      any_nan = any_nan || nan;
-      if (acc > total) total = acc;
+      max_or_nan(&total, per_seg[i]);
     } else {
-      per_seg[i] = std::sqrt(acc);
-      total += acc;
+      total += per_seg[i];
+      per_seg[i] = std::sqrt(per_seg[i]);
     }
   }
-  if (inf_norm) return any_nan ? std::numeric_limits<double>::quiet_NaN() : total;
-  return std::sqrt(total);
+  return inf_norm ? total : std::sqrt(total);
 }
 
 void adam_step(float* p, float* m, float* v, float* vmax, const float* g, Segments s,

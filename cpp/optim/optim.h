@@ -43,9 +43,9 @@ struct SgdHyper {
 
 // Per-segment gradient norms and the global norm, read-only, one sweep. inf_norm selects max|g|
 // (NaN if any NaN), otherwise the 2-norm: each segment is summed in fixed 8192-element chunks
-// of 16 double lanes (as sumsq_f32), segments then combined in order, so per_seg and the result
-// are bitwise identical for every thread count and ISA. A non-finite gradient gives a
-// non-finite segment norm. per_seg has `count` entries.
+// of 16 double lanes (chunked_reduce.h, as sumsq_f32), segments then combined in order, so
+// per_seg and the result are bitwise identical for every thread count and ISA. A non-finite
+// gradient gives a non-finite segment norm. per_seg has `count` entries.
 double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg);
 
 void adam_step(float* p, float* m, float* v, float* vmax, const float* g, Segments s,

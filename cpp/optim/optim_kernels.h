@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
 
 namespace sg {
 
@@ -67,20 +67,6 @@ struct OptimKernels {
   void (*scale_clamp)(float* g, int64_t n, const GradPre& pre);
 };
 
-extern const OptimKernels optim_kernels__generic;
-#if defined(SG_X86)
-extern const OptimKernels optim_kernels__avx2;
-extern const OptimKernels optim_kernels__avx512;
-#endif
-
-inline const OptimKernels& optim_kernels() {
-#if defined(SG_X86)
-  static const OptimKernels* const table[kNumIsa] = {&optim_kernels__generic, &optim_kernels__avx2,
-                                                     &optim_kernels__avx512};
-#else
-  static const OptimKernels* const table[kNumIsa] = {&optim_kernels__generic, nullptr, nullptr};
-#endif
-  return pick(table);
-}
+SG_DECLARE_DISPATCH(OptimKernels, optim_kernels, optim_kernels);
 
 }  // namespace sg

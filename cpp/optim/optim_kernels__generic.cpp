@@ -1,4 +1,5 @@
 // Optimizer update kernels compiled for the generic path.
+// Also defines the family's dispatch table: this file is always built, with baseline flags.
 #include "simd/vec_generic.h"
 #include "optim/adam_impl.h"
 #include "optim/rmsprop_impl.h"
@@ -6,4 +7,5 @@
 
 namespace sg {
 const OptimKernels optim_kernels__generic = {&adam, &rmsprop, &sgd, &scale_clamp};
+SG_DEFINE_DISPATCH(OptimKernels, optim_kernels);
 }

@@ -1,59 +1,42 @@
-// Portable norm drivers: chunking, OpenMP over chunks, and the fixed-order combine that makes
-// the result independent of the thread count and of the ISA (see norm.h).
+// Portable norm drivers: each chunk through the ISA table, chunking and combine order from
+// chunked_reduce.h, so results do not depend on the thread count or the ISA (see norm.h).
 #include "reduce/norm.h"
 
-#include <omp.h>
-
 #include <cmath>
-#include <vector>
+#include <limits>
+
+#include "reduce/chunked_reduce.h"
 
 namespace sg {
 
-namespace {
-double chunk_sumsq(const NormKernels& k, const float* x, int64_t n) {
-  double lanes[kNormLanes] = {0};
-  k.sumsq_lanes(x, n, lanes);
-  double s = 0.0;
-  for (int l = 0; l < kNormLanes; ++l) s += lanes[l];
-  return s;
+double sumsq_chunk(const float* x, int64_t n) {
+  double lanes[kReduceLanes] = {0};
+  norm_kernels().sumsq_lanes(x, n, lanes);
+  return sum_lanes(lanes);
 }
-}  // namespace
+
+double absmax_chunk(const float* x, int64_t n) {
+  bool nan = false;
+  const float m = norm_kernels().absmax(x, n, &nan);
+  return nan ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(m);
+}
+
+void max_or_nan(double* acc, double p) {
+  if (std::isnan(p)) *acc = p;
+  else if (p > *acc) *acc = p;  // false once *acc is NaN: NaN stays
+}
 
 double sumsq_f32(const float* x, int64_t n) {
-  if (n <= 0) return 0.0;
-  const NormKernels& k = norm_kernels();
-  const int64_t nchunks = (n + kNormChunk - 1) / kNormChunk;
-  if (nchunks == 1) return chunk_sumsq(k, x, n);
-  thread_local std::vector<double> partial;
-  partial.resize(static_cast<size_t>(nchunks));
-  double* p = partial.data();
-  const bool parallel = nchunks >= 4 && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t b = c * kNormChunk;
-    p[c] = chunk_sumsq(k, x + b, n - b < kNormChunk ? n - b : kNormChunk);
-  }
-  double s = 0.0;
-  for (int64_t c = 0; c < nchunks; ++c) s += p[c];
-  return s;
+  return chunked_sum(n, [x](int64_t b, int64_t len) { return sumsq_chunk(x + b, len); });
 }
 
 float absmax_f32(const float* x, int64_t n) {
-  if (n <= 0) return 0.0f;
-  const NormKernels& k = norm_kernels();
-  const int64_t nchunks = (n + kNormChunk - 1) / kNormChunk;
-  float best = 0.0f;
-  bool nan = false;
-  const bool parallel = nchunks >= 4 && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(static) if (parallel) reduction(max : best) reduction(|| : nan)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t b = c * kNormChunk;
-    bool h = false;
-    float m = k.absmax(x + b, n - b < kNormChunk ? n - b : kNormChunk, &h);
-    best = m > best ? m : best;
-    nan = nan || h;
-  }
-  return nan ? NAN : best;
+  double m = 0.0;
+  chunked_reduce(
+      1, [n](int64_t) { return n; }, 0,
+      [x](int64_t, int64_t b, int64_t len) { return absmax_chunk(x + b, len); },
+      [&m](int64_t, double p) { max_or_nan(&m, p); });
+  return std::isnan(m) ? NAN : static_cast<float>(m);
 }
 
 }  // namespace sg

@@ -4,35 +4,26 @@
 #pragma once
 #include <cstdint>
 
-#include "isa/dispatch.h"
+#include "isa/dispatch_table.h"
+#include "reduce/chunked_reduce.h"
 
 namespace sg {
 
-constexpr int64_t kNormChunk = 8192;
-constexpr int kNormLanes = 16;
-
 struct NormKernels {
-  // lanes[l] += x[i]^2 for i in [0, n) with i % 16 == l, n <= kNormChunk, squares in double.
+  // lanes[l] += x[i]^2 for i in [0, n) with i % 16 == l, n <= kReduceChunk, squares in double.
   void (*sumsq_lanes)(const float* x, int64_t n, double* lanes);
   // max |x[i]| ignoring NaN; *has_nan set when any element is NaN.
   float (*absmax)(const float* x, int64_t n, bool* has_nan);
 };
 
-extern const NormKernels norm_kernels__generic;
-#if defined(SG_X86)
-extern const NormKernels norm_kernels__avx2;
-extern const NormKernels norm_kernels__avx512;
-#endif
+SG_DECLARE_DISPATCH(NormKernels, norm_kernels, norm_kernels);
 
-inline const NormKernels& norm_kernels() {
-#if defined(SG_X86)
-  static const NormKernels* const table[kNumIsa] = {&norm_kernels__generic, &norm_kernels__avx2,
-                                                    &norm_kernels__avx512};
-#else
-  static const NormKernels* const table[kNumIsa] = {&norm_kernels__generic, nullptr, nullptr};
-#endif
-  return pick(table);
-}
+// One chunk's partial (n <= kReduceChunk), as every driver combines it: the sum of squares with
+// the lanes summed in order, and max |x| in double (NaN if any element is NaN).
+double sumsq_chunk(const float* x, int64_t n);
+double absmax_chunk(const float* x, int64_t n);
+// acc = max(acc, p), where a NaN p makes acc NaN for good (the inf-norm combine).
+void max_or_nan(double* acc, double p);
 
 // Deterministic sum of squares of x[0..n) (double). Non-finite input gives a non-finite result.
 double sumsq_f32(const float* x, int64_t n);

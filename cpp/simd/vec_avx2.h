@@ -28,6 +28,8 @@ struct V {
   static inline R load_n(const float* p, int64_t n) { return _mm256_maskload_ps(p, tail_mask(n)); }
   static inline void store_n(float* p, R x, int64_t n) { _mm256_maskstore_ps(p, tail_mask(n), x); }
 
+  // Deliberate parallel of vec_avx512.h (and vec_generic.h): each V spells the one interface the
+  // *_impl.h kernels are written against, so the operation lists match line for line.
   static inline R add(R a, R b) { return _mm256_add_ps(a, b); }
   static inline R sub(R a, R b) { return _mm256_sub_ps(a, b); }
   static inline R mul(R a, R b) { return _mm256_mul_ps(a, b); }

@@ -26,6 +26,8 @@ struct V {
   static inline void store_n(float* p, R x, int64_t n) { _mm512_mask_storeu_ps(p, tail_mask(n), x); }
   static inline void stream(float* p, R x) { _mm512_storeu_ps(p, x); }
 
+  // Deliberate parallel of vec_avx2.h (and vec_generic.h): each V spells the one interface the
+  // *_impl.h kernels are written against, so the operation lists match line for line.
   static inline R add(R a, R b) { return _mm512_add_ps(a, b); }
   static inline R sub(R a, R b) { return _mm512_sub_ps(a, b); }
   static inline R mul(R a, R b) { return _mm512_mul_ps(a, b); }
