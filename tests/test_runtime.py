@@ -145,3 +145,22 @@ def test_python_m_steadygrad_runs():
     assert r.returncode == 0, r.stderr
     assert f"steadygrad {sg.__version__}" in r.stdout
     assert "GFLOP/s" in r.stdout and "isa" in r.stdout, r.stdout
+
+
+def test_thread_count_is_the_same_from_every_python_thread() -> None:
+    """sg.set_num_threads is process-wide: OpenMP's own count belongs to each calling thread,
+    so a kernel run from a worker thread used the default before."""
+    import threading
+
+    before = sg.get_num_threads()
+    seen: list[int] = []
+    try:
+        for n in (1, 3):
+            sg.set_num_threads(n)
+            t = threading.Thread(target=lambda: seen.append(sg.get_num_threads()))
+            t.start()
+            t.join()
+        assert seen == [1, 3]
+        assert sg.cpu_info()["threads"] == 3
+    finally:
+        sg.set_num_threads(before)

@@ -7,6 +7,8 @@
 #include <string>
 
 #include <omp.h>
+
+#include "common/parallel.h"
 #include <pybind11/stl.h>
 
 #include "bindings/checks.h"
@@ -340,7 +342,7 @@ py::dict linear_scratch_bytes(int64_t batch, int64_t in, int64_t out, bool input
                         ", " + to_string(in) + ", " + to_string(out) + ")");
   }
   const int64_t threads =
-      threads_obj.is_none() ? omp_get_max_threads() : threads_obj.cast<int64_t>();
+      threads_obj.is_none() ? sg::num_threads() : threads_obj.cast<int64_t>();
   if (threads < 1) value_error(fn, "threads must be >= 1, got " + to_string(threads));
   return scratch_dict(linear_scratch(batch, in, out, input_grad, threads));
 }

@@ -2,6 +2,8 @@
 // runtime controls (ISA, threads, cpu_info); each kernel family registers its functions from
 // its own bind_<family>.cpp.
 #include <omp.h>
+
+#include "common/parallel.h"
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -34,7 +36,7 @@ py::dict cpu_info() {
   d["isa"] = sg::isa_name(sg::active_isa());
   d["isa_best"] = sg::isa_name(sg::best_isa());
   d["isa_supported"] = supported;
-  d["threads"] = omp_get_max_threads();
+  d["threads"] = sg::num_threads();
   d["forked_child"] = sg::in_forked_child();
   d["cores"] = omp_get_num_procs();
   d["cpu"] = std::string(sg::cpu_model_name());
@@ -69,7 +71,7 @@ void set_num_threads(py::handle n) {
         ". For multi-thread workers use multiprocessing.get_context('spawn') or "
         "'forkserver'.");
   }
-  omp_set_num_threads(static_cast<int>(x));
+  sg::set_num_threads(static_cast<int>(x));
 }
 
 void set_isa(const std::string& name) {
@@ -95,8 +97,8 @@ PYBIND11_MODULE(_core, m) {
         "Set the number of OpenMP threads the kernels use (default: OMP_NUM_THREADS or all cores). "
         "In a fork()ed child only 1 is allowed (RuntimeError otherwise): OpenMP's thread pool "
         "does not survive fork.");
-  m.def("get_num_threads", []() { return omp_get_max_threads(); },
-        "Number of OpenMP threads the kernels use.");
+  m.def("get_num_threads", []() { return sg::num_threads(); },
+        "Number of OpenMP threads the kernels use (the same from every Python thread).");
   m.def("set_isa", &set_isa, py::arg("name"),
         "Select the kernel path: 'generic', 'avx2' or 'avx512'. Raises ValueError for an unknown "
         "name or a path this CPU/OS cannot run. STEADYGRAD_ISA sets it at import.");

@@ -1,6 +1,8 @@
 // pthread_atfork child handler for libgomp (see fork_guard.h).
 #include "common/fork_guard.h"
 
+#include "common/parallel.h"
+
 #include <omp.h>
 #include <pthread.h>
 
@@ -13,11 +15,11 @@ namespace {
 std::atomic<bool> forked_child{false};
 
 // Runs in the child, in the only thread it has (the one that called fork). It sets that
-// thread's nthreads-var: every kernel sizes its team by omp_get_max_threads() (or runs its
-// region under an `if`), so none asks the stale pool for workers.
+// process-wide kernel count (and that thread's nthreads-var): every kernel sizes its team by
+// num_threads() (or runs its region under an `if`), so none asks the stale pool for workers.
 void on_fork_child() {
   forked_child.store(true, std::memory_order_relaxed);
-  omp_set_num_threads(1);
+  set_num_threads(1);
 }
 
 }  // namespace

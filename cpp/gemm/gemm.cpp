@@ -7,6 +7,8 @@
 
 #include <omp.h>
 
+#include "common/parallel.h"
+
 #include <algorithm>
 #include <cassert>
 
@@ -172,8 +174,8 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   thread_local AlignedBuffer b_buf;
   float* b_shared = nullptr;
 
-  const bool parallel = gemm_goes_parallel(m, n, k, omp_get_max_threads());
-#pragma omp parallel if (parallel)
+  const bool parallel = gemm_goes_parallel(m, n, k, num_threads());
+#pragma omp parallel if (parallel) num_threads(num_threads())
   {
     thread_local AlignedBuffer a_buf, b_own_buf;
     float* const ap = a_buf.get(static_cast<size_t>(plan.a_floats()));

@@ -6,6 +6,8 @@
 #pragma once
 #include <omp.h>
 
+#include "common/parallel.h"
+
 #include <algorithm>
 #include <cstdint>
 
@@ -95,7 +97,7 @@ inline void tile_reduce(double* out, int64_t rows, int64_t j0, int64_t w, F f) {
 template <class Body>
 inline void for_col_tiles(int64_t rows, int64_t cols, Body body) {
   const bool par = cols > V::W && rows * cols >= (int64_t{1} << 17);
-#pragma omp parallel if (par)
+#pragma omp parallel if (par) num_threads(num_threads())
   {
     const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t nvec = (cols + V::W - 1) / V::W;

@@ -3,6 +3,8 @@
 #pragma once
 #include <omp.h>
 
+#include "common/parallel.h"
+
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -76,8 +78,8 @@ double softmax_xent(float* d, const float* x, const Label* labels, int64_t B, in
   thread_local std::vector<double> row_loss;
   row_loss.resize(static_cast<size_t>(B));
   double* rl = row_loss.data();
-  const bool parallel = B * C >= (1 << 15) && B > 1 && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(static) if (parallel)
+  const bool parallel = B * C >= (1 << 15) && B > 1 && num_threads() > 1;
+#pragma omp parallel for schedule(static) if (parallel) num_threads(num_threads())
   for (int64_t i = 0; i < B; ++i) {
     rl[i] = xent_row(d ? d + i * C : nullptr, x + i * C, labels[i], C, eps, scale);
   }

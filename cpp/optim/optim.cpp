@@ -29,11 +29,11 @@ template <class Body>
 void for_each_piece(Segments s, Body body) {
   const int64_t total = total_length(s);
   if (total == 0) return;
-  if (total < kElementwiseParallelMin || omp_get_max_threads() < 2) {
+  if (total < kElementwiseParallelMin || num_threads() < 2) {
     for (int64_t i = 0; i < s.count; ++i) body(s.off[i], s.len[i]);
     return;
   }
-#pragma omp parallel
+#pragma omp parallel num_threads(num_threads())
   {
     const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t units = (total + 15) / 16;

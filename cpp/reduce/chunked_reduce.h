@@ -4,6 +4,8 @@
 #pragma once
 #include <omp.h>
 
+#include "common/parallel.h"
+
 #include <cstdint>
 
 namespace sg {
@@ -39,7 +41,7 @@ void chunked_reduce(int64_t nseg, SegLen seg_len, int64_t min_parallel, Partial 
     total += seg_len(i);
     nchunks += (seg_len(i) + kReduceChunk - 1) / kReduceChunk;
   }
-  const bool parallel = nchunks >= 4 && total >= min_parallel && omp_get_max_threads() > 1;
+  const bool parallel = nchunks >= 4 && total >= min_parallel && num_threads() > 1;
   struct Chunk {
     int64_t seg, begin, len;
   };
@@ -64,7 +66,7 @@ void chunked_reduce(int64_t nseg, SegLen seg_len, int64_t min_parallel, Partial 
       part[c] = partial(chunk[c].seg, chunk[c].begin, chunk[c].len);
     };
     if (parallel && count > 1) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(num_threads())
       for (int64_t c = 0; c < count; ++c) compute(c);
     } else {  // no team of one: small calls (a layer's norm, a short loss) stay cheap
       for (int64_t c = 0; c < count; ++c) compute(c);
