@@ -68,7 +68,8 @@ def bandwidth_probe(numel: int = 64 << 20) -> dict[str, float]:
     and the read-only norm pass (4 B/elem)."""
     g = np.ones(numel, dtype=np.float32)
     off, ln = np.array([0], np.int64), np.array([numel], np.int64)
-    t_rw = median_time(lambda: sg._core.grad_scale_clamp(g, off, ln, 1.0, None), repeat=7)
+    pre = sg._core.GradPreHyper()  # scale 1, no clamp
+    t_rw = median_time(lambda: sg._core.grad_scale_clamp(g, off, ln, pre), repeat=7)
     t_r = median_time(lambda: sg._core.grad_norms(g, off, ln, 2.0), repeat=7)
     return {"rw_gbs": 8 * numel / t_rw / 1e9, "read_gbs": 4 * numel / t_r / 1e9}
 
