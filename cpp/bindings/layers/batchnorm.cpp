@@ -254,8 +254,9 @@ void bind_context(py::module_& m) {
              ctx.relu = relu_epilogue(fn, activation);
              return ctx;
            }),
-           arg("save_mean"), arg("save_invstd"), py::kw_only(),
-           arg("batch_stats"), arg("activation") = "none")
+           // Not keyword-only: a layer makes one per forward, and pybind11's keyword parsing
+           // costs more than the rest of the constructor (a bool and a str cannot be swapped).
+           arg("save_mean"), arg("save_invstd"), arg("batch_stats"), arg("activation") = "none")
       .def_property_readonly("save_mean", [](const BatchNormContext& c) { return c.save_mean; })
       .def_property_readonly("save_invstd",
                              [](const BatchNormContext& c) { return c.save_invstd; })

@@ -72,7 +72,7 @@ class BatchNorm1d(Module):
         mean, invstd = self._buffer("save_mean", c), self._buffer("save_invstd", c)
         if self.training and self.track_running_stats:
             running_stats.before_update(self)  # the update below can be taken back (skipped step)
-        ctx = _core.BatchNormContext(mean, invstd, batch_stats=use_batch, activation=epilogue)
+        ctx = _core.BatchNormContext(mean, invstd, use_batch, epilogue)  # filled by the forward
         y = _core.batchnorm_forward(
             x, None if w is None else w.data, None if b is None else b.data,
             self.running_mean if track else None, self.running_var if track else None,

@@ -95,16 +95,16 @@ def check_clip_value(name: str, value: Any) -> float | None:
 class GroupHyper:
     """One parameter group's kernel struct (`_core.AdamHyper`, ...), made once and refreshed
     by Optimizer._check_groups when the group changed, and what it was made from: the group's
-    values at its last check, max_grad_value, the struct's fields and the last grad_scale."""
+    values at its last check, the struct's fields, max_grad_value, maximize and grad_scale."""
 
-    __slots__ = ("clip", "fields", "group", "hyper", "pre", "scale", "values")
+    __slots__ = ("clip", "fields", "group", "hyper", "maximize", "pre", "scale", "values")
 
     def __init__(self, group: dict[str, Any], hyper_type: Any, fields: dict[str, Any]) -> None:
-        self.group, self.fields, self.scale = group, fields, 1.0
+        self.group, self.fields = group, fields
         self.values: Any = None
-        self.clip: float | None = None
         self.hyper = hyper_type(**fields)
         self.pre = self.hyper.pre  # a view of the struct's member: assigning it writes through
+        self.clip, self.maximize, self.scale = self.pre.clip_value, False, 1.0
 
     def holds(self, group: dict[str, Any], values_of: Any, clip: float | None) -> bool:
         """Whether `group` is the dict last checked and still has its values. A missing key or
@@ -114,14 +114,19 @@ class GroupHyper:
         except (KeyError, TypeError, ValueError):
             return False
 
-    def refresh(self, fields: dict[str, Any], values: Any, clip: float | None,
+    def refresh(self, fields: dict[str, Any], values: tuple[Any, ...], clip: float | None,
                 maximize: bool) -> None:
-        """Assign the fields that changed (hyperparameters validated by the caller)."""
+        """Assign what changed (hyperparameters validated by the caller)."""
         for name, v in fields.items():
             if self.fields[name] != v:
                 setattr(self.hyper, name, v)
-        self.pre.clip_value, self.pre.maximize = clip, maximize
-        self.fields, self.clip = fields, clip
+        if clip != self.clip:
+            self.pre.clip_value = self.clip = clip
+        if maximize != self.maximize:
+            self.pre.maximize = self.maximize = maximize
+        self.fields = fields
         # A list compares equal to itself after an in-place change: keep a tuple, so that a
         # list-valued group (betas) is always re-checked.
-        self.values = tuple(tuple(v) if isinstance(v, list) else v for v in values)
+        if any(isinstance(v, list) for v in values):
+            values = tuple(tuple(v) if isinstance(v, list) else v for v in values)
+        self.values = values
