@@ -38,6 +38,15 @@ def i64(*values: int) -> np.ndarray:
     return np.array(values, np.int64)
 
 
+def _bn_ctx(output: np.ndarray | None = None) -> Any:
+    """A BatchNormContext after a ReLU-fused training forward on a (4, 3) input; `output`: the
+    forward's output kept for the backward's mask."""
+    ctx = _core.BatchNormContext(f32(3), f32(3), batch_stats=True, activation="relu")
+    _core.batchnorm_forward(f32(4, 3), None, None, None, None, None, ctx)
+    ctx.output = output
+    return ctx
+
+
 # fn name -> builder of fresh keyword arguments (every array argument by its binding name)
 CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "gemm": lambda: dict(a=f32(8, 6), b=f32(6, 5), out=f32(8, 5), bias=f32(5)),
@@ -55,29 +64,32 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "add": lambda: dict(a=f32(6), b=f32(6), out=f32(6)),
     "dropout": lambda: dict(x=f32(9), p=0.5, seed=3, out=f32(9)),
     "mse_loss": lambda: dict(input=f32(2, 3), target=f32(2, 3), out=f32(2, 3)),
+    "BatchNormContext": lambda: dict(save_mean=f32(3), save_invstd=f32(3) + 1, batch_stats=True),
     "batchnorm_forward": lambda: dict(
         input=f32(4, 3), weight=f32(3) + 1, bias=f32(3), running_mean=f32(3),
-        running_var=f32(3) + 1, num_batches_tracked=np.zeros((), np.int64), save_mean=f32(3),
-        save_invstd=f32(3), use_batch_stats=True, out=f32(4, 3)),
+        running_var=f32(3) + 1, num_batches_tracked=np.zeros((), np.int64), ctx=_bn_ctx(),
+        out=f32(4, 3)),
     "batchnorm_backward": lambda: dict(
-        grad_output=f32(4, 3), input=f32(4, 3), weight=f32(3) + 1, save_mean=f32(3),
-        save_invstd=f32(3) + 1, grad_weight=f32(3), grad_bias=f32(3), batch_stats=True,
-        grad_input=f32(4, 3), activation="relu", output=f32(4, 3), bias=f32(3)),
+        grad_output=f32(4, 3), weight=f32(3) + 1, bias=f32(3), ctx=_bn_ctx(f32(4, 3)),
+        grad_weight=f32(3), grad_bias=f32(3), grad_input=f32(4, 3)),
     "sgd_step": lambda: dict(param=f32(10), grad=f32(10), momentum_buffer=f32(10),
-                             seg_offsets=i64(0, 6), seg_lengths=i64(6, 4), lr=0.1, momentum=0.9,
-                             dampening=0.0, weight_decay=0.0),
+                             seg_offsets=i64(0, 6), seg_lengths=i64(6, 4), hyper=_core.SgdHyper(
+                                 lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0,
+                                 nesterov=False)),
     "adam_step": lambda: dict(param=f32(10), grad=f32(10), exp_avg=f32(10), exp_avg_sq=f32(10) ** 2,
                               max_exp_avg_sq=f32(10) ** 2, seg_offsets=i64(0), seg_lengths=i64(10),
-                              lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.0, step=1,
-                              amsgrad=True),
+                              hyper=_core.AdamHyper(lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8,
+                                                    weight_decay=0.0, amsgrad=True,
+                                                    decoupled=False)),
     "rmsprop_step": lambda: dict(param=f32(10), grad=f32(10), square_avg=f32(10) ** 2,
                                  grad_avg=f32(10), momentum_buffer=f32(10), seg_offsets=i64(0),
-                                 seg_lengths=i64(10), lr=0.1, alpha=0.9, eps=1e-8,
-                                 weight_decay=0.0, momentum=0.5, centered=True),
+                                 seg_lengths=i64(10), hyper=_core.RmspropHyper(
+                                     lr=0.1, alpha=0.9, eps=1e-8, weight_decay=0.0, momentum=0.5,
+                                     centered=True)),
     "grad_norms": lambda: dict(grad=f32(10), seg_offsets=i64(0, 5), seg_lengths=i64(5, 5),
                                out=np.zeros(2)),
     "grad_scale_clamp": lambda: dict(grad=f32(10), seg_offsets=i64(0), seg_lengths=i64(10),
-                                     scale=0.5),
+                                     pre=_core.GradPreHyper(grad_scale=0.5)),
 }
 
 CASES = [(fn, arg, off) for fn, make in CALLS.items() for arg, v in make().items()
@@ -108,9 +120,22 @@ def test_gate_refuses_misaligned(fn: str, arg: str, offset: int) -> None:
 def test_every_kernel_binding_is_covered() -> None:
     """Each public _core function is in the table unless it takes no array."""
     no_arrays = {"cpu_info", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
-                 "linear_scratch"}
+                 "linear_scratch", "GradPreHyper", "AdamHyper", "RmspropHyper", "SgdHyper"}
     public = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
     assert public - no_arrays == set(CALLS), f"not covered: {public - no_arrays - set(CALLS)}"
+
+
+def test_gate_refuses_misaligned_context_arrays() -> None:
+    """What a BatchNormContext holds reaches the kernels too: a kept output is checked by the
+    backward, and the saved statistics again at each use (arrays can change in place)."""
+    kw = CALLS["batchnorm_backward"]()
+    kw["ctx"].output = misaligned(kw["ctx"].output)
+    with pytest.raises(ValueError, match=r"^batchnorm_backward: ctx\.output must be 4-byte aligned"):
+        _call("batchnorm_backward", kw)
+    kw = CALLS["batchnorm_forward"]()
+    kw["ctx"].save_mean.shape = (3, 1)
+    with pytest.raises(ValueError, match=r"^batchnorm_forward: save_mean must be 1-D, got 2-D"):
+        _call("batchnorm_forward", kw)
 
 
 def test_linear_layer_names_itself(isa: str) -> None:

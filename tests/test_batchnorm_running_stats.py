@@ -153,15 +153,20 @@ def test_one_buffer_none_raises_naming_it(mode: str, missing: str) -> None:
 
 # --- the binding gate -------------------------------------------------------------------------
 def _bn_args(n: int = 3, c: int = 4, **over: Any) -> tuple[tuple, dict]:
+    """batchnorm_forward's positional arguments (the last a fresh BatchNormContext, its
+    batch_stats from `use_batch_stats`) and keywords, with `over` replacing any of them."""
     a: dict[str, Any] = {
         "input": np.arange(n * c, dtype=np.float32).reshape(n, c), "weight": None, "bias": None,
         "running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32),
-        "num_batches_tracked": np.zeros((), np.int64), "save_mean": np.zeros(c, np.float32),
-        "save_invstd": np.zeros(c, np.float32)}
-    kw: dict[str, Any] = {"use_batch_stats": True}
+        "num_batches_tracked": np.zeros((), np.int64)}
+    saved: dict[str, Any] = {"save_mean": np.zeros(c, np.float32),
+                             "save_invstd": np.zeros(c, np.float32), "use_batch_stats": True}
+    kw: dict[str, Any] = {}
     for k, v in over.items():
-        (a if k in a else kw)[k] = v
-    return tuple(a.values()), kw
+        (a if k in a else saved if k in saved else kw)[k] = v
+    ctx = _core.BatchNormContext(saved["save_mean"], saved["save_invstd"],
+                                 batch_stats=saved["use_batch_stats"])
+    return (*a.values(), ctx), kw
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -171,7 +176,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 GATE = [  # (id, overrides, exception, message fragment)
     ("eval_running_none", dict(running_mean=None, running_var=None, use_batch_stats=False),
-     ValueError, "running_mean and running_var are required when use_batch_stats=False"),
+     ValueError, "running_mean and running_var are required when ctx.batch_stats=False"),
     ("mean_none_only", dict(running_mean=None), ValueError,
      "must both be given or both be None, got running_mean=None"),
     ("var_none_only_eval", dict(running_var=None, use_batch_stats=False), ValueError,
@@ -210,7 +215,9 @@ GATE = [  # (id, overrides, exception, message fragment)
 @pytest.mark.parametrize("over,exc,fragment", [g[1:] for g in GATE], ids=[g[0] for g in GATE])
 def test_gate_refuses_running_statistics(over: dict, exc: type[Exception], fragment: str) -> None:
     args, kw = _bn_args(**over)
+    ctx = args[-1]
     arrays = [v for v in (*args, *kw.values()) if isinstance(v, np.ndarray)]
+    arrays += [ctx.save_mean, ctx.save_invstd]
     before = [a.copy() for a in arrays]
     with pytest.raises(exc) as info:
         _core.batchnorm_forward(*args, **kw)
@@ -218,6 +225,7 @@ def test_gate_refuses_running_statistics(over: dict, exc: type[Exception], fragm
     assert fragment in str(info.value), str(info.value)
     for a, b in zip(arrays, before, strict=True):
         np.testing.assert_array_equal(a, b)
+    assert ctx.input is None  # the context records nothing of a refused forward
 
 
 def test_eval_reads_readonly_running_statistics() -> None:

@@ -95,13 +95,14 @@ def test_batchnorm_train_forward_backward_match_float64(isa: str, rng: np.random
     ry, rdx, rdg, rdb, rstats = _bn_reference(x, g, b, rm, rv, dy, train=True, eps=1e-5)
     nbt = np.zeros((), np.int64)
     sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
-    y = _core.batchnorm_forward(x, g, b, rm, rv, nbt, sm, si, use_batch_stats=True, momentum=0.1, eps=1e-5)
+    ctx = _core.BatchNormContext(sm, si, batch_stats=True)
+    y = _core.batchnorm_forward(x, g, b, rm, rv, nbt, ctx, momentum=0.1, eps=1e-5)
     _close(y, ry, "output")
     _close(rm, rstats["running_mean"], "running_mean")
     _close(rv, rstats["running_var"], "running_var (unbiased batch variance)")
     assert int(nbt) == 1
     dg, db = np.full(c, np.nan, np.float32), np.full(c, np.nan, np.float32)
-    dx = _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True)
+    dx = _core.batchnorm_backward(dy, g, b, ctx, dg, db)
     _close(dx, rdx, "grad_input")
     _close(dg, rdg, "dgamma")
     _close(db, rdb, "dbeta")
@@ -113,10 +114,11 @@ def test_batchnorm_eval_uses_running_stats(isa: str, rng: np.random.Generator) -
     rm, rv = _f32(rng, c), np.abs(_f32(rng, c)) + 0.5
     ry, rdx, rdg, rdb, _ = _bn_reference(x, g, b, rm, rv, dy, train=False, eps=1e-3)
     sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
-    y = _core.batchnorm_forward(x, g, b, rm, rv, None, sm, si, use_batch_stats=False, eps=1e-3)
+    ctx = _core.BatchNormContext(sm, si, batch_stats=False)
+    y = _core.batchnorm_forward(x, g, b, rm, rv, None, ctx, eps=1e-3)
     _close(y, ry, "eval output")
     dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
-    dx = _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=False)
+    dx = _core.batchnorm_backward(dy, g, b, ctx, dg, db)
     _close(dx, rdx, "eval grad_input")
     _close(dg, rdg, "eval dgamma")
     _close(db, rdb, "eval dbeta")
@@ -133,23 +135,24 @@ def test_reductions_bitwise_identical_for_any_thread_count(isa: str, rng: np.ran
             with num_threads(t):
                 sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
                 rm, rv, nbt = np.zeros(c, np.float32), np.ones(c, np.float32), np.zeros((), np.int64)
-                _core.batchnorm_forward(x, g, b, rm, rv, nbt, sm, si, use_batch_stats=True)
+                ctx = _core.BatchNormContext(sm, si, batch_stats=True)
+                _core.batchnorm_forward(x, g, b, rm, rv, nbt, ctx)
                 dg, dbb, dbl = (np.empty(c, np.float32) for _ in range(3))
-                _core.batchnorm_backward(dy, x, g, sm, si, dg, dbb, batch_stats=True)
+                _core.batchnorm_backward(dy, g, b, ctx, dg, dbb)
                 _core.linear_backward(dy, x, np.zeros((c, c), np.float32), np.empty((c, c), np.float32),
                                       dbl, compute_grad_input=False)
                 loss, _ = _core.mse_loss(x, dy)
                 drop = _core.dropout(x, 0.3, 42)
                 # the fused BatchNorm + ReLU path (masked dy in every reduction)
-                yr = _core.batchnorm_forward(x, g, b, None, None, None, sm, si, use_batch_stats=True,
-                                             activation="relu")
+                ctx = _core.BatchNormContext(sm, si, batch_stats=True, activation="relu")
+                yr = _core.batchnorm_forward(x, g, b, None, None, None, ctx)
+                ctx.output = yr
                 dgr, dbr = np.empty(c, np.float32), np.empty(c, np.float32)
-                dxr = _core.batchnorm_backward(dy, x, g, sm, si, dgr, dbr, batch_stats=True,
-                                               activation="relu", output=yr)
+                dxr = _core.batchnorm_backward(dy, g, b, ctx, dgr, dbr)
                 # the mask recomputed from the input instead of the kept output: the same bits
+                ctx.output = None
                 dgm, dbm = np.empty(c, np.float32), np.empty(c, np.float32)
-                dxm = _core.batchnorm_backward(dy, x, g, sm, si, dgm, dbm, batch_stats=True,
-                                               activation="relu", bias=b)
+                dxm = _core.batchnorm_backward(dy, g, b, ctx, dgm, dbm)
                 for u, v in ((dxm, dxr), (dgm, dgr), (dbm, dbr)):
                     np.testing.assert_array_equal(u, v)
                 results.append((sm, si, rm, rv, dg, dbb, dbl, loss, drop, yr, dgr, dbr, dxr))
@@ -201,31 +204,34 @@ def test_batchnorm_fused_relu_is_bitwise_relu_of_batchnorm(isa: str, rng: np.ran
     outs = []
     for act in ("none", "relu"):
         rm, rv = rmv[0].copy(), rmv[1].copy()
-        sm, si = np.empty(c, np.float32), np.empty(c, np.float32)
-        y = _core.batchnorm_forward(x, g, b, rm, rv, np.zeros((), np.int64), sm, si,
-                                    use_batch_stats=use_batch_stats, activation=act)
-        outs.append((y, rm, rv, sm, si))
+        ctx = _core.BatchNormContext(np.empty(c, np.float32), np.empty(c, np.float32),
+                                     batch_stats=use_batch_stats, activation=act)
+        y = _core.batchnorm_forward(x, g, b, rm, rv, np.zeros((), np.int64), ctx)
+        outs.append((y, rm, rv, ctx.save_mean, ctx.save_invstd))
     (z, *stats), (y, *stats_r) = outs
     for a, b_ in zip(stats, stats_r, strict=True):
         np.testing.assert_array_equal(a, b_)
     np.testing.assert_array_equal(y, _core.relu(z))
     assert np.isnan(y[3, 5]) and (y[:, 7] == 0).all() and (y == 0).any()
     dy[y == 0] = np.where(rng.random(int((y == 0).sum())) < 0.2, np.nan, 1.0)  # NaN dy where masked
-    sm, si = stats[2], stats[3]
     grads = []
-    # relu_backward then plain BN; the mask from the kept output; the mask recomputed from
-    # the input (no output kept); and that, in place over grad_output and over input
+    # relu_backward then plain BN; the mask from the kept output (no bias needed); the mask
+    # recomputed from the input (no output kept); and that, in place over grad_output and over
+    # the input. Each backward reads a context its own forward (on a copy of x) filled.
     for mode in ("unfused", "output", "recompute", "over_dy", "over_x"):
         dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
         d = _core.relu_backward(dy, z) if mode == "unfused" else dy.copy()
         xin = x.copy()
-        kw = {"output": y} if mode == "output" else {"bias": b}
-        if mode == "over_dy":
-            kw["grad_input"] = d
-        if mode == "over_x":
-            kw["grad_input"] = xin
-        dx = _core.batchnorm_backward(d, xin, g, sm, si, dg, db, batch_stats=use_batch_stats,
-                                      activation="none" if mode == "unfused" else "relu", **kw)
+        ctx = _core.BatchNormContext(np.empty(c, np.float32), np.empty(c, np.float32),
+                                     batch_stats=use_batch_stats,
+                                     activation="none" if mode == "unfused" else "relu")
+        _core.batchnorm_forward(xin, g, b, rmv[0].copy(), rmv[1].copy(), None, ctx)
+        np.testing.assert_array_equal(ctx.save_mean, stats[2])
+        np.testing.assert_array_equal(ctx.save_invstd, stats[3])
+        if mode == "output":
+            ctx.output = y
+        kw = {"over_dy": {"grad_input": d}, "over_x": {"grad_input": xin}}.get(mode, {})
+        dx = _core.batchnorm_backward(d, g, None if mode == "output" else b, ctx, dg, db, **kw)
         assert dx is kw.get("grad_input", dx)
         grads.append((dx, dg, db))
     for other in grads[1:]:
@@ -237,23 +243,35 @@ def test_batchnorm_fused_relu_is_bitwise_relu_of_batchnorm(isa: str, rng: np.ran
 def test_batchnorm_fused_relu_argument_errors(rng: np.random.Generator) -> None:
     n, c = 4, 3
     x, g, dy = _f32(rng, n, c), _f32(rng, c), _f32(rng, n, c)
-    sm, si = np.zeros(c, np.float32), np.ones(c, np.float32)
     dg, db = np.empty(c, np.float32), np.empty(c, np.float32)
+
+    def context(activation: str = "relu", forward_on: np.ndarray | None = x) -> _core.BatchNormContext:
+        ctx = _core.BatchNormContext(np.zeros(c, np.float32), np.ones(c, np.float32),
+                                     batch_stats=True, activation=activation)
+        if forward_on is not None:
+            _core.batchnorm_forward(forward_on, g, None, None, None, None, ctx)
+        return ctx
+
     with pytest.raises(ValueError, match=r"batchnorm_backward: bias must have shape \(3,\)"):
-        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu",
-                                 bias=np.zeros(4, np.float32))
-    with pytest.raises(ValueError, match=r"batchnorm_backward: output must have .*got \(4, 2\)"):
-        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu",
-                                 output=np.zeros((4, 2), np.float32))
-    with pytest.raises(ValueError, match="only used with activation='relu'"):
-        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, output=dy)
-    with pytest.raises(ValueError, match="batchnorm_forward: activation must be 'none' or 'relu'"):
-        _core.batchnorm_forward(x, g, None, None, None, None, sm, si, use_batch_stats=True,
-                                activation="gelu")
+        _core.batchnorm_backward(dy, g, np.zeros(4, np.float32), context(), dg, db)
+    ctx = context()
+    ctx.output = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"batchnorm_backward: ctx.output must have .*got \(4, 2\)"):
+        _core.batchnorm_backward(dy, g, None, ctx, dg, db)
+    ctx = context("none")
+    ctx.output = dy
+    with pytest.raises(ValueError, match=r"ctx\.output is only used with activation='relu'"):
+        _core.batchnorm_backward(dy, g, None, ctx, dg, db)
+    with pytest.raises(ValueError, match="BatchNormContext: activation must be 'none' or 'relu'"):
+        context("gelu", None)
+    with pytest.raises(ValueError, match="batchnorm_backward: ctx has no input: run "
+                                         "batchnorm_forward with it first"):
+        _core.batchnorm_backward(dy, g, None, context(forward_on=None), dg, db)
     y = np.zeros((n + 1, c), np.float32)
-    with pytest.raises(ValueError, match=r"batchnorm_backward: grad_input must not overlap output"):
-        _core.batchnorm_backward(dy, x, g, sm, si, dg, db, batch_stats=True, activation="relu",
-                                 output=y[:n], grad_input=y[1:])
+    ctx = context()
+    ctx.output = y[:n]
+    with pytest.raises(ValueError, match=r"batchnorm_backward: grad_input must not overlap ctx.output"):
+        _core.batchnorm_backward(dy, g, None, ctx, dg, db, grad_input=y[1:])
     xx = np.zeros((n + 1, c), np.float32)
-    with pytest.raises(ValueError, match=r"batchnorm_backward: grad_input must not overlap input"):
-        _core.batchnorm_backward(dy, xx[:n], g, sm, si, dg, db, batch_stats=True, grad_input=xx[1:])
+    with pytest.raises(ValueError, match=r"batchnorm_backward: grad_input must not overlap ctx.input"):
+        _core.batchnorm_backward(dy, g, None, context("none", xx[:n]), dg, db, grad_input=xx[1:])

@@ -74,30 +74,37 @@ def test_bad_arrays_rejected_by_binding_with_state_untouched():
     n = 64
     p, g, m, v = (np.zeros(n, np.float32) for _ in range(4))
     off, ln = np.array([0], np.int64), np.array([n], np.int64)
-    kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, step=1)
+    hyper = sg._core.AdamHyper(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                               amsgrad=False, decoupled=False, step=1)
     g[:] = 1.0
     with pytest.raises(TypeError, match="adam_step: exp_avg must have dtype float32, got float64"):
-        sg._core.adam_step(p, g, m.astype(np.float64), v, None, off, ln, **kw)
+        sg._core.adam_step(p, g, m.astype(np.float64), v, None, off, ln, hyper)
     with pytest.raises(ValueError, match="exp_avg_sq must have the flat length of param"):
-        sg._core.adam_step(p, g, m, v[:10], None, off, ln, **kw)
+        sg._core.adam_step(p, g, m, v[:10], None, off, ln, hyper)
     with pytest.raises(ValueError, match="must not overlap"):
-        sg._core.adam_step(p, g, m, m, None, off, ln, **kw)
+        sg._core.adam_step(p, g, m, m, None, off, ln, hyper)
     with pytest.raises(ValueError, match="outside the flat buffer"):
-        sg._core.adam_step(p, g, m, v, None, off, np.array([n + 1], np.int64), **kw)
+        sg._core.adam_step(p, g, m, v, None, off, np.array([n + 1], np.int64), hyper)
+    sgd = sg._core.SgdHyper(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
     with pytest.raises(ValueError, match="sorted by offset and must not overlap"):
-        sg._core.sgd_step(p, g, None, np.array([0, 8], np.int64), np.array([16, 8], np.int64),
-                          lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0)
-    with pytest.raises(ValueError, match="max_exp_avg_sq is required when amsgrad=True"):
-        sg._core.adam_step(p, g, m, v, None, off, ln, amsgrad=True, **kw)
+        sg._core.sgd_step(p, g, None, np.array([0, 8], np.int64), np.array([16, 8], np.int64), sgd)
+    hyper.amsgrad = True
+    with pytest.raises(ValueError, match=r"max_exp_avg_sq is required when hyper\.amsgrad=True"):
+        sg._core.adam_step(p, g, m, v, None, off, ln, hyper)
+    hyper.amsgrad = False
     ro = np.zeros(n, np.float32)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="param must be writeable"):
-        sg._core.adam_step(ro, g, m, v, None, off, ln, **kw)
+        sg._core.adam_step(ro, g, m, v, None, off, ln, hyper)
+    rms = sg._core.RmspropHyper(lr=0.1, alpha=0.9, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                                centered=False)
     with pytest.raises(ValueError, match="C-contiguous"):
-        sg._core.rmsprop_step(p, g, np.zeros(2 * n, np.float32)[::2], None, None, off, ln,
-                              lr=0.1, alpha=0.9, eps=1e-8, weight_decay=0.0, momentum=0.0)
+        sg._core.rmsprop_step(p, g, np.zeros(2 * n, np.float32)[::2], None, None, off, ln, rms)
+    hyper.step = 0
     with pytest.raises(ValueError, match="step must be >= 1"):
-        sg._core.adam_step(p, g, m, v, None, off, ln, **dict(kw, step=0))
+        sg._core.adam_step(p, g, m, v, None, off, ln, hyper)
+    with pytest.raises(TypeError):  # the struct is the only way hyperparameters cross
+        sg._core.adam_step(p, g, m, v, None, off, ln, 1e-3)
     assert not p.any() and not m.any() and not v.any()
 
 

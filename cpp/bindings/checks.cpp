@@ -137,6 +137,26 @@ void require_disjoint(const char* fn, const char* out_name, const py::array& out
 
 py::array new_f32(std::vector<py::ssize_t> shape) { return py::array_t<float>(shape); }
 
+py::array inplace_array(const char* fn, const char* name, const py::handle& obj,
+                        std::initializer_list<int64_t> shape) {
+  py::array a = f32_array(fn, name, obj, static_cast<int>(shape.size()));
+  require_shape(fn, name, a, shape);
+  require_writeable(fn, name, a);
+  return a;
+}
+
+py::array out_array(const char* fn, const char* name, const py::handle& obj,
+                    std::initializer_list<int64_t> shape) {
+  if (obj.is_none()) return new_f32(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  return inplace_array(fn, name, obj, shape);
+}
+
+bool relu_epilogue(const char* fn, const std::string& activation) {
+  if (activation == "none") return false;
+  if (activation == "relu") return true;
+  value_error(fn, "activation must be 'none' or 'relu', got '" + activation + "'");
+}
+
 void require_shape_like(const char* fn, const char* name, const py::array& a,
                         const std::string& ref_desc, const py::array& ref) {
   if (a.ndim() != ref.ndim() || !std::equal(a.shape(), a.shape() + a.ndim(), ref.shape())) {

@@ -60,6 +60,18 @@ py::array elementwise_out(const char* fn, const py::array& like, const char* lik
                           const py::handle& out_obj,
                           std::initializer_list<std::pair<const char*, const py::array*>> ins);
 
+// An in-place float32 array of exactly `shape` (a gradient, a running statistic): never
+// converted, writeable.
+py::array inplace_array(const char* fn, const char* name, const py::handle& obj,
+                        std::initializer_list<int64_t> shape);
+
+// An output array: a new float32 array of `shape` when obj is None, else as inplace_array.
+py::array out_array(const char* fn, const char* name, const py::handle& obj,
+                    std::initializer_list<int64_t> shape);
+
+// The fused epilogue a layer binding takes: "none" -> false, "relu" -> true, else ValueError.
+bool relu_epilogue(const char* fn, const std::string& activation);
+
 bool is_none(const py::handle& h);
 
 inline float* f32_ptr(py::array& a) { return static_cast<float*>(a.mutable_data()); }

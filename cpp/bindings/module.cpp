@@ -1,85 +1,28 @@
-// steadygrad._core: the compiled module. This file holds the module definition and the
-// runtime controls (ISA, threads, cpu_info); each kernel family registers its functions from
-// its own bind_<family>.cpp.
-#include <omp.h>
-
-#include "common/parallel.h"
+// steadygrad._core: the compiled module. This file holds only the module definition and the
+// registration table. Rule: the bindings of cpp/<family>/<header>.h live in
+// cpp/bindings/<family>/<header>.cpp and register through register_<header>(); the runtime
+// controls (ISA path, threads, cpu_info) are isa/runtime.cpp. Shared argument checks: checks.h.
 #include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
 
-#include <stdexcept>
 #include <string>
 
-#include "bindings/checks.h"
 #include "common/fork_guard.h"
-#include "isa/cpu_features.h"
 #include "isa/dispatch.h"
 
 namespace py = pybind11;
 
 namespace sg::bind {
-void register_gemm(py::module_& m);
-void register_layers(py::module_& m);
-void register_ops(py::module_& m);
-void register_optim(py::module_& m);
+void register_runtime(py::module_& m);     // isa/runtime.cpp
+void register_gemm(py::module_& m);        // gemm/gemm.cpp
+void register_fma_peak(py::module_& m);    // gemm/fma_peak.cpp
+void register_linear(py::module_& m);      // layers/linear.cpp
+void register_batchnorm(py::module_& m);   // layers/batchnorm.cpp
+void register_activations(py::module_& m); // layers/activations.cpp
+void register_softmax_xent(py::module_& m); // layers/softmax_xent.cpp
+void register_pointwise(py::module_& m);   // layers/pointwise.cpp
+void register_norm(py::module_& m);        // reduce/norm.cpp
+void register_optim(py::module_& m);       // optim/optim.cpp
 }  // namespace sg::bind
-
-namespace {
-
-py::dict cpu_info() {
-  py::dict d;
-  py::list supported;
-  for (int i = 0; i < sg::kNumIsa; ++i) {
-    auto isa = static_cast<sg::Isa>(i);
-    if (sg::isa_supported(isa)) supported.append(sg::isa_name(isa));
-  }
-  d["isa"] = sg::isa_name(sg::active_isa());
-  d["isa_best"] = sg::isa_name(sg::best_isa());
-  d["isa_supported"] = supported;
-  d["threads"] = sg::num_threads();
-  d["forked_child"] = sg::in_forked_child();
-  d["cores"] = omp_get_num_procs();
-  d["cpu"] = std::string(sg::cpu_model_name());
-  d["compiler"] = SG_COMPILER;
-  d["openmp"] = _OPENMP;
-  d["version"] = SG_VERSION;
-  return d;
-}
-
-// Accepts any integer (Python int, numpy integer: anything with __index__) but not bool.
-void set_num_threads(py::handle n) {
-  const std::string type = py::str(py::type::of(n).attr("__name__")).cast<std::string>();
-  PyObject* index = (type == "bool" || type == "bool_") ? nullptr : PyNumber_Index(n.ptr());
-  if (!index) {
-    PyErr_Clear();
-    throw py::type_error("set_num_threads: n must be an int >= 1, got " + type);
-  }
-  const py::int_ v = py::reinterpret_steal<py::int_>(index);
-  int overflow = 0;
-  const long long x = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
-  if (overflow || x < 1 || x > 4096) {
-    throw py::value_error("set_num_threads: n must be an int in [1, 4096], got " +
-                          py::str(v).cast<std::string>());
-  }
-  if (x > 1 && sg::in_forked_child()) {
-    // libgomp's pool is broken in a forked child: a team of more than 1 would hang.
-    // (std::runtime_error reaches Python as RuntimeError.)
-    throw std::runtime_error(
-        "set_num_threads: this process was forked (os.fork or a multiprocessing 'fork' "
-        "worker) and OpenMP's thread pool does not survive fork, so steadygrad runs on 1 "
-        "thread here; got n=" + py::str(v).cast<std::string>() +
-        ". For multi-thread workers use multiprocessing.get_context('spawn') or "
-        "'forkserver'.");
-  }
-  sg::set_num_threads(static_cast<int>(x));
-}
-
-void set_isa(const std::string& name) {
-  std::string err;
-  if (!sg::set_active_isa(name, &err)) throw py::value_error("set_isa: " + err);
-}
-
-}  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "steadygrad's compiled kernels (GEMM, layers, optimizers) with runtime ISA dispatch.";
@@ -89,24 +32,14 @@ PYBIND11_MODULE(_core, m) {
   if (!sg::init_isa_from_env(&err)) throw py::value_error(err);
   sg::install_fork_guard();
 
-  m.def("cpu_info", &cpu_info,
-        "Return a dict: isa (in use), isa_best, isa_supported, threads (in use), forked_child "
-        "(True in a fork()ed child, which runs on 1 thread), cores, cpu, compiler, openmp, "
-        "version.");
-  m.def("set_num_threads", &set_num_threads, py::arg("n"),
-        "Set the number of OpenMP threads the kernels use (default: OMP_NUM_THREADS or all cores). "
-        "In a fork()ed child only 1 is allowed (RuntimeError otherwise): OpenMP's thread pool "
-        "does not survive fork.");
-  m.def("get_num_threads", []() { return sg::num_threads(); },
-        "Number of OpenMP threads the kernels use (the same from every Python thread).");
-  m.def("set_isa", &set_isa, py::arg("name"),
-        "Select the kernel path: 'generic', 'avx2' or 'avx512'. Raises ValueError for an unknown "
-        "name or a path this CPU/OS cannot run. STEADYGRAD_ISA sets it at import.");
-  m.def("get_isa", []() { return std::string(sg::isa_name(sg::active_isa())); },
-        "The kernel path in use.");
-
+  sg::bind::register_runtime(m);
   sg::bind::register_gemm(m);
-  sg::bind::register_layers(m);
-  sg::bind::register_ops(m);
+  sg::bind::register_fma_peak(m);
+  sg::bind::register_linear(m);
+  sg::bind::register_batchnorm(m);
+  sg::bind::register_activations(m);
+  sg::bind::register_softmax_xent(m);
+  sg::bind::register_pointwise(m);
+  sg::bind::register_norm(m);
   sg::bind::register_optim(m);
 }

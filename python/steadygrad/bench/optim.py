@@ -56,7 +56,8 @@ def probe_fn(params: dict[str, Any], contender: str) -> Callable[[], object]:
     g = np.ones(params["numel"], dtype=np.float32)
     off, ln = np.array([0], np.int64), np.array([g.size], np.int64)
     if contender == "probe_rw":
-        return lambda: sg._core.grad_scale_clamp(g, off, ln, 1.0, None)
+        pre = sg._core.GradPreHyper(grad_scale=1.0, clip_value=None)
+        return lambda: sg._core.grad_scale_clamp(g, off, ln, pre)
     return lambda: sg._core.grad_norms(g, off, ln, 2.0)
 
 

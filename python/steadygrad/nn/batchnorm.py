@@ -59,10 +59,8 @@ class BatchNorm1d(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
         self._flatten_parameters()
-        self._saved: tuple[np.ndarray, np.ndarray] | None = None  # batch mean, 1/std (work buffers)
+        self._ctx: _core.BatchNormContext | None = None  # what the forward left for the backward
         self._x: np.ndarray | None = None
-        self._relu = False  # the forward fused a ReLU
-        self._batch_stats = True
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
@@ -83,31 +81,28 @@ class BatchNorm1d(Module):
         mean, invstd = self._buffer("save_mean", c), self._buffer("save_invstd", c)
         if self.training and self.track_running_stats:
             running_stats.before_update(self)  # the update below can be taken back (skipped step)
+        ctx = _core.BatchNormContext(mean, invstd, use_batch, epilogue)  # filled by the forward
         y = _core.batchnorm_forward(
             x, None if w is None else w.data, None if b is None else b.data,
             self.running_mean if track else None, self.running_var if track else None,
             self.num_batches_tracked if self.training and self.track_running_stats else None,
-            mean, invstd, use_batch_stats=use_batch,
-            momentum=self.momentum, eps=self.eps, out=out, activation=epilogue)
-        self._x, self._batch_stats, self._saved = x, use_batch, (mean, invstd)
-        self._relu = epilogue == "relu"
+            ctx, momentum=self.momentum, eps=self.eps, out=out)
+        self._x, self._ctx = x, ctx
         return y
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,
                   donate_input: bool = False) -> np.ndarray | None:
         w, b, x = self.weight, self.bias, self._x
-        assert x is not None and self._saved is not None
-        mean, invstd = self._saved
+        assert x is not None and self._ctx is not None
         need = input_grad
         # may be x: each element is read before it is written
         dx = grad_input_out(self, x, grad_output, input_grad, donate_input)
         grad_input = _core.batchnorm_backward(
-            grad_output, x, None if w is None else w.data, mean, invstd,
-            None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
-            batch_stats=self._batch_stats, accumulate=w is not None and w.grad_fresh,
+            grad_output, None if w is None else w.data, None if b is None else b.data,
+            self._ctx, None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
+            accumulate=w is not None and w.grad_fresh,
             accumulate_bias=b is not None and b.grad_fresh, compute_grad_input=need,
-            grad_input=dx, activation="relu" if self._relu else "none",
-            bias=None if b is None else b.data)
+            grad_input=dx)
         if w is not None and b is not None:
             w.mark_grad_fresh()
             b.mark_grad_fresh()

@@ -1,7 +1,11 @@
-"""Hyperparameter validation: one function for every optimizer, used by the constructor (on
-the defaults, with PyTorch's exact messages), by add_param_group, by every step (all groups
-checked before any is touched) and by load_state_dict (the merged groups checked before
-anything is written), so no value an optimizer runs with has escaped it.
+"""Hyperparameters: their validation and the kernel struct each parameter group runs with.
+
+`check_hyperparameters` is the one validator of hyperparameter values (the binding checks none:
+see cpp/bindings/optim/optim.cpp), used by the constructor (on the defaults, with PyTorch's
+exact messages), by add_param_group, by a step for every group that changed since its last
+check (all groups checked before any is touched) and by load_state_dict (the merged groups
+checked before anything is written), so no value an optimizer runs with has escaped it.
+`GroupHyper` caches a group's bound struct (`_core.AdamHyper`, ...) between steps.
 
 Rules are PyTorch's (`Invalid learning rate: -1.0`, `Invalid beta parameter at index 0: 1.0`,
 `Nesterov momentum requires a momentum and zero dampening`), plus what PyTorch lets through
@@ -86,3 +90,43 @@ def check_clip_value(name: str, value: Any) -> float | None:
     if not _is_real(value) or not value >= 0.0:
         raise ValueError(f"Invalid {name} value: {_show(value)}")
     return float(value)
+
+
+class GroupHyper:
+    """One parameter group's kernel struct (`_core.AdamHyper`, ...), made once and refreshed
+    by Optimizer._check_groups when the group changed, and what it was made from: the group's
+    values at its last check, the struct's fields, max_grad_value, maximize and grad_scale."""
+
+    __slots__ = ("clip", "fields", "group", "hyper", "maximize", "pre", "scale", "values")
+
+    def __init__(self, group: dict[str, Any], hyper_type: Any, fields: dict[str, Any]) -> None:
+        self.group, self.fields = group, fields
+        self.values: Any = None
+        self.hyper = hyper_type(**fields)
+        self.pre = self.hyper.pre  # a view of the struct's member: assigning it writes through
+        self.clip, self.maximize, self.scale = self.pre.clip_value, False, 1.0
+
+    def holds(self, group: dict[str, Any], values_of: Any, clip: float | None) -> bool:
+        """Whether `group` is the dict last checked and still has its values. A missing key or
+        a value that cannot be compared is a change (the check then says what is wrong)."""
+        try:
+            return self.group is group and self.clip == clip and self.values == values_of(group)
+        except (KeyError, TypeError, ValueError):
+            return False
+
+    def refresh(self, fields: dict[str, Any], values: tuple[Any, ...], clip: float | None,
+                maximize: bool) -> None:
+        """Assign what changed (hyperparameters validated by the caller)."""
+        for name, v in fields.items():
+            if self.fields[name] != v:
+                setattr(self.hyper, name, v)
+        if clip != self.clip:
+            self.pre.clip_value = self.clip = clip
+        if maximize != self.maximize:
+            self.pre.maximize = self.maximize = maximize
+        self.fields = fields
+        # A list compares equal to itself after an in-place change: keep a tuple, so that a
+        # list-valued group (betas) is always re-checked.
+        if any(isinstance(v, list) for v in values):
+            values = tuple(tuple(v) if isinstance(v, list) else v for v in values)
+        self.values = values

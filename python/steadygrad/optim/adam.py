@@ -29,6 +29,7 @@ class Adam(Optimizer):
     _nonneg_buffers = ("exp_avg_sq", "max_exp_avg_sq")
     _hyper_keys = ("lr", "eps", "betas", "weight_decay", "amsgrad", "maximize",
                    "decoupled_weight_decay")
+    _hyper_type = _core.AdamHyper
 
     def __init__(
         self,
@@ -61,21 +62,21 @@ class Adam(Optimizer):
         names = ["exp_avg", "exp_avg_sq"]
         return [*names, "max_exp_avg_sq"] if group["amsgrad"] else names
 
-    def _update(
-        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, steps_taken: int,
-        scale: float,
-    ) -> None:
+    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
-        amsgrad = bool(group["amsgrad"])
+        return {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+                "weight_decay": group["weight_decay"], "amsgrad": group["amsgrad"],
+                "decoupled": group["decoupled_weight_decay"]}
+
+    def _update(
+        self, group: dict[str, Any], hyper: Any, off: np.ndarray, ln: np.ndarray,
+        steps_taken: int,
+    ) -> None:
+        hyper.step = steps_taken + 1
         s = self.storage
-        pre = self._pre(group, scale)
-        # Positional: keyword parsing of 18 arguments costs more than the 262k-element step.
         _core.adam_step(
             s.data, s.grad, self._buf("exp_avg"), self._buf("exp_avg_sq"),
-            self._buf("max_exp_avg_sq") if amsgrad else None, off, ln,
-            float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
-            float(group["weight_decay"]), steps_taken + 1, amsgrad,
-            bool(group["decoupled_weight_decay"]), *pre,
+            self._buf("max_exp_avg_sq") if group["amsgrad"] else None, off, ln, hyper,
         )
 
 

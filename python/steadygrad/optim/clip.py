@@ -89,7 +89,7 @@ def clip_grad_norm_(
     storage = shared_storage(params)
     if storage is not None:
         off, ln = _segs(params, sort=True)
-        _core.grad_scale_clamp(storage.grad, off, ln, coef, None)
+        _core.grad_scale_clamp(storage.grad, off, ln, _core.GradPreHyper(grad_scale=coef))
     else:
         for p in params:
             g = p.grad_buffer
@@ -111,7 +111,7 @@ def clip_grad_value_(
     storage = shared_storage(params)
     if storage is not None:
         off, ln = _segs(params, sort=True)
-        _core.grad_scale_clamp(storage.grad, off, ln, 1.0, clip_value)
+        _core.grad_scale_clamp(storage.grad, off, ln, _core.GradPreHyper(clip_value=clip_value))
     else:
         for p in params:
             g = p.grad_buffer

@@ -13,6 +13,7 @@ holds), the optimizer follows at its next step: see `_groups.py`.
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections.abc import Iterable
 from typing import Any, TypedDict
@@ -22,7 +23,7 @@ import numpy as np
 from steadygrad.nn import running_stats
 from steadygrad.nn.parameter import FlatStorage, Parameter
 from steadygrad.optim._groups import ParamGroupsMixin
-from steadygrad.optim._hyper import check_clip_value, check_hyperparameters
+from steadygrad.optim._hyper import GroupHyper, check_clip_value, check_hyperparameters
 from steadygrad.optim._norms import (
     NonFiniteGradientError,
     NonFiniteGradientWarning,
@@ -47,7 +48,8 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
     """Base class. Subclasses pass `defaults` and the fused-step options
     (`**options: Unpack[FusedStepOptions]`) on, name their hyperparameters in `_hyper_keys`
     (PyTorch's checking order; `_hyper.check_hyperparameters` validates them at construction,
-    in add_param_group, at every step and in load_state_dict) and implement `_update`.
+    in add_param_group, at a step whenever they changed and in load_state_dict), map a group to
+    their kernel's struct in `_hyper_type`/`_hyper_fields` and implement `_update`.
 
     Fused-step options (every optimizer): `max_grad_norm` clips the global `norm_type` norm
     (2.0, inf, or any p > 0 through a slower numpy pass) with PyTorch's coefficient
@@ -68,6 +70,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
 
     _buffer_names: tuple[str, ...] = ()
     _hyper_keys: tuple[str, ...] = ()
+    _hyper_type: Any = None  # the kernel's bound struct, e.g. _core.AdamHyper
 
     def __init__(
         self,
@@ -81,6 +84,8 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         max_consecutive_skips: int | None = 10,
     ) -> None:
         check_hyperparameters(defaults, self._hyper_keys)
+        self._hyper_values = operator.itemgetter(*self._hyper_keys)
+        self._hypers: dict[int, GroupHyper] = {}  # by group index, made by _check_groups
         self._max_grad_norm: float | None = None
         self._max_grad_value: float | None = None
         self.max_grad_norm = max_grad_norm
@@ -187,10 +192,12 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         """One fused step. Returns the pre-clip total gradient norm (None when neither
         clipping by norm nor the non-finite guard asked for the norm pass, or no parameter
         had a fresh gradient). A closure, if given, is called first (its loss is discarded).
-        Every group's hyperparameters are checked before the closure runs or anything changes."""
+        Every group's hyperparameters are checked before the closure runs or anything changes
+        (and again after it, should it have changed them)."""
         self._check_groups()
         if closure is not None:
             closure()
+            self._check_groups()
         self._follow_storage()
         params = self._params
         if all(p.grad_fresh for p in params):
@@ -230,14 +237,28 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         return total
 
     def _check_groups(self) -> None:
-        """Validate every group (one `check_hyperparameters` per group, nothing allocated)."""
-        keys = self._hyper_keys
+        """Validate every group and bring its kernel struct up to date, before anything
+        changes. A group whose values equal those of its last check (max_grad_value too)
+        passed it and has its struct: one tuple comparison, so an unchanged step costs no
+        check. (An equal value of another type, 1 for True, runs as the value it equals.)"""
+        clip = self._max_grad_value
         for k, g in enumerate(self.param_groups):
+            h = self._hypers.get(k)
+            if h is not None and h.holds(g, self._hyper_values, clip):
+                continue
             try:
-                check_hyperparameters(g, keys)
+                check_hyperparameters(g, self._hyper_keys)
             except ValueError as e:
                 raise ValueError(f"{type(self).__name__}.step: param_groups[{k}]: {e}; nothing "
                                  "was changed (parameters, gradients, state)") from None
+            fields = self._hyper_fields(g)
+            if h is None or h.group is not g:
+                h = self._hypers[k] = GroupHyper(g, self._hyper_type, fields)
+            h.refresh(fields, self._hyper_values(g), clip, bool(g.get("maximize", False)))
+
+    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The kernel struct's fields (but its `pre` and per-step ones) from a checked group."""
+        raise NotImplementedError
 
     # A parameter's *phase* is the per-parameter value the update kernel's scalars depend on
     # (Adam: the steps it has taken, for the bias corrections; SGD: whether its momentum
@@ -251,6 +272,9 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         """Update group gi (mine: the fresh subset, None for all): one kernel call per distinct
         phase, which is one call unless parameters have taken different numbers of steps."""
         group = self.param_groups[gi]
+        h = self._hypers[gi]
+        if scale != h.scale:
+            h.pre.grad_scale = h.scale = scale
         lo, hi = self._group_range[gi]
         if mine is None:
             phase = self._group_phase[gi]
@@ -259,7 +283,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
                 phase = phases[0].item() if (phases == phases[0]).all() else None
             if phase is not None:
                 off, ln, _ = self._group_segs[gi]
-                self._update(group, off, ln, phase, scale)
+                self._update(group, h.hyper, off, ln, phase)
                 self._after_update(slice(lo, hi), group)
                 self._group_phase[gi] = self._next_phase(group, phase)
                 return
@@ -268,7 +292,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         phases = self._phases(np.array(mine, dtype=np.int64)).tolist()
         for ph in sorted(set(phases)):
             off, ln, idx = self._segments([i for i, p in zip(mine, phases, strict=True) if p == ph])
-            self._update(group, off, ln, ph, scale)
+            self._update(group, h.hyper, off, ln, ph)
             self._after_update(idx, group)
 
     def _next_phase(self, group: dict[str, Any], phase: int) -> int:
@@ -278,13 +302,11 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         self._step[idx] += 1
 
-    def _pre(self, group: dict[str, Any], scale: float) -> tuple[bool, float, float | None]:
-        """(maximize, grad_scale, clip_value): the kernels' gradient prologue arguments."""
-        return bool(group.get("maximize", False)), scale, self.max_grad_value
-
     def _update(
-        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, phase: int, scale: float
+        self, group: dict[str, Any], hyper: Any, off: np.ndarray, ln: np.ndarray, phase: int
     ) -> None:
+        """One kernel call over segments (off, ln) of `group`, whose struct `hyper` is current
+        but for what depends on the parameters' `phase` (e.g. the step), which this sets."""
         raise NotImplementedError
 
     def _skip(self, active: list[int], per: np.ndarray) -> None:

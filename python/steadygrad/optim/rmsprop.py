@@ -28,6 +28,7 @@ class RMSprop(Optimizer):
     _buffer_names = ("square_avg", "momentum_buffer", "grad_avg")
     _nonneg_buffers = ("square_avg",)
     _hyper_keys = ("lr", "eps", "momentum", "weight_decay", "alpha", "centered", "maximize")
+    _hyper_type = _core.RmspropHyper
 
     def __init__(
         self,
@@ -70,16 +71,17 @@ class RMSprop(Optimizer):
     def _next_phase(self, group: dict[str, Any], phase: int) -> int:
         return 0
 
+    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {"lr": group["lr"], "alpha": group["alpha"], "eps": group["eps"],
+                "weight_decay": group["weight_decay"], "momentum": group["momentum"],
+                "centered": group["centered"]}
+
     def _update(
-        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, phase: int, scale: float
+        self, group: dict[str, Any], hyper: Any, off: np.ndarray, ln: np.ndarray, phase: int
     ) -> None:
-        momentum = float(group["momentum"])
-        centered = bool(group["centered"])
         s = self.storage
         _core.rmsprop_step(
             s.data, s.grad, self._buf("square_avg"),
-            self._buf("grad_avg") if centered else None,
-            self._buf("momentum_buffer") if momentum > 0 else None, off, ln,
-            float(group["lr"]), float(group["alpha"]), float(group["eps"]),
-            float(group["weight_decay"]), momentum, centered, *self._pre(group, scale),
+            self._buf("grad_avg") if group["centered"] else None,
+            self._buf("momentum_buffer") if group["momentum"] > 0 else None, off, ln, hyper,
         )

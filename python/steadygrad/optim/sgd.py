@@ -30,6 +30,7 @@ class SGD(Optimizer):
     _buffer_names = ("momentum_buffer",)
     # dampening before nesterov: the nesterov rule reads momentum and dampening.
     _hyper_keys = ("lr", "momentum", "weight_decay", "dampening", "nesterov", "maximize")
+    _hyper_type = _core.SgdHyper
 
     def __init__(
         self,
@@ -88,15 +89,18 @@ class SGD(Optimizer):
         super()._apply_param_state(i, st)
         self._buf_init[i] = "momentum_buffer" in st
 
+    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {"lr": group["lr"], "momentum": group["momentum"],
+                "dampening": group["dampening"], "weight_decay": group["weight_decay"],
+                "nesterov": group["nesterov"]}
+
     def _update(
-        self, group: dict[str, Any], off: np.ndarray, ln: np.ndarray, buffer_started: int,
-        scale: float,
+        self, group: dict[str, Any], hyper: Any, off: np.ndarray, ln: np.ndarray,
+        buffer_started: int,
     ) -> None:
-        momentum = float(group["momentum"])
+        hyper.first = not buffer_started
         s = self.storage
         _core.sgd_step(
-            s.data, s.grad, self._buf("momentum_buffer") if momentum != 0 else None, off, ln,
-            float(group["lr"]), momentum, float(group["dampening"]),
-            float(group["weight_decay"]), bool(group["nesterov"]), not buffer_started,
-            *self._pre(group, scale),
+            s.data, s.grad, self._buf("momentum_buffer") if group["momentum"] != 0 else None,
+            off, ln, hyper,
         )

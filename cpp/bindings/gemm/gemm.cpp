@@ -1,10 +1,10 @@
-// Binding for sg.ops.gemm: validate, allocate the output with the GIL held, release the GIL
-// around the kernel.
+// Bindings for cpp/gemm/gemm.h: sg.ops.gemm (validate, allocate the output with the GIL held,
+// release the GIL around the kernel) and the private probes of its paths and scratch sizes.
 #include <string>
 
 #include "bindings/checks.h"
-#include "gemm/fma_peak.h"
 #include "gemm/gemm.h"
+#include "isa/dispatch.h"
 
 namespace sg::bind {
 namespace {
@@ -72,21 +72,6 @@ py::array gemm(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b, p
   return out;
 }
 
-double fma_peak_gflops(const std::string& isa_name, double seconds) {
-  const char* fn = "_fma_peak_gflops";
-  Isa isa;
-  if (isa_name == "generic") isa = Isa::generic;
-  else if (isa_name == "avx2") isa = Isa::avx2;
-  else if (isa_name == "avx512") isa = Isa::avx512;
-  else value_error(fn, "isa must be 'generic', 'avx2' or 'avx512', got '" + isa_name + "'");
-  if (!isa_supported(isa)) value_error(fn, "isa '" + isa_name + "' is not supported by this CPU/OS");
-  if (!(seconds > 0.0 && seconds <= 10.0)) {
-    value_error(fn, "seconds must be in (0, 10], got " + std::to_string(seconds));
-  }
-  py::gil_scoped_release release;
-  return fma_peak(isa)(seconds);
-}
-
 py::dict gemm_workspace_bytes(int64_t m, int64_t n, int64_t k, bool trans_a, bool trans_b,
                               int64_t threads) {
   const char* fn = "_gemm_workspace_bytes";
@@ -141,11 +126,6 @@ op(a) is a.T when trans_a else a, (m, k); op(b) likewise, (k, n). beta == 0 writ
 without reading it (NaN or garbage there cannot leak). `bias` has shape (n,), broadcast over
 rows. activation is None or 'relu', fused into the store. Returns `out` (allocated when None).
 Bitwise-identical results for any thread count.)doc");
-  m.def("_fma_peak_gflops", &fma_peak_gflops, py::arg("isa"), py::arg("seconds") = 0.2,
-        R"doc(Single-thread FMA throughput of one ISA path in GFLOP/s, measured for `seconds`.
-
-Private: the GEMM benchmark reports efficiency against it. On 'generic' an FMA is a multiply
-then an add.)doc");
   m.def("_gemm_uses_sup", &gemm_uses_sup, py::arg("trans_a"), py::arg("m"), py::arg("lda"),
         "Private: True when gemm reads A in place (small-matrix path) for these shapes.");
   m.def("_gemm_constants", &gemm_constants_dict,

@@ -1,5 +1,5 @@
-// Bindings for the elementwise layer kernels: residual add, dropout and the MSE loss. Every
-// argument is validated before any output is touched.
+// Bindings for cpp/layers/pointwise.h: residual add, dropout and the MSE loss. Every argument
+// is validated before any output is touched.
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -84,7 +84,7 @@ py::tuple mse_loss(py::handle pred_obj, py::handle target_obj, const std::string
 
 }  // namespace
 
-void register_layers_pointwise(py::module_& m) {
+void register_pointwise(py::module_& m) {
   m.def("add", &add, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("out") = py::none(),
         "a + b elementwise (same shapes); out may be a or b.");
   m.def("dropout", &dropout, py::arg("x"), py::arg("p"), py::arg("seed"), py::kw_only(),

@@ -1,0 +1,153 @@
+// Bindings for cpp/layers/linear.h: the Linear layer's forward and backward (one call per
+// direction) and the size of the GEMM scratch they grow. Every argument is validated before
+// any output is touched, so a rejected call leaves parameters, gradients and buffers unchanged.
+#include <omp.h>
+#include <pybind11/stl.h>  // linear_scratch's per-thread lists
+
+#include <cstdint>
+#include <string>
+
+#include "bindings/checks.h"
+#include "common/parallel.h"
+#include "layers/linear.h"
+
+namespace sg::bind {
+namespace {
+
+using std::to_string;
+
+py::array linear_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, py::handle out_obj,
+                         const std::string& activation) {
+  const char* fn = "linear_forward";
+  const Activation act = relu_epilogue(fn, activation) ? Activation::relu : Activation::none;
+  py::array w = f32_array(fn, "weight", w_obj, 2);
+  const int64_t out_f = w.shape(0), in_f = w.shape(1);
+  py::array x = f32_array(fn, "input", x_obj, -1);
+  if (x.ndim() != 2 || x.shape(1) != in_f) {
+    value_error(fn, "input must have shape (batch, in_features=" + to_string(in_f) +
+                        ") for weight " + shape_str(w) + ", got " + shape_str(x));
+  }
+  const int64_t batch = x.shape(0);
+  const float* bp = nullptr;
+  py::array b;
+  if (!b_obj.is_none()) {
+    b = f32_array(fn, "bias", b_obj, 1);
+    require_shape(fn, "bias", b, {out_f});
+    bp = f32_cptr(b);
+  }
+  py::array y = out_array(fn, "out", out_obj, {batch, out_f});
+  require_disjoint(fn, "out", y, "input", x);
+  require_disjoint(fn, "out", y, "weight", w);
+  if (bp) require_disjoint(fn, "out", y, "bias", b);
+  const float* xp = f32_cptr(x);
+  const float* wp = f32_cptr(w);
+  float* yp = f32_ptr(y);
+  {
+    py::gil_scoped_release release;
+    linear_forward_f32(yp, xp, wp, bp, batch, in_f, out_f, act);
+  }
+  return y;
+}
+
+py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj,
+                           py::handle dw_obj, py::handle db_obj, bool accumulate,
+                           py::handle accumulate_bias, bool compute_grad_input, py::handle dx_obj) {
+  const char* fn = "linear_backward";
+  const bool acc_b = accumulate_bias.is_none() ? accumulate : accumulate_bias.cast<bool>();
+  py::array w = f32_array(fn, "weight", w_obj, 2);
+  const int64_t out_f = w.shape(0), in_f = w.shape(1);
+  py::array x = f32_array(fn, "input", x_obj, 2);
+  require_shape(fn, "input", x, {-1, in_f});
+  const int64_t batch = x.shape(0);
+  py::array dy = f32_array(fn, "grad_output", dy_obj, -1);
+  if (dy.ndim() != 2 || dy.shape(0) != batch || dy.shape(1) != out_f) {
+    value_error(fn, "grad_output must have the output's shape (batch=" + to_string(batch) +
+                        ", out_features=" + to_string(out_f) + "), got " + shape_str(dy));
+  }
+  py::array dw = inplace_array(fn, "grad_weight", dw_obj, {out_f, in_f});
+  float* dbp = nullptr;
+  py::array db;
+  if (!db_obj.is_none()) {
+    db = inplace_array(fn, "grad_bias", db_obj, {out_f});
+    require_disjoint(fn, "grad_bias", db, "grad_output", dy);
+    require_disjoint(fn, "grad_bias", db, "grad_weight", dw);
+    dbp = f32_ptr(db);
+  }
+  for (auto [name, arr] : {std::pair<const char*, py::array*>{"grad_output", &dy}, {"input", &x},
+                           {"weight", &w}}) {
+    require_disjoint(fn, "grad_weight", dw, name, *arr);
+  }
+  py::object dx_ret = py::none();
+  float* dxp = nullptr;
+  if (compute_grad_input) {
+    py::array dx = out_array(fn, "grad_input", dx_obj, {batch, in_f});
+    for (auto [name, arr] : {std::pair<const char*, py::array*>{"grad_output", &dy}, {"weight", &w},
+                             {"grad_weight", &dw}}) {
+      require_disjoint(fn, "grad_input", dx, name, *arr);
+    }
+    // dx is computed after everything that reads the input: it may be the input itself
+    require_disjoint(fn, "grad_input", dx, "input", x, /*allow_exact=*/true);
+    if (dbp) require_disjoint(fn, "grad_input", dx, "grad_bias", db);
+    dxp = f32_ptr(dx);
+    dx_ret = dx;
+  }
+  const float* dyp = f32_cptr(dy);
+  const float* xp = f32_cptr(x);
+  const float* wp = f32_cptr(w);
+  float* dwp = f32_ptr(dw);
+  {
+    py::gil_scoped_release release;
+    linear_backward_f32(dxp, dwp, dbp, dyp, xp, wp, batch, in_f, out_f, accumulate ? 1.0f : 0.0f,
+                        acc_b ? 1.0f : 0.0f);
+  }
+  return dx_ret;
+}
+
+py::dict scratch_dict(const GemmScratch& s) {
+  py::dict d;
+  d["b_shared"] = s.b_shared_bytes;
+  d["a"] = s.a_bytes;
+  d["b_own"] = s.b_own_bytes;
+  d["total"] = s.total_bytes();
+  return d;
+}
+
+py::dict linear_scratch_bytes(int64_t batch, int64_t in, int64_t out, bool input_grad,
+                              py::handle threads_obj) {
+  const char* fn = "linear_scratch";
+  if (batch < 0 || in < 0 || out < 0) {
+    value_error(fn, "batch, in_features, out_features must be >= 0, got (" + to_string(batch) +
+                        ", " + to_string(in) + ", " + to_string(out) + ")");
+  }
+  const int64_t threads =
+      threads_obj.is_none() ? sg::num_threads() : threads_obj.cast<int64_t>();
+  if (threads < 1) value_error(fn, "threads must be >= 1, got " + to_string(threads));
+  return scratch_dict(linear_scratch(batch, in, out, input_grad, threads));
+}
+
+}  // namespace
+
+void register_linear(py::module_& m) {
+  m.def("linear_forward", &linear_forward, py::arg("input"), py::arg("weight"),
+        py::arg("bias") = py::none(), py::kw_only(), py::arg("out") = py::none(),
+        py::arg("activation") = "none",
+        "act(input @ weight.T + bias) in one GEMM with the bias (and optional 'relu') fused. "
+        "input (batch, in), weight (out, in), bias (out,) or None; returns (batch, out).");
+  m.def("linear_backward", &linear_backward, py::arg("grad_output"), py::arg("input"),
+        py::arg("weight"), py::arg("grad_weight"), py::arg("grad_bias") = py::none(), py::kw_only(),
+        py::arg("accumulate") = false, py::arg("accumulate_bias") = py::none(),
+        py::arg("compute_grad_input") = true,
+        py::arg("grad_input") = py::none(),
+        "Linear backward in one call: grad_weight (+)= grad_output.T @ input, grad_bias (+)= "
+        "column sums of grad_output (deterministic), and returns grad_input = grad_output @ weight "
+        "(None when compute_grad_input=False). accumulate=False writes without reading.");
+  m.def("linear_scratch", &linear_scratch_bytes, py::arg("batch"), py::arg("in_features"),
+        py::arg("out_features"), py::kw_only(), py::arg("input_grad") = true,
+        py::arg("threads") = py::none(),
+        "Bytes of GEMM scratch (packing buffers, reused across calls and only growing) that a "
+        "Linear forward + backward at this shape grows on `threads` (default: the current "
+        "count): a dict of 'b_shared' (calling thread), 'a' and 'b_own' (a list per team "
+        "member) and 'total'. input_grad: the backward computes dL/dx.");
+}
+
+}  // namespace sg::bind
