@@ -24,7 +24,7 @@ import numpy as np
 ALIGN_FLOATS = 16  # 64 bytes
 
 
-def _aligned_zeros(n: int) -> np.ndarray:
+def aligned_zeros(n: int) -> np.ndarray:
     """A 1-D zeroed float32 array of n elements whose data starts on a 64-byte boundary.
     np.zeros is calloc: pages nothing writes (e.g. a gradient buffer before the first backward)
     are never made resident."""
@@ -55,8 +55,8 @@ class FlatStorage:
             self.offsets.append(total)
             self.sizes.append(p.size)
             total += _round_up(p.size)
-        self.data = _aligned_zeros(total)
-        self.grad = _aligned_zeros(total)
+        self.data = aligned_zeros(total)
+        self.grad = aligned_zeros(total)
         self.generation = 0
 
     @property

@@ -14,14 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from steadygrad.nn.parameter import ALIGN_FLOATS, FlatStorage, Parameter, flatten, shared_storage
+from steadygrad.nn.parameter import FlatStorage, Parameter, aligned_zeros, flatten, shared_storage
 from steadygrad.optim._hyper import check_hyperparameters
-
-
-def _aligned_zeros(n: int) -> np.ndarray:
-    raw = np.zeros(n + ALIGN_FLOATS, dtype=np.float32)
-    shift = (-(raw.ctypes.data // 4)) % ALIGN_FLOATS
-    return raw[shift : shift + n]
 
 
 class ParamGroupsMixin:
@@ -106,7 +100,7 @@ class ParamGroupsMixin:
         if storage is not old and self._bufs:
             moved = list(zip(self._params, self._all_off.tolist(), strict=False))
             for name, buf in list(self._bufs.items()):
-                new = _aligned_zeros(storage.numel)
+                new = aligned_zeros(storage.numel)
                 for p, o in moved:
                     new[p.offset : p.offset + p.size] = buf[o : o + p.size]
                 self._bufs[name] = new
@@ -149,7 +143,7 @@ class ParamGroupsMixin:
         buf = self._bufs.get(name)
         if buf is None:
             assert self._storage is not None
-            buf = self._bufs[name] = _aligned_zeros(self._storage.numel)
+            buf = self._bufs[name] = aligned_zeros(self._storage.numel)
         return buf
 
     def state_bytes(self) -> int:
