@@ -149,6 +149,134 @@ GemmWorkspace gemm_workspace(bool trans_a, int64_t m, int64_t n, int64_t k, int6
   return w;
 }
 
+namespace {
+
+// One call's operands and plan, shared by its named steps below.
+struct GemmCall {
+  const GemmUkernel& uk;
+  const GemmPlan& plan;
+  bool trans_a, trans_b, relu;
+  int64_t m, n, k;
+  float alpha, beta;
+  const float* a;
+  int64_t lda, rsa, csa;  // A's row and column strides as op(A) is read
+  const float* b;
+  int64_t ldb;
+  float* c;
+  int64_t ldc;
+  const float* bias;
+};
+
+// The rectangle of micro-tiles thread `tid` of a team of `nth` owns for the whole call: rows
+// [row0, row1) x columns [col0, col1). M is split for large M (private L2s each hold their
+// own A block, the B panel is shared from L3), else N, in whole micropanels. How tiles are
+// shared out does not change what any tile computes (the k blocking depends on k alone), so
+// the result does not depend on the thread count.
+struct ThreadTiles {
+  int64_t tm, tn, row0, row1, col0, col1;
+};
+
+ThreadTiles tiles_of(const GemmCall& g, int64_t nth, int64_t tid) {
+  const int64_t MR = g.uk.mr, m_tiles = (g.m + MR - 1) / MR;
+  ThreadTiles t;
+  t.tm = g.plan.m_split(nth);
+  t.tn = nth / t.tm;
+  t.row0 = std::min(g.m, m_tiles * (tid / t.tn) / t.tm * MR);
+  t.row1 = std::min(g.m, m_tiles * (tid / t.tn + 1) / t.tm * MR);
+  t.col0 = g.plan.col_start(tid % t.tn, t.tn);
+  t.col1 = g.plan.col_start(tid % t.tn + 1, t.tn);
+  return t;
+}
+
+// Packs B's k block [pc, pc + kc) of columns [jc, jc + nc) into b_panel: this thread's own
+// columns, or (an M split, own_b false) the team's shared panel, split over the team.
+void pack_b_block(const GemmCall& g, float* b_panel, bool own_b, int64_t jc, int64_t nc,
+                  int64_t pc, int64_t kc) {
+  const int64_t NR = g.uk.nr, n_jr = (nc + NR - 1) / NR;
+  auto pack = [&](int64_t q0, int64_t q1) {  // micropanels [q0, q1) of this column block
+    g.uk.pack_b_panels(g.trans_b, g.b, g.ldb, pc, kc, jc + q0 * NR,
+                       std::min(nc, q1 * NR) - q0 * NR, b_panel + q0 * NR * kc);
+  };
+  if (own_b) {
+    pack(0, n_jr);
+    return;
+  }
+  constexpr int64_t kGroup = 8;
+#pragma omp for schedule(static)
+  for (int64_t q = 0; q < (n_jr + kGroup - 1) / kGroup; ++q) {
+    pack(q * kGroup, std::min(n_jr, (q + 1) * kGroup));
+  }
+}
+
+// C rows [ic, ic + mc) x columns [jc, jc + nc) += the k block [pc, pc + kc): packs A (or its
+// partial edge sliver on the small-matrix path, which reads A in place otherwise), then runs
+// the microkernel with the B micropanel (L1) outer and the A block (L2) inner.
+void multiply_block(const GemmCall& g, float* ap, const float* b_panel, int64_t ic, int64_t mc,
+                    int64_t jc, int64_t nc, int64_t pc, int64_t kc, bool first, bool last) {
+  const int64_t MR = g.uk.mr, NR = g.uk.nr;
+  const int64_t n_ir = (mc + MR - 1) / MR, n_jr = (nc + NR - 1) / NR;
+  const bool sup = g.plan.sup;
+  if (!sup) {
+    for (int64_t ir = 0; ir < n_ir; ++ir) {
+      g.uk.pack_a(g.trans_a, g.a, g.lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc,
+                  kc, ap + ir * MR * kc);
+    }
+  } else if (mc % MR) {  // the partial edge sliver: in-place reads would overrun
+    g.uk.pack_a(g.trans_a, g.a, g.lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, ap);
+  }
+  for (int64_t jr = 0; jr < n_jr; ++jr) {
+    const int64_t j = jc + jr * NR, nr = std::min<int64_t>(NR, g.n - j);
+    const GemmEpilogue ep{g.alpha, first ? g.beta : 1.0f, last && g.bias ? g.bias + j : nullptr,
+                          last && g.relu};
+    for (int64_t ir = 0; ir < n_ir; ++ir) {
+      const int64_t i = ic + ir * MR, mr = std::min<int64_t>(MR, g.m - i);
+      const bool a_packed = !sup || mr < MR;
+      const float* at = !sup ? ap + ir * MR * kc : a_packed ? ap : g.a + i * g.rsa + pc * g.csa;
+      g.uk.fn[a_packed](kc, at, g.rsa, g.csa, b_panel + jr * NR * kc, g.c + i * g.ldc + j,
+                        g.ldc, mr, nr, ep);
+    }
+  }
+}
+
+// One team member's whole share of the call. With an M split the packed B panel is shared by
+// the team; it belongs to the calling thread (callers may run gemm concurrently with the GIL
+// released) and is only allocated then (a single thread never splits M). Otherwise each
+// thread packs its own B micropanels, with no barrier at all, and always its own A blocks,
+// into its own buffers. All grow once and are reused: no allocation in the steady state.
+void gemm_thread(const GemmCall& g, AlignedBuffer& caller_b_buf, float*& b_shared) {
+  thread_local AlignedBuffer a_buf, b_own_buf;
+  float* const ap = a_buf.get(static_cast<size_t>(g.plan.a_floats()));
+  const ThreadTiles t = tiles_of(g, omp_get_num_threads(), omp_get_thread_num());
+  const bool own_b = t.tm == 1;  // the same on every thread of the team
+  if (!own_b) {
+#pragma omp master
+    b_shared = caller_b_buf.get(static_cast<size_t>(g.plan.b_shared_floats()));
+#pragma omp barrier
+  }
+  float* const b_panel =
+      own_b ? b_own_buf.get(static_cast<size_t>(g.plan.b_own_floats(t.tn))) : b_shared;
+  // Equal column blocks over this thread's range (the whole N under an M split, the same on
+  // every thread then) and equal row blocks over its rows.
+  const int64_t NCb = equal_block(t.col1 - t.col0, g.plan.nc, g.uk.nr);
+  const int64_t MCb = equal_block(t.row1 - t.row0, g.plan.mc, g.uk.mr);
+  for (int64_t jc = t.col0; jc < t.col1; jc += NCb) {
+    const int64_t nc = std::min(NCb, t.col1 - jc);
+    for (int64_t pc = 0; pc < g.k; pc += g.plan.kc) {
+      const int64_t kc = std::min(g.plan.kc, g.k - pc);
+      pack_b_block(g, b_panel, own_b, jc, nc, pc, kc);
+      for (int64_t ic = t.row0; ic < t.row1; ic += MCb) {
+        multiply_block(g, ap, b_panel, ic, std::min(MCb, t.row1 - ic), jc, nc, pc, kc,
+                       pc == 0, pc + kc == g.k);
+      }
+      if (!own_b) {
+#pragma omp barrier
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act) {
@@ -160,102 +288,14 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
     return;
   }
   const GemmUkernel& uk = gemm_ukernel();
-  const int MR = uk.mr, NR = uk.nr;
   const GemmPlan plan = gemm_plan(uk, trans_a, m, n, k, lda);
-  const bool sup = plan.sup;
-  const int64_t MC = plan.mc, NC = plan.nc, KC = plan.kc;
-  const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
-
-  // With an M split the packed B panel is shared by the team; it belongs to the calling
-  // thread (callers may run gemm concurrently with the GIL released) and is only allocated
-  // then (a single thread never splits M). Otherwise each thread packs its own B micropanels,
-  // and always its own A blocks, into its own buffers. All grow once and are reused: no
-  // allocation in the steady state.
-  thread_local AlignedBuffer b_buf;
+  const GemmCall call{uk, plan, trans_a, trans_b, relu, m, n, k, alpha, beta, a, lda,
+                      trans_a ? 1 : lda, trans_a ? lda : 1, b, ldb, c, ldc, bias};
+  thread_local AlignedBuffer b_buf;  // the caller's shared B panel (M split only)
   float* b_shared = nullptr;
-
   const bool parallel = gemm_goes_parallel(m, n, k, num_threads());
 #pragma omp parallel if (parallel) num_threads(num_threads())
-  {
-    thread_local AlignedBuffer a_buf, b_own_buf;
-    float* const ap = a_buf.get(static_cast<size_t>(plan.a_floats()));
-    // Each thread owns one rectangle of micro-tiles for the whole call: rows [row0, row1) x
-    // columns [col0, col1). M is split for large M (private L2s each hold their own A block,
-    // the B panel is shared from L3), else N, in whole micropanels. How tiles are shared out
-    // does not change what any tile computes (the k blocking depends on k alone), so the
-    // result does not depend on the thread count.
-    const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
-    const int64_t m_tiles = (m + MR - 1) / MR;
-    const int64_t tm = plan.m_split(nth), tn = nth / tm;
-    const int64_t row0 = std::min(m, m_tiles * (tid / tn) / tm * MR);
-    const int64_t row1 = std::min(m, m_tiles * (tid / tn + 1) / tm * MR);
-    const int64_t col0 = plan.col_start(tid % tn, tn), col1 = plan.col_start(tid % tn + 1, tn);
-    // Without an M split each thread packs and reads only its own B micropanels, in its own
-    // buffer: no barrier at all.
-    const bool own_b = tm == 1;  // the same on every thread of the team
-    if (!own_b) {
-#pragma omp master
-      b_shared = b_buf.get(static_cast<size_t>(plan.b_shared_floats()));  // the caller's buffer
-#pragma omp barrier
-    }
-    float* const b_own =
-        own_b ? b_own_buf.get(static_cast<size_t>(plan.b_own_floats(tn))) : nullptr;
-    float* const b_panel = own_b ? b_own : b_shared;
-    // Equal column blocks over this thread's range (the whole N under an M split, the same on
-    // every thread then) and equal row blocks over its rows.
-    const int64_t NCb = equal_block(col1 - col0, NC, NR);
-    const int64_t MCb = equal_block(row1 - row0, MC, MR);
-    for (int64_t jc = col0; jc < col1; jc += NCb) {
-      const int64_t nc = std::min(NCb, col1 - jc);
-      const int64_t n_jr = (nc + NR - 1) / NR;
-      for (int64_t pc = 0; pc < k; pc += KC) {
-        const int64_t kc = std::min(KC, k - pc);
-        const bool first = pc == 0, last = pc + kc == k;
-        // Packing micropanels [q0, q1) of this column block.
-        auto pack_b = [&](int64_t q0, int64_t q1) {
-          uk.pack_b_panels(trans_b, b, ldb, pc, kc, jc + q0 * NR,
-                           std::min(nc, q1 * NR) - q0 * NR, b_panel + q0 * NR * kc);
-        };
-        if (own_b) {  // this thread's columns (the loop runs only when it has some)
-          pack_b(0, n_jr);
-        } else {  // an M split: every thread reads every B micropanel
-          constexpr int64_t kGroup = 8;
-#pragma omp for schedule(static)
-          for (int64_t g = 0; g < (n_jr + kGroup - 1) / kGroup; ++g) {
-            pack_b(g * kGroup, std::min(n_jr, (g + 1) * kGroup));
-          }
-        }
-        for (int64_t ic = row0; ic < row1; ic += MCb) {
-          const int64_t mc = std::min(MCb, row1 - ic);
-          const int64_t n_ir = (mc + MR - 1) / MR;
-          if (!sup) {
-            for (int64_t ir = 0; ir < n_ir; ++ir) {
-              uk.pack_a(trans_a, a, lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc,
-                        kc, ap + ir * MR * kc);
-            }
-          } else if (mc % MR) {  // the partial edge sliver: in-place reads would overrun
-            uk.pack_a(trans_a, a, lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, ap);
-          }
-          // B micropanel (L1) outer, A block (L2) inner.
-          for (int64_t jr = 0; jr < n_jr; ++jr) {
-            const int64_t j = jc + jr * NR, nr = std::min<int64_t>(NR, n - j);
-            const GemmEpilogue ep{alpha, first ? beta : 1.0f, last && bias ? bias + j : nullptr,
-                                  last && relu};
-            for (int64_t ir = 0; ir < n_ir; ++ir) {
-              const int64_t i = ic + ir * MR, mr = std::min<int64_t>(MR, m - i);
-              const bool a_packed = !sup || mr < MR;
-              const float* at = !sup ? ap + ir * MR * kc : a_packed ? ap : a + i * rsa + pc * csa;
-              uk.fn[a_packed](kc, at, rsa, csa, b_panel + jr * NR * kc, c + i * ldc + j, ldc,
-                              mr, nr, ep);
-            }
-          }
-        }
-        if (!own_b) {
-#pragma omp barrier
-        }
-      }
-    }
-  }
+  gemm_thread(call, b_buf, b_shared);
 }
 
 }  // namespace sg
