@@ -319,7 +319,8 @@ def test_stub_constants_have_the_modules_types() -> None:
 
 # Each line marked `# E` must be an error, every other line must pass: results are typed (not
 # Any: assigning one to the wrong dtype fails), overloads follow compute_grad*, arguments of
-# the wrong type are refused, and so are a bound struct's wrong fields and a read-only one.
+# the wrong type are refused, and so are a bound struct's wrong fields and a read-only one; a
+# bare `Optimizer` needs no type argument (its kernel struct's has a default).
 _CALLER = """\
 import numpy as np
 import numpy.typing as npt
@@ -358,6 +359,9 @@ ctx.save_mean = a.ravel()  # E
 saved: npt.NDArray[np.float32] | None = ctx.input
 bn: npt.NDArray[np.float32] = _core.batchnorm_forward(a, None, None, None, None, None, ctx, momentum=None)
 no_dx: None = _core.batchnorm_backward(a, None, None, ctx, None, None, compute_grad_input=False)
+def lr_of(opt: sg.optim.Optimizer) -> float: return float(opt.param_groups[0]["lr"])
+adam: sg.optim.Optimizer[_core.AdamHyper] = sg.optim.Adam([])
+sgd: sg.optim.Optimizer[_core.AdamHyper] = sg.optim.SGD([])  # E
 """
 
 
