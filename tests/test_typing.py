@@ -102,34 +102,55 @@ def test_stub_names_match_compiled_module() -> None:
 
 # -- signatures ------------------------------------------------------------------------------
 
-def _params(fn: ast.FunctionDef) -> list[tuple[str, str, str, object]]:
-    """(name, kind, annotation, default) per parameter; default is `...` when there is none."""
+class _Required:
+    """The default of a parameter without one."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+_REQUIRED = _Required()
+
+
+def _params(fn: ast.FunctionDef, method: bool = False) -> list[tuple[str, str, str, object]]:
+    """(name, kind, annotation, default) per parameter (a method's `self` left out); default
+    is `_REQUIRED` when there is none and `...` when it is not a literal: a stub's `...`, or
+    the repr pybind11 writes for an object default (`pre: GradPreHyper = GradPreHyper(...)`)."""
     a = fn.args
     pos = [*a.posonlyargs, *a.args]
     pos_defaults = [None] * (len(pos) - len(a.defaults)) + list(a.defaults)
+    if method:
+        assert pos and pos[0].arg == "self", f"{fn.name}: no self"
+        pos, pos_defaults = pos[1:], pos_defaults[1:]
     out = []
     for kind, args, defaults in (("positional", pos, pos_defaults),
                                  ("keyword", a.kwonlyargs, a.kw_defaults)):
         for arg, d in zip(args, defaults, strict=True):
             ann = "" if arg.annotation is None else ast.unparse(arg.annotation)
-            default = ... if d is None else ast.literal_eval(d)
+            default: object = _REQUIRED
+            if d is not None:
+                try:
+                    default = ast.literal_eval(d)
+                except ValueError:
+                    default = ...
             out.append((arg.arg, kind, ann, default))
     assert a.vararg is None and a.kwarg is None, f"{fn.name}: *args/**kwargs"
     return out
 
 
-def _stub_functions() -> dict[str, list[ast.FunctionDef]]:
-    """Each function the stub defines: its overloads in order, or its one definition."""
+def _stub_functions(body: list[ast.stmt] | None = None) -> dict[str, list[ast.FunctionDef]]:
+    """Each function the stub (or a class body of it) defines: its overloads in order, or its
+    one definition."""
     out: dict[str, list[ast.FunctionDef]] = {}
-    for node in _stub_tree().body:
+    for node in _stub_tree().body if body is None else body:
         if isinstance(node, ast.FunctionDef):
             out.setdefault(node.name, []).append(node)
     return out
 
 
-def _runtime_function(name: str) -> ast.FunctionDef:
+def _runtime_signature(obj: object, name: str) -> ast.FunctionDef:
     """The signature pybind11 puts on the first line of the docstring, parsed."""
-    doc = getattr(_core, name).__doc__ or ""
+    doc = getattr(obj, "__doc__", None) or ""
     line = doc.split("\n", 1)[0]
     assert line.startswith(f"{name}("), f"{name}: no pybind11 signature in {doc[:80]!r}"
     fn = ast.parse(f"def {line}: ...").body[0]
@@ -148,6 +169,47 @@ _RETURN_TYPES = {"None": ("None",), "bool": ("bool",), "int": ("int",), "float":
                  "str": ("str",), "numpy.ndarray": ("_F32", "npt.NDArray["),
                  "tuple": ("tuple[",),
                  "dict": ("dict[", "CpuInfo", "GemmConstants", "GemmScratch")}
+_BOUND = "steadygrad._core."  # how pybind11 names a class the module binds
+
+
+def _arg_types(rt_ann: str) -> set[str] | None:
+    """The stub annotations that match pybind11's annotation of an argument; None where the
+    binding takes any object (`object`: it checks the argument itself)."""
+    if rt_ann.endswith(" | None"):
+        inner = _arg_types(rt_ann.removesuffix(" | None"))
+        return None if inner is None else {f"{t} | None" for t in inner}
+    if rt_ann.startswith(_BOUND):
+        return {rt_ann.removeprefix(_BOUND)}
+    return _ARG_TYPES.get(rt_ann)
+
+
+def _returns_match(rt_ret: str, ret: str) -> bool:
+    """Whether the stub's return annotation is of the kind pybind11's names (any, for object)."""
+    if rt_ret.startswith(_BOUND):
+        return ret == rt_ret.removeprefix(_BOUND)
+    return rt_ret not in _RETURN_TYPES or ret.startswith(_RETURN_TYPES[rt_ret])
+
+
+def _check_signature(name: str, defs: list[ast.FunctionDef], runtime: ast.FunctionDef,
+                     method: bool = False) -> None:
+    """Parameter names, order, kinds (positional or keyword-only) and defaults as the binding
+    declares them; the types where the binding converts (bool, str, int, float, a bound
+    class); the return type's kind. Overloads each have the binding's parameters; the last is
+    the general one, with the binding's defaults."""
+    want = _params(runtime, method)
+    for fn in defs:
+        got = _params(fn, method)
+        assert [(n, k) for n, k, _, _ in got] == [(n, k) for n, k, _, _ in want], name
+        for (pname, _, ann, default), (_, _, rt_ann, rt_default) in zip(got, want, strict=True):
+            if default is not _REQUIRED or fn is defs[-1]:
+                assert (type(default), default) == (type(rt_default), rt_default), \
+                    f"{name}({pname}): default {default!r} in the stub, {rt_default!r} in the binding"
+            allowed = _arg_types(rt_ann)
+            if allowed is not None:
+                assert ann in allowed, f"{name}({pname}): {ann} for pybind11's {rt_ann}"
+    rt_ret = ast.unparse(runtime.returns) if runtime.returns is not None else ""
+    ret = ast.unparse(defs[-1].returns) if defs[-1].returns is not None else ""
+    assert _returns_match(rt_ret, ret), f"{name}: returns {ret}, binding {rt_ret}"
 
 
 def _compiled_functions() -> list[str]:
@@ -157,27 +219,92 @@ def _compiled_functions() -> list[str]:
 
 @pytest.mark.parametrize("name", _compiled_functions())
 def test_stub_signature_matches_binding(name: str) -> None:
-    """Parameter names, order, kinds (positional or keyword-only) and defaults as the binding
-    declares them; the types where the binding converts (bool, str, int, float); the return
-    type's kind. Overloads each have the binding's parameters; the last is the general one,
-    with the binding's defaults."""
     defs = _stub_functions().get(name)
     assert defs, f"_core.{name} is not in _core.pyi"
-    runtime = _runtime_function(name)
-    want = _params(runtime)
-    for fn in defs:
-        got = _params(fn)
-        assert [(n, k) for n, k, _, _ in got] == [(n, k) for n, k, _, _ in want], name
-        for (pname, _, ann, default), (_, _, rt_ann, rt_default) in zip(got, want, strict=True):
-            if default is not ... or fn is defs[-1]:
-                assert (type(default), default) == (type(rt_default), rt_default), \
-                    f"{name}({pname}): default {default!r} in the stub, {rt_default!r} in the binding"
-            if rt_ann in _ARG_TYPES:
-                assert ann in _ARG_TYPES[rt_ann], f"{name}({pname}): {ann} for pybind11's {rt_ann}"
-    rt_ret = ast.unparse(runtime.returns) if runtime.returns is not None else ""
-    ret = ast.unparse(defs[-1].returns) if defs[-1].returns is not None else ""
-    if rt_ret in _RETURN_TYPES:
-        assert ret.startswith(_RETURN_TYPES[rt_ret]), f"{name}: returns {ret}, binding {rt_ret}"
+    _check_signature(name, defs, _runtime_signature(getattr(_core, name), name))
+
+
+# -- bound classes ---------------------------------------------------------------------------
+
+def _compiled_classes() -> list[str]:
+    return sorted(n for n in _module_names() if isinstance(getattr(_core, n), type))
+
+
+def _stub_class(name: str) -> ast.ClassDef:
+    for node in _stub_tree().body:
+        if isinstance(node, ast.ClassDef) and node.name == name and not _type_only(node):
+            return node
+    raise AssertionError(f"class _core.{name} is not in _core.pyi")
+
+
+def _stub_fields(cls: ast.ClassDef) -> dict[str, tuple[str, str | None]]:
+    """Each field of a stub class: (the type read, the type assigned or None if read-only).
+    An annotated name is read and written; a @property is read-only unless it has a setter."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            ann = ast.unparse(node.annotation)
+            out[node.target.id] = (ann, ann)
+        elif isinstance(node, ast.FunctionDef):
+            decorators = [ast.unparse(d) for d in node.decorator_list]
+            if "property" in decorators:
+                out[node.name] = (ast.unparse(node.returns) if node.returns else "", None)
+            elif f"{node.name}.setter" in decorators:
+                value = node.args.args[1].annotation
+                out[node.name] = (out[node.name][0], ast.unparse(value) if value else "")
+    return out
+
+
+def _accessor_types(prop: property) -> tuple[str, str | None]:
+    """pybind11's types of a bound property: what its getter returns, what its setter takes
+    (None when read-only), from their docstrings' signatures (`(self: C, arg0: T) -> None`)."""
+    def signature(f: object) -> ast.FunctionDef:
+        line = (getattr(f, "__doc__", None) or "").split("\n", 1)[0]
+        assert line.startswith("("), f"no pybind11 signature in {line!r}"
+        fn = ast.parse(f"def f{line}: ...").body[0]
+        assert isinstance(fn, ast.FunctionDef) and fn.returns is not None
+        return fn
+    got = ast.unparse(signature(prop.fget).returns)  # type: ignore[arg-type]
+    if prop.fset is None:
+        return got, None
+    args = signature(prop.fset).args.args
+    assert len(args) == 2 and args[1].annotation is not None
+    return got, ast.unparse(args[1].annotation)
+
+
+@pytest.mark.parametrize("name", _compiled_classes())
+def test_stub_class_matches_binding(name: str) -> None:
+    """A bound class: its constructor as a function's signature is checked, its fields (the
+    binding's properties) by name, read-only or not, and type, and no method on one side
+    only."""
+    cls, node = getattr(_core, name), _stub_class(name)
+    methods = _stub_functions(node.body)
+    inits = methods.get("__init__")
+    assert inits, f"_core.{name}.__init__ is not in _core.pyi"
+    _check_signature(f"{name}.__init__", inits,
+                     _runtime_signature(cls.__init__, "__init__"), method=True)
+
+    props = {k: v for k, v in vars(cls).items() if isinstance(v, property)}
+    fields = _stub_fields(node)
+    assert set(fields) == set(props), (
+        f"{name}: fields of the binding but not of the stub: {sorted(set(props) - set(fields))}; "
+        f"of the stub but not of the binding: {sorted(set(fields) - set(props))}")
+    for field, prop in props.items():
+        read, write = fields[field]
+        rt_read, rt_write = _accessor_types(prop)
+        assert (write is None) == (rt_write is None), \
+            f"{name}.{field}: {'read-only' if write is None else 'writable'} in the stub only"
+        assert _returns_match(rt_read, read), f"{name}.{field}: {read}, binding {rt_read}"
+        allowed = None if rt_write is None else _arg_types(rt_write)
+        if allowed is not None:
+            assert write in allowed, f"{name}.{field}: assigned {write}, binding {rt_write}"
+
+    # pybind11's own: the __dunders__ every bound class has and its ABI hook
+    def own(k: str) -> bool:
+        return not (k.startswith("__") or k == "_pybind11_conduit_v1_")
+    rt_methods = {k for k, v in vars(cls).items() if own(k) and not isinstance(v, property)}
+    stub_methods = {k for k in methods if own(k) and k not in fields}
+    assert stub_methods == rt_methods, f"{name}: methods {sorted(stub_methods ^ rt_methods)} on one side only"
 
 
 def test_stub_constants_have_the_modules_types() -> None:
@@ -191,8 +318,9 @@ def test_stub_constants_have_the_modules_types() -> None:
 # -- what a caller's type checker sees ------------------------------------------------------
 
 # Each line marked `# E` must be an error, every other line must pass: results are typed (not
-# Any: assigning one to the wrong dtype fails), overloads follow compute_grad*, and arguments
-# of the wrong type are refused.
+# Any: assigning one to the wrong dtype fails), overloads follow compute_grad*, arguments of
+# the wrong type are refused, and so are a bound struct's wrong fields and a read-only one; a
+# bare `Optimizer` needs no type argument (its kernel struct's has a default).
 _CALLER = """\
 import numpy as np
 import numpy.typing as npt
@@ -217,6 +345,23 @@ sg.set_isa(3)  # E
 per_thread: list[int] = _core.linear_scratch(8, 4, 2, threads=2)["a"]
 _core.linear_scratch(8, 4, 2, False)  # E
 norms: npt.NDArray[np.float64] = _core.grad_norms(a.ravel(), np.zeros(1, np.int64), np.ones(1, np.int64))[1]
+off, ln = np.zeros(1, np.int64), np.ones(1, np.int64)
+h = _core.AdamHyper(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False)
+h.pre.clip_value = None
+h.step = 2.5  # E
+_core.AdamHyper(lr=1e-3)  # E
+_core.AdamHyper(1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)  # E
+_core.adam_step(a, a, a, a, None, off, ln, h)
+_core.sgd_step(a, a, None, off, ln, h)  # E
+_core.grad_scale_clamp(a, off, ln, _core.GradPreHyper(grad_scale=0.5))
+ctx = _core.BatchNormContext(a.ravel(), a.ravel(), True, "relu")
+ctx.save_mean = a.ravel()  # E
+saved: npt.NDArray[np.float32] | None = ctx.input
+bn: npt.NDArray[np.float32] = _core.batchnorm_forward(a, None, None, None, None, None, ctx, momentum=None)
+no_dx: None = _core.batchnorm_backward(a, None, None, ctx, None, None, compute_grad_input=False)
+def lr_of(opt: sg.optim.Optimizer) -> float: return float(opt.param_groups[0]["lr"])
+adam: sg.optim.Optimizer[_core.AdamHyper] = sg.optim.Adam([])
+sgd: sg.optim.Optimizer[_core.AdamHyper] = sg.optim.SGD([])  # E
 """
 
 

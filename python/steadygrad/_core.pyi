@@ -1,6 +1,7 @@
 # Type stub of steadygrad._core, the compiled module (cpp/bindings/). Every name the module
 # exports is here with its binding's exact signature: positional, keyword-only and default
-# arguments as the py::arg lists declare them (tests/test_typing.py checks both directions).
+# arguments as the py::arg lists declare them, and each bound class with its constructor and
+# its fields (read-only ones as properties) (tests/test_typing.py checks both directions).
 #
 # Array arguments are numpy arrays the binding checks without converting: float32 and
 # C-contiguous (labels and segment tables: integer arrays). Arguments that take one of a few
@@ -20,7 +21,7 @@ _Labels = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 
 __version__: str
 
-# -- runtime controls (module.cpp) ------------------------------------------------------------
+# -- runtime controls (isa/runtime.cpp) -------------------------------------------------------
 
 @type_check_only
 class CpuInfo(TypedDict):
@@ -40,7 +41,7 @@ def get_num_threads() -> int: ...
 def set_isa(name: str) -> None: ...
 def get_isa() -> str: ...
 
-# -- GEMM (bind_gemm.cpp) ---------------------------------------------------------------------
+# -- GEMM (gemm/gemm.cpp, gemm/fma_peak.cpp) -------------------------------------------------
 
 def gemm(
     a: _F32,
@@ -78,7 +79,7 @@ def _gemm_workspace_bytes(
     m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False, threads: int = 1
 ) -> dict[str, int]: ...
 
-# -- layers (bind_layers.cpp, bind_layers_pointwise.cpp) --------------------------------------
+# -- layers (layers/linear.cpp, layers/batchnorm.cpp, layers/pointwise.cpp) ------------------
 
 @type_check_only
 class GemmScratch(TypedDict):
@@ -142,6 +143,23 @@ def linear_backward(
     compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
+class BatchNormContext:
+    """What one batchnorm_forward leaves for its batchnorm_backward (autograd's ctx): the mode
+    set by the caller, the batch statistics and the input recorded by the forward."""
+
+    def __init__(
+        self, save_mean: _F32, save_invstd: _F32, batch_stats: bool, activation: str = "none"
+    ) -> None: ...
+    @property
+    def save_mean(self) -> _F32: ...
+    @property
+    def save_invstd(self) -> _F32: ...
+    batch_stats: bool
+    activation: str  # 'none' or 'relu'
+    @property
+    def input(self) -> _F32 | None: ...  # set by the forward
+    output: _F32 | None  # None after each forward; the caller may keep the output here
+
 def batchnorm_forward(
     input: _F32,
     weight: _F32 | None,
@@ -149,71 +167,53 @@ def batchnorm_forward(
     running_mean: _F32 | None,
     running_var: _F32 | None,
     num_batches_tracked: _I64 | None,
-    save_mean: _F32,
-    save_invstd: _F32,
+    ctx: BatchNormContext,
     *,
-    use_batch_stats: bool,
     momentum: float | None = 0.1,
     eps: float = 1e-05,
     out: _F32 | None = None,
-    activation: str = "none",
 ) -> _F32: ...
 @overload
 def batchnorm_backward(
     grad_output: _F32,
-    input: _F32,
     weight: _F32 | None,
-    save_mean: _F32,
-    save_invstd: _F32,
+    bias: _F32 | None,
+    ctx: BatchNormContext,
     grad_weight: _F32 | None,
     grad_bias: _F32 | None,
     *,
-    batch_stats: bool,
     accumulate: bool = False,
     accumulate_bias: bool | None = None,
     compute_grad_input: Literal[True] = True,
     grad_input: _F32 | None = None,
-    activation: str = "none",
-    output: _F32 | None = None,
-    bias: _F32 | None = None,
 ) -> _F32: ...
 @overload
 def batchnorm_backward(
     grad_output: _F32,
-    input: _F32,
     weight: _F32 | None,
-    save_mean: _F32,
-    save_invstd: _F32,
+    bias: _F32 | None,
+    ctx: BatchNormContext,
     grad_weight: _F32 | None,
     grad_bias: _F32 | None,
     *,
-    batch_stats: bool,
     accumulate: bool = False,
     accumulate_bias: bool | None = None,
     compute_grad_input: Literal[False],
     grad_input: _F32 | None = None,
-    activation: str = "none",
-    output: _F32 | None = None,
-    bias: _F32 | None = None,
 ) -> None: ...
 @overload
 def batchnorm_backward(
     grad_output: _F32,
-    input: _F32,
     weight: _F32 | None,
-    save_mean: _F32,
-    save_invstd: _F32,
+    bias: _F32 | None,
+    ctx: BatchNormContext,
     grad_weight: _F32 | None,
     grad_bias: _F32 | None,
     *,
-    batch_stats: bool,
     accumulate: bool = False,
     accumulate_bias: bool | None = None,
     compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
-    activation: str = "none",
-    output: _F32 | None = None,
-    bias: _F32 | None = None,
 ) -> _F32 | None: ...
 def add(a: _F32, b: _F32, *, out: _F32 | None = None) -> _F32: ...
 def dropout(x: _F32, p: float, seed: int, *, out: _F32 | None = None) -> _F32: ...
@@ -245,7 +245,8 @@ def mse_loss(
     out: _F32 | None = None,
 ) -> tuple[float, _F32 | None]: ...
 
-# -- activations, softmax cross-entropy, buffer norm (bind_ops.cpp) --------------------------
+# -- activations, softmax cross-entropy, buffer norm ----------------------------------------
+# (layers/activations.cpp, layers/softmax_xent.cpp, reduce/norm.cpp)
 
 def relu(x: _F32, *, out: _F32 | None = None) -> _F32: ...
 def relu_backward(grad_output: _F32, x: _F32, *, out: _F32 | None = None) -> _F32: ...
@@ -293,8 +294,10 @@ def softmax_cross_entropy(
 ) -> tuple[float, _F32 | None]: ...
 def global_norm(x: _F32, norm_type: float = 2.0) -> float: ...
 
-# -- optimizers over flat buffers (bind_optim.cpp) -------------------------------------------
+# -- optimizers over flat buffers (optim/optim.cpp) ------------------------------------------
 # seg_offsets/seg_lengths: int64 arrays of equal length, one entry per parameter segment.
+# Each step kernel takes its hyperparameters as one bound struct; its `pre` is the struct's
+# own GradPreHyper (reading it gives a view that writes through, assigning one copies it).
 
 def grad_norms(
     grad: _F32,
@@ -303,12 +306,83 @@ def grad_norms(
     norm_type: float = 2.0,
     out: npt.NDArray[np.float64] | None = None,
 ) -> tuple[float, npt.NDArray[np.float64]]: ...
+class GradPreHyper:
+    """What every update kernel does to a gradient before using it: scale, clamp, negate."""
+
+    def __init__(
+        self, *, grad_scale: float = 1.0, clip_value: float | None = None, maximize: bool = False
+    ) -> None: ...
+    grad_scale: float
+    clip_value: float | None
+    maximize: bool
+
+# `pre = ...` below: the binding's default is GradPreHyper() (grad_scale 1, no clamp).
+class AdamHyper:
+    def __init__(
+        self,
+        *,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        amsgrad: bool,
+        decoupled: bool,
+        step: int = 1,
+        pre: GradPreHyper = ...,
+    ) -> None: ...
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    amsgrad: bool
+    decoupled: bool
+    step: int
+    pre: GradPreHyper
+
+class RmspropHyper:
+    def __init__(
+        self,
+        *,
+        lr: float,
+        alpha: float,
+        eps: float,
+        weight_decay: float,
+        momentum: float,
+        centered: bool,
+        pre: GradPreHyper = ...,
+    ) -> None: ...
+    lr: float
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    centered: bool
+    pre: GradPreHyper
+
+class SgdHyper:
+    def __init__(
+        self,
+        *,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        weight_decay: float,
+        nesterov: bool,
+        first: bool = False,
+        pre: GradPreHyper = ...,
+    ) -> None: ...
+    lr: float
+    momentum: float
+    dampening: float
+    weight_decay: float
+    nesterov: bool
+    first: bool
+    pre: GradPreHyper
+
 def grad_scale_clamp(
-    grad: _F32,
-    seg_offsets: _I64,
-    seg_lengths: _I64,
-    scale: float = 1.0,
-    clip_value: float | None = None,
+    grad: _F32, seg_offsets: _I64, seg_lengths: _I64, pre: GradPreHyper
 ) -> None: ...
 def adam_step(
     param: _F32,
@@ -318,17 +392,7 @@ def adam_step(
     max_exp_avg_sq: _F32 | None,
     seg_offsets: _I64,
     seg_lengths: _I64,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    step: int,
-    amsgrad: bool = False,
-    decoupled: bool = False,
-    maximize: bool = False,
-    grad_scale: float = 1.0,
-    clip_value: float | None = None,
+    hyper: AdamHyper,
 ) -> None: ...
 def rmsprop_step(
     param: _F32,
@@ -338,15 +402,7 @@ def rmsprop_step(
     momentum_buffer: _F32 | None,
     seg_offsets: _I64,
     seg_lengths: _I64,
-    lr: float,
-    alpha: float,
-    eps: float,
-    weight_decay: float,
-    momentum: float,
-    centered: bool = False,
-    maximize: bool = False,
-    grad_scale: float = 1.0,
-    clip_value: float | None = None,
+    hyper: RmspropHyper,
 ) -> None: ...
 def sgd_step(
     param: _F32,
@@ -354,13 +410,5 @@ def sgd_step(
     momentum_buffer: _F32 | None,
     seg_offsets: _I64,
     seg_lengths: _I64,
-    lr: float,
-    momentum: float,
-    dampening: float,
-    weight_decay: float,
-    nesterov: bool = False,
-    first: bool = False,
-    maximize: bool = False,
-    grad_scale: float = 1.0,
-    clip_value: float | None = None,
+    hyper: SgdHyper,
 ) -> None: ...

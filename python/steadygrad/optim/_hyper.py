@@ -18,9 +18,31 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    from steadygrad import _core
+else:
+    from typing import TypeVar
+
+
+class KernelHyper(Protocol):
+    """What GroupHyper needs of a kernel's bound struct (`_core.AdamHyper`, ...): its `pre`."""
+
+    pre: _core.GradPreHyper
+
+
+# An optimizer's kernel struct (`Adam` is an `Optimizer[_core.AdamHyper]`). A bare `Optimizer`,
+# as a caller annotates one, takes the default: any struct. The default is for type checkers
+# only: typing's TypeVar takes one from Python 3.13 on.
+if TYPE_CHECKING:
+    HyperT = TypeVar("HyperT", bound=KernelHyper, default=KernelHyper)
+else:
+    HyperT = TypeVar("HyperT", bound=KernelHyper)
 
 # key -> (rule, label in "Invalid <label>: <value>")
 #   "nonneg": a real number in [0, inf)   "real": any finite real number   "bool": True/False
@@ -92,14 +114,15 @@ def check_clip_value(name: str, value: Any) -> float | None:
     return float(value)
 
 
-class GroupHyper:
+class GroupHyper(Generic[HyperT]):
     """One parameter group's kernel struct (`_core.AdamHyper`, ...), made once and refreshed
     by Optimizer._check_groups when the group changed, and what it was made from: the group's
     values at its last check, the struct's fields, max_grad_value, maximize and grad_scale."""
 
     __slots__ = ("clip", "fields", "group", "hyper", "maximize", "pre", "scale", "values")
 
-    def __init__(self, group: dict[str, Any], hyper_type: Any, fields: dict[str, Any]) -> None:
+    def __init__(self, group: dict[str, Any], hyper_type: type[HyperT],
+                 fields: dict[str, Any]) -> None:
         self.group, self.fields = group, fields
         self.values: Any = None
         self.hyper = hyper_type(**fields)

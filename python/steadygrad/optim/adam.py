@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from steadygrad.optim.optimizer import FusedStepOptions
 
 
-class Adam(Optimizer):
+class Adam(Optimizer[_core.AdamHyper]):
     """Adam (optionally amsgrad, maximize, L2 or decoupled weight decay) with the fused
     clipping / non-finite guard options of `Optimizer`. `step()` returns the pre-clip norm."""
 
@@ -69,7 +69,7 @@ class Adam(Optimizer):
                 "decoupled": group["decoupled_weight_decay"]}
 
     def _update(
-        self, group: dict[str, Any], hyper: Any, off: np.ndarray, ln: np.ndarray,
+        self, group: dict[str, Any], hyper: _core.AdamHyper, off: np.ndarray, ln: np.ndarray,
         steps_taken: int,
     ) -> None:
         hyper.step = steps_taken + 1

@@ -16,14 +16,14 @@ import math
 import operator
 import warnings
 from collections.abc import Iterable
-from typing import Any, TypedDict
+from typing import Any, Generic, TypedDict
 
 import numpy as np
 
 from steadygrad.nn import running_stats
 from steadygrad.nn.parameter import FlatStorage, Parameter
 from steadygrad.optim._groups import ParamGroupsMixin
-from steadygrad.optim._hyper import GroupHyper, check_clip_value, check_hyperparameters
+from steadygrad.optim._hyper import GroupHyper, HyperT, check_clip_value, check_hyperparameters
 from steadygrad.optim._norms import (
     NonFiniteGradientError,
     NonFiniteGradientWarning,
@@ -44,12 +44,13 @@ class FusedStepOptions(TypedDict, total=False):
     max_consecutive_skips: int | None
 
 
-class Optimizer(ParamGroupsMixin, StateDictMixin):
+class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
     """Base class. Subclasses pass `defaults` and the fused-step options
     (`**options: Unpack[FusedStepOptions]`) on, name their hyperparameters in `_hyper_keys`
     (PyTorch's checking order; `_hyper.check_hyperparameters` validates them at construction,
     in add_param_group, at a step whenever they changed and in load_state_dict), map a group to
-    their kernel's struct in `_hyper_type`/`_hyper_fields` and implement `_update`.
+    their kernel's struct in `_hyper_type`/`_hyper_fields` (its type is the class's parameter:
+    `Adam(Optimizer[_core.AdamHyper])`) and implement `_update`.
 
     Fused-step options (every optimizer): `max_grad_norm` clips the global `norm_type` norm
     (2.0, inf, or any p > 0 through a slower numpy pass) with PyTorch's coefficient
@@ -70,7 +71,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
 
     _buffer_names: tuple[str, ...] = ()
     _hyper_keys: tuple[str, ...] = ()
-    _hyper_type: Any = None  # the kernel's bound struct, e.g. _core.AdamHyper
+    _hyper_type: type[HyperT]  # the kernel's bound struct, e.g. _core.AdamHyper
 
     def __init__(
         self,
@@ -85,7 +86,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
     ) -> None:
         check_hyperparameters(defaults, self._hyper_keys)
         self._hyper_values = operator.itemgetter(*self._hyper_keys)
-        self._hypers: dict[int, GroupHyper] = {}  # by group index, made by _check_groups
+        self._hypers: dict[int, GroupHyper[HyperT]] = {}  # by group index, made by _check_groups
         self._max_grad_norm: float | None = None
         self._max_grad_value: float | None = None
         self.max_grad_norm = max_grad_norm
@@ -303,7 +304,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin):
         self._step[idx] += 1
 
     def _update(
-        self, group: dict[str, Any], hyper: Any, off: np.ndarray, ln: np.ndarray, phase: int
+        self, group: dict[str, Any], hyper: HyperT, off: np.ndarray, ln: np.ndarray, phase: int
     ) -> None:
         """One kernel call over segments (off, ln) of `group`, whose struct `hyper` is current
         but for what depends on the parameters' `phase` (e.g. the step), which this sets."""

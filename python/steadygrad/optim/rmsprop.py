@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from steadygrad.optim.optimizer import FusedStepOptions
 
 
-class RMSprop(Optimizer):
+class RMSprop(Optimizer[_core.RmspropHyper]):
     """RMSprop (centered, momentum, maximize, weight decay) with the fused clipping / guard
     options of `Optimizer`. `step()` returns the pre-clip norm."""
 
@@ -77,7 +77,7 @@ class RMSprop(Optimizer):
                 "centered": group["centered"]}
 
     def _update(
-        self, group: dict[str, Any], hyper: Any, off: np.ndarray, ln: np.ndarray, phase: int
+        self, group: dict[str, Any], hyper: _core.RmspropHyper, off: np.ndarray, ln: np.ndarray, phase: int
     ) -> None:
         s = self.storage
         _core.rmsprop_step(

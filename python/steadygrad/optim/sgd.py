@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from steadygrad.optim.optimizer import FusedStepOptions
 
 
-class SGD(Optimizer):
+class SGD(Optimizer[_core.SgdHyper]):
     """SGD with the fused clipping / guard options of `Optimizer`. `step()` returns the
     pre-clip norm. State per parameter: "momentum_buffer" once momentum has been used."""
 
@@ -95,7 +95,7 @@ class SGD(Optimizer):
                 "nesterov": group["nesterov"]}
 
     def _update(
-        self, group: dict[str, Any], hyper: Any, off: np.ndarray, ln: np.ndarray,
+        self, group: dict[str, Any], hyper: _core.SgdHyper, off: np.ndarray, ln: np.ndarray,
         buffer_started: int,
     ) -> None:
         hyper.first = not buffer_started
