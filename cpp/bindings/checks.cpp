@@ -179,8 +179,35 @@ py::array elementwise_out(const char* fn, const py::array& like, const char* lik
   py::array out = f32_array(fn, "out", out_obj, -1);
   require_shape_like(fn, "out", out, like_desc, like);
   require_writeable(fn, "out", out);
-  for (auto& [name, arr] : ins) require_disjoint(fn, "out", out, name, *arr, /*allow_exact=*/true);
+  require_disjoint_from(fn, "out", out, ins, /*allow_exact=*/true);
   return out;
+}
+
+void require_disjoint_from(const char* fn, const char* out_name, const py::array& out,
+                           std::initializer_list<std::pair<const char*, const py::array*>> ins,
+                           bool allow_exact) {
+  for (auto& [name, arr] : ins) {
+    if (arr) require_disjoint(fn, out_name, out, name, *arr, allow_exact);
+  }
+}
+
+const float* opt_vector(const char* fn, const char* name, const py::handle& obj, int64_t n,
+                        py::array* keep) {
+  if (obj.is_none()) return nullptr;
+  *keep = f32_array(fn, name, obj, 1);
+  require_shape(fn, name, *keep, {n});
+  return f32_cptr(*keep);
+}
+
+py::array batch_matrix(const char* fn, const char* name, const py::handle& obj, const char* what,
+                       int64_t batch, const char* features_name, int64_t features) {
+  py::array a = f32_array(fn, name, obj, -1);
+  if (a.ndim() != 2 || a.shape(0) != batch || a.shape(1) != features) {
+    value_error(fn, std::string(name) + " must have " + what + " (batch=" + std::to_string(batch) +
+                        ", " + features_name + "=" + std::to_string(features) + "), got " +
+                        shape_str(a));
+  }
+  return a;
 }
 
 }  // namespace sg::bind

@@ -44,6 +44,11 @@ void require_shape(const char* fn, const char* name, const py::array& a,
 void require_disjoint(const char* fn, const char* out_name, const py::array& out,
                       const char* in_name, const py::array& in, bool allow_exact = false);
 
+// require_disjoint(out, each input) in order; a null input (an absent optional) is skipped.
+void require_disjoint_from(const char* fn, const char* out_name, const py::array& out,
+                           std::initializer_list<std::pair<const char*, const py::array*>> ins,
+                           bool allow_exact = false);
+
 // Raises unless a has ref's shape: "<name> must have <ref_desc> <ref's shape>, got <a's shape>"
 // (ref_desc e.g. "the input's shape" or "the shape of x").
 void require_shape_like(const char* fn, const char* name, const py::array& a,
@@ -68,6 +73,17 @@ py::array inplace_array(const char* fn, const char* name, const py::handle& obj,
 // An output array: a new float32 array of `shape` when obj is None, else as inplace_array.
 py::array out_array(const char* fn, const char* name, const py::handle& obj,
                     std::initializer_list<int64_t> shape);
+
+// An optional float32 vector of shape (n,) (a bias, a per-channel weight): null when obj is
+// None, else the array (kept alive in *keep) checked as f32_array and require_shape.
+const float* opt_vector(const char* fn, const char* name, const py::handle& obj, int64_t n,
+                        py::array* keep);
+
+// A float32 array of exactly (batch, features), any rank accepted up front so that a wrong rank
+// reads as a wrong shape: "<name> must have <what> (batch=<batch>, <features_name>=<features>),
+// got <shape>" (what e.g. "the output's shape").
+py::array batch_matrix(const char* fn, const char* name, const py::handle& obj, const char* what,
+                       int64_t batch, const char* features_name, int64_t features);
 
 // The fused epilogue a layer binding takes: "none" -> false, "relu" -> true, else ValueError.
 bool relu_epilogue(const char* fn, const std::string& activation);

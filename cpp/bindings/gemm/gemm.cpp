@@ -56,9 +56,7 @@ py::array gemm(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b, p
     out = f32_array(fn, "out", out_obj, 2);
     require_shape(fn, "out", out, {m, n});
     require_writeable(fn, "out", out);
-    require_disjoint(fn, "out", out, "a", a);
-    require_disjoint(fn, "out", out, "b", b);
-    if (bias) require_disjoint(fn, "out", out, "bias", bias_arr);
+    require_disjoint_from(fn, "out", out, {{"a", &a}, {"b", &b}, {"bias", bias ? &bias_arr : nullptr}});
   }
   const float* ap = f32_cptr(a);
   const float* bp = f32_cptr(b);

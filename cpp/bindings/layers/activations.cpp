@@ -45,17 +45,28 @@ py::array act_backward(const char* fn, Act act, py::handle dy_obj, py::handle sa
   return out;
 }
 
+// `name` and `name`_backward for an activation without a parameter; the backward reads the
+// saved tensor `saved` ("x": the forward's input, "y": its output).
+void def_plain(py::module_& m, const char* name, Act act, const char* saved, const char* doc,
+               const char* backward_doc) {
+  m.def(name, [name = std::string(name), act](py::handle x, py::handle out) {
+          return act_forward(name.c_str(), act, x, out, 0.f);
+        },
+        py::arg("x"), py::kw_only(), py::arg("out") = py::none(), doc);
+  const std::string backward = std::string(name) + "_backward";
+  m.def(backward.c_str(),
+        [backward, act, saved = std::string(saved)](py::handle dy, py::handle s, py::handle out) {
+          return act_backward(backward.c_str(), act, dy, s, saved.c_str(), out, 0.f);
+        },
+        py::arg("grad_output"), py::arg(saved), py::kw_only(), py::arg("out") = py::none(),
+        backward_doc);
+}
+
 }  // namespace
 
 void register_activations(py::module_& m) {
-  m.def("relu", [](py::handle x, py::handle out) { return act_forward("relu", Act::relu, x, out, 0.f); },
-        py::arg("x"), py::kw_only(), py::arg("out") = py::none(), "max(x, 0); NaN stays NaN.");
-  m.def("relu_backward",
-        [](py::handle dy, py::handle x, py::handle out) {
-          return act_backward("relu_backward", Act::relu, dy, x, "x", out, 0.f);
-        },
-        py::arg("grad_output"), py::arg("x"), py::kw_only(), py::arg("out") = py::none(),
-        "grad_output where x > 0, else 0.");
+  def_plain(m, "relu", Act::relu, "x", "max(x, 0); NaN stays NaN.",
+            "grad_output where x > 0, else 0.");
   m.def("leaky_relu",
         [](py::handle x, double slope, py::handle out) {
           return act_forward("leaky_relu", Act::leaky_relu, x, out, static_cast<float>(slope));
@@ -81,23 +92,10 @@ void register_activations(py::module_& m) {
         },
         py::arg("grad_output"), py::arg("x"), py::kw_only(), py::arg("approximate") = "none",
         py::arg("out") = py::none(), "Gradient of gelu with respect to its input x.");
-  m.def("tanh", [](py::handle x, py::handle out) { return act_forward("tanh", Act::tanh, x, out, 0.f); },
-        py::arg("x"), py::kw_only(), py::arg("out") = py::none(), "tanh(x).");
-  m.def("tanh_backward",
-        [](py::handle dy, py::handle y, py::handle out) {
-          return act_backward("tanh_backward", Act::tanh, dy, y, "y", out, 0.f);
-        },
-        py::arg("grad_output"), py::arg("y"), py::kw_only(), py::arg("out") = py::none(),
-        "grad_output * (1 - y^2), from the forward output y.");
-  m.def("sigmoid",
-        [](py::handle x, py::handle out) { return act_forward("sigmoid", Act::sigmoid, x, out, 0.f); },
-        py::arg("x"), py::kw_only(), py::arg("out") = py::none(), "1 / (1 + exp(-x)).");
-  m.def("sigmoid_backward",
-        [](py::handle dy, py::handle y, py::handle out) {
-          return act_backward("sigmoid_backward", Act::sigmoid, dy, y, "y", out, 0.f);
-        },
-        py::arg("grad_output"), py::arg("y"), py::kw_only(), py::arg("out") = py::none(),
-        "grad_output * y * (1 - y), from the forward output y.");
+  def_plain(m, "tanh", Act::tanh, "y", "tanh(x).",
+            "grad_output * (1 - y^2), from the forward output y.");
+  def_plain(m, "sigmoid", Act::sigmoid, "y", "1 / (1 + exp(-x)).",
+            "grad_output * y * (1 - y), from the forward output y.");
 }
 
 }  // namespace sg::bind

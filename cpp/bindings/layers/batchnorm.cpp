@@ -58,14 +58,6 @@ int64_t* batch_counter(const char* fn, py::handle obj) {
   return p;
 }
 
-// Optional per-channel float32 array of shape (c,): null pointer when None.
-const float* opt_channel(const char* fn, const char* name, py::handle obj, int64_t c, py::array* keep) {
-  if (obj.is_none()) return nullptr;
-  *keep = f32_array(fn, name, obj, 1);
-  require_shape(fn, name, *keep, {c});
-  return f32_cptr(*keep);
-}
-
 // The running statistics of one forward: read (normalising by them) or updated (training).
 struct Running {
   py::array mean, var;
@@ -136,8 +128,8 @@ py::array batchnorm_forward(py::handle x_obj, py::handle g_obj, py::handle b_obj
   }
   const int64_t n = x.shape(0);
   py::array g, b;
-  const float* gp = opt_channel(fn, "weight", g_obj, c, &g);
-  const float* bp = opt_channel(fn, "bias", b_obj, c, &b);
+  const float* gp = opt_vector(fn, "weight", g_obj, c, &g);
+  const float* bp = opt_vector(fn, "bias", b_obj, c, &b);
   const bool batch_stats = ctx.batch_stats, relu = ctx.relu;
   Running r = running_stats(fn, rm_obj, rv_obj, nbt_obj, momentum_obj, batch_stats, c);
   if (!(eps >= 0.0)) value_error(fn, "eps must be >= 0, got " + to_string(eps));
@@ -183,14 +175,11 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle g_obj, py::handle be
   py::array x = f32_array(fn, "ctx.input", ctx.input, 2);
   require_shape(fn, "ctx.input", x, {-1, c});
   const int64_t n = x.shape(0);
-  py::array dy = f32_array(fn, "grad_output", dy_obj, -1);
-  if (dy.ndim() != 2 || dy.shape(0) != n || dy.shape(1) != c) {
-    value_error(fn, "grad_output must have the output's shape (batch=" + to_string(n) +
-                        ", num_features=" + to_string(c) + "), got " + shape_str(dy));
-  }
+  py::array dy =
+      batch_matrix(fn, "grad_output", dy_obj, "the output's shape", n, "num_features", c);
   py::array g, beta, dg, db;
-  const float* gp = opt_channel(fn, "weight", g_obj, c, &g);
-  const float* betap = opt_channel(fn, "bias", beta_obj, c, &beta);
+  const float* gp = opt_vector(fn, "weight", g_obj, c, &g);
+  const float* betap = opt_vector(fn, "bias", beta_obj, c, &beta);
   float* dgp = nullptr;
   float* dbp = nullptr;
   if (!dg_obj.is_none()) { dg = inplace_array(fn, "grad_weight", dg_obj, {c}); dgp = f32_ptr(dg); }
@@ -202,11 +191,7 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle g_obj, py::handle be
   const float* yp = nullptr;
   if (!ctx.output.is_none()) {
     if (!ctx.relu) value_error(fn, "ctx.output is only used with activation='relu'");
-    y = f32_array(fn, "ctx.output", ctx.output, -1);
-    if (y.ndim() != 2 || y.shape(0) != n || y.shape(1) != c) {
-      value_error(fn, "ctx.output must have the input's shape (batch=" + to_string(n) +
-                          ", num_features=" + to_string(c) + "), got " + shape_str(y));
-    }
+    y = batch_matrix(fn, "ctx.output", ctx.output, "the input's shape", n, "num_features", c);
     yp = f32_cptr(y);
   }
   py::object dx_ret = py::none();
@@ -215,9 +200,9 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle g_obj, py::handle be
     py::array dx = out_array(fn, "grad_input", dx_obj, {n, c});
     // Each element of dx is written after its last read of dy, x and y: dx may be any of
     // them exactly (in place), never a partial overlap.
-    require_disjoint(fn, "grad_input", dx, "grad_output", dy, /*allow_exact=*/true);
-    require_disjoint(fn, "grad_input", dx, "ctx.input", x, /*allow_exact=*/true);
-    if (yp) require_disjoint(fn, "grad_input", dx, "ctx.output", y, /*allow_exact=*/true);
+    require_disjoint_from(fn, "grad_input", dx,
+                          {{"grad_output", &dy}, {"ctx.input", &x}, {"ctx.output", yp ? &y : nullptr}},
+                          /*allow_exact=*/true);
     dxp = f32_ptr(dx);
     dx_ret = dx;
   }

@@ -28,17 +28,10 @@ py::array linear_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, p
                         ") for weight " + shape_str(w) + ", got " + shape_str(x));
   }
   const int64_t batch = x.shape(0);
-  const float* bp = nullptr;
   py::array b;
-  if (!b_obj.is_none()) {
-    b = f32_array(fn, "bias", b_obj, 1);
-    require_shape(fn, "bias", b, {out_f});
-    bp = f32_cptr(b);
-  }
+  const float* bp = opt_vector(fn, "bias", b_obj, out_f, &b);
   py::array y = out_array(fn, "out", out_obj, {batch, out_f});
-  require_disjoint(fn, "out", y, "input", x);
-  require_disjoint(fn, "out", y, "weight", w);
-  if (bp) require_disjoint(fn, "out", y, "bias", b);
+  require_disjoint_from(fn, "out", y, {{"input", &x}, {"weight", &w}, {"bias", bp ? &b : nullptr}});
   const float* xp = f32_cptr(x);
   const float* wp = f32_cptr(w);
   float* yp = f32_ptr(y);
@@ -59,32 +52,23 @@ py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj
   py::array x = f32_array(fn, "input", x_obj, 2);
   require_shape(fn, "input", x, {-1, in_f});
   const int64_t batch = x.shape(0);
-  py::array dy = f32_array(fn, "grad_output", dy_obj, -1);
-  if (dy.ndim() != 2 || dy.shape(0) != batch || dy.shape(1) != out_f) {
-    value_error(fn, "grad_output must have the output's shape (batch=" + to_string(batch) +
-                        ", out_features=" + to_string(out_f) + "), got " + shape_str(dy));
-  }
+  py::array dy =
+      batch_matrix(fn, "grad_output", dy_obj, "the output's shape", batch, "out_features", out_f);
   py::array dw = inplace_array(fn, "grad_weight", dw_obj, {out_f, in_f});
   float* dbp = nullptr;
   py::array db;
   if (!db_obj.is_none()) {
     db = inplace_array(fn, "grad_bias", db_obj, {out_f});
-    require_disjoint(fn, "grad_bias", db, "grad_output", dy);
-    require_disjoint(fn, "grad_bias", db, "grad_weight", dw);
+    require_disjoint_from(fn, "grad_bias", db, {{"grad_output", &dy}, {"grad_weight", &dw}});
     dbp = f32_ptr(db);
   }
-  for (auto [name, arr] : {std::pair<const char*, py::array*>{"grad_output", &dy}, {"input", &x},
-                           {"weight", &w}}) {
-    require_disjoint(fn, "grad_weight", dw, name, *arr);
-  }
+  require_disjoint_from(fn, "grad_weight", dw, {{"grad_output", &dy}, {"input", &x}, {"weight", &w}});
   py::object dx_ret = py::none();
   float* dxp = nullptr;
   if (compute_grad_input) {
     py::array dx = out_array(fn, "grad_input", dx_obj, {batch, in_f});
-    for (auto [name, arr] : {std::pair<const char*, py::array*>{"grad_output", &dy}, {"weight", &w},
-                             {"grad_weight", &dw}}) {
-      require_disjoint(fn, "grad_input", dx, name, *arr);
-    }
+    require_disjoint_from(fn, "grad_input", dx,
+                          {{"grad_output", &dy}, {"weight", &w}, {"grad_weight", &dw}});
     // dx is computed after everything that reads the input: it may be the input itself
     require_disjoint(fn, "grad_input", dx, "input", x, /*allow_exact=*/true);
     if (dbp) require_disjoint(fn, "grad_input", dx, "grad_bias", db);

@@ -239,6 +239,60 @@ std::string struct_repr(py::handle self) {
   return s + ")";
 }
 
+// One field of a bound hyperparameter struct: its keyword, its member, an optional docstring.
+template <class H, class T>
+struct Field {
+  using type = T;
+  const char* name;
+  T H::*member;
+  const char* doc;
+};
+// A field whose keyword may be left out: its default.
+template <class H, class T, class D>
+struct DefaultedField : Field<H, T> {
+  D value;
+};
+
+template <class H, class T>
+Field<H, T> field(const char* name, T H::*member, const char* doc = nullptr) {
+  return {name, member, doc};
+}
+template <class H, class T, class D>
+DefaultedField<H, T, D> field(const char* name, T H::*member, D value, const char* doc) {
+  return {{name, member, doc}, value};
+}
+template <class H>
+DefaultedField<H, GradPreHyper, GradPreHyper> pre_field() {
+  return field("pre", &H::pre, GradPreHyper(), "The gradient prologue (GradPreHyper).");
+}
+
+template <class H, class T>
+py::arg keyword(const Field<H, T>& f) { return py::arg(f.name); }
+template <class H, class T, class D>
+py::arg_v keyword(const DefaultedField<H, T, D>& f) { return py::arg(f.name) = f.value; }
+
+template <class H, class T>
+void def_field(py::class_<H>& cls, const Field<H, T>& f) {
+  if (f.doc) cls.def_readwrite(f.name, f.member, f.doc);
+  else cls.def_readwrite(f.name, f.member);
+}
+
+// One optimizer's struct from its fields, listed once in order: a keyword-only constructor
+// taking them (each set by its member, so adjacent doubles cannot depend on declaration
+// order), a read-write property each and the struct_repr.
+template <class H, class... F>
+void bind_hyper(py::module_& m, const char* name, const char* doc, const F&... fields) {
+  py::class_<H> cls(m, name, doc);
+  cls.def(py::init([fields...](typename F::type... values) {
+            H h{};
+            ((h.*(fields.member) = values), ...);
+            return h;
+          }),
+          py::kw_only(), keyword(fields)...);
+  (def_field(cls, fields), ...);
+  cls.def("__repr__", &struct_repr);
+}
+
 void bind_hyper_structs(py::module_& m) {
   using py::arg;
   py::class_<GradPreHyper>(m, "GradPreHyper",
@@ -258,80 +312,28 @@ void bind_hyper_structs(py::module_& m) {
       .def_property("clip_value", &clip_get, &clip_set, "Value-clipping bound; None: off.")
       .def_readwrite("maximize", &GradPreHyper::maximize)
       .def("__repr__", &struct_repr);
-  py::class_<AdamHyper>(m, "AdamHyper", "Adam/AdamW hyperparameters of one adam_step call.")
-      .def(py::init([](double lr, double beta1, double beta2, double eps, double weight_decay,
-                       bool amsgrad, bool decoupled, int64_t step, const GradPreHyper& pre) {
-             AdamHyper h{};  // by name: adjacent doubles must not depend on declaration order
-             h.pre = pre;
-             h.lr = lr;
-             h.beta1 = beta1;
-             h.beta2 = beta2;
-             h.eps = eps;
-             h.weight_decay = weight_decay;
-             h.step = step;
-             h.amsgrad = amsgrad;
-             h.decoupled = decoupled;
-             return h;
-           }),
-           py::kw_only(), arg("lr"), arg("beta1"), arg("beta2"), arg("eps"), arg("weight_decay"),
-           arg("amsgrad"), arg("decoupled"), arg("step") = 1, arg("pre") = GradPreHyper())
-      .def_readwrite("lr", &AdamHyper::lr)
-      .def_readwrite("beta1", &AdamHyper::beta1)
-      .def_readwrite("beta2", &AdamHyper::beta2)
-      .def_readwrite("eps", &AdamHyper::eps)
-      .def_readwrite("weight_decay", &AdamHyper::weight_decay)
-      .def_readwrite("amsgrad", &AdamHyper::amsgrad)
-      .def_readwrite("decoupled", &AdamHyper::decoupled, "Decoupled weight decay (AdamW).")
-      .def_readwrite("step", &AdamHyper::step, "The step being taken, >= 1.")
-      .def_readwrite("pre", &AdamHyper::pre, "The gradient prologue (GradPreHyper).")
-      .def("__repr__", &struct_repr);
-  py::class_<RmspropHyper>(m, "RmspropHyper", "RMSprop hyperparameters of one rmsprop_step call.")
-      .def(py::init([](double lr, double alpha, double eps, double weight_decay, double momentum,
-                       bool centered, const GradPreHyper& pre) {
-             RmspropHyper h{};
-             h.pre = pre;
-             h.lr = lr;
-             h.alpha = alpha;
-             h.eps = eps;
-             h.weight_decay = weight_decay;
-             h.momentum = momentum;
-             h.centered = centered;
-             return h;
-           }),
-           py::kw_only(), arg("lr"), arg("alpha"), arg("eps"), arg("weight_decay"),
-           arg("momentum"), arg("centered"), arg("pre") = GradPreHyper())
-      .def_readwrite("lr", &RmspropHyper::lr)
-      .def_readwrite("alpha", &RmspropHyper::alpha)
-      .def_readwrite("eps", &RmspropHyper::eps)
-      .def_readwrite("weight_decay", &RmspropHyper::weight_decay)
-      .def_readwrite("momentum", &RmspropHyper::momentum)
-      .def_readwrite("centered", &RmspropHyper::centered)
-      .def_readwrite("pre", &RmspropHyper::pre, "The gradient prologue (GradPreHyper).")
-      .def("__repr__", &struct_repr);
-  py::class_<SgdHyper>(m, "SgdHyper", "SGD hyperparameters of one sgd_step call.")
-      .def(py::init([](double lr, double momentum, double dampening, double weight_decay,
-                       bool nesterov, bool first, const GradPreHyper& pre) {
-             SgdHyper h{};
-             h.pre = pre;
-             h.lr = lr;
-             h.momentum = momentum;
-             h.dampening = dampening;
-             h.weight_decay = weight_decay;
-             h.nesterov = nesterov;
-             h.first = first;
-             return h;
-           }),
-           py::kw_only(), arg("lr"), arg("momentum"), arg("dampening"), arg("weight_decay"),
-           arg("nesterov"), arg("first") = false, arg("pre") = GradPreHyper())
-      .def_readwrite("lr", &SgdHyper::lr)
-      .def_readwrite("momentum", &SgdHyper::momentum)
-      .def_readwrite("dampening", &SgdHyper::dampening)
-      .def_readwrite("weight_decay", &SgdHyper::weight_decay)
-      .def_readwrite("nesterov", &SgdHyper::nesterov)
-      .def_readwrite("first", &SgdHyper::first,
-                     "The momentum buffer is uninitialised for these segments (buf = g).")
-      .def_readwrite("pre", &SgdHyper::pre, "The gradient prologue (GradPreHyper).")
-      .def("__repr__", &struct_repr);
+  bind_hyper<AdamHyper>(
+      m, "AdamHyper", "Adam/AdamW hyperparameters of one adam_step call.",
+      field("lr", &AdamHyper::lr), field("beta1", &AdamHyper::beta1),
+      field("beta2", &AdamHyper::beta2), field("eps", &AdamHyper::eps),
+      field("weight_decay", &AdamHyper::weight_decay), field("amsgrad", &AdamHyper::amsgrad),
+      field("decoupled", &AdamHyper::decoupled, "Decoupled weight decay (AdamW)."),
+      field("step", &AdamHyper::step, int64_t{1}, "The step being taken, >= 1."),
+      pre_field<AdamHyper>());
+  bind_hyper<RmspropHyper>(
+      m, "RmspropHyper", "RMSprop hyperparameters of one rmsprop_step call.",
+      field("lr", &RmspropHyper::lr), field("alpha", &RmspropHyper::alpha),
+      field("eps", &RmspropHyper::eps), field("weight_decay", &RmspropHyper::weight_decay),
+      field("momentum", &RmspropHyper::momentum), field("centered", &RmspropHyper::centered),
+      pre_field<RmspropHyper>());
+  bind_hyper<SgdHyper>(
+      m, "SgdHyper", "SGD hyperparameters of one sgd_step call.",
+      field("lr", &SgdHyper::lr), field("momentum", &SgdHyper::momentum),
+      field("dampening", &SgdHyper::dampening), field("weight_decay", &SgdHyper::weight_decay),
+      field("nesterov", &SgdHyper::nesterov),
+      field("first", &SgdHyper::first, false,
+            "The momentum buffer is uninitialised for these segments (buf = g)."),
+      pre_field<SgdHyper>());
 }
 
 }  // namespace

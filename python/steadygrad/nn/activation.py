@@ -26,25 +26,35 @@ class _Activation(Module):
         super().__init__()
         self._saved: np.ndarray | None = None
 
-    def _fwd(self, x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        raise NotImplementedError
+    # The sg.ops kernels of an activation without a parameter (ReLU, Tanh, Sigmoid); one with a
+    # parameter (LeakyReLU, GELU) overrides _fwd and _bwd to pass it.
+    _forward_kernel: staticmethod[..., np.ndarray]
+    _backward_kernel: staticmethod[..., np.ndarray]
+
+    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
+        return self._forward_kernel(x, out=out)
 
     def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        raise NotImplementedError
+        return self._backward_kernel(dy, saved, out=out)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y = self._fwd(x, work_like(self, "out", shape_of(x), x))
         self._saved = y if self._saves_output else x
         return y
 
-    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def _saved_for_backward(self, grad_output: np.ndarray) -> np.ndarray:
+        """What forward cached, once grad_output is checked for the output's shape."""
         saved = self._saved
         assert saved is not None
-        want = saved.shape
-        if not isinstance(grad_output, np.ndarray) or grad_output.shape != want:
+        if not isinstance(grad_output, np.ndarray) or grad_output.shape != saved.shape:
             got = getattr(grad_output, "shape", type(grad_output).__name__)
-            raise ValueError(f"grad_output must have the output's shape {want}, got {got}")
-        return self._bwd(grad_output, saved, work_like(self, "dx", want, grad_output, saved))
+            raise ValueError(f"grad_output must have the output's shape {saved.shape}, got {got}")
+        return saved
+
+    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+        saved = self._saved_for_backward(grad_output)
+        return self._bwd(grad_output, saved,
+                         work_like(self, "dx", saved.shape, grad_output, saved))
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(shape)
@@ -62,6 +72,8 @@ class ReLU(_Activation):
     epilogue = "relu"
     rectifier = True
     _grad_passthrough = False
+    _forward_kernel = staticmethod(_core.relu)
+    _backward_kernel = staticmethod(_core.relu_backward)
 
     def forward(self, x: np.ndarray, *, absorbed: bool = False,
                 producer_masks_grad: bool = False) -> np.ndarray:
@@ -74,17 +86,8 @@ class ReLU(_Activation):
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
         if not self._grad_passthrough:
             return super()._backward(grad_output)
-        assert self._saved is not None
-        if not isinstance(grad_output, np.ndarray) or grad_output.shape != self._saved.shape:
-            got = getattr(grad_output, "shape", type(grad_output).__name__)
-            raise ValueError(f"grad_output must have the output's shape {self._saved.shape}, got {got}")
+        self._saved_for_backward(grad_output)
         return grad_output
-
-    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
-        return _core.relu(x, out=out)
-
-    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        return _core.relu_backward(dy, saved, out=out)
 
 
 class LeakyReLU(_Activation):
@@ -126,11 +129,8 @@ class Tanh(_Activation):
     output_bounds = (-1.0, 1.0)
     reads_output_in_backward = True
 
-    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
-        return _core.tanh(x, out=out)
-
-    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        return _core.tanh_backward(dy, saved, out=out)
+    _forward_kernel = staticmethod(_core.tanh)
+    _backward_kernel = staticmethod(_core.tanh_backward)
 
 
 class Sigmoid(_Activation):
@@ -138,8 +138,5 @@ class Sigmoid(_Activation):
     output_bounds = (0.0, 1.0)
     reads_output_in_backward = True
 
-    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
-        return _core.sigmoid(x, out=out)
-
-    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        return _core.sigmoid_backward(dy, saved, out=out)
+    _forward_kernel = staticmethod(_core.sigmoid)
+    _backward_kernel = staticmethod(_core.sigmoid_backward)

@@ -128,13 +128,22 @@ def xavier_normal_(tensor: T, gain: float = 1.0) -> T:
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)))
 
 
+def _kaiming_std(tensor: Parameter | np.ndarray, fn: str, a: float, mode: str,
+                 nonlinearity: str) -> float | None:
+    """He et al.'s std = gain / sqrt(fan) for `tensor`; None for an empty tensor, which the
+    kaiming initialisers leave as it is (before mode or nonlinearity is checked)."""
+    arr = _array(tensor, fn)
+    if 0 in arr.shape:
+        return None
+    return calculate_gain(nonlinearity, a) / math.sqrt(_fan(arr, mode))
+
+
 def kaiming_uniform_(tensor: T, a: float = 0.0, mode: str = "fan_in",
                      nonlinearity: str = "leaky_relu") -> T:
     """U(-b, b) with b = gain * sqrt(3 / fan) (He et al., 2015)."""
-    arr = _array(tensor, "kaiming_uniform_")
-    if 0 in arr.shape:
+    std = _kaiming_std(tensor, "kaiming_uniform_", a, mode, nonlinearity)
+    if std is None:
         return tensor
-    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(arr, mode))
     bound = math.sqrt(3.0) * std
     return uniform_(tensor, -bound, bound)
 
@@ -142,11 +151,8 @@ def kaiming_uniform_(tensor: T, a: float = 0.0, mode: str = "fan_in",
 def kaiming_normal_(tensor: T, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu") -> T:
     """N(0, std^2) with std = gain / sqrt(fan) (He et al., 2015)."""
-    arr = _array(tensor, "kaiming_normal_")
-    if 0 in arr.shape:
-        return tensor
-    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(arr, mode))
-    return normal_(tensor, 0.0, std)
+    std = _kaiming_std(tensor, "kaiming_normal_", a, mode, nonlinearity)
+    return tensor if std is None else normal_(tensor, 0.0, std)
 
 
 __all__ = [

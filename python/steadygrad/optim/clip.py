@@ -9,7 +9,7 @@ in-place pass (skipped when the coefficient is exactly 1, which would change no 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -41,6 +41,20 @@ def _segs(params: list[Parameter], sort: bool) -> tuple[np.ndarray, np.ndarray]:
     ps = sorted(params, key=lambda p: p.offset) if sort else params
     return (np.array([p.offset for p in ps], dtype=np.int64),
             np.array([p.size for p in ps], dtype=np.int64))
+
+
+def _apply_prologue(params: list[Parameter], per_buffer: Callable[[np.ndarray], object],
+                    **pre: float) -> None:
+    """Applies the gradient prologue GradPreHyper(**pre) to the fresh gradients in place: one
+    fused pass over their shared FlatStorage, else `per_buffer` (the same operation in numpy)
+    on each gradient."""
+    storage = shared_storage(params)
+    if storage is not None:
+        off, ln = _segs(params, sort=True)
+        _core.grad_scale_clamp(storage.grad, off, ln, _core.GradPreHyper(**pre))
+    else:
+        for p in params:
+            per_buffer(p.grad_buffer)
 
 
 def get_total_norm(parameters: Parameter | Iterable[Parameter], norm_type: float = 2.0) -> float:
@@ -86,14 +100,7 @@ def clip_grad_norm_(
     coef = clip_coefficient(max_norm, total)
     if coef == 1.0:
         return total
-    storage = shared_storage(params)
-    if storage is not None:
-        off, ln = _segs(params, sort=True)
-        _core.grad_scale_clamp(storage.grad, off, ln, _core.GradPreHyper(grad_scale=coef))
-    else:
-        for p in params:
-            g = p.grad_buffer
-            g *= np.float32(coef)
+    _apply_prologue(params, lambda g: np.multiply(g, np.float32(coef), out=g), grad_scale=coef)
     return total
 
 
@@ -108,11 +115,5 @@ def clip_grad_value_(
         raise ValueError(f"clip_grad_value_: clip_value must be >= 0, got {clip_value}")
     if not params:
         return
-    storage = shared_storage(params)
-    if storage is not None:
-        off, ln = _segs(params, sort=True)
-        _core.grad_scale_clamp(storage.grad, off, ln, _core.GradPreHyper(clip_value=clip_value))
-    else:
-        for p in params:
-            g = p.grad_buffer
-            np.clip(g, -clip_value, clip_value, out=g)
+    _apply_prologue(params, lambda g: np.clip(g, -clip_value, clip_value, out=g),
+                    clip_value=clip_value)

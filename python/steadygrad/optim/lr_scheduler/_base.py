@@ -41,6 +41,39 @@ def _per_group(name: str, optimizer: Any, value: Any) -> list[Any]:
     return [value] * len(optimizer.param_groups)
 
 
+def _set_momentum(group: dict[str, Any], use_beta1: bool, momentum: float) -> None:
+    """Writes a cycled momentum into a group: beta1 of its betas (Adam-like), else momentum."""
+    if use_beta1:
+        group["betas"] = (momentum, *group["betas"][1:])
+    else:
+        group["momentum"] = momentum
+
+
+def _cycle_momentum_setup(optimizer: Any, max_momentum: Any, base_momentum: Any,
+                          last_epoch: int, *, base_first: bool) -> tuple[bool, list[Any], list[Any]]:
+    """cycle_momentum=True's setup, CyclicLR's and OneCycleLR's: the optimizer must have a
+    momentum or a beta1; max_momentum and base_momentum per group, validated in torch's order
+    for the scheduler (base_first: CyclicLR's); on a fresh start (last_epoch == -1) each group
+    starts at its max_momentum and records both. Returns (use_beta1, max_ms, base_ms)."""
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError(
+            "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
+        )
+    use_beta1 = "betas" in optimizer.defaults
+    if base_first:
+        base_ms = _per_group("base_momentum", optimizer, base_momentum)
+        max_ms = _per_group("max_momentum", optimizer, max_momentum)
+    else:
+        max_ms = _per_group("max_momentum", optimizer, max_momentum)
+        base_ms = _per_group("base_momentum", optimizer, base_momentum)
+    if last_epoch == -1:
+        for m_mom, b_mom, group in zip(max_ms, base_ms, optimizer.param_groups, strict=True):
+            _set_momentum(group, use_beta1, m_mom)
+            group["max_momentum"] = m_mom
+            group["base_momentum"] = b_mom
+    return use_beta1, max_ms, base_ms
+
+
 class LRScheduler:
     """Base class: `step()` advances `last_epoch` and writes `get_lr()` into each group.
     `interval` says what one `step()` stands for ("epoch" or "step"); see the module docstring."""

@@ -6,7 +6,13 @@ import math
 from bisect import bisect_right
 from typing import Any, TypedDict
 
-from steadygrad.optim.lr_scheduler._base import LRScheduler, _check_optimizer, _per_group
+from steadygrad.optim.lr_scheduler._base import (
+    LRScheduler,
+    _check_optimizer,
+    _cycle_momentum_setup,
+    _per_group,
+    _set_momentum,
+)
 from steadygrad.optim.lr_scheduler._plateau import ReduceLROnPlateau
 
 
@@ -162,21 +168,8 @@ class OneCycleLR(LRScheduler):
                 group["min_lr"] = group["initial_lr"] / final_div_factor
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(
-                    "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
-                )
-            self.use_beta1 = "betas" in optimizer.defaults
-            max_ms = _per_group("max_momentum", optimizer, max_momentum)
-            base_ms = _per_group("base_momentum", optimizer, base_momentum)
-            if last_epoch == -1:
-                for m_mom, b_mom, group in zip(max_ms, base_ms, optimizer.param_groups, strict=True):
-                    if self.use_beta1:
-                        group["betas"] = (m_mom, *group["betas"][1:])
-                    else:
-                        group["momentum"] = m_mom
-                    group["max_momentum"] = m_mom
-                    group["base_momentum"] = b_mom
+            self.use_beta1 = _cycle_momentum_setup(optimizer, max_momentum, base_momentum,
+                                                   last_epoch, base_first=False)[0]
         super().__init__(optimizer, last_epoch)
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
@@ -206,8 +199,5 @@ class OneCycleLR(LRScheduler):
                 start_step = phase["end_step"]
             lrs.append(lr)
             if self.cycle_momentum:
-                if self.use_beta1:
-                    group["betas"] = (mom, *group["betas"][1:])
-                else:
-                    group["momentum"] = mom
+                _set_momentum(group, self.use_beta1, mom)
         return lrs

@@ -9,7 +9,13 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from steadygrad.optim.lr_scheduler._base import LRScheduler, _check_optimizer, _per_group
+from steadygrad.optim.lr_scheduler._base import (
+    LRScheduler,
+    _check_optimizer,
+    _cycle_momentum_setup,
+    _per_group,
+    _set_momentum,
+)
 
 
 class CyclicLR(LRScheduler):
@@ -59,22 +65,8 @@ class CyclicLR(LRScheduler):
         self._init_scale_mode()
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(
-                    "optimizer must support momentum or beta1 with `cycle_momentum` option enabled"
-                )
-            self.use_beta1 = "betas" in optimizer.defaults
-            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
-            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
-            if last_epoch == -1:
-                for m_mom, b_mom, group in zip(self.max_momentums, self.base_momentums,
-                                               optimizer.param_groups, strict=True):
-                    if self.use_beta1:
-                        group["betas"] = (m_mom, *group["betas"][1:])
-                    else:
-                        group["momentum"] = m_mom
-                    group["max_momentum"] = m_mom
-                    group["base_momentum"] = b_mom
+            self.use_beta1, self.max_momentums, self.base_momentums = _cycle_momentum_setup(
+                optimizer, max_momentum, base_momentum, last_epoch, base_first=True)
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
@@ -105,10 +97,7 @@ class CyclicLR(LRScheduler):
             for group, b_mom, m_mom in zip(self.optimizer.param_groups, self.base_momentums,
                                            self.max_momentums, strict=True):
                 mom = m_mom - (m_mom - b_mom) * scale_factor * self.scale_fn(at)
-                if self.use_beta1:
-                    group["betas"] = (mom, *group["betas"][1:])
-                else:
-                    group["momentum"] = mom
+                _set_momentum(group, self.use_beta1, mom)
         return lrs
 
     def state_dict(self) -> dict[str, Any]:
