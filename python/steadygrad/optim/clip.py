@@ -44,14 +44,14 @@ def _segs(params: list[Parameter], sort: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _apply_prologue(params: list[Parameter], per_buffer: Callable[[np.ndarray], object],
-                    **pre: float) -> None:
-    """Applies the gradient prologue GradPreHyper(**pre) to the fresh gradients in place: one
-    fused pass over their shared FlatStorage, else `per_buffer` (the same operation in numpy)
-    on each gradient."""
+                    pre: _core.GradPreHyper) -> None:
+    """Applies the gradient prologue `pre` to the fresh gradients in place: one fused pass
+    over their shared FlatStorage, else `per_buffer` (the same operation in numpy) on each
+    gradient."""
     storage = shared_storage(params)
     if storage is not None:
         off, ln = _segs(params, sort=True)
-        _core.grad_scale_clamp(storage.grad, off, ln, _core.GradPreHyper(**pre))
+        _core.grad_scale_clamp(storage.grad, off, ln, pre)
     else:
         for p in params:
             per_buffer(p.grad_buffer)
@@ -100,7 +100,8 @@ def clip_grad_norm_(
     coef = clip_coefficient(max_norm, total)
     if coef == 1.0:
         return total
-    _apply_prologue(params, lambda g: np.multiply(g, np.float32(coef), out=g), grad_scale=coef)
+    _apply_prologue(params, lambda g: np.multiply(g, np.float32(coef), out=g),
+                    _core.GradPreHyper(grad_scale=coef))
     return total
 
 
@@ -116,4 +117,4 @@ def clip_grad_value_(
     if not params:
         return
     _apply_prologue(params, lambda g: np.clip(g, -clip_value, clip_value, out=g),
-                    clip_value=clip_value)
+                    _core.GradPreHyper(clip_value=clip_value))
