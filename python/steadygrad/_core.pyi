@@ -173,6 +173,8 @@ def batchnorm_forward(
     eps: float = 1e-05,
     out: _F32 | None = None,
 ) -> _F32: ...
+# The overloads below (and linear_backward's) repeat one signature on purpose: typing
+# overloads cannot share parameters; they differ only in compute_grad_input and the return.
 @overload
 def batchnorm_backward(
     grad_output: _F32,

@@ -31,6 +31,8 @@ class Adam(Optimizer[_core.AdamHyper]):
                    "decoupled_weight_decay")
     _hyper_type = _core.AdamHyper
 
+    # PyTorch's public signature, spelled out per optimizer on purpose (the parallel with the
+    # other optimizers' __init__ and defaults dicts is deliberate: each mirrors torch.optim).
     def __init__(
         self,
         params: Iterable[Any],

@@ -30,6 +30,8 @@ class RMSprop(Optimizer[_core.RmspropHyper]):
     _hyper_keys = ("lr", "eps", "momentum", "weight_decay", "alpha", "centered", "maximize")
     _hyper_type = _core.RmspropHyper
 
+    # PyTorch's public signature, spelled out per optimizer on purpose (the parallel with the
+    # other optimizers' __init__ and defaults dicts is deliberate: each mirrors torch.optim).
     def __init__(
         self,
         params: Iterable[Any],

@@ -32,6 +32,8 @@ class SGD(Optimizer[_core.SgdHyper]):
     _hyper_keys = ("lr", "momentum", "weight_decay", "dampening", "nesterov", "maximize")
     _hyper_type = _core.SgdHyper
 
+    # PyTorch's public signature, spelled out per optimizer on purpose (the parallel with the
+    # other optimizers' __init__ and defaults dicts is deliberate: each mirrors torch.optim).
     def __init__(
         self,
         params: Iterable[Any],
