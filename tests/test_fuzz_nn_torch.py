@@ -116,7 +116,8 @@ def cases(draw: st.DrawFn) -> Case:
 
 @st.composite
 def optimizers(draw: st.DrawFn) -> tuple[str, dict[str, Any], tuple[str, float] | None]:
-    clip = draw(st.sampled_from([None, ("norm", 0.1), ("norm", 100.0), ("value", 0.01)]))
+    clip = draw(st.sampled_from([None, ("norm", 0.1), ("norm", 100.0), ("value", 0.01),
+                                 ("norm_fn", 0.1), ("value_fn", 0.01)]))
     if draw(st.booleans()):
         momentum = draw(st.sampled_from([0.0, 0.9]))
         nesterov = momentum > 0 and draw(st.booleans())
@@ -553,17 +554,45 @@ def _walk(node: Bound) -> list[Bound]:
 
 
 # --- optimizer steps -----------------------------------------------------------------------
+def _total_norm(grads: list[np.ndarray]) -> float:
+    return math.sqrt(sum(float((g * g).sum()) for g in grads))
+
+
+def _check_norm(got: float | None, grads: list[np.ndarray], what: str) -> None:
+    """A 2-norm of float32 values summed in double: within (n + 4) double roundings."""
+    want = _total_norm(grads)
+    n = sum(g.size for g in grads)
+    assert got is not None and abs(got - want) <= (n + 4) * 2.0**-52 * want, (what, got, want)
+
+
+def _clip(clip: tuple[str, float] | None, grads: list[np.ndarray],
+          norm: float | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The clipped gradients in float64 (from the float32 ones and steadygrad's pre-clip norm,
+    so both sides scale by the same coefficient) and the bound on steadygrad's: the scale
+    rounded to float32, then the product; max_grad_value rounded to float32."""
+    if clip is None:
+        return grads, [np.zeros(g.shape) for g in grads]
+    if clip[0].startswith("norm"):
+        assert norm is not None
+        coef = min(clip[1] / (norm + 1e-6), 1.0)
+        return [g * coef for g in grads], [rnd(np.abs(g * coef), 2) for g in grads]
+    c = clip[1]
+    return ([np.clip(g, -c, c) for g in grads],
+            [U * c * (np.abs(g) >= c) + 0.0 * g for g in grads])
+
+
 def _check_optimizer_steps(case: Case, model: nn.Sequential, rng: np.random.Generator) -> None:
     """Two steps of the steadygrad optimizer against torch's on float64 copies of the same
-    parameters, fed the same float32 gradients (the model's): clipping by norm uses the norm
-    steadygrad returns (checked against torch's), so both sides scale by the same coefficient.
-    Error bounds follow the update's arithmetic element by element (`_sgd_bound`, `_adam_bound`)."""
+    parameters, fed the same float32 gradients (the model's), clipped by the fused step
+    options ("norm", "value") or before the step by optim.clip_grad_norm_ / clip_grad_value_
+    ("norm_fn", "value_fn"; torch.nn.utils' semantics). Error bounds follow the update's
+    arithmetic element by element (`_sgd_bound`, `_adam_bound`)."""
     kind, kw, clip = case.opt
     params = model.parameters()
     if not params:
         return
     opts: dict[str, Any] = {}
-    if clip is not None:
+    if clip is not None and clip[0] in ("norm", "value"):
         opts["max_grad_norm" if clip[0] == "norm" else "max_grad_value"] = clip[1]
     tps = [torch.tensor(p.data, dtype=torch.float64, requires_grad=True) for p in params]
     if kind == "sgd":
@@ -583,26 +612,31 @@ def _check_optimizer_steps(case: Case, model: nn.Sequential, rng: np.random.Gene
         before = [(tp.detach().numpy().copy(), {k: _np(v).copy() for k, v in topt.state[tp].items()
                                                 if isinstance(v, torch.Tensor) and v.ndim})
                   for tp in tps]
+        pre_norm = None
+        if clip is not None and clip[0] == "norm_fn":
+            pre_norm = optim.clip_grad_norm_(params, clip[1])
+            _check_norm(pre_norm, grads, "clip_grad_norm_")
+        elif clip is not None and clip[0] == "value_fn":
+            optim.clip_grad_value_(params, clip[1])
+        if clip is not None and clip[0].endswith("_fn"):
+            want, bounds = _clip(clip, grads, pre_norm)
+            for p, w, eb in zip(params, want, bounds, strict=True):
+                assert_close(p.grad, w, SLACK * eb, what=f"{clip[0]} {p.shape}")
+            seen = [p.grad.astype(np.float64) for p in params]  # what the step works on
         norm = opt.step()
-        total = math.sqrt(sum(float((g * g).sum()) for g in grads))
-        n = sum(g.size for g in grads)
-        assert norm is not None and abs(norm - total) <= (n + 4) * 2.0**-52 * total, (norm, total)
-        coef = 1.0
-        if clip is not None and clip[0] == "norm":
-            coef = min(clip[1] / (norm + 1e-6), 1.0)
-        for tp, g in zip(tps, grads, strict=True):
-            tp.grad = torch.from_numpy(g * coef)
-        if clip is not None and clip[0] == "value":
-            torch.nn.utils.clip_grad_value_(tps, clip[1])
+        _check_norm(norm, seen if clip is not None and clip[0].endswith("_fn") else grads,
+                    "step")
+        clipped, eclip = _clip(clip, grads, pre_norm if pre_norm is not None else norm)
+        for tp, g in zip(tps, clipped, strict=True):
+            tp.grad = torch.from_numpy(g)
         topt.step()
         t = step + 1
-        for p, tp, g, (p0, s0), e in zip(params, tps, grads, before, errs, strict=True):
-            cg = np.abs(_np(tp.grad))
-            eg = rnd(cg, 2) + (U * clip[1] * (np.abs(g) >= clip[1]) if clip and clip[0] == "value"
-                           else 0.0)
+        for p, tp, cg, eg, (p0, s0), e in zip(params, tps, clipped, eclip, before, errs,
+                                              strict=True):
             state = {k: _np(v) for k, v in topt.state[tp].items()
                      if isinstance(v, torch.Tensor) and v.ndim}
-            bound = (_sgd_bound if kind == "sgd" else _adam_bound)(kw, t, p0, s0, cg, eg, e)
+            bound = (_sgd_bound if kind == "sgd" else _adam_bound)(kw, t, p0, s0, np.abs(cg),
+                                                                   eg, e)
             assert_close(p.data, _np(tp), SLACK * e["p"], what=f"{kind} step {t}: param {p.shape}")
             ours = opt.state.get(p, {})
             for name, want in state.items():
