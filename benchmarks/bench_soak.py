@@ -6,7 +6,7 @@
 Part 1: `--steps` training steps of the benchmark MLP with BatchNorm (steadygrad.bench.models,
 config S: batch 64, 784-256-256-10; Adam with max_grad_norm=1.0, the documented loop body),
 RSS sampled every `--every` steps. Part 2: sg.fit for about `--fit-steps` steps with every
-callback (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, CSVLogger, TerminateOnNaN, the
+callback (EarlyStopping, ModelCheckpoint, ReduceLROnPlateauCallback, CSVLogger, TerminateOnNaN, the
 GradientMonitor of diagnostics=, the progress bar), validation data and a StepLR scheduler,
 RSS sampled every `--fit-every` steps from a callback. Each part prints its series, the growth
 from the first sample to the last (the first sample comes after `every` steps, so one-time
@@ -39,7 +39,7 @@ from steadygrad.callbacks import (
     CSVLogger,
     EarlyStopping,
     ModelCheckpoint,
-    ReduceLROnPlateau,
+    ReduceLROnPlateauCallback,
     TerminateOnNaN,
 )
 
@@ -90,7 +90,7 @@ def fit_with_every_callback(steps: int, every: int, workdir: str) -> list[dict[s
     callbacks = [
         EarlyStopping(monitor="val_loss", patience=10**6),
         ModelCheckpoint(os.path.join(workdir, "ck.safetensors"), monitor="val_loss"),
-        ReduceLROnPlateau(monitor="val_loss", patience=2),
+        ReduceLROnPlateauCallback(monitor="val_loss", patience=2),
         CSVLogger(os.path.join(workdir, "log.csv")),
         TerminateOnNaN(),
         sampler,

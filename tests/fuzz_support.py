@@ -21,34 +21,7 @@ from steadygrad import random as sg_random
 # declares (see test_fuzz_bad_input.py); an entry covers its class and every class below it
 # ("fit.labels_out_of_range" also covers "fit.labels_out_of_range.seed_drawn"). Remove an
 # entry once its fix has landed: the fuzzers then generate that class again.
-KNOWN_ISSUE_11_CASES: frozenset[str] = frozenset({
-    # §3 "Partial optimizer step": group hyperparameters are checked only by each group's
-    # kernel, in the middle of step() (a bad value in group 1 after group 0 was updated; a
-    # string or a 1-tuple of betas gives Python's message, naming nothing); load_state_dict
-    # takes lr=-1, step=inf (OverflowError) and a negative exp_avg_sq.
-    "optimizer.step.bad_group_hyperparameter.later_group",
-    "optimizer.step.bad_group_hyperparameter.first_group.type",
-    "optimizer.step.bad_group_hyperparameter.first_group.length",
-    "optim.group.type",
-    "optim.group.length",
-    "optimizer.load_state_dict.bad_hyperparameter",
-    "optimizer.load_state_dict.bad_step.inf",
-    "optimizer.load_state_dict.negative_exp_avg_sq",
-    # §3 "sg.fit checks its data too late" and its unclear messages: labels out of range and
-    # float labels are found by the loss after steps were taken; bad validation_data after
-    # the first epoch (or "_inputs() takes 3 positional arguments"); x with the wrong feature
-    # count at the first forward, after fit drew its shuffling seed from sg's RNG;
-    # batch_size=2.5/None ("'<=' not supported"); evaluate/predict(batch_size=0 or -1)
-    # ("range() arg 3 must not be zero", "predict: x is empty").
-    "fit.labels_out_of_range",
-    "fit.float_labels_for_cross_entropy",
-    "fit.validation_data.not_a_pair",
-    "fit.validation_data.features",
-    "fit.x_features.seed_drawn",
-    "fit.batch_size_not_int",
-    "evaluate.batch_size",
-    "predict.batch_size",
-})
+KNOWN_ISSUE_11_CASES: frozenset[str] = frozenset()
 
 
 def fuzz_settings(max_examples: int, **kw: Any) -> settings:

@@ -131,3 +131,14 @@ def test_bad_mse_and_constructor_arguments() -> None:
         nn.Dropout(1.5)
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh'"):
         nn.GELU("fast")
+
+
+@pytest.mark.parametrize("make,name", [
+    (lambda: nn.BatchNorm1d(4, eps="3"), "eps"), (lambda: nn.BatchNorm1d(4, momentum=[1]), "momentum"),
+    (lambda: nn.CrossEntropyLoss(label_smoothing=None), "label_smoothing"),
+    (lambda: nn.Dropout("3"), "p"), (lambda: nn.LeakyReLU(None), "negative_slope"),
+    (lambda: nn.Flatten(-0.5), "start_dim"), (lambda: nn.Flatten(1, float("nan")), "end_dim"),
+])
+def test_constructor_arguments_of_the_wrong_type_are_named(make, name) -> None:
+    with pytest.raises(TypeError, match=rf"\b{name} must be"):
+        make()

@@ -200,8 +200,8 @@ def test_bad_structure_and_counters_raise_and_change_nothing():
     good = opt.state_dict()
     before = snapshot(opt, ps)
     cases = [
-        (None, TypeError, "expected a dict with 'param_groups'"),
-        ({"state": {}}, TypeError, "expected a dict with 'param_groups'"),
+        (None, TypeError, "state_dict must be a dict with 'param_groups'"),
+        ({"state": {}}, TypeError, "state_dict must be a dict with 'param_groups'"),
         (dict(good, state=[1, 2]), TypeError, "'state' a dict"),
         (dict(good, param_groups=[*good["param_groups"][:2], 5]), TypeError,
          r"param_groups\[2\] must be a dict with a 'params' list"),

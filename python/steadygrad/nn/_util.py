@@ -57,3 +57,20 @@ def check_rows(shape: tuple[int, ...], features: int) -> None:
     """Raise unless shape is (batch, features)."""
     if len(shape) != 2 or shape[1] != features:
         raise ValueError(f"expected input of shape (batch, {features}), got {tuple(shape)}")
+
+
+def real_arg(owner: str, name: str, value: object) -> float:
+    """value as a float if it is a real number (not a bool, not a string), else a TypeError
+    naming the argument: a constructor's comparisons would otherwise fail with Python's own
+    message, which names nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r} "
+                        f"({type(value).__name__})")
+    return float(value)
+
+
+def int_arg(owner: str, name: str, value: object) -> int:
+    """value if it is an int (not a bool), else a TypeError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r} ({type(value).__name__})")
+    return int(value)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _core
-from steadygrad.nn._util import shape_of, work_like
+from steadygrad.nn._util import real_arg, shape_of, work_like
 from steadygrad.nn.module import Module
 
 
@@ -95,7 +95,7 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = real_arg("LeakyReLU", "negative_slope", negative_slope)
 
     def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
         return _core.leaky_relu(x, self.negative_slope, out=out)

@@ -8,7 +8,7 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn import running_stats
-from steadygrad.nn._util import check_rows, grad_input_out, work_rows
+from steadygrad.nn._util import check_rows, grad_input_out, real_arg, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
 
@@ -37,6 +37,9 @@ class BatchNorm1d(Module):
         super().__init__()
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
             raise ValueError(f"BatchNorm1d: num_features must be a positive int, got {num_features!r}")
+        if momentum is not None:
+            momentum = real_arg("BatchNorm1d", "momentum", momentum)
+        eps = real_arg("BatchNorm1d", "eps", eps)
         if momentum is not None and not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm1d: momentum must be in [0, 1] or None, got {momentum}")
         if not eps >= 0.0:

@@ -8,13 +8,14 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad import random as _random
-from steadygrad.nn._util import shape_of, work_like
+from steadygrad.nn._util import real_arg, shape_of, work_like
 from steadygrad.nn.module import Module
 
 
 class Dropout(Module):
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
+        p = real_arg("Dropout", "p", p)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = float(p)
@@ -29,6 +30,9 @@ class Dropout(Module):
                 raise TypeError(f"input must have dtype float32, got {x.dtype} array of shape {x.shape}")
             self._seed, self._shape = None, x.shape
             return x
+        if not (x.dtype == np.float32 and x.flags.c_contiguous and x.ctypes.data % 4 == 0):
+            # the binding names what is wrong; the seed is drawn only for an input it takes
+            _core.dropout(x, self.p, 0, out=None)
         seed = _random.draw_seed()
         y = _core.dropout(x, self.p, seed, out=work_like(self, "out", shape_of(x), x))
         self._seed, self._shape = seed, x.shape

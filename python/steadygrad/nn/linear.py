@@ -10,7 +10,7 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn import init
-from steadygrad.nn._util import check_rows, grad_input_out, work_rows
+from steadygrad.nn._util import check_rows, grad_input_out, int_arg, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
 
@@ -113,7 +113,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self.start_dim = int_arg("Flatten", "start_dim", start_dim)
+        self.end_dim = int_arg("Flatten", "end_dim", end_dim)
         self._in_shape: tuple[int, ...] | None = None
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:

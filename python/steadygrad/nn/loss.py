@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from steadygrad import _core
+from steadygrad.nn._util import real_arg
 from steadygrad.nn.module import located
 
 
@@ -56,6 +57,7 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__(reduction)
+        label_smoothing = real_arg("CrossEntropyLoss", "label_smoothing", label_smoothing)
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0.0, 1.0], got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)

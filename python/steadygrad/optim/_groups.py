@@ -39,6 +39,9 @@ class ParamGroupsMixin:
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group)}")
         group = dict(param_group)
+        if "params" not in group:
+            raise ValueError("param_group must have a 'params' entry (the parameters of the "
+                             f"group), got keys {sorted(map(str, group))}")
         raw = group["params"]
         if isinstance(raw, set):
             raise TypeError(

@@ -130,7 +130,7 @@ class StateDictMixin:
         """Restore options, step counts and state buffers; on any error nothing changes."""
         self._follow_storage()  # type: ignore[attr-defined]
         if not isinstance(state_dict, Mapping) or "param_groups" not in state_dict:
-            raise TypeError("load_state_dict: expected a dict with 'param_groups' (and 'state'), "
+            raise TypeError("load_state_dict: state_dict must be a dict with 'param_groups' (and 'state'), "
                             f"got {type(state_dict).__name__}")
         groups = state_dict["param_groups"]
         state = state_dict.get("state", {})

@@ -119,7 +119,12 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
                 "params argument given to the optimizer should be an iterable of Parameters or "
                 f"dicts, but got {type(params).__name__}"
             )
-        groups = list(params)
+        try:
+            groups = list(params)
+        except TypeError:
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Parameters or "
+                f"dicts, but got {type(params).__name__}") from None
         if len(groups) == 0:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
