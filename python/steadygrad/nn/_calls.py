@@ -107,16 +107,22 @@ def record(module: Module, x: Any, y: Any) -> None:
 
 
 # -- caller-owned results -----------------------------------------------------------------
+# ids of the arrays Module._buffer allocated (the owners of every work buffer). Never pruned:
+# a later array that happens to reuse an id is only copied once more than needed.
+_work_owners: set[int] = set()
+
+
+def note_work_buffer(raw: np.ndarray) -> None:
+    _work_owners.add(id(raw))
+
+
 def is_internal(module: Module, y: object) -> bool:
-    """Whether y lies in a work buffer (either set) of some module of the tree."""
+    """Whether y lies in a work buffer of some module (numpy collapses a view's base to the
+    array that owns the memory, which for a work buffer is the one Module._buffer made)."""
     if not isinstance(y, np.ndarray):
         return False
-    for m in tree(module)[0]:
-        for work in (m._work, m._work_eval):
-            for raw, _view in work.values():
-                if np.may_share_memory(raw, y):
-                    return True
-    return False
+    owner = y if y.base is None else y.base
+    return id(owner) in _work_owners
 
 
 def hand_out(module: Module, key: str, y: Any) -> Any:

@@ -6,6 +6,7 @@ A child's error is re-raised with its index and label: "Sequential[2] Linear(256
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,9 @@ class Sequential(Module):
         check_used_once(self)
         self._checked_shape: tuple[int, ...] | None = None
         # (structure generation it was made for, the plan)
-        self._plan: tuple[int, tuple[LayerPlan, ...]] = (-1, ())
+        # (structure generation it was made for, the plan, its forward and backward kwargs)
+        self._plan: tuple[int, tuple[LayerPlan, ...], list[dict[str, Any]],
+                          list[dict[str, Any]]] = (-1, (), [], [])
         self._flatten_parameters()
 
     def __len__(self) -> int:
@@ -70,7 +73,9 @@ class Sequential(Module):
         structure. `print(*model.plan(), sep="\n")` shows it."""
         gen = _calls.structure_generation()
         if self._plan[0] != gen:
-            object.__setattr__(self, "_plan", (gen, plan_sequential(list(self._modules.values()))))
+            plan = plan_sequential(list(self._modules.values()))
+            object.__setattr__(self, "_plan", (gen, plan, [lp.forward_kwargs() for lp in plan],
+                                               [lp.backward_kwargs() for lp in plan]))
         return self._plan[1]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -79,18 +84,19 @@ class Sequential(Module):
         if isinstance(x, np.ndarray) and x.shape != self._checked_shape:
             self.output_shape(x.shape)
             self._checked_shape = x.shape
-        for lp, (key, m) in zip(self.plan(), self._modules.items(), strict=True):
-            x = self._in_child(key, m, m._run_forward, x, **lp.forward_kwargs())
+        self.plan()
+        for kw, (key, m) in zip(self._plan[2], self._modules.items(), strict=True):
+            x = self._in_child(key, m, m._run_forward, x, **kw)
         return x
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         g = grad_output
         items = list(self._modules.items())
-        plan = self.plan()
+        self.plan()
+        bwd = self._plan[3]
         for i in range(len(items) - 1, -1, -1):
             key, m = items[i]
-            g = self._in_child(key, m, m._run_backward, g, input_grad or i > 0,
-                               **plan[i].backward_kwargs())
+            g = self._in_child(key, m, m._run_backward, g, input_grad or i > 0, **bwd[i])
         return g
 
 

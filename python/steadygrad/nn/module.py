@@ -369,7 +369,11 @@ class Module:
         if entry is not None and entry[1].shape == shape:
             return entry[1]
         n = int(np.prod(shape))
-        raw = entry[0] if entry is not None and entry[0].size >= n else np.empty(n, np.float32)
+        if entry is not None and entry[0].size >= n:
+            raw = entry[0]
+        else:
+            raw = np.empty(n, np.float32)
+            _calls.note_work_buffer(raw)
         view = raw[:n].reshape(shape)
         self._work[key] = (raw, view)
         return view

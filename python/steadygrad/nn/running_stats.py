@@ -28,12 +28,14 @@ _NAMES = ("running_mean", "running_var", "num_batches_tracked")
 
 def before_update(layer: Any) -> None:
     """Called by a layer just before its forward updates its running statistics in place."""
+    if layer in _pending:  # already saved since the last step (the common case: one check)
+        return
     with _lock:
-        if layer in _pending:
-            return
-        cur = [getattr(layer, n) for n in _NAMES if getattr(layer, n) is not None]
+        cur = [a for a in (layer.running_mean, layer.running_var, layer.num_batches_tracked)
+               if a is not None]
         keep = layer.__dict__.get("_prev_stats")
-        if keep is None or [(k.shape, k.dtype) for k in keep] != [(c.shape, c.dtype) for c in cur]:
+        if keep is None or len(keep) != len(cur) or any(
+                k.shape != c.shape or k.dtype != c.dtype for k, c in zip(keep, cur, strict=True)):
             keep = tuple(np.empty_like(c) for c in cur)
             object.__setattr__(layer, "_prev_stats", keep)
         for dst, src in zip(keep, cur, strict=True):
@@ -41,15 +43,17 @@ def before_update(layer: Any) -> None:
         _pending[layer] = keep
 
 
-def _owned(layer: Any, param_ids: set[int]) -> bool:
+def _owned(layer: Any, param_ids: frozenset[int]) -> bool:
     params = [p for p in (getattr(layer, "weight", None), getattr(layer, "bias", None))
               if p is not None]
     return not params or any(id(p) in param_ids for p in params)
 
 
-def finish_step(param_ids: set[int], skipped: bool) -> None:
+def finish_step(param_ids: frozenset[int], skipped: bool) -> None:
     """The optimizer owning the parameters `param_ids` took (or skipped) a step: forget (or
     restore) the saved statistics of the layers it owns."""
+    if not _pending:
+        return
     with _lock:
         for layer in [m for m in _pending if _owned(m, param_ids)]:
             saved = _pending.pop(layer)

@@ -239,7 +239,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
                 if mine:
                     self._step_group(gi, mine, scale)
         self.consecutive_skips = 0
-        running_stats.finish_step({id(p) for p in params}, skipped=False)
+        running_stats.finish_step(self._param_ids(), skipped=False)
         return total
 
     def _check_groups(self) -> None:
@@ -315,10 +315,18 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         but for what depends on the parameters' `phase` (e.g. the step), which this sets."""
         raise NotImplementedError
 
+    def _param_ids(self) -> frozenset[int]:
+        """ids of this optimizer's parameters (which layers' running statistics it owns)."""
+        ids = self.__dict__.get("_ids")
+        if ids is None or ids[0] is not self._params or ids[1] != len(self._params):
+            ids = (self._params, len(self._params), frozenset(id(p) for p in self._params))
+            self.__dict__["_ids"] = ids
+        return ids[2]
+
     def _skip(self, active: list[int], per: np.ndarray) -> None:
         # "Nothing changed" covers the model too: the running statistics the skipped step's
         # forwards folded in are taken back (nn.running_stats).
-        running_stats.finish_step({id(p) for p in self._params}, skipped=True)
+        running_stats.finish_step(self._param_ids(), skipped=True)
         self.skipped_steps += 1
         self.consecutive_skips += 1
         bad = [active[j] for j in np.flatnonzero(~np.isfinite(per)).tolist()]
