@@ -27,10 +27,17 @@ STUB = PKG / "_core.pyi"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# An installed steadygrad (site-packages) is found by mypy like any typed package; a source
+# tree (python/ on PYTHONPATH) through MYPYPATH. mypy runs from a directory of its own: run
+# from site-packages, it would take every module there for the user's own.
+INSTALLED = PKG.parent.name in ("site-packages", "dist-packages")
+
+
 def _mypy_env() -> dict[str, str]:
     """The environment of a mypy subprocess: this process's steadygrad comes first."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PKG.parent), *filter(None, [env.get("PYTHONPATH")])])
+    if not INSTALLED:
+        env["MYPYPATH"] = os.pathsep.join([str(PKG.parent), *filter(None, [env.get("MYPYPATH")])])
     return env
 
 
@@ -371,7 +378,7 @@ def test_stub_types_reach_callers(mypy_cache: Callable[[str], Path], tmp_path: P
     src.write_text(_CALLER)
     r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(cache),
                         "--config-file", str(_config(cache)), str(src)],
-                       capture_output=True, text=True, env=_mypy_env(), cwd=PKG.parent)
+                       capture_output=True, text=True, env=_mypy_env(), cwd=tmp_path)
     lines = _CALLER.splitlines()
     want = {i + 1 for i, line in enumerate(lines) if line.endswith("# E")}
     got = {int(m.split(":")[1]) for m in r.stdout.splitlines() if ": error:" in m}
@@ -380,7 +387,7 @@ def test_stub_types_reach_callers(mypy_cache: Callable[[str], Path], tmp_path: P
 
 # -- the whole package -----------------------------------------------------------------------
 
-def test_mypy_strict_passes_on_package(mypy_cache: Callable[[str], Path]) -> None:
+def test_mypy_strict_passes_on_package(mypy_cache: Callable[[str], Path], tmp_path: Path) -> None:
     """`mypy --strict` over the package's sources (the tree under test: the checkout or the
     installed copy), with the project's mypy settings (pyproject.toml) when run from a checkout."""
     cache = mypy_cache("package")
@@ -388,6 +395,6 @@ def test_mypy_strict_passes_on_package(mypy_cache: Callable[[str], Path]) -> Non
     config = ROOT / "pyproject.toml"
     if config.is_file():
         cmd += ["--config-file", str(config)]
-    r = subprocess.run([*cmd, str(PKG)], capture_output=True, text=True, env=_mypy_env(),
-                       cwd=PKG.parent)
+    r = subprocess.run([*cmd, "-p", "steadygrad"], capture_output=True, text=True,
+                       env=_mypy_env(), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -107,13 +108,13 @@ def record(module: Module, x: Any, y: Any) -> None:
 
 
 # -- caller-owned results -----------------------------------------------------------------
-# ids of the arrays Module._buffer allocated (the owners of every work buffer). Never pruned:
-# a later array that happens to reuse an id is only copied once more than needed.
-_work_owners: set[int] = set()
+# The arrays Module._buffer allocated (the owners of every work buffer), by id; an entry goes
+# when its array does, so an id reused by another array never matches.
+_work_owners: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
 
 
 def note_work_buffer(raw: np.ndarray) -> None:
-    _work_owners.add(id(raw))
+    _work_owners[id(raw)] = raw
 
 
 def is_internal(module: Module, y: object) -> bool:
@@ -122,7 +123,7 @@ def is_internal(module: Module, y: object) -> bool:
     if not isinstance(y, np.ndarray):
         return False
     owner = y if y.base is None else y.base
-    return id(owner) in _work_owners
+    return _work_owners.get(id(owner)) is owner
 
 
 def hand_out(module: Module, key: str, y: Any) -> Any:
