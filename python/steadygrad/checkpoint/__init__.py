@@ -7,6 +7,7 @@ It works on any object with state_dict/load_state_dict, so it imports only numpy
 
 from __future__ import annotations
 
-from steadygrad.checkpoint.format import CheckpointError, load, save
+from steadygrad.checkpoint.format import load, save
+from steadygrad.checkpoint.tree import CheckpointError
 
 __all__ = ["CheckpointError", "load", "save"]

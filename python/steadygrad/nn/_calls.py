@@ -19,6 +19,7 @@ from the layers' arithmetic:
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import weakref
@@ -155,3 +156,27 @@ def forward_on_scratch(module: Module, x: Any) -> Any:
         for m, d in saved:
             m.__dict__.clear()
             m.__dict__.update(d)
+
+
+# -- naming errors and recognising chains ------------------------------------------------
+def located(err: BaseException, prefix: str) -> BaseException:
+    """The same kind of exception with `prefix` (where it happened) before its message."""
+    msg = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
+    try:
+        new = type(err)(f"{prefix}{msg}")
+    except Exception:
+        new = RuntimeError(f"{prefix}{msg}")
+    new._sg_located = True  # type: ignore[attr-defined]
+    return new
+
+
+def chain_of(calls: list[tuple[Module, Any, Any]], x: Any, y: Any) -> list[Module] | None:
+    """The child modules called in a chain x -> ... -> y by a forward, or None if the calls
+    recorded do not form one (nothing called, a branch, a child called twice, ...)."""
+    if not calls or calls[0][1] is not x or calls[-1][2] is not y:
+        return None
+    for (_, _, prev_y), (_, next_x, _) in itertools.pairwise(calls):
+        if next_x is not prev_y:
+            return None
+    mods = [c[0] for c in calls]
+    return mods if len({id(m) for m in mods}) == len(mods) else None

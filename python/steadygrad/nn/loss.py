@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from steadygrad import _core
+from steadygrad.nn._calls import located
 from steadygrad.nn._util import real_arg
-from steadygrad.nn.module import located
 
 
 class _Loss:

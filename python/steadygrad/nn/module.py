@@ -24,50 +24,26 @@ thread's.
 
 from __future__ import annotations
 
-import itertools
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TextIO, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from steadygrad.nn import _calls
+from steadygrad.nn._accounting import MemoryAccounting
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
 from steadygrad.nn.state_dict import IncompatibleKeys, load_state, state_targets
 
 if TYPE_CHECKING:
-    from steadygrad._core import GemmScratch
+    pass
 
 # Errors that get the layer's name prefixed on their way out (type preserved).
 _NAMED_ERRORS = (TypeError, ValueError, RuntimeError, IndexError)
 
 
-def located(err: BaseException, prefix: str) -> BaseException:
-    """The same kind of exception with `prefix` (where it happened) before its message."""
-    msg = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
-    try:
-        new = type(err)(f"{prefix}{msg}")
-    except Exception:
-        new = RuntimeError(f"{prefix}{msg}")
-    new._sg_located = True  # type: ignore[attr-defined]
-    return new
-
-
-def _chain_of(calls: list[tuple[Module, Any, Any]], x: Any, y: Any) -> list[Module] | None:
-    """The child modules called in a chain x -> ... -> y by a forward, or None if the calls
-    recorded do not form one (nothing called, a branch, a child called twice, ...)."""
-    if not calls or calls[0][1] is not x or calls[-1][2] is not y:
-        return None
-    for (_, _, prev_y), (_, next_x, _) in itertools.pairwise(calls):
-        if next_x is not prev_y:
-            return None
-    mods = [c[0] for c in calls]
-    return mods if len({id(m) for m in mods}) == len(mods) else None
-
-
-class Module:
+class Module(MemoryAccounting):
     """Base class of every layer and container."""
 
     training: bool
@@ -260,7 +236,7 @@ class Module:
         finally:
             stack.pop()
         d = self.__dict__  # bookkeeping written directly: this runs once per layer and call
-        d["_chain"] = _chain_of(calls, x, y) if calls else None
+        d["_chain"] = _calls.chain_of(calls, x, y) if calls else None
         # Training forwards pile up until a backward; an inference forward replaces what was
         # pending from another inference forward (nobody backpropagates through both).
         stacked = d["_phase"] == 1 and d["_trained_forward"]
@@ -326,7 +302,7 @@ class Module:
         try:
             y = run(self, x)
         except _NAMED_ERRORS as e:
-            raise located(e, self._error_prefix(e)) from e
+            raise _calls.located(e, self._error_prefix(e)) from e
         if nested:  # inside another module's forward: the result is an intermediate
             _calls.record(self, x, y)
             return y  # type: ignore[no-any-return]
@@ -345,9 +321,9 @@ class Module:
                 g = self._run_backward(grad_output, input_grad)
             except _calls.StackedForwardsError as e:
                 _calls.forget_pending(_calls.tree(self)[0])  # start afresh with the next forward
-                raise located(e, self._error_prefix(e)) from e
+                raise _calls.located(e, self._error_prefix(e)) from e
             except _NAMED_ERRORS as e:
-                raise located(e, self._error_prefix(e)) from e
+                raise _calls.located(e, self._error_prefix(e)) from e
             if token[1] > 0 or g is None:
                 return g
             return _calls.hand_out(self, "dx", g)  # type: ignore[no-any-return]
@@ -359,7 +335,7 @@ class Module:
         try:
             return fn(*args, **kwargs)
         except _NAMED_ERRORS as e:
-            raise located(e, f"{type(self).__name__}[{key}] {child._error_prefix(e)}") from e
+            raise _calls.located(e, f"{type(self).__name__}[{key}] {child._error_prefix(e)}") from e
 
     def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """A float32 work array kept across calls. Its storage only grows: a smaller batch
@@ -408,26 +384,3 @@ class Module:
             lines.append(f"  ({name}): {child_repr}")
         lines.append(")")
         return "\n".join(lines)
-
-    def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
-        """(activation bytes, workspace bytes) this module holds for an input of `shape`."""
-        return 0, 0
-
-    def thread_scratch(self, shape: tuple[int, ...],
-                       input_grad: bool = True) -> GemmScratch | None:
-        """The thread-local scratch (packing buffers, reused across calls) this module's
-        kernels grow for a forward + backward at input `shape`, as the C++ that runs them
-        sizes it (e.g. `_core.linear_scratch`); None when it uses none."""
-        return None
-
-    def summary(self, batch_size: int, input_shape: tuple[int, ...] | None = None,
-                file: TextIO | None = sys.stdout, optimizer: Any = None,
-                input_grad: bool = False) -> dict[str, Any]:
-        """Parameter count and bytes of parameters, gradients, activations and workspace at
-        `batch_size`, per layer and in total; prints a table to `file` (None: no print).
-        With `optimizer`, its state buffers (e.g. Adam's exp_avg, exp_avg_sq) count too.
-        input_grad: count the first layer's dL/dx buffer, as `model.backward(g)` computes it;
-        False (default) is the training loop of `sg.fit` and `backward(g, input_grad=False)`."""
-        from steadygrad.nn.summary import summarize
-
-        return summarize(self, batch_size, input_shape, file, optimizer, input_grad)
