@@ -1,0 +1,43 @@
+"""Channels-last layout of the convolution family. The API is torch's channels-first
+(N, C, L) / (N, C, H, W); conv, pooling and BatchNorm2d compute on channels-last
+(N, L, C) / (N, H, W, C) arrays, where a pixel's channels are contiguous (the GEMM's rows,
+BatchNorm's rows, the SIMD lanes of depthwise and pooling). A Sequential's plan keeps a run of
+such layers channels-last and converts only at the run's edges (nn/plan.py); a layer used on
+its own converts its input and output itself.
+
+A layer that can do this declares `channels_last = True` and takes
+`forward(x, *, layout_in=FIRST, layout_out=FIRST)`: x arrives in layout_in, the output leaves
+in layout_out, its backward receives dL/dy in layout_out and returns dL/dx in layout_in.
+Shapes in `output_shape`, `memory` and every error message are the logical (channels-first)
+ones. Elementwise layers (activations, Dropout, Identity) declare `layout_agnostic = True`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FIRST = "channels_first"
+LAST = "channels_last"
+LAYOUTS = (FIRST, LAST)
+
+
+def last_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(N, C, *S) -> (N, *S, C)."""
+    return (shape[0], *shape[2:], shape[1])
+
+
+def first_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(N, *S, C) -> (N, C, *S)."""
+    return (shape[0], shape[-1], *shape[1:-1])
+
+
+def to_last(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Copy channels-first x (N, C, *S) into channels-last out (N, *S, C)."""
+    np.copyto(out, np.moveaxis(x, 1, -1))
+    return out
+
+
+def to_first(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Copy channels-last x (N, *S, C) into channels-first out (N, C, *S)."""
+    np.copyto(out, np.moveaxis(x, -1, 1))
+    return out
