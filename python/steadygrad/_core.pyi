@@ -10,7 +10,7 @@
 # Names for the checker only: aliases (plain assignments) and @type_check_only classes (the
 # dicts some functions return; import them under `if TYPE_CHECKING:`).
 
-from typing import Literal, SupportsIndex, TypedDict, overload, type_check_only
+from typing import Final, Literal, SupportsIndex, TypedDict, overload, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -143,6 +143,34 @@ def linear_backward(
     compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
+class ConvGeometry:
+    """One conv/pool call's geometry over a channels-last batch (cpp/layers/conv_geometry.h):
+    input (n, h, w, c_in), output (n, oh, ow, c_out), window, stride, dilation, padding."""
+
+    def __init__(
+        self, *, n: int, h: int, w: int, c_in: int, c_out: int, kh: int, kw: int,
+        sh: int = 1, sw: int = 1, dh: int = 1, dw: int = 1, ph0: int = 0, ph1: int = 0,
+        pw0: int = 0, pw1: int = 0, groups: int = 1, ceil_mode: bool = False,
+    ) -> None: ...
+    n: Final[int]
+    h: Final[int]
+    w: Final[int]
+    c_in: Final[int]
+    c_out: Final[int]
+    groups: Final[int]
+    kh: Final[int]
+    kw: Final[int]
+    sh: Final[int]
+    sw: Final[int]
+    dh: Final[int]
+    dw: Final[int]
+    ph0: Final[int]
+    ph1: Final[int]
+    pw0: Final[int]
+    pw1: Final[int]
+    oh: Final[int]
+    ow: Final[int]
+
 class BatchNormContext:
     """What one batchnorm_forward leaves for its batchnorm_backward (autograd's ctx): the mode
     set by the caller, the batch statistics and the input recorded by the forward."""
