@@ -10,7 +10,7 @@
 # Names for the checker only: aliases (plain assignments) and @type_check_only classes (the
 # dicts some functions return; import them under `if TYPE_CHECKING:`).
 
-from typing import Final, Literal, SupportsIndex, TypedDict, overload, type_check_only
+from typing import Literal, SupportsIndex, TypedDict, overload, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -152,24 +152,42 @@ class ConvGeometry:
         sh: int = 1, sw: int = 1, dh: int = 1, dw: int = 1, ph0: int = 0, ph1: int = 0,
         pw0: int = 0, pw1: int = 0, groups: int = 1, ceil_mode: bool = False,
     ) -> None: ...
-    n: Final[int]
-    h: Final[int]
-    w: Final[int]
-    c_in: Final[int]
-    c_out: Final[int]
-    groups: Final[int]
-    kh: Final[int]
-    kw: Final[int]
-    sh: Final[int]
-    sw: Final[int]
-    dh: Final[int]
-    dw: Final[int]
-    ph0: Final[int]
-    ph1: Final[int]
-    pw0: Final[int]
-    pw1: Final[int]
-    oh: Final[int]
-    ow: Final[int]
+    @property
+    def n(self) -> int: ...
+    @property
+    def h(self) -> int: ...
+    @property
+    def w(self) -> int: ...
+    @property
+    def c_in(self) -> int: ...
+    @property
+    def c_out(self) -> int: ...
+    @property
+    def groups(self) -> int: ...
+    @property
+    def kh(self) -> int: ...
+    @property
+    def kw(self) -> int: ...
+    @property
+    def sh(self) -> int: ...
+    @property
+    def sw(self) -> int: ...
+    @property
+    def dh(self) -> int: ...
+    @property
+    def dw(self) -> int: ...
+    @property
+    def ph0(self) -> int: ...
+    @property
+    def ph1(self) -> int: ...
+    @property
+    def pw0(self) -> int: ...
+    @property
+    def pw1(self) -> int: ...
+    @property
+    def oh(self) -> int: ...
+    @property
+    def ow(self) -> int: ...
 
 class BatchNormContext:
     """What one batchnorm_forward leaves for its batchnorm_backward (autograd's ctx): the mode
