@@ -89,8 +89,10 @@ def tree(module: Module) -> tuple[list[Module], list[threading.RLock]]:
     return mods, locks
 
 
-def forward_state(mods: list[Module]) -> list[tuple[int, int]]:
-    return [(m._phase, m._forwards) for m in mods]
+# Every finished layer forward takes the next number (under the GIL, so unique): a call that
+# fails can tell from its tree's numbers whether any layer's forward ran, and so whether the
+# pending state may be half overwritten, without a snapshot of the tree per call.
+next_serial = itertools.count(1).__next__
 
 
 def forget_pending(mods: list[Module]) -> None:

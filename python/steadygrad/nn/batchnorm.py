@@ -84,13 +84,22 @@ class BatchNorm1d(Module):
         mean, invstd = self._buffer("save_mean", c), self._buffer("save_invstd", c)
         if self.training and self.track_running_stats:
             running_stats.before_update(self)  # the update below can be taken back (skipped step)
-        ctx = _core.BatchNormContext(mean, invstd, use_batch, epilogue)  # filled by the forward
+        # One context per layer and set of buffers, reused: its mode is set per forward, the
+        # forward fills the rest (an eval forward on the scratch tape has buffers of its own).
+        d = self.__dict__
+        ctx = d.get("_ctx_reuse")
+        if ctx is None or ctx.save_mean is not mean or ctx.save_invstd is not invstd:
+            ctx = d["_ctx_reuse"] = _core.BatchNormContext(mean, invstd, use_batch, epilogue)
+        else:
+            ctx.batch_stats = use_batch
+            if ctx.activation != epilogue:
+                ctx.activation = epilogue
         y = _core.batchnorm_forward(
             x, None if w is None else w.data, None if b is None else b.data,
             self.running_mean if track else None, self.running_var if track else None,
             self.num_batches_tracked if self.training and self.track_running_stats else None,
             ctx, momentum=self.momentum, eps=self.eps, out=out)
-        self._x, self._ctx = x, ctx
+        d["_x"], d["_ctx"] = x, ctx
         return y
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,

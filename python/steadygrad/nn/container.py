@@ -13,7 +13,7 @@ import numpy as np
 from steadygrad import _core
 from steadygrad.nn import _calls
 from steadygrad.nn._util import work_like
-from steadygrad.nn.module import Module
+from steadygrad.nn.module import _NAMED_ERRORS, Module
 from steadygrad.nn.plan import LayerPlan, plan_sequential
 
 
@@ -85,8 +85,12 @@ class Sequential(Module):
             self.output_shape(x.shape)
             self._checked_shape = x.shape
         self.plan()
+        # _in_child's naming, inlined: this loop runs once per layer and step
         for kw, (key, m) in zip(self._plan[2], self._modules.items(), strict=True):
-            x = self._in_child(key, m, m._run_forward, x, **kw)
+            try:
+                x = m._run_forward(x, **kw)
+            except _NAMED_ERRORS as e:
+                raise self._located(key, m, e) from e
         return x
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
@@ -96,7 +100,10 @@ class Sequential(Module):
         bwd = self._plan[3]
         for i in range(len(items) - 1, -1, -1):
             key, m = items[i]
-            g = self._in_child(key, m, m._run_backward, g, input_grad or i > 0, **bwd[i])
+            try:
+                g = m._run_backward(g, input_grad or i > 0, **bwd[i])
+            except _NAMED_ERRORS as e:
+                raise self._located(key, m, e) from e
         return g
 
 

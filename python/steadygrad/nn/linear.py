@@ -61,7 +61,7 @@ class Linear(Module):
         b = self.bias
         y = _core.linear_forward(x, self.weight.data, None if b is None else b.data, out=out,
                                  activation=epilogue)
-        self._x = x
+        self.__dict__["_x"] = x  # not a parameter or buffer: skips Module.__setattr__
         return y
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,

@@ -60,6 +60,10 @@ class Module(MemoryAccounting):
     _trained_forward: bool
     _chain: list[Module] | None
     _is_container = False
+    # Whether the forward's calls of child modules are recorded: only Module's own _backward
+    # (the chain replay) reads them, so a class with a backward of its own skips the recording.
+    _records_calls = True
+    _serial = 0  # nn._calls.next_serial() at the module's last finished forward
     # What a layer can do inside a Sequential's plan (nn.plan explains each); none by default.
     fusable_epilogues: frozenset[str] = frozenset()
     epilogue: str | None = None
@@ -68,6 +72,10 @@ class Module(MemoryAccounting):
     skips_grad_input = False  # its _backward takes input_grad=False and then leaves dL/dx out
     owns_output = False
     reads_output_in_backward = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._records_calls = cls._backward is Module._backward and cls.backward is Module.backward
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -228,21 +236,25 @@ class Module(MemoryAccounting):
     def _run_forward(self, x: np.ndarray, **plan: Any) -> np.ndarray:
         """forward(x, **plan), with the bookkeeping a backward relies on. `plan`: what a
         Sequential's plan asks of this layer (nn.plan.LayerPlan.forward_kwargs)."""
-        calls: list[tuple[Module, Any, Any]] = []
-        stack = _calls.recorders()
-        stack.append(calls)
-        try:
-            y = self.forward(x, **plan)
-        finally:
-            stack.pop()
         d = self.__dict__  # bookkeeping written directly: this runs once per layer and call
-        d["_chain"] = _calls.chain_of(calls, x, y) if calls else None
+        if self._records_calls:
+            calls: list[tuple[Module, Any, Any]] = []
+            stack = _calls.recorders()
+            stack.append(calls)
+            try:
+                y = self.forward(x, **plan)
+            finally:
+                stack.pop()
+            d["_chain"] = _calls.chain_of(calls, x, y) if calls else None
+        else:
+            y = self.forward(x, **plan)
         # Training forwards pile up until a backward; an inference forward replaces what was
         # pending from another inference forward (nobody backpropagates through both).
         stacked = d["_phase"] == 1 and d["_trained_forward"]
         d["_phase"] = 1
         d["_forwards"] = d["_forwards"] + 1 if stacked else 1
         d["_trained_forward"] = self.training
+        d["_serial"] = _calls.next_serial()
         return y
 
     @overload
@@ -287,12 +299,12 @@ class Module(MemoryAccounting):
         try:
             if not self.training and self._phase == 1 and self._trained_forward:
                 return self._forward_call(_calls.forward_on_scratch, x, nested)
-            mods = _calls.tree(self)[0]
-            before = _calls.forward_state(mods)
+            before = _calls.next_serial()
             try:
                 return self._forward_call(Module._run_forward, x, nested)
             except BaseException:
-                if _calls.forward_state(mods) != before:
+                mods = _calls.tree(self)[0]
+                if any(m._serial > before for m in mods):  # some layer's forward ran
                     _calls.forget_pending(mods)
                 raise
         finally:
@@ -335,7 +347,11 @@ class Module(MemoryAccounting):
         try:
             return fn(*args, **kwargs)
         except _NAMED_ERRORS as e:
-            raise _calls.located(e, f"{type(self).__name__}[{key}] {child._error_prefix(e)}") from e
+            raise self._located(key, child, e) from e
+
+    def _located(self, key: str, child: Module, err: BaseException) -> BaseException:
+        """err from child `key`, its message prefixed with where it happened."""
+        return _calls.located(err, f"{type(self).__name__}[{key}] {child._error_prefix(err)}")
 
     def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """A float32 work array kept across calls. Its storage only grows: a smaller batch

@@ -20,44 +20,54 @@ from typing import Any
 import numpy as np
 
 _lock = threading.Lock()
-# layer -> the statistics as they were before its first update since the last step
-_pending: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, ...]] = weakref.WeakKeyDictionary()
-
-_NAMES = ("running_mean", "running_var", "num_batches_tracked")
+# id(layer) -> (a weak reference to the layer, the ids of its parameters, its running mean and
+# variance as they were before its first update since the last step (copies in buffers the
+# layer keeps), num_batches_tracked then). Keyed by id with the weak reference checked, so a
+# lookup is one dict access and a reused id never matches; a dead layer's entry goes at the
+# next step.
+_Entry = tuple["weakref.ref[Any]", tuple[int, ...], tuple[np.ndarray, ...], "int | None"]
+_pending: dict[int, _Entry] = {}
 
 
 def before_update(layer: Any) -> None:
     """Called by a layer just before its forward updates its running statistics in place."""
-    if layer in _pending:  # already saved since the last step (the common case: one check)
+    e = _pending.get(id(layer))
+    if e is not None and e[0]() is layer:  # already saved since the last step
         return
+    d = layer.__dict__
+    cur = tuple(a for a in (d["running_mean"], d["running_var"]) if a is not None)
+    keep = d.get("_prev_stats")
+    if keep is None or len(keep) != len(cur) or any(
+            k.shape != c.shape or k.dtype != c.dtype for k, c in zip(keep, cur, strict=True)):
+        keep = d["_prev_stats"] = tuple(np.empty_like(c) for c in cur)
+    for dst, src in zip(keep, cur, strict=True):
+        np.copyto(dst, src)
+    nbt = d["num_batches_tracked"]
+    pids = tuple(id(p) for p in (d["_parameters"].get("weight"), d["_parameters"].get("bias"))
+                 if p is not None)
     with _lock:
-        cur = [a for a in (layer.running_mean, layer.running_var, layer.num_batches_tracked)
-               if a is not None]
-        keep = layer.__dict__.get("_prev_stats")
-        if keep is None or len(keep) != len(cur) or any(
-                k.shape != c.shape or k.dtype != c.dtype for k, c in zip(keep, cur, strict=True)):
-            keep = tuple(np.empty_like(c) for c in cur)
-            object.__setattr__(layer, "_prev_stats", keep)
-        for dst, src in zip(keep, cur, strict=True):
-            np.copyto(dst, src)
-        _pending[layer] = keep
-
-
-def _owned(layer: Any, param_ids: frozenset[int]) -> bool:
-    params = [p for p in (getattr(layer, "weight", None), getattr(layer, "bias", None))
-              if p is not None]
-    return not params or any(id(p) in param_ids for p in params)
+        _pending[id(layer)] = (weakref.ref(layer), pids, keep, None if nbt is None else int(nbt))
 
 
 def finish_step(param_ids: frozenset[int], skipped: bool) -> None:
     """The optimizer owning the parameters `param_ids` took (or skipped) a step: forget (or
-    restore) the saved statistics of the layers it owns."""
+    restore) the saved statistics of the layers it owns: those whose parameters it steps, and
+    layers without parameters, which no optimizer owns in particular."""
     if not _pending:
         return
     with _lock:
-        for layer in [m for m in _pending if _owned(m, param_ids)]:
-            saved = _pending.pop(layer)
+        for key, (ref, pids, saved, nbt) in list(_pending.items()):
+            layer = ref()
+            if layer is None:
+                del _pending[key]
+                continue
+            if pids and not any(i in param_ids for i in pids):
+                continue
+            del _pending[key]
             if skipped:
-                cur = [getattr(layer, n) for n in _NAMES if getattr(layer, n) is not None]
+                d = layer.__dict__
+                cur = [a for a in (d["running_mean"], d["running_var"]) if a is not None]
                 for dst, src in zip(cur, saved, strict=True):
                     np.copyto(dst, src)
+                if nbt is not None and d["num_batches_tracked"] is not None:
+                    d["num_batches_tracked"][...] = nbt
