@@ -167,19 +167,65 @@ inline void dw_dx_pixel(float* t, const float* const* dyrows, const float* wk,
   for (int v = 0; v < NV; ++v) dw_store<Full>(t + ix * co + off + v * V::W, acc[v], cnt);
 }
 
-constexpr int kDxVectors = 4;  // channel vectors per dX pass (independent FMA chains)
+// P interior input columns ix0, ix0 + sw, ..., ix0 + (P - 1) * sw (every tap that divides
+// lands on a real output column, and the same taps divide for all P, at output columns one
+// apart), one channel vector: the same sums as dw_dx_pixel, P chains sharing each weight load.
+template <int P, bool Full>
+inline void dw_dx_block(float* t, const float* const* dyrows, const float* wk,
+                        const ConvGeometry& g, int64_t ix0, int64_t off, int64_t cnt) {
+  const int64_t co = g.c_out;
+  V::R acc[P];
+  for (int p = 0; p < P; ++p) acc[p] = V::zero();
+  for (int64_t r = 0; r < g.kh; ++r) {
+    const float* dr = dyrows[r];
+    if (!dr) continue;
+    const float* wr = wk + r * g.kw * co + off;
+    for (int64_t s = 0; s < g.kw; ++s) {
+      const int64_t num = ix0 + g.pw0 - s * g.dw;  // >= 0 in the interior
+      if (num % g.sw) continue;
+      const float* d = dr + num / g.sw * co + off;
+      const V::R wv = dw_load<Full>(wr + s * co, cnt);
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) acc[p] = V::fma(dw_load<Full>(d + p * co, cnt), wv, acc[p]);
+    }
+  }
+  for (int p = 0; p < P; ++p) dw_store<Full>(t + (ix0 + p * g.sw) * co + off, acc[p], cnt);
+}
+
+constexpr int kDxVectors = 4;  // channel vectors per border column (independent FMA chains)
+constexpr int kDxBlock = 8;    // interior columns per block
+
+// Border column ix: every channel, kDxVectors vectors at a time.
+inline void dw_dx_border(float* t, const float* const* dyrows, const float* wk,
+                         const ConvGeometry& g, int64_t ix) {
+  const int64_t co = g.c_out;
+  const int64_t full = co / V::W, blocks = full / kDxVectors * kDxVectors;
+  int64_t v = 0;
+  for (; v < blocks; v += kDxVectors) {
+    dw_dx_pixel<kDxVectors, true>(t, dyrows, wk, g, ix, v * V::W, V::W);
+  }
+  for (; v < full; ++v) dw_dx_pixel<1, true>(t, dyrows, wk, g, ix, v * V::W, V::W);
+  if (full * V::W < co) dw_dx_pixel<1, false>(t, dyrows, wk, g, ix, full * V::W, co - full * V::W);
+}
 
 void dw_input_grad_row(float* t, const float* const* dyrows, const float* wk,
                        const ConvGeometry& g) {
-  const int64_t co = g.c_out;
-  const int64_t full = co / V::W, blocks = full / kDxVectors * kDxVectors;
-  for (int64_t ix = 0; ix < g.w; ++ix) {
-    int64_t v = 0;
-    for (; v < blocks; v += kDxVectors) {
-      dw_dx_pixel<kDxVectors, true>(t, dyrows, wk, g, ix, v * V::W, V::W);
+  // interior columns: ix + pw0 - s * dw in [0, (ow - 1) * sw] for every s
+  const int64_t lo = std::min(g.w, std::max<int64_t>(0, (g.kw - 1) * g.dw - g.pw0));
+  const int64_t hi = std::max(lo, std::min(g.w, (g.ow - 1) * g.sw - g.pw0 + 1));
+  for (int64_t ix = 0; ix < lo; ++ix) dw_dx_border(t, dyrows, wk, g, ix);
+  for (int64_t ix = hi; ix < g.w; ++ix) dw_dx_border(t, dyrows, wk, g, ix);
+  // each residue class mod sw: columns base, base + sw, ... below hi, in blocks
+  for (int64_t base = lo; base < std::min(hi, lo + g.sw); ++base) {
+    const int64_t count = (hi - base + g.sw - 1) / g.sw;
+    int64_t i = 0;
+    for (; i + kDxBlock <= count; i += kDxBlock) {
+      dw_vectors(g.c_out, [&](auto kind, int64_t off, int64_t cnt) {
+        constexpr bool Full = decltype(kind)::value;
+        dw_dx_block<kDxBlock, Full>(t, dyrows, wk, g, base + i * g.sw, off, cnt);
+      });
     }
-    for (; v < full; ++v) dw_dx_pixel<1, true>(t, dyrows, wk, g, ix, v * V::W, V::W);
-    if (full * V::W < co) dw_dx_pixel<1, false>(t, dyrows, wk, g, ix, full * V::W, co - full * V::W);
+    for (; i < count; ++i) dw_dx_border(t, dyrows, wk, g, base + i * g.sw);
   }
 }
 
