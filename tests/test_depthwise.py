@@ -228,6 +228,30 @@ def test_reference_matches_torch(g: Geo) -> None:
                                atol=tol)
 
 
+def test_reference_gradients_are_finite_differences() -> None:
+    """The float64 reference's dX and dW are the derivatives of sum(dy * forward): central
+    differences (the forward is linear in x and in w, so they are exact up to rounding)."""
+    g = Geo(1, 5, 6, 3, 2, 3, 2, sh=2, sw=1, dh=1, dw=2, ph0=1, ph1=0, pw0=2, pw1=1)
+    c = make_case(g, seed=11)
+    x, wt, dy = c.x.astype(np.float64), c.wt.astype(np.float64), c.dy.astype(np.float64)
+
+    def loss(xv: np.ndarray, wv: np.ndarray) -> float:
+        return float((dy * ref_forward(xv, wv, None, g, c.oh, c.ow)).sum())
+
+    eps = 1e-3
+    dx, dw = ref_input_grad(dy, wt, g), ref_weight_grad(dy, x, g)
+    for idx in np.ndindex(*x.shape):
+        e = np.zeros_like(x)
+        e[idx] = eps
+        fd = (loss(x + e, wt) - loss(x - e, wt)) / (2 * eps)
+        assert abs(fd - dx[idx]) < 1e-9 * (1 + abs(fd)), idx
+    for idx in np.ndindex(*wt.shape):
+        e = np.zeros_like(wt)
+        e[idx] = eps
+        fd = (loss(x, wt + e) - loss(x, wt - e)) / (2 * eps)
+        assert abs(fd - dw[idx]) < 1e-9 * (1 + abs(fd)), idx
+
+
 def test_float32_torch_parity(isa: str) -> None:
     """Against torch's own float32 depthwise conv and autograd: each side within its error bound
     of the exact result, so within twice of each other."""
