@@ -159,8 +159,8 @@ inline void dw_dx_pixel(float* t, const float* const* dyrows, const float* wk,
       const float* d = dr + ox * co + off;
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
-        acc[v] = V::fma(dw_load<Full>(d + v * V::W, cnt), dw_load<Full>(wr + s * co + v * V::W, cnt),
-                        acc[v]);
+        acc[v] = V::fma(dw_load<Full>(d + v * V::W, cnt),
+                        dw_load<Full>(wr + s * co + v * V::W, cnt), acc[v]);
       }
     }
   }
@@ -277,7 +277,7 @@ void dw_weight_grad_row(float* pw, float* pb, const float* dy, const float* cons
       float* out = pw + (r * g.kw + s) * co;
       const int64_t step = g.sw * co;
       dw_vectors(co, [&](auto kind, int64_t off, int64_t cnt) {
-      constexpr bool Full = decltype(kind)::value;
+        constexpr bool Full = decltype(kind)::value;
         const V::R sum = dw_sum4(hi - lo, [&](int64_t i, V::R acc) {
           return V::fma(dw_load<Full>(ds + i * co + off, cnt),
                         dw_load<Full>(xs + i * step + off, cnt), acc);

@@ -27,7 +27,9 @@ py::array shaped(const char* fn, const char* name, const py::array& a,
   if (ok) return a;
   std::string s = "(";
   i = 0;
-  for (const Extent& e : want) s += (i++ ? ", " : "") + std::string(e.name) + "=" + to_string(e.size);
+  for (const Extent& e : want) {
+    s += (i++ ? ", " : "") + std::string(e.name) + "=" + to_string(e.size);
+  }
   value_error(fn, std::string(name) + " must have shape " + s + ") " + why + ", got " +
                       shape_str(a));
 }
