@@ -189,6 +189,60 @@ class ConvGeometry:
     @property
     def ow(self) -> int: ...
 
+# -- depthwise convolution (depthwise/depthwise.cpp): channels-last, torch's weight layout ----
+
+def depthwise_conv2d_forward(
+    x: _F32,
+    weight: _F32,
+    bias: _F32 | None,
+    geom: ConvGeometry,
+    *,
+    activation: str = "none",
+    out: _F32 | None = None,
+) -> _F32: ...
+@overload
+def depthwise_conv2d_backward(
+    grad_out: _F32,
+    x: _F32,
+    weight: _F32,
+    geom: ConvGeometry,
+    grad_weight: _F32 | None,
+    grad_bias: _F32 | None,
+    *,
+    accumulate: bool = False,
+    accumulate_bias: bool | None = None,
+    compute_grad_input: Literal[True] = True,
+    grad_input: _F32 | None = None,
+) -> _F32: ...
+@overload
+def depthwise_conv2d_backward(
+    grad_out: _F32,
+    x: _F32,
+    weight: _F32,
+    geom: ConvGeometry,
+    grad_weight: _F32 | None,
+    grad_bias: _F32 | None,
+    *,
+    accumulate: bool = False,
+    accumulate_bias: bool | None = None,
+    compute_grad_input: Literal[False],
+    grad_input: _F32 | None = None,
+) -> None: ...
+@overload
+def depthwise_conv2d_backward(
+    grad_out: _F32,
+    x: _F32,
+    weight: _F32,
+    geom: ConvGeometry,
+    grad_weight: _F32 | None,
+    grad_bias: _F32 | None,
+    *,
+    accumulate: bool = False,
+    accumulate_bias: bool | None = None,
+    compute_grad_input: bool = True,
+    grad_input: _F32 | None = None,
+) -> _F32 | None: ...
+
 class BatchNormContext:
     """What one batchnorm_forward leaves for its batchnorm_backward (autograd's ctx): the mode
     set by the caller, the batch statistics and the input recorded by the forward."""
