@@ -20,54 +20,59 @@ from typing import Any
 import numpy as np
 
 _lock = threading.Lock()
-# id(layer) -> (a weak reference to the layer, the ids of its parameters, its running mean and
-# variance as they were before its first update since the last step (copies in buffers the
-# layer keeps), num_batches_tracked then). Keyed by id with the weak reference checked, so a
-# lookup is one dict access and a reused id never matches; a dead layer's entry goes at the
-# next step.
-_Entry = tuple["weakref.ref[Any]", tuple[int, ...], tuple[np.ndarray, ...], "int | None"]
-_pending: dict[int, _Entry] = {}
+# id(layer) -> (a weak reference to the layer, (running_mean, running_var, their copies as they
+# were before the layer's first update since the last step), num_batches_tracked then). Keyed
+# by id with the weak reference checked, so a lookup is one dict access and a reused id never
+# matches; a dead layer's entry goes at the next step. The copies live in buffers the layer
+# keeps: no allocation per step.
+_Saved = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_pending: dict[int, tuple[weakref.ref[Any], _Saved, int]] = {}
 
 
 def before_update(layer: Any) -> None:
-    """Called by a layer just before its forward updates its running statistics in place."""
+    """Called by a training BatchNorm's forward just before its kernel updates running_mean,
+    running_var and num_batches_tracked in place (all three registered arrays)."""
     e = _pending.get(id(layer))
     if e is not None and e[0]() is layer:  # already saved since the last step
         return
     d = layer.__dict__
-    cur = tuple(a for a in (d["running_mean"], d["running_var"]) if a is not None)
+    rm, rv = d["running_mean"], d["running_var"]
     keep = d.get("_prev_stats")
-    if keep is None or len(keep) != len(cur) or any(
-            k.shape != c.shape or k.dtype != c.dtype for k, c in zip(keep, cur, strict=True)):
-        keep = d["_prev_stats"] = tuple(np.empty_like(c) for c in cur)
-    for dst, src in zip(keep, cur, strict=True):
-        np.copyto(dst, src)
-    nbt = d["num_batches_tracked"]
-    pids = tuple(id(p) for p in (d["_parameters"].get("weight"), d["_parameters"].get("bias"))
-                 if p is not None)
+    if (keep is None or keep[0] is not rm or keep[1] is not rv or keep[2].shape != rm.shape
+            or keep[3].shape != rv.shape):
+        keep = d["_prev_stats"] = (rm, rv, np.empty_like(rm), np.empty_like(rv))
+    np.copyto(keep[2], rm)
+    np.copyto(keep[3], rv)
     with _lock:
-        _pending[id(layer)] = (weakref.ref(layer), pids, keep, None if nbt is None else int(nbt))
+        _pending[id(layer)] = (weakref.ref(layer), keep, int(d["num_batches_tracked"]))
+
+
+def _owned(layer: Any, param_ids: frozenset[int]) -> bool:
+    """Whether an optimizer stepping `param_ids` owns the layer: it steps one of the layer's
+    parameters, or the layer has none (no optimizer owns it in particular)."""
+    ps = layer.__dict__["_parameters"]
+    w, b = ps.get("weight"), ps.get("bias")
+    if w is None and b is None:
+        return True
+    return id(w) in param_ids or id(b) in param_ids
 
 
 def finish_step(param_ids: frozenset[int], skipped: bool) -> None:
     """The optimizer owning the parameters `param_ids` took (or skipped) a step: forget (or
-    restore) the saved statistics of the layers it owns: those whose parameters it steps, and
-    layers without parameters, which no optimizer owns in particular."""
+    restore) the saved statistics of the layers it owns."""
     if not _pending:
         return
     with _lock:
-        for key, (ref, pids, saved, nbt) in list(_pending.items()):
+        for key, (ref, saved, nbt) in list(_pending.items()):
             layer = ref()
             if layer is None:
                 del _pending[key]
-                continue
-            if pids and not any(i in param_ids for i in pids):
-                continue
-            del _pending[key]
-            if skipped:
-                d = layer.__dict__
-                cur = [a for a in (d["running_mean"], d["running_var"]) if a is not None]
-                for dst, src in zip(cur, saved, strict=True):
-                    np.copyto(dst, src)
-                if nbt is not None and d["num_batches_tracked"] is not None:
-                    d["num_batches_tracked"][...] = nbt
+            elif _owned(layer, param_ids):
+                del _pending[key]
+                if skipped:
+                    d = layer.__dict__
+                    rm, rv, nb = d["running_mean"], d["running_var"], d["num_batches_tracked"]
+                    if rm is saved[0] and rv is saved[1]:  # else replaced: nothing to restore
+                        np.copyto(rm, saved[2])
+                        np.copyto(rv, saved[3])
+                        nb[...] = nbt
