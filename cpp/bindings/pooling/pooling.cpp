@@ -16,8 +16,9 @@ namespace {
 
 using std::to_string;
 
-// torch's pooling rules on a geometry: channels kept, padding at most half the (dilated)
-// window, average pooling undilated; window elements index exactly as float (< 2^24).
+// torch's pooling rules on a geometry: channels kept, padding at most half the window (torch
+// checks the undilated kernel), average pooling undilated; window elements index exactly as
+// float (< 2^24).
 void check_pool_geometry(const char* fn, const ConvGeometry& g, bool dilation_allowed) {
   if (g.c_in != g.c_out || g.groups != 1) {
     value_error(fn, "geom must have c_out == c_in and groups == 1 for pooling, got c_in=" +
@@ -28,12 +29,11 @@ void check_pool_geometry(const char* fn, const ConvGeometry& g, bool dilation_al
     value_error(fn, "geom must have dilation 1x1 for average pooling, got " + to_string(g.dh) +
                         "x" + to_string(g.dw));
   }
-  const int64_t eh = (g.kh - 1) * g.dh + 1, ew = (g.kw - 1) * g.dw + 1;
-  if (g.ph0 > eh / 2 || g.ph1 > eh / 2 || g.pw0 > ew / 2 || g.pw1 > ew / 2) {
-    value_error(fn, "pad should be at most half of effective kernel size, got padding (" +
+  if (g.ph0 > g.kh / 2 || g.ph1 > g.kh / 2 || g.pw0 > g.kw / 2 || g.pw1 > g.kw / 2) {
+    value_error(fn, "pad should be smaller than or equal to half of kernel size, got padding (" +
                         to_string(g.ph0) + "+" + to_string(g.ph1) + ", " + to_string(g.pw0) +
-                        "+" + to_string(g.pw1) + ") for an effective kernel " + to_string(eh) +
-                        "x" + to_string(ew));
+                        "+" + to_string(g.pw1) + ") for kernel " + to_string(g.kh) + "x" +
+                        to_string(g.kw));
   }
   if (g.kh * g.kw >= (int64_t{1} << 24)) {
     value_error(fn, "the window must have fewer than 2^24 elements, got " + to_string(g.kh) +

@@ -162,10 +162,10 @@ class _WindowPool(_Pool):
         self._s = self._k if stride is None else _ints(name, "stride", stride, d, 1)
         self._p = _ints(name, "padding", padding, d, 0)
         self._d = _ints(name, "dilation", dilation, d, 1)
-        for k, p, dil in zip(self._k, self._p, self._d):
-            if p > ((k - 1) * dil + 1) // 2:
-                raise ValueError(f"{name}: pad should be at most half of effective kernel size, "
-                                 f"but got pad={p}, kernel_size={k} and dilation={dil}")
+        for k, p in zip(self._k, self._p, strict=True):
+            if p > k // 2:  # torch's rule (the dilated window's half is looser)
+                raise ValueError(f"{name}: pad should be smaller than or equal to half of "
+                                 f"kernel size, but got pad={p} and kernel_size={k}")
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
@@ -188,11 +188,11 @@ class _WindowPool(_Pool):
                                    kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, ph0=ph, ph1=ph, pw0=pw,
                                    pw1=pw, ceil_mode=self.ceil_mode)
         except ValueError:
+            dil = f", dilation={self.dilation}" if hasattr(self, "dilation") else ""
             raise ValueError(
                 f"input of shape {shape} is too small: the window (kernel_size="
-                f"{self.kernel_size}, dilation={self._d if self._dims == 2 else self._d[0]}) is "
-                f"larger than the padded input (padding={self.padding}), so the output would be "
-                "empty") from None
+                f"{self.kernel_size}{dil}) is larger than the padded input (padding="
+                f"{self.padding}), so the output would be empty") from None
         if len(self._geoms) > 16:
             self._geoms.clear()
         self._geoms[shape] = g
@@ -208,10 +208,10 @@ class _MaxPool(_WindowPool):
                  dilation: _Size = 1, return_indices: bool = False,
                  ceil_mode: bool = False) -> None:
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode)
+        self.dilation = dilation
         if return_indices:
             raise ValueError(f"{self._name}: return_indices=True is not supported (the argmax "
                              "indices are kept internally for the backward)")
-        self.dilation = dilation
         self.return_indices = False
 
     def _indices(self, shape: _Shape) -> np.ndarray:
@@ -328,7 +328,7 @@ class _AdaptiveAvgPool(_Pool):
 
     def _out_spatial(self, shape: _Shape) -> tuple[int, int]:
         spatial = shape[2:]
-        out = tuple(s if o is None else o for o, s in zip(self._sizes, spatial))
+        out = tuple(s if o is None else o for o, s in zip(self._sizes, spatial, strict=True))
         return (1, out[0]) if self._dims == 1 else (out[0], out[1])
 
     def _kernel_forward(self, x4: np.ndarray, y4: np.ndarray, shape: _Shape) -> None:
