@@ -17,9 +17,17 @@ template <bool kTail>
 inline R pool_load(const float* p, int64_t n) {
   if constexpr (kTail) return V::load_n(p, n); else return V::load(p);
 }
+// Tail stores go through a stack buffer: a masked store (vmaskmovps) is microcoded and slow
+// on AMD's cores, and with c < W (c = 3, 6: the first layers) every store is a tail.
 template <bool kTail>
 inline void pool_store(float* p, R x, int64_t n) {
-  if constexpr (kTail) V::store_n(p, x, n); else V::store(p, x);
+  if constexpr (kTail) {
+    alignas(64) float t[V::W];
+    V::store(t, x);
+    for (int64_t i = 0; i < n; ++i) p[i] = t[i];
+  } else {
+    V::store(p, x);
+  }
 }
 template <bool kTail>
 inline R pool_load_i32(const int32_t* p, int64_t n) {
@@ -27,7 +35,13 @@ inline R pool_load_i32(const int32_t* p, int64_t n) {
 }
 template <bool kTail>
 inline void pool_store_i32(int32_t* p, R x, int64_t n) {
-  if constexpr (kTail) V::store_i32_n(p, x, n); else V::store_i32(p, x);
+  if constexpr (kTail) {
+    alignas(64) int32_t t[V::W];
+    V::store_i32(t, x);
+    for (int64_t i = 0; i < n; ++i) p[i] = t[i];
+  } else {
+    V::store_i32(p, x);
+  }
 }
 
 // Calls body(tail, c0, lanes) over the channel blocks of c; tail is std::true_type for the
