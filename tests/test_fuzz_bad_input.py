@@ -303,6 +303,64 @@ def bad_constructors(draw: st.DrawFn) -> Bad:
                  ("label_smoothing",), lambda: nn.CrossEntropyLoss(label_smoothing=s), s)
 
 
+# Pooling layers on their own (no parameters, so they sit outside make_world's model): a bad
+# constructor argument, a bad input or a bad grad_output after a good forward.
+POOLS: list[tuple[str, Callable[[], nn.Module], tuple[int, ...]]] = [
+    ("MaxPool2d", lambda: nn.MaxPool2d(2), (2, 3, 6, 6)),
+    ("MaxPool1d", lambda: nn.MaxPool1d(3, 1, 1, dilation=2), (2, 3, 8)),
+    ("AvgPool2d", lambda: nn.AvgPool2d(3, 2, 1, ceil_mode=True), (2, 3, 7, 5)),
+    ("AvgPool1d", lambda: nn.AvgPool1d(2), (2, 3, 7)),
+    ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d((2, None)), (2, 3, 5, 4)),
+    ("AdaptiveAvgPool1d", lambda: nn.AdaptiveAvgPool1d(3), (2, 3, 5)),
+]
+
+
+@st.composite
+def bad_pool_constructors(draw: st.DrawFn) -> Bad:
+    v = draw(st.sampled_from([*BAD_NUMBERS, 0, (2, 2, 2)]))
+    which = draw(st.sampled_from(["kernel_size", "stride", "padding", "dilation",
+                                  "divisor_override", "output_size"]))
+    if which == "output_size":
+        if v is None:  # None keeps the input's size
+            v = 0
+        return _ctor("nn.AdaptiveAvgPool2d.output_size", f"nn.AdaptiveAvgPool2d({v!r})",
+                     ("output_size",), lambda: nn.AdaptiveAvgPool2d(v), v)
+    if which == "divisor_override":
+        if v is None or v == -1:  # None: no override; a negative divisor is torch's too
+            v = 0
+        return _ctor("nn.AvgPool2d.divisor_override", f"nn.AvgPool2d(2, divisor_override={v!r})",
+                     ("divisor_override", "divisor"), lambda: nn.AvgPool2d(2, divisor_override=v), v)
+    if which == "stride" and v is None:  # None: the kernel size
+        v = 0
+    if which == "padding" and v == 0:  # valid
+        v = 2  # more than half the kernel
+    if which == "kernel_size" and v == 0:
+        v = -1
+    kw = {which: v} if which != "kernel_size" else {}
+    k = v if which == "kernel_size" else 2
+    return _ctor(f"nn.MaxPool2d.{which}", f"nn.MaxPool2d({k!r}, **{kw!r})", (which, "pad"),
+                 lambda: nn.MaxPool2d(k, **kw), v)
+
+
+def _pool_then(make: Callable[[], nn.Module], shape: tuple[int, ...], g: Any) -> Any:
+    layer = make()
+    layer(np.ones(shape, np.float32))
+    return layer.backward(g)
+
+
+@st.composite
+def bad_pool_calls(draw: st.DrawFn) -> Bad:
+    name, make, shape = draw(st.sampled_from(POOLS))
+    if draw(st.booleans()):
+        kind, x = draw(bad_arrays(shape, ("dtype", "rank", "type")))
+        return Bad(f"pool.forward.{name}.{kind}", f"{name}(x) with {kind} {_short(x)}",
+                   ("input",), lambda w: make()(x), stateless=True)
+    out = make().output_shape(shape)
+    kind, g = draw(bad_arrays(out, ("dtype", "rank", "size", "type")))
+    return Bad(f"pool.backward.{name}.{kind}", f"{name}.backward(g) with {kind} {_short(g)}",
+               ("grad_output",), lambda w: _pool_then(make, shape, g), stateless=True)
+
+
 @st.composite
 def bad_loss_calls(draw: st.DrawFn) -> Bad:
     phase = draw(st.sampled_from(PHASES))
@@ -717,13 +775,13 @@ def _short(v: Any) -> str:
 
 # --- the properties -----------------------------------------------------------------------
 @fuzz_settings(max_examples=120)
-@given(bad=cases(bad_forward(), bad_backward(), bad_call_order()))
+@given(bad=cases(bad_forward(), bad_backward(), bad_call_order(), bad_pool_calls()))
 def test_bad_model_calls_raise_and_change_nothing(bad: Bad) -> None:
     check_rejected(bad)
 
 
 @fuzz_settings(max_examples=80)
-@given(bad=cases(bad_constructors(), bad_optimizer_constructors()))
+@given(bad=cases(bad_constructors(), bad_optimizer_constructors(), bad_pool_constructors()))
 def test_bad_constructor_arguments_raise_clearly(bad: Bad) -> None:
     check_rejected(bad)
 

@@ -23,6 +23,7 @@ void register_activations(py::module_& m); // layers/activations.cpp
 void register_softmax_xent(py::module_& m); // layers/softmax_xent.cpp
 void register_pointwise(py::module_& m);   // layers/pointwise.cpp
 void register_norm(py::module_& m);        // reduce/norm.cpp
+void register_pooling(py::module_& m);     // pooling/pooling.cpp
 void register_optim(py::module_& m);       // optim/optim.cpp
 }  // namespace sg::bind
 
@@ -45,5 +46,6 @@ PYBIND11_MODULE(_core, m) {
   sg::bind::register_softmax_xent(m);
   sg::bind::register_pointwise(m);
   sg::bind::register_norm(m);
+  sg::bind::register_pooling(m);
   sg::bind::register_optim(m);
 }

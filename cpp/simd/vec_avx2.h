@@ -52,10 +52,25 @@ struct V {
   static inline M lt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
   static inline M le(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
   static inline M unord(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }
+  static inline M eq(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
   static inline M mask_or(M a, M b) { return _mm256_or_ps(a, b); }
   static inline bool any(M m) { return _mm256_movemask_ps(m) != 0; }
   static inline R select(M m, R a, R b) { return _mm256_blendv_ps(b, a, m); }
   static inline R and_mask(M m, R a) { return _mm256_and_ps(m, a); }
+
+  // int32 lanes <-> float lanes (pooling's argmax indices): exact for |value| < 2^24.
+  static inline R load_i32(const int32_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static inline R load_i32_n(const int32_t* p, int64_t n) {
+    return _mm256_cvtepi32_ps(_mm256_maskload_epi32(p, tail_mask(n)));
+  }
+  static inline void store_i32(int32_t* p, R x) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_cvtps_epi32(x));
+  }
+  static inline void store_i32_n(int32_t* p, R x, int64_t n) {
+    _mm256_maskstore_epi32(p, tail_mask(n), _mm256_cvtps_epi32(x));
+  }
 
   static inline float reduce_add(R a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

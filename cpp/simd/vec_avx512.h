@@ -51,10 +51,21 @@ struct V {
   static inline M lt(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
   static inline M le(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
   static inline M unord(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
+  static inline M eq(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
   static inline M mask_or(M a, M b) { return static_cast<M>(a | b); }
   static inline bool any(M m) { return m != 0; }
   static inline R select(M m, R a, R b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
   static inline R and_mask(M m, R a) { return _mm512_maskz_mov_ps(m, a); }       // m ? a : 0
+
+  // int32 lanes <-> float lanes (pooling's argmax indices): exact for |value| < 2^24.
+  static inline R load_i32(const int32_t* p) { return _mm512_cvtepi32_ps(_mm512_loadu_si512(p)); }
+  static inline R load_i32_n(const int32_t* p, int64_t n) {
+    return _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(tail_mask(n), p));
+  }
+  static inline void store_i32(int32_t* p, R x) { _mm512_storeu_si512(p, _mm512_cvtps_epi32(x)); }
+  static inline void store_i32_n(int32_t* p, R x, int64_t n) {
+    _mm512_mask_storeu_epi32(p, tail_mask(n), _mm512_cvtps_epi32(x));
+  }
 
   static inline float reduce_add(R a) { return _mm512_reduce_add_ps(a); }
   static inline float reduce_max(R a) { return _mm512_reduce_max_ps(a); }

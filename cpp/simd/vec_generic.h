@@ -66,10 +66,31 @@ struct V {
   static inline M lt(R a, R b) { return a < b; }
   static inline M le(R a, R b) { return a <= b; }
   static inline M unord(R a, R b) { return (a != a) | (b != b); }
+  static inline M eq(R a, R b) { return a == b; }
   static inline M mask_or(M a, M b) { return a | b; }
   static inline bool any(M m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
   static inline R select(M m, R a, R b) { return m ? a : b; }
   static inline R and_mask(M m, R a) { return m ? a : zero(); }
+
+  // int32 lanes <-> float lanes (pooling's argmax indices): exact for |value| < 2^24.
+  static inline R load_i32(const int32_t* p) {
+    i32x4 i;
+    std::memcpy(&i, p, sizeof i);
+    return __builtin_convertvector(i, R);
+  }
+  static inline R load_i32_n(const int32_t* p, int64_t n) {
+    i32x4 i = {0, 0, 0, 0};
+    for (int64_t j = 0; j < n; ++j) i[j] = p[j];
+    return __builtin_convertvector(i, R);
+  }
+  static inline void store_i32(int32_t* p, R x) {
+    i32x4 i = __builtin_convertvector(x, i32x4);
+    std::memcpy(p, &i, sizeof i);
+  }
+  static inline void store_i32_n(int32_t* p, R x, int64_t n) {
+    i32x4 i = __builtin_convertvector(x, i32x4);
+    for (int64_t j = 0; j < n; ++j) p[j] = i[j];
+  }
 
   static inline float reduce_add(R a) { return (a[0] + a[2]) + (a[1] + a[3]); }
   static inline float reduce_max(R a) {

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 _F32 = npt.NDArray[np.float32]
 _I64 = npt.NDArray[np.int64]
+_I32 = npt.NDArray[np.int32]
 _Labels = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 
 __version__: str
@@ -346,6 +347,37 @@ def mse_loss(
     compute_grad: bool = True,
     out: _F32 | None = None,
 ) -> tuple[float, _F32 | None]: ...
+
+# -- pooling over channels-last (n, h, w, c) batches (pooling/pooling.cpp) ------------------
+
+def max_pool2d_forward(
+    input: _F32, geom: ConvGeometry, *, out: _F32 | None = None, indices: _I32 | None = None
+) -> tuple[_F32, _I32]: ...
+def max_pool2d_backward(
+    grad_output: _F32, indices: _I32, geom: ConvGeometry, *, grad_input: _F32 | None = None
+) -> _F32: ...
+def avg_pool2d_forward(
+    input: _F32,
+    geom: ConvGeometry,
+    *,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    out: _F32 | None = None,
+) -> _F32: ...
+def avg_pool2d_backward(
+    grad_output: _F32,
+    geom: ConvGeometry,
+    *,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    grad_input: _F32 | None = None,
+) -> _F32: ...
+def adaptive_avg_pool2d_forward(
+    input: _F32, output_size: tuple[int, int], *, out: _F32 | None = None
+) -> _F32: ...
+def adaptive_avg_pool2d_backward(
+    grad_output: _F32, input_size: tuple[int, int], *, grad_input: _F32 | None = None
+) -> _F32: ...
 
 # -- activations, softmax cross-entropy, buffer norm ----------------------------------------
 # (layers/activations.cpp, layers/softmax_xent.cpp, reduce/norm.cpp)

@@ -23,9 +23,21 @@ from steadygrad.nn.linear import Flatten, Identity, Linear
 from steadygrad.nn.loss import CrossEntropyLoss, MSELoss
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
+from steadygrad.nn.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 
 __all__ = [
     "GELU",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
     "BatchNorm1d",
     "CrossEntropyLoss",
     "Dropout",
@@ -35,6 +47,8 @@ __all__ = [
     "LeakyReLU",
     "Linear",
     "MSELoss",
+    "MaxPool1d",
+    "MaxPool2d",
     "Module",
     "Parameter",
     "ReLU",

@@ -1,0 +1,227 @@
+// Bindings for cpp/pooling/pooling.h: max, average and adaptive average pooling over
+// channels-last (n, h, w, c) float32 batches, forward and backward (one call each). The
+// geometry comes as one ConvGeometry (c_in == c_out, groups 1; 1-d pooling is h = 1). Every
+// argument is checked before any output is written; the kernels run without the GIL.
+#include <pybind11/numpy.h>
+
+#include <cstdint>
+#include <string>
+
+#include "bindings/checks.h"
+#include "layers/conv_geometry.h"
+#include "pooling/pooling.h"
+
+namespace sg::bind {
+namespace {
+
+using std::to_string;
+
+// torch's pooling rules on a geometry: channels kept, padding at most half the window (torch
+// checks the undilated kernel), average pooling undilated; window elements index exactly as
+// float (< 2^24).
+void check_pool_geometry(const char* fn, const ConvGeometry& g, bool dilation_allowed) {
+  if (g.c_in != g.c_out || g.groups != 1) {
+    value_error(fn, "geom must have c_out == c_in and groups == 1 for pooling, got c_in=" +
+                        to_string(g.c_in) + ", c_out=" + to_string(g.c_out) +
+                        ", groups=" + to_string(g.groups));
+  }
+  if (!dilation_allowed && (g.dh != 1 || g.dw != 1)) {
+    value_error(fn, "geom must have dilation 1x1 for average pooling, got " + to_string(g.dh) +
+                        "x" + to_string(g.dw));
+  }
+  if (g.ph0 > g.kh / 2 || g.ph1 > g.kh / 2 || g.pw0 > g.kw / 2 || g.pw1 > g.kw / 2) {
+    value_error(fn, "pad should be smaller than or equal to half of kernel size, got padding (" +
+                        to_string(g.ph0) + "+" + to_string(g.ph1) + ", " + to_string(g.pw0) +
+                        "+" + to_string(g.pw1) + ") for kernel " + to_string(g.kh) + "x" +
+                        to_string(g.kw));
+  }
+  if (g.kh * g.kw >= (int64_t{1} << 24)) {
+    value_error(fn, "the window must have fewer than 2^24 elements, got " + to_string(g.kh) +
+                        "x" + to_string(g.kw));
+  }
+}
+
+// An int32 (n, oh, ow, c) array of argmax indices: new when obj is None, else checked.
+py::array indices_array(const char* fn, const py::handle& obj, const ConvGeometry& g,
+                        bool write) {
+  if (write && obj.is_none()) return py::array_t<int32_t>({g.n, g.oh, g.ow, g.c_in});
+  py::array a = int_array(fn, "indices", obj, 4);
+  if (a.itemsize() != 4) {
+    type_error(fn, "indices must have dtype int32, got " + dtype_str(a) + " array of shape " +
+                       shape_str(a));
+  }
+  require_shape(fn, "indices", a, {g.n, g.oh, g.ow, g.c_in});
+  if (write) require_writeable(fn, "indices", a);
+  return a;
+}
+
+py::array pool_input(const char* fn, const char* name, const py::handle& obj, int64_t n,
+                     int64_t h, int64_t w, int64_t c) {
+  py::array a = f32_array(fn, name, obj, 4);
+  require_shape(fn, name, a, {n, h, w, c});
+  return a;
+}
+
+py::tuple max_pool2d_forward(py::handle x_obj, const ConvGeometry& g, py::handle out_obj,
+                             py::handle idx_obj) {
+  const char* fn = "max_pool2d_forward";
+  check_pool_geometry(fn, g, true);
+  py::array x = pool_input(fn, "input", x_obj, g.n, g.h, g.w, g.c_in);
+  py::array y = out_array(fn, "out", out_obj, {g.n, g.oh, g.ow, g.c_in});
+  require_disjoint(fn, "out", y, "input", x);
+  py::array idx = indices_array(fn, idx_obj, g, true);
+  require_disjoint_from(fn, "indices", idx, {{"input", &x}, {"out", &y}});
+  const float* xp = f32_cptr(x);
+  float* yp = f32_ptr(y);
+  auto* ip = static_cast<int32_t*>(idx.mutable_data());
+  {
+    py::gil_scoped_release release;
+    max_pool_forward(g, xp, yp, ip);
+  }
+  return py::make_tuple(y, idx);
+}
+
+py::array max_pool2d_backward(py::handle dy_obj, py::handle idx_obj, const ConvGeometry& g,
+                              py::handle dx_obj) {
+  const char* fn = "max_pool2d_backward";
+  check_pool_geometry(fn, g, true);
+  py::array dy = pool_input(fn, "grad_output", dy_obj, g.n, g.oh, g.ow, g.c_in);
+  py::array idx = indices_array(fn, idx_obj, g, false);
+  py::array dx = out_array(fn, "grad_input", dx_obj, {g.n, g.h, g.w, g.c_in});
+  require_disjoint_from(fn, "grad_input", dx, {{"grad_output", &dy}, {"indices", &idx}});
+  const float* dyp = f32_cptr(dy);
+  const auto* ip = static_cast<const int32_t*>(idx.data());
+  float* dxp = f32_ptr(dx);
+  {
+    py::gil_scoped_release release;
+    max_pool_backward(g, dyp, ip, dxp);  // any index value is safe: it is only compared
+  }
+  return dx;
+}
+
+int64_t divisor(const char* fn, const py::handle& obj) {
+  if (obj.is_none()) return 0;
+  if (py::isinstance<py::bool_>(obj) || !py::isinstance<py::int_>(obj)) {
+    type_error(fn, "divisor_override must be an int or None, got " +
+                       py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  const int64_t d = obj.cast<int64_t>();
+  if (d == 0) value_error(fn, "divisor_override must be non-zero, got 0");
+  return d;
+}
+
+py::array avg_pool2d_forward(py::handle x_obj, const ConvGeometry& g, bool count_include_pad,
+                             py::handle div_obj, py::handle out_obj) {
+  const char* fn = "avg_pool2d_forward";
+  check_pool_geometry(fn, g, false);
+  const int64_t d = divisor(fn, div_obj);
+  py::array x = pool_input(fn, "input", x_obj, g.n, g.h, g.w, g.c_in);
+  py::array y = out_array(fn, "out", out_obj, {g.n, g.oh, g.ow, g.c_in});
+  require_disjoint(fn, "out", y, "input", x);
+  const float* xp = f32_cptr(x);
+  float* yp = f32_ptr(y);
+  {
+    py::gil_scoped_release release;
+    avg_pool_forward(g, count_include_pad, d, xp, yp);
+  }
+  return y;
+}
+
+py::array avg_pool2d_backward(py::handle dy_obj, const ConvGeometry& g, bool count_include_pad,
+                              py::handle div_obj, py::handle dx_obj) {
+  const char* fn = "avg_pool2d_backward";
+  check_pool_geometry(fn, g, false);
+  const int64_t d = divisor(fn, div_obj);
+  py::array dy = pool_input(fn, "grad_output", dy_obj, g.n, g.oh, g.ow, g.c_in);
+  py::array dx = out_array(fn, "grad_input", dx_obj, {g.n, g.h, g.w, g.c_in});
+  require_disjoint(fn, "grad_input", dx, "grad_output", dy);
+  const float* dyp = f32_cptr(dy);
+  float* dxp = f32_ptr(dx);
+  {
+    py::gil_scoped_release release;
+    avg_pool_backward(g, count_include_pad, d, dyp, dxp);
+  }
+  return dx;
+}
+
+void check_size2(const char* fn, const char* name, int64_t a, int64_t b) {
+  if (a < 1 || b < 1) {
+    value_error(fn, std::string(name) + " must be positive, got (" + to_string(a) + ", " +
+                        to_string(b) + ")");
+  }
+}
+
+py::array adaptive_avg_pool2d_forward(py::handle x_obj, std::pair<int64_t, int64_t> size,
+                                      py::handle out_obj) {
+  const char* fn = "adaptive_avg_pool2d_forward";
+  const auto [oh, ow] = size;
+  check_size2(fn, "output_size", oh, ow);
+  py::array x = f32_array(fn, "input", x_obj, 4);
+  const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
+  if (h < 1 || w < 1 || c < 1) {
+    value_error(fn, "input must have h, w, c >= 1 (n, h, w, c), got " + shape_str(x));
+  }
+  py::array y = out_array(fn, "out", out_obj, {n, oh, ow, c});
+  require_disjoint(fn, "out", y, "input", x);
+  const float* xp = f32_cptr(x);
+  float* yp = f32_ptr(y);
+  {
+    py::gil_scoped_release release;
+    adaptive_avg_pool_forward(n, h, w, c, oh, ow, xp, yp);
+  }
+  return y;
+}
+
+py::array adaptive_avg_pool2d_backward(py::handle dy_obj, std::pair<int64_t, int64_t> size,
+                                       py::handle dx_obj) {
+  const char* fn = "adaptive_avg_pool2d_backward";
+  const auto [h, w] = size;
+  check_size2(fn, "input_size", h, w);
+  py::array dy = f32_array(fn, "grad_output", dy_obj, 4);
+  const int64_t n = dy.shape(0), oh = dy.shape(1), ow = dy.shape(2), c = dy.shape(3);
+  if (oh < 1 || ow < 1 || c < 1) {
+    value_error(fn, "grad_output must have oh, ow, c >= 1 (n, oh, ow, c), got " + shape_str(dy));
+  }
+  py::array dx = out_array(fn, "grad_input", dx_obj, {n, h, w, c});
+  require_disjoint(fn, "grad_input", dx, "grad_output", dy);
+  const float* dyp = f32_cptr(dy);
+  float* dxp = f32_ptr(dx);
+  {
+    py::gil_scoped_release release;
+    adaptive_avg_pool_backward(n, h, w, c, oh, ow, dyp, dxp);
+  }
+  return dx;
+}
+
+}  // namespace
+
+void register_pooling(py::module_& m) {
+  using py::arg;
+  m.def("max_pool2d_forward", &max_pool2d_forward, arg("input"), arg("geom"), py::kw_only(),
+        arg("out") = py::none(), arg("indices") = py::none(),
+        "Max pooling of a channels-last (n, h, w, c) batch as torch (padding -inf, the first "
+        "maximum of the window in row-major order, a NaN is the maximum). Returns (out, "
+        "indices): out (n, oh, ow, c) float32 and indices int32, each output's window element "
+        "(ki * kw + kj) for max_pool2d_backward.");
+  m.def("max_pool2d_backward", &max_pool2d_backward, arg("grad_output"), arg("indices"),
+        arg("geom"), py::kw_only(), arg("grad_input") = py::none(),
+        "dL/dx (n, h, w, c) of max pooling: each output's gradient goes to its window element "
+        "`indices`; contributions to one input add in output row-major order.");
+  m.def("avg_pool2d_forward", &avg_pool2d_forward, arg("input"), arg("geom"), py::kw_only(),
+        arg("count_include_pad") = true, arg("divisor_override") = py::none(),
+        arg("out") = py::none(),
+        "Average pooling of a channels-last (n, h, w, c) batch with torch's divisor: the window "
+        "clipped at the padded edge (count_include_pad) or at the input, or divisor_override.");
+  m.def("avg_pool2d_backward", &avg_pool2d_backward, arg("grad_output"), arg("geom"),
+        py::kw_only(), arg("count_include_pad") = true, arg("divisor_override") = py::none(),
+        arg("grad_input") = py::none(), "dL/dx (n, h, w, c) of avg_pool2d_forward.");
+  m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward, arg("input"),
+        arg("output_size"), py::kw_only(), arg("out") = py::none(),
+        "Adaptive average pooling of a channels-last (n, h, w, c) batch to (n, oh, ow, c) with "
+        "torch's windows [floor(i*h/oh), ceil((i+1)*h/oh)).");
+  m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward, arg("grad_output"),
+        arg("input_size"), py::kw_only(), arg("grad_input") = py::none(),
+        "dL/dx (n, h, w, c) of adaptive_avg_pool2d_forward for input_size (h, w).");
+}
+
+}  // namespace sg::bind
