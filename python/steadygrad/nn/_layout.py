@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from steadygrad import _core
+
 FIRST = "channels_first"
 LAST = "channels_last"
 LAYOUTS = (FIRST, LAST)
@@ -32,12 +34,11 @@ def first_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def to_last(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Copy channels-first x (N, C, *S) into channels-last out (N, *S, C)."""
-    np.copyto(out, np.moveaxis(x, 1, -1))
-    return out
+    """Copy channels-first x (N, C, *S) into channels-last out (N, *S, C) (rank 3 or 4; one
+    blocked transpose per image in C++, cpp/layout/)."""
+    return _core.to_channels_last(x, out)
 
 
 def to_first(x: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Copy channels-last x (N, *S, C) into channels-first out (N, C, *S)."""
-    np.copyto(out, np.moveaxis(x, -1, 1))
-    return out
+    return _core.to_channels_first(x, out)
