@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from steadygrad.nn import init
 from steadygrad.nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
-from steadygrad.nn.batchnorm import BatchNorm1d
+from steadygrad.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from steadygrad.nn.container import Residual, Sequential
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Flatten, Identity, Linear
@@ -27,6 +27,7 @@ from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_stor
 __all__ = [
     "GELU",
     "BatchNorm1d",
+    "BatchNorm2d",
     "CrossEntropyLoss",
     "Dropout",
     "FlatStorage",

@@ -33,12 +33,12 @@ def first_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[0], shape[-1], *shape[1:-1])
 
 
-def to_last(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+def to_last(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Copy channels-first x (N, C, *S) into channels-last out (N, *S, C) (rank 3 or 4; one
     blocked transpose per image in C++, cpp/layout/)."""
     return _core.to_channels_last(x, out)
 
 
-def to_first(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+def to_first(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Copy channels-last x (N, *S, C) into channels-first out (N, C, *S)."""
     return _core.to_channels_first(x, out)
