@@ -71,6 +71,8 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "global_norm": lambda: dict(x=f32(33)),
     "add": lambda: dict(a=f32(6), b=f32(6), out=f32(6)),
     "dropout": lambda: dict(x=f32(9), p=0.5, seed=3, out=f32(9)),
+    "to_channels_last": lambda: dict(x=f32(2, 3, 4, 5), out=f32(2, 4, 5, 3)),
+    "to_channels_first": lambda: dict(x=f32(2, 4, 5, 3), out=f32(2, 3, 4, 5)),
     "mse_loss": lambda: dict(input=f32(2, 3), target=f32(2, 3), out=f32(2, 3)),
     "BatchNormContext": lambda: dict(save_mean=f32(3), save_invstd=f32(3) + 1, batch_stats=True),
     "batchnorm_forward": lambda: dict(

@@ -204,6 +204,8 @@ def bad_forward(draw: st.DrawFn) -> Bad:
     kinds = ("dtype", "type", "layout") if which in (2, 3) else ("dtype", "rank", "size", "type",
                                                                   "layout")
     kind, x = draw(bad_arrays(shape, kinds, size_axes=(-1,)))  # any batch size is valid
+    if which == 1 and kind == "rank" and x.ndim == 3:  # (N, C, L) is BatchNorm1d's too, as torch's
+        x = x[..., None]
     if which is None:
         return Bad(f"forward.{kind}", f"model(x) with {kind} {_short(x)} in phase {phase}",
                    ("input",), lambda w: w.model(x), phase)

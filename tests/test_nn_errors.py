@@ -49,6 +49,17 @@ FORWARD_CASES: list[tuple[str, Callable[[], nn.Module], object, type, str]] = [
     ("bn_batch_of_one", lambda: nn.Sequential(nn.BatchNorm1d(10)), X[:1], ValueError,
      r"Sequential\[0\] BatchNorm1d\(10, .*\): .*Expected more than 1 value per channel when training"),
     ("non_contiguous", _model, np.ones((10, 4), np.float32).T, ValueError, r"C-contiguous"),
+    ("bn2d_rank", lambda: nn.Sequential(nn.BatchNorm2d(10)), X, ValueError,
+     r"Sequential\[0\] BatchNorm2d\(10, .*\): expected 4D input \(got 2D input of shape \(4, 10\)\)"),
+    ("bn2d_channels", lambda: nn.Sequential(nn.Identity(), nn.BatchNorm2d(3)),
+     np.ones((2, 4, 3, 3), np.float32), ValueError,
+     r"Sequential\[1\] BatchNorm2d\(3, .*\): expected input with 3 channels \(num_features\) in "
+     r"dim 1, got input of shape \(2, 4, 3, 3\)"),
+    ("bn1d_rank", lambda: nn.Sequential(nn.BatchNorm1d(10)), np.ones((2, 10, 1, 1), np.float32),
+     ValueError, r"Sequential\[0\] BatchNorm1d\(10, .*\): expected 2D or 3D input \(got 4D input"),
+    ("residual_shortcut_shape",
+     lambda: nn.Sequential(nn.Residual(nn.Linear(10, 4), shortcut=nn.Linear(10, 5))), X, ValueError,
+     r"Sequential\[0\] Residual: module maps shape \(4, 10\) to \(4, 4\) but shortcut to \(4, 5\)"),
 ]
 
 
@@ -135,6 +146,7 @@ def test_bad_mse_and_constructor_arguments() -> None:
 
 @pytest.mark.parametrize("make,name", [
     (lambda: nn.BatchNorm1d(4, eps="3"), "eps"), (lambda: nn.BatchNorm1d(4, momentum=[1]), "momentum"),
+    (lambda: nn.BatchNorm2d(4, eps="3"), "eps"), (lambda: nn.BatchNorm2d(4, momentum=[1]), "momentum"),
     (lambda: nn.CrossEntropyLoss(label_smoothing=None), "label_smoothing"),
     (lambda: nn.Dropout("3"), "p"), (lambda: nn.LeakyReLU(None), "negative_slope"),
     (lambda: nn.Flatten(-0.5), "start_dim"), (lambda: nn.Flatten(1, float("nan")), "end_dim"),

@@ -22,6 +22,7 @@ void register_depthwise(py::module_& m);   // depthwise/depthwise.cpp
 void register_activations(py::module_& m); // layers/activations.cpp
 void register_softmax_xent(py::module_& m); // layers/softmax_xent.cpp
 void register_pointwise(py::module_& m);   // layers/pointwise.cpp
+void register_layout(py::module_& m);      // layout/layout.cpp
 void register_norm(py::module_& m);        // reduce/norm.cpp
 void register_pooling(py::module_& m);     // pooling/pooling.cpp
 void register_optim(py::module_& m);       // optim/optim.cpp
@@ -45,6 +46,7 @@ PYBIND11_MODULE(_core, m) {
   sg::bind::register_activations(m);
   sg::bind::register_softmax_xent(m);
   sg::bind::register_pointwise(m);
+  sg::bind::register_layout(m);
   sg::bind::register_norm(m);
   sg::bind::register_pooling(m);
   sg::bind::register_optim(m);

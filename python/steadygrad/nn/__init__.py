@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from steadygrad.nn import init
 from steadygrad.nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
-from steadygrad.nn.batchnorm import BatchNorm1d
+from steadygrad.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from steadygrad.nn.container import Residual, Sequential
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Flatten, Identity, Linear
@@ -39,6 +39,7 @@ __all__ = [
     "AvgPool1d",
     "AvgPool2d",
     "BatchNorm1d",
+    "BatchNorm2d",
     "CrossEntropyLoss",
     "Dropout",
     "FlatStorage",

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from steadygrad import _core
+
 FIRST = "channels_first"
 LAST = "channels_last"
 LAYOUTS = (FIRST, LAST)
@@ -31,13 +33,28 @@ def first_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[0], shape[-1], *shape[1:-1])
 
 
-def to_last(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Copy channels-first x (N, C, *S) into channels-last out (N, *S, C)."""
-    np.copyto(out, np.moveaxis(x, 1, -1))
-    return out
+def to_last(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Copy channels-first x (N, C, *S) into channels-last out (N, *S, C) (rank 3 or 4; one
+    blocked transpose per image in C++, cpp/layout/)."""
+    return _core.to_channels_last(x, out)
 
 
-def to_first(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+def to_first(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Copy channels-last x (N, *S, C) into channels-first out (N, C, *S)."""
-    np.copyto(out, np.moveaxis(x, -1, 1))
-    return out
+    return _core.to_channels_first(x, out)
+
+
+def conversion_bytes(shape_in: tuple[int, ...], shape_out: tuple[int, ...], layout_in: str,
+                     layout_out: str) -> tuple[int, int]:
+    """(activation, workspace) bytes a channels-last layer holds beyond its own `memory()`
+    (which counts its channels-last work) for converting at a run's edge: layout_in FIRST
+    keeps a channels-last copy of the input (which its backward reads, and may then take its
+    channels-last dL/dx); layout_out FIRST keeps the converted output and converts dL/dy into a
+    channels-last buffer. 2-D shapes have one layout and cost nothing."""
+    act = ws = 0
+    if layout_in == FIRST and len(shape_in) > 2:
+        act += 4 * int(np.prod(shape_in))
+    if layout_out == FIRST and len(shape_out) > 2:
+        n = 4 * int(np.prod(shape_out))
+        act, ws = act + n, ws + n
+    return act, ws

@@ -17,6 +17,7 @@ class _Activation(Module):
     _saves_output = False
     owns_output = True  # for a Sequential's plan (nn.plan); Tanh and Sigmoid read it back
     reads_output_in_backward = False
+    layout_agnostic = True  # elementwise: runs on channels-last data inside a conv run
     # For the diagnostics (steadygrad.diagnostics.probe): a rectifier's unit that is never
     # positive over a batch is dead; an output near a bound of output_bounds is saturated.
     rectifier = False

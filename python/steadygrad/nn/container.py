@@ -12,9 +12,14 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn import _calls
+from steadygrad.nn._layout import FIRST, LAST, first_shape, last_shape, to_first, to_last
 from steadygrad.nn._util import work_like
 from steadygrad.nn.module import _NAMED_ERRORS, Module
-from steadygrad.nn.plan import LayerPlan, plan_sequential
+from steadygrad.nn.plan import LayerPlan, container_kind, plan_sequential
+
+# A Sequential's plan for one (layout_in, layout_out): (structure generation it was made for,
+# the plan, its forward and backward kwargs)
+_Plan = tuple[int, tuple[LayerPlan, ...], list[dict[str, Any]], list[dict[str, Any]]]
 
 
 def check_used_once(container: Module) -> None:
@@ -44,12 +49,19 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: argument {i} must be an nn.Module, got {type(m).__name__}")
             setattr(self, str(i), m)
         check_used_once(self)
-        self._checked_shape: tuple[int, ...] | None = None
-        # (structure generation it was made for, the plan)
-        # (structure generation it was made for, the plan, its forward and backward kwargs)
-        self._plan: tuple[int, tuple[LayerPlan, ...], list[dict[str, Any]],
-                          list[dict[str, Any]]] = (-1, (), [], [])
+        self._checked_shape: tuple[tuple[int, ...], str] | None = None  # (x.shape, layout_in)
+        self._plans: dict[tuple[str, str], _Plan] = {}  # by (layout_in, layout_out)
+        self._plan: _Plan = (-1, (), [], [])  # the one the last forward ran (its backward's)
         self._flatten_parameters()
+
+    # Channels-last (nn._layout) when every child is channels-last or layout-agnostic.
+    @property
+    def channels_last(self) -> bool:
+        return container_kind(list(self._modules.values())) == "last"
+
+    @property
+    def layout_agnostic(self) -> bool:
+        return container_kind(list(self._modules.values())) == "agnostic"
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -67,37 +79,48 @@ class Sequential(Module):
             shape = self._in_child(key, m, m.output_shape, shape)
         return shape
 
-    def plan(self) -> tuple[LayerPlan, ...]:
+    def plan(self, layout_in: str = FIRST, layout_out: str = FIRST) -> tuple[LayerPlan, ...]:
         """Which child fuses an epilogue, which runs inside the one before it, which writes
-        its dL/dx over its input (nn.plan): decided from what the children declare, once per
-        structure. `print(*model.plan(), sep="\n")` shows it."""
-        gen = _calls.structure_generation()
-        if self._plan[0] != gen:
-            plan = plan_sequential(list(self._modules.values()))
-            object.__setattr__(self, "_plan", (gen, plan, [lp.forward_kwargs() for lp in plan],
-                                               [lp.backward_kwargs() for lp in plan]))
-        return self._plan[1]
+        its dL/dx over its input, which layout each child's input and output have (nn.plan):
+        decided from what the children declare, once per structure (and, nested in a
+        channels-last run, per the layouts the run gives it). `print(*model.plan(),
+        sep="\n")` shows it."""
+        return self._plan_entry(layout_in, layout_out)[1]
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _plan_entry(self, layout_in: str, layout_out: str) -> _Plan:
+        gen = _calls.structure_generation()
+        entry = self._plans.get((layout_in, layout_out))
+        if entry is None or entry[0] != gen:
+            plan = plan_sequential(list(self._modules.values()), layout_in, layout_out)
+            entry = (gen, plan, [lp.forward_kwargs() for lp in plan],
+                     [lp.backward_kwargs() for lp in plan])
+            self._plans[(layout_in, layout_out)] = entry
+        return entry
+
+    def forward(self, x: np.ndarray, *, layout_in: str = FIRST,
+                layout_out: str = FIRST) -> np.ndarray:
         # Check the whole chain's shapes once per input shape, so a mismatch deep in the stack
         # is reported before any layer runs (no running statistics or RNG state touched).
-        if isinstance(x, np.ndarray) and x.shape != self._checked_shape:
-            self.output_shape(x.shape)
-            self._checked_shape = x.shape
-        self.plan()
-        # _in_child's naming, inlined: this loop runs once per layer and step
-        for kw, (key, m) in zip(self._plan[2], self._modules.items(), strict=True):
-            try:
+        # Shapes are the logical (channels-first) ones whatever the layout.
+        if isinstance(x, np.ndarray) and (x.shape, layout_in) != self._checked_shape:
+            self.output_shape(first_shape(x.shape) if layout_in == LAST and x.ndim > 2
+                              else x.shape)
+            self._checked_shape = (x.shape, layout_in)
+        entry = self._plan_entry(layout_in, layout_out)
+        self.__dict__["_plan"] = entry  # (no registration needed: once per call)
+        for kw, (key, m) in zip(entry[2], self._modules.items(), strict=True):
+            try:  # _in_child's naming, inlined: this loop runs once per layer and step
                 x = m._run_forward(x, **kw)
             except _NAMED_ERRORS as e:
                 raise self._located(key, m, e) from e
         return x
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
-        g = grad_output
+        g: Any = grad_output  # None only after the first child, when input_grad is False
         items = list(self._modules.items())
-        self.plan()
         bwd = self._plan[3]
+        if len(bwd) != len(items):  # the structure changed since the forward
+            bwd = self._plan_entry(FIRST, FIRST)[3]
         for i in range(len(items) - 1, -1, -1):
             key, m = items[i]
             try:
@@ -108,38 +131,107 @@ class Sequential(Module):
 
 
 class Residual(Module):
-    """y = x + module(x); module must keep the shape. dL/dx = dL/dy + module.backward(dL/dy)."""
+    """y = shortcut(x) + module(x), with shortcut the identity when None (a projection, e.g. a
+    1x1 conv + BatchNorm2d in a ResNet, otherwise). Both branches must give the same shape.
+    dL/dx = module.backward(dL/dy) + shortcut.backward(dL/dy). Inside a channels-last run both
+    branches compute channels-last and the sum is taken in that layout."""
 
     _is_container = True
 
-    def __init__(self, module: Module) -> None:
+    def __init__(self, module: Module, shortcut: Module | None = None) -> None:
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"Residual: module must be an nn.Module, got {type(module).__name__}")
+        if shortcut is not None and not isinstance(shortcut, Module):
+            raise TypeError("Residual: shortcut must be an nn.Module or None, got "
+                            f"{type(shortcut).__name__}")
         self.module = module
+        if shortcut is not None:
+            self.shortcut = shortcut
+        else:
+            object.__setattr__(self, "shortcut", None)
         check_used_once(self)
         self._flatten_parameters()
+        self._layouts = (FIRST, FIRST)  # the forward's layout_in, layout_out
+
+    def _branches(self) -> list[tuple[str, Module]]:
+        return [("module", self.module)] + (
+            [] if self.shortcut is None else [("shortcut", self.shortcut)])
+
+    # Channels-last (nn._layout) when both branches are channels-last or layout-agnostic.
+    @property
+    def channels_last(self) -> bool:
+        return container_kind([m for _, m in self._branches()]) == "last"
+
+    @property
+    def layout_agnostic(self) -> bool:
+        return container_kind([m for _, m in self._branches()]) == "agnostic"
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        shape = tuple(shape)
         out = self._in_child("module", self.module, self.module.output_shape, shape)
-        if out is None:
-            return tuple(shape)  # unknown inside; forward checks the shapes match
-        if tuple(out) != tuple(shape):
-            raise ValueError(f"module maps shape {tuple(shape)} to {tuple(out)}; "
-                             "y = x + module(x) needs them equal")
-        return tuple(shape)
+        sc = self.shortcut
+        skip = shape if sc is None else self._in_child("shortcut", sc, sc.output_shape, shape)
+        if out is None or skip is None:  # unknown inside; forward checks the shapes match
+            known = skip if out is None else out
+            return None if known is None else tuple(known)
+        if tuple(out) != tuple(skip):
+            raise ValueError(self._mismatch(shape, out, skip))
+        return tuple(out)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        fx = self._in_child("module", self.module, self.module._run_forward, x)
-        if not isinstance(fx, np.ndarray) or fx.shape != getattr(x, "shape", None):
-            raise ValueError(f"module maps shape {getattr(x, 'shape', None)} to "
-                             f"{getattr(fx, 'shape', None)}; y = x + module(x) needs them equal")
-        return _core.add(x, fx, out=work_like(self, "out", x.shape, x, fx))
+    def _mismatch(self, shape: object, out: object, skip: object) -> str:
+        if self.shortcut is None:
+            return f"module maps shape {shape} to {out}; y = x + module(x) needs them equal"
+        return (f"module maps shape {shape} to {out} but shortcut to {skip}; "
+                "y = shortcut(x) + module(x) needs them equal")
+
+    def _convert(self, key: str, y: np.ndarray, to: str) -> np.ndarray:
+        """y (channels-first when `to` is LAST, else channels-last) copied into layout `to`."""
+        if to == LAST:
+            return to_last(y, work_like(self, key, last_shape(y.shape), y))
+        return to_first(y, work_like(self, key, first_shape(y.shape), y))
+
+    def _branch_forward(self, key: str, m: Module | None, x: np.ndarray, layout_in: str,
+                        layout_out: str) -> np.ndarray:
+        """One branch from x in layout_in to its output in layout_out: a channels-last module
+        is given both; the identity or a layout-agnostic module runs in layout_in and its
+        output is converted when the layouts differ."""
+        if m is not None and getattr(m, "channels_last", False):
+            kw = {} if (layout_in, layout_out) == (FIRST, FIRST) else {
+                "layout_in": layout_in, "layout_out": layout_out}
+            y: np.ndarray = self._in_child(key, m, m._run_forward, x, **kw)
+            return y
+        y = x if m is None else self._in_child(key, m, m._run_forward, x)
+        return y if layout_in == layout_out else self._convert(key + "_out", y, layout_out)
+
+    def _branch_backward(self, key: str, m: Module | None, g: np.ndarray) -> np.ndarray:
+        layout_in, layout_out = self._layouts
+        if m is None or not getattr(m, "channels_last", False):
+            if layout_in != layout_out:
+                g = self._convert(key + "_grad", g, layout_in)
+            if m is None:
+                return g
+        dx: np.ndarray = self._in_child(key, m, m._run_backward, g)
+        return dx
+
+    def forward(self, x: np.ndarray, *, layout_in: str = FIRST,
+                layout_out: str = FIRST) -> np.ndarray:
+        fx = self._branch_forward("module", self.module, x, layout_in, layout_out)
+        sx = self._branch_forward("shortcut", self.shortcut, x, layout_in, layout_out)
+        if not isinstance(fx, np.ndarray) or not isinstance(sx, np.ndarray) or fx.shape != sx.shape:
+            raise ValueError(self._mismatch(getattr(x, "shape", None), getattr(fx, "shape", None),
+                                            getattr(sx, "shape", None)))
+        self.__dict__["_layouts"] = (layout_in, layout_out)
+        return _core.add(sx, fx, out=work_like(self, "out", fx.shape, x, fx, sx))
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray:
-        g = self._in_child("module", self.module, self.module._run_backward, grad_output)
-        return _core.add(grad_output, g, out=work_like(self, "dx", g.shape, grad_output, g))
+        g = self._branch_backward("module", self.module, grad_output)
+        gs = self._branch_backward("shortcut", self.shortcut, grad_output)
+        if g.shape != gs.shape:
+            raise ValueError(f"the branches' dL/dx have shapes {g.shape} (module) and "
+                             f"{gs.shape} (shortcut)")
+        return _core.add(gs, g, out=work_like(self, "dx", g.shape, grad_output, g, gs))
 
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
-        n = 4 * int(np.prod(shape))
-        return n, n
+        out = self.output_shape(shape)  # the sum; dL/dx has the input's shape
+        return 4 * int(np.prod(shape if out is None else out)), 4 * int(np.prod(shape))

@@ -13,6 +13,10 @@ from steadygrad.nn.module import Module
 
 
 class Dropout(Module):
+    # Elementwise on any shape: runs on channels-last data inside a conv run (nn._layout); its
+    # mask is drawn over the elements in memory order, so it depends on the layout it runs in.
+    layout_agnostic = True
+
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         p = real_arg("Dropout", "p", p)

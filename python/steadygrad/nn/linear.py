@@ -98,6 +98,8 @@ class Linear(Module):
 class Identity(Module):
     """Returns its input (and the incoming gradient) unchanged."""
 
+    layout_agnostic = True  # for a Sequential's plan (nn._layout): any layout passes through
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x
 

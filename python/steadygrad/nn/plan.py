@@ -16,12 +16,20 @@ What a layer class declares (class attributes, so subclasses keep them):
 - `owns_output` / `reads_output_in_backward`: its output is a buffer of its own (not a view of
   its input) / its backward reads that output (Tanh and Sigmoid do; Linear and BatchNorm1d
   do not). Together they say when the output is dead once the next layer's backward ran.
+- `channels_last` / `layout_agnostic` (nn._layout): the layer computes on channels-last arrays
+  and takes `layout_in=` / `layout_out=` / is elementwise and runs on either layout. A run of
+  channels-last layers (with layout-agnostic ones between them) stays channels-last: its first
+  layer converts its input, its last one its output, so the layers around the run (Flatten,
+  Linear) see torch's channels-first layout. Sequential and Residual are channels-last
+  themselves when every child is channels-last or layout-agnostic (and pass the layouts on).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from steadygrad.nn._layout import FIRST, LAST
 
 if TYPE_CHECKING:
     from steadygrad.nn.module import Module
@@ -37,9 +45,14 @@ class LayerPlan:
     absorbed: bool = False  # this (activation) layer runs inside the previous layer's kernel
     producer_masks_grad: bool = False  # absorbed, and the producer's backward applies its grad
     donate_input: bool = False  # backward writes dL/dx over the (dead) input
+    layout_in: str = FIRST  # the layout its input arrives in (nn._layout)
+    layout_out: str = FIRST  # the layout its output leaves in
+    takes_layout: bool = False  # channels_last: the layouts are passed to it
 
     def forward_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {}
+        if self.takes_layout and (self.layout_in, self.layout_out) != (FIRST, FIRST):
+            kw["layout_in"], kw["layout_out"] = self.layout_in, self.layout_out
         if self.epilogue != "none":
             kw["epilogue"] = self.epilogue
         if self.absorbed:
@@ -60,12 +73,58 @@ class LayerPlan:
                           " (forward; masks the gradient itself)"))
         if self.donate_input:
             parts.append("writes dL/dx over its input")
+        if self.takes_layout and (self.layout_in, self.layout_out) != (FIRST, FIRST):
+            edge = {(FIRST, LAST): " (converts its input)", (LAST, FIRST): " (converts its output)",
+                    (LAST, LAST): ""}[(self.layout_in, self.layout_out)]
+            parts.append(f"{_short(self.layout_in)} -> {_short(self.layout_out)}{edge}")
+        elif self.layout_in == LAST:
+            parts.append("on channels-last data")
         return f"[{self.index}] {self.layer}: " + ("; ".join(parts) or "runs alone")
 
 
-def plan_sequential(layers: list[Module]) -> tuple[LayerPlan, ...]:
-    """The plan for running `layers` in order."""
+def _short(layout: str) -> str:
+    return "channels-last" if layout == LAST else "channels-first"
+
+
+def layout_kind(m: Module) -> str:
+    """'last' (channels_last), 'agnostic' (layout_agnostic) or 'first' (neither)."""
+    if getattr(m, "channels_last", False):
+        return "last"
+    return "agnostic" if getattr(m, "layout_agnostic", False) else "first"
+
+
+def container_kind(children: list[Module]) -> str:
+    """A container's layout_kind from its children's: agnostic if they all are, channels-last if
+    each one is channels-last or agnostic, else channels-first."""
+    kinds = {layout_kind(c) for c in children}
+    if not kinds or "first" in kinds:
+        return "first"
+    return "last" if "last" in kinds else "agnostic"
+
+
+def boundary_layouts(layers: list[Module], layout_in: str = FIRST,
+                     layout_out: str = FIRST) -> list[str]:
+    """The layout of the data between layers i-1 and i (index 0: the input, n: the output):
+    channels-last where the nearest layer on each side that is not layout-agnostic is
+    channels-last (or the container's edge arrives / must leave channels-last)."""
     n = len(layers)
+    kinds = [layout_kind(m) for m in layers]
+    out = [layout_in] + [FIRST] * (n - 1) + [layout_out] if n else [layout_in]
+    for b in range(1, n):
+        left = next((kinds[j] for j in range(b - 1, -1, -1) if kinds[j] != "agnostic"), None)
+        right = next((kinds[j] for j in range(b, n) if kinds[j] != "agnostic"), None)
+        left_last = layout_in == LAST if left is None else left == "last"
+        right_last = layout_out == LAST if right is None else right == "last"
+        out[b] = LAST if left_last and right_last else FIRST
+    return out
+
+
+def plan_sequential(layers: list[Module], layout_in: str = FIRST,
+                    layout_out: str = FIRST) -> tuple[LayerPlan, ...]:
+    """The plan for running `layers` in order, from input in `layout_in` to output in
+    `layout_out` (a nested Sequential inside a channels-last run gets the run's layouts)."""
+    n = len(layers)
+    lay = boundary_layouts(layers, layout_in, layout_out)
     epilogue = ["none"] * n
     absorbed = [False] * n
     masks = [False] * n
@@ -78,7 +137,8 @@ def plan_sequential(layers: list[Module]) -> tuple[LayerPlan, ...]:
         masks[i + 1] = bool(getattr(a, "epilogue_masks_grad", False))
     donate = [i > 0 and bool(getattr(layers[i], "grad_into_input", False))
               and _input_dead_after_backward(layers, i, absorbed, masks) for i in range(n)]
-    return tuple(LayerPlan(i, layers[i].label(), epilogue[i], absorbed[i], masks[i], donate[i])
+    return tuple(LayerPlan(i, layers[i].label(), epilogue[i], absorbed[i], masks[i], donate[i],
+                           lay[i], lay[i + 1], layout_kind(layers[i]) == "last")
                  for i in range(n))
 
 

@@ -110,13 +110,13 @@ class _Pool(Module):
         h, w = self._hw(shape)
         oh, ow = self._hw(out_shape)
         x_last = x if layout_in == LAST else to_last(
-            x, work_like(self, "x_last", last_shape(shape), x))  # type: ignore[arg-type]
+            x, work_like(self, "x_last", last_shape(shape), x))
         key = "out" if layout_out == LAST else "y_last"
         y_last = work_like(self, key, last_shape(out_shape), x)
         assert y_last is not None
         self._kernel_forward(x_last.reshape(n, h, w, c), y_last.reshape(n, oh, ow, c), shape)
         y = y_last if layout_out == LAST else to_first(
-            y_last, work_like(self, "out", out_shape, x))  # type: ignore[arg-type]
+            y_last, work_like(self, "out", out_shape, x))
         self._saved = (x, shape, out_shape, layout_in, layout_out)
         return y
 
@@ -135,7 +135,7 @@ class _Pool(Module):
         h, w = self._hw(shape)
         oh, ow = self._hw(out_shape)
         g_last = g if layout_out == LAST else to_last(
-            g, work_like(self, "g_last", last_shape(out_shape), g))  # type: ignore[arg-type]
+            g, work_like(self, "g_last", last_shape(out_shape), g))
         if layout_in == LAST:
             dx_last = grad_input_out(self, x, g, True, donate_input)
         else:

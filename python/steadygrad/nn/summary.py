@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from steadygrad.nn._layout import FIRST, conversion_bytes
 from steadygrad.nn.container import Residual, Sequential
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Identity
@@ -27,13 +28,16 @@ def _infer_input_shape(model: Module, batch_size: int) -> tuple[int, ...]:
 
 
 def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any]],
-          input_grad: bool = True) -> tuple[int, ...]:
+          input_grad: bool = True, layout_in: str = FIRST,
+          layout_out: str = FIRST) -> tuple[int, ...]:
     """input_grad: whether this module's backward computes dL/dx (Sequential asks it of every
-    child but the first, and of the first only when its own caller does)."""
+    child but the first, and of the first only when its own caller does). layout_in/out: the
+    layouts the plan gives a channels-last module (nn._layout)."""
     if isinstance(m, Sequential):
-        for lp, (key, child) in zip(m.plan(), m._modules.items(), strict=True):
+        for lp, (key, child) in zip(m.plan(layout_in, layout_out), m._modules.items(),
+                                    strict=True):
             shape = _walk(child, f"{name}.{key}" if name else key, shape, rows,
-                          input_grad or lp.index > 0)
+                          input_grad or lp.index > 0, lp.layout_in, lp.layout_out)
             if lp.absorbed:  # runs in the previous layer's kernel: no output of its own
                 rows[-1].update(layer=rows[-1]["layer"] + " (fused)", activation_bytes=0)
                 if lp.producer_masks_grad:  # and in its backward: no grad_input either
@@ -41,20 +45,34 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
             if lp.donate_input:  # grad_input written over the dead input buffer
                 rows[-1].update(workspace_bytes=0)
         return shape
+    extra = (0, 0)
     if isinstance(m, Residual):
-        out = _walk(m.module, f"{name}.module" if name else "module", shape, rows)
-        if tuple(out) != tuple(shape):
-            raise ValueError(f"summary: Residual at '{name}' changes shape {shape} -> {out}")
-        label = "Residual (x + module(x))"
+        out = shape
+        for key, branch in m._branches():
+            last = bool(getattr(branch, "channels_last", False))
+            out = _walk(branch, f"{name}.{key}" if name else key, shape, rows, True,
+                        *((layout_in, layout_out) if last else (FIRST, FIRST)))
+            if not last and layout_in != layout_out:  # converted by the Residual
+                extra = (extra[0] + 4 * int(np.prod(out)), extra[1] + 4 * int(np.prod(shape)))
+        if m.shortcut is None and layout_in != layout_out:
+            extra = (extra[0] + 4 * int(np.prod(shape)), extra[1] + 4 * int(np.prod(shape)))
+        want = m.output_shape(shape)
+        if want is not None and tuple(out) != tuple(want):
+            raise ValueError(f"summary: Residual at '{name}': branches give {out} and {want}")
+        label = ("Residual (x + module(x))" if m.shortcut is None
+                 else "Residual (shortcut(x) + module(x))")
     else:
         known = m.output_shape(shape)
         if known is None:
             raise ValueError(f"summary: {m.label()} at '{name}' does not define output_shape()")
         out = known
         label = m.label()
+        if getattr(m, "channels_last", False):
+            extra = conversion_bytes(shape, tuple(out), layout_in, layout_out)
     act, ws = m.memory(shape)
     if not input_grad and not isinstance(m, Residual):
         ws = 0  # a leaf's workspace is its grad_input buffer, not allocated then
+    act, ws = act + extra[0], ws + extra[1]
     scratch = m.thread_scratch(shape, input_grad)
     own = [p for p in m._parameters.values() if p is not None]
     rows.append({
