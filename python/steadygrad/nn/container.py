@@ -127,7 +127,7 @@ class Sequential(Module):
                 g = m._run_backward(g, input_grad or i > 0, **bwd[i])
             except _NAMED_ERRORS as e:
                 raise self._located(key, m, e) from e
-        return g
+        return g  # type: ignore[no-any-return]
 
 
 class Residual(Module):
