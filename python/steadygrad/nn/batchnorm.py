@@ -99,16 +99,18 @@ class _BatchNorm(Module):
         mean, invstd = self._buffer("save_mean", c), self._buffer("save_invstd", c)
         if self.training and self.track_running_stats:
             running_stats.before_update(self)  # the update below can be taken back (skipped step)
-        # One context per layer and set of buffers, reused: its mode is set per forward, the
-        # forward fills the rest (an eval forward on the scratch tape has buffers of its own).
+        # One context per layer, mode and set of buffers, reused (a context is never changed:
+        # the pending backward may hold it). An eval forward on the scratch tape has buffers of
+        # its own, so it gets a context of its own.
         d = self.__dict__
-        ctx = d.get("_ctx_reuse")
-        if ctx is None or ctx.save_mean is not mean or ctx.save_invstd is not invstd:
-            ctx = d["_ctx_reuse"] = _core.BatchNormContext(mean, invstd, use_batch, epilogue)
+        key = (use_batch, epilogue, mean, invstd)
+        cached = d.get("_ctx_reuse")
+        if (cached is not None and cached[0][0] == use_batch and cached[0][1] == epilogue
+                and cached[0][2] is mean and cached[0][3] is invstd):
+            ctx = cached[1]
         else:
-            ctx.batch_stats = use_batch
-            if ctx.activation != epilogue:
-                ctx.activation = epilogue
+            ctx = _core.BatchNormContext(mean, invstd, use_batch, epilogue)
+            d["_ctx_reuse"] = (key, ctx)
         y = _core.batchnorm_forward(
             x if rows is None else rows, None if w is None else w.data,
             None if b is None else b.data,

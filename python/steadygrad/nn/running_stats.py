@@ -26,7 +26,8 @@ _lock = threading.Lock()
 # matches; a dead layer's entry goes at the next step. The copies live in buffers the layer
 # keeps: no allocation per step.
 _Saved = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-_pending: dict[int, tuple[weakref.ref[Any], _Saved, int]] = {}
+_pending: dict[int, tuple[weakref.ref[Any], _Saved, int | None]] = {}
+_NONE = np.zeros(0, np.float32)  # stands for a running buffer that is None
 
 
 def before_update(layer: Any) -> None:
@@ -36,7 +37,10 @@ def before_update(layer: Any) -> None:
     if e is not None and e[0]() is layer:  # already saved since the last step
         return
     d = layer.__dict__
-    rm, rv = d["running_mean"], d["running_var"]
+    rm, rv, nb = d["running_mean"], d["running_var"], d["num_batches_tracked"]
+    if rm is None or rv is None:  # a buffer set to None: nothing of it is updated
+        rm = rm if rm is not None else _NONE
+        rv = rv if rv is not None else _NONE
     keep = d.get("_prev_stats")
     if (keep is None or keep[0] is not rm or keep[1] is not rv or keep[2].shape != rm.shape
             or keep[3].shape != rv.shape):
@@ -44,7 +48,7 @@ def before_update(layer: Any) -> None:
     np.copyto(keep[2], rm)
     np.copyto(keep[3], rv)
     with _lock:
-        _pending[id(layer)] = (weakref.ref(layer), keep, int(d["num_batches_tracked"]))
+        _pending[id(layer)] = (weakref.ref(layer), keep, None if nb is None else int(nb))
 
 
 def _owned(layer: Any, param_ids: frozenset[int]) -> bool:
@@ -72,7 +76,8 @@ def finish_step(param_ids: frozenset[int], skipped: bool) -> None:
                 if skipped:
                     d = layer.__dict__
                     rm, rv, nb = d["running_mean"], d["running_var"], d["num_batches_tracked"]
-                    if rm is saved[0] and rv is saved[1]:  # else replaced: nothing to restore
-                        np.copyto(rm, saved[2])
-                        np.copyto(rv, saved[3])
+                    for cur, was, old in ((rm, saved[0], saved[2]), (rv, saved[1], saved[3])):
+                        if cur is was:  # else replaced since: nothing of it to restore
+                            np.copyto(cur, old)
+                    if nb is not None and nbt is not None:
                         nb[...] = nbt
