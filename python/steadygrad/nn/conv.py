@@ -7,7 +7,7 @@ buffer, runs an unpadded convolution and folds the padded gradient back."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # Depthwise convolutions (groups == in_channels > 1) have a kernel of their own
-# (_core.depthwise_conv2d_forward/backward, docs: CONV_CONTRACT.md). Until it is merged they run
-# on the generic grouped path; this flag is the one switch (see _ConvNd._is_depthwise).
-DEPTHWISE_KERNEL = hasattr(_core, "depthwise_conv2d_forward") and False
+# (_core.depthwise_conv2d_forward/backward, CONV_CONTRACT.md: the same arguments as
+# conv2d_forward/backward, but dL/dx never over the input). Until it is built in they run on
+# the generic grouped GEMM path. The one switch: this flag, read by _ConvNd._is_depthwise.
+DEPTHWISE_KERNEL = hasattr(_core, "depthwise_conv2d_forward")
 
 
 def _tuple(owner: str, name: str, value: object, nd: int, low: int) -> tuple[int, ...]:
@@ -121,6 +122,8 @@ class _ConvNd(Module):
             self.register_parameter("bias", None)
         self.reset_parameters()
         self._flatten_parameters()
+        if self._is_depthwise():  # its kernel never writes dL/dx over the input
+            object.__setattr__(self, "grad_into_input", False)
         self._geom_key: tuple[int, ...] | None = None
         self._geom: _core.ConvGeometry | None = None
         self._saved: tuple[np.ndarray, np.ndarray, _core.ConvGeometry, str, str] | None = None
@@ -137,6 +140,13 @@ class _ConvNd(Module):
     def _is_depthwise(self) -> bool:
         """The one dispatch point to the depthwise kernel (DEPTHWISE_KERNEL)."""
         return DEPTHWISE_KERNEL and self.groups == self.in_channels > 1
+
+    def _kernels(self) -> tuple[Any, Any]:
+        """(forward, backward) _core functions; both take conv2d_forward/backward's arguments."""
+        if self._is_depthwise():
+            return (getattr(_core, "depthwise_conv2d_forward"),  # noqa: B009  # stub may lack it
+                    getattr(_core, "depthwise_conv2d_backward"))  # noqa: B009
+        return _core.conv2d_forward, _core.conv2d_backward
 
     def _hw(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """(H, W) of a logical (channels-first) input shape; a 1-d layer has H = 1."""
@@ -266,7 +276,7 @@ class _ConvNd(Module):
         else:
             y4 = self._buffer("out_last", out4)
         b = self.bias
-        _core.conv2d_forward(xk, self._weight4(self.weight.data), None if b is None else b.data,
+        self._kernels()[0](xk, self._weight4(self.weight.data), None if b is None else b.data,
                              geom, activation=epilogue, out=y4)
         if layout_out == FIRST:
             y = work_like(self, "out", out_first, x)
@@ -305,12 +315,16 @@ class _ConvNd(Module):
         final: np.ndarray | None = None  # what is returned
         dk: np.ndarray | None = None
         if input_grad:
-            final = grad_input_out(self, x, grad_output, True, donate_input)
+            in_place = self.grad_into_input  # the kernel may write dL/dx over its input
+            final = grad_input_out(self, x, grad_output, True, donate_input and in_place)
             assert final is not None
             own_copy = self.padding_mode != "zeros" or layout_in == FIRST
-            dk = xk if own_copy else final.reshape(in_last)
+            if not own_copy:
+                dk = final.reshape(in_last)
+            else:
+                dk = xk if in_place else self._buffer("dx_last", xk.shape)
         w, b = self.weight, self.bias
-        _core.conv2d_backward(
+        self._kernels()[1](
             g4, xk, self._weight4(w.data), geom, self._weight4(w.grad_buffer),
             None if b is None else b.grad_buffer, accumulate=w.grad_fresh,
             accumulate_bias=None if b is None else b.grad_fresh,
@@ -344,12 +358,17 @@ class _ConvNd(Module):
             keep += n_in
         if layout_out == FIRST:
             keep += n_out
+        work = n_in  # dL/dx
         if self.padding_mode != "zeros":
             keep += geom.n * geom.h * geom.w * geom.c_in
-        return 4 * keep, 4 * n_in
+        if not self.grad_into_input and (self.padding_mode != "zeros" or layout_in == FIRST):
+            work += geom.n * geom.h * geom.w * geom.c_in  # its channels-last dL/dx
+        return 4 * keep, 4 * work
 
-    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch:
-        # the GEMMs' packing buffers, as cpp/conv/conv.cpp sizes them
+    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch | None:
+        # the GEMMs' packing buffers, as cpp/conv/conv.cpp sizes them (depthwise runs none)
+        if self._is_depthwise():
+            return None
         return _core.conv2d_scratch(self._geometry(tuple(shape)), input_grad=input_grad)
 
     def extra_repr(self) -> str:
