@@ -47,6 +47,12 @@ def _bn_ctx(output: np.ndarray | None = None) -> Any:
     return ctx
 
 
+def _conv_geom() -> Any:
+    """A grouped, strided, padded conv geometry: x (2, 5, 4, 4) -> (2, 3, 3, 6)."""
+    return _core.ConvGeometry(n=2, h=5, w=4, c_in=4, c_out=6, kh=3, kw=2, sh=2, sw=2, ph0=1,
+                              ph1=1, pw0=1, pw1=1, groups=2)
+
+
 # fn name -> builder of fresh keyword arguments (every array argument by its binding name)
 CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "gemm": lambda: dict(a=f32(8, 6), b=f32(6, 5), out=f32(8, 5), bias=f32(5)),
@@ -86,6 +92,13 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
                                  seg_lengths=i64(10), hyper=_core.RmspropHyper(
                                      lr=0.1, alpha=0.9, eps=1e-8, weight_decay=0.0, momentum=0.5,
                                      centered=True)),
+    "conv2d_forward": lambda: dict(
+        input=f32(2, 5, 4, 4), weight=f32(6, 2, 3, 2), bias=f32(6), geom=_conv_geom(),
+        out=f32(2, 3, 3, 6)),
+    "conv2d_backward": lambda: dict(
+        grad_output=f32(2, 3, 3, 6), input=f32(2, 5, 4, 4), weight=f32(6, 2, 3, 2),
+        geom=_conv_geom(), grad_weight=f32(6, 2, 3, 2), grad_bias=f32(6),
+        grad_input=f32(2, 5, 4, 4)),
     "grad_norms": lambda: dict(grad=f32(10), seg_offsets=i64(0, 5), seg_lengths=i64(5, 5),
                                out=np.zeros(2)),
     "grad_scale_clamp": lambda: dict(grad=f32(10), seg_offsets=i64(0), seg_lengths=i64(10),
@@ -120,7 +133,7 @@ def test_gate_refuses_misaligned(fn: str, arg: str, offset: int) -> None:
 def test_every_kernel_binding_is_covered() -> None:
     """Each public _core function is in the table unless it takes no array."""
     no_arrays = {"cpu_info", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
-                 "linear_scratch", "GradPreHyper", "AdamHyper", "RmspropHyper", "SgdHyper"}
+                 "linear_scratch", "ConvGeometry", "conv2d_scratch", "GradPreHyper", "AdamHyper", "RmspropHyper", "SgdHyper"}
     public = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
     assert public - no_arrays == set(CALLS), f"not covered: {public - no_arrays - set(CALLS)}"
 
