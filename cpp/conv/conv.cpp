@@ -60,11 +60,25 @@ void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p
   const ConvGeometry& g = *s.g;
   const int64_t ph = s.transposed ? g.h : g.oh, pw = s.transposed ? g.w : g.ow;
   RowPixel px[kCap];
+  // Rows whose whole window lies inside the source (the common case away from the borders):
+  // tap t then reads base[r] + the tap's fixed offset, with no bounds tests.
+  int64_t base[kCap];
+  bool inner = s.transposed ? g.sh == 1 && g.sw == 1 : true;
   {
     int64_t n = i0 / (ph * pw), y = i0 / pw % ph, x = i0 % pw;
     for (int64_t r = 0; r < MR; ++r) {
-      px[r] = s.transposed ? RowPixel{n, y, x, r < rows}
-                           : RowPixel{n, y * g.sh - g.ph0, x * g.sw - g.pw0, r < rows};
+      const RowPixel& q = px[r] = s.transposed
+                                      ? RowPixel{n, y, x, r < rows}
+                                      : RowPixel{n, y * g.sh - g.ph0, x * g.sw - g.pw0, r < rows};
+      if (!s.transposed) {
+        base[r] = ((q.n * g.h + q.y) * g.w + q.x) * s.ld;
+        inner = inner && q.live && q.y >= 0 && q.y + (g.kh - 1) * g.dh < g.h && q.x >= 0 &&
+                q.x + (g.kw - 1) * g.dw < g.w;
+      } else {  // stride 1: tap (ky, kx) reads output pixel (y + ph0 - ky dh, x + pw0 - kx dw)
+        base[r] = ((q.n * g.oh + q.y + g.ph0) * g.ow + q.x + g.pw0) * s.ld;
+        inner = inner && q.live && q.y + g.ph0 - (g.kh - 1) * g.dh >= 0 && q.y + g.ph0 < g.oh &&
+                q.x + g.pw0 - (g.kw - 1) * g.dw >= 0 && q.x + g.pw0 < g.ow;
+      }
       if (++x == pw) x = 0, y = y + 1 == ph ? (++n, 0) : y + 1;
     }
   }
@@ -74,9 +88,15 @@ void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p
     const int64_t ky = t / g.kw, kx = t % g.kw;
     const float* sp[kCap];
     bool all = true;
-    for (int64_t r = 0; r < MR; ++r) {
-      sp[r] = tap_source(s, px[r], ky, kx);
-      all = all && sp[r];
+    if (inner) {
+      const int64_t delta = s.transposed ? -(ky * g.dh * g.ow + kx * g.dw) * s.ld
+                                         : (ky * g.dh * g.w + kx * g.dw) * s.ld;
+      for (int64_t r = 0; r < MR; ++r) sp[r] = s.src + (base[r] + delta);
+    } else {
+      for (int64_t r = 0; r < MR; ++r) {
+        sp[r] = tap_source(s, px[r], ky, kx);
+        all = all && sp[r];
+      }
     }
     const int64_t c0 = std::max(p0, t * nch) - t * nch;
     const int64_t c1 = std::min(p0 + kc, (t + 1) * nch) - t * nch;
@@ -157,11 +177,18 @@ void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t
   int64_t n = p0 / plane, oy = p0 / g.ow % g.oh, ox = p0 % g.ow;
   for (int64_t p = 0; p < kc; ++p) {
     const int64_t y0 = oy * g.sh - g.ph0, x0 = ox * g.sw - g.pw0;
-    for (const int64_t t : taps) {
-      const int64_t iy = y0 + t / g.kw * g.dh, ix = x0 + t % g.kw * g.dw;
-      tap_src[t] = iy < 0 || iy >= g.h || ix < 0 || ix >= g.w
-                       ? nullptr
-                       : s.x + ((n * g.h + iy) * g.w + ix) * g.c_in;
+    const int64_t origin = ((n * g.h + y0) * g.w + x0) * g.c_in;  // used only when inner
+    if (y0 >= 0 && y0 + (g.kh - 1) * g.dh < g.h && x0 >= 0 && x0 + (g.kw - 1) * g.dw < g.w) {
+      for (const int64_t t : taps) {
+        tap_src[t] = s.x + (origin + (t / g.kw * g.dh * g.w + t % g.kw * g.dw) * g.c_in);
+      }
+    } else {
+      for (const int64_t t : taps) {
+        const int64_t iy = y0 + t / g.kw * g.dh, ix = x0 + t % g.kw * g.dw;
+        tap_src[t] = iy < 0 || iy >= g.h || ix < 0 || ix >= g.w
+                         ? nullptr
+                         : s.x + ((n * g.h + iy) * g.w + ix) * g.c_in;
+      }
     }
     for (int64_t q = 0; q * NR < cols; ++q) {
       float* dp = d + q * NR * kc + p * NR;
