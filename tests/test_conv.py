@@ -326,10 +326,14 @@ def test_accumulate_and_input_grad_false(rng: np.random.Generator) -> None:
 
 
 def test_sequential_conv_relu_flatten_linear(rng: np.random.Generator) -> None:
+    """Forward and backward of the stack against torch in float64, each result within the
+    float32 bound propagated through the layers (a layer's own k u sum|terms| plus the
+    incoming bound through its absolute weights; ReLU and Flatten add none)."""
     sg.manual_seed(6)
     conv = nn.Conv2d(2, 4, 3, padding=1)
     lin = nn.Linear(4 * 6 * 6, 3)
     model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), lin)
+    assert plan_set(model, "fused") == {0}
     twin = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU(),
                                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)).double()
     twin.load_state_dict({k: torch.from_numpy(v.astype(np.float64))
@@ -338,14 +342,41 @@ def test_sequential_conv_relu_flatten_linear(rng: np.random.Generator) -> None:
     tx = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
     ty = twin(tx)
     y = model(x)
-    assert_close(y, ty.detach().numpy(), 1e-4, what="sequential y")
     gy = rng.standard_normal(y.shape).astype(np.float32)
     ty.backward(torch.from_numpy(gy.astype(np.float64)))
     model.zero_grad()
     dx = model.backward(gy)
-    assert_close(dx, tx.grad.numpy(), 1e-4, what="sequential dx")
-    assert_close(conv.weight.grad, twin[0].weight.grad.numpy(), 1e-4, what="sequential conv dw")
-    assert_close(lin.weight.grad, twin[3].weight.grad.numpy(), 1e-4, what="sequential fc dw")
+
+    F = torch.nn.functional
+    t = {k: torch.from_numpy(np.abs(v).astype(np.float64)) for k, v in model.state_dict().items()}
+    ax, agy = torch.from_numpy(np.abs(x).astype(np.float64)), torch.from_numpy(np.abs(gy).astype(np.float64))
+    k_conv, k_lin, pix = 2 * 9 + 1, 4 * 36 + 1, 3 * 36
+    h = twin[1](twin[0](tx)).detach()
+    mask = (h > 0).double()
+    err_h = 2 * k_conv * U * (F.conv2d(ax, t["0.weight"], t["0.bias"], padding=1))
+    ah = h.abs().flatten(1)
+    err_y = 2 * k_lin * U * (ah @ t["3.weight"].T + t["3.bias"]) + err_h.flatten(1) @ t["3.weight"].T
+    assert_close(y, ty.detach().numpy(), err_y.numpy(), what="sequential y")
+    adh = (agy @ t["3.weight"]).reshape(h.shape) * mask  # |dL/dh| magnitudes, masked
+    err_dh = 2 * 3 * U * adh
+    conv_t = torch.nn.Conv2d(2, 4, 3, padding=1, bias=False).double()
+    with torch.no_grad():
+        conv_t.weight.copy_(t["0.weight"])
+
+    def conv_grads(xv: torch.Tensor, gv: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        xv = xv.clone().requires_grad_(True)
+        conv_t.zero_grad()
+        conv_t(xv).backward(gv)
+        return xv.grad.numpy(), conv_t.weight.grad.numpy()
+
+    mag_dx, mag_dw = conv_grads(ax, adh)
+    prop_dx, prop_dw = conv_grads(ax, err_dh)
+    assert_close(dx, tx.grad.numpy(), 2 * 4 * 9 * U * mag_dx + prop_dx, what="sequential dx")
+    assert_close(conv.weight.grad, twin[0].weight.grad.numpy(), 2 * pix * U * mag_dw + prop_dw,
+                 what="sequential conv dw")
+    err_dwl = 2 * 3 * U * (agy.T @ ah) + agy.T @ err_h.flatten(1)
+    assert_close(lin.weight.grad, twin[3].weight.grad.numpy(), err_dwl.numpy(),
+                 what="sequential fc dw")
     s = model.summary(3, input_shape=(2, 6, 6), file=None)
     assert s["input_shape"] == (3, 2, 6, 6)
 
@@ -431,3 +462,23 @@ def test_binding_validates_before_writing(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(dw, 7.0)
     dx = _core.conv2d_backward(dy, x, w, g, dw, None, grad_input=x)
     assert dx is x  # dL/dx over the input, computed after dW read it
+
+
+def test_eval_forward_during_pending_backward_keeps_its_caches(rng: np.random.Generator) -> None:
+    """An eval forward between a training forward and its backward (another shape, another
+    padding buffer) leaves the pending backward's input, geometry and buffers alone."""
+    for mode in ("zeros", "circular"):
+        m = nn.Conv2d(3, 4, 3, stride=2, padding=1, padding_mode=mode)
+        x1 = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+        g = rng.standard_normal((2, 4, 5, 4)).astype(np.float32)
+        m(x1)
+        m.zero_grad()
+        want = m.backward(g).copy(), m.weight.grad.copy()
+        m(x1)
+        m.eval()
+        m(rng.standard_normal((1, 3, 5, 5)).astype(np.float32))
+        m.train()
+        m.zero_grad()
+        got = m.backward(g), m.weight.grad
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
