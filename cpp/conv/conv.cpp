@@ -152,54 +152,73 @@ void pack_weight(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t 
 }
 
 // B source for dL/dw: the im2col as the GEMM's B, element (p, j) with p an output pixel and
-// j = ci * T + t in torch's weight order (so dL/dw is written in place, with beta): channel ci
-// of the input pixel tap t of pixel p's window touches, or 0 in the padding.
+// j = t * cig + ci (tap-major, so a micropanel row is a few contiguous runs of channels):
+// channel ci of the input pixel tap t of pixel p's window touches, or 0 in the padding. The
+// product is dL/dw with its (cig, T) part of each row permuted to (T, cig): see
+// permute_weight_rows.
 struct ColumnGather {
   const ConvGeometry* g;
   const float* x;  // the group's first input channel
+  int64_t cig;
 };
 
 void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
                   int64_t width, float* d) {
   const ColumnGather& s = *static_cast<const ColumnGather*>(ctx);
   const ConvGeometry& g = *s.g;
-  const int64_t NR = width, T = g.kh * g.kw;
-  // Per column: its tap and channel offset; per pixel: each needed tap's source or null.
-  thread_local std::vector<int64_t> col_tap, col_ch, taps;
+  const int64_t NR = width, cig = s.cig;
+  const int64_t t_lo = j0 / cig, t_hi = (j0 + cols - 1) / cig;  // the taps these columns use
   thread_local std::vector<const float*> tap_src;
-  col_tap.resize(cols), col_ch.resize(cols), tap_src.resize(T);
-  taps.clear();
-  for (int64_t jj = 0; jj < cols; ++jj) {
-    col_tap[jj] = (j0 + jj) % T, col_ch[jj] = (j0 + jj) / T;
-    if (jj < T) taps.push_back(col_tap[jj]);  // T consecutive columns hold every tap once
-  }
+  tap_src.resize(g.kh * g.kw);
   const int64_t plane = g.oh * g.ow;
   int64_t n = p0 / plane, oy = p0 / g.ow % g.oh, ox = p0 % g.ow;
   for (int64_t p = 0; p < kc; ++p) {
     const int64_t y0 = oy * g.sh - g.ph0, x0 = ox * g.sw - g.pw0;
     const int64_t origin = ((n * g.h + y0) * g.w + x0) * g.c_in;  // used only when inner
-    if (y0 >= 0 && y0 + (g.kh - 1) * g.dh < g.h && x0 >= 0 && x0 + (g.kw - 1) * g.dw < g.w) {
-      for (const int64_t t : taps) {
-        tap_src[t] = s.x + (origin + (t / g.kw * g.dh * g.w + t % g.kw * g.dw) * g.c_in);
-      }
-    } else {
-      for (const int64_t t : taps) {
-        const int64_t iy = y0 + t / g.kw * g.dh, ix = x0 + t % g.kw * g.dw;
-        tap_src[t] = iy < 0 || iy >= g.h || ix < 0 || ix >= g.w
-                         ? nullptr
-                         : s.x + ((n * g.h + iy) * g.w + ix) * g.c_in;
-      }
+    const bool inner =
+        y0 >= 0 && y0 + (g.kh - 1) * g.dh < g.h && x0 >= 0 && x0 + (g.kw - 1) * g.dw < g.w;
+    for (int64_t t = t_lo; t <= t_hi; ++t) {
+      const int64_t ky = t / g.kw, kx = t % g.kw, iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
+      tap_src[t] = inner ? s.x + (origin + (ky * g.dh * g.w + kx * g.dw) * g.c_in)
+                   : iy < 0 || iy >= g.h || ix < 0 || ix >= g.w
+                       ? nullptr
+                       : s.x + ((n * g.h + iy) * g.w + ix) * g.c_in;
     }
     for (int64_t q = 0; q * NR < cols; ++q) {
       float* dp = d + q * NR * kc + p * NR;
-      const int64_t jn = std::min(NR, cols - q * NR);
-      for (int64_t jj = 0; jj < jn; ++jj) {
-        const float* src = tap_src[col_tap[q * NR + jj]];
-        dp[jj] = src ? src[col_ch[q * NR + jj]] : 0.0f;
+      const int64_t jb = j0 + q * NR, je = std::min(j0 + cols, jb + NR);
+      for (int64_t j = jb; j < je;) {  // one run of channels per tap
+        const int64_t t = j / cig, ci = j % cig, run = std::min(cig - ci, je - j);
+        const float* src = tap_src[t];
+        float* dst = dp + (j - jb);
+        if (src) {
+          for (int64_t c = 0; c < run; ++c) dst[c] = src[ci + c];
+        } else {
+          for (int64_t c = 0; c < run; ++c) dst[c] = 0.0f;
+        }
+        j += run;
       }
-      for (int64_t jj = jn; jj < NR; ++jj) dp[jj] = 0.0f;
+      for (int64_t jj = je - jb; jj < NR; ++jj) dp[jj] = 0.0f;
     }
     if (++ox == g.ow) ox = 0, oy = oy + 1 == g.oh ? (++n, 0) : oy + 1;
+  }
+}
+
+// Each of `rows` rows of dw (row stride `depth` = cig * taps) between torch's order (ci, t)
+// and the tap-major (t, ci) of the dL/dw GEMM: to_taps, else back. Exact copies.
+void permute_weight_rows(float* dw, int64_t rows, int64_t cig, int64_t taps, bool to_taps) {
+  if (cig == 1 || taps == 1) return;  // the two orders coincide
+  thread_local std::vector<float> tmp;
+  tmp.resize(cig * taps);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = dw + r * cig * taps;
+    std::copy(row, row + cig * taps, tmp.begin());
+    for (int64_t ci = 0; ci < cig; ++ci) {
+      for (int64_t t = 0; t < taps; ++t) {
+        if (to_taps) row[t * cig + ci] = tmp[ci * taps + t];
+        else row[ci * taps + t] = tmp[t * cig + ci];
+      }
+    }
   }
 }
 
@@ -257,10 +276,14 @@ void conv2d_backward_f32(float* dx, float* dw, float* db, const float* dy, const
                dwg, d.cig, nullptr, Activation::none);
       continue;
     }
-    const ColumnGather bs{&g, x + grp * d.cig};
+    // Computed tap-major (the gather copies runs of channels), in dw's own memory: an
+    // accumulated dw is permuted to that order first, and the result back.
+    const ColumnGather bs{&g, x + grp * d.cig, d.cig};
     const GemmPackSource b_src{&pack_columns, &bs};
+    if (beta_w != 0.0f) permute_weight_rows(dwg, d.cog, d.cig, d.taps, true);
     gemm_f32_src(true, false, d.cog, d.depth, m, 1.0f, dyg, g.c_out, nullptr, nullptr, 0, &b_src,
                  beta_w, dwg, d.depth, nullptr, Activation::none);
+    permute_weight_rows(dwg, d.cog, d.cig, d.taps, false);
   }
   if (db) linear_kernels().colsum(db, dy, m, g.c_out, beta_b);
   if (!dx) return;

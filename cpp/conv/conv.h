@@ -23,7 +23,8 @@ bool conv2d_is_pointwise(const ConvGeometry& g);
 void conv2d_forward_f32(float* y, const float* x, const float* w, const float* b,
                         const ConvGeometry& g, Activation act);
 
-// dw = beta_w*dw + dL/dw (dy^T times the gathered im2col, written in torch's weight order),
+// dw = beta_w*dw + dL/dw (dy^T times the gathered im2col, tap-major, permuted in place into
+// torch's order),
 // db = beta_b*db + the column sums of dy (skipped when db is null), then dx (skipped when null)
 // = the transposed convolution as a gather GEMM per group (rows: the n*h*w input pixels,
 // columns: cig, depth: T*cog, gathering dy at the output pixels whose window taps each input
@@ -33,8 +34,8 @@ void conv2d_backward_f32(float* dx, float* dw, float* db, const float* dy, const
                          const float* w, const ConvGeometry& g, float beta_w, float beta_b);
 
 // The GEMM scratch a forward plus backward grows on `threads` threads (dx's GEMM only when
-// input_grad): the calls of the two functions above, in one place. The gathering packers use
-// no buffer of their own.
+// input_grad): the calls of the two functions above, in one place. Not counted: the small
+// thread-local tables of the gathers and of dw's permutation (kh*kw pointers, one dw row).
 GemmScratch conv2d_scratch(const ConvGeometry& g, bool input_grad, int64_t threads);
 
 }  // namespace sg
