@@ -168,37 +168,58 @@ void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t
   const ConvGeometry& g = *s.g;
   const int64_t NR = width, cig = s.cig;
   const int64_t t_lo = j0 / cig, t_hi = (j0 + cols - 1) / cig;  // the taps these columns use
+  // The same for every pixel, so worked out once: each tap's offsets, and each micropanel
+  // row as runs (tap, first channel, where in the block, length).
+  struct Run {
+    int64_t t, ci, dst, len;
+  };
+  struct Tap {
+    int64_t dy, dx, delta;  // ky*dh, kx*dw, and the source offset from the window origin
+  };
+  thread_local std::vector<Run> runs;
+  thread_local std::vector<Tap> taps;
   thread_local std::vector<const float*> tap_src;
-  tap_src.resize(g.kh * g.kw);
-  const int64_t plane = g.oh * g.ow;
+  runs.clear(), taps.resize(t_hi - t_lo + 1), tap_src.resize(t_hi - t_lo + 1);
+  for (int64_t t = t_lo; t <= t_hi; ++t) {
+    const int64_t dy = t / g.kw * g.dh, dx = t % g.kw * g.dw;
+    taps[t - t_lo] = {dy, dx, (dy * g.w + dx) * g.c_in};
+  }
+  for (int64_t q = 0; q * NR < cols; ++q) {
+    const int64_t jb = j0 + q * NR, je = std::min(j0 + cols, jb + NR);
+    for (int64_t j = jb; j < je;) {
+      const int64_t t = j / cig, ci = j % cig, len = std::min(cig - ci, je - j);
+      runs.push_back({t - t_lo, ci, q * NR * kc + (j - jb), len});
+      j += len;
+    }
+  }
+  const int64_t plane = g.oh * g.ow, ntaps = t_hi - t_lo + 1;
+  const int64_t pad_from = cols % NR, last = (cols - 1) / NR;  // the last panel's zero columns
   int64_t n = p0 / plane, oy = p0 / g.ow % g.oh, ox = p0 % g.ow;
   for (int64_t p = 0; p < kc; ++p) {
     const int64_t y0 = oy * g.sh - g.ph0, x0 = ox * g.sw - g.pw0;
     const int64_t origin = ((n * g.h + y0) * g.w + x0) * g.c_in;  // used only when inner
-    const bool inner =
-        y0 >= 0 && y0 + (g.kh - 1) * g.dh < g.h && x0 >= 0 && x0 + (g.kw - 1) * g.dw < g.w;
-    for (int64_t t = t_lo; t <= t_hi; ++t) {
-      const int64_t ky = t / g.kw, kx = t % g.kw, iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
-      tap_src[t] = inner ? s.x + (origin + (ky * g.dh * g.w + kx * g.dw) * g.c_in)
-                   : iy < 0 || iy >= g.h || ix < 0 || ix >= g.w
-                       ? nullptr
-                       : s.x + ((n * g.h + iy) * g.w + ix) * g.c_in;
-    }
-    for (int64_t q = 0; q * NR < cols; ++q) {
-      float* dp = d + q * NR * kc + p * NR;
-      const int64_t jb = j0 + q * NR, je = std::min(j0 + cols, jb + NR);
-      for (int64_t j = jb; j < je;) {  // one run of channels per tap
-        const int64_t t = j / cig, ci = j % cig, run = std::min(cig - ci, je - j);
-        const float* src = tap_src[t];
-        float* dst = dp + (j - jb);
-        if (src) {
-          for (int64_t c = 0; c < run; ++c) dst[c] = src[ci + c];
-        } else {
-          for (int64_t c = 0; c < run; ++c) dst[c] = 0.0f;
-        }
-        j += run;
+    if (y0 >= 0 && y0 + (g.kh - 1) * g.dh < g.h && x0 >= 0 && x0 + (g.kw - 1) * g.dw < g.w) {
+      for (int64_t i = 0; i < ntaps; ++i) tap_src[i] = s.x + (origin + taps[i].delta);
+    } else {
+      for (int64_t i = 0; i < ntaps; ++i) {
+        const int64_t iy = y0 + taps[i].dy, ix = x0 + taps[i].dx;
+        tap_src[i] = iy < 0 || iy >= g.h || ix < 0 || ix >= g.w
+                         ? nullptr
+                         : s.x + ((n * g.h + iy) * g.w + ix) * g.c_in;
       }
-      for (int64_t jj = je - jb; jj < NR; ++jj) dp[jj] = 0.0f;
+    }
+    float* dp = d + p * NR;
+    for (const Run& r : runs) {
+      const float* src = tap_src[r.t];
+      float* dst = dp + r.dst;
+      if (src) {
+        for (int64_t c = 0; c < r.len; ++c) dst[c] = src[r.ci + c];
+      } else {
+        for (int64_t c = 0; c < r.len; ++c) dst[c] = 0.0f;
+      }
+    }
+    if (pad_from) {
+      for (int64_t jj = pad_from; jj < NR; ++jj) dp[last * NR * kc + jj] = 0.0f;
     }
     if (++ox == g.ow) ox = 0, oy = oy + 1 == g.oh ? (++n, 0) : oy + 1;
   }
