@@ -45,8 +45,12 @@ inline const float* tap_source(const ImageGather& s, const RowPixel& r, int64_t 
     return s.src + ((r.n * g.h + iy) * g.w + ix) * s.ld;
   }
   const int64_t ny = r.y + g.ph0 - ky * g.dh, nx = r.x + g.pw0 - kx * g.dw;
-  if (ny < 0 || nx < 0 || ny % g.sh || nx % g.sw) return nullptr;
-  const int64_t oy = ny / g.sh, ox = nx / g.sw;
+  if (ny < 0 || nx < 0) return nullptr;
+  int64_t oy = ny, ox = nx;
+  if (g.sh != 1 || g.sw != 1) {  // only every stride-th pixel starts a window
+    if (ny % g.sh || nx % g.sw) return nullptr;
+    oy = ny / g.sh, ox = nx / g.sw;
+  }
   if (oy >= g.oh || ox >= g.ow) return nullptr;
   return s.src + ((r.n * g.oh + oy) * g.ow + ox) * s.ld;
 }
