@@ -383,14 +383,15 @@ def test_sequential_conv_relu_flatten_linear(rng: np.random.Generator) -> None:
     assert s["input_shape"] == (3, 2, 6, 6)
 
 
-def test_scratch_is_the_gemm_workspace() -> None:
-    """thread_scratch comes from C++ (the GEMMs' packing buffers for these shapes)."""
+def test_memory_reports_buffers_by_layout() -> None:
+    """memory(): the output, the channels-last copies of input and output when converting
+    (channels-first defaults) and the padded input of a non-zero padding_mode; dL/dx."""
     m = nn.Conv2d(8, 16, 3, padding=1)
-    s = m.thread_scratch((4, 8, 10, 10))
-    assert s["total"] > 0 and len(s["a"]) >= 1
-    assert s == _core.conv2d_scratch(m._geometry((4, 8, 10, 10)))
-    act, ws = m.memory((4, 8, 10, 10))
-    assert ws == 4 * 4 * 8 * 100 and act == 4 * (2 * 4 * 16 * 100 + 4 * 8 * 100)
+    n_in, n_out = 4 * 8 * 100, 4 * 16 * 100
+    assert m.memory((4, 8, 10, 10)) == (4 * (2 * n_out + n_in), 4 * n_in)
+    assert m.memory((4, 8, 10, 10), LAST, LAST) == (4 * n_out, 4 * n_in)
+    r = nn.Conv2d(8, 16, 3, padding=1, padding_mode="reflect")
+    assert r.memory((4, 8, 10, 10), LAST, LAST) == (4 * (n_out + 4 * 8 * 144), 4 * n_in)
 
 
 BAD_CTORS: list[tuple[Any, str]] = [
