@@ -485,3 +485,18 @@ def test_eval_forward_during_pending_backward_keeps_its_caches(rng: np.random.Ge
         got = m.backward(g), m.weight.grad
         for a, b in zip(got, want, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_copies_and_pickles_after_shape_queries(rng: np.random.Generator) -> None:
+    """output_shape / summary cache the geometry (a _core object, not picklable): deepcopy and
+    pickle still work and the copies compute the same. (After a call, any layer's copy fails on
+    the call machinery's cached lock tree: reported, outside the conv layers.)"""
+    import copy
+    import pickle
+
+    m = nn.Conv2d(2, 3, 3, padding_mode="replicate", padding=1)
+    x = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    assert m.output_shape(x.shape) == (2, 3, 5, 5)
+    m.summary(2, input_shape=(2, 5, 5), file=None)
+    for twin in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        np.testing.assert_array_equal(twin(x), m(x))

@@ -126,7 +126,15 @@ class _ConvNd(Module):
             object.__setattr__(self, "grad_into_input", False)
         self._geom_key: tuple[int, ...] | None = None
         self._geom: _core.ConvGeometry | None = None
-        self._saved: tuple[np.ndarray, np.ndarray, _core.ConvGeometry, str, str] | None = None
+        # the pending backward's input, kernel input, logical input shape and layouts
+        self._saved: tuple[np.ndarray, np.ndarray, tuple[int, ...], str, str] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a copy (deepcopy, pickle) drops the cached geometry (a _core object, not picklable);
+        # the next call rebuilds it from the shape
+        state = super().__getstate__()
+        state["_geom_key"] = state["_geom"] = None
+        return state
 
     def reset_parameters(self) -> None:
         # torch's _ConvNd default: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))
@@ -282,14 +290,15 @@ class _ConvNd(Module):
             y = work_like(self, "out", out_first, x)
             assert y is not None
             to_first(y4.reshape(last_shape(out_first)), y)
-        self._saved = (x, xk, geom, layout_in, layout_out)
+        self._saved = (x, xk, shape, layout_in, layout_out)
         assert y is not None
         return y
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,
                   donate_input: bool = False) -> np.ndarray | None:
         assert self._saved is not None
-        x, xk, geom, layout_in, layout_out = self._saved
+        x, xk, shape, layout_in, layout_out = self._saved
+        geom = self._geometry(shape)
         out_first = self._out_first(geom)
         want = out_first if layout_out == FIRST else last_shape(out_first)
         if (not isinstance(grad_output, np.ndarray) or grad_output.dtype != np.float32
@@ -308,7 +317,6 @@ class _ConvNd(Module):
                 to_last(grad_output, g4.reshape(last_shape(out_first)))
             else:
                 np.copyto(g4, grad_output.reshape(out4))
-        shape = x.shape if layout_in == FIRST else first_shape(x.shape)
         in_last = self._in_last(shape)
         # Where the kernel writes dL/dx (channels-last, of the kernel's input shape): over its
         # own input copy when it has one (dead once dL/dw has read it), else the final array.
