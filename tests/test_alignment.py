@@ -51,8 +51,14 @@ def _dw_geom() -> Any:
     """A depthwise geometry (multiplier 2, 3x3 'same'): x (1, 4, 5, 3) -> (1, 4, 5, 6)."""
     return _core.ConvGeometry(n=1, h=4, w=5, c_in=3, c_out=6, kh=3, kw=3, ph0=1, ph1=1, pw0=1,
                               pw1=1, groups=3)
+
+
 def _pool_geom() -> Any:  # 2x2 windows, stride 2, over (1, 4, 4, 3)
     return _core.ConvGeometry(n=1, h=4, w=4, c_in=3, c_out=3, kh=2, kw=2, sh=2, sw=2)
+def _conv_geom() -> Any:
+    """A grouped, strided, padded conv geometry: x (2, 5, 4, 4) -> (2, 3, 3, 6)."""
+    return _core.ConvGeometry(n=2, h=5, w=4, c_in=4, c_out=6, kh=3, kw=2, sh=2, sw=2, ph0=1,
+                              ph1=1, pw0=1, pw1=1, groups=2)
 
 
 # fn name -> builder of fresh keyword arguments (every array argument by its binding name)
@@ -101,6 +107,13 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "depthwise_conv2d_backward": lambda: dict(
         grad_out=f32(1, 4, 5, 6), x=f32(1, 4, 5, 3), weight=f32(6, 1, 3, 3), geom=_dw_geom(),
         grad_weight=f32(6, 1, 3, 3), grad_bias=f32(6), grad_input=f32(1, 4, 5, 3)),
+    "conv2d_forward": lambda: dict(
+        input=f32(2, 5, 4, 4), weight=f32(6, 2, 3, 2), bias=f32(6), geom=_conv_geom(),
+        out=f32(2, 3, 3, 6)),
+    "conv2d_backward": lambda: dict(
+        grad_output=f32(2, 3, 3, 6), input=f32(2, 5, 4, 4), weight=f32(6, 2, 3, 2),
+        geom=_conv_geom(), grad_weight=f32(6, 2, 3, 2), grad_bias=f32(6),
+        grad_input=f32(2, 5, 4, 4)),
     "grad_norms": lambda: dict(grad=f32(10), seg_offsets=i64(0, 5), seg_lengths=i64(5, 5),
                                out=np.zeros(2)),
     "max_pool2d_forward": lambda: dict(input=f32(1, 4, 4, 3), geom=_pool_geom(),
@@ -149,8 +162,8 @@ def test_gate_refuses_misaligned(fn: str, arg: str, offset: int) -> None:
 def test_every_kernel_binding_is_covered() -> None:
     """Each public _core function is in the table unless it takes no array."""
     no_arrays = {"cpu_info", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
-                 "linear_scratch", "GradPreHyper", "AdamHyper", "RmspropHyper", "SgdHyper",
-                 "ConvGeometry"}
+                 "linear_scratch", "conv2d_scratch", "GradPreHyper", "AdamHyper", "RmspropHyper",
+                 "SgdHyper", "ConvGeometry"}
     public = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
     assert public - no_arrays == set(CALLS), f"not covered: {public - no_arrays - set(CALLS)}"
 

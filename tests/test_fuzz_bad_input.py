@@ -258,7 +258,8 @@ def bad_constructors(draw: st.DrawFn) -> Bad:
     which = draw(st.sampled_from(["linear_in", "linear_out", "bn_features", "bn_eps",
                                   "bn_momentum", "dropout", "leaky", "gelu", "flatten",
                                   "sequential", "residual", "ce_reduction", "ce_smoothing",
-                                  "mse_reduction"]))
+                                  "mse_reduction", "conv_in", "conv_kernel", "conv_stride",
+                                  "conv_padding", "conv_groups", "conv_mode"]))
     if which == "linear_in" and v != -0.5:
         return _ctor("nn.Linear.in_features", f"nn.Linear({v!r}, 3)", ("in_features",),
                      lambda: nn.Linear(v, 3), v)
@@ -300,6 +301,31 @@ def bad_constructors(draw: st.DrawFn) -> Bad:
         cls = nn.CrossEntropyLoss if which == "ce_reduction" else nn.MSELoss
         return _ctor(f"nn.{cls.__name__}.reduction", f"nn.{cls.__name__}(reduction={r!r})",
                      ("reduction",), lambda: cls(reduction=r))
+    conv = draw(st.sampled_from([nn.Conv1d, nn.Conv2d]))
+    cname = f"nn.{conv.__name__}"
+    if v == [1]:  # a 1-element list is a valid Conv1d size: three elements fit neither layer
+        v = [1, 2, 3]
+    if which == "conv_in":
+        return _ctor(f"{cname}.in_channels", f"{cname}({v!r}, 4, 3)", ("in_channels",),
+                     lambda: conv(v, 4, 3), v)
+    if which in ("conv_kernel", "conv_stride"):
+        arg = which.removeprefix("conv_")
+        k = 3 if arg == "stride" else v
+        kw = {"stride": v} if arg == "stride" else {}
+        return _ctor(f"{cname}.{'kernel_size' if arg == 'kernel' else arg}",
+                     f"{cname}(2, 4, {k!r}, **{kw!r})", ("kernel_size", "stride"),
+                     lambda: conv(2, 4, k, **kw), v)
+    if which == "conv_padding" and v != "3":  # a string is padding='same'/'valid'
+        return _ctor(f"{cname}.padding", f"{cname}(2, 4, 3, padding={v!r})", ("padding",),
+                     lambda: conv(2, 4, 3, padding=v), v)
+    if which == "conv_groups":
+        gr = 3 if v == -0.5 else v  # 3 divides neither 2 nor 4 channels
+        return _ctor(f"{cname}.groups", f"{cname}(2, 4, 3, groups={gr!r})", ("groups",),
+                     lambda: conv(2, 4, 3, groups=gr), gr)
+    if which == "conv_mode":
+        mode = draw(st.sampled_from(["mirror", None, "ZEROS", 0]))
+        return _ctor(f"{cname}.padding_mode", f"{cname}(2, 4, 3, padding_mode={mode!r})",
+                     ("padding_mode",), lambda: conv(2, 4, 3, padding_mode=mode))
     s = 1.5 if v == -0.5 else v
     return _ctor("nn.CrossEntropyLoss.label_smoothing", f"nn.CrossEntropyLoss(label_smoothing={s!r})",
                  ("label_smoothing",), lambda: nn.CrossEntropyLoss(label_smoothing=s), s)

@@ -206,6 +206,36 @@ def test_linear_scratch_is_its_gemms_combined(shape: tuple[int, int, int], threa
         _core.linear_scratch(batch, i, o, threads=0)
 
 
+def _conv_gemms(g: _core.ConvGeometry, input_grad: bool) -> list[tuple[int, int, int, bool, bool]]:
+    """(m, n, k, trans_a, trans_b) of the GEMMs a conv forward + backward runs per group
+    (cpp/conv/conv.cpp, groups=1 here): a gathered A is packed as a transposed one."""
+    cig, cog, taps = g.c_in // g.groups, g.c_out // g.groups, g.kh * g.kw
+    m, mi = g.n * g.oh * g.ow, g.n * g.h * g.w
+    if taps == 1 and (g.sh, g.sw, g.ph0, g.ph1, g.pw0, g.pw1) == (1, 1, 0, 0, 0, 0):
+        calls = [(m, cog, cig, False, True), (cog, cig, m, True, False)]
+        return calls + ([(mi, cig, cog, False, False)] if input_grad else [])
+    calls = [(m, cog, taps * cig, True, False), (cog, taps * cig, m, True, False)]
+    return calls + ([(mi, cig, taps * cog, True, False)] if input_grad else [])
+
+
+@pytest.mark.parametrize("geom", [dict(n=8, h=20, w=20, c_in=16, c_out=32, kh=3, kw=3, ph0=1,
+                                       ph1=1, pw0=1, pw1=1),
+                                  dict(n=64, h=8, w=8, c_in=64, c_out=64, kh=1, kw=1),
+                                  dict(n=2, h=9, w=7, c_in=3, c_out=5, kh=5, kw=3, sh=2)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_conv_scratch_is_its_gemms_combined(geom: dict[str, int], threads: int,
+                                            input_grad: bool) -> None:
+    g = _core.ConvGeometry(**geom)
+    calls = [ws(*c, threads=threads) for c in _conv_gemms(g, input_grad)]
+    assert _core.conv2d_scratch(g, input_grad=input_grad, threads=threads) == _combined(calls)
+    layer = nn.Conv2d(g.c_in, g.c_out, (g.kh, g.kw), stride=(g.sh, g.sw), padding=(g.ph0, g.pw0))
+    shape = (g.n, g.c_in, g.h, g.w)
+    assert layer.thread_scratch(shape, input_grad) == _core.conv2d_scratch(g, input_grad=input_grad)
+    with pytest.raises(ValueError, match="conv2d_scratch: threads must be >= 1"):
+        _core.conv2d_scratch(g, threads=0)
+
+
 def test_summary_counts_the_first_layer_grad_input_only_when_asked() -> None:
     m = nn.Sequential(nn.Linear(30, 20), nn.BatchNorm1d(20), nn.ReLU(), nn.Linear(20, 4))
     lean, full = m.summary(16, file=None), m.summary(16, file=None, input_grad=True)

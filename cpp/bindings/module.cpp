@@ -19,6 +19,7 @@ void register_linear(py::module_& m);      // layers/linear.cpp
 void register_batchnorm(py::module_& m);   // layers/batchnorm.cpp
 void register_conv_geometry(py::module_& m); // layers/conv_geometry.cpp
 void register_depthwise(py::module_& m);   // depthwise/depthwise.cpp
+void register_conv(py::module_& m);        // conv/conv.cpp
 void register_activations(py::module_& m); // layers/activations.cpp
 void register_softmax_xent(py::module_& m); // layers/softmax_xent.cpp
 void register_pointwise(py::module_& m);   // layers/pointwise.cpp
@@ -43,6 +44,7 @@ PYBIND11_MODULE(_core, m) {
   sg::bind::register_batchnorm(m);
   sg::bind::register_conv_geometry(m);
   sg::bind::register_depthwise(m);
+  sg::bind::register_conv(m);
   sg::bind::register_activations(m);
   sg::bind::register_softmax_xent(m);
   sg::bind::register_pointwise(m);

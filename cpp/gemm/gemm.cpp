@@ -162,6 +162,8 @@ struct GemmCall {
   int64_t lda, rsa, csa;  // A's row and column strides as op(A) is read
   const float* b;
   int64_t ldb;
+  const GemmPackSource* a_src;  // non-null: A is gathered (packed path only)
+  const GemmPackSource* b_src;  // non-null: B is gathered
   float* c;
   int64_t ldc;
   const float* bias;
@@ -194,8 +196,10 @@ void pack_b_block(const GemmCall& g, float* b_panel, bool own_b, int64_t jc, int
                   int64_t pc, int64_t kc) {
   const int64_t NR = g.uk.nr, n_jr = (nc + NR - 1) / NR;
   auto pack = [&](int64_t q0, int64_t q1) {  // micropanels [q0, q1) of this column block
-    g.uk.pack_b_panels(g.trans_b, g.b, g.ldb, pc, kc, jc + q0 * NR,
-                       std::min(nc, q1 * NR) - q0 * NR, b_panel + q0 * NR * kc);
+    const int64_t cols = std::min(nc, q1 * NR) - q0 * NR;
+    float* dst = b_panel + q0 * NR * kc;
+    if (g.b_src) g.b_src->pack(g.b_src->ctx, jc + q0 * NR, cols, pc, kc, NR, dst);
+    else g.uk.pack_b_panels(g.trans_b, g.b, g.ldb, pc, kc, jc + q0 * NR, cols, dst);
   };
   if (own_b) {
     pack(0, n_jr);
@@ -218,8 +222,9 @@ void multiply_block(const GemmCall& g, float* ap, const float* b_panel, int64_t 
   const bool sup = g.plan.sup;
   if (!sup) {
     for (int64_t ir = 0; ir < n_ir; ++ir) {
-      g.uk.pack_a(g.trans_a, g.a, g.lda, ic + ir * MR, std::min<int64_t>(MR, mc - ir * MR), pc,
-                  kc, ap + ir * MR * kc);
+      const int64_t rows = std::min<int64_t>(MR, mc - ir * MR);
+      if (g.a_src) g.a_src->pack(g.a_src->ctx, ic + ir * MR, rows, pc, kc, MR, ap + ir * MR * kc);
+      else g.uk.pack_a(g.trans_a, g.a, g.lda, ic + ir * MR, rows, pc, kc, ap + ir * MR * kc);
     }
   } else if (mc % MR) {  // the partial edge sliver: in-place reads would overrun
     g.uk.pack_a(g.trans_a, g.a, g.lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, ap);
@@ -280,7 +285,16 @@ void gemm_thread(const GemmCall& g, AlignedBuffer& caller_b_buf, float*& b_share
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act) {
+  gemm_f32_src(trans_a, trans_b, m, n, k, alpha, a, lda, nullptr, b, ldb, nullptr, beta, c, ldc,
+               bias, act);
+}
+
+void gemm_f32_src(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, const GemmPackSource* a_src, const float* b,
+                  int64_t ldb, const GemmPackSource* b_src, float beta, float* c, int64_t ldc,
+                  const float* bias, Activation act) {
   assert(act == Activation::none || act == Activation::relu);
+  if (a_src) trans_a = true;  // a gathered A is packed, as a transposed one is (never sup)
   if (m == 0 || n == 0) return;
   const bool relu = act == Activation::relu;
   if (k == 0) {
@@ -289,8 +303,9 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
   }
   const GemmUkernel& uk = gemm_ukernel();
   const GemmPlan plan = gemm_plan(uk, trans_a, m, n, k, lda);
-  const GemmCall call{uk, plan, trans_a, trans_b, relu, m, n, k, alpha, beta, a, lda,
-                      trans_a ? 1 : lda, trans_a ? lda : 1, b, ldb, c, ldc, bias};
+  const GemmCall call{uk, plan, trans_a, trans_b, relu, m,     n,     k,   alpha, beta,
+                      a,  lda,  trans_a ? 1 : lda, trans_a ? lda : 1, b, ldb, a_src, b_src,
+                      c,  ldc,  bias};
   thread_local AlignedBuffer b_buf;  // the caller's shared B panel (M split only)
   float* b_shared = nullptr;
   const bool parallel = gemm_goes_parallel(m, n, k, num_threads());

@@ -37,9 +37,29 @@ struct GemmConstants {
 };
 GemmConstants gemm_constants();
 
+// An operand gathered by a callback instead of read from a matrix (implicit GEMM: the conv
+// family packs its im2col straight from the image, never materialising it). pack writes
+// exactly what the ISA's packers would. For A (width = MR): rows [idx0, idx0 + count), count
+// <= MR, over k [p0, p0 + kc) into one k-major MR-interleaved micropanel, rows past count
+// zero. For B (width = NR): columns [idx0, idx0 + count), any count, over the same k range into
+// ceil(count / NR) consecutive k-major NR-column micropanels, columns past count zero.
+// A gathered A always takes the packed path: size its scratch as gemm_workspace(true, ...).
+struct GemmPackSource {
+  void (*pack)(const void* ctx, int64_t idx0, int64_t count, int64_t p0, int64_t kc,
+               int64_t width, float* dst);
+  const void* ctx;
+};
+
 // act: Activation::none or Activation::relu, the only ones the epilogue fuses.
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
               int64_t ldc, const float* bias, Activation act);
+
+// gemm_f32 with either operand gathered: a non-null a_src (b_src) replaces a, lda, trans_a
+// (b, ldb, trans_b). Same blocking, same per-element FMA order, same thread independence.
+void gemm_f32_src(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, const GemmPackSource* a_src, const float* b,
+                  int64_t ldb, const GemmPackSource* b_src, float beta, float* c, int64_t ldc,
+                  const float* bias, Activation act);
 
 }  // namespace sg

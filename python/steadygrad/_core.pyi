@@ -192,6 +192,31 @@ class ConvGeometry:
 
 # -- depthwise convolution (depthwise/depthwise.cpp): channels-last, torch's weight layout ----
 
+def conv2d_forward(
+    input: _F32,
+    weight: _F32,
+    bias: _F32 | None,
+    geom: ConvGeometry,
+    *,
+    activation: str = "none",
+    out: _F32 | None = None,
+) -> _F32: ...
+def conv2d_backward(
+    grad_output: _F32,
+    input: _F32,
+    weight: _F32,
+    geom: ConvGeometry,
+    grad_weight: _F32,
+    grad_bias: _F32 | None = None,
+    *,
+    accumulate: bool = False,
+    accumulate_bias: bool | None = None,
+    compute_grad_input: bool = True,
+    grad_input: _F32 | None = None,
+) -> _F32 | None: ...
+def conv2d_scratch(
+    geom: ConvGeometry, *, input_grad: bool = True, threads: int | None = None
+) -> GemmScratch: ...
 def depthwise_conv2d_forward(
     x: _F32,
     weight: _F32,

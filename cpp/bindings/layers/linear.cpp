@@ -2,12 +2,12 @@
 // direction) and the size of the GEMM scratch they grow. Every argument is validated before
 // any output is touched, so a rejected call leaves parameters, gradients and buffers unchanged.
 #include <omp.h>
-#include <pybind11/stl.h>  // linear_scratch's per-thread lists
 
 #include <cstdint>
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/scratch_dict.h"
 #include "common/parallel.h"
 #include "layers/linear.h"
 
@@ -85,15 +85,6 @@ py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj
                         acc_b ? 1.0f : 0.0f);
   }
   return dx_ret;
-}
-
-py::dict scratch_dict(const GemmScratch& s) {
-  py::dict d;
-  d["b_shared"] = s.b_shared_bytes;
-  d["a"] = s.a_bytes;
-  d["b_own"] = s.b_own_bytes;
-  d["total"] = s.total_bytes();
-  return d;
 }
 
 py::dict linear_scratch_bytes(int64_t batch, int64_t in, int64_t out, bool input_grad,

@@ -18,6 +18,7 @@ from steadygrad.nn import init
 from steadygrad.nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from steadygrad.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from steadygrad.nn.container import Residual, Sequential
+from steadygrad.nn.conv import Conv1d, Conv2d
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Flatten, Identity, Linear
 from steadygrad.nn.loss import CrossEntropyLoss, MSELoss
@@ -40,6 +41,8 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "FlatStorage",
