@@ -126,7 +126,7 @@ class _BatchNorm(Module):
         a float32 array (the binding names what is wrong)."""
         if not isinstance(x, np.ndarray) or x.dtype != np.float32:
             return None
-        if x.ndim == 2 and x.shape[1] == self.num_features:  # (N, C): as it is, one layout
+        if x.ndim == 2 and 2 in self._ranks and x.shape[1] == self.num_features:  # (N, C): as it is, one layout
             return x
         self.output_shape(first_shape(x.shape) if layout_in == LAST and x.ndim > 2 else x.shape)
         if x.ndim == 2:  # (N, C): one layout
