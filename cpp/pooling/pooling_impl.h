@@ -19,15 +19,20 @@ inline R pool_load(const float* p, int64_t n) {
 }
 // Tail stores go through a stack buffer: a masked store (vmaskmovps) is microcoded and slow
 // on AMD's cores, and with c < W (c = 3, 6: the first layers) every store is a tail.
-template <bool kTail>
-inline void pool_store(float* p, R x, int64_t n) {
+// store(q) writes all W lanes at q; kTail keeps the first n of them for p.
+template <bool kTail, class T, class Store>
+inline void store_lanes(T* p, int64_t n, Store&& store) {
   if constexpr (kTail) {
-    alignas(64) float t[V::W];
-    V::store(t, x);
+    alignas(64) T t[V::W];
+    store(t);
     for (int64_t i = 0; i < n; ++i) p[i] = t[i];
   } else {
-    V::store(p, x);
+    store(p);
   }
+}
+template <bool kTail>
+inline void pool_store(float* p, R x, int64_t n) {
+  store_lanes<kTail>(p, n, [&](float* q) { V::store(q, x); });
 }
 template <bool kTail>
 inline R pool_load_i32(const int32_t* p, int64_t n) {
@@ -35,13 +40,7 @@ inline R pool_load_i32(const int32_t* p, int64_t n) {
 }
 template <bool kTail>
 inline void pool_store_i32(int32_t* p, R x, int64_t n) {
-  if constexpr (kTail) {
-    alignas(64) int32_t t[V::W];
-    V::store_i32(t, x);
-    for (int64_t i = 0; i < n; ++i) p[i] = t[i];
-  } else {
-    V::store_i32(p, x);
-  }
+  store_lanes<kTail>(p, n, [&](int32_t* q) { V::store_i32(q, x); });
 }
 
 // Calls body(tail, c0, lanes) over the channel blocks of c; tail is std::true_type for the

@@ -151,46 +151,46 @@ void check_size2(const char* fn, const char* name, int64_t a, int64_t b) {
   }
 }
 
-py::array adaptive_avg_pool2d_forward(py::handle x_obj, std::pair<int64_t, int64_t> size,
-                                      py::handle out_obj) {
-  const char* fn = "adaptive_avg_pool2d_forward";
-  const auto [oh, ow] = size;
-  check_size2(fn, "output_size", oh, ow);
-  py::array x = f32_array(fn, "input", x_obj, 4);
-  const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
-  if (h < 1 || w < 1 || c < 1) {
-    value_error(fn, "input must have h, w, c >= 1 (n, h, w, c), got " + shape_str(x));
+// Adaptive average pooling both ways: `src` (n, a, b, c) -> a new or given (n, size, c). The
+// forward maps the input to the output (a, b = h, w; size = output_size), the backward
+// grad_output to grad_input (a, b = oh, ow; size = input_size). Both kernels take the image's
+// (h, w) and the pooled (oh, ow) in that order.
+py::array adaptive_avg_pool2d_call(bool forward, py::handle src_obj,
+                                   std::pair<int64_t, int64_t> size, py::handle dst_obj) {
+  const char* fn = forward ? "adaptive_avg_pool2d_forward" : "adaptive_avg_pool2d_backward";
+  const char* src_name = forward ? "input" : "grad_output";
+  const char* dst_name = forward ? "out" : "grad_input";
+  check_size2(fn, forward ? "output_size" : "input_size", size.first, size.second);
+  py::array src = f32_array(fn, src_name, src_obj, 4);
+  const int64_t n = src.shape(0), a = src.shape(1), b = src.shape(2), c = src.shape(3);
+  if (a < 1 || b < 1 || c < 1) {
+    value_error(fn, std::string(src_name) + (forward ? " must have h, w, c >= 1 (n, h, w, c)"
+                                                     : " must have oh, ow, c >= 1 (n, oh, ow, c)") +
+                        ", got " + shape_str(src));
   }
-  py::array y = out_array(fn, "out", out_obj, {n, oh, ow, c});
-  require_disjoint(fn, "out", y, "input", x);
-  const float* xp = f32_cptr(x);
-  float* yp = f32_ptr(y);
+  py::array dst = out_array(fn, dst_name, dst_obj, {n, size.first, size.second, c});
+  require_disjoint(fn, dst_name, dst, src_name, src);
+  const float* sp = f32_cptr(src);
+  float* dp = f32_ptr(dst);
   {
     py::gil_scoped_release release;
-    adaptive_avg_pool_forward(n, h, w, c, oh, ow, xp, yp);
+    if (forward) {
+      adaptive_avg_pool_forward(n, a, b, c, size.first, size.second, sp, dp);
+    } else {
+      adaptive_avg_pool_backward(n, size.first, size.second, c, a, b, sp, dp);
+    }
   }
-  return y;
+  return dst;
+}
+
+py::array adaptive_avg_pool2d_forward(py::handle x_obj, std::pair<int64_t, int64_t> size,
+                                      py::handle out_obj) {
+  return adaptive_avg_pool2d_call(true, x_obj, size, out_obj);
 }
 
 py::array adaptive_avg_pool2d_backward(py::handle dy_obj, std::pair<int64_t, int64_t> size,
                                        py::handle dx_obj) {
-  const char* fn = "adaptive_avg_pool2d_backward";
-  const auto [h, w] = size;
-  check_size2(fn, "input_size", h, w);
-  py::array dy = f32_array(fn, "grad_output", dy_obj, 4);
-  const int64_t n = dy.shape(0), oh = dy.shape(1), ow = dy.shape(2), c = dy.shape(3);
-  if (oh < 1 || ow < 1 || c < 1) {
-    value_error(fn, "grad_output must have oh, ow, c >= 1 (n, oh, ow, c), got " + shape_str(dy));
-  }
-  py::array dx = out_array(fn, "grad_input", dx_obj, {n, h, w, c});
-  require_disjoint(fn, "grad_input", dx, "grad_output", dy);
-  const float* dyp = f32_cptr(dy);
-  float* dxp = f32_ptr(dx);
-  {
-    py::gil_scoped_release release;
-    adaptive_avg_pool_backward(n, h, w, c, oh, ow, dyp, dxp);
-  }
-  return dx;
+  return adaptive_avg_pool2d_call(false, dy_obj, size, dx_obj);
 }
 
 }  // namespace
