@@ -70,3 +70,15 @@ def test_exploding_gradients_rescued_by_clipping(tmp_path, path):
     acc = float(re.search(r"with clipping: test accuracy ([0-9.]+)", out).group(1))
     assert acc >= (0.85 if path == "generic" else 0.8), out
     assert "exploding" in out
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_digits_cnn_reaches_98_5_percent(tmp_path, path):
+    out = _run("digits_cnn.py", "--checkpoint", str(tmp_path / "c.safetensors"), cwd=tmp_path,
+               path=path)
+    acc = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    # 0.9911 on generic and on AVX2 (init seeds 1-3 on AVX2: 0.9889, 0.9933, 0.9956); the
+    # best path may lose a few of the 450 test samples to another rounding trajectory.
+    assert acc >= (0.985 if path == "generic" else 0.98), out
+    assert re.search(r"training time: [0-9.]+ s", out), out
+    assert (tmp_path / "c.safetensors").stat().st_size > 0
