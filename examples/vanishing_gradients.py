@@ -62,8 +62,7 @@ def run(kind: str, x_tr, y_tr, x_te, y_te, epochs: int):
            seed=0, verbose=0)
     acc = sg.evaluate(model, loss_fn, x_te, y_te)["accuracy"]
     norms = monitor.layer_grad_norms(0)
-    linear = [name for name, kind_ in zip(monitor.layer_names, monitor.layer_types, strict=True) if kind_ == "Linear"]
-    return report, [norms[n] for n in linear], acc
+    return report, [norms[n] for n in monitor.weight_layers], acc  # the Linear layers
 
 
 def main() -> None:

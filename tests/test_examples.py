@@ -70,3 +70,35 @@ def test_exploding_gradients_rescued_by_clipping(tmp_path, path):
     acc = float(re.search(r"with clipping: test accuracy ([0-9.]+)", out).group(1))
     assert acc >= (0.85 if path == "generic" else 0.8), out
     assert "exploding" in out
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_digits_cnn_reaches_98_5_percent(tmp_path, path):
+    out = _run("digits_cnn.py", "--checkpoint", str(tmp_path / "c.safetensors"), cwd=tmp_path,
+               path=path)
+    acc = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    # 0.9911 on generic and on AVX2 (init seeds 1-3 on AVX2: 0.9889, 0.9933, 0.9956); the
+    # best path may lose a few of the 450 test samples to another rounding trajectory.
+    assert acc >= (0.985 if path == "generic" else 0.98), out
+    assert re.search(r"training time: [0-9.]+ s", out), out
+    assert (tmp_path / "c.safetensors").stat().st_size > 0
+
+
+def test_vanishing_gradients_cnn_shows_the_problem_and_the_remedy(tmp_path):
+    # One path (the machine's best): the claims are step-0 gradient ratios, the same to four
+    # digits on generic and AVX2, and accuracies with wide margins; 2 epochs to keep it short.
+    out = _run("vanishing_gradients_cnn.py", "--epochs", "2", "--plot", str(tmp_path / "v.png"),
+               cwd=tmp_path, path="best")
+    ratio = _floats(r"(\w+): first/last layer gradient-norm ratio ([0-9.e+-]+)", out)
+    acc = _floats(r"(\w+): test accuracy after \d+ epochs ([0-9.]+)", out)
+    # Measured: plain 2.8e-6 (20 layers of init gain 0.58 and tanh' <= 1), bn_residual 1.54
+    # (BatchNorm2d restores the scale each block, the shortcut carries the gradient past it).
+    # The thresholds leave 30x and 15x of margin and are 4 orders of magnitude apart.
+    assert ratio["plain"] < 1e-4 and ratio["bn_residual"] > 0.1, out
+    # Measured after 2 epochs: plain 0.21 (generic 0.24), bn_residual 0.94 (generic 0.95).
+    assert acc["plain"] < 0.5 and acc["bn_residual"] > 0.8, out
+    plain, fixed = out.split("== check_init, bn_residual")
+    assert re.search(r"\[vanishing_gradient\] layer '\d+' \(Conv2d\)", plain), out
+    assert "BatchNorm2d" in plain and "nn.Residual" in plain
+    assert fixed.startswith(": ok") and "vanishing" not in fixed.split("per-layer")[0], out
+    assert len(re.findall(r"^\s+20\s", out, re.M)) == 1 and (tmp_path / "v.png").stat().st_size > 0

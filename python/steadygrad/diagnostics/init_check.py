@@ -14,7 +14,15 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad import nn
-from steadygrad.diagnostics.probe import LayerProbe, is_rectifier, output_bounds, unit_std
+from steadygrad.diagnostics.probe import (
+    LayerProbe,
+    fan_in,
+    init_gain,
+    is_rectifier,
+    output_bounds,
+    spatial_dims,
+    unit_std,
+)
 
 
 @dataclass
@@ -32,7 +40,8 @@ class InitIssue:
 @dataclass
 class InitReport:
     """Per-layer rows (dicts: layer, type, act_mean, act_std, act_scale, grad_in_std,
-    param_grad_rms, grad_scale, dead, saturated) and the issues found, most important first."""
+    param_grad_rms, grad_scale, dead, saturated; fan_in and init_gain, std(weight) *
+    sqrt(fan_in), for a weight layer, else None) and the issues found, most important first."""
 
     rows: list[dict[str, Any]]
     issues: list[InitIssue] = field(default_factory=list)
@@ -49,8 +58,10 @@ class InitReport:
         def f(v: Any) -> str:
             return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2e}"
 
-        head = (f"{'layer':<14}{'type':<13}{'act_std':>10}{'act/in':>10}{'dL/dx std':>11}"
-                f"{'grad rms':>10}{'grad/last':>10}{'dead':>7}{'sat':>7}  flag")
+        wl = max([14] + [len(r["layer"]) + 2 for r in self.rows])
+        wt = max([13] + [len(r["type"]) + 2 for r in self.rows])
+        head = (f"{'layer':<{wl}}{'type':<{wt}}{'act_std':>10}{'act/in':>10}{'dL/dx std':>11}"
+                f"{'grad rms':>10}{'grad/last':>10}{'gain':>7}{'dead':>7}{'sat':>7}  flag")
         lines = [head, "-" * len(head)]
         marks: dict[str, list[str]] = {}
         for i in self.issues:
@@ -58,8 +69,10 @@ class InitReport:
         for r in self.rows:
             dead = f"{r['dead']:.0%}" if r.get("dead") is not None else "-"
             sat = f"{r['saturated']:.0%}" if r.get("saturated") is not None else "-"
-            lines.append(f"{r['layer']:<14}{r['type']:<13}{f(r['act_std']):>10}{f(r['act_scale']):>10}"
-                         f"{f(r['grad_in_std']):>11}{f(r['param_grad_rms']):>10}{f(r['grad_scale']):>10}"
+            gain = "-" if r.get("init_gain") is None else f"{r['init_gain']:.2f}"
+            lines.append(f"{r['layer']:<{wl}}{r['type']:<{wt}}{f(r['act_std']):>10}"
+                         f"{f(r['act_scale']):>10}{f(r['grad_in_std']):>11}"
+                         f"{f(r['param_grad_rms']):>10}{f(r['grad_scale']):>10}{gain:>7}"
                          f"{dead:>7}{sat:>7}  {','.join(marks.get(r['layer'], []))}")
         return "\n".join(lines)
 
@@ -68,24 +81,29 @@ class InitReport:
         return "\n".join([self.table(), "", f"check_init: {verdict}", *map(str, self.issues)])
 
 
-def _suggest(kind: str, saturating: bool, rectifying: bool) -> str:
-    """The fix for `kind` in a model that has saturating (sigmoid/tanh) or rectifier layers."""
+_RESIDUAL = ("; in a deep network, residual blocks (nn.Residual(block), y = x + block(x)) "
+             "give the gradient a path around each block")
+
+
+def _suggest(kind: str, saturating: bool, rectifying: bool, norm: str = "BatchNorm1d") -> str:
+    """The fix for `kind` in a model that has saturating (sigmoid/tanh) or rectifier layers;
+    `norm` is the BatchNorm class for its weight layers (BatchNorm2d after a Conv2d)."""
     if kind in ("vanishing_activation", "vanishing_gradient"):
         if saturating:
             return ("sigmoid/tanh shrink the signal at every layer (their slope is <= 0.25 / <= 1): "
                     "use ReLU with Kaiming init (nn.init.kaiming_normal_(w, nonlinearity='relu')), "
-                    "or put BatchNorm1d before each activation")
+                    f"or put {norm} before each activation" + _RESIDUAL)
         if rectifying:
             return ("the init gain is too small for ReLU: use Kaiming init "
-                    "(nn.init.kaiming_normal_, gain sqrt(2)) or add BatchNorm1d")
-        return "use Xavier/Kaiming init with the gain of your activation, or add BatchNorm1d"
+                    f"(nn.init.kaiming_normal_, gain sqrt(2)) or add {norm}" + _RESIDUAL)
+        return f"use Xavier/Kaiming init with the gain of your activation, or add {norm}" + _RESIDUAL
     if kind in ("exploding_activation", "exploding_gradient"):
         return ("the init gain is too large: use Kaiming (ReLU) or Xavier (tanh/sigmoid) init, add "
-                "BatchNorm1d, and clip gradients (optimizer max_grad_norm=1.0)")
+                f"{norm}, and clip gradients (optimizer max_grad_norm=1.0)")
     if kind == "dead_relu":
         return "use Kaiming init with zero bias, a lower learning rate, or LeakyReLU"
     if kind == "saturation":
-        return ("pre-activations are too large: Xavier init, normalised inputs or BatchNorm1d "
+        return (f"pre-activations are too large: Xavier init, normalised inputs or {norm} "
                 "before the activation")
     return ("find the first non-finite layer above; check the input for NaN/inf, lower the init "
             "gain, and clip gradients (max_grad_norm)")
@@ -169,15 +187,20 @@ def _analyse(model: Any, x: np.ndarray, probe: LayerProbe, grads: Grads, vanish:
             "param_grad_rms": grad_rms,
             "grad_scale": None if grad_rms is None or not last else grad_rms / last,
             "dead": fs.get("dead"), "saturated": fs.get("saturated"),
+            "fan_in": fan_in(layer), "init_gain": init_gain(layer),
             "finite": fs.get("finite", True) and math.isfinite(bs.get("grad_in_std", 0.0))
             and (grad_rms is None or math.isfinite(grad_rms)),
         })
     saturating = any(output_bounds(m) is not None for _, m in probe.layers)
     rectifying = any(is_rectifier(m) for _, m in probe.layers)
+    norm = f"BatchNorm{max([1] + [spatial_dims(m) for _, m in probe.layers])}d"
     issues: list[InitIssue] = []
 
     def add(row: dict[str, Any], kind: str, message: str) -> None:
-        fix = _suggest(kind, saturating, rectifying)
+        if row["init_gain"] is not None and kind.startswith(("vanishing", "exploding")):
+            message += (f"; its init gain std(weight)*sqrt(fan_in) is {row['init_gain']:.3g} "
+                        f"(fan_in {row['fan_in']})")
+        fix = _suggest(kind, saturating, rectifying, norm)
         issues.append(InitIssue(row["layer"], row["type"], kind, message, fix))
 
     def below(s: float) -> bool:

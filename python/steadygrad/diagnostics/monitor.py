@@ -15,7 +15,7 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad.callbacks import Callback
-from steadygrad.diagnostics.probe import LayerProbe, is_rectifier
+from steadygrad.diagnostics.probe import LayerProbe, is_rectifier, is_weight_layer
 from steadygrad.ops import global_norm
 
 
@@ -65,6 +65,9 @@ class GradientMonitor(Callback):
         self.layer_names = [n for n, _ in self.layers]
         self.layer_types = [type(m).__name__ for _, m in self.layers]
         self.relu_layers = [n for n, m in self.layers if is_rectifier(m)]
+        # Linear and convolution layers (they declare weight_layer), input to output: the
+        # layers whose gradient norms show a vanishing or exploding gradient with depth.
+        self.weight_layers = [n for n, m in self.layers if is_weight_layer(m)]
         self.bn_layers = [(n, m) for n, m in self.layers if getattr(m, "running_var", None) is not None]
         self.bn_names = [n for n, _ in self.bn_layers]
         self._bn_prev = [np.array(m.running_var, dtype=np.float32) for _, m in self.bn_layers]
@@ -145,7 +148,8 @@ class GradientMonitor(Callback):
     def arrays(self) -> dict[str, Any]:
         """steps (R,), grad_norm and update_ratio (R, n_params), act_mean and act_std
         (R, n_layers), dead_relu (R, n_relu_layers), bn_var_drift (R, n_bn_layers; relative change
-        of running_var since the previous record), and the matching name lists."""
+        of running_var since the previous record), and the matching name lists (weight_layers:
+        the Linear and convolution layers among layer_names)."""
 
         def stack(rows: list[np.ndarray], width: int) -> np.ndarray:
             return np.vstack(rows) if rows else np.zeros((0, width))
@@ -162,6 +166,7 @@ class GradientMonitor(Callback):
             "layer_names": list(self.layer_names),
             "layer_types": list(self.layer_types),
             "relu_layers": list(self.relu_layers),
+            "weight_layers": list(self.weight_layers),
             "bn_layers": list(self.bn_names),
         }
 
@@ -177,17 +182,22 @@ class GradientMonitor(Callback):
         if not self.steps:
             return "GradientMonitor: nothing recorded yet"
         i = record
+        # Columns as wide as the longest name (nested blocks: '3.module.0.weight'; types:
+        # 'AdaptiveAvgPool2d'), so that every row lines up.
+        w1 = max([24] + [len(n) + 2 for n in (*self.param_names, *self.layer_names)])
+        w2 = max([16] + [len(str(s)) + 2 for s in self.param_shapes]
+                 + [len(t) + 2 for t in self.layer_types])
         lines = [f"gradient health at step {self.steps[i]}",
-                 f"{'parameter':<24}{'shape':<16}{'grad_norm':>12}{'update/weight':>15}"]
+                 f"{'parameter':<{w1}}{'shape':<{w2}}{'grad_norm':>12}{'update/weight':>15}"]
         for name, shape, g, r in zip(self.param_names, self.param_shapes, self._grad[i], self._ratio[i], strict=False):
-            lines.append(f"{name:<24}{shape!s:<16}{_fmt(g):>12}{_fmt(r):>15}")
+            lines.append(f"{name:<{w1}}{shape!s:<{w2}}{_fmt(g):>12}{_fmt(r):>15}")
         dead = dict(zip(self.relu_layers, self._dead[i], strict=False))
         drift = dict(zip(self.bn_names, self._bn_drift[i], strict=False))
-        lines.append(f"{'layer':<24}{'type':<16}{'act_mean':>12}{'act_std':>12}{'dead_relu':>11}"
+        lines.append(f"{'layer':<{w1}}{'type':<{w2}}{'act_mean':>12}{'act_std':>12}{'dead_relu':>11}"
                      f"{'bn_var_drift':>14}")
         for j, (name, kind) in enumerate(zip(self.layer_names, self.layer_types, strict=False)):
             d = f"{dead[name]:.1%}" if name in dead and not math.isnan(dead[name]) else "-"
-            lines.append(f"{name:<24}{kind:<16}{_fmt(self._act_mean[i][j]):>12}"
+            lines.append(f"{name:<{w1}}{kind:<{w2}}{_fmt(self._act_mean[i][j]):>12}"
                          f"{_fmt(self._act_std[i][j]):>12}{d:>11}{_fmt(drift.get(name)):>14}")
         return "\n".join(lines)
 

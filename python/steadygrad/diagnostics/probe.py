@@ -5,7 +5,16 @@ Statistics are numpy reductions over arrays already computed, taken only when as
 What a layer class may declare (class attributes, read with a default, so subclasses keep them
 and any object can take part): `rectifier = True` (ReLU, LeakyReLU): a unit never positive
 over the batch is dead, and the dead fraction is reported; `output_bounds = (lo, hi)` (Sigmoid,
-Tanh): the fraction of outputs within SATURATION_MARGIN of a bound is reported as saturated."""
+Tanh): the fraction of outputs within SATURATION_MARGIN of a bound is reported as saturated;
+`weight_layer = True` (Linear, Conv1d, Conv2d): `layer.weight` has shape (out, fan_in...), each
+output a weighted sum of prod(weight.shape[1:]) inputs (in_features; in_channels/groups x the
+kernel taps), which gives its init gain; its weight's rank - 2 is the number of spatial dims it
+convolves over, which names the BatchNorm a suggestion recommends.
+
+Units: statistics across the batch are per unit, a unit being one element of a sample's
+output: a feature of a 2-D (N, F) output, a (channel, position) of a convolution's 3-D or 4-D
+one. Their mean, mean std and dead fraction do not depend on the order of the units, so a
+layer inside a channels-last run (nn._layout) reports what it would on torch's layout."""
 
 from __future__ import annotations
 
@@ -25,6 +34,33 @@ def is_rectifier(layer: Any) -> bool:
 def output_bounds(layer: Any) -> tuple[float, float] | None:
     bounds = getattr(layer, "output_bounds", None)
     return None if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+
+def is_weight_layer(layer: Any) -> bool:
+    return bool(getattr(layer, "weight_layer", False)) and getattr(layer, "weight", None) is not None
+
+
+def fan_in(layer: Any) -> int | None:
+    """Inputs per output of a weight layer (torch's fan-in): in_features for Linear,
+    in_channels/groups * prod(kernel_size) for a convolution; None for other layers."""
+    if not is_weight_layer(layer):
+        return None
+    return int(np.prod(layer.weight.shape[1:]))
+
+
+def spatial_dims(layer: Any) -> int:
+    """Spatial dims a weight layer convolves over (0 for Linear); 0 for other layers."""
+    return len(layer.weight.shape) - 2 if is_weight_layer(layer) else 0
+
+
+def init_gain(layer: Any) -> float | None:
+    """std(weight) * sqrt(fan_in): the factor by which the layer scales a unit-variance input
+    (Kaiming for ReLU: sqrt(2); Xavier/LeCun for tanh: ~1; torch's default init: 1/sqrt(3))."""
+    n = fan_in(layer)
+    if n is None:
+        return None
+    w = np.asarray(layer.weight.data)
+    return float(np.std(w, dtype=np.float64)) * float(np.sqrt(n))
 
 
 def _column_moments(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

@@ -66,6 +66,9 @@ class _ConvNd(Module):
     skips_grad_input = True
     owns_output = True
     reads_output_in_backward = False
+    # For the diagnostics (steadygrad.diagnostics.probe): `weight` (out, in/groups, *kernel) is
+    # a weight layer's; fan-in in_channels/groups * prod(kernel_size), as torch's init computes it.
+    weight_layer = True
     _nd: int
     _spatial: str
 

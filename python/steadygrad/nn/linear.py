@@ -35,6 +35,9 @@ class Linear(Module):
     skips_grad_input = True
     owns_output = True
     reads_output_in_backward = False
+    # For the diagnostics (steadygrad.diagnostics.probe): `weight` (out, in) is a weight matrix;
+    # its fan-in (in_features) gives the init gain check_init reports.
+    weight_layer = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
