@@ -60,11 +60,13 @@ def peak_bytes() -> int:
     return kb * 1024
 
 
-def predict(model: Any, batch: int, opt: Any = None) -> dict[str, int]:
-    """steadygrad's own accounting in bytes: model.summary(batch, optimizer=opt) (parameters,
-    gradients, buffers, cached activations, grad_input workspace, the GEMM's packing buffers
-    and the optimizer's state buffers)."""
-    s = model.summary(batch, file=None, optimizer=opt)
+def predict(model: Any, batch: int, opt: Any = None,
+            input_shape: tuple[int, ...] | None = None) -> dict[str, int]:
+    """steadygrad's own accounting in bytes: model.summary(batch, input_shape, optimizer=opt)
+    (parameters, gradients, buffers, cached activations, grad_input workspace, the GEMM's
+    packing buffers and the optimizer's state buffers). input_shape: per sample, needed
+    where summary cannot infer it (a conv net's (C, H, W))."""
+    s = model.summary(batch, input_shape, file=None, optimizer=opt)
     return {k: int(v) for k, v in s.items() if k.endswith("_bytes")}
 
 
@@ -92,7 +94,7 @@ def measure_in_process(framework: str, config: str, steps: int) -> dict[str, Any
     out: dict[str, Any] = {"baseline_bytes": base, "peak_bytes": peak,
                            "net_bytes": peak - base, "hwm_reset": resettable}
     if framework == "steadygrad":
-        out["predicted"] = predict(built.model, cfg.batch, built.optimizer)
+        out["predicted"] = predict(built.model, cfg.batch, built.optimizer, cfg.input_shape)
     return out
 
 

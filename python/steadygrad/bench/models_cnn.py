@@ -234,17 +234,18 @@ def modules(cfg: ConvConfig, nn: Any, residual: Callable[..., Any]) -> list[Any]
 
 @functools.cache
 def torch_residual() -> type:
-    """PyTorch has no residual container: body(x) + shortcut(x) (identity when None)."""
+    """PyTorch has no residual container: module(x) + shortcut(x) (identity when None),
+    named as steadygrad's nn.Residual names them, so the state_dict keys agree."""
     import torch
 
     class Residual(torch.nn.Module):
         def __init__(self, body: torch.nn.Module, shortcut: torch.nn.Module | None) -> None:
             super().__init__()
-            self.body = body
+            self.module = body
             self.shortcut = shortcut if shortcut is not None else torch.nn.Identity()
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.body(x) + self.shortcut(x)  # type: ignore[no-any-return]
+            return self.module(x) + self.shortcut(x)  # type: ignore[no-any-return]
 
     return Residual
 
