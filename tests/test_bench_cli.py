@@ -15,6 +15,7 @@ import pytest
 
 from steadygrad import progress
 from steadygrad.bench import cli, report
+from steadygrad.bench.models import CONFIGS
 from steadygrad.bench.peers import available_cpus
 
 
@@ -55,6 +56,22 @@ def test_other_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: lis
     _usage_error(capsys, ["train", *argv])
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--configs", "C1,C9"], ["'C9'", "'train'", "choose from", "C2"]),
+    (["gemm", "--configs", "C1"], ["'gemm'", "no configurations"]),
+    (["memory", "--configs", " , "], ["--configs", "expected"])])
+def test_bad_configs_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str],
+                            words: list[str]) -> None:
+    line = _usage_error(capsys, argv)
+    assert all(w in line for w in words), line
+
+
+def test_configs_pick_the_suites_that_have_them() -> None:
+    assert cli.resolve_configs("C2,C1,C2", ["gemm", "train", "memory"], explicit=False) == \
+        (["train", "memory"], ["C2", "C1"])
+    assert cli.resolve_configs(None, ["gemm"], explicit=True) == (["gemm"], None)
+
+
 def _positive(x: object) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
@@ -93,6 +110,25 @@ def test_tiny_run_json_structure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert raw["peak_bytes"] >= raw["baseline_bytes"] > 0
     assert mrow["steadygrad_mb"] == pytest.approx(raw["net_bytes"] / 2**20)
     assert mrow["predicted_mb"] > 0 and "prediction_error_pct" in mrow
+
+
+def test_cnn_configs_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert cli.main(["train", "memory", "--tiny", "--configs", "CT", "--threads", "1",
+                     "--compare", "none", "--json", str(out), "--no-progress"]) == 0
+    assert "CNN GFLOP/s counts" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["options"]["configs"] == ["CT"]
+    train, mem = data["suites"]["train"], data["suites"]["memory"]
+    assert train["errors"] == [] and mem["errors"] == [], (train["errors"], mem["errors"])
+    (row,) = train["rows"]
+    assert row["config"] == "CT" and row["shape"].startswith("batch 4, 3x8x8")
+    assert row["gflop_per_step"] == pytest.approx(CONFIGS["CT"].batch * (
+        6 * sum(CONFIGS["CT"].layer_macs) - 2 * CONFIGS["CT"].layer_macs[0]) / 1e9)
+    assert _positive(row["steadygrad_gflops"]) and _positive(row["steadygrad_samples_s"])
+    (mrow,) = mem["rows"]
+    assert mrow["config"] == "CT" and mrow["predicted_mb"] > 0
+    assert mrow["prediction_ratio"] == pytest.approx(mrow["predicted_mb"] / mrow["steadygrad_mb"])
 
 
 def test_missing_peer_is_skipped_not_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

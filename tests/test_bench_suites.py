@@ -45,6 +45,19 @@ def test_every_suite_meets_the_contract(name: str) -> None:
             frameworks = {rt.framework for rt in case.contenders.values()}
             assert frameworks <= set(FRAMEWORKS), (case.key, frameworks)
             assert frameworks - {"steadygrad"} <= suite.peers, (name, case.key, suite.peers)
+        assert {c.key for c in cases} <= set(suite.config_names) or not suite.config_names
+    if suite.config_names:  # --configs: any of them, in the order asked
+        names = list(reversed(suite.config_names))
+        assert [c.key for c in suite.named_cases(names)] == names
+    else:
+        with pytest.raises(ValueError, match="no named configurations"):
+            suite.named_cases(["x"])
+
+
+@pytest.mark.parametrize("name", ["train", "memory"])
+def test_cnn_configs_run_by_default(name: str) -> None:
+    keys = {size: [c.key for c in load(name).cases(size)] for size in SIZES}
+    assert "C2" in keys["quick"] and {"C1", "C2"} <= set(keys["full"])
 
 
 class _FakeSuite:
@@ -52,9 +65,14 @@ class _FakeSuite:
     peers = frozenset({"torch"})
     first_threads_only = False
 
+    config_names = ("a", "b")
+
     def __init__(self, isolate: bool) -> None:
         self.isolate = isolate
         self.reported: list[Measured] = []
+
+    def named_cases(self, names: list[str]) -> list[Case]:
+        return [c for n in names for c in self.cases("full") if c.key == n]
 
     def plan(self, size: Size) -> Plan:
         return Plan(repeat=5, rounds=3)
@@ -85,7 +103,8 @@ class _Bar:
         self.closed = True
 
 
-def _run_fake(isolate: bool, peers: set[str]) -> tuple[_FakeSuite, list[dict[str, Any]], _Bar]:
+def _run_fake(isolate: bool, peers: set[str],
+              configs: list[str] | None = None) -> tuple[_FakeSuite, list[dict[str, Any]], _Bar]:
     tasks: list[dict[str, Any]] = []
     bars: list[_Bar] = []
 
@@ -107,7 +126,7 @@ def _run_fake(isolate: bool, peers: set[str]) -> tuple[_FakeSuite, list[dict[str
 
     suite = _FakeSuite(isolate)
     runner.run(suite, threads=[2, 1], size="quick", repeat=None, peers=peers,
-               progress=progress, spawn=spawn)
+               progress=progress, spawn=spawn, configs=configs)
     (bar,) = bars
     return suite, tasks, bar
 
@@ -143,6 +162,12 @@ def test_runner_isolates_measurements_and_drops_absent_peers() -> None:
     assert {t["runtime"]["framework"] for t in tasks} == {"steadygrad"}
     assert len(tasks) == bar.total == bar.n == 3 * 5
     assert all(set(m.case.contenders) == {"sg"} for m in suite.reported)
+
+
+def test_runner_runs_only_the_configs_asked_for() -> None:
+    suite, tasks, _ = _run_fake(isolate=False, peers={"torch"}, configs=["b"])
+    assert {j["case"]["key"] for t in tasks for j in t["jobs"]} == {"b"}
+    assert sorted((m.threads, m.case.key) for m in suite.reported) == [(1, "b"), (2, "b")]
 
 
 def _gemm_task(jobs: list[tuple[dict[str, Any], str]], runtime: Runtime) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
     steadygrad-bench                      quick run of every suite (about a minute)
     steadygrad-bench train --full --threads 1,2 --json out.json
+    steadygrad-bench train memory --configs C1,C2   only these configurations
 
 Every suite meets one contract (suite.py) and is measured by one runner (runner.py); this
 file parses the options, prints the machine header and each suite's table, and writes the
@@ -77,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="smaller problem set (default)")
     mode.add_argument("--full", dest="quick", action="store_false",
                       help="every size, more repetitions")
+    p.add_argument("--configs", default=None, metavar="NAMES",
+                   help="train and memory: only these configurations, comma-separated "
+                        "(MLPs S, M, L; CNNs C1, C2), with the size's repetitions")
     p.add_argument("--compare", default=",".join(PEERS),
                    help="peers to run beside steadygrad: numpy,torch,jax (or none)")
     p.add_argument("--json", metavar="PATH", help="write every figure and the machine to PATH")
@@ -98,9 +102,38 @@ def _resolve_suites(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def resolve_configs(text: str | None, names: list[str],
+                    explicit: bool) -> tuple[list[str], list[str] | None]:
+    """(suites to run, configurations or None). With --configs, every named suite must take
+    configurations and know each name; with no suite named, the suites that take them."""
+    if text is None:
+        return names, None
+    configs = list(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
+    if not configs:
+        _usage_error("--configs: expected comma-separated configuration names, e.g. C1,C2")
+    known: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        try:
+            known[name] = load(name).config_names
+        except ImportError:  # run_suite reports it
+            known[name] = ()
+    if not explicit:
+        names = [n for n in names if known[n]]
+    for name in names:
+        if not known[name]:
+            _usage_error(f"--configs: suite {name!r} has no configurations to choose from "
+                         "(train and memory have)")
+        unknown = [c for c in configs if c not in known[name]]
+        if unknown:
+            _usage_error(f"--configs: unknown configuration {', '.join(unknown)!r} for suite "
+                         f"{name!r} (choose from {', '.join(known[name])})")
+    return names, configs
+
+
 def run_suite(name: str, *, threads: list[int], size: Size, repeat: int | None,
               compare: set[str], peers_ok: set[str], peers_skipped: dict[str, str],
-              progress: runner.ProgressFactory) -> dict[str, Any]:
+              progress: runner.ProgressFactory,
+              configs: list[str] | None = None) -> dict[str, Any]:
     """One suite's result (a suite that cannot load is a result saying so)."""
     try:
         suite = load(name)
@@ -109,7 +142,7 @@ def run_suite(name: str, *, threads: list[int], size: Size, repeat: int | None,
                 "notes": [f"suite not available in this build: {exc}"]}
     wanted = compare & suite.peers
     res = runner.run(suite, threads=threads, size=size, repeat=repeat,
-                     peers=peers_ok & wanted, progress=progress)
+                     peers=peers_ok & wanted, progress=progress, configs=configs)
     res["skipped"] = {p: why for p, why in peers_skipped.items() if p in wanted}
     return res
 
@@ -124,7 +157,8 @@ def _size(args: argparse.Namespace) -> Size:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    suites = _resolve_suites(args.suites)
+    suites, configs = resolve_configs(args.configs, _resolve_suites(args.suites),
+                                      explicit=bool(args.suites) and "all" not in args.suites)
     threads = parse_threads(args.threads) if args.threads else [available_cpus()]
     if args.repeat is not None and args.repeat < 1:
         _usage_error(f"--repeat: must be at least 1, got {args.repeat}")
@@ -143,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             res = run_suite(name, threads=threads, size=size, repeat=args.repeat,
                             compare=compare, peers_ok=peers_ok, peers_skipped=peers_skipped,
-                            progress=progress)
+                            progress=progress, configs=configs)
         except Exception as exc:  # one broken suite must not lose the others' figures
             res = {"suite": name, "title": name, "rows": [],
                    "error": f"{type(exc).__name__}: {exc}"}
@@ -160,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": ["steadygrad-bench", *(sys.argv[1:] if argv is None else argv)],
             "started_unix": started, "elapsed_s": elapsed, "machine": machine,
             "options": {"suites": suites, "threads": threads, "repeat": args.repeat,
-                        "quick": args.quick, "compare": sorted(compare), "tiny": args.tiny},
+                        "quick": args.quick, "compare": sorted(compare), "tiny": args.tiny,
+                        "configs": configs},
             "peers": {"available": sorted(peers_ok), "skipped": peers_skipped},
             "suites": results,
         })

@@ -1,5 +1,6 @@
-"""The training-step benchmark's MLPs and one full step (forward, loss, backward, clip 1.0,
-Adam) in steadygrad, PyTorch and JAX/Optax. Builders only: timing is in train.py, peak
+"""The training-step benchmark's configurations (the MLPs here, the CNNs in models_cnn.py) and
+one full step (forward, loss, backward, clip 1.0, Adam) in steadygrad, PyTorch and
+JAX/Optax, the same for every configuration. Builders only: timing is in train.py, peak
 memory in memory.py. Every framework gets the same shapes, data and hyperparameters.
 JAX and Optax are optional and untyped: imported by name, so their absence is a runtime
 skip, not a type error."""
@@ -7,16 +8,29 @@ skip, not a type error."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from steadygrad.bench import models_cnn
+from steadygrad.bench.models_cnn import CNN_CONFIGS, ConvConfig
+
 LR = 1e-3
 MAX_NORM = 1.0
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
+
+
+def train_flops(layer_macs: Sequence[int], batch: int, *, first_dx: bool) -> float:
+    """Flops of one training step as steadygrad-bench counts them: each conv/linear layer's
+    multiply-adds per sample (layer_macs, the first layer first) x 2 for the forward, x 2
+    for dL/dW and x 2 for dL/dx, times the batch; first_dx=False leaves out the first
+    layer's dL/dx (the input needs no gradient: no framework computes it). Pooling,
+    BatchNorm, activations, the loss and the optimizer are not counted."""
+    total = 6 * sum(layer_macs) - (0 if first_dx else 2 * layer_macs[0])
+    return float(total * batch)
 
 
 @dataclass(frozen=True)
@@ -25,10 +39,25 @@ class Config:
     batch: int
     dims: tuple[int, ...]  # input, hidden..., output (classes)
 
+    warmup = "T"  # the tiny config the memory suite warms the framework up with
+    first_dx = True  # the issue counts the MLPs' first-layer dL/dx (see executed_flops)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.dims[:1]
+
+    @property
+    def classes(self) -> int:
+        return self.dims[-1]
+
+    @property
+    def layer_macs(self) -> list[int]:
+        return [a * b for a, b in zip(self.dims[:-1], self.dims[1:], strict=False)]
+
     @property
     def weights(self) -> int:
         """Weight-matrix elements (the GEMM operands); biases and BN scales excluded."""
-        return sum(a * b for a, b in zip(self.dims[:-1], self.dims[1:], strict=False))
+        return sum(self.layer_macs)
 
     @property
     def params(self) -> int:
@@ -41,29 +70,40 @@ class Config:
         """GEMM flops per step as the issue counts them: 6 per weight per sample (2 forward,
         2 for dW, 2 for dX). No framework computes the first layer's dX (the input needs no
         gradient), so the executed GEMM work is `executed_flops`, a little less."""
-        return 6.0 * self.weights * self.batch
+        return step_flops(self)
 
     @property
     def executed_flops(self) -> float:
-        return self.flops - 2.0 * self.dims[0] * self.dims[1] * self.batch
+        return train_flops(self.layer_macs, self.batch, first_dx=False)
 
     def describe(self) -> str:
         return f"batch {self.batch}, {'-'.join(map(str, self.dims))}"
 
 
-CONFIGS = {
+AnyConfig = Config | ConvConfig
+
+
+def step_flops(cfg: AnyConfig) -> float:
+    """The flops a config's GFLOP/s and % of peak count (train_flops; the MLPs with the
+    first layer's dL/dx, as the issue counts them, the CNNs without)."""
+    return train_flops(cfg.layer_macs, cfg.batch, first_dx=cfg.first_dx)
+
+
+MLP_CONFIGS = {
     "S": Config("S", 64, (784, 256, 256, 10)),
     "M": Config("M", 256, (784, 1024, 1024, 10)),
     "L": Config("L", 512, (1024, 4096, 4096, 1024)),
     # tiny: for the test suite (seconds, real measurements), hidden from --help
     "T": Config("T", 8, (16, 32, 32, 4)),
 }
+CONFIGS: dict[str, AnyConfig] = {**MLP_CONFIGS, **CNN_CONFIGS}
 
 
-def make_data(cfg: Config, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_data(cfg: AnyConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded batch (NCHW for the CNNs) and its integer labels."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((cfg.batch, cfg.dims[0]), dtype=np.float32)
-    y = rng.integers(0, cfg.dims[-1], size=cfg.batch, dtype=np.int64)
+    x = rng.standard_normal((cfg.batch, *cfg.input_shape), dtype=np.float32)
+    y = rng.integers(0, cfg.classes, size=cfg.batch, dtype=np.int64)
     return x, y
 
 
@@ -80,15 +120,22 @@ class Built:
     optimizer: object = None
 
 
-def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
-    """The step is the documented training loop body."""
-    from steadygrad import nn, optim
-
-    layers: list[nn.Module] = []
+def _layers(cfg: AnyConfig, nn: Any, residual: Callable[..., Any]) -> list[Any]:
+    """The config's network as a layer list from `nn` (steadygrad.nn or torch.nn)."""
+    if isinstance(cfg, ConvConfig):
+        return models_cnn.modules(cfg, nn, residual)
+    layers: list[Any] = []
     for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1], strict=False):
         layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU()]
     layers.append(nn.Linear(cfg.dims[-2], cfg.dims[-1]))
-    model = nn.Sequential(*layers)
+    return layers
+
+
+def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
+    """The step is the documented training loop body."""
+    from steadygrad import nn, optim
+
+    model = nn.Sequential(*_layers(cfg, nn, nn.Residual))
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=LR, max_grad_norm=MAX_NORM)
     model.train()
@@ -104,15 +151,11 @@ def build_steadygrad(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
     return Built(step, model, opt)
 
 
-def build_torch(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
+def build_torch(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
     import torch
 
     torch.manual_seed(0)
-    layers: list[torch.nn.Module] = []
-    for a, b in zip(cfg.dims[:-2], cfg.dims[1:-1], strict=False):
-        layers += [torch.nn.Linear(a, b), torch.nn.BatchNorm1d(b), torch.nn.ReLU()]
-    layers.append(torch.nn.Linear(cfg.dims[-2], cfg.dims[-1]))
-    model = torch.nn.Sequential(*layers)
+    model = torch.nn.Sequential(*_layers(cfg, torch.nn, models_cnn.torch_residual()))
     model.train()
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=LR, fused=True)
@@ -130,14 +173,21 @@ def build_torch(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
     return Built(step, model, opt)
 
 
-def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
-    """jit-compiled step with optax.chain(clip_by_global_norm(1.0), adam); buffers donated
-    so XLA updates parameters and state in place, as the other two frameworks do."""
+def jax_batchnorm(h: Any, axes: tuple[int, ...], p: Any, st: Any) -> tuple[Any, Any]:
+    """Training-mode BatchNorm over `axes` (the channel axis last), as torch's: normalised
+    by the biased batch variance, the running variance updated with the unbiased one."""
+    jax = importlib.import_module("jax")
+    n = int(np.prod([h.shape[a] for a in axes]))
+    mean = h.mean(axes)
+    var = h.var(axes)
+    out = (h - mean) * jax.lax.rsqrt(var + BN_EPS) * p["gamma"] + p["beta"]
+    return out, {"mean": (1 - BN_MOMENTUM) * st["mean"] + BN_MOMENTUM * mean,
+                 "var": (1 - BN_MOMENTUM) * st["var"] + BN_MOMENTUM * var * (n / (n - 1))}
+
+
+def _jax_mlp(cfg: Config, key: Any) -> tuple[Any, Any, models_cnn.JaxApply]:
     jax = importlib.import_module("jax")
     jnp = importlib.import_module("jax.numpy")
-    optax = importlib.import_module("optax")
-
-    key = jax.random.PRNGKey(0)
     params: list[dict[str, Any]] = []
     bn_state: list[dict[str, Any]] = []
     for i, (a, b) in enumerate(zip(cfg.dims[:-1], cfg.dims[1:], strict=False)):
@@ -151,21 +201,35 @@ def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
             bn_state.append({"mean": jnp.zeros((b,), jnp.float32),
                              "var": jnp.ones((b,), jnp.float32)})
         params.append(layer)
-    n = cfg.batch
 
-    def loss_fn(params: Any, bn_state: Any, xb: Any, yb: Any) -> tuple[Any, list[Any]]:
+    def apply(params: Any, bn_state: Any, xb: Any) -> tuple[Any, Any]:
         h, new_state = xb, []
         for layer, st in zip(params[:-1], bn_state, strict=True):
-            h = h @ layer["w"] + layer["b"]
-            mean = h.mean(0)
-            var = h.var(0)
-            h = (h - mean) * jax.lax.rsqrt(var + BN_EPS) * layer["gamma"] + layer["beta"]
+            h, ns = jax_batchnorm(h @ layer["w"] + layer["b"], (0,), layer, st)
             h = jax.nn.relu(h)
-            new_state.append({
-                "mean": (1 - BN_MOMENTUM) * st["mean"] + BN_MOMENTUM * mean,
-                "var": (1 - BN_MOMENTUM) * st["var"] + BN_MOMENTUM * var * (n / (n - 1)),
-            })
-        logits = h @ params[-1]["w"] + params[-1]["b"]
+            new_state.append(ns)
+        return h @ params[-1]["w"] + params[-1]["b"], new_state
+
+    return params, bn_state, apply
+
+
+def build_jax(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
+    """jit-compiled step with optax.chain(clip_by_global_norm(1.0), adam); buffers donated
+    so XLA updates parameters and state in place, as the other two frameworks do. CNNs run
+    in NHWC (models_cnn.JAX_LAYOUT): the batch is transposed once, here."""
+    jax = importlib.import_module("jax")
+    jnp = importlib.import_module("jax.numpy")
+    optax = importlib.import_module("optax")
+
+    key = jax.random.PRNGKey(0)
+    if isinstance(cfg, ConvConfig):
+        params, bn_state, apply = models_cnn.jax_net(cfg, key, jax_batchnorm)
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    else:
+        params, bn_state, apply = _jax_mlp(cfg, key)
+
+    def loss_fn(params: Any, bn_state: Any, xb: Any, yb: Any) -> tuple[Any, Any]:
+        logits, new_state = apply(params, bn_state, xb)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
         return loss, new_state
 
@@ -191,5 +255,5 @@ def build_jax(cfg: Config, x: np.ndarray, y: np.ndarray) -> Built:
     return Built(step, state)
 
 
-BUILDERS: dict[str, Callable[[Config, np.ndarray, np.ndarray], Built]] = {
+BUILDERS: dict[str, Callable[[AnyConfig, np.ndarray, np.ndarray], Built]] = {
     "steadygrad": build_steadygrad, "torch": build_torch, "jax": build_jax}

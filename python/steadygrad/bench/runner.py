@@ -52,12 +52,14 @@ def _processes(suite: Suite, units: list[Measured]) -> list[tuple[int, Runtime, 
 
 def run(suite: Suite, *, threads: list[int], size: Size, repeat: int | None,
         peers: set[str] | frozenset[str], progress: ProgressFactory,
-        spawn: Spawn = worker.spawn) -> dict[str, Any]:
-    """Measures every case of `suite` at `size` and returns the suite's report."""
+        spawn: Spawn = worker.spawn, configs: list[str] | None = None) -> dict[str, Any]:
+    """Measures every case of `suite` at `size` (only those of `configs` when given, with
+    the size's plan) and returns the suite's report."""
     plan = suite.plan(size)
     if repeat is not None:
         plan = dataclasses.replace(plan, repeat=repeat)
-    units = _units(suite, [keep_contenders(c, peers) for c in suite.cases(size)], threads)
+    cases = suite.named_cases(configs) if configs else suite.cases(size)
+    units = _units(suite, [keep_contenders(c, peers) for c in cases], threads)
     procs = _processes(suite, units)
     raw: dict[tuple[int, str], dict[str, Any]] = {}
     bar = progress(plan.rounds * sum(len(jobs) for _, _, jobs in procs), suite.name)

@@ -115,10 +115,16 @@ class Suite(Protocol):
     peers: frozenset[str]  # the peer frameworks its cases can run beside steadygrad
     isolate: bool  # each measurement in a process of its own (a clean heap), not one per runtime
     first_threads_only: bool  # measured at the first --threads value only
+    config_names: tuple[str, ...]  # the configurations --configs may name (empty: none)
 
     def plan(self, size: Size) -> Plan: ...
 
     def cases(self, size: Size) -> list[Case]: ...
+
+    def named_cases(self, names: list[str]) -> list[Case]:
+        """The cases of these configurations (each in config_names), in that order: what
+        --configs runs instead of the size's cases."""
+        ...
 
     def measure(self, case: Case, contender: str, plan: Plan) -> dict[str, Any]:
         """Runs in the worker process, after the contender's framework is imported and
@@ -132,15 +138,20 @@ class Suite(Protocol):
 
 
 class BaseSuite:
-    """A Suite's defaults: one process per runtime and round, every thread count, and the
-    plan of each size from the class's `plans`."""
+    """A Suite's defaults: one process per runtime and round, every thread count, the plan
+    of each size from the class's `plans`, and no named configurations."""
 
     plans: ClassVar[dict[Size, Plan]]
+    name: str
     isolate = False
     first_threads_only = False
+    config_names: tuple[str, ...] = ()
 
     def plan(self, size: Size) -> Plan:
         return self.plans[size]
+
+    def named_cases(self, names: list[str]) -> list[Case]:
+        raise ValueError(f"suite {self.name!r} has no named configurations")
 
 
 def load(name: str) -> Suite:

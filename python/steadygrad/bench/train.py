@@ -1,25 +1,28 @@
 """Training-step suite: ms/step, samples/s, GFLOP/s and % of the FMA peak of one full step
-(forward, CrossEntropyLoss, backward, global-norm clip 1.0, Adam) for the S/M/L MLPs, in
-steadygrad, PyTorch (Adam(fused=True) + clip_grad_norm_) and JAX/Optax (jit)."""
+(forward, CrossEntropyLoss, backward, global-norm clip 1.0, Adam) for the S/M/L MLPs and the
+C1/C2 CNNs, in steadygrad, PyTorch (Adam(fused=True) + clip_grad_norm_) and JAX/Optax (jit)."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 from steadygrad.bench import suite
-from steadygrad.bench.models import BUILDERS, CONFIGS, make_data
+from steadygrad.bench.models import BUILDERS, CONFIGS, make_data, step_flops
+from steadygrad.bench.models_cnn import JAX_LAYOUT, ConvConfig
 from steadygrad.bench.peak import fma_peak
 from steadygrad.bench.timing import timed
 
 # the issue's targets: steadygrad speed-up over each peer (peer ms / steadygrad ms)
 TARGETS = {"S": {"torch": 3.0, "jax": 1.5}, "M": {"torch": 1.8, "jax": 1.2},
-           "L": {"torch": 2.0, "jax": 1.5}}
+           "L": {"torch": 2.0, "jax": 1.5}, "C1": {"torch": 1.5, "jax": 1.2},
+           "C2": {"torch": 1.5, "jax": 1.2}}
 PEAK_TARGET = {"L": 75.0}
 PEERS = ("torch", "jax")
 
 
 def configs_for(size: suite.Size) -> list[str]:
-    return {"tiny": ["T"], "quick": ["S", "M"], "full": ["S", "M", "L"]}[size]
+    return {"tiny": ["T"], "quick": ["S", "M", "C1", "C2"],
+            "full": ["S", "M", "L", "C1", "C2"]}[size]
 
 
 class TrainSuite(suite.BaseSuite):
@@ -29,9 +32,14 @@ class TrainSuite(suite.BaseSuite):
         "tiny": suite.Plan(repeat=1), "quick": suite.Plan(repeat=3, min_time=0.05),
         "full": suite.Plan(repeat=9, rounds=3, min_time=0.2)}
 
+    config_names = tuple(CONFIGS)
+
     def cases(self, size: suite.Size) -> list[suite.Case]:
+        return self.named_cases(configs_for(size))
+
+    def named_cases(self, names: list[str]) -> list[suite.Case]:
         runtimes = {"steadygrad": suite.STEADYGRAD, "torch": suite.TORCH, "jax": suite.JAX}
-        return [suite.Case(name, {"config": name}, runtimes) for name in configs_for(size)]
+        return [suite.Case(name, {"config": name}, runtimes) for name in names]
 
     def measure(self, case: suite.Case, contender: str, plan: suite.Plan) -> dict[str, Any]:
         cfg = CONFIGS[case.params["config"]]
@@ -53,8 +61,16 @@ class TrainSuite(suite.BaseSuite):
                         [f"{fw}_gflops", f"{fw} GF/s"], [f"{fw}_x", f"{fw}/sg"]]
         names = list(dict.fromkeys(m.case.key for m in measured))
         notes = [f"{n}: {CONFIGS[n].describe()}, {CONFIGS[n].params:,} params" for n in names]
-        notes.append("GFLOP/s counts 6 flops per weight per sample (2 fwd + 4 bwd); the first "
-                     "layer's dX is computed by no framework, so executed GEMM flops are lower")
+        if any(not isinstance(CONFIGS[n], ConvConfig) for n in names):
+            notes.append("MLP GFLOP/s counts 6 flops per weight per sample (2 fwd + 4 bwd); "
+                         "the first layer's dX is computed by no framework, so executed GEMM "
+                         "flops are lower")
+        if any(isinstance(CONFIGS[n], ConvConfig) for n in names):
+            notes.append("CNN GFLOP/s counts each conv/linear layer's multiply-adds x 6 per "
+                         "sample (2 fwd, 2 dW, 2 dX), less the first layer's dX (x 2); "
+                         "pooling, BatchNorm and ReLU not counted. JAX convolutions run in "
+                         f"{'/'.join(JAX_LAYOUT[:2])} (XLA:CPU's layout; the batch is "
+                         "transposed once, untimed), torch and steadygrad take NCHW")
         notes.append(f"% peak is of {fma_peak(run.threads[0])['source']}")
         notes.append("ms: median of the timed samples, (best): the fastest sample; ratio "
                      "columns: peer ms / steadygrad ms, medians (above 1 = steadygrad faster)")
@@ -72,7 +88,7 @@ def _row(m: suite.Measured, peers: list[str], plan: suite.Plan) -> dict[str, Any
     name, t = m.case.key, m.threads
     cfg, peak = CONFIGS[name], fma_peak(t)
     row: dict[str, Any] = {"config": name, "shape": cfg.describe(), "threads": t,
-                           "params": cfg.params, "gflop_per_step": cfg.flops / 1e9,
+                           "params": cfg.params, "gflop_per_step": step_flops(cfg) / 1e9,
                            "peak_gflops": peak["gflops"], "rounds": plan.rounds}
     for fw in ("steadygrad", *peers):
         r = m.results.get(fw, {})
@@ -84,7 +100,7 @@ def _row(m: suite.Measured, peers: list[str], plan: suite.Plan) -> dict[str, Any
         row[f"{fw}_best_ms"] = r["best_seconds"] * 1e3
         row[f"{fw}_samples_ms"] = [v * 1e3 for v in r["samples"]]
         row[f"{fw}_samples_s"] = cfg.batch / s
-        row[f"{fw}_gflops"] = cfg.flops / s / 1e9
+        row[f"{fw}_gflops"] = step_flops(cfg) / s / 1e9
         if peak["gflops"]:
             row[f"{fw}_peak_pct"] = 100.0 * row[f"{fw}_gflops"] / peak["gflops"]
     ours = row.get("steadygrad_ms")
