@@ -94,12 +94,16 @@ class _ModuleSequence(Module):
         for key, m in items:
             _module_arg(type(self).__name__, f"the module for [{key}]", m)
         old = list(self._modules.items())
+        old_tree = self.modules()
         self._install(items)
         try:
             check_used_once(self)
         except ValueError:
             self._install(old)
             raise
+        # A forward's caches describe the old structure: no backward may use them (a removed
+        # module used elsewhere later must not count that forward as pending either).
+        _calls.forget_pending([m for m in old_tree if m is not self])
         self._edited()
         self._flatten_parameters()
 
@@ -275,6 +279,7 @@ class Sequential(_ModuleSequence):
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
         if self._forward_edits != self._edits:
+            _calls.forget_pending(_calls.tree(self)[0])  # the next forward starts afresh
             raise RuntimeError("its modules were changed (append, insert, del, ...) after the "
                                "forward; run the forward again before the backward")
         g: Any = grad_output  # None only after the first child, when input_grad is False
