@@ -67,7 +67,8 @@ class Act:
     fwd_atol: Callable = _zero  # (x64, ref) -> extra absolute error of the forward
     bwd_atol: Callable = _zero  # (x64, dref) -> extra absolute error of f' (times |dy|)
     torch_atol: Callable = _zero  # x64 -> extra error torch's own float32 kernel makes
-    kink: bool = False  # derivative jumps at 0: finite differences skip |x| < h
+    kink: bool = False  # derivative jumps at kink_at: finite differences skip |x - kink_at| < 2h
+    kink_at: float = 0.0
     limits: Limits = Limits(0.0, 0.0, 0.0, 0.0)
 
 
@@ -122,6 +123,73 @@ def _gelu(approximate: str) -> Act:
         torch_atol=lambda x: 4 * EPS32 * (1 + np.abs(x)))
 
 
+FLT_MIN = float(np.finfo(np.float32).tiny)
+
+
+def _sig64(x):
+    """sigmoid in float64 without overflow or cancellation."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _silu() -> Act:
+    # f = x sig(x) and f' = sig (1 + x (1 - sig)): terms of size sig (1 + |x|), each a few ulps;
+    # vexp flushes results below FLT_MIN to 0 (sigmoid(-87.5) = 1e-38 -> 0: |x| FLT_MIN off).
+    def atol(x, r):
+        return 4 * EPS32 * _sig64(x) * (1 + np.abs(x)) + np.abs(x) * FLT_MIN
+
+    return Act(sg.ops.silu, sg.ops.silu_backward, "x", lambda x: x * _sig64(x),
+               lambda x, y: _sig64(x) * (1 + x * _sig64(-x)), torch.nn.functional.silu,
+               fwd_atol=lambda x, r: np.abs(x) * FLT_MIN, bwd_atol=atol,
+               # torch's 1 - sigmoid(x) is off by ~eps/2 absolute, times x in f'
+               torch_atol=lambda x: 4 * EPS32 * _sig64(x) * (1 + np.abs(x)),
+               # x sig(x) -> 0 and -> x; f' -> 0 and 1
+               limits=Limits(0.0, math.inf, 0.0, 1.0))
+
+
+def elu(alpha: float) -> Act:
+    """ELU with this alpha (ACTS holds a few): expm1 keeps relative accuracy near 0."""
+    return Act(
+        fwd=lambda x, **kw: sg.ops.elu(x, alpha, **kw),
+        bwd=lambda dy, s, **kw: sg.ops.elu_backward(dy, s, alpha, **kw),
+        saved="x",
+        ref=lambda x: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))),
+        dref=lambda x, y: np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0))),
+        torch_fn=lambda t: torch.nn.functional.elu(t, alpha),
+        kink=True,  # f' jumps at 0 (alpha != 1), f'' does (alpha = 1)
+        # alpha expm1(x) -> -alpha; f' = alpha e^x -> 0; NaN fails x > 0: alpha e^NaN = NaN
+        limits=Limits(-alpha, math.inf, 0.0, 1.0))
+
+
+def softplus(beta: float, threshold: float) -> Act:
+    """Softplus with these parameters. z = beta x is rounded to float32 by the kernel (and
+    torch's): an error of |z| eps/2 in z moves f' (f'/f for z < 0) by |z| eps relative."""
+    b32 = np.float32(beta)
+
+    def z_of(x):
+        return (b32 * x.astype(np.float32)).astype(np.float64)
+
+    def ref(x):
+        z = z_of(x)
+        soft = (np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))) / float(b32)
+        return np.where(z > threshold, x, soft)
+
+    def dref(x, y):
+        z = z_of(x)
+        return np.where(z > threshold, 1.0, _sig64(z))
+
+    return Act(
+        fwd=lambda x, **kw: sg.ops.softplus(x, beta, threshold, **kw),
+        bwd=lambda dy, s, **kw: sg.ops.softplus_backward(dy, s, beta, threshold, **kw),
+        saved="x", ref=ref, dref=dref,
+        torch_fn=lambda t: torch.nn.functional.softplus(t, beta, threshold),
+        fwd_atol=lambda x, r: np.abs(r) * np.abs(z_of(x)) * EPS32 + FLT_MIN / abs(beta),
+        bwd_atol=lambda x, d: np.abs(d) * np.abs(z_of(x)) * EPS32 + FLT_MIN,
+        kink=threshold < 5 * abs(beta), kink_at=threshold / beta,
+        # log(1 + e^z)/beta -> 0 and -> x (the linear region); f' = sigmoid(z) -> 0 and 1
+        limits=Limits(0.0, math.inf, 0.0, 1.0))
+
+
 def _y_based_torch_atol(x):
     # Backward from y: f'(y) = 1 - y^2 or y(1 - y) near |y| = 1 turns a 1-ulp difference
     # between torch's y and ours into ~2 eps absolute.
@@ -146,6 +214,14 @@ ACTS = {
                                       np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))),
                    lambda x, y: y * (1.0 - y), torch.sigmoid, torch_atol=_y_based_torch_atol,
                    limits=Limits(0.0, 1.0, 0.0, 0.0)),
+    "silu": _silu(),
+    "elu": elu(1.0),
+    "elu_0.5": elu(0.5),
+    "elu_2": elu(2.0),
+    "elu_0": elu(0.0),
+    "softplus": softplus(1.0, 20.0),
+    "softplus_2_3": softplus(2.0, 3.0),
+    "softplus_0.3_5": softplus(0.3, 5.0),
 }
 RTOL = 8 * EPS32  # a few float32 ulps, relative: no absolute floor, so sigmoid(-50) must be right
 TINY = 1e-37  # below float32's normal range: vexp flushes subnormal results to 0

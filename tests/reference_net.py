@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import roundoff
-from activation_refs import ACTS, Act, leaky
+from activation_refs import ACTS, Act, elu, leaky, softplus
 from roundoff import Noisy, activation, activation_backward
 
 from steadygrad import nn
@@ -105,6 +105,12 @@ def _act_of(module: nn.Module) -> Act:
         return leaky(module.negative_slope)
     if isinstance(module, nn.GELU):
         return ACTS["gelu" if module.approximate == "none" else "gelu_tanh"]
+    if isinstance(module, nn.ELU):
+        return elu(module.alpha)
+    if isinstance(module, nn.Softplus):
+        return softplus(module.beta, module.threshold)
+    if isinstance(module, nn.SiLU):
+        return ACTS["silu"]
     return ACTS[{nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}[type(module)]]
 
 

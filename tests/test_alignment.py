@@ -68,9 +68,14 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "linear_backward": lambda: dict(grad_output=f32(4, 3), input=f32(4, 6), weight=f32(3, 6),
                                     grad_weight=f32(3, 6), grad_bias=f32(3), grad_input=f32(4, 6)),
     **{name: lambda: dict(x=f32(3, 4), out=f32(3, 4))
-       for name in ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")},
+       for name in ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "silu", "elu", "softplus")},
     **{name: lambda: dict(grad_output=f32(3, 4), x=f32(3, 4), out=f32(3, 4))
-       for name in ("relu_backward", "leaky_relu_backward", "gelu_backward")},
+       for name in ("relu_backward", "leaky_relu_backward", "gelu_backward", "silu_backward",
+                    "elu_backward", "softplus_backward")},
+    **{name: lambda: dict(x=f32(3, 4, 5), dim=1, out=f32(3, 4, 5))
+       for name in ("softmax", "log_softmax")},
+    **{name: lambda: dict(grad_output=f32(3, 4, 5), y=f32(3, 4, 5), dim=1, out=f32(3, 4, 5))
+       for name in ("softmax_backward", "log_softmax_backward")},
     **{name: lambda: dict(grad_output=f32(10), y=f32(10))
        for name in ("tanh_backward", "sigmoid_backward")},
     "softmax_cross_entropy": lambda: dict(logits=f32(4, 5), labels=i64(0, 4, 2, 1), out=f32(4, 5)),

@@ -127,7 +127,8 @@ add("gemm", "trans_a", "positional", TypeError, "incompatible function arguments
     lambda: ((f32(4, 6), f32(6, 5), True), {}))
 
 # --- activations, forward: x (3, 4) ---------------------------------------------------------
-FORWARD = {"relu": (), "leaky_relu": (0.1,), "gelu": (), "tanh": (), "sigmoid": ()}
+FORWARD = {"relu": (), "leaky_relu": (0.1,), "gelu": (), "tanh": (), "sigmoid": (), "silu": (),
+           "elu": (0.5,), "softplus": (2.0, 5.0), "softmax": (-1,), "log_softmax": (0,)}
 for name, extra in FORWARD.items():
     def fw(x=None, extra=extra, **kw):
         return (f32(3, 4) if x is None else x, *extra), kw
@@ -157,11 +158,25 @@ add("gelu", "approximate", "None", TypeError, "incompatible function arguments",
     lambda: ((f32(3),), {"approximate": None}))
 add("leaky_relu", "negative_slope", "'a'", TypeError, "incompatible function arguments",
     lambda: ((f32(3), "a"), {}))
+add("elu", "alpha", "'a'", TypeError, "incompatible function arguments", lambda: ((f32(3), "a"), {}))
+add("softplus", "threshold", "None", TypeError, "incompatible function arguments",
+    lambda: ((f32(3), 1.0, None), {}))
+for name in ("softmax", "log_softmax"):
+    add(name, "dim", "2 of 2-d", IndexError,
+        f"{name}: Dimension out of range (expected to be in range of [-2, 1], but got 2)",
+        lambda: ((f32(3, 4), 2), {}))
+    add(name, "dim", "None", TypeError, "incompatible function arguments",
+        lambda: ((f32(3, 4), None), {}))
+    add(name + "_backward", "dim", "-3 of 2-d", IndexError,
+        "Dimension out of range (expected to be in range of [-2, 1], but got -3)",
+        lambda: ((f32(3, 4), f32(3, 4), -3), {}))
 
 # --- activations, backward: grad_output (3, 4) and the saved x or y -------------------------
 BACKWARD = {"relu_backward": ("x", ()), "leaky_relu_backward": ("x", (0.1,)),
             "gelu_backward": ("x", ()), "tanh_backward": ("y", ()),
-            "sigmoid_backward": ("y", ())}
+            "sigmoid_backward": ("y", ()), "silu_backward": ("x", ()),
+            "elu_backward": ("x", (0.5,)), "softplus_backward": ("x", (2.0, 5.0)),
+            "softmax_backward": ("y", (1,)), "log_softmax_backward": ("y", (0,))}
 for name, (saved, extra) in BACKWARD.items():
     def bw(dy=None, s=None, extra=extra, **kw):
         return (f32(3, 4) if dy is None else dy, f32(3, 4) if s is None else s, *extra), kw

@@ -256,7 +256,8 @@ BAD_NUMBERS: list[Any] = [-1, -0.5, float("nan"), "3", None, [1]]
 def bad_constructors(draw: st.DrawFn) -> Bad:
     v = draw(st.sampled_from(BAD_NUMBERS))
     which = draw(st.sampled_from(["linear_in", "linear_out", "bn_features", "bn_eps",
-                                  "bn_momentum", "dropout", "leaky", "gelu", "flatten",
+                                  "bn_momentum", "dropout", "leaky", "elu", "softplus",
+                                  "softmax", "modulelist", "gelu", "flatten",
                                   "sequential", "residual", "ce_reduction", "ce_smoothing",
                                   "mse_reduction", "conv_in", "conv_kernel", "conv_stride",
                                   "conv_padding", "conv_groups", "conv_mode"]))
@@ -283,6 +284,18 @@ def bad_constructors(draw: st.DrawFn) -> Bad:
     if which == "leaky" and not isinstance(v, (int, float)):  # any number is a slope
         return _ctor("nn.LeakyReLU.negative_slope", f"nn.LeakyReLU({v!r})", ("negative_slope",),
                      lambda: nn.LeakyReLU(v), v)
+    if which == "elu" and not isinstance(v, (int, float)):
+        return _ctor("nn.ELU.alpha", f"nn.ELU({v!r})", ("alpha",), lambda: nn.ELU(v), v)
+    if which == "softplus" and not isinstance(v, (int, float)):
+        return _ctor("nn.Softplus.beta", f"nn.Softplus({v!r})", ("beta",),
+                     lambda: nn.Softplus(v), v)
+    if which == "softmax" and not isinstance(v, int):
+        cls = draw(st.sampled_from(["Softmax", "LogSoftmax"]))
+        return _ctor(f"nn.{cls}.dim", f"nn.{cls}({v!r})", ("dim",),
+                     lambda: getattr(nn, cls)(v), v)
+    if which == "modulelist":
+        return _ctor("nn.ModuleList.modules", f"nn.ModuleList([nn.ReLU(), {v!r}])",
+                     ("module", "Module"), lambda: nn.ModuleList([nn.ReLU(), v]))
     if which == "gelu":
         a = draw(st.sampled_from(["fast", None, 1, "NONE"]))
         return _ctor("nn.GELU.approximate", f"nn.GELU({a!r})", ("approximate",),

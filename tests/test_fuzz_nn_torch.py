@@ -54,7 +54,8 @@ def rnd(magnitude: Any, n: float = 1) -> Any:
 
 # --- the random stacks -------------------------------------------------------------------
 # A spec is a tuple: ("linear", out, bias) | ("bn", momentum, affine, track, eps) | ("relu",)
-# | ("leaky", slope) | ("gelu", approximate) | ("tanh",) | ("sigmoid",) | ("dropout", p)
+# | ("leaky", slope) | ("gelu", approximate) | ("tanh",) | ("sigmoid",) | ("silu",)
+# | ("softplus",) | ("dropout", p)
 # | ("identity",) | ("flatten",) | ("residual", [specs that keep the width]).
 def _leaf_specs(width_change: bool, training: bool) -> st.SearchStrategy[tuple]:
     linear = (st.tuples(st.just("linear"), st.integers(1, 24), st.booleans()) if width_change
@@ -68,6 +69,8 @@ def _leaf_specs(width_change: bool, training: bool) -> st.SearchStrategy[tuple]:
         st.tuples(st.just("gelu"), st.sampled_from(["none", "tanh"])),
         st.just(("tanh",)),
         st.just(("sigmoid",)),
+        st.just(("silu",)),
+        st.just(("softplus",)),
         st.tuples(st.just("dropout"), st.just(0.0) if training else st.sampled_from([0.0, 0.5])),
         st.just(("identity",)),
         st.just(("flatten",)),
@@ -288,7 +291,8 @@ _SQRT_2PI = math.sqrt(2 * math.pi)
 
 
 class Smooth(Bound):
-    """Tanh, Sigmoid, GELU: |f(x + e) - f(x)| <= (|f'(x)| + e) e (|f''| <= 1 for all three);
+    """Tanh, Sigmoid, GELU, SiLU, Softplus: |f(x + e) - f(x)| <= (|f'(x)| + e) e (|f''| <= 1
+    for all of them: SiLU's is at most 1/2, Softplus's (beta 1) 1/4);
     own rounding from tests/test_activations.py's accuracy contract (8 eps relative, plus the
     GELU terms justified there)."""
 
@@ -302,6 +306,12 @@ class Smooth(Bound):
             return 1 - y * y
         if self.kind == "sigmoid":
             return y * (1 - y)
+        if self.kind in ("silu", "softplus"):
+            e = np.exp(-np.abs(x))
+            sig = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+            if self.kind == "softplus":
+                return np.where(x > 20, 1.0, sig)
+            return sig * (1 + x * (1 - sig))
         if self.kind == "gelu":
             phi = np.exp(-0.5 * x * x) / _SQRT_2PI
             return np.where(x != 0, y / np.where(x != 0, x, 1), 0.5) + x * phi
@@ -316,6 +326,8 @@ class Smooth(Bound):
             own = own + 2 * EPS32 * ax * ax * ay
         elif self.kind == "gelu_tanh":
             own = own + 4 * EPS32 * ax
+        elif self.kind in ("silu", "softplus"):  # tests/activation_refs.py's terms
+            own = own + 4 * EPS32 * ax * ay + 4 * EPS32 * ax
         self.ex, self.ey = ex, (np.abs(self._deriv()) + ex) * ex + own
         return self.ey
 
@@ -327,6 +339,8 @@ class Smooth(Bound):
             dd = (np.abs(1 - 2 * y) + ey) * ey + 4 * U
         elif self.kind == "gelu":
             dd = self.ex + 4 * EPS32 + 2 * EPS32 * ax * ax * d
+        elif self.kind in ("silu", "softplus"):
+            dd = self.ex + 4 * EPS32 * (1 + ax)
         else:
             dd = self.ex + 4 * EPS32 * (1 + ax**3)
         mag = d * ady
@@ -451,9 +465,9 @@ def build(spec: tuple, width: int) -> tuple[nn.Module, torch.nn.Module, Bound, i
     if kind == "gelu":
         sgm, tm = nn.GELU(spec[1]), TorchGELU(spec[1])
         return sgm, tm, Smooth(sgm, tm, "gelu" if spec[1] == "none" else "gelu_tanh"), width
-    if kind in ("tanh", "sigmoid"):
-        sgm = nn.Tanh() if kind == "tanh" else nn.Sigmoid()
-        tm = torch.nn.Tanh() if kind == "tanh" else torch.nn.Sigmoid()
+    if kind in ("tanh", "sigmoid", "silu", "softplus"):
+        cls = {"tanh": "Tanh", "sigmoid": "Sigmoid", "silu": "SiLU", "softplus": "Softplus"}[kind]
+        sgm, tm = getattr(nn, cls)(), getattr(torch.nn, cls)()
         return sgm, tm, Smooth(sgm, tm, kind), width
     simple = {"dropout": (lambda: nn.Dropout(spec[-1]), lambda: torch.nn.Dropout(spec[-1])),
               "identity": (nn.Identity, torch.nn.Identity),

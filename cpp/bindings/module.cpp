@@ -22,6 +22,7 @@ void register_depthwise(py::module_& m);   // depthwise/depthwise.cpp
 void register_conv(py::module_& m);        // conv/conv.cpp
 void register_activations(py::module_& m); // layers/activations.cpp
 void register_softmax_xent(py::module_& m); // layers/softmax_xent.cpp
+void register_softmax(py::module_& m);     // layers/softmax.cpp
 void register_pointwise(py::module_& m);   // layers/pointwise.cpp
 void register_layout(py::module_& m);      // layout/layout.cpp
 void register_norm(py::module_& m);        // reduce/norm.cpp
@@ -47,6 +48,7 @@ PYBIND11_MODULE(_core, m) {
   sg::bind::register_conv(m);
   sg::bind::register_activations(m);
   sg::bind::register_softmax_xent(m);
+  sg::bind::register_softmax(m);
   sg::bind::register_pointwise(m);
   sg::bind::register_layout(m);
   sg::bind::register_norm(m);

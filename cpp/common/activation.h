@@ -4,6 +4,8 @@
 
 namespace sg {
 
-enum class Activation : int { none = 0, relu, leaky_relu, gelu, gelu_tanh, tanh, sigmoid };
+enum class Activation : int {
+  none = 0, relu, leaky_relu, gelu, gelu_tanh, tanh, sigmoid, silu, elu, softplus
+};
 
 }  // namespace sg

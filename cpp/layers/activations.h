@@ -1,5 +1,5 @@
 // Elementwise activations, forward and backward, per ISA. Shape legend: n elements, flat.
-// Backward works from what forward cached: x for relu/leaky_relu/gelu, y for tanh/sigmoid.
+// Backward works from what forward cached: y for tanh/sigmoid, x for the others.
 #pragma once
 #include <cstdint>
 
@@ -16,13 +16,19 @@ inline bool act_backward_uses_output(Activation a) {
   return a == Activation::tanh || a == Activation::sigmoid;
 }
 
+// An activation's scalar parameters: a = negative_slope (leaky_relu), alpha (elu) or beta
+// (softplus); b = threshold (softplus). Unused ones are ignored.
+struct ActParam {
+  float a = 0.f;
+  float b = 0.f;
+};
+
 struct ActivationKernels {
-  // y = f(x) (none: a copy). param: negative_slope for leaky_relu, unused otherwise. y may
-  // alias x.
-  void (*forward)(Activation act, float* y, const float* x, int64_t n, float param);
+  // y = f(x) (none: a copy). y may alias x.
+  void (*forward)(Activation act, float* y, const float* x, int64_t n, ActParam param);
   // dx = dy * f'(.) where `saved` is x or y (act_backward_uses_output). dx may alias dy.
   void (*backward)(Activation act, float* dx, const float* dy, const float* saved, int64_t n,
-                   float param);
+                   ActParam param);
 };
 
 SG_DECLARE_DISPATCH(ActivationKernels, activation_kernels, activation_kernels);

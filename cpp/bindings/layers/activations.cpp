@@ -1,5 +1,5 @@
 // Bindings for cpp/layers/activations.h: the elementwise activations (ReLU, leaky ReLU, GELU,
-// tanh, sigmoid) and their backwards, each out-of-place or into `out`.
+// tanh, sigmoid, SiLU, ELU, softplus) and their backwards, each out-of-place or into `out`.
 #include <string>
 
 #include "bindings/checks.h"
@@ -14,7 +14,8 @@ Act parse_gelu(const char* fn, const std::string& approximate) {
   value_error(fn, "approximate must be 'none' or 'tanh', got '" + approximate + "'");
 }
 
-py::array act_forward(const char* fn, Act act, py::handle x_obj, py::handle out_obj, float param) {
+py::array act_forward(const char* fn, Act act, py::handle x_obj, py::handle out_obj,
+                      ActParam param) {
   py::array x = f32_array(fn, "x", x_obj, -1);
   py::array out = elementwise_out(fn, x, "the input's shape", out_obj, {{"x", &x}});
   const float* xp = f32_cptr(x);
@@ -28,7 +29,7 @@ py::array act_forward(const char* fn, Act act, py::handle x_obj, py::handle out_
 }
 
 py::array act_backward(const char* fn, Act act, py::handle dy_obj, py::handle saved_obj,
-                       const char* saved_name, py::handle out_obj, float param) {
+                       const char* saved_name, py::handle out_obj, ActParam param) {
   py::array dy = f32_array(fn, "grad_output", dy_obj, -1);
   py::array s = f32_array(fn, saved_name, saved_obj, -1);
   require_same_shape(fn, saved_name, s, "grad_output", dy);
@@ -50,13 +51,13 @@ py::array act_backward(const char* fn, Act act, py::handle dy_obj, py::handle sa
 void def_plain(py::module_& m, const char* name, Act act, const char* saved, const char* doc,
                const char* backward_doc) {
   m.def(name, [name = std::string(name), act](py::handle x, py::handle out) {
-          return act_forward(name.c_str(), act, x, out, 0.f);
+          return act_forward(name.c_str(), act, x, out, {});
         },
         py::arg("x"), py::kw_only(), py::arg("out") = py::none(), doc);
   const std::string backward = std::string(name) + "_backward";
   m.def(backward.c_str(),
         [backward, act, saved = std::string(saved)](py::handle dy, py::handle s, py::handle out) {
-          return act_backward(backward.c_str(), act, dy, s, saved.c_str(), out, 0.f);
+          return act_backward(backward.c_str(), act, dy, s, saved.c_str(), out, {});
         },
         py::arg("grad_output"), py::arg(saved), py::kw_only(), py::arg("out") = py::none(),
         backward_doc);
@@ -69,26 +70,27 @@ void register_activations(py::module_& m) {
             "grad_output where x > 0, else 0.");
   m.def("leaky_relu",
         [](py::handle x, double slope, py::handle out) {
-          return act_forward("leaky_relu", Act::leaky_relu, x, out, static_cast<float>(slope));
+          return act_forward("leaky_relu", Act::leaky_relu, x, out, {static_cast<float>(slope)});
         },
         py::arg("x"), py::arg("negative_slope") = 0.01, py::kw_only(), py::arg("out") = py::none(),
         "x where x > 0, else negative_slope * x.");
   m.def("leaky_relu_backward",
         [](py::handle dy, py::handle x, double slope, py::handle out) {
           return act_backward("leaky_relu_backward", Act::leaky_relu, dy, x, "x", out,
-                              static_cast<float>(slope));
+                              {static_cast<float>(slope)});
         },
         py::arg("grad_output"), py::arg("x"), py::arg("negative_slope") = 0.01, py::kw_only(),
         py::arg("out") = py::none(), "grad_output * (1 if x > 0 else negative_slope).");
   m.def("gelu",
         [](py::handle x, const std::string& approx, py::handle out) {
-          return act_forward("gelu", parse_gelu("gelu", approx), x, out, 0.f);
+          return act_forward("gelu", parse_gelu("gelu", approx), x, out, {});
         },
         py::arg("x"), py::kw_only(), py::arg("approximate") = "none", py::arg("out") = py::none(),
         "GELU as torch.nn.functional.gelu: approximate='none' (erf) or 'tanh'.");
   m.def("gelu_backward",
         [](py::handle dy, py::handle x, const std::string& approx, py::handle out) {
-          return act_backward("gelu_backward", parse_gelu("gelu_backward", approx), dy, x, "x", out, 0.f);
+          return act_backward("gelu_backward", parse_gelu("gelu_backward", approx), dy, x, "x",
+                              out, {});
         },
         py::arg("grad_output"), py::arg("x"), py::kw_only(), py::arg("approximate") = "none",
         py::arg("out") = py::none(), "Gradient of gelu with respect to its input x.");
@@ -96,6 +98,37 @@ void register_activations(py::module_& m) {
             "grad_output * (1 - y^2), from the forward output y.");
   def_plain(m, "sigmoid", Act::sigmoid, "y", "1 / (1 + exp(-x)).",
             "grad_output * y * (1 - y), from the forward output y.");
+  def_plain(m, "silu", Act::silu, "x", "x * sigmoid(x).",
+            "grad_output * sigmoid(x) * (1 + x * (1 - sigmoid(x))).");
+  m.def("elu",
+        [](py::handle x, double alpha, py::handle out) {
+          return act_forward("elu", Act::elu, x, out, {static_cast<float>(alpha)});
+        },
+        py::arg("x"), py::arg("alpha") = 1.0, py::kw_only(), py::arg("out") = py::none(),
+        "x where x > 0, else alpha * expm1(x).");
+  m.def("elu_backward",
+        [](py::handle dy, py::handle x, double alpha, py::handle out) {
+          return act_backward("elu_backward", Act::elu, dy, x, "x", out,
+                              {static_cast<float>(alpha)});
+        },
+        py::arg("grad_output"), py::arg("x"), py::arg("alpha") = 1.0, py::kw_only(),
+        py::arg("out") = py::none(), "grad_output * (1 if x > 0 else alpha * exp(x)).");
+  m.def("softplus",
+        [](py::handle x, double beta, double threshold, py::handle out) {
+          return act_forward("softplus", Act::softplus, x, out,
+                             {static_cast<float>(beta), static_cast<float>(threshold)});
+        },
+        py::arg("x"), py::arg("beta") = 1.0, py::arg("threshold") = 20.0, py::kw_only(),
+        py::arg("out") = py::none(),
+        "log1p(exp(beta * x)) / beta, and x where beta * x > threshold.");
+  m.def("softplus_backward",
+        [](py::handle dy, py::handle x, double beta, double threshold, py::handle out) {
+          return act_backward("softplus_backward", Act::softplus, dy, x, "x", out,
+                              {static_cast<float>(beta), static_cast<float>(threshold)});
+        },
+        py::arg("grad_output"), py::arg("x"), py::arg("beta") = 1.0, py::arg("threshold") = 20.0,
+        py::kw_only(), py::arg("out") = py::none(),
+        "grad_output * sigmoid(beta * x), and grad_output where beta * x > threshold.");
 }
 
 }  // namespace sg::bind

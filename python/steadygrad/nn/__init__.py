@@ -15,9 +15,9 @@ backward, custom layers, threads) are in `help(nn.Module)`.
 from __future__ import annotations
 
 from steadygrad.nn import init
-from steadygrad.nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from steadygrad.nn.activation import ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from steadygrad.nn.batchnorm import BatchNorm1d, BatchNorm2d
-from steadygrad.nn.container import Residual, Sequential
+from steadygrad.nn.container import ModuleList, Residual, Sequential
 from steadygrad.nn.conv import Conv1d, Conv2d
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Flatten, Identity, Linear
@@ -32,8 +32,10 @@ from steadygrad.nn.pooling import (
     MaxPool1d,
     MaxPool2d,
 )
+from steadygrad.nn.softmax import LogSoftmax, Softmax
 
 __all__ = [
+    "ELU",
     "GELU",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
@@ -50,15 +52,20 @@ __all__ = [
     "Identity",
     "LeakyReLU",
     "Linear",
+    "LogSoftmax",
     "MSELoss",
     "MaxPool1d",
     "MaxPool2d",
     "Module",
+    "ModuleList",
     "Parameter",
     "ReLU",
     "Residual",
     "Sequential",
+    "SiLU",
     "Sigmoid",
+    "Softmax",
+    "Softplus",
     "Tanh",
     "flatten",
     "init",

@@ -1,6 +1,7 @@
-"""Elementwise activations with torch's names: ReLU, LeakyReLU, GELU, Tanh, Sigmoid. Each
-forward and backward is one sg.ops kernel; the backward works from what forward cached
-(the input for ReLU/LeakyReLU/GELU, the output for Tanh/Sigmoid)."""
+"""Elementwise activations with torch's names: ReLU, LeakyReLU, GELU, Tanh, Sigmoid, SiLU, ELU,
+Softplus. Each forward and backward is one sg.ops kernel; the backward works from what forward
+cached (the output for Tanh/Sigmoid, the input for the others). Softmax and LogSoftmax, which
+work along a dimension, are in nn/softmax.py."""
 
 from __future__ import annotations
 
@@ -141,3 +142,46 @@ class Sigmoid(_Activation):
 
     _forward_kernel = staticmethod(_core.sigmoid)
     _backward_kernel = staticmethod(_core.sigmoid_backward)
+
+
+class SiLU(_Activation):
+    """x * sigmoid(x) (torch.nn.SiLU, also called swish)."""
+
+    _forward_kernel = staticmethod(_core.silu)
+    _backward_kernel = staticmethod(_core.silu_backward)
+
+
+class ELU(_Activation):
+    """x for x > 0, else alpha * (exp(x) - 1) (torch.nn.ELU; expm1, accurate near 0)."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = real_arg("ELU", "alpha", alpha)
+
+    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
+        return _core.elu(x, self.alpha, out=out)
+
+    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        return _core.elu_backward(dy, saved, self.alpha, out=out)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Softplus(_Activation):
+    """log(1 + exp(beta * x)) / beta, and x where beta * x > threshold (torch.nn.Softplus's
+    linear region)."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta = real_arg("Softplus", "beta", beta)
+        self.threshold = real_arg("Softplus", "threshold", threshold)
+
+    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
+        return _core.softplus(x, self.beta, self.threshold, out=out)
+
+    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        return _core.softplus_backward(dy, saved, self.beta, self.threshold, out=out)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
