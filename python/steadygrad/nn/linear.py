@@ -35,6 +35,7 @@ class Linear(Module):
     skips_grad_input = True
     owns_output = True
     reads_output_in_backward = False
+    _transient = ("_x",)  # the pending backward's input (Module.__getstate__)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
