@@ -488,9 +488,8 @@ def test_eval_forward_during_pending_backward_keeps_its_caches(rng: np.random.Ge
 
 
 def test_copies_and_pickles_after_shape_queries(rng: np.random.Generator) -> None:
-    """output_shape / summary cache the geometry (a _core object, not picklable): deepcopy and
-    pickle still work and the copies compute the same. (After a call, any layer's copy fails on
-    the call machinery's cached lock tree: reported, outside the conv layers.)"""
+    """output_shape / summary cache the geometry (a _core object): deepcopy and pickle still
+    work and the copies compute the same (copies after calls: tests/test_nn_copy.py)."""
     import copy
     import pickle
 

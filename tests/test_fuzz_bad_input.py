@@ -90,14 +90,31 @@ def _step(w: World) -> None:
     w.opt.step()
 
 
-def make_world(phase: str, opt_kind: str) -> World:
+CONV_INPUT = (5, 2, 4, 4)
+
+
+def conv_model() -> nn.Sequential:
+    """The conv world's model: conv + BatchNorm2d + ReLU + pool, a residual block, Dropout and
+    a Linear head (input CONV_INPUT)."""
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.MaxPool2d(2),
+                         nn.Residual(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, bias=False),
+                                                   nn.BatchNorm2d(4))),
+                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(4 * 2 * 2, 3))
+
+
+def make_world(phase: str, opt_kind: str, kind: str = "mlp") -> World:
     """A trained-for-one-step MLP (BatchNorm, Dropout: running statistics, RNG, optimizer
-    state all non-trivial), its optimizer over two parameter groups, and losses, in `phase`:
-    'stepped' (a full step done), 'pending' (forward and loss done, backward to come) or
-    'backward_done' (gradients fresh, step to come)."""
+    state all non-trivial), or with kind 'conv' the small CNN of conv_model, its optimizer over
+    two parameter groups, and losses, in `phase`: 'stepped' (a full step done), 'pending'
+    (forward and loss done, backward to come) or 'backward_done' (gradients fresh, step to
+    come)."""
     sg.manual_seed(7)
-    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.25),
-                          nn.Linear(8, 3))
+    if kind == "conv":
+        model = conv_model()
+    else:
+        model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.25),
+                              nn.Linear(8, 3))
     params = model.parameters()
     groups = [{"params": params[:2]}, {"params": params[2:], "lr": 0.05}]
     if opt_kind == "adam":
@@ -105,11 +122,11 @@ def make_world(phase: str, opt_kind: str) -> World:
     else:
         opt = optim.SGD(groups, lr=0.1, momentum=0.9, max_grad_value=0.5)
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((5, 6)).astype(np.float32)
+    x = rng.standard_normal(CONV_INPUT if kind == "conv" else (5, 6)).astype(np.float32)
     y = rng.integers(0, 3, 5).astype(np.int64)
     w = World(model, nn.CrossEntropyLoss(), nn.MSELoss(), opt, x, y, phase)
     _step(w)
-    w.mse(np.ones((5, 3), np.float32), x[:, :3].copy())  # a pending MSE gradient
+    w.mse(np.ones((5, 3), np.float32), rng.standard_normal((5, 3)).astype(np.float32))
     w.opt.zero_grad()
     if phase in ("pending", "backward_done"):
         w.loss(w.model(w.x), w.y)
@@ -152,6 +169,9 @@ class Bad:
     # undo mends it before the continuation, which must then match a twin never broken
     prepare: Callable[[World], Any] | None = field(default=None, repr=False)
     undo: Callable[[World], Any] | None = field(default=None, repr=False)
+    world: str = "mlp"  # make_world's kind
+    # what the message must contain besides the argument (the layer's place in the model)
+    located: tuple[str, ...] = ()
 
 
 # Input classes found by these fuzzers that issue 11 does not list (reported with their
@@ -162,19 +182,21 @@ EXCLUDED = KNOWN_ISSUE_11_CASES | NEW_FINDINGS_CASES
 
 
 def check_rejected(bad: Bad) -> None:
-    w = make_world(bad.phase, bad.opt_kind)
+    w = make_world(bad.phase, bad.opt_kind, bad.world)
     if bad.prepare is not None:
         bad.prepare(w)
     before = snapshot(w.model, w.opt)
     allowed = (TypeError, ValueError, RuntimeError) + ((OSError,) if bad.oserror_ok else ())
-    raises_clearly(lambda: bad.call(w), bad.names, bad.text, allowed)
+    err = raises_clearly(lambda: bad.call(w), bad.names, bad.text, allowed)
+    missing = [part for part in bad.located if part not in str(err)]
+    assert not missing, f"{bad.text}: the message does not say {missing}: {err}"
     assert_unchanged(before, snapshot(w.model, w.opt), f"{bad.text}: the rejected call")
     if bad.stateless:
         return
     if bad.undo is not None:
         bad.undo(w)
     after = continue_training(w)
-    twin = make_world(bad.phase, bad.opt_kind)
+    twin = make_world(bad.phase, bad.opt_kind, bad.world)
     assert_unchanged(continue_training(twin), after,
                      f"{bad.text}: training after the rejected call, compared with a twin's,")
 
@@ -212,6 +234,47 @@ def bad_forward(draw: st.DrawFn) -> Bad:
     layer = LAYER_INPUTS[which][0]
     return Bad(f"forward.{layer}.{kind}", f"model[{which}] ({layer})(x) with {kind} {_short(x)} "
                f"in phase {phase}", ("input", "x"), lambda w: w.model[which](x), phase)
+
+
+# Bad inputs into the conv world's model, each with the layer (index, name) that must reject
+# it and the shape the message must give (that layer's input): (kind, input shape, index,
+# layer, shown).
+CONV_BAD_SHAPES: list[tuple[str, tuple[int, ...], str, str, str]] = [
+    ("rank", (5, 2, 4), "[0]", "Conv2d", "(5, 2, 4)"),
+    ("rank", (5, 2, 4, 4, 1), "[0]", "Conv2d", "(5, 2, 4, 4, 1)"),
+    ("channels", (5, 3, 4, 4), "[0]", "Conv2d", "(5, 3, 4, 4)"),
+    ("too_small", (5, 2, 1, 3), "[3]", "MaxPool2d", "(5, 4, 1, 3)"),  # a window of 2 rows
+    ("head_size", (5, 2, 6, 6), "[7]", "Linear", "(5, 36)"),  # 4x3x3 features, not 4x2x2
+]
+
+
+@st.composite
+def bad_conv_calls(draw: st.DrawFn) -> Bad:
+    """Bad input or grad_output for the conv world's model, or a layer inside it called with
+    another layer's output shape; rejected naming the layer, its index and the shape, with
+    nothing changed."""
+    phase = draw(st.sampled_from(PHASES))
+    what = draw(st.sampled_from(["shape", "array", "inner", "grad"]))
+    if what == "shape":
+        kind, shape, index, layer, shown = draw(st.sampled_from(CONV_BAD_SHAPES))
+        x = np.ones(shape, np.float32)
+        return Bad(f"conv.forward.{kind}", f"conv model(x) with shape {shape} in phase {phase}",
+                   ("input", "shape"), lambda w: w.model(x), phase, world="conv",
+                   located=(f"Sequential{index} {layer}", shown))
+    if what == "array":
+        kind, x = draw(bad_arrays(CONV_INPUT, ("dtype", "type")))
+        return Bad(f"conv.forward.{kind}", f"conv model(x) with {kind} {_short(x)} in phase "
+                   f"{phase}", ("input",), lambda w: w.model(x), phase, world="conv",
+                   located=("Sequential[0] Conv2d",))
+    if what == "inner":  # the residual block gets the stack's input (2 channels, not 4)
+        x = np.ones(CONV_INPUT, np.float32)
+        return Bad("conv.forward.inner_channels", f"conv model[4](x) with shape {CONV_INPUT} "
+                   f"in phase {phase}", ("input",), lambda w: w.model[4](x), phase,
+                   world="conv", located=("Residual[module] Sequential[0] Conv2d",
+                                          str(CONV_INPUT)))
+    kind, g = draw(bad_arrays((5, 3), ("dtype", "rank", "size", "type")))
+    return Bad(f"conv.backward.{kind}", f"conv model.backward(g) with {kind} {_short(g)}",
+               ("grad_output",), lambda w: w.model.backward(g), "pending", world="conv")
 
 
 @st.composite
@@ -818,6 +881,12 @@ def _short(v: Any) -> str:
 @fuzz_settings(max_examples=120)
 @given(bad=cases(bad_forward(), bad_backward(), bad_call_order(), bad_pool_calls()))
 def test_bad_model_calls_raise_and_change_nothing(bad: Bad) -> None:
+    check_rejected(bad)
+
+
+@fuzz_settings(max_examples=40)
+@given(bad=cases(bad_conv_calls()))
+def test_bad_conv_stack_calls_name_the_layer_and_change_nothing(bad: Bad) -> None:
     check_rejected(bad)
 
 

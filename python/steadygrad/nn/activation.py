@@ -19,6 +19,7 @@ class _Activation(Module):
     owns_output = True  # for a Sequential's plan (nn.plan); Tanh and Sigmoid read it back
     reads_output_in_backward = False
     layout_agnostic = True  # elementwise: runs on channels-last data inside a conv run
+    _transient = ("_saved",)  # the pending backward's input or output (Module.__getstate__)
     # For the diagnostics (steadygrad.diagnostics.probe): a rectifier's unit that is never
     # positive over a batch is dead; an output near a bound of output_bounds is saturated.
     rectifier = False

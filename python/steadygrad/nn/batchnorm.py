@@ -42,6 +42,9 @@ class _BatchNorm(Module):
     normalizes_over_batch = True
     # Channels-last capable (nn._layout): inside a conv run its input and output stay (N, *S, C).
     channels_last = True
+    # the pending backward's input and kernel contexts (_core objects): not copied
+    # (Module.__getstate__)
+    _transient = ("_ctx", "_ctx_reuse", "_x")
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True) -> None:

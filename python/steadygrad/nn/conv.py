@@ -69,6 +69,7 @@ class _ConvNd(Module):
     # For the diagnostics (steadygrad.diagnostics.probe): `weight` (out, in/groups, *kernel) is
     # a weight layer's; fan-in in_channels/groups * prod(kernel_size), as torch's init computes it.
     weight_layer = True
+    _transient = ("_saved",)  # the pending backward's arrays (Module.__getstate__)
     _nd: int
     _spatial: str
 
@@ -131,13 +132,6 @@ class _ConvNd(Module):
         self._geom: _core.ConvGeometry | None = None
         # the pending backward's input, kernel input, logical input shape and layouts
         self._saved: tuple[np.ndarray, np.ndarray, tuple[int, ...], str, str] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # a copy (deepcopy, pickle) drops the cached geometry (a _core object, not picklable);
-        # the next call rebuilds it from the shape
-        state = super().__getstate__()
-        state["_geom_key"] = state["_geom"] = None
-        return state
 
     def reset_parameters(self) -> None:
         # torch's _ConvNd default: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))

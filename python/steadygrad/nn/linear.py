@@ -38,6 +38,7 @@ class Linear(Module):
     # For the diagnostics (steadygrad.diagnostics.probe): `weight` (out, in) is a weight matrix;
     # its fan-in (in_features) gives the init gain check_init reports.
     weight_layer = True
+    _transient = ("_x",)  # the pending backward's input (Module.__getstate__)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()

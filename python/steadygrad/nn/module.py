@@ -112,10 +112,23 @@ class Module(MemoryAccounting):
             self._buffers[name] = value
         object.__setattr__(self, name, value)
 
+    # What a copy (copy.deepcopy, pickle) leaves out: the call machinery's locks and its cached
+    # lock tree (RLocks cannot be copied), and the state of a pending call. A copy has its
+    # parameters, gradients and buffers, and no pending backward: its work buffers would not be
+    # known as internal (nn._calls.hand_out would return them to the caller), and what a
+    # backward reads (inputs, kernel contexts) would be duplicated or cannot be copied. A layer
+    # names its own such attributes in `_transient` (each reset to None).
+    _transient: tuple[str, ...] = ()
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_lock", None)
-        state.pop("_locks", None)
+        for key in ("_lock", "_locks", "_tree"):
+            state.pop(key, None)
+        state.update(_work={}, _work_eval={}, _handout={}, _phase=0, _forwards=0,
+                     _trained_forward=False, _chain=None)
+        for key in type(self)._transient:
+            if key in state:
+                state[key] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -59,6 +59,7 @@ class _Pool(Module):
     reads_output_in_backward = False
     grad_into_input = True
     skips_grad_input = True
+    _transient = ("_saved",)  # the pending backward's input (Module.__getstate__)
     _dims = 2
 
     def __init__(self) -> None:

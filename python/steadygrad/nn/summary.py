@@ -9,6 +9,7 @@ import numpy as np
 
 from steadygrad.nn._layout import FIRST, conversion_bytes
 from steadygrad.nn.container import Residual, Sequential
+from steadygrad.nn.conv import _ConvNd
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Identity
 from steadygrad.nn.module import Module
@@ -67,9 +68,13 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
             raise ValueError(f"summary: {m.label()} at '{name}' does not define output_shape()")
         out = known
         label = m.label()
-        if getattr(m, "channels_last", False):
+        if getattr(m, "channels_last", False) and not isinstance(m, _ConvNd):
             extra = conversion_bytes(shape, tuple(out), layout_in, layout_out)
-    act, ws = m.memory(shape)
+    # a conv layer's memory() counts its own buffers for the layouts the plan gives it (its
+    # channels-last copies, the padded input, a dL/dx buffer of its own); the others' count
+    # their channels-last work, and conversion_bytes the edge conversions
+    act, ws = (m.memory(shape, layout_in, layout_out) if isinstance(m, _ConvNd)
+               else m.memory(shape))
     if not input_grad and not isinstance(m, Residual):
         ws = 0  # a leaf's workspace is its grad_input buffer, not allocated then
     act, ws = act + extra[0], ws + extra[1]
