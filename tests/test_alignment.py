@@ -107,6 +107,15 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
                                  seg_lengths=i64(10), hyper=_core.RmspropHyper(
                                      lr=0.1, alpha=0.9, eps=1e-8, weight_decay=0.0, momentum=0.5,
                                      centered=True)),
+    "adagrad_step": lambda: dict(param=f32(10), grad=f32(10), sum=f32(10) ** 2,
+                                 seg_offsets=i64(0, 6), seg_lengths=i64(6, 4),
+                                 hyper=_core.AdagradHyper(lr=0.1, lr_decay=0.01, weight_decay=0.1,
+                                                          eps=1e-10)),
+    "nadam_step": lambda: dict(param=f32(10), grad=f32(10), exp_avg=f32(10), exp_avg_sq=f32(10) ** 2,
+                               seg_offsets=i64(0), seg_lengths=i64(10),
+                               hyper=_core.NadamHyper(lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8,
+                                                      weight_decay=0.1, momentum_decay=4e-3,
+                                                      decoupled=True)),
     "depthwise_conv2d_forward": lambda: dict(
         x=f32(1, 4, 5, 3), weight=f32(6, 1, 3, 3), bias=f32(6), geom=_dw_geom(), out=f32(1, 4, 5, 6)),
     "depthwise_conv2d_backward": lambda: dict(
@@ -168,7 +177,7 @@ def test_every_kernel_binding_is_covered() -> None:
     """Each public _core function is in the table unless it takes no array."""
     no_arrays = {"cpu_info", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
                  "linear_scratch", "conv2d_scratch", "GradPreHyper", "AdamHyper", "RmspropHyper",
-                 "SgdHyper", "ConvGeometry"}
+                 "SgdHyper", "AdagradHyper", "NadamHyper", "ConvGeometry"}
     public = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
     assert public - no_arrays == set(CALLS), f"not covered: {public - no_arrays - set(CALLS)}"
 

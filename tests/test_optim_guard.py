@@ -25,8 +25,12 @@ OPTIMIZERS = [
     (optim.RMSprop, dict(lr=1e-3, centered=True, momentum=0.9, weight_decay=0.1)),
     (optim.SGD, dict(lr=1e-2, momentum=0.9, nesterov=True, weight_decay=0.1)),
     (optim.SGD, dict(lr=1e-2)),
+    (optim.Adagrad, dict(lr=1e-2, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1)),
+    (optim.NAdam, dict(lr=1e-2, weight_decay=0.1)),
+    (optim.NAdam, dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
 ]
-OPT_IDS = ["adam", "adamw", "rmsprop", "sgd-nesterov", "sgd-plain"]
+OPT_IDS = ["adam", "adamw", "rmsprop", "sgd-nesterov", "sgd-plain", "adagrad", "nadam",
+           "nadam-decoupled"]
 
 
 def fill_grads(ps, rng, scale=1.0):

@@ -59,6 +59,27 @@ CASES = {
 }
 
 
+class _Decay:
+    """A callable-object lr_lambda (torch keeps its __dict__ in state_dict)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+
+    def __call__(self, epoch: int) -> float:
+        return self.rate**epoch
+
+
+CASES.update({
+    "lambda": lambda m, o: m.LambdaLR(o, lambda e: 0.97**e + 0.01 * (e % 5)),
+    "lambda-per-group": lambda m, o: m.LambdaLR(o, [_Decay(0.95), lambda e: 1.0 / (1 + e)]),
+    "multiplicative": lambda m, o: m.MultiplicativeLR(o, lambda e: 0.98 if e % 3 else 1.01),
+    "multiplicative-per-group": lambda m, o: m.MultiplicativeLR(o, (_Decay(0.999), lambda e: 0.97)),
+    "warm-restarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=7, eta_min=1e-3),
+    "warm-restarts-mult": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2,
+                                                                   eta_min=2e-4),
+})
+
+
 def sequential(m, o):
     warm = m.LinearLR(o, start_factor=0.01, total_iters=5)
     cos = m.CosineAnnealingLR(o, T_max=30)
@@ -72,17 +93,18 @@ def momenta(opt):
     return [g["betas"][0] if "betas" in g else g["momentum"] for g in opt.param_groups]
 
 
-@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam", "NAdam"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_lr_sequence_matches_torch(name, opt_name):
     kw = dict(lr=0.1, momentum=0.9) if opt_name == "SGD" else dict(lr=0.1)
     o, to = twin(opt_name, **kw)
     s, ts = CASES[name](sls, o), CASES[name](TLS, to)
-    for epoch in range(60):
+    steps = 60 if name.startswith("onecycle") else 120  # OneCycleLR: its total_steps
+    for epoch in range(steps):
         assert s.get_last_lr() == ts.get_last_lr(), (epoch, s.get_last_lr(), ts.get_last_lr())
         assert [g["lr"] for g in o.param_groups] == [g["lr"] for g in to.param_groups]
         assert momenta(o) == momenta(to)
-        if epoch < 59:
+        if epoch < steps - 1:
             to.step()
             s.step()
             ts.step()
@@ -120,7 +142,9 @@ def test_reduce_lr_on_plateau_matches_torch(mode, threshold_mode):
 
 
 @pytest.mark.parametrize("name", ["cosine", "onecycle", "sequential", "multistep", "cyclic",
-                                  "cyclic-scale-fn"])
+                                  "cyclic-scale-fn", "lambda", "lambda-per-group",
+                                  "multiplicative", "multiplicative-per-group", "warm-restarts",
+                                  "warm-restarts-mult"])
 def test_scheduler_state_dict_round_trip(name):
     o, _ = twin()
     s = CASES[name](sls, o)
@@ -156,6 +180,102 @@ def test_scheduler_errors_match_torch():
         with pytest.raises(ValueError) as ours:
             make(sls, o)
         assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("name", ["lambda", "lambda-per-group", "multiplicative-per-group",
+                                  "warm-restarts-mult", "cyclic-scale-fn"])
+def test_scheduler_state_dict_equals_torchs(name):
+    o, to = twin()
+    s, ts = CASES[name](sls, o), CASES[name](TLS, to)
+    for _ in range(13):
+        to.step()
+        s.step()
+        ts.step()
+    theirs = ts.state_dict()
+    del theirs["_get_lr_called_within_step"]  # torch's get_lr() warning flag
+    assert s.state_dict() == theirs
+
+
+def test_lambda_state_dict_restores_callable_objects_like_torch():
+    o, to = twin()
+    fns, tfns = [_Decay(0.9), _Decay(0.8)], [_Decay(0.9), _Decay(0.8)]
+    s, ts = sls.LambdaLR(o, fns), TLS.LambdaLR(to, tfns)
+    fns[1].rate = tfns[1].rate = 0.5
+    sd, tsd = s.state_dict(), ts.state_dict()
+    assert sd["lr_lambdas"] == tsd["lr_lambdas"] == [{"rate": 0.9}, {"rate": 0.5}]
+    o2, _ = twin()
+    s2 = sls.LambdaLR(o2, [_Decay(0.1), lambda e: 1.0])
+    s2.load_state_dict(sd)
+    assert s2.lr_lambdas[0].rate == 0.9 and s2.lr_lambdas[1](3) == 1.0  # a lambda keeps its own
+    s2.step()
+    s.step()
+    assert s2.get_last_lr()[0] == s.get_last_lr()[0]
+
+
+@pytest.mark.parametrize("T_mult", [1, 2, 3])
+def test_warm_restarts_fractional_epochs_match_torch(T_mult):
+    # A per-batch schedule: step(epoch + i / iters), including epochs of a later period.
+    o, to = twin()
+    s = sls.CosineAnnealingWarmRestarts(o, T_0=4, T_mult=T_mult, eta_min=1e-3)
+    ts = TLS.CosineAnnealingWarmRestarts(to, T_0=4, T_mult=T_mult, eta_min=1e-3)
+    iters = 7
+    for epoch in range(30):
+        for i in range(iters):
+            s.step(epoch + i / iters)
+            ts.step(epoch + i / iters)
+            assert s.get_last_lr() == ts.get_last_lr(), (epoch, i)
+            assert (s.T_cur, s.T_i, s.last_epoch) == (ts.T_cur, ts.T_i, ts.last_epoch)
+    s.step(2.5)  # back into the first period
+    ts.step(2.5)
+    assert s.get_last_lr() == ts.get_last_lr()
+    s.step()  # and on from there
+    ts.step()
+    assert s.get_last_lr() == ts.get_last_lr()
+
+
+def test_new_scheduler_errors_match_torch():
+    o, to = twin()
+    for make in (
+        lambda m, x: m.LambdaLR(x, [lambda e: 1.0]),
+        lambda m, x: m.MultiplicativeLR(x, [lambda e: 1.0] * 3),
+        lambda m, x: m.CosineAnnealingWarmRestarts(x, T_0=0),
+        lambda m, x: m.CosineAnnealingWarmRestarts(x, T_0=2.5),
+        lambda m, x: m.CosineAnnealingWarmRestarts(x, T_0=3, T_mult=0),
+        lambda m, x: m.CosineAnnealingWarmRestarts(x, T_0=3, T_mult=1.5),
+        lambda m, x: m.CosineAnnealingWarmRestarts(x, T_0=3, eta_min="0"),
+    ):
+        with pytest.raises(ValueError) as theirs:
+            make(TLS, to)
+        with pytest.raises(ValueError) as ours:
+            make(sls, o)
+        assert str(ours.value) == str(theirs.value)
+    with pytest.raises(TypeError) as theirs:
+        TLS.MultiplicativeLR(to, 0.9)
+    with pytest.raises(TypeError) as ours:
+        sls.MultiplicativeLR(o, 0.9)
+    assert str(ours.value) == str(theirs.value)
+    s, ts = sls.CosineAnnealingWarmRestarts(o, T_0=3), TLS.CosineAnnealingWarmRestarts(to, T_0=3)
+    with pytest.raises(ValueError) as theirs:
+        ts.step(-1)
+    with pytest.raises(ValueError) as ours:
+        s.step(-1)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_cyclic_momentum_needs_momentum_or_betas_like_torch():
+    o, to = twin("Adagrad", lr=0.1)
+    with pytest.raises(ValueError) as theirs:
+        TLS.CyclicLR(to, 0.01, 0.1)
+    with pytest.raises(ValueError) as ours:
+        sls.CyclicLR(o, 0.01, 0.1)
+    assert str(ours.value) == str(theirs.value)
+    s, ts = sls.CyclicLR(o, 0.01, 0.1, cycle_momentum=False), TLS.CyclicLR(to, 0.01, 0.1,
+                                                                          cycle_momentum=False)
+    for _ in range(100):
+        to.step()
+        s.step()
+        ts.step()
+        assert s.get_last_lr() == ts.get_last_lr()
 
 
 def test_cyclic_lr_errors():

@@ -18,6 +18,7 @@ from optim_helpers import (
     torch_one_thread,  # noqa: F401 (autouse fixture)
 )
 
+from steadygrad import _core as sg_core
 from steadygrad import optim
 
 CLIPS = [None, ("norm", 1.0, 2.0), ("norm", 0.5, math.inf), ("value", 0.5, 0.0)]
@@ -116,6 +117,43 @@ def test_sgd_matches_torch(clip, case, maximize):
           state=("momentum_buffer",) if case["momentum"] else ())
 
 
+ADAGRAD_CASES = [
+    dict(),
+    dict(lr_decay=0.05),
+    dict(weight_decay=0.1),
+    dict(initial_accumulator_value=0.5),
+    dict(lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1, eps=1e-6),
+]
+
+
+@pytest.mark.parametrize("clip", CLIPS, ids=CLIP_IDS)
+@pytest.mark.parametrize("case", ADAGRAD_CASES,
+                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()) or "default")
+@pytest.mark.parametrize("maximize", [False, True])
+def test_adagrad_matches_torch(clip, case, maximize):
+    kw = dict(lr=5e-2, maximize=maximize, **case)
+    check(optim.Adagrad, torch.optim.Adagrad, kw, clip, state=("sum",))
+
+
+NADAM_CASES = [
+    dict(),
+    dict(weight_decay=0.1),
+    dict(weight_decay=0.1, decoupled_weight_decay=True),
+    dict(momentum_decay=0.05),
+    dict(betas=(0.3, 0.9), eps=1e-6),  # 1 - beta1 >= 0.5: at::lerp's second form
+    dict(momentum_decay=0.0, weight_decay=0.5, decoupled_weight_decay=True),
+]
+
+
+@pytest.mark.parametrize("clip", CLIPS, ids=CLIP_IDS)
+@pytest.mark.parametrize("case", NADAM_CASES,
+                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()) or "default")
+@pytest.mark.parametrize("maximize", [False, True])
+def test_nadam_matches_torch(clip, case, maximize):
+    kw = dict(lr=1e-2, maximize=maximize, **case)
+    check(optim.NAdam, torch.optim.NAdam, kw, clip, state=("exp_avg", "exp_avg_sq", "mu_product"))
+
+
 GROUPS = [{"weight_decay": 0.1}, {"lr": 3e-3, "weight_decay": 0.0}]
 
 
@@ -127,8 +165,10 @@ GROUPS = [{"weight_decay": 0.1}, {"lr": 3e-3, "weight_decay": 0.0}]
         (optim.AdamW, torch.optim.AdamW, dict(lr=1e-2, amsgrad=True)),
         (optim.RMSprop, torch.optim.RMSprop, dict(lr=1e-3, momentum=0.5, centered=True)),
         (optim.SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9, nesterov=True)),
+        (optim.Adagrad, torch.optim.Adagrad, dict(lr=1e-2, lr_decay=0.02)),
+        (optim.NAdam, torch.optim.NAdam, dict(lr=1e-2, decoupled_weight_decay=True)),
     ],
-    ids=["adam", "adamw", "rmsprop", "sgd"],
+    ids=["adam", "adamw", "rmsprop", "sgd", "adagrad", "nadam"],
 )
 def test_param_groups_match_torch(clip, sg_cls, torch_cls, kw):
     check(sg_cls, torch_cls, kw, clip, groups=GROUPS)
@@ -140,8 +180,10 @@ def test_param_groups_match_torch(clip, sg_cls, torch_cls, kw):
         (optim.Adam, torch.optim.Adam, dict(lr=1e-2, amsgrad=True)),
         (optim.RMSprop, torch.optim.RMSprop, dict(lr=1e-3, momentum=0.9)),
         (optim.SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9, dampening=0.1)),
+        (optim.Adagrad, torch.optim.Adagrad, dict(lr=1e-2, lr_decay=0.1)),
+        (optim.NAdam, torch.optim.NAdam, dict(lr=1e-2, momentum_decay=0.05)),
     ],
-    ids=["adam", "rmsprop", "sgd"],
+    ids=["adam", "rmsprop", "sgd", "adagrad", "nadam"],
 )
 def test_stale_gradients_skip_parameters_like_torch(sg_cls, torch_cls, kw):
     # Parameter 1 has grad None every 4th step: torch skips it (its step count lags), so the
@@ -155,8 +197,10 @@ def test_stale_gradients_skip_parameters_like_torch(sg_cls, torch_cls, kw):
         (optim.Adam, torch.optim.Adam, dict(lr=1e-3, weight_decay=0.01)),
         (optim.RMSprop, torch.optim.RMSprop, dict(lr=1e-4, centered=True, momentum=0.9)),
         (optim.SGD, torch.optim.SGD, dict(lr=1e-3, momentum=0.9)),
+        (optim.Adagrad, torch.optim.Adagrad, dict(lr=1e-3, lr_decay=0.01, weight_decay=0.01)),
+        (optim.NAdam, torch.optim.NAdam, dict(lr=1e-3, weight_decay=0.01)),
     ],
-    ids=["adam", "rmsprop", "sgd"],
+    ids=["adam", "rmsprop", "sgd", "adagrad", "nadam"],
 )
 def test_large_parameters_multithreaded_match_torch(sg_cls, torch_cls, kw):
     # > kElementwiseParallelMin elements and > 1 norm chunk: the threaded split and chunked norm.
@@ -167,3 +211,40 @@ def test_large_parameters_multithreaded_match_torch(sg_cls, torch_cls, kw):
     norms = run_trajectory(opt, topt, ps, tps, rng, steps=12, clip=("norm", 5.0, 2.0))
     assert_close_params(ps, tps, what=sg_cls.__name__)
     assert_norms(norms)
+
+
+def test_nadam_parameters_at_one_step_with_different_mu_products_match_torch(monkeypatch):
+    # A stale gradient while beta1 changes leaves two parameters at the same step count with
+    # different mu_products: the group's step needs one kernel call per mu_product.
+    rng = np.random.default_rng(11)
+    ps, tps = make_params(rng, [(9,), (6, 3)])
+    opt, topt = optim.NAdam(ps, lr=1e-2), torch.optim.NAdam(tps, lr=1e-2)
+    calls = []
+    real = sg_core.nadam_step
+    monkeypatch.setattr(sg_core, "nadam_step", lambda *a: calls.append(1) or real(*a))
+
+    def step(fresh, beta1):
+        for o in (opt, topt):
+            o.param_groups[0]["betas"] = (beta1, 0.999)
+        for i, (p, tp) in enumerate(zip(ps, tps, strict=True)):
+            if i in fresh:
+                g = rng.standard_normal(p.shape).astype(np.float32)
+                p.grad, tp.grad = g, torch.tensor(g)
+            else:
+                p.grad, tp.grad = None, None
+        opt.step()
+        topt.step()
+
+    step({0, 1}, 0.9)
+    step({0}, 0.8)
+    step({1}, 0.7)  # both at step 2 now, mu_products 0.9*0.8 vs 0.9*0.7 (times the schedule)
+    calls.clear()
+    mus = [opt.state_dict()["state"][i]["mu_product"] for i in range(2)]
+    assert mus[0] != mus[1]
+    for _ in range(50):
+        step({0, 1}, 0.9)
+    assert len(calls) == 100
+    assert_close_params(ps, tps)
+    tsd = topt.state_dict()["state"]
+    for i in range(2):
+        assert opt.state_dict()["state"][i]["mu_product"] == float(tsd[i]["mu_product"])

@@ -36,6 +36,17 @@ BAD_HYPER = [
     ("SGD", dict(weight_decay=-1.0)),
     ("SGD", dict(nesterov=True)),
     ("SGD", dict(nesterov=True, momentum=0.9, dampening=0.1)),
+    ("Adagrad", dict(lr=-1.0)),
+    ("Adagrad", dict(lr_decay=-0.1)),
+    ("Adagrad", dict(weight_decay=-1.0)),
+    ("Adagrad", dict(initial_accumulator_value=-0.5)),
+    ("Adagrad", dict(eps=-1e-10)),
+    ("NAdam", dict(lr=-1.0)),
+    ("NAdam", dict(eps=-1.0)),
+    ("NAdam", dict(betas=(1.0, 0.999))),
+    ("NAdam", dict(betas=(0.9, 1.5))),
+    ("NAdam", dict(weight_decay=-0.1)),
+    ("NAdam", dict(momentum_decay=-4e-3)),
 ]
 
 
@@ -112,8 +123,10 @@ def test_bad_arrays_rejected_by_binding_with_state_untouched():
     "cls,kw",
     [(optim.Adam, dict(lr=1e-2, amsgrad=True)), (optim.AdamW, dict(lr=1e-2)),
      (optim.RMSprop, dict(lr=1e-3, centered=True, momentum=0.9)),
-     (optim.SGD, dict(lr=1e-2, momentum=0.9))],
-    ids=["adam", "adamw", "rmsprop", "sgd"],
+     (optim.SGD, dict(lr=1e-2, momentum=0.9)),
+     (optim.Adagrad, dict(lr=1e-2, lr_decay=0.1, initial_accumulator_value=0.2)),
+     (optim.NAdam, dict(lr=1e-2, weight_decay=0.1))],
+    ids=["adam", "adamw", "rmsprop", "sgd", "adagrad", "nadam"],
 )
 def test_state_dict_round_trip_continues_identically(cls, kw):
     rng = np.random.default_rng(2)
@@ -265,3 +278,94 @@ def test_add_param_group_from_another_storage_moves_state_along():
     for _ in range(3):
         step([*ps, extra], [*tps, textra])
     assert_close_params([*ps, extra], [*tps, textra])
+
+
+TORCH_TWINS = [
+    (optim.Adagrad, torch.optim.Adagrad,
+     dict(lr=1e-2, lr_decay=0.05, weight_decay=0.1, initial_accumulator_value=0.3)),
+    (optim.NAdam, torch.optim.NAdam, dict(lr=1e-2, momentum_decay=0.02)),
+    (optim.NAdam, torch.optim.NAdam, dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
+]
+TWIN_IDS = ["adagrad", "nadam", "nadam-decoupled"]
+
+
+def _twin_steps(opt, topt, ps, tps, rng, steps):
+    for _ in range(steps):
+        for p, tp in zip(ps, tps, strict=True):
+            g = rng.standard_normal(p.shape).astype(np.float32)
+            p.grad = g
+            tp.grad = torch.tensor(g)
+        if opt is not None:
+            opt.step()
+        if topt is not None:
+            topt.step()
+
+
+@pytest.mark.parametrize("warm", [0, 3])
+@pytest.mark.parametrize("cls,tcls,kw", TORCH_TWINS, ids=TWIN_IDS)
+def test_torch_state_dict_loads_and_continues_like_torch(cls, tcls, kw, warm):
+    # warm 0: a fresh torch optimizer's dict (Adagrad already has state: step 0 and sum).
+    rng = np.random.default_rng(20)
+    ps, tps = make_params(rng)
+    groups = lambda q: [{"params": q[:2]}, {"params": q[2:], "lr": 3e-3}]  # noqa: E731
+    topt = tcls(groups(tps), **kw)
+    _twin_steps(None, topt, ps, tps, rng, warm)
+    for p, tp in zip(ps, tps, strict=True):
+        p.data = tp.detach().numpy()
+    opt = cls(groups(ps), **kw)
+    opt.load_state_dict(topt.state_dict())
+    assert opt.param_groups[1]["lr"] == 3e-3
+    _twin_steps(opt, topt, ps, tps, rng, 50)
+    assert_close_params(ps, tps)
+
+
+@pytest.mark.parametrize("cls,tcls,kw", TORCH_TWINS, ids=TWIN_IDS)
+def test_state_dict_loads_into_torch_and_continues_like_torch(cls, tcls, kw):
+    rng = np.random.default_rng(21)
+    ps, tps = make_params(rng)
+    opt = cls([{"params": ps[:2]}, {"params": ps[2:], "lr": 3e-3}], **kw)
+    _twin_steps(opt, None, ps, tps, rng, 5)
+    sd = opt.state_dict()
+    want_keys = {"step", "sum"} if cls is optim.Adagrad else {
+        "step", "mu_product", "exp_avg", "exp_avg_sq"}
+    assert all(set(st) == want_keys for st in sd["state"].values()) and len(sd["state"]) == 4
+    with torch.no_grad():
+        for p, tp in zip(ps, tps, strict=True):
+            tp.copy_(torch.from_numpy(p.data.copy()))
+    topt = tcls([{"params": tps[:2]}, {"params": tps[2:]}], **kw)
+    tsd = {"param_groups": sd["param_groups"],
+           "state": {i: {k: torch.tensor(v) for k, v in st.items()} for i, st in sd["state"].items()}}
+    topt.load_state_dict(tsd)
+    assert topt.param_groups[1]["lr"] == 3e-3
+    _twin_steps(opt, topt, ps, tps, rng, 50)
+    assert_close_params(ps, tps)
+
+
+def test_adagrad_state_exists_from_construction_like_torch():
+    rng = np.random.default_rng(22)
+    ps, tps = make_params(rng)
+    opt = optim.Adagrad(ps, initial_accumulator_value=0.25)
+    topt = torch.optim.Adagrad(tps, initial_accumulator_value=0.25)
+    sd, tsd = opt.state_dict()["state"], topt.state_dict()["state"]
+    assert sorted(sd) == sorted(tsd) == [0, 1, 2, 3]
+    for i in sd:
+        assert sd[i]["step"] == float(tsd[i]["step"]) == 0.0
+        np.testing.assert_array_equal(sd[i]["sum"], tsd[i]["sum"].numpy())
+    # A group added later starts at the same value (torch: at its first step).
+    extra = Parameter(np.ones(5, np.float32))
+    opt.add_param_group({"params": [extra]})
+    np.testing.assert_array_equal(opt.state[extra]["sum"], np.full(5, 0.25, np.float32))
+
+
+def test_adagrad_refuses_a_per_group_initial_accumulator_value_torch_would_ignore():
+    rng = np.random.default_rng(23)
+    ps, _ = make_params(rng)
+    with pytest.raises(ValueError, match=r"param_groups\[1\]: initial_accumulator_value 0.5 "
+                       r"differs from the optimizer's 0.0"):
+        optim.Adagrad([{"params": ps[:2]}, {"params": ps[2:], "initial_accumulator_value": 0.5}])
+    opt = optim.Adagrad(ps[:2], initial_accumulator_value=0.1)
+    with pytest.raises(ValueError, match=r"differs from the optimizer's 0\.1"):
+        opt.add_param_group({"params": ps[2:], "initial_accumulator_value": 0.0})
+    assert len(opt.param_groups) == 1 and len(opt._params) == 2
+    with pytest.raises(ValueError, match=r"Invalid initial_accumulator_value value: nan"):
+        opt.add_param_group({"params": ps[2:], "initial_accumulator_value": math.nan})

@@ -28,6 +28,8 @@ OPTS = {
     "adam": (optim.Adam, dict(lr=1e-2, amsgrad=True, weight_decay=0.1)),
     "adamw": (optim.AdamW, dict(lr=1e-2)),
     "rmsprop": (optim.RMSprop, dict(lr=1e-3, centered=True, momentum=0.9)),
+    "adagrad": (optim.Adagrad, dict(lr=1e-2, lr_decay=0.01, initial_accumulator_value=0.1)),
+    "nadam": (optim.NAdam, dict(lr=1e-2, weight_decay=0.1)),
 }
 
 # (optimizer, key, bad value, the message after "param_groups[1]: ")
@@ -55,6 +57,14 @@ BAD_GROUP = [
     ("rmsprop", "eps", nan, "Invalid epsilon value: nan"),
     ("rmsprop", "momentum", nan, "Invalid momentum value: nan"),
     ("rmsprop", "centered", "yes", "Invalid centered value: 'yes' (expected a bool)"),
+    ("adagrad", "lr", nan, "Invalid learning rate: nan"),
+    ("adagrad", "lr_decay", -0.5, "Invalid lr_decay value: -0.5"),
+    ("adagrad", "lr_decay", nan, "Invalid lr_decay value: nan"),
+    ("adagrad", "eps", inf, "Invalid epsilon value: inf"),
+    ("adagrad", "initial_accumulator_value", -1.0, "Invalid initial_accumulator_value value: -1.0"),
+    ("nadam", "momentum_decay", nan, "Invalid momentum_decay value: nan"),
+    ("nadam", "betas", (0.9, 1.0), "Invalid beta parameter at index 1: 1.0"),
+    ("nadam", "decoupled_weight_decay", 1, "Invalid decoupled_weight_decay value: 1 (expected a bool)"),
 ]
 BAD_IDS = [f"{o}-{k}-{v}" for o, k, v, _ in BAD_GROUP]
 
@@ -174,6 +184,12 @@ BAD_STATE = [
     ("rmsprop", "grad_avg", lambda a: np.full(a.shape, -inf, np.float32), ValueError,
      r"\['grad_avg'\] holds a non-finite"),
     ("sgd", "momentum_buffer", _nan_at_2, ValueError, r"\['momentum_buffer'\] holds a non-finite"),
+    ("adagrad", "sum", _negative, ValueError, r"\['sum'\] holds a negative value"),
+    ("adagrad", "sum", _nan_at_2, ValueError, r"\['sum'\] holds a non-finite"),
+    ("nadam", "mu_product", lambda a: nan, ValueError, r"\['mu_product'\] must be in \[0, 1\]"),
+    ("nadam", "mu_product", lambda a: 1.5, ValueError, r"\['mu_product'\] must be in \[0, 1\] \(a product of momentum factors\), got 1.5"),
+    ("nadam", "mu_product", lambda a: np.ones(2), ValueError, r"\['mu_product'\] must be a number"),
+    ("nadam", "exp_avg_sq", _negative, ValueError, r"\['exp_avg_sq'\] holds a negative"),
 ]
 
 

@@ -150,6 +150,46 @@ void sgd_step(float* p, float* buf, const float* g, Segments s, const SgdHyper& 
   });
 }
 
+void adagrad_step(float* p, float* sum, const float* g, Segments s, const AdagradHyper& h) {
+  AdagradArgs a;
+  a.pre = make_pre(h.pre);
+  a.weight_decay = static_cast<float>(h.weight_decay);
+  a.eps = static_cast<float>(h.eps);
+  a.clr = static_cast<float>(h.lr / (1.0 + static_cast<double>(h.step - 1) * h.lr_decay));
+  const OptimKernels& k = optim_kernels();
+  for_each_piece(s, [&](int64_t off, int64_t n) { k.adagrad(p + off, sum + off, g + off, n, a); });
+}
+
+double nadam_step(float* p, float* m, float* v, const float* g, Segments s, const NadamHyper& h) {
+  NadamArgs a;
+  a.pre = make_pre(h.pre);
+  a.wd_mode = h.weight_decay == 0.0 ? WeightDecay::none
+              : h.decoupled         ? WeightDecay::decoupled
+                                    : WeightDecay::coupled;
+  a.weight_decay = static_cast<float>(h.weight_decay);
+  a.decay_factor = static_cast<float>(1.0 - h.lr * h.weight_decay);
+  const double w = 1.0 - h.beta1;
+  a.lerp_weight = static_cast<float>(w);
+  a.lerp_rest = static_cast<float>(1.0 - w);
+  a.lerp_small = std::fabs(w) < 0.5;
+  a.beta2 = static_cast<float>(h.beta2);
+  a.one_minus_beta2 = static_cast<float>(1.0 - h.beta2);
+  const double t = static_cast<double>(h.step);
+  a.bc2 = static_cast<float>(1.0 - std::pow(h.beta2, t));
+  a.eps = static_cast<float>(h.eps);
+  // The momentum cache mu_t and mu_{t+1} (Dozat 2016, with torch's 0.96 schedule).
+  const double mu = h.beta1 * (1.0 - 0.5 * std::pow(0.96, t * h.momentum_decay));
+  const double mu_next = h.beta1 * (1.0 - 0.5 * std::pow(0.96, (t + 1.0) * h.momentum_decay));
+  const double mu_product = static_cast<float>(h.mu_product) * static_cast<float>(mu);
+  a.grad_coef = static_cast<float>(-h.lr * (1.0 - mu) / (1.0 - mu_product));
+  a.avg_coef = static_cast<float>(-h.lr * mu_next / (1.0 - mu_product * mu_next));
+  const OptimKernels& k = optim_kernels();
+  for_each_piece(s, [&](int64_t off, int64_t n) {
+    k.nadam(p + off, m + off, v + off, g + off, n, a);
+  });
+  return mu_product;
+}
+
 void scale_clamp_step(float* g, Segments s, const GradPreHyper& h) {
   const GradPre pre = make_pre(h);
   const OptimKernels& k = optim_kernels();

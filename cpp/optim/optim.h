@@ -41,6 +41,20 @@ struct SgdHyper {
   bool first;  // momentum buffer uninitialised for these segments
 };
 
+struct AdagradHyper {
+  GradPreHyper pre;
+  double lr, lr_decay, weight_decay, eps;
+  int64_t step;  // the step being taken, >= 1 (clr = lr / (1 + (step - 1) * lr_decay))
+};
+
+struct NadamHyper {
+  GradPreHyper pre;
+  double lr, beta1, beta2, eps, weight_decay, momentum_decay;
+  int64_t step;       // the step being taken, >= 1
+  double mu_product;  // prod of mu over the steps before this one (a float32 value, as torch's)
+  bool decoupled;
+};
+
 // Per-segment gradient norms and the global norm, read-only, one sweep. inf_norm selects max|g|
 // (NaN if any NaN), otherwise the 2-norm: each segment is summed in fixed 8192-element chunks
 // of 16 double lanes (chunked_reduce.h, as sumsq_f32), segments then combined in order, so
@@ -53,6 +67,10 @@ void adam_step(float* p, float* m, float* v, float* vmax, const float* g, Segmen
 void rmsprop_step(float* p, float* sq, float* gavg, float* buf, const float* g, Segments s,
                   const RmspropHyper& h);
 void sgd_step(float* p, float* buf, const float* g, Segments s, const SgdHyper& h);
+void adagrad_step(float* p, float* sum, const float* g, Segments s, const AdagradHyper& h);
+// Returns mu_product after this step: float32(h.mu_product) * float32(mu_t), as torch's
+// float32 `mu_product *= mu`.
+double nadam_step(float* p, float* m, float* v, const float* g, Segments s, const NadamHyper& h);
 // g = clamp(g * scale, -clip, clip) over the segments, in place.
 void scale_clamp_step(float* g, Segments s, const GradPreHyper& h);
 

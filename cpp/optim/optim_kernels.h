@@ -1,5 +1,5 @@
 // Per-ISA optimizer update kernels over one contiguous range of the flat buffers (Adam/AdamW,
-// RMSprop, SGD, gradient scale+clamp). Shape legend: n elements; every pointer is already offset
+// RMSprop, SGD, Adagrad, NAdam, gradient scale+clamp). Shape legend: n elements; every pointer is already offset
 // to the range start. Scalars arrive precomputed in float (see optim.cpp, computed in double).
 #pragma once
 #include <cstdint>
@@ -54,6 +54,28 @@ struct SgdArgs {
   bool first;            // buffer not yet initialised: buf = g (PyTorch's clone on first use)
 };
 
+struct AdagradArgs {
+  GradPre pre;
+  float weight_decay;    // 0: off (g += wd * p)
+  float eps;
+  float clr;             // lr / (1 + (step - 1) * lr_decay)
+};
+
+struct NadamArgs {
+  GradPre pre;
+  WeightDecay wd_mode;
+  float weight_decay;    // coupled: g += wd * p
+  float decay_factor;    // decoupled: p *= 1 - lr * wd
+  float lerp_weight;     // 1 - beta1 (exp_avg.lerp_(g, 1 - beta1))
+  float lerp_rest;       // 1 - lerp_weight, for the form PyTorch uses when the weight >= 0.5
+  bool lerp_small;       // lerp_weight < 0.5
+  float beta2, one_minus_beta2;
+  float bc2;             // 1 - beta2^t (v is divided by it before the sqrt, as torch)
+  float eps;
+  float grad_coef;       // -lr (1 - mu_t) / (1 - mu_product_t)
+  float avg_coef;        // -lr mu_{t+1} / (1 - mu_product_t mu_{t+1})
+};
+
 struct OptimKernels {
   // vmax may be null unless a.amsgrad.
   void (*adam)(float* p, float* m, float* v, float* vmax, const float* g, int64_t n,
@@ -63,6 +85,8 @@ struct OptimKernels {
                   const RmspropArgs& a);
   // buf is null when momentum == 0.
   void (*sgd)(float* p, float* buf, const float* g, int64_t n, const SgdArgs& a);
+  void (*adagrad)(float* p, float* sum, const float* g, int64_t n, const AdagradArgs& a);
+  void (*nadam)(float* p, float* m, float* v, const float* g, int64_t n, const NadamArgs& a);
   // g = clamp(g * pre.grad_scale, -pre.clip_value, pre.clip_value) in place.
   void (*scale_clamp)(float* g, int64_t n, const GradPre& pre);
 };

@@ -568,6 +568,50 @@ class SgdHyper:
     first: bool
     pre: GradPreHyper
 
+class AdagradHyper:
+    def __init__(
+        self,
+        *,
+        lr: float,
+        lr_decay: float,
+        weight_decay: float,
+        eps: float,
+        step: int = 1,
+        pre: GradPreHyper = ...,
+    ) -> None: ...
+    lr: float
+    lr_decay: float
+    weight_decay: float
+    eps: float
+    step: int
+    pre: GradPreHyper
+
+class NadamHyper:
+    def __init__(
+        self,
+        *,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        momentum_decay: float,
+        decoupled: bool,
+        step: int = 1,
+        mu_product: float = 1.0,
+        pre: GradPreHyper = ...,
+    ) -> None: ...
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    momentum_decay: float
+    decoupled: bool
+    step: int
+    mu_product: float
+    pre: GradPreHyper
+
 def grad_scale_clamp(
     grad: _F32, seg_offsets: _I64, seg_lengths: _I64, pre: GradPreHyper
 ) -> None: ...
@@ -599,3 +643,20 @@ def sgd_step(
     seg_lengths: _I64,
     hyper: SgdHyper,
 ) -> None: ...
+def adagrad_step(
+    param: _F32,
+    grad: _F32,
+    sum: _F32,
+    seg_offsets: _I64,
+    seg_lengths: _I64,
+    hyper: AdagradHyper,
+) -> None: ...
+def nadam_step(
+    param: _F32,
+    grad: _F32,
+    exp_avg: _F32,
+    exp_avg_sq: _F32,
+    seg_offsets: _I64,
+    seg_lengths: _I64,
+    hyper: NadamHyper,
+) -> float: ...

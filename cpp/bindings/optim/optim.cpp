@@ -216,6 +216,47 @@ void sgd_py(py::handle p_obj, py::handle g_obj, py::handle buf_obj, py::handle o
   sgd_step(pp, use_buf ? buf : nullptr, gp, seg.s, h);
 }
 
+void adagrad_py(py::handle p_obj, py::handle g_obj, py::handle sum_obj, py::handle off_obj,
+                py::handle len_obj, const AdagradHyper& hyper) {
+  const char* fn = "adagrad_step";
+  const AdagradHyper h = hyper;
+  py::array p = flat(fn, "param", p_obj, -1, true);
+  const int64_t n = p.shape(0);
+  py::array g = flat(fn, "grad", g_obj, n, false);
+  py::array sum = flat(fn, "sum", sum_obj, n, true);
+  all_disjoint(fn, {{"param", p_obj}, {"grad", g_obj}, {"sum", sum_obj}});
+  SegArrays seg = segments(fn, off_obj, len_obj, n, true);
+  if (h.step < 1) {
+    value_error(fn, "hyper.step must be >= 1 (the step being taken), got " +
+                        std::to_string(h.step));
+  }
+  float *pp = f32_ptr(p), *sp = f32_ptr(sum);
+  const float* gp = f32_cptr(g);
+  py::gil_scoped_release release;
+  adagrad_step(pp, sp, gp, seg.s, h);
+}
+
+double nadam_py(py::handle p_obj, py::handle g_obj, py::handle m_obj, py::handle v_obj,
+                py::handle off_obj, py::handle len_obj, const NadamHyper& hyper) {
+  const char* fn = "nadam_step";
+  const NadamHyper h = hyper;
+  py::array p = flat(fn, "param", p_obj, -1, true);
+  const int64_t n = p.shape(0);
+  py::array g = flat(fn, "grad", g_obj, n, false);
+  py::array m = flat(fn, "exp_avg", m_obj, n, true);
+  py::array v = flat(fn, "exp_avg_sq", v_obj, n, true);
+  all_disjoint(fn, {{"param", p_obj}, {"grad", g_obj}, {"exp_avg", m_obj}, {"exp_avg_sq", v_obj}});
+  SegArrays seg = segments(fn, off_obj, len_obj, n, true);
+  if (h.step < 1) {
+    value_error(fn, "hyper.step must be >= 1 (the step being taken), got " +
+                        std::to_string(h.step));
+  }
+  float *pp = f32_ptr(p), *mp = f32_ptr(m), *vp = f32_ptr(v);
+  const float* gp = f32_cptr(g);
+  py::gil_scoped_release release;
+  return nadam_step(pp, mp, vp, gp, seg.s, h);
+}
+
 // clip_value crosses as None (off) or a float; C++ keeps "negative means off".
 py::object clip_get(const GradPreHyper& h) {
   return h.clip_value >= 0.0 ? py::object(py::float_(h.clip_value)) : py::object(py::none());
@@ -334,6 +375,23 @@ void bind_hyper_structs(py::module_& m) {
       field("first", &SgdHyper::first, false,
             "The momentum buffer is uninitialised for these segments (buf = g)."),
       pre_field<SgdHyper>());
+  bind_hyper<AdagradHyper>(
+      m, "AdagradHyper", "Adagrad hyperparameters of one adagrad_step call.",
+      field("lr", &AdagradHyper::lr), field("lr_decay", &AdagradHyper::lr_decay),
+      field("weight_decay", &AdagradHyper::weight_decay), field("eps", &AdagradHyper::eps),
+      field("step", &AdagradHyper::step, int64_t{1}, "The step being taken, >= 1."),
+      pre_field<AdagradHyper>());
+  bind_hyper<NadamHyper>(
+      m, "NadamHyper", "NAdam hyperparameters of one nadam_step call.",
+      field("lr", &NadamHyper::lr), field("beta1", &NadamHyper::beta1),
+      field("beta2", &NadamHyper::beta2), field("eps", &NadamHyper::eps),
+      field("weight_decay", &NadamHyper::weight_decay),
+      field("momentum_decay", &NadamHyper::momentum_decay),
+      field("decoupled", &NadamHyper::decoupled, "Decoupled weight decay (p *= 1 - lr wd)."),
+      field("step", &NadamHyper::step, int64_t{1}, "The step being taken, >= 1."),
+      field("mu_product", &NadamHyper::mu_product, 1.0,
+            "Product of mu over the steps before this one (float32 value, as torch keeps it)."),
+      pre_field<NadamHyper>());
 }
 
 }  // namespace
@@ -367,6 +425,14 @@ void register_optim(py::module_& m) {
         "One fused SGD step over the segments of the flat buffers (PyTorch semantics); "
         "momentum_buffer may be None when hyper.momentum == 0; hyper.first initialises it with "
         "the gradient.");
+  m.def("adagrad_step", &adagrad_py, arg("param"), arg("grad"), arg("sum"), arg("seg_offsets"),
+        arg("seg_lengths"), arg("hyper"),
+        "One fused Adagrad step over the segments of the flat buffers (PyTorch semantics, "
+        "clr = lr / (1 + (hyper.step - 1) * lr_decay)); the gradient is never written.");
+  m.def("nadam_step", &nadam_py, arg("param"), arg("grad"), arg("exp_avg"), arg("exp_avg_sq"),
+        arg("seg_offsets"), arg("seg_lengths"), arg("hyper"),
+        "One fused NAdam step over the segments of the flat buffers (PyTorch semantics); returns "
+        "mu_product after this step (float32(hyper.mu_product) * float32(mu_t), as torch).");
 }
 
 }  // namespace sg::bind

@@ -61,6 +61,9 @@ _RULES: dict[str, tuple[str, str]] = {
     "amsgrad": ("bool", "amsgrad value"),
     "centered": ("bool", "centered value"),
     "decoupled_weight_decay": ("bool", "decoupled_weight_decay value"),
+    "lr_decay": ("nonneg", "lr_decay value"),
+    "initial_accumulator_value": ("nonneg", "initial_accumulator_value value"),
+    "momentum_decay": ("nonneg", "momentum_decay value"),
 }
 
 

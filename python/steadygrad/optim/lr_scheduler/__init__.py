@@ -13,15 +13,20 @@ from steadygrad.optim.lr_scheduler._base import (
 )
 from steadygrad.optim.lr_scheduler._composite import OneCycleLR, SequentialLR
 from steadygrad.optim.lr_scheduler._cyclic import CyclicLR
+from steadygrad.optim.lr_scheduler._lambda import LambdaLR, MultiplicativeLR
 from steadygrad.optim.lr_scheduler._plateau import ReduceLROnPlateau
+from steadygrad.optim.lr_scheduler._restarts import CosineAnnealingWarmRestarts
 
 __all__ = [
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
     "CyclicLR",
     "ExponentialLR",
     "LRScheduler",
+    "LambdaLR",
     "LinearLR",
     "MultiStepLR",
+    "MultiplicativeLR",
     "OneCycleLR",
     "ReduceLROnPlateau",
     "SequentialLR",

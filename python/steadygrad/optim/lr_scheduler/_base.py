@@ -15,6 +15,7 @@ over `total_iters` batches, per batch.
 from __future__ import annotations
 
 import math
+import types
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable
@@ -23,6 +24,17 @@ from typing import Any
 
 def _lrs(optimizer: Any, key: str = "lr") -> list[Any]:
     return [group[key] for group in optimizer.param_groups]
+
+
+def callable_state(fn: Any) -> dict[str, Any] | None:
+    """How torch saves a schedule's function: a callable object's __dict__ (copied), None for a
+    plain function or lambda (the scheduler loaded into brings its own)."""
+    return None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)
+
+
+def load_callable_state(fn: Any, state: dict[str, Any] | None) -> None:
+    if state is not None:
+        fn.__dict__.update(state)
 
 
 def _check_optimizer(optimizer: Any) -> None:

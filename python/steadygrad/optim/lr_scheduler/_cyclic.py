@@ -5,7 +5,6 @@ Training Neural Networks"), cycling momentum or beta1 the opposite way."""
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,8 @@ from steadygrad.optim.lr_scheduler._base import (
     _cycle_momentum_setup,
     _per_group,
     _set_momentum,
+    callable_state,
+    load_callable_state,
 )
 
 
@@ -104,15 +105,13 @@ class CyclicLR(LRScheduler):
         """As torch: a custom scale_fn is kept only as a callable object's __dict__."""
         state = super().state_dict()
         fn = state.pop("_scale_fn_custom")
-        state["_scale_fn_custom"] = None
-        if fn is not None and not isinstance(fn, types.FunctionType):
-            state["_scale_fn_custom"] = fn.__dict__.copy()
+        state["_scale_fn_custom"] = callable_state(fn) if fn is not None else None
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         fn = state_dict.pop("_scale_fn_custom", None)
         super().load_state_dict(state_dict)
-        if fn is not None and self._scale_fn_custom is not None:
-            self._scale_fn_custom.__dict__.update(fn)
+        if self._scale_fn_custom is not None:
+            load_callable_state(self._scale_fn_custom, fn)
         self._init_scale_mode()
