@@ -1,5 +1,5 @@
-// Vectorised transcendental functions over V (exp, tanh, sigmoid, Phi/erf). Include after one
-// vec_*.h. Accuracy targets: a few float ulps on the ranges the layers use; no -ffast-math.
+// Vectorised transcendental functions over V (exp, tanh, sigmoid, log1p on [0, 1], Phi/erf).
+// Include after one vec_*.h. Accuracy targets: a few float ulps on the ranges the layers use; no -ffast-math.
 #pragma once
 
 namespace sg {
@@ -50,6 +50,34 @@ inline V::R vsigmoid(V::R x) {
   V::R one = V::set1(1.0f);
   V::R pos = V::div(one, V::add(one, e));  // sigmoid(|x|)
   return V::select(V::lt(x, V::zero()), V::mul(e, pos), pos);
+}
+
+// log1p(t) for t in [0, 1] (the softplus of -|x| that the logit losses need): Cephes logf's
+// polynomial on u = 1 + t in [1, 2] reduced to [sqrt(1/2), sqrt(2)), then Goldberg's
+// correction log(u) * t / (u - 1) (u - 1 is exact here), so a t below float eps gives t, not 0.
+inline V::R vlog1p_unit(V::R t) {
+  const V::R one = V::set1(1.0f);
+  const V::R u = V::add(one, t);
+  const V::M big = V::gt(u, V::set1(1.41421356237f));
+  const V::R e = V::and_mask(big, one);
+  const V::R m = V::select(big, V::mul(u, V::set1(0.5f)), u);
+  const V::R x = V::sub(m, one);
+  const V::R z = V::mul(x, x);
+  V::R p = V::set1(7.0376836292e-2f);
+  p = V::fma(p, x, V::set1(-1.1514610310e-1f));
+  p = V::fma(p, x, V::set1(1.1676998740e-1f));
+  p = V::fma(p, x, V::set1(-1.2420140846e-1f));
+  p = V::fma(p, x, V::set1(1.4249322787e-1f));
+  p = V::fma(p, x, V::set1(-1.6668057665e-1f));
+  p = V::fma(p, x, V::set1(2.0000714765e-1f));
+  p = V::fma(p, x, V::set1(-2.4999993993e-1f));
+  p = V::fma(p, x, V::set1(3.3333331174e-1f));
+  V::R y = V::mul(V::mul(p, x), z);
+  y = V::fma(e, V::set1(-2.12194440e-4f), y);
+  y = V::fnma(V::set1(0.5f), z, y);
+  const V::R logu = V::fma(e, V::set1(0.693359375f), V::add(x, y));
+  const V::R um1 = V::sub(u, one);
+  return V::select(V::eq(um1, V::zero()), t, V::mul(logu, V::div(t, V::select(V::eq(um1, V::zero()), one, um1))));
 }
 
 // Standard normal CDF Phi(x) = erfc(-x/sqrt2)/2, using the Numerical-Recipes erfc

@@ -21,7 +21,16 @@ from steadygrad.nn.container import Residual, Sequential
 from steadygrad.nn.conv import Conv1d, Conv2d
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Flatten, Identity, Linear
-from steadygrad.nn.loss import CrossEntropyLoss, MSELoss
+from steadygrad.nn.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
 from steadygrad.nn.pooling import (
@@ -39,6 +48,8 @@ __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool1d",
     "AvgPool2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv1d",
@@ -47,18 +58,22 @@ __all__ = [
     "Dropout",
     "FlatStorage",
     "Flatten",
+    "HuberLoss",
     "Identity",
+    "L1Loss",
     "LeakyReLU",
     "Linear",
     "MSELoss",
     "MaxPool1d",
     "MaxPool2d",
     "Module",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Residual",
     "Sequential",
     "Sigmoid",
+    "SmoothL1Loss",
     "Tanh",
     "flatten",
     "init",
