@@ -730,7 +730,7 @@ OPS: dict[str, tuple[dict[str, tuple[int, ...]], dict[str, Any], dict[str, list[
     "sigmoid": ({"x": (3, 4), "out": (3, 4)}, {}, {}),
     "sigmoid_backward": ({"grad_output": (3, 4), "y": (3, 4), "out": (3, 4)}, {}, {}),
     "softmax_cross_entropy": ({"logits": (4, 5), "out": (4, 5)}, {"labels": "labels"},
-                              {"reduction": ["none", None], "label_smoothing": [1.5, "x"]}),
+                              {"reduction": ["avg", None], "label_smoothing": [1.5, "x"]}),
     "global_norm": ({"x": (3, 4)}, {}, {"norm_type": ["x", float("nan")]}),
 }
 POSITIONAL = {"gemm": ("a", "b"), "global_norm": ("x",), "softmax_cross_entropy": ("logits",)}

@@ -405,7 +405,7 @@ P = np.full((4, 3), 0.5, np.float32)
 
 @pytest.mark.parametrize("make,args,exc,msg", [
     (lambda: nn.CrossEntropyLoss(), (X, np.array([0, 3, 1, 2])), ValueError,
-     r"^CrossEntropyLoss\(reduction='mean', label_smoothing=0.0\): .*labels\[1\] = 3 is out of range for 3 classes \(expected 0 <= label < 3 or ignore_index=-100\)"),
+     r"^CrossEntropyLoss\(reduction='mean', label_smoothing=0.0\): .*labels\[1\] = 3 is out of range for 3 classes \(expected 0 <= label < 3\), and is not ignore_index=-100"),
     (lambda: nn.CrossEntropyLoss(ignore_index=5), (X, np.array([0, -100, 1, 2])), ValueError,
      r"labels\[1\] = -100 is out of range .*ignore_index=5"),
     (lambda: nn.CrossEntropyLoss(weight=[1.0, 2.0]), (X, Y), ValueError, r"weight must have shape \(3,\)"),
@@ -415,7 +415,7 @@ P = np.full((4, 3), 0.5, np.float32)
     (lambda: nn.CrossEntropyLoss(), (X, P[:, :2].copy()), ValueError,
      r"labels must have \(probabilities\) the logits' shape \(4, 3\), got \(4, 2\)"),
     (lambda: nn.CrossEntropyLoss(), (X, P.astype(np.float64)), TypeError,
-     r"labels must have dtype int32 or int64 \(class indices\) or float32 \(probabilities\), got float64"),
+     r"labels must have dtype int32 or int64, got float64 array of shape \(4, 3\) \(class indices; float32 probabilities must have the logits' shape \(4, 3\)\)"),
     (lambda: nn.BCELoss(), (np.float32([[0.5, 1.5]]), np.float32([[1, 0]])), ValueError,
      r"^BCELoss\(reduction='mean'\): .*all elements of input should be between 0 and 1, got input.flat\[1\] = 1.5"),
     (lambda: nn.BCELoss(), (np.float32([[0.5, np.nan]]), np.float32([[1, 0]])), ValueError,

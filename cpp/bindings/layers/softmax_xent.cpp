@@ -34,7 +34,7 @@ py::array class_labels(const char* fn, const py::handle& obj, const py::array& x
     if (v < 0 || v >= C) {
       value_error(fn, "labels[" + to_string(i) + "] = " + to_string(v) + " is out of range for " +
                           to_string(C) + " classes (expected 0 <= label < " + to_string(C) +
-                          " or ignore_index=" + to_string(ignore_index) + ")");
+                          "), and is not ignore_index=" + to_string(ignore_index));
     }
     n += w ? static_cast<double>(w[v]) : 1.0;
   }
@@ -84,17 +84,21 @@ py::tuple softmax_cross_entropy(py::handle logits_obj, py::handle labels_obj, py
   const float* w = class_weight(fn, weight_obj, C, &wkeep);
   // Float targets are probabilities of the logits' shape (torch: ignore_index does not apply,
   // 'mean' divides by the batch); integer targets are class indices.
+  // A float array that is not 2-D float32 reads as class indices of the wrong dtype.
   const bool soft = py::isinstance<py::array>(labels_obj) &&
                     py::reinterpret_borrow<py::array>(labels_obj).dtype().kind() == 'f';
+  if (soft) {
+    py::array a = py::reinterpret_borrow<py::array>(labels_obj);
+    if (a.itemsize() != 4 || a.ndim() != 2) {
+      type_error(fn, "labels must have dtype int32 or int64, got " + dtype_str(a) + " array of shape " +
+                         shape_str(a) + " (class indices; float32 probabilities must have the logits' shape " +
+                         shape_str(x) + ")");
+    }
+  }
   py::array y, t;
   double count = static_cast<double>(B);
   if (soft) {
-    py::array a = py::reinterpret_borrow<py::array>(labels_obj);
-    if (a.itemsize() != 4) {
-      type_error(fn, "labels must have dtype int32 or int64 (class indices) or float32 "
-                     "(probabilities), got " + dtype_str(a) + " array of shape " + shape_str(a));
-    }
-    t = f32_array(fn, "labels", labels_obj, -1);
+    t = f32_array(fn, "labels", labels_obj, 2);
     require_shape_like(fn, "labels", t, "(probabilities) the logits' shape", x);
   } else {
     y = class_labels(fn, labels_obj, x, "logits", ignore_index, w, &count);
