@@ -78,13 +78,21 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
        for name in ("softmax_backward", "log_softmax_backward")},
     **{name: lambda: dict(grad_output=f32(10), y=f32(10))
        for name in ("tanh_backward", "sigmoid_backward")},
-    "softmax_cross_entropy": lambda: dict(logits=f32(4, 5), labels=i64(0, 4, 2, 1), out=f32(4, 5)),
+    "softmax_cross_entropy": lambda: dict(logits=f32(4, 5), labels=i64(0, 4, 2, 1), weight=f32(5) + 1,
+                                          out=f32(4, 5)),
+    "nll_loss": lambda: dict(input=f32(4, 5), labels=i64(0, 4, 2, 1), weight=f32(5) + 1, out=f32(4, 5)),
     "global_norm": lambda: dict(x=f32(33)),
     "add": lambda: dict(a=f32(6), b=f32(6), out=f32(6)),
     "dropout": lambda: dict(x=f32(9), p=0.5, seed=3, out=f32(9)),
     "to_channels_last": lambda: dict(x=f32(2, 3, 4, 5), out=f32(2, 4, 5, 3)),
     "to_channels_first": lambda: dict(x=f32(2, 4, 5, 3), out=f32(2, 3, 4, 5)),
-    "mse_loss": lambda: dict(input=f32(2, 3), target=f32(2, 3), out=f32(2, 3)),
+    **{name: lambda: dict(input=f32(2, 3), target=f32(2, 3), out=f32(2, 3))
+       for name in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")},
+    "binary_cross_entropy": lambda: dict(input=np.abs(f32(2, 3)), target=np.abs(f32(2, 3)),
+                                         weight=f32(2, 3) + 1, out=f32(2, 3)),
+    "binary_cross_entropy_with_logits": lambda: dict(input=f32(2, 3), target=np.abs(f32(2, 3)),
+                                                     weight=f32(2, 3) + 1, pos_weight=f32(2, 3) + 1,
+                                                     out=f32(2, 3)),
     "BatchNormContext": lambda: dict(save_mean=f32(3), save_invstd=f32(3) + 1, batch_stats=True),
     "batchnorm_forward": lambda: dict(
         input=f32(4, 3), weight=f32(3) + 1, bias=f32(3), running_mean=f32(3),

@@ -250,8 +250,8 @@ add(SX, "labels", "negative", ValueError, "labels[1] = -1 is out of range for 5 
     lambda: sx(labels=np.array([0, -1, 2, 3], np.int64)))
 add(SX, "labels", "2**40 (int64)", ValueError, "labels[3] = 1099511627776 is out of range",
     lambda: sx(labels=np.array([0, 1, 2, 2**40], np.int64)))
-add(SX, "reduction", "'none'", ValueError, "reduction must be 'mean' or 'sum', got 'none'",
-    lambda: sx(reduction="none"))
+add(SX, "reduction", "'avg'", ValueError, "reduction must be 'none', 'mean' or 'sum', got 'avg'",
+    lambda: sx(reduction="avg"))
 add(SX, "label_smoothing", "-0.1", ValueError,
     "label_smoothing must be in [0.0, 1.0], got -0.100000", lambda: sx(label_smoothing=-0.1))
 add(SX, "label_smoothing", "1.5", ValueError, "label_smoothing must be in [0.0, 1.0], got 1.5",

@@ -373,7 +373,7 @@ def bad_constructors(draw: st.DrawFn) -> Bad:
         return _ctor("nn.Residual.module", f"nn.Residual({v!r})", ("module",),
                      lambda: nn.Residual(v))
     if which == "ce_reduction" or which == "mse_reduction":
-        r = draw(st.sampled_from(["none", "avg", None, 1]))
+        r = draw(st.sampled_from(["avg", "NONE", None, 1]))
         cls = nn.CrossEntropyLoss if which == "ce_reduction" else nn.MSELoss
         return _ctor(f"nn.{cls.__name__}.reduction", f"nn.{cls.__name__}(reduction={r!r})",
                      ("reduction",), lambda: cls(reduction=r))
@@ -470,7 +470,9 @@ def bad_loss_calls(draw: st.DrawFn) -> Bad:
     phase = draw(st.sampled_from(PHASES))
     pred = np.zeros((5, 3), np.float32)
     which = draw(st.sampled_from(["ce_input", "ce_target", "ce_target_value", "mse_input",
-                                  "mse_target"]))
+                                  "mse_target", "other"]))
+    if which == "other":
+        return draw(bad_other_loss_calls())
     if which == "ce_input":
         kind, p = draw(bad_arrays((5, 3), size_axes=(0,)))
         return Bad(f"loss.ce.input.{kind}", f"CrossEntropyLoss()({kind} {_short(p)}, y)",
@@ -493,6 +495,64 @@ def bad_loss_calls(draw: st.DrawFn) -> Bad:
                    lambda w: w.mse(v, pred), phase)
     return Bad(f"loss.mse.target.{kind}", f"MSELoss()(pred, {kind} {_short(v)})", ("target",),
                lambda w: w.mse(pred, v), phase)
+
+
+@st.composite
+def bad_other_loss_calls(draw: st.DrawFn) -> Bad:
+    """The other losses on their own (make_world holds CrossEntropyLoss and MSELoss): a good
+    call, then a bad one, whose error must leave the good call's gradient pending."""
+    good_x = np.full((5, 3), 0.25, np.float32)
+    good_y = np.zeros(5, np.int64)
+    name, make, x_name, t_name = draw(st.sampled_from([
+        ("NLLLoss", lambda: nn.NLLLoss(weight=np.ones(3, np.float32)), "input", "labels"),
+        ("BCELoss", lambda: nn.BCELoss(), "input", "target"),
+        ("BCEWithLogitsLoss", lambda: nn.BCEWithLogitsLoss(pos_weight=np.ones(3, np.float32)),
+         "input", "target"),
+        ("L1Loss", lambda: nn.L1Loss(), "input", "target"),
+        ("SmoothL1Loss", lambda: nn.SmoothL1Loss(beta=0.5), "input", "target"),
+        ("HuberLoss", lambda: nn.HuberLoss(delta=2.0), "input", "target"),
+    ]))
+    cls_loss = name == "NLLLoss"
+    gy = good_y if cls_loss else good_x
+    which = draw(st.sampled_from(["input", "target", "value"]))
+    if which == "input":
+        kind, bad_x = draw(bad_arrays((5, 3), size_axes=(0,) if cls_loss else (0, 1)))
+        args: tuple[Any, Any] = (bad_x, gy)
+        names: tuple[str, ...] = (x_name,)
+    elif which == "target" and cls_loss:
+        kind, t = draw(bad_arrays((5,), ("dtype", "rank", "size", "type"), dtype=np.int64))
+        if kind == "dtype" and np.dtype(t.dtype) == np.dtype(np.int32):
+            t = t.astype(np.uint8)
+        args, names = (good_x, t), (t_name,)
+    elif which == "target":
+        kind, t = draw(bad_arrays((5, 3)))
+        args, names = (good_x, t), (t_name,)
+    elif cls_loss:
+        kind, t = "out_of_range", good_y.copy()
+        t[draw(st.integers(0, 4))] = draw(st.sampled_from([-1, 3, -99]))
+        args, names = (good_x, t), (t_name,)
+    elif name == "BCELoss":
+        kind, p = "outside_0_1", good_x.copy()
+        p.flat[draw(st.integers(0, 14))] = draw(st.sampled_from([-0.5, 1.5, float("nan")]))
+        args, names = (p, gy), ("input",)
+    else:
+        return _ctor(f"nn.{name}.weight", f"nn.{name} with a negative weight", ("weight", "pos_weight", "beta", "delta"),
+                     {"BCEWithLogitsLoss": lambda: nn.BCEWithLogitsLoss(pos_weight=[-1.0]),
+                      "L1Loss": lambda: nn.BCELoss(weight=[1.0, -2.0]),
+                      "SmoothL1Loss": lambda: nn.SmoothL1Loss(beta=-0.5),
+                      "HuberLoss": lambda: nn.HuberLoss(delta=-1.0)}[name])
+
+    def call(w: World) -> None:
+        lf = make()
+        lf(good_x, gy)
+        want = lf._grad.copy()
+        try:
+            lf(*args)
+        finally:  # the good call's gradient is still the pending one, and still backward-able
+            np.testing.assert_array_equal(lf.backward(), want)
+
+    return Bad(f"loss.{name}.{which}.{kind}", f"{name}()({kind} {which})", names, call,
+               stateless=True)
 
 
 # --- optimizers ---------------------------------------------------------------------------
@@ -746,7 +806,7 @@ OPS: dict[str, tuple[dict[str, tuple[int, ...]], dict[str, Any], dict[str, list[
     "sigmoid": ({"x": (3, 4), "out": (3, 4)}, {}, {}),
     "sigmoid_backward": ({"grad_output": (3, 4), "y": (3, 4), "out": (3, 4)}, {}, {}),
     "softmax_cross_entropy": ({"logits": (4, 5), "out": (4, 5)}, {"labels": "labels"},
-                              {"reduction": ["none", None], "label_smoothing": [1.5, "x"]}),
+                              {"reduction": ["avg", None], "label_smoothing": [1.5, "x"]}),
     "global_norm": ({"x": (3, 4)}, {}, {"norm_type": ["x", float("nan")]}),
 }
 POSITIONAL = {"gemm": ("a", "b"), "global_norm": ("x",), "softmax_cross_entropy": ("logits",)}

@@ -120,7 +120,7 @@ def test_failed_backward_keeps_the_forward_and_backward_twice_raises() -> None:
 @pytest.mark.parametrize("target,exc,msg", [
     (np.array([0, 7, 1, 2]), ValueError, r"labels\[1\] = 7 is out of range for 3 classes"),
     (np.array([0, -1, 1, 2], np.int32), ValueError, r"labels\[1\] = -1 is out of range"),
-    (np.array([0.0, 1, 1, 2]), TypeError, r"labels must have dtype int32 or int64, got float64"),
+    (np.array([0.0, 1, 1, 2]), TypeError, r"labels must have dtype int32 or int64, got float64 array of shape \(4,\) \(class indices; float32 probabilities must have the logits' shape \(4, 3\)\)"),
     (np.array([0, 1, 2]), ValueError, r"labels must have shape \(batch=4,\) to match logits \(4, 3\), got \(3,\)"),
 ])
 def test_bad_cross_entropy_targets(target: np.ndarray, exc: type, msg: str) -> None:
@@ -134,8 +134,8 @@ def test_bad_cross_entropy_targets(target: np.ndarray, exc: type, msg: str) -> N
 def test_bad_mse_and_constructor_arguments() -> None:
     with pytest.raises(ValueError, match=r"^MSELoss\(reduction='mean'\): .*target must have the input's shape \(4, 3\), got \(4, 2\)"):
         nn.MSELoss()(G, np.ones((4, 2), np.float32))
-    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum', got 'none'"):
-        nn.CrossEntropyLoss(reduction="none")
+    with pytest.raises(ValueError, match="reduction must be 'none', 'mean' or 'sum', got 'avg'"):
+        nn.CrossEntropyLoss(reduction="avg")
     with pytest.raises(TypeError, match=r"Sequential: argument 1 must be an nn.Module, got int"):
         nn.Sequential(nn.ReLU(), 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"dropout probability has to be between 0 and 1, but got 1\.5"):

@@ -178,7 +178,7 @@ def test_mse_gradient_matches_finite_differences(reduction: str, rng: np.random.
         s = ((x - td) ** 2)
         return np.asarray(s.mean() if reduction == "mean" else s.sum())
 
-    lf = nn.MSELoss(reduction)
+    lf = nn.MSELoss(reduction=reduction)
     xd = p_.astype(np.float64)
     assert lf(p_, t) == pytest.approx(float(ref(xd, {})), rel=1e-6)
     np.testing.assert_allclose(lf.backward(), _fd(ref, xd, {}, np.ones(()), xd), rtol=1e-5, atol=1e-6)

@@ -242,7 +242,7 @@ def test_cross_entropy_matches_torch(reduction: str, smoothing: float, dtype: ty
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_mse_matches_torch(reduction: str, rng: np.random.Generator) -> None:
     p, t = rng.standard_normal((2, 11, 5)).astype(np.float32)
-    lf = nn.MSELoss(reduction)
+    lf = nn.MSELoss(reduction=reduction)
     loss = lf(p, t)
     pt = torch.from_numpy(p.copy()).requires_grad_(True)
     lt = torch.nn.MSELoss(reduction=reduction)(pt, torch.from_numpy(t))

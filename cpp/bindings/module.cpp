@@ -24,6 +24,7 @@ void register_activations(py::module_& m); // layers/activations.cpp
 void register_softmax_xent(py::module_& m); // layers/softmax_xent.cpp
 void register_softmax(py::module_& m);     // layers/softmax.cpp
 void register_pointwise(py::module_& m);   // layers/pointwise.cpp
+void register_elem_loss(py::module_& m);   // layers/elem_loss.cpp
 void register_layout(py::module_& m);      // layout/layout.cpp
 void register_norm(py::module_& m);        // reduce/norm.cpp
 void register_pooling(py::module_& m);     // pooling/pooling.cpp
@@ -50,6 +51,7 @@ PYBIND11_MODULE(_core, m) {
   sg::bind::register_softmax_xent(m);
   sg::bind::register_softmax(m);
   sg::bind::register_pointwise(m);
+  sg::bind::register_elem_loss(m);
   sg::bind::register_layout(m);
   sg::bind::register_norm(m);
   sg::bind::register_pooling(m);

@@ -1,9 +1,8 @@
 // Parallel drivers for the elementwise layer kernels: fixed chunks (independent of the thread
-// count); MSE sums its per-chunk partials through chunked_reduce.h.
+// count).
 #include "layers/pointwise.h"
 
 #include "common/parallel.h"
-#include "reduce/chunked_reduce.h"
 
 namespace sg {
 
@@ -18,15 +17,6 @@ void dropout_f32(float* y, const float* x, int64_t n, uint64_t seed, uint32_t th
   // The counter is the global index, so chunking never changes the mask.
   parallel_chunks(n, 1 << 14, [&](int64_t lo, int64_t hi) {
     k.dropout(y + lo, x + lo, hi - lo, lo, seed, threshold, scale);
-  });
-}
-
-double mse_f32(float* grad, const float* pred, const float* target, int64_t n, float grad_scale) {
-  const PointwiseKernels& k = pointwise_kernels();
-  return chunked_sum(n, [&](int64_t b, int64_t len) {
-    double lanes[kReduceLanes] = {0};
-    k.mse_chunk(grad ? grad + b : nullptr, pred + b, target + b, len, grad_scale, lanes);
-    return sum_lanes(lanes);
   });
 }
 

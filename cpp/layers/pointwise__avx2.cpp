@@ -3,5 +3,5 @@
 #include "layers/pointwise_impl.h"
 
 namespace sg {
-const PointwiseKernels pointwise_kernels__avx2 = {&pw_add, &pw_dropout, &pw_mse_chunk};
+const PointwiseKernels pointwise_kernels__avx2 = {&pw_add, &pw_dropout};
 }

@@ -4,6 +4,6 @@
 #include "layers/pointwise_impl.h"
 
 namespace sg {
-const PointwiseKernels pointwise_kernels__generic = {&pw_add, &pw_dropout, &pw_mse_chunk};
+const PointwiseKernels pointwise_kernels__generic = {&pw_add, &pw_dropout};
 SG_DEFINE_DISPATCH(PointwiseKernels, pointwise_kernels);
 }

@@ -3,7 +3,6 @@
 #include <cstdint>
 
 #include "layers/pointwise.h"
-#include "reduce/sq_lanes_impl.h"
 
 namespace sg {
 namespace {
@@ -37,23 +36,6 @@ void pw_dropout(float* y, const float* x, int64_t n, int64_t base, uint64_t seed
     const uint32_t h = fmix32(fmix32(lo * 0x9e3779b9u + k0) ^ (k1 + hi * 0x7f4a7c15u));
     y[i] = h >= threshold ? x[i] * scale : 0.0f;
   }
-}
-
-void pw_mse_chunk(float* grad, const float* pred, const float* target, int64_t n,
-                  float grad_scale, double* lanes) {
-  const V::R gs = V::set1(grad_scale);
-  add_squares_to_lanes(
-      n, lanes,
-      [=](int64_t i) {
-        const V::R d = V::sub(V::load(pred + i), V::load(target + i));
-        if (grad) V::store(grad + i, V::mul(d, gs));
-        return d;
-      },
-      [=](int64_t i) {
-        const float d = pred[i] - target[i];
-        if (grad) grad[i] = d * grad_scale;
-        return d;
-      });
 }
 
 }  // namespace

@@ -3,5 +3,5 @@
 #include "layers/softmax_xent_impl.h"
 
 namespace sg {
-const SoftmaxXentKernels softmax_xent_kernels__avx512 = {&softmax_xent<int64_t>, &softmax_xent<int32_t>};
+const SoftmaxXentKernels softmax_xent_kernels__avx512 = {&softmax_xent<int64_t>, &softmax_xent<int32_t>, &softmax_xent_soft};
 }

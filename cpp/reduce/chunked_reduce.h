@@ -1,5 +1,5 @@
-// The one deterministic chunked reduction, used by the norms (norm.cpp), the MSE loss
-// (pointwise.cpp) and the optimizer's norm pass (optim.cpp): fixed chunks, one double partial per
+// The one deterministic chunked reduction, used by the norms (norm.cpp), the elementwise
+// losses (layers/elem_loss.cpp) and the optimizer's norm pass (optim.cpp): fixed chunks, one double partial per
 // chunk, partials combined in index order. No kernel here: callers pass what a chunk computes.
 #pragma once
 #include <omp.h>

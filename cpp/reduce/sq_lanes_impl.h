@@ -1,4 +1,4 @@
-// The 16-double-lane sum of squares over V/VD shared by the norm and MSE kernels: the square of
+// The 16-double-lane sum of squares over V/VD of the norm kernels: the square of
 // element i goes to lane i % 16 in index order, so the rounding is the same on every ISA.
 #pragma once
 #include <cstdint>

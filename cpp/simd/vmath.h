@@ -47,7 +47,7 @@ inline V::R vexpm1(V::R x) {
   return V::fma(t, em1, V::sub(t, V::set1(1.0f)));
 }
 
-// log(1 + u) for u in [0, 1] (softplus's log1p(e^-|z|)) as 2 atanh(s), s = u / (2 + u) in
+// log(1 + u) for u in [0, 1] (softplus's and the logit losses' log1p(e^-|z|)) as 2 atanh(s), s = u / (2 + u) in
 // [0, 1/3]: the odd series to s^15 leaves a relative error below 2e-9, and u -> 0 keeps
 // relative accuracy (log1p(u) ~ u). NaN stays NaN.
 inline V::R vlog1p_unit(V::R u) {

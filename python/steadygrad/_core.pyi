@@ -19,6 +19,7 @@ _F32 = npt.NDArray[np.float32]
 _I64 = npt.NDArray[np.int64]
 _I32 = npt.NDArray[np.int32]
 _Labels = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+_LossValue = float | npt.NDArray[np.float32]  # reduction 'mean'/'sum' | 'none'
 
 __version__: str
 
@@ -354,6 +355,10 @@ def dropout(x: _F32, p: float, seed: int, *, out: _F32 | None = None) -> _F32: .
 
 def to_channels_last(x: _F32, out: _F32 | None = None) -> _F32: ...
 def to_channels_first(x: _F32, out: _F32 | None = None) -> _F32: ...
+
+# -- elementwise losses (layers/elem_loss.cpp): the loss is a float for 'mean'/'sum', the
+# per-element losses for 'none'
+
 @overload
 def mse_loss(
     input: _F32,
@@ -362,7 +367,7 @@ def mse_loss(
     reduction: str = "mean",
     compute_grad: Literal[True] = True,
     out: _F32 | None = None,
-) -> tuple[float, _F32]: ...
+) -> tuple[_LossValue, _F32]: ...
 @overload
 def mse_loss(
     input: _F32,
@@ -371,7 +376,7 @@ def mse_loss(
     reduction: str = "mean",
     compute_grad: Literal[False],
     out: _F32 | None = None,
-) -> tuple[float, None]: ...
+) -> tuple[_LossValue, None]: ...
 @overload
 def mse_loss(
     input: _F32,
@@ -380,7 +385,157 @@ def mse_loss(
     reduction: str = "mean",
     compute_grad: bool = True,
     out: _F32 | None = None,
-) -> tuple[float, _F32 | None]: ...
+) -> tuple[_LossValue, _F32 | None]: ...
+@overload
+def l1_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    compute_grad: Literal[True] = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32]: ...
+@overload
+def l1_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    compute_grad: Literal[False],
+    out: _F32 | None = None,
+) -> tuple[_LossValue, None]: ...
+@overload
+def l1_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    compute_grad: bool = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32 | None]: ...
+@overload
+def smooth_l1_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    beta: float = 1.0,
+    compute_grad: Literal[True] = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32]: ...
+@overload
+def smooth_l1_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    beta: float = 1.0,
+    compute_grad: Literal[False],
+    out: _F32 | None = None,
+) -> tuple[_LossValue, None]: ...
+@overload
+def smooth_l1_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    beta: float = 1.0,
+    compute_grad: bool = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32 | None]: ...
+@overload
+def huber_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    compute_grad: Literal[True] = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32]: ...
+@overload
+def huber_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    compute_grad: Literal[False],
+    out: _F32 | None = None,
+) -> tuple[_LossValue, None]: ...
+@overload
+def huber_loss(
+    input: _F32,
+    target: _F32,
+    *,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    compute_grad: bool = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32 | None]: ...
+@overload
+def binary_cross_entropy(
+    input: _F32,
+    target: _F32,
+    *,
+    weight: _F32 | None = None,
+    reduction: str = "mean",
+    compute_grad: Literal[True] = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32]: ...
+@overload
+def binary_cross_entropy(
+    input: _F32,
+    target: _F32,
+    *,
+    weight: _F32 | None = None,
+    reduction: str = "mean",
+    compute_grad: Literal[False],
+    out: _F32 | None = None,
+) -> tuple[_LossValue, None]: ...
+@overload
+def binary_cross_entropy(
+    input: _F32,
+    target: _F32,
+    *,
+    weight: _F32 | None = None,
+    reduction: str = "mean",
+    compute_grad: bool = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32 | None]: ...
+@overload
+def binary_cross_entropy_with_logits(
+    input: _F32,
+    target: _F32,
+    *,
+    weight: _F32 | None = None,
+    pos_weight: _F32 | None = None,
+    reduction: str = "mean",
+    compute_grad: Literal[True] = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32]: ...
+@overload
+def binary_cross_entropy_with_logits(
+    input: _F32,
+    target: _F32,
+    *,
+    weight: _F32 | None = None,
+    pos_weight: _F32 | None = None,
+    reduction: str = "mean",
+    compute_grad: Literal[False],
+    out: _F32 | None = None,
+) -> tuple[_LossValue, None]: ...
+@overload
+def binary_cross_entropy_with_logits(
+    input: _F32,
+    target: _F32,
+    *,
+    weight: _F32 | None = None,
+    pos_weight: _F32 | None = None,
+    reduction: str = "mean",
+    compute_grad: bool = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32 | None]: ...
 
 # -- pooling over channels-last (n, h, w, c) batches (pooling/pooling.cpp) ------------------
 
@@ -449,36 +604,77 @@ def log_softmax(x: _F32, dim: int, *, out: _F32 | None = None) -> _F32: ...
 def log_softmax_backward(
     grad_output: _F32, y: _F32, dim: int, *, out: _F32 | None = None
 ) -> _F32: ...
+# softmax cross-entropy and NLL (layers/softmax_xent.cpp): labels are class indices or, for
+# softmax_cross_entropy, float32 probabilities of the logits' shape
 @overload
 def softmax_cross_entropy(
     logits: _F32,
-    labels: _Labels,
+    labels: _Labels | _F32,
     *,
+    weight: _F32 | None = None,
+    ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     compute_grad: Literal[True] = True,
     out: _F32 | None = None,
-) -> tuple[float, _F32]: ...
+) -> tuple[_LossValue, _F32]: ...
 @overload
 def softmax_cross_entropy(
     logits: _F32,
-    labels: _Labels,
+    labels: _Labels | _F32,
     *,
+    weight: _F32 | None = None,
+    ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     compute_grad: Literal[False],
     out: _F32 | None = None,
-) -> tuple[float, None]: ...
+) -> tuple[_LossValue, None]: ...
 @overload
 def softmax_cross_entropy(
     logits: _F32,
-    labels: _Labels,
+    labels: _Labels | _F32,
     *,
+    weight: _F32 | None = None,
+    ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     compute_grad: bool = True,
     out: _F32 | None = None,
-) -> tuple[float, _F32 | None]: ...
+) -> tuple[_LossValue, _F32 | None]: ...
+@overload
+def nll_loss(
+    input: _F32,
+    labels: _Labels,
+    *,
+    weight: _F32 | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    compute_grad: Literal[True] = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32]: ...
+@overload
+def nll_loss(
+    input: _F32,
+    labels: _Labels,
+    *,
+    weight: _F32 | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    compute_grad: Literal[False],
+    out: _F32 | None = None,
+) -> tuple[_LossValue, None]: ...
+@overload
+def nll_loss(
+    input: _F32,
+    labels: _Labels,
+    *,
+    weight: _F32 | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    compute_grad: bool = True,
+    out: _F32 | None = None,
+) -> tuple[_LossValue, _F32 | None]: ...
 def global_norm(x: _F32, norm_type: float = 2.0) -> float: ...
 
 # -- optimizers over flat buffers (optim/optim.cpp) ------------------------------------------

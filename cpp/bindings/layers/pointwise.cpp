@@ -1,4 +1,4 @@
-// Bindings for cpp/layers/pointwise.h: residual add, dropout and the MSE loss. Every argument
+// Bindings for cpp/layers/pointwise.h: residual add and dropout. Every argument
 // is validated before any output is touched.
 #include <cmath>
 #include <cstdint>
@@ -51,37 +51,6 @@ py::array dropout(py::handle x_obj, double p, uint64_t seed, py::handle out_obj)
   return y;
 }
 
-py::tuple mse_loss(py::handle pred_obj, py::handle target_obj, const std::string& reduction,
-                   bool compute_grad, py::handle out_obj) {
-  const char* fn = "mse_loss";
-  py::array p = f32_array(fn, "input", pred_obj, -1);
-  py::array t = f32_array(fn, "target", target_obj, -1);
-  require_shape_like(fn, "target", t, "the input's shape", p);
-  if (reduction != "mean" && reduction != "sum") {
-    value_error(fn, "reduction must be 'mean' or 'sum', got '" + reduction + "'");
-  }
-  const int64_t n = p.size();
-  const bool mean = reduction == "mean";
-  py::object grad_obj = py::none();
-  float* gp = nullptr;
-  if (compute_grad) {
-    py::array g = elementwise_out(fn, p, "the input's shape", out_obj,
-                                  {{"input", &p}, {"target", &t}});
-    gp = f32_ptr(g);
-    grad_obj = g;
-  }
-  const float scale = mean ? (n > 0 ? static_cast<float>(2.0 / static_cast<double>(n)) : 0.0f) : 2.0f;
-  const float* pp = f32_cptr(p);
-  const float* tp = f32_cptr(t);
-  double total;
-  {
-    py::gil_scoped_release release;
-    total = mse_f32(gp, pp, tp, n, scale);
-  }
-  const double loss = mean ? (n > 0 ? total / static_cast<double>(n) : NAN) : total;
-  return py::make_tuple(loss, grad_obj);
-}
-
 }  // namespace
 
 void register_pointwise(py::module_& m) {
@@ -92,11 +61,6 @@ void register_pointwise(py::module_& m) {
         "x * mask / (1 - p) with mask[i] = hash(seed, i) >= p * 2^32 (counter-based: the same "
         "seed gives the same mask for any thread count or ISA). The backward is "
         "dropout(grad_output, p, seed) with the forward's seed.");
-  m.def("mse_loss", &mse_loss, py::arg("input"), py::arg("target"), py::kw_only(),
-        py::arg("reduction") = "mean", py::arg("compute_grad") = true, py::arg("out") = py::none(),
-        "Mean squared error as torch.nn.functional.mse_loss ('mean' or 'sum'); returns "
-        "(loss, grad) with grad = d loss / d input (None when compute_grad=False). The sum is "
-        "deterministic (double lanes, fixed chunks).");
 }
 
 }  // namespace sg::bind

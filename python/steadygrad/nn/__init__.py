@@ -21,7 +21,16 @@ from steadygrad.nn.container import ModuleList, Residual, Sequential
 from steadygrad.nn.conv import Conv1d, Conv2d
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Flatten, Identity, Linear
-from steadygrad.nn.loss import CrossEntropyLoss, MSELoss
+from steadygrad.nn.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
 from steadygrad.nn.pooling import (
@@ -41,6 +50,8 @@ __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool1d",
     "AvgPool2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv1d",
@@ -49,7 +60,9 @@ __all__ = [
     "Dropout",
     "FlatStorage",
     "Flatten",
+    "HuberLoss",
     "Identity",
+    "L1Loss",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
@@ -58,6 +71,7 @@ __all__ = [
     "MaxPool2d",
     "Module",
     "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Residual",
@@ -66,6 +80,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Softplus",
+    "SmoothL1Loss",
     "Tanh",
     "flatten",
     "init",
