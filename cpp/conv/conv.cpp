@@ -87,6 +87,24 @@ void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p
     }
   }
   const int64_t nch = s.nch;
+  if (inner && !s.transposed && g.dw == 1 && s.ld == nch) {
+    // One group, dense window rows: the kw taps of window row ky are one contiguous run of
+    // kw * nch floats per pixel, copied as one (a 1- or 3-channel image would otherwise set up
+    // MR pointers per tap for 1 or 3 floats each).
+    const int64_t row_len = g.kw * nch;
+    for (int64_t ky = p0 / row_len; ky * row_len < p0 + kc; ++ky) {
+      const int64_t c0 = std::max(p0, ky * row_len) - ky * row_len;
+      const int64_t c1 = std::min(p0 + kc, (ky + 1) * row_len) - ky * row_len;
+      const float* sp[kCap];
+      for (int64_t r = 0; r < MR; ++r) sp[r] = s.src + (base[r] + ky * g.dh * g.w * s.ld);
+      float* dd = d + (ky * row_len + c0 - p0) * MR;
+      for (int64_t c = c0; c < c1; ++c, dd += MR) {
+#pragma GCC unroll 16
+        for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r][c];
+      }
+    }
+    return;
+  }
   const int64_t t0 = p0 / nch, t1 = (p0 + kc - 1) / nch;
   for (int64_t t = t0; t <= t1; ++t) {
     const int64_t ky = t / g.kw, kx = t % g.kw;
@@ -180,10 +198,18 @@ void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t
   struct Tap {
     int64_t dy, dx, delta;  // ky*dh, kx*dw, and the source offset from the window origin
   };
+  // A pixel whose window lies inside the image copies `spans` instead: the runs with the
+  // taps' offsets folded in, and neighbouring runs merged where the source continues (the
+  // kw taps of a window row are one contiguous run of kw * c_in floats when dw == 1 and
+  // groups == 1): a 1- or 3-channel image copies 5 runs per pixel of a 5x5 window, not 25.
+  struct Span {
+    int64_t src, dst, len;  // from the window origin, into the pixel's row of the block
+  };
   thread_local std::vector<Run> runs;
+  thread_local std::vector<Span> spans;
   thread_local std::vector<Tap> taps;
   thread_local std::vector<const float*> tap_src;
-  runs.clear(), taps.resize(t_hi - t_lo + 1), tap_src.resize(t_hi - t_lo + 1);
+  runs.clear(), spans.clear(), taps.resize(t_hi - t_lo + 1), tap_src.resize(t_hi - t_lo + 1);
   for (int64_t t = t_lo; t <= t_hi; ++t) {
     const int64_t dy = t / g.kw * g.dh, dx = t % g.kw * g.dw;
     taps[t - t_lo] = {dy, dx, (dy * g.w + dx) * g.c_in};
@@ -193,6 +219,13 @@ void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t
     for (int64_t j = jb; j < je;) {
       const int64_t t = j / cig, ci = j % cig, len = std::min(cig - ci, je - j);
       runs.push_back({t - t_lo, ci, q * NR * kc + (j - jb), len});
+      const int64_t src = taps[t - t_lo].delta + ci;
+      if (!spans.empty() && spans.back().src + spans.back().len == src &&
+          spans.back().dst + spans.back().len == runs.back().dst) {
+        spans.back().len += len;
+      } else {
+        spans.push_back({src, runs.back().dst, len});
+      }
       j += len;
     }
   }
@@ -201,9 +234,14 @@ void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t
   int64_t n = p0 / plane, oy = p0 / g.ow % g.oh, ox = p0 % g.ow;
   for (int64_t p = 0; p < kc; ++p) {
     const int64_t y0 = oy * g.sh - g.ph0, x0 = ox * g.sw - g.pw0;
-    const int64_t origin = ((n * g.h + y0) * g.w + x0) * g.c_in;  // used only when inner
+    float* dp = d + p * NR;
     if (y0 >= 0 && y0 + (g.kh - 1) * g.dh < g.h && x0 >= 0 && x0 + (g.kw - 1) * g.dw < g.w) {
-      for (int64_t i = 0; i < ntaps; ++i) tap_src[i] = s.x + (origin + taps[i].delta);
+      const float* origin = s.x + ((n * g.h + y0) * g.w + x0) * g.c_in;
+      for (const Span& r : spans) {
+        const float* src = origin + r.src;
+        float* dst = dp + r.dst;
+        for (int64_t c = 0; c < r.len; ++c) dst[c] = src[c];
+      }
     } else {
       for (int64_t i = 0; i < ntaps; ++i) {
         const int64_t iy = y0 + taps[i].dy, ix = x0 + taps[i].dx;
@@ -211,15 +249,14 @@ void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t
                          ? nullptr
                          : s.x + ((n * g.h + iy) * g.w + ix) * g.c_in;
       }
-    }
-    float* dp = d + p * NR;
-    for (const Run& r : runs) {
-      const float* src = tap_src[r.t];
-      float* dst = dp + r.dst;
-      if (src) {
-        for (int64_t c = 0; c < r.len; ++c) dst[c] = src[r.ci + c];
-      } else {
-        for (int64_t c = 0; c < r.len; ++c) dst[c] = 0.0f;
+      for (const Run& r : runs) {
+        const float* src = tap_src[r.t];
+        float* dst = dp + r.dst;
+        if (src) {
+          for (int64_t c = 0; c < r.len; ++c) dst[c] = src[r.ci + c];
+        } else {
+          for (int64_t c = 0; c < r.len; ++c) dst[c] = 0.0f;
+        }
       }
     }
     if (pad_from) {
