@@ -45,6 +45,11 @@ CASES_2D: list[tuple[tuple[Any, ...], tuple[int, ...]]] = [
     ((2, 4, 3, 2, (1, 2), 1, 2, True, "replicate"), (2, 2, 5, 6)),
     ((2, 4, 3, 1, 2, 1, 1, False, "circular"), (1, 2, 4, 5)),
     ((3, 3, 4, 1, "same", 1, 3, True, "reflect"), (2, 3, 6, 6)),
+    # the one-channel window-row gathers (forward and dW), C2's strided block and projection
+    # (dL/dx by stride phase: 1, 2, 2 and 4 taps at 3x3 / 2; zero phases at 1x1 / 2)
+    ((1, 6, 5, 1, 0, 1, 1, True, "zeros"), (2, 1, 12, 11)),
+    ((16, 32, 3, 2, 1, 1, 1, True, "zeros"), (2, 16, 10, 10)),
+    ((16, 32, 1, 2, 0, 1, 1, False, "zeros"), (2, 16, 8, 9)),
 ]
 CASES_1D: list[tuple[tuple[Any, ...], tuple[int, ...]]] = [
     ((3, 4, 3, 1, 0, 1, 1, True, "zeros"), (2, 3, 9)),
@@ -281,11 +286,17 @@ def test_finite_differences_float64() -> None:
 
 @pytest.mark.parametrize("args,shape", [((8, 24, 3, 1, 1, 1, 1, True, "zeros"), (8, 8, 20, 20)),
                                         ((16, 32, 1, 1, 0, 1, 2, True, "zeros"), (8, 16, 9, 9)),
-                                        ((6, 6, 5, 2, 2, 1, 3, True, "zeros"), (6, 6, 17, 15))])
+                                        ((6, 6, 5, 2, 2, 1, 3, True, "zeros"), (6, 6, 17, 15)),
+                                        ((1, 6, 5, 1, 0, 1, 1, True, "zeros"), (16, 1, 28, 28)),
+                                        ((3, 16, 3, 1, 1, 1, 1, True, "zeros"), (8, 3, 32, 32)),
+                                        ((16, 32, 3, 2, 1, 1, 1, True, "zeros"), (8, 16, 32, 32)),
+                                        ((16, 32, 1, 2, 0, 1, 1, True, "zeros"), (8, 16, 32, 32))])
 def test_bitwise_equal_for_1_and_2_threads(isa: str, args: tuple[Any, ...],
                                            shape: tuple[int, ...]) -> None:
-    """Shapes above the GEMM's parallel cut (the first splits M on 6-row tiles: 3200 rows): every
-    output, gradient and dL/dx bit for bit."""
+    """Shapes above the GEMM's parallel cut (the first splits M on 6-row tiles: 3200 rows; the
+    one- and three-channel layers run the window-row gathers in parallel GEMMs; the stride-2
+    layers' dL/dx phase GEMMs each exceed the cut): every output, gradient and dL/dx bit for
+    bit."""
     rng = np.random.default_rng(9)
     x = rng.standard_normal(shape).astype(np.float32)
     results = []

@@ -215,7 +215,22 @@ def _conv_gemms(g: _core.ConvGeometry, input_grad: bool) -> list[tuple[int, int,
         calls = [(m, cog, cig, False, True), (cog, cig, m, True, False)]
         return calls + ([(mi, cig, cog, False, False)] if input_grad else [])
     calls = [(m, cog, taps * cig, True, False), (cog, taps * cig, m, True, False)]
-    return calls + ([(mi, cig, taps * cog, True, False)] if input_grad else [])
+    if not input_grad:
+        return calls
+    if (g.sh, g.sw) == (1, 1):
+        return [*calls, (mi, cig, taps * cog, True, False)]
+
+    def axis(r: int, size: int, k: int, s: int, dil: int, pad: int) -> tuple[int, int]:
+        """A stride phase's pixels and taps along one axis (dL/dx by stride phase)."""
+        return (size - r + s - 1) // s if r < size else 0, sum(
+            (r + pad - t * dil) % s == 0 for t in range(k))
+
+    for ry in range(g.sh):
+        hp, ty = axis(ry, g.h, g.kh, g.sh, g.dh, g.ph0)
+        for rx in range(g.sw):
+            wp, tx = axis(rx, g.w, g.kw, g.sw, g.dw, g.pw0)
+            calls.append((g.n * hp * wp, cig, ty * tx * cog, True, False))
+    return calls
 
 
 @pytest.mark.parametrize("geom", [dict(n=8, h=20, w=20, c_in=16, c_out=32, kh=3, kw=3, ph0=1,
