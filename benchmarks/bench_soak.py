@@ -53,7 +53,7 @@ def sample(step: int) -> dict[str, float]:
 def training_loop(steps: int, every: int) -> list[dict[str, float]]:
     """The documented loop body (zero_grad, loss, backward, fused clip + Adam step)."""
     x, y = make_data(CONFIGS["S"])
-    step, _ = build_steadygrad(CONFIGS["S"], x, y)
+    step = build_steadygrad(CONFIGS["S"], x, y).step
     series = []
     for i in range(1, steps + 1):
         step()
