@@ -17,7 +17,7 @@ from __future__ import annotations
 from steadygrad.nn import init
 from steadygrad.nn.activation import ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from steadygrad.nn.batchnorm import BatchNorm1d, BatchNorm2d
-from steadygrad.nn.container import ModuleList, Residual, Sequential
+from steadygrad.nn.container import Sequential
 from steadygrad.nn.conv import Conv1d, Conv2d
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Flatten, Identity, Linear
@@ -32,6 +32,7 @@ from steadygrad.nn.loss import (
     SmoothL1Loss,
 )
 from steadygrad.nn.module import Module
+from steadygrad.nn.module_list import ModuleList
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
 from steadygrad.nn.pooling import (
     AdaptiveAvgPool1d,
@@ -41,6 +42,7 @@ from steadygrad.nn.pooling import (
     MaxPool1d,
     MaxPool2d,
 )
+from steadygrad.nn.residual import Residual
 from steadygrad.nn.softmax import LogSoftmax, Softmax
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Containers: Sequential, ModuleList and Residual. Building one moves every parameter of the
+"""Containers: Sequential here (ModuleList in nn/module_list.py, Residual in nn/residual.py). Building one moves every parameter of the
 tree into one flat, 64-byte-aligned buffer (`model.flat_storage`), so an optimizer step, a norm
 or a checkpoint is one pass over one array. Build the model before creating its optimizer.
 A child's error is re-raised with its index and label: "Sequential[2] Linear(256 -> 10): ...".
@@ -20,10 +20,8 @@ from typing import Any, overload
 
 import numpy as np
 
-from steadygrad import _core
 from steadygrad.nn import _calls
-from steadygrad.nn._layout import FIRST, LAST, first_shape, last_shape, to_first, to_last
-from steadygrad.nn._util import work_like
+from steadygrad.nn._layout import FIRST, LAST, first_shape
 from steadygrad.nn.module import _NAMED_ERRORS, Module
 from steadygrad.nn.plan import LayerPlan, container_kind, plan_sequential
 
@@ -307,146 +305,3 @@ def _child_key(owner: Module, key: object) -> str:
     if hasattr(owner, key) and key not in owner._modules:
         raise KeyError(f"attribute '{key}' already exists")
     return key
-
-
-class ModuleList(_ModuleSequence):
-    """Holds modules in a list (torch.nn.ModuleList): registers them (their parameters are the
-    owner's, state_dict keys '0.weight', ...) but has no forward; a module's forward calls them,
-    e.g. `for layer in self.layers: x = layer(x)`, and that chain of calls needs no backward.
-    Indexing, slicing (a ModuleList), append/extend/insert/pop, item assignment, del, + and +=
-    behave as torch's."""
-
-    def __init__(self, modules: Iterable[Module] | None = None) -> None:
-        super().__init__()
-        if modules is not None:
-            self.extend(modules)
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError('Module [ModuleList] is missing the required "forward" function')
-
-    def __add__(self, other: Iterable[Module]) -> ModuleList:
-        return ModuleList([*self, *other])
-
-    def __repr__(self) -> str:
-        """torch's: runs of equal reprs compressed to '(2-4): 3 x Linear(...)'."""
-        reprs = [repr(m) for m in self]
-        if not reprs:
-            return "ModuleList()"
-        runs: list[list[Any]] = []  # [start, end, repr]
-        for i, r in enumerate(reprs):
-            if runs and runs[-1][2] == r:
-                runs[-1][1] = i
-            else:
-                runs.append([i, i, r])
-        lines = []
-        for a, b, r in runs:
-            head = f"({a}): " if a == b else f"({a}-{b}): {b - a + 1} x "
-            lines.append("  " + (head + r).replace("\n", "\n  "))
-        return "ModuleList(\n" + "\n".join(lines) + "\n)"
-
-
-class Residual(Module):
-    """y = shortcut(x) + module(x), with shortcut the identity when None (a projection, e.g. a
-    1x1 conv + BatchNorm2d in a ResNet, otherwise). Both branches must give the same shape.
-    dL/dx = module.backward(dL/dy) + shortcut.backward(dL/dy). Inside a channels-last run both
-    branches compute channels-last and the sum is taken in that layout."""
-
-    _is_container = True
-
-    def __init__(self, module: Module, shortcut: Module | None = None) -> None:
-        super().__init__()
-        if not isinstance(module, Module):
-            raise TypeError(f"Residual: module must be an nn.Module, got {type(module).__name__}")
-        if shortcut is not None and not isinstance(shortcut, Module):
-            raise TypeError("Residual: shortcut must be an nn.Module or None, got "
-                            f"{type(shortcut).__name__}")
-        self.module = module
-        if shortcut is not None:
-            self.shortcut = shortcut
-        else:
-            object.__setattr__(self, "shortcut", None)
-        check_used_once(self)
-        self._flatten_parameters()
-        self._layouts = (FIRST, FIRST)  # the forward's layout_in, layout_out
-
-    def _branches(self) -> list[tuple[str, Module]]:
-        return [("module", self.module)] + (
-            [] if self.shortcut is None else [("shortcut", self.shortcut)])
-
-    # Channels-last (nn._layout) when both branches are channels-last or layout-agnostic.
-    @property
-    def channels_last(self) -> bool:
-        return container_kind([m for _, m in self._branches()]) == "last"
-
-    @property
-    def layout_agnostic(self) -> bool:
-        return container_kind([m for _, m in self._branches()]) == "agnostic"
-
-    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
-        shape = tuple(shape)
-        out = self._in_child("module", self.module, self.module.output_shape, shape)
-        sc = self.shortcut
-        skip = shape if sc is None else self._in_child("shortcut", sc, sc.output_shape, shape)
-        if out is None or skip is None:  # unknown inside; forward checks the shapes match
-            known = skip if out is None else out
-            return None if known is None else tuple(known)
-        if tuple(out) != tuple(skip):
-            raise ValueError(self._mismatch(shape, out, skip))
-        return tuple(out)
-
-    def _mismatch(self, shape: object, out: object, skip: object) -> str:
-        if self.shortcut is None:
-            return f"module maps shape {shape} to {out}; y = x + module(x) needs them equal"
-        return (f"module maps shape {shape} to {out} but shortcut to {skip}; "
-                "y = shortcut(x) + module(x) needs them equal")
-
-    def _convert(self, key: str, y: np.ndarray, to: str) -> np.ndarray:
-        """y (channels-first when `to` is LAST, else channels-last) copied into layout `to`."""
-        if to == LAST:
-            return to_last(y, work_like(self, key, last_shape(y.shape), y))
-        return to_first(y, work_like(self, key, first_shape(y.shape), y))
-
-    def _branch_forward(self, key: str, m: Module | None, x: np.ndarray, layout_in: str,
-                        layout_out: str) -> np.ndarray:
-        """One branch from x in layout_in to its output in layout_out: a channels-last module
-        is given both; the identity or a layout-agnostic module runs in layout_in and its
-        output is converted when the layouts differ."""
-        if m is not None and getattr(m, "channels_last", False):
-            kw = {} if (layout_in, layout_out) == (FIRST, FIRST) else {
-                "layout_in": layout_in, "layout_out": layout_out}
-            y: np.ndarray = self._in_child(key, m, m._run_forward, x, **kw)
-            return y
-        y = x if m is None else self._in_child(key, m, m._run_forward, x)
-        return y if layout_in == layout_out else self._convert(key + "_out", y, layout_out)
-
-    def _branch_backward(self, key: str, m: Module | None, g: np.ndarray) -> np.ndarray:
-        layout_in, layout_out = self._layouts
-        if m is None or not getattr(m, "channels_last", False):
-            if layout_in != layout_out:
-                g = self._convert(key + "_grad", g, layout_in)
-            if m is None:
-                return g
-        dx: np.ndarray = self._in_child(key, m, m._run_backward, g)
-        return dx
-
-    def forward(self, x: np.ndarray, *, layout_in: str = FIRST,
-                layout_out: str = FIRST) -> np.ndarray:
-        fx = self._branch_forward("module", self.module, x, layout_in, layout_out)
-        sx = self._branch_forward("shortcut", self.shortcut, x, layout_in, layout_out)
-        if not isinstance(fx, np.ndarray) or not isinstance(sx, np.ndarray) or fx.shape != sx.shape:
-            raise ValueError(self._mismatch(getattr(x, "shape", None), getattr(fx, "shape", None),
-                                            getattr(sx, "shape", None)))
-        self.__dict__["_layouts"] = (layout_in, layout_out)
-        return _core.add(sx, fx, out=work_like(self, "out", fx.shape, x, fx, sx))
-
-    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
-        g = self._branch_backward("module", self.module, grad_output)
-        gs = self._branch_backward("shortcut", self.shortcut, grad_output)
-        if g.shape != gs.shape:
-            raise ValueError(f"the branches' dL/dx have shapes {g.shape} (module) and "
-                             f"{gs.shape} (shortcut)")
-        return _core.add(gs, g, out=work_like(self, "dx", g.shape, grad_output, g, gs))
-
-    def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
-        out = self.output_shape(shape)  # the sum; dL/dx has the input's shape
-        return 4 * int(np.prod(shape if out is None else out)), 4 * int(np.prod(shape))

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from steadygrad.nn import _calls
 from steadygrad.nn._accounting import MemoryAccounting
+from steadygrad.nn._tree import ModuleTree
 from steadygrad.nn.parameter import FlatStorage, Parameter, flatten, shared_storage
 from steadygrad.nn.state_dict import IncompatibleKeys, load_state, state_targets
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 _NAMED_ERRORS = (TypeError, ValueError, RuntimeError, IndexError)
 
 
-class Module(MemoryAccounting):
+class Module(ModuleTree, MemoryAccounting):
     """Base class of every layer and container."""
 
     training: bool
@@ -159,42 +160,6 @@ class Module(MemoryAccounting):
         """The one FlatStorage holding all of this module's parameters (None if none/several)."""
         params = self.parameters()
         return shared_storage(params) if params else None
-
-    # -- traversal ---------------------------------------------------------------------
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        yield prefix, self
-        for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
-
-    def modules(self) -> list[Module]:
-        return [m for _, m in self.named_modules()]
-
-    def children(self) -> list[Module]:
-        return list(self._modules.values())
-
-    def named_children(self) -> list[tuple[str, Module]]:
-        return list(self._modules.items())
-
-    def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
-        out: list[tuple[str, Parameter]] = []
-        seen: set[int] = set()
-        for mname, m in self.named_modules(prefix):
-            for pname, p in m._parameters.items():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    out.append((f"{mname}.{pname}" if mname else pname, p))
-        return out
-
-    def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
-
-    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
-        return [(f"{mname}.{bname}" if mname else bname, b)
-                for mname, m in self.named_modules(prefix)
-                for bname, b in m._buffers.items() if b is not None]
-
-    def buffers(self) -> list[np.ndarray]:
-        return [b for _, b in self.named_buffers()]
 
     # -- modes and gradients -----------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
@@ -399,17 +364,3 @@ class Module(MemoryAccounting):
         problems raise RuntimeError with PyTorch's wording.
         """
         return load_state(self, state_dict, strict)
-
-    # -- description -------------------------------------------------------------------
-    def extra_repr(self) -> str:
-        return ""
-
-    def __repr__(self) -> str:
-        if not self._modules:
-            return f"{type(self).__name__}({self.extra_repr()})"
-        lines = [f"{type(self).__name__}("]
-        for name, child in self._modules.items():
-            child_repr = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {child_repr}")
-        lines.append(")")
-        return "\n".join(lines)

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from steadygrad.nn._layout import FIRST, conversion_bytes
-from steadygrad.nn.container import Residual, Sequential
+from steadygrad.nn.container import Sequential
 from steadygrad.nn.conv import _ConvNd
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.linear import Identity
 from steadygrad.nn.module import Module
+from steadygrad.nn.residual import Residual
 
 if TYPE_CHECKING:
     from steadygrad._core import GemmScratch
