@@ -13,6 +13,7 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn import init
+from steadygrad.nn._conv_padding import fold_into, pad_into
 from steadygrad.nn._layout import FIRST, LAST, LAYOUTS, first_shape, last_shape, to_first, to_last
 from steadygrad.nn._util import grad_input_out, work_like
 from steadygrad.nn.module import Module
@@ -22,13 +23,6 @@ if TYPE_CHECKING:
     from steadygrad._core import GemmScratch
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-
-# Depthwise convolutions (groups == in_channels > 1) have a kernel of their own
-# (_core.depthwise_conv2d_forward/backward, CONV_CONTRACT.md: the same arguments as
-# conv2d_forward/backward, but dL/dx never over the input). Until it is built in they run on
-# the generic grouped GEMM path. The one switch: this flag, read by _ConvNd._is_depthwise.
-DEPTHWISE_KERNEL = hasattr(_core, "depthwise_conv2d_forward")
-
 
 def _tuple(owner: str, name: str, value: object, nd: int, low: int) -> tuple[int, ...]:
     """An int or a tuple of nd ints, each >= low, as a tuple (torch's _single/_pair)."""
@@ -41,18 +35,6 @@ def _tuple(owner: str, name: str, value: object, nd: int, low: int) -> tuple[int
     if any(v < low for v in out):
         raise ValueError(f"{owner}: {name} must be >= {low}, got {value!r}")
     return out
-
-
-def _pad_index(size: int, before: int, after: int, mode: str) -> np.ndarray:
-    """For each position of the padded axis, the input position it copies (np.pad's
-    reflect / edge / wrap, which are torch's reflect / replicate / circular)."""
-    q = np.arange(-before, size + after)
-    if mode == "reflect":
-        q = np.abs(q)
-        return np.where(q >= size, 2 * (size - 1) - q, q)
-    if mode == "replicate":
-        return np.clip(q, 0, size - 1)
-    return q % size  # circular
 
 
 class _ConvNd(Module):
@@ -143,14 +125,14 @@ class _ConvNd(Module):
 
     # -- geometry -------------------------------------------------------------------------
     def _is_depthwise(self) -> bool:
-        """The one dispatch point to the depthwise kernel (DEPTHWISE_KERNEL)."""
-        return DEPTHWISE_KERNEL and self.groups == self.in_channels > 1
+        """The one dispatch point to the depthwise kernel (cpp/depthwise: groups == in_channels
+        > 1; the same arguments as conv2d_forward/backward, but dL/dx never over the input)."""
+        return self.groups == self.in_channels > 1
 
     def _kernels(self) -> tuple[Any, Any]:
         """(forward, backward) _core functions; both take conv2d_forward/backward's arguments."""
         if self._is_depthwise():
-            return (getattr(_core, "depthwise_conv2d_forward"),  # noqa: B009  # stub may lack it
-                    getattr(_core, "depthwise_conv2d_backward"))  # noqa: B009
+            return _core.depthwise_conv2d_forward, _core.depthwise_conv2d_backward
         return _core.conv2d_forward, _core.conv2d_backward
 
     def _hw(self, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -220,30 +202,8 @@ class _ConvNd(Module):
 
     def _pad_input(self, x4: np.ndarray, geom: _core.ConvGeometry) -> np.ndarray:
         """x4 (n, h, w, c) padded by padding_mode into the work buffer "x_pad"."""
-        (ph0, ph1), (pw0, pw1) = self._padded()
-        n, h, w, c = x4.shape
-        xp = self._buffer("x_pad", (n, geom.h, geom.w, c))
-        xp[:, ph0:ph0 + h, pw0:pw0 + w] = x4
-        iw = _pad_index(w, pw0, pw1, self.padding_mode)
-        for j in (*range(pw0), *range(pw0 + w, geom.w)):
-            xp[:, ph0:ph0 + h, j] = x4[:, :, iw[j]]
-        ih = _pad_index(h, ph0, ph1, self.padding_mode)
-        for i in (*range(ph0), *range(ph0 + h, geom.h)):
-            xp[:, i] = xp[:, ph0 + ih[i]]
-        return xp
-
-    def _fold_padding(self, dp: np.ndarray, out: np.ndarray) -> None:
-        """out (n, h, w, c) = the gradient of the padded input dp summed back onto the pixels
-        each padded position copied (in a fixed order; dp is overwritten)."""
-        (ph0, ph1), (pw0, pw1) = self._padded()
-        h, w = out.shape[1], out.shape[2]
-        iw = _pad_index(w, pw0, pw1, self.padding_mode)
-        for j in (*range(pw0), *range(pw0 + w, dp.shape[2])):
-            dp[:, :, pw0 + iw[j]] += dp[:, :, j]
-        ih = _pad_index(h, ph0, ph1, self.padding_mode)
-        for i in (*range(ph0), *range(ph0 + h, dp.shape[1])):
-            dp[:, ph0 + ih[i], pw0:pw0 + w] += dp[:, i, pw0:pw0 + w]
-        np.copyto(out, dp[:, ph0:ph0 + h, pw0:pw0 + w])
+        xp = self._buffer("x_pad", (x4.shape[0], geom.h, geom.w, x4.shape[3]))
+        return pad_into(x4, xp, self._padded(), self.padding_mode)
 
     def forward(self, x: np.ndarray, *, layout_in: str = FIRST, layout_out: str = FIRST,
                 epilogue: str = "none") -> np.ndarray:
@@ -343,7 +303,7 @@ class _ConvNd(Module):
         if self.padding_mode != "zeros":
             into = (self._buffer("x_last", in_last) if layout_in == FIRST
                     else final.reshape(in_last))
-            self._fold_padding(dk, into)
+            fold_into(dk, into, self._padded(), self.padding_mode)
             dk = into
         if layout_in == FIRST:
             to_first(dk.reshape(last_shape(shape)), final)
