@@ -1,0 +1,80 @@
+// The convolution's operand gathers: GEMM pack sources that write the micropanels the ISA's
+// packers would, straight from the image (forward, stride-phase dL/dx), the weight in torch's
+// order, and the im2col columns of dL/dw. Used by conv.cpp's drivers only.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "layers/conv_geometry.h"
+
+namespace sg::conv_gather {
+
+// A source: row i is a pixel, depth p = t * nch + ch (tap-major) reads channel ch of the pixel
+// that tap t of row i's window touches, or 0 in the padding. Forward: rows are output pixels,
+// the tapped pixel is an input pixel. transposed (dL/dx): rows are input pixels, tap t reads the
+// output pixel whose window tap t lands on row i's pixel, or 0 where none does (stride gaps,
+// borders).
+struct ImageGather {
+  const ConvGeometry* g;
+  const float* src;  // this group's first channel of pixel 0
+  int64_t nch;       // channels per tap (the group's)
+  int64_t ld;        // floats between consecutive pixels of src
+  bool transposed;
+};
+
+// dL/dx of a strided convolution, one stride phase at a time: the input pixels (iy, ix) with
+// iy = ry + sh * a, ix = rx + sw * b share the window taps that land on them, (ky, kx) with
+// sh | ry + ph0 - ky dh and sw | rx + pw0 - kx dw, and tap (ky, kx) reads output pixel
+// (a + qy, b + qx), qy = (ry + ph0 - ky dh) / sh (exact). A source: row i is phase pixel
+// (n, a, b) over (n, hp, wp), depth p = u * nch + co over the phase's taps u = uy * ntx + ux.
+// The other taps of the full gather would only read zeros (about 3/4 of them at stride 2).
+struct PhaseGather {
+  const ConvGeometry* g;
+  const float* src;  // this group's first channel of output pixel 0 (dy)
+  int64_t nch, ld;   // channels per tap (cog), floats between pixels (c_out)
+  int64_t hp, wp;    // the phase's rows and columns of input pixels
+  const int64_t* qy;  // per tap row uy: the output row offset
+  const int64_t* qx;  // per tap column ux: the output column offset
+  int64_t ntx;
+};
+
+// The taps of one stride phase along one axis: window positions k (0 <= k < kk) with
+// s | r + pad - k dil, their output offsets (r + pad - k dil) / s, and the phase's pixel count
+// (positions r, r + s, ... below len).
+struct PhaseAxis {
+  std::vector<int64_t> k, q;
+  int64_t pixels;
+};
+
+// B source over the weight in torch's (c_out, cig, kh, kw) order: element (p, j), depth
+// p = t * nin + inner, is w[j * sj + inner * si + t]. Forward: j = co, inner = ci; dL/dx:
+// j = ci, inner = co.
+struct WeightGather {
+  const float* w;  // the group's first output channel
+  int64_t nin, sj, si;
+  const int64_t* taps = nullptr;  // depth tap u is window tap taps[u] (null: u itself)
+};
+
+// B source for dL/dw: the im2col as the GEMM's B, element (p, j) with p an output pixel and
+// j = t * cig + ci (tap-major, so a micropanel row is a few contiguous runs of channels):
+// channel ci of the input pixel tap t of pixel p's window touches, or 0 in the padding. The
+// product is dL/dw with its (cig, T) part of each row permuted to (T, cig): see
+// permute_weight_rows.
+struct ColumnGather {
+  const ConvGeometry* g;
+  const float* x;  // the group's first input channel
+  int64_t cig;
+};
+
+// The GEMM pack sources (GemmPackSource::pack) over the structs above.
+void pack_image(const void* ctx, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
+                int64_t width, float* d);
+void pack_phase(const void* ctx, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
+                int64_t width, float* d);
+void pack_weight(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
+                 int64_t width, float* d);
+void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
+                  int64_t width, float* d);
+PhaseAxis phase_axis(int64_t r, int64_t len, int64_t kk, int64_t s, int64_t dil, int64_t pad);
+
+}  // namespace sg::conv_gather
