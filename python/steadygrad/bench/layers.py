@@ -144,7 +144,7 @@ def build_torch(layer: str, dims: tuple[int, ...]) -> Built:
             return loss
 
         return Built(loss_step, lambda: {"loss": _f64(last["loss"].item()),
-                                         "input": _f64(x.grad)})
+                                         "input": _f64(x.grad.numpy())})
     module = torch.nn.LayerNorm(dims[-1]) if layer == "LayerNorm" \
         else torch.nn.Embedding(dims[0], dims[1])
     module.load_state_dict({k: d[k] for k in ("weight", "bias") if k in d})
@@ -157,8 +157,8 @@ def build_torch(layer: str, dims: tuple[int, ...]) -> Built:
         return x.grad
 
     def grads() -> dict[str, np.ndarray]:
-        out = {name: _f64(p.grad) for name, p in module.named_parameters()}
-        return {**out, "input": _f64(x.grad)} if x.requires_grad else out
+        out = {name: _f64(p.grad.numpy()) for name, p in module.named_parameters()}
+        return {**out, "input": _f64(x.grad.numpy())} if x.requires_grad else out
 
     return Built(step, grads)
 
