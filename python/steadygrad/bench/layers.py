@@ -94,6 +94,13 @@ def _f64(a: Any) -> np.ndarray:
     return np.array(a, dtype=np.float64)
 
 
+def _t64(t: Any) -> np.ndarray:
+    """A float64 copy of a torch tensor (a missing gradient: an error, not an empty array)."""
+    if t is None:
+        raise RuntimeError("torch left a gradient unset")
+    return _f64(t.detach().numpy())
+
+
 def build_steadygrad(layer: str, dims: tuple[int, ...]) -> Built:
     why = missing(layer)
     if why:
@@ -144,7 +151,7 @@ def build_torch(layer: str, dims: tuple[int, ...]) -> Built:
             return loss
 
         return Built(loss_step, lambda: {"loss": _f64(last["loss"].item()),
-                                         "input": _f64(x.grad.numpy())})
+                                         "input": _t64(x.grad)})
     module = torch.nn.LayerNorm(dims[-1]) if layer == "LayerNorm" \
         else torch.nn.Embedding(dims[0], dims[1])
     module.load_state_dict({k: d[k] for k in ("weight", "bias") if k in d})
@@ -157,8 +164,8 @@ def build_torch(layer: str, dims: tuple[int, ...]) -> Built:
         return x.grad
 
     def grads() -> dict[str, np.ndarray]:
-        out = {name: _f64(p.grad.numpy()) for name, p in module.named_parameters()}
-        return {**out, "input": _f64(x.grad.numpy())} if x.requires_grad else out
+        out = {name: _t64(p.grad) for name, p in module.named_parameters()}
+        return {**out, "input": _t64(x.grad)} if x.requires_grad else out
 
     return Built(step, grads)
 
