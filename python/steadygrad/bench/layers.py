@@ -57,7 +57,7 @@ def describe(layer: str, dims: tuple[int, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class Built:
+class LayerStep:
     """A case built in one framework: `step()` runs one training step; `grads()` are the
     float64 copies of what the last step computed (the loss, dL/dinput, parameter grads)."""
 
@@ -101,7 +101,7 @@ def _t64(t: Any) -> np.ndarray:
     return _f64(t.detach().numpy())
 
 
-def build_steadygrad(layer: str, dims: tuple[int, ...]) -> Built:
+def build_steadygrad(layer: str, dims: tuple[int, ...]) -> LayerStep:
     why = missing(layer)
     if why:
         raise RuntimeError(why)
@@ -116,7 +116,7 @@ def build_steadygrad(layer: str, dims: tuple[int, ...]) -> Built:
             last["input"] = loss_fn.backward()
             return last["input"]
 
-        return Built(loss_step, lambda: {k: _f64(v) for k, v in last.items()})
+        return LayerStep(loss_step, lambda: {k: _f64(v) for k, v in last.items()})
     module = cls(dims[-1]) if layer == "LayerNorm" else cls(dims[0], dims[1])
     module.load_state_dict({k: d[k] for k in ("weight", "bias") if k in d})
     module.train()
@@ -132,10 +132,10 @@ def build_steadygrad(layer: str, dims: tuple[int, ...]) -> Built:
         out = {name: _f64(p.grad) for name, p in module.named_parameters()}
         return {**out, "input": _f64(last["input"])} if input_grad else out
 
-    return Built(step, grads)
+    return LayerStep(step, grads)
 
 
-def build_torch(layer: str, dims: tuple[int, ...]) -> Built:
+def build_torch(layer: str, dims: tuple[int, ...]) -> LayerStep:
     import torch
 
     d = {k: torch.from_numpy(v) for k, v in make_data(layer, dims).items()}
@@ -150,7 +150,7 @@ def build_torch(layer: str, dims: tuple[int, ...]) -> Built:
             loss.backward()
             return loss
 
-        return Built(loss_step, lambda: {"loss": _f64(last["loss"].item()),
+        return LayerStep(loss_step, lambda: {"loss": _f64(last["loss"].item()),
                                          "input": _t64(x.grad)})
     module = torch.nn.LayerNorm(dims[-1]) if layer == "LayerNorm" \
         else torch.nn.Embedding(dims[0], dims[1])
@@ -167,10 +167,10 @@ def build_torch(layer: str, dims: tuple[int, ...]) -> Built:
         out = {name: _t64(p.grad) for name, p in module.named_parameters()}
         return {**out, "input": _t64(x.grad)} if x.requires_grad else out
 
-    return Built(step, grads)
+    return LayerStep(step, grads)
 
 
-BUILDERS: dict[str, Callable[[str, tuple[int, ...]], Built]] = {
+BUILDERS: dict[str, Callable[[str, tuple[int, ...]], LayerStep]] = {
     "steadygrad": build_steadygrad, "torch": build_torch}
 
 
