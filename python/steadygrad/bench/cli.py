@@ -3,6 +3,7 @@
     steadygrad-bench                      quick run of every suite (about a minute)
     steadygrad-bench train --full --threads 1,2 --json out.json
     steadygrad-bench train memory --configs C1,C2   only these configurations
+    steadygrad-bench layers --threads 2 --compare torch   single layers vs torch.nn
 
 Every suite meets one contract (suite.py) and is measured by one runner (runner.py); this
 file parses the options, prints the machine header and each suite's table, and writes the
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="steadygrad-bench", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("suites", nargs="*", metavar="suite",
-                   help="gemm, optim, train, memory or all (default: all, quick)")
+                   help="gemm, optim, layers, train, memory or all (default: all, quick)")
     p.add_argument("--threads", default=None,
                    help="thread counts, comma-separated (default: all available CPUs)")
     p.add_argument("--repeat", type=int, default=None,

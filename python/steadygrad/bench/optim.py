@@ -2,9 +2,18 @@
 parameters, alone and with global-norm clipping, with GB/s counted from the bytes each update
 must move and a measured bandwidth probe (steadygrad's own streaming kernels) to compare with.
 
-Bytes per parameter (fp32, in place, lines read before written): Adam/AdamW read p, g, m, v and
-write p, m, v = 28 B; RMSprop (plain) and SGD-momentum 20 B. The read-only norm pass adds 4 B;
-torch's separate clip_grad_norm_ adds 12 B (norm read + in-place scale).
+Bytes per parameter (fp32, in place, lines read before written): Adam/AdamW/NAdam read p, g, m,
+v and write p, m, v = 28 B; RMSprop (plain), SGD-momentum and Adagrad (p, g, sum) 20 B. The
+read-only norm pass adds 4 B; torch's separate clip_grad_norm_ adds 12 B (norm read + in-place
+scale).
+
+torch runs each optimizer's fastest CPU implementation in torch 2.13: Adam/AdamW fused=True;
+Adagrad has both a fused and a foreach kernel, both are timed and the faster is the torch
+figure (the row names it); NAdam has foreach only (no fused NAdam in torch 2.13); RMSprop and
+SGD-momentum the default for-loop.
+
+    steadygrad-bench optim --full --threads 2 --compare torch --json benchmarks/runs/optim.json
+    python benchmarks/bench_optim.py --full --threads 2     the same, as a script
 """
 
 from __future__ import annotations
@@ -23,13 +32,20 @@ from steadygrad.nn import Parameter, flatten
 # (layers, width): layers x (width^2 + width) parameters; "8.3k" only for --tiny
 SIZES = {"262k": (4, 256), "16.8M": (4, 2048)}
 TINY_SIZES = {"8.3k": (2, 64)}
-UPDATE_BYTES = {"Adam": 28, "AdamW": 28, "RMSprop": 20, "SGD-momentum": 20}
-OPTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    # name: (class name, steadygrad/torch kwargs, torch-only kwargs)
-    "Adam": ("Adam", {"lr": 1e-3}, {"fused": True}),
-    "AdamW": ("AdamW", {"lr": 1e-3}, {"fused": True}),
-    "RMSprop": ("RMSprop", {"lr": 1e-3}, {}),
-    "SGD-momentum": ("SGD", {"lr": 1e-3, "momentum": 0.9}, {}),
+UPDATE_BYTES = {"Adam": 28, "AdamW": 28, "RMSprop": 20, "SGD-momentum": 20, "Adagrad": 20,
+                "NAdam": 28}
+FUSED: dict[str, Any] = {"fused": True}
+FOREACH: dict[str, Any] = {"foreach": True}
+LOOP: dict[str, Any] = {}
+OPTS: dict[str, tuple[str, dict[str, Any], dict[str, dict[str, Any]]]] = {
+    # name: (class name, steadygrad/torch kwargs, torch's implementations: label -> its kwargs,
+    # the first one timed as contender "torch", any other as "torch_<label>")
+    "Adam": ("Adam", {"lr": 1e-3}, {"fused": FUSED}),
+    "AdamW": ("AdamW", {"lr": 1e-3}, {"fused": FUSED}),
+    "RMSprop": ("RMSprop", {"lr": 1e-3}, {"default for-loop": LOOP}),
+    "SGD-momentum": ("SGD", {"lr": 1e-3, "momentum": 0.9}, {"default for-loop": LOOP}),
+    "Adagrad": ("Adagrad", {"lr": 1e-2}, {"fused": FUSED, "foreach": FOREACH}),
+    "NAdam": ("NAdam", {"lr": 2e-3}, {"foreach": FOREACH}),
 }
 PROBE_KEY = "bandwidth probe"
 
@@ -61,8 +77,23 @@ def probe_fn(params: dict[str, Any], contender: str) -> Callable[[], object]:
     return lambda: sg._core.grad_norms(g, off, ln, 2.0)
 
 
+def torch_contenders(optimizer: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Contender name -> (implementation label, torch-only kwargs) of torch's implementations
+    of `optimizer`."""
+    impls = OPTS[optimizer][2]
+    return {"torch" if i == 0 else f"torch_{label.replace(' ', '_')}": (label, kw)
+            for i, (label, kw) in enumerate(impls.items())}
+
+
 def step_fn(params: dict[str, Any], contender: str) -> Callable[[], object]:
-    cls, kw, tkw = OPTS[params["optimizer"]]
+    return build_step(params, contender)[0]
+
+
+def build_step(params: dict[str, Any],
+               contender: str) -> tuple[Callable[[], object], Callable[[], list[np.ndarray]]]:
+    """The contender's step on the case's parameters and gradients, and what reads the
+    parameters' current values (float64 copies)."""
+    cls, kw, _ = OPTS[params["optimizer"]]
     arrays = _arrays(params["size"])
     if contender in ("sg", "sg_guard"):
         ps = [Parameter(v) for v, _ in arrays]
@@ -74,22 +105,27 @@ def step_fn(params: dict[str, Any], contender: str) -> Callable[[], object]:
         if params["clip"]:
             extra["max_grad_norm"] = 1.0
         step: Callable[[], object] = getattr(optim, cls)(ps, **kw, **extra).step
-        return step
+        return step, lambda: [np.array(p.data, np.float64) for p in ps]
     import torch
 
     tps = [torch.tensor(v, requires_grad=True) for v, _ in arrays]
     for tp, (_, g) in zip(tps, arrays, strict=True):
         tp.grad = torch.tensor(g)
-    topt = getattr(torch.optim, cls)(tps, **kw, **tkw)
+    impl = torch_contenders(params["optimizer"])[contender][1]
+    topt = getattr(torch.optim, cls)(tps, **kw, **impl)
+
+    def values() -> list[np.ndarray]:
+        return [tp.detach().numpy().astype(np.float64) for tp in tps]
+
     if not params["clip"]:
         tstep: Callable[[], object] = topt.step
-        return tstep
+        return tstep, values
 
     def clipped() -> None:
         torch.nn.utils.clip_grad_norm_(tps, 1.0)
         topt.step()
 
-    return clipped
+    return clipped, values
 
 
 class OptimSuite(suite.BaseSuite):
@@ -109,7 +145,7 @@ class OptimSuite(suite.BaseSuite):
             for name in names:
                 for clip in (False, True):
                     contenders = {"sg": suite.STEADYGRAD, "sg_guard": suite.STEADYGRAD,
-                                  "torch": suite.TORCH}
+                                  **dict.fromkeys(torch_contenders(name), suite.TORCH)}
                     if clip:  # the guard's norm pass is the clip's: one figure
                         del contenders["sg_guard"]
                     params = {"size": s, "optimizer": name, "clip": clip}
@@ -137,11 +173,13 @@ class OptimSuite(suite.BaseSuite):
                    ["sg_probe_pct", "% probe"], ["sg_guard_ms", "sg+guard ms"]]
         if any(r.get("torch_ms") for r in rows):
             columns += [["torch_ms", "torch ms"], ["torch_gbs", "torch GB/s"],
-                        ["torch_x", "torch/sg"]]
+                        ["torch_x", "torch/sg"], ["torch_impl", "torch impl"]]
         notes = [f"bandwidth probe, {nt} thread(s): read+write {p['rw_gbs'] or 0:.1f} GB/s, "
                  f"read {p['read_gbs'] or 0:.1f} GB/s" for nt, p in probe.items()]
-        notes += ["torch: Adam/AdamW(fused=True), clip_grad_norm_ before step when clipped",
-                  run.plan.describe(), *errors]
+        impls = "; ".join(f"{name} {' / '.join(impl)}" for name, (_, _, impl) in OPTS.items())
+        notes += [f"torch (its fastest CPU implementation; of several, the faster is torch ms): "
+                  f"{impls}; clip_grad_norm_ before step when clipped", run.plan.describe(),
+                  *errors]
         return {"suite": "optim", "title": "Optimizer step (fused clip + update vs torch.optim)",
                 "columns": columns, "rows": rows, "notes": notes, "probe": probe,
                 "errors": errors}
@@ -152,20 +190,36 @@ def _ms(m: suite.Measured, name: str) -> float | None:
     return s * 1e3 if s else None
 
 
+def _torch_figures(m: suite.Measured) -> dict[str, Any]:
+    """torch's figure of the row: the fastest of its implementations that were timed (each
+    one's ms under torch_impl_ms), and the call it stands for; {} when torch did not run."""
+    cls, _, impls = OPTS[m.case.params["optimizer"]]
+    ran = {label: _ms(m, key) for key, (label, _) in
+           torch_contenders(m.case.params["optimizer"]).items() if key in m.case.contenders}
+    if not ran:
+        return {}
+    timed_ms = {label: ms for label, ms in ran.items() if ms}
+    best = min(timed_ms, key=timed_ms.__getitem__) if timed_ms else next(iter(ran))
+    args = ", ".join(f"{k}={v}" for k, v in impls[best].items())
+    call = f"{cls}({args})" if args else f"{cls} ({best})"
+    return {"torch_impl_ms": ran, "torch_impl": best, "torch_ms": timed_ms.get(best),
+            "torch_variant": ("clip_grad_norm_ + " if m.case.params["clip"] else "") + call}
+
+
 def _row(m: suite.Measured, probe_gbs: float | None) -> dict[str, Any]:
     p = m.case.params
     n, clip, ub = numel(p["size"]), p["clip"], UPDATE_BYTES[p["optimizer"]]
-    cls, _, tkw = OPTS[p["optimizer"]]
     res: dict[str, Any] = {"size": p["size"], "params": n, "optimizer": p["optimizer"],
                            "clip": "2-norm" if clip else "-", "threads": m.threads,
                            "sg_bytes": ub + (4 if clip else 0),
-                           "torch_bytes": ub + (12 if clip else 0)}
-    res["torch_variant"] = ("clip_grad_norm_ + " if clip else "") + (
-        f"{cls}(fused=True)" if tkw.get("fused") else f"{cls} (default for-loop)")
+                           "torch_bytes": ub + (12 if clip else 0), **_torch_figures(m)}
+    for key in ("sg", "sg_guard"):
+        if key in m.case.contenders:
+            res[f"{key}_ms"] = _ms(m, key)
     for key, nbytes in (("sg", res["sg_bytes"]), ("sg_guard", ub + 4),
                         ("torch", res["torch_bytes"])):
-        if key in m.case.contenders:
-            ms = res[f"{key}_ms"] = _ms(m, key)
+        if f"{key}_ms" in res:
+            ms = res[f"{key}_ms"]
             res[f"{key}_gbs"] = nbytes * n / ms / 1e6 if ms else None
     sg_ms, torch_ms = res.get("sg_ms"), res.get("torch_ms")
     res["speedup"] = res["torch_x"] = torch_ms / sg_ms if sg_ms and torch_ms else None

@@ -1,6 +1,6 @@
-"""The contract every benchmark suite meets (gemm, optim, train, memory): a Suite lists Cases,
-each naming its contenders and the Runtime (framework + environment) each one runs in; the
-runner (runner.py) measures them all by one method and hands the figures to the suite's
+"""The contract every benchmark suite meets (gemm, optim, layers, train, memory): a Suite lists
+Cases, each naming its contenders and the Runtime (framework + environment) each one runs in;
+the runner (runner.py) measures them all by one method and hands the figures to the suite's
 `report`. Values only: nothing here times, spawns or prints."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, cast
 
 Size = Literal["tiny", "quick", "full"]
-NAMES = ("gemm", "optim", "train", "memory")
+NAMES = ("gemm", "optim", "layers", "train", "memory")
 FRAMEWORKS = ("steadygrad", "numpy", "torch", "jax")
 
 
