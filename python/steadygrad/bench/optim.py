@@ -9,8 +9,8 @@ scale).
 
 torch runs each optimizer's fastest CPU implementation in torch 2.13: Adam/AdamW fused=True;
 Adagrad has both a fused and a foreach kernel, both are timed and the faster is the torch
-figure (the row names it); NAdam has foreach only (no fused NAdam in torch 2.13); RMSprop and
-SGD-momentum the default for-loop.
+figure (the row names it), as for SGD-momentum (fused and foreach); NAdam and RMSprop have
+foreach only (no fused kernel for them in torch 2.13).
 
     steadygrad-bench optim --full --threads 2 --compare torch --json benchmarks/runs/optim.json
     python benchmarks/bench_optim.py --full --threads 2     the same, as a script
@@ -36,14 +36,13 @@ UPDATE_BYTES = {"Adam": 28, "AdamW": 28, "RMSprop": 20, "SGD-momentum": 20, "Ada
                 "NAdam": 28}
 FUSED: dict[str, Any] = {"fused": True}
 FOREACH: dict[str, Any] = {"foreach": True}
-LOOP: dict[str, Any] = {}
 OPTS: dict[str, tuple[str, dict[str, Any], dict[str, dict[str, Any]]]] = {
     # name: (class name, steadygrad/torch kwargs, torch's implementations: label -> its kwargs,
     # the first one timed as contender "torch", any other as "torch_<label>")
     "Adam": ("Adam", {"lr": 1e-3}, {"fused": FUSED}),
     "AdamW": ("AdamW", {"lr": 1e-3}, {"fused": FUSED}),
-    "RMSprop": ("RMSprop", {"lr": 1e-3}, {"default for-loop": LOOP}),
-    "SGD-momentum": ("SGD", {"lr": 1e-3, "momentum": 0.9}, {"default for-loop": LOOP}),
+    "RMSprop": ("RMSprop", {"lr": 1e-3}, {"foreach": FOREACH}),
+    "SGD-momentum": ("SGD", {"lr": 1e-3, "momentum": 0.9}, {"fused": FUSED, "foreach": FOREACH}),
     "Adagrad": ("Adagrad", {"lr": 1e-2}, {"fused": FUSED, "foreach": FOREACH}),
     "NAdam": ("NAdam", {"lr": 2e-3}, {"foreach": FOREACH}),
 }
