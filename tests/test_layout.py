@@ -21,7 +21,10 @@ TOOLS = {
     "checkpoint": {"_introspect"},
     "progress": set(),
     "diagnostics": {"_introspect", "callbacks", "nn", "ops"},
-    "training": {"_introspect", "callbacks", "checkpoint", "diagnostics", "optim", "progress"},
+    "data": {"random"},
+    "metrics": set(),
+    "training": {"_introspect", "callbacks", "checkpoint", "data", "diagnostics", "metrics", "optim",
+                 "progress"},
 }
 FOUNDATION = ("_core", "random", "ops", "progress", "nn", "optim")
 

@@ -208,6 +208,12 @@ def output_shape(model: Any, x: np.ndarray, where: str) -> tuple[int, ...]:
         return tuple(np.shape(model(rows)))
 
 
+def probe_rows(y: np.ndarray) -> list[int]:
+    """The two samples a loss or metric is tried on: the extreme class labels, else the first
+    and the last target."""
+    return [int(np.argmin(y)), int(np.argmax(y))] if y.dtype.kind in "iu" and y.ndim == 1 else [0, -1]
+
+
 def labels_and_loss(loss_fn: Any, out: tuple[int, ...], y: np.ndarray, where: str) -> None:
     """Integer targets for a (batch, C) output are class indices (fit's accuracy reads them so):
     all must lie in [0, C). Then the loss must accept these targets: it is called once on a
@@ -220,7 +226,7 @@ def labels_and_loss(loss_fn: Any, out: tuple[int, ...], y: np.ndarray, where: st
             i = int(bad[0])
             raise ValueError(f"{where}: labels must be class indices in [0, {classes}) for the model's "
                              f"{classes} outputs, got {y[i]} at index {i} ({bad.size} out of range)")
-    rows = [int(np.argmin(y)), int(np.argmax(y))] if y.dtype.kind in "iu" and y.ndim == 1 else [0, -1]
+    rows = probe_rows(y)
     pred = np.zeros((len(rows), *out[1:]), np.float32)
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
