@@ -196,7 +196,12 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
         seed: int | None = None, verbose: int = 1, diagnostics: int | None = None,
         initial_epoch: int = 0, resume: Any = None, max_steps: int | None = None,
         drop_last: bool | None = None) -> History:
-    """Trains `model` on (x, y) for `epochs` epochs of mini-batches of `batch_size`.
+    """Trains `model` on (x, y) for `epochs` epochs of mini-batches of `batch_size`, or on a
+    `steadygrad.data.DataLoader` passed as x (holding (x, y) or (x, y, sample_weight)): its
+    batch_size, shuffle, drop_last and seeded order are used, and passing a different
+    batch_size, shuffle or drop_last, or a seed, raises (its prefetch thread gathers the next
+    batch while a step runs). fit with DataLoader(x, y, shuffle=True, seed=s) trains on the
+    same batches as fit(x, y, seed=s), and leaves the loader's generator past the epochs it drew.
 
     Each step: forward -> loss -> backward -> `optimizer.step()` (clipping is fused into it and
     it returns the pre-clip norm) -> `scheduler.step()` for a per-step scheduler. At each epoch
@@ -204,6 +209,19 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
     The unit is the scheduler's `interval`: "step" for OneCycleLR and CyclicLR (and a
     SequentialLR holding one), "epoch" for the others; `scheduler_interval="epoch"|"step"`
     overrides it (e.g. a LinearLR warmup counted in batches).
+
+    validation_split=f holds out the last fraction f of the arrays (before shuffling, as
+    Keras; sample_weight is split with them) as the validation data.
+    sample_weight (one non-negative weight per sample) and class_weight ({class index:
+    weight}, Keras': a sample weighs class_weight.get(its label, 1.0); integer labels, or 0/1
+    targets of one binary output; multiplied with sample_weight) need a loss built with
+    reduction='none': fit multiplies each sample's loss by its weight and divides the sum by
+    the batch size (Keras' normalisation, not by the sum of the weights); a loss with
+    reduction='none' and no weights trains on the plain mean. Validation uses the split's
+    sample weights, never class_weight. metrics=["accuracy", "top5", "mae", "mse", ...] are
+    names in sg.metrics (extend it with sg.metrics.register); each is logged per epoch as the
+    mean over the trained samples, and as val_<name>. By default integer targets log
+    accuracy, float targets nothing.
 
     Every argument is checked before the first step (x, y, validation_data as (x_val, y_val),
     class labels in [0, C) for a (batch, C) output, batch_size and the other counts; the loss
