@@ -5,6 +5,9 @@ per-sample loss and its gradient against torch in float64), metrics by name and 
 
 from __future__ import annotations
 
+import gc
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +16,7 @@ from train_fakes import blobs
 
 import steadygrad as sg
 from steadygrad import nn, optim
-from steadygrad.callbacks import EarlyStopping
+from steadygrad.callbacks import Callback, EarlyStopping
 from steadygrad.data import DataLoader
 
 
@@ -79,6 +82,27 @@ def test_fit_on_a_loader_resumes_at_the_batch_it_stopped():
     sg.fit(b, nn.CrossEntropyLoss(), opt, DataLoader(x, y, batch_size=16, shuffle=True, seed=4),
            resume=h.fit_state, **kw)
     _same_params(a, b)
+
+
+def _prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "steadygrad-prefetch"]
+
+
+def test_fit_stops_the_prefetch_thread_when_it_leaves_an_epoch_early():
+    x, y = blobs(200)
+    loader = DataLoader(x, y, batch_size=8, shuffle=True, seed=0, prefetch=True)
+    h = _fit(_model(), loader, max_steps=7)  # stops inside the first epoch
+    assert h.fit_state["batch"] == 7 and not _prefetch_threads()
+
+    class Boom(Callback):
+        def on_batch_end(self, step, logs):
+            if step == 3:
+                raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        _fit(_model(), loader, callbacks=[Boom()])
+    gc.collect()
+    assert not _prefetch_threads()
 
 
 @pytest.mark.parametrize("kw,exc,msg", [

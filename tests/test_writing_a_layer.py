@@ -64,8 +64,9 @@ def test_inside_a_sequential_every_gradient_matches_finite_differences():
     loss_fn(model(x), labels)
     dx = model.backward(loss_fn.backward())
     w1, b1, beta, w2, b2 = (p.data.astype(np.float64) for p in model.parameters())
+    x64 = x.astype(np.float64)
 
-    def loss(w1=w1, b1=b1, beta=beta, w2=w2, b2=b2, x=x.astype(np.float64)):
+    def loss(w1=w1, b1=b1, beta=beta, w2=w2, b2=b2, x=x64):
         z = _swish(x @ w1.T + b1, beta) @ w2.T + b2
         z = z - z.max(axis=1, keepdims=True)
         return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(4), labels]))
@@ -74,7 +75,7 @@ def test_inside_a_sequential_every_gradient_matches_finite_differences():
     for name, p, v in zip(names, model.parameters(), (w1, b1, beta, w2, b2), strict=True):
         fd = _central(lambda u, name=name: loss(**{name: u}), v)
         np.testing.assert_allclose(p.grad, fd, rtol=1e-4, atol=1e-6, err_msg=name)
-    np.testing.assert_allclose(dx, _central(lambda u: loss(x=u), x.astype(np.float64)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(dx, _central(lambda u: loss(x=u), x64), rtol=1e-4, atol=1e-6)
 
 
 def test_a_bad_input_names_the_layer():
