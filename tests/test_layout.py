@@ -21,10 +21,11 @@ TOOLS = {
     "checkpoint": {"_introspect"},
     "progress": set(),
     "diagnostics": {"_introspect", "callbacks", "nn", "ops"},
-    "data": {"random"},
+    "_args": set(),
+    "data": {"_args", "random"},
     "metrics": set(),
-    "training": {"_introspect", "callbacks", "checkpoint", "data", "diagnostics", "metrics", "optim",
-                 "progress"},
+    "training": {"_args", "_introspect", "callbacks", "checkpoint", "data", "diagnostics", "metrics",
+                 "optim", "progress"},
 }
 FOUNDATION = ("_core", "random", "ops", "progress", "nn", "optim")
 

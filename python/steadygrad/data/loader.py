@@ -9,25 +9,8 @@ from typing import Any
 import numpy as np
 
 from steadygrad import random
+from steadygrad._args import count, flag
 from steadygrad.data.batching import Batch, Batcher
-
-
-def _describe(v: Any) -> str:
-    return f"{v!r} ({type(v).__name__})"
-
-
-def _int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"DataLoader: {name} must be an int >= {minimum}, got {_describe(value)}")
-    if value < minimum:
-        raise ValueError(f"DataLoader: {name} must be an int >= {minimum}, got {value}")
-    return int(value)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"DataLoader: {name} must be True or False, got {_describe(value)}")
-    return bool(value)
 
 
 def _aligned(arrays: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
@@ -74,14 +57,14 @@ class DataLoader:
     def __init__(self, *arrays: Any, batch_size: int, shuffle: bool = False, drop_last: bool = False,
                  seed: int | None = None, prefetch: bool = False) -> None:
         self.arrays = _aligned(arrays)
-        self.batch_size = _int(batch_size, "batch_size", 1)
-        self.shuffle = _flag(shuffle, "shuffle")
-        self.drop_last = _flag(drop_last, "drop_last")
-        self.prefetch = _flag(prefetch, "prefetch")
+        self.batch_size = count(batch_size, "DataLoader: batch_size")
+        self.shuffle = flag(shuffle, "DataLoader: shuffle")
+        self.drop_last = flag(drop_last, "DataLoader: drop_last")
+        self.prefetch = flag(prefetch, "DataLoader: prefetch")
         if drop_last and len(self) == 0:
             raise ValueError(f"DataLoader: drop_last=True with batch_size={self.batch_size} leaves no "
                              f"batch of the {self.num_samples} samples")
-        self.seed = random.draw_seed() if seed is None else _int(seed, "seed", 0)
+        self.seed = random.draw_seed() if seed is None else count(seed, "DataLoader: seed", minimum=0)
         self.generator = np.random.Generator(np.random.PCG64(self.seed))
 
     @property
