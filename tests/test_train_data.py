@@ -160,6 +160,12 @@ def test_validation_split_holds_out_the_last_fraction_before_shuffling():
     per = torch.nn.functional.cross_entropy(torch.from_numpy(sg.predict(c, x[at:])).double(),
                                             torch.from_numpy(y[at:]), reduction="none").numpy()
     assert hc["val_loss"][-1] == pytest.approx(np.sum(w[at:] * per) / (103 - at), rel=1e-5)
+    ev = sg.evaluate(c, nn.CrossEntropyLoss(reduction="none"), x[at:], y[at:], sample_weight=w[at:])
+    assert ev["loss"] == pytest.approx(hc["val_loss"][-1], rel=1e-6)
+    with pytest.raises(ValueError, match=r"evaluate: sample_weight needs a loss that returns per-sample"):
+        sg.evaluate(c, nn.CrossEntropyLoss(), x[at:], y[at:], sample_weight=w[at:])
+    with pytest.raises(ValueError, match=r"evaluate: sample_weight must have shape \(26,\)"):
+        sg.evaluate(c, nn.CrossEntropyLoss(reduction="none"), x[at:], y[at:], sample_weight=w)
 
 
 @pytest.mark.parametrize("split,exc,msg", [

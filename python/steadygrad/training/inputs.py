@@ -135,12 +135,12 @@ def class_weights(class_weight: Any, y: np.ndarray, out: tuple[int, ...]) -> np.
     return weights
 
 
-def per_sample_loss(loss_fn: Any) -> None:
+def per_sample_loss(loss_fn: Any, where: str, what: str) -> None:
     """Weights multiply per-sample losses: the loss must return them (reduction='none')."""
     if getattr(loss_fn, "reduction", None) != "none":
-        raise ValueError(f"fit: sample_weight and class_weight need a loss that returns per-sample "
-                         f"losses, {type(loss_fn).__name__}(reduction='none'); got {loss_fn!r}. fit "
-                         "then takes sum(weight * loss) / batch size (Keras' normalisation)")
+        raise ValueError(f"{where}: {what} a loss that returns per-sample losses, "
+                         f"{type(loss_fn).__name__}(reduction='none'); got {loss_fn!r}. The loss is "
+                         "then sum(weight * loss) / batch size (Keras' normalisation)")
 
 
 def metric_fns(names: Any, y: np.ndarray, out: tuple[int, ...], where: str) -> tuple[tuple[str, MetricFn], ...]:

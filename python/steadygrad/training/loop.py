@@ -48,7 +48,7 @@ def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256, *,
     batch_size = check.count(batch_size, "evaluate: batch_size")
     w = inputs.sample_weights(sample_weight, len(x), "evaluate: sample_weight")
     if w is not None:
-        inputs.per_sample_loss(loss_fn)
+        inputs.per_sample_loss(loss_fn, "evaluate", "sample_weight needs")
     fns = inputs.metric_fns(metrics, y, check.output_shape(model, x, "evaluate"), "evaluate")
     return _evaluated(model, loss_fn, (x, y, w), batch_size, fns)
 
@@ -158,7 +158,7 @@ def _checked_run(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, valid
         cw = inputs.class_weights(opts["class_weight"], y, out)
         w = cw if w is None else w * cw
     if w is not None or (val is not None and val[2] is not None):
-        inputs.per_sample_loss(loss_fn)
+        inputs.per_sample_loss(loss_fn, "fit", "sample_weight and class_weight need")
     metrics = inputs.metric_fns(opts["metrics"], y, out, "fit")
     interval = check.scheduler_unit(scheduler, optimizer, opts["scheduler_interval"])
     callbacks = check.callback_list(opts["callbacks"])
