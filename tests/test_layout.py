@@ -21,7 +21,11 @@ TOOLS = {
     "checkpoint": {"_introspect"},
     "progress": set(),
     "diagnostics": {"_introspect", "callbacks", "nn", "ops"},
-    "training": {"_introspect", "callbacks", "checkpoint", "diagnostics", "optim", "progress"},
+    "_args": set(),
+    "data": {"_args", "random"},
+    "metrics": set(),
+    "training": {"_args", "_introspect", "callbacks", "checkpoint", "data", "diagnostics", "metrics",
+                 "optim", "progress"},
 }
 FOUNDATION = ("_core", "random", "ops", "progress", "nn", "optim")
 

@@ -4,13 +4,14 @@ Hot paths (GEMM, layer backward passes, fused optimizer steps) are C++ with AVX-
 kernels chosen at run time; this package is the thin Python layer over them. Layers, bottom
 up: `_core` (the compiled kernels), `ops`, `random`, `nn`, `optim`; then the training tools:
 `callbacks` (fit's hook interface), `checkpoint` (sg.save / sg.load), `diagnostics`
-(sg.check_init, GradientMonitor) and, on top, `training` (sg.fit / evaluate / predict).
+(sg.check_init, GradientMonitor), `data` (sg.data.DataLoader), `metrics` (what fit logs by
+name, and its registry) and, on top, `training` (sg.fit / evaluate / predict).
 ARCHITECTURE.md at the repository root has the picture.
 """
 
 from __future__ import annotations
 
-from steadygrad import callbacks, checkpoint, diagnostics, nn, ops, optim, training
+from steadygrad import callbacks, checkpoint, data, diagnostics, metrics, nn, ops, optim, training
 from steadygrad._core import (
     __version__,
     cpu_info,
@@ -30,6 +31,7 @@ __all__ = [
     "check_init",
     "checkpoint",
     "cpu_info",
+    "data",
     "diagnostics",
     "evaluate",
     "fit",
@@ -37,6 +39,7 @@ __all__ = [
     "get_num_threads",
     "load",
     "manual_seed",
+    "metrics",
     "nn",
     "ops",
     "optim",

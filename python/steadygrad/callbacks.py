@@ -59,9 +59,10 @@ def _check_logged(who: str, how: str, key: str, loop: Any) -> None:
     if key.startswith("val_") and not loop.has_validation:
         raise ValueError(f"{who}: {how} {key!r} but fit was given no validation_data; pass "
                          f"validation_data or use {key[4:]!r}")
-    if key.removeprefix("val_") == "accuracy" and not loop.classification:
-        raise ValueError(f"{who}: {how} {key!r} but fit logs no accuracy for float (regression) "
-                         f"targets; use {key.replace('accuracy', 'loss')!r}")
+    if key.removeprefix("val_") == "accuracy" and "accuracy" not in getattr(loop, "metric_names", ()):
+        why = ("fit's metrics do not include 'accuracy'" if loop.classification
+               else "fit logs no accuracy for float (regression) targets")
+        raise ValueError(f"{who}: {how} {key!r} but {why}; use {key.replace('accuracy', 'loss')!r}")
 
 
 class _Monitor(Callback):

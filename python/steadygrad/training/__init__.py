@@ -4,8 +4,10 @@ what fit returns and resumes from (history.py: History, FitState) and what it pr
 (display.py: the ProgressBar callback, drawn with steadygrad.progress's bar). It sits on top:
 it may import `steadygrad.callbacks` (the hooks it calls), `steadygrad.diagnostics` (the
 GradientMonitor behind `fit(diagnostics=k)`), `steadygrad.checkpoint` (resume and
-ModelCheckpoint's writes), `steadygrad.optim`, `steadygrad.progress` and
-`steadygrad._introspect`; nothing below it imports it."""
+ModelCheckpoint's writes), `steadygrad.data` (DataLoader, the batch gather and prefetch),
+`steadygrad.metrics` (the logged metrics by name), `steadygrad.optim`, `steadygrad.progress`
+and `steadygrad._introspect`; nothing below it imports it. inputs.py settles what fit trains
+on (arrays or a DataLoader, validation_split, sample and class weights, metrics)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _introspect as intro
+from steadygrad._args import count as count
+from steadygrad._args import describe as describe
+from steadygrad._args import flag as flag
 from steadygrad.callbacks import Callback
 from steadygrad.optim.lr_scheduler import ReduceLROnPlateau
 
@@ -34,31 +37,6 @@ class Mode:
 
     def __exit__(self, *exc: object) -> None:
         self.model.train() if self.before else self.model.eval()
-
-
-def describe(v: Any) -> str:
-    if isinstance(v, np.ndarray):
-        return f"{v.dtype} array of shape {v.shape}"
-    if isinstance(v, (tuple, list)):
-        return f"{type(v).__name__} of {len(v)} items"
-    text = repr(v)
-    return f"{text[:60]}... ({type(v).__name__})" if len(text) > 60 else f"{text} ({type(v).__name__})"
-
-
-def count(value: Any, name: str, minimum: int = 1) -> int:
-    """An int (numpy ints too; not bool, not float) >= minimum."""
-    want = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be {want}, got {describe(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be {want}, got {value}")
-    return int(value)
-
-
-def flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {describe(value)}")
-    return bool(value)
 
 
 def features(x: Any, where: str) -> np.ndarray:
@@ -208,6 +186,12 @@ def output_shape(model: Any, x: np.ndarray, where: str) -> tuple[int, ...]:
         return tuple(np.shape(model(rows)))
 
 
+def probe_rows(y: np.ndarray) -> list[int]:
+    """The two samples a loss or metric is tried on: the extreme class labels, else the first
+    and the last target."""
+    return [int(np.argmin(y)), int(np.argmax(y))] if y.dtype.kind in "iu" and y.ndim == 1 else [0, -1]
+
+
 def labels_and_loss(loss_fn: Any, out: tuple[int, ...], y: np.ndarray, where: str) -> None:
     """Integer targets for a (batch, C) output are class indices (fit's accuracy reads them so):
     all must lie in [0, C). Then the loss must accept these targets: it is called once on a
@@ -220,7 +204,7 @@ def labels_and_loss(loss_fn: Any, out: tuple[int, ...], y: np.ndarray, where: st
             i = int(bad[0])
             raise ValueError(f"{where}: labels must be class indices in [0, {classes}) for the model's "
                              f"{classes} outputs, got {y[i]} at index {i} ({bad.size} out of range)")
-    rows = [int(np.argmin(y)), int(np.argmax(y))] if y.dtype.kind in "iu" and y.ndim == 1 else [0, -1]
+    rows = probe_rows(y)
     pred = np.zeros((len(rows), *out[1:]), np.float32)
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):

@@ -1,5 +1,5 @@
 """What sg.fit prints as it trains: verbose=1 draws a per-epoch bar (steadygrad.progress's:
-tqdm when installed) with loss, accuracy and samples/s; verbose=2 prints one line per epoch;
+tqdm when installed) with loss, the metrics and samples/s; verbose=2 prints one line per epoch;
 verbose=0 prints nothing. Output goes to stderr."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ProgressBar(Callback):
         if self.bar is None:
             return
         dt = max(time.perf_counter() - self._t0, 1e-9)
-        shown = {k: v for k, v in self.loop.running_logs().items() if k in ("loss", "accuracy")}
+        shown = self.loop.running_logs()  # loss and the metrics
         shown["samples_per_s"] = self._seen / dt
         self.bar.set_postfix_str(format_logs(shown), refresh=False)
         self.bar.update(1)

@@ -13,7 +13,8 @@ import numpy as np
 class History:
     """Per-epoch logs of a fit: `history["loss"]` is a list with one float per epoch.
 
-    Keys: loss, accuracy (integer targets), val_loss, val_accuracy (with validation data), lr
+    Keys: loss, the metrics (accuracy for integer targets unless fit's metrics= says
+    otherwise), val_loss and val_<metric> (with validation data), lr
     (the learning rate at the epoch's first step; a per-step scheduler changes it every batch),
     grad_norm / grad_norm_max (mean and max pre-clip global norm over the epoch's steps),
     skipped_steps (non-finite steps the optimizer skipped in the epoch), dropped_samples (only

@@ -5,6 +5,7 @@ checks live in checks.py (all done before the first step), the loop's data in ru
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import time
@@ -17,41 +18,52 @@ from steadygrad import _introspect as intro
 from steadygrad import checkpoint
 from steadygrad.callbacks import Callback, CallbackList
 from steadygrad.diagnostics import GradientMonitor
+from steadygrad.metrics import MetricFn
 from steadygrad.training import checks as check
+from steadygrad.training import inputs
 from steadygrad.training.checks import DroppedBatchWarning, Mode
 from steadygrad.training.display import ProgressBar
 from steadygrad.training.history import FitState, History
 from steadygrad.training.run import (
+    Arrays,
     Detach,
     Loop,
     Run,
     account,
+    batch_loss,
     epoch_logs,
-    is_classification,
-    n_correct,
+    means,
     new_acc,
 )
 
 __all__ = ["DroppedBatchWarning", "evaluate", "fit", "predict"]
 
 
-def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
-    """Mean loss (and accuracy for integer targets) over (x, y), in eval mode, batched; the
-    model's previous train/eval mode is restored."""
+def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256, *,
+             sample_weight: Any = None, metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """Mean loss and the metrics (default: accuracy for integer targets) over (x, y), in eval
+    mode, batched; the model's previous train/eval mode is restored. sample_weight weighs a
+    loss with reduction='none' as fit does: sum(w * loss) / number of samples."""
     x, y = check.data(x, y, "evaluate")
     batch_size = check.count(batch_size, "evaluate: batch_size")
-    total, correct = 0.0, 0
+    w = inputs.sample_weights(sample_weight, len(x), "evaluate: sample_weight")
+    if w is not None:
+        inputs.per_sample_loss(loss_fn, "evaluate", "sample_weight needs")
+    fns = inputs.metric_fns(metrics, y, check.output_shape(model, x, "evaluate"), "evaluate")
+    return _evaluated(model, loss_fn, (x, y, w), batch_size, fns)
+
+
+def _evaluated(model: Any, loss_fn: Any, data: Arrays, batch_size: int,
+               fns: tuple[tuple[str, MetricFn], ...]) -> dict[str, float]:
+    x, y, w = data
+    acc = {"loss_sum": 0.0, "n": 0}
     with Mode(model, training=False):
         for lo in range(0, len(x), batch_size):
-            xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
-            pred = model(xb)
-            total += float(loss_fn(pred, yb)) * len(xb)
-            if is_classification(y):
-                correct += n_correct(pred, yb)
-    out = {"loss": total / len(x)}
-    if is_classification(y):
-        out["accuracy"] = correct / len(x)
-    return out
+            hi = lo + batch_size
+            pred = model(x[lo:hi])
+            loss, _ = batch_loss(loss_fn, pred, y[lo:hi], None if w is None else w[lo:hi])
+            account(acc, loss, pred, y[lo:hi], None, fns)
+    return means(acc, tuple(name for name, _ in fns))
 
 
 def predict(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
@@ -98,9 +110,11 @@ def _start_state(resume: Any, seed: int | None, initial_epoch: int, run: Run, mo
         return state
     check.schedule_length(scheduler, run.interval, run.steps_left(initial_epoch, 0, 0),
                           run.steps_per_epoch)
-    if seed is None:
-        seed = int(intro.global_rng().integers(2**63))
-    state = FitState(seed)
+    if run.loader is not None:
+        state = FitState(run.loader.seed)
+        state.rng.bit_generator.state = run.loader.generator.bit_generator.state
+    else:
+        state = FitState(int(intro.global_rng().integers(2**63)) if seed is None else seed)
     for _ in range(initial_epoch):  # same data order as a run that did those epochs
         if run.shuffle:
             state.rng.permutation(len(run.x))
@@ -114,7 +128,6 @@ def _checked_run(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, valid
     """Every argument check, before anything changes (model in training mode already)."""
     check.components(model, loss_fn, optimizer)
     epochs = check.count(opts["epochs"], "fit: epochs", minimum=0)
-    batch_size = check.count(opts["batch_size"], "fit: batch_size")
     initial_epoch = check.count(opts["initial_epoch"], "fit: initial_epoch", minimum=0)
     if initial_epoch and opts["resume"] is not None:
         raise ValueError("fit: pass resume (which knows its epoch) or initial_epoch, not both")
@@ -127,23 +140,35 @@ def _checked_run(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, valid
         check.count(opts["diagnostics"], "fit: diagnostics", minimum=0)
     if opts["verbose"] not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2, got {check.describe(opts['verbose'])}")
-    shuffle = check.flag(opts["shuffle"], "fit: shuffle")
-    drop_last = check.flag(opts["drop_last"], "fit: drop_last")
-    x, y = check.data(x, y, "fit")
-    val = check.validation(validation_data, x, y)
+    src = inputs.source(x, y, opts)
+    x, y = check.data(src.x, src.y, "fit")
+    w = inputs.sample_weights(src.sample_weight, len(x), "fit: sample_weight")
+    val: Arrays | None = None
+    if opts["validation_split"] is not None:
+        if validation_data is not None:
+            raise ValueError("fit: pass validation_data or validation_split, not both")
+        (x, y, w), val = inputs.split(x, y, w, opts["validation_split"])
+    elif (checked := check.validation(validation_data, x, y)) is not None:
+        val = (*checked, None)
     out = check.output_shape(model, x, "fit")
     check.labels_and_loss(loss_fn, out, y, "fit: y")
     if val is not None:
         check.labels_and_loss(loss_fn, out, val[1], "fit: validation_data y")
+    if opts["class_weight"] is not None:
+        cw = inputs.class_weights(opts["class_weight"], y, out)
+        w = cw if w is None else w * cw
+    if w is not None or (val is not None and val[2] is not None):
+        inputs.per_sample_loss(loss_fn, "fit", "sample_weight and class_weight need")
+    metrics = inputs.metric_fns(opts["metrics"], y, out, "fit")
     interval = check.scheduler_unit(scheduler, optimizer, opts["scheduler_interval"])
     callbacks = check.callback_list(opts["callbacks"])
-    n_used, steps = check.batch_plan(model, len(x), batch_size, drop_last)
+    n_used, steps = check.batch_plan(model, len(x), src.batch_size, src.drop_last)
     try:
         skip_dx = "input_grad" in inspect.signature(model.backward).parameters
     except (TypeError, ValueError):
         skip_dx = False
-    return Run(x, y, val, epochs, batch_size, n_used, steps, shuffle, interval, max_steps, skip_dx,
-               callbacks)
+    return Run(x, y, w, val, epochs, src.batch_size, n_used, steps, src.shuffle, interval, max_steps,
+               skip_dx, callbacks, metrics, src.loader, src.loader is not None and src.loader.prefetch)
 
 
 def _with_callbacks(loop: Loop, callbacks: list[Callback], verbose: int,
@@ -162,13 +187,21 @@ def _with_callbacks(loop: Loop, callbacks: list[Callback], verbose: int,
     return cb
 
 
-def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
-        validation_data: tuple[Any, Any] | None = None, shuffle: bool = True, scheduler: Any = None,
+def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epochs: int,
+        batch_size: int | None = None, validation_data: tuple[Any, Any] | None = None,
+        validation_split: float | None = None, shuffle: bool | None = None,
+        sample_weight: Any = None, class_weight: dict[int, float] | None = None,
+        metrics: Sequence[str] | None = None, scheduler: Any = None,
         scheduler_interval: str | None = None, callbacks: Sequence[Callback] = (),
         seed: int | None = None, verbose: int = 1, diagnostics: int | None = None,
         initial_epoch: int = 0, resume: Any = None, max_steps: int | None = None,
-        drop_last: bool = False) -> History:
-    """Trains `model` on (x, y) for `epochs` epochs of mini-batches of `batch_size`.
+        drop_last: bool | None = None) -> History:
+    """Trains `model` on (x, y) for `epochs` epochs of mini-batches of `batch_size`, or on a
+    `steadygrad.data.DataLoader` passed as x (holding (x, y) or (x, y, sample_weight)): its
+    batch_size, shuffle, drop_last and seeded order are used, and passing a different
+    batch_size, shuffle or drop_last, or a seed, raises (its prefetch thread gathers the next
+    batch while a step runs). fit with DataLoader(x, y, shuffle=True, seed=s) trains on the
+    same batches as fit(x, y, seed=s), and leaves the loader's generator past the epochs it drew.
 
     Each step: forward -> loss -> backward -> `optimizer.step()` (clipping is fused into it and
     it returns the pre-clip norm) -> `scheduler.step()` for a per-step scheduler. At each epoch
@@ -176,6 +209,19 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     The unit is the scheduler's `interval`: "step" for OneCycleLR and CyclicLR (and a
     SequentialLR holding one), "epoch" for the others; `scheduler_interval="epoch"|"step"`
     overrides it (e.g. a LinearLR warmup counted in batches).
+
+    validation_split=f holds out the last fraction f of the arrays (before shuffling, as
+    Keras; sample_weight is split with them) as the validation data.
+    sample_weight (one non-negative weight per sample) and class_weight ({class index:
+    weight}, Keras': a sample weighs class_weight.get(its label, 1.0); integer labels, or 0/1
+    targets of one binary output; multiplied with sample_weight) need a loss built with
+    reduction='none': fit multiplies each sample's loss by its weight and divides the sum by
+    the batch size (Keras' normalisation, not by the sum of the weights); a loss with
+    reduction='none' and no weights trains on the plain mean. Validation uses the split's
+    sample weights, never class_weight. metrics=["accuracy", "top5", "mae", "mse", ...] are
+    names in sg.metrics (extend it with sg.metrics.register); each is logged per epoch as the
+    mean over the trained samples, and as val_<name>. By default integer targets log
+    accuracy, float targets nothing.
 
     Every argument is checked before the first step (x, y, validation_data as (x_val, y_val),
     class labels in [0, C) for a (batch, C) output, batch_size and the other counts; the loss
@@ -199,7 +245,9 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     opts = {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "verbose": verbose, "diagnostics": diagnostics, "initial_epoch": initial_epoch,
             "resume": resume, "max_steps": max_steps, "drop_last": drop_last,
-            "scheduler_interval": scheduler_interval, "callbacks": callbacks}
+            "scheduler_interval": scheduler_interval, "callbacks": callbacks,
+            "validation_split": validation_split, "sample_weight": sample_weight,
+            "class_weight": class_weight, "metrics": metrics}
     with Mode(model, training=True):
         run = _checked_run(model, loss_fn, optimizer, x, y, validation_data, scheduler, opts)
         state = _start_state(resume, seed, initial_epoch, run, model, optimizer, scheduler)
@@ -211,6 +259,8 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
                 if not _run_epoch(loop):
                     break  # max_steps inside an epoch: the position is kept for a resume
             cb.call("on_train_end", {})
+    if run.loader is not None:  # the loader's next epoch follows the ones fit drew, as torch's
+        run.loader.generator.bit_generator.state = state.rng.bit_generator.state
     state.history.fit_state = loop.fit_state()
     return state.history
 
@@ -222,13 +272,14 @@ def _run_epoch(loop: Loop) -> bool:
     state.rng.bit_generator.state = state.epoch_rng_state
     perm = state.rng.permutation(len(run.x)) if run.shuffle else None
     if state.batch == 0:
-        state.acc = new_acc(loop.optimizer)
+        state.acc = new_acc(loop.optimizer, loop.metric_names)
     loop.callbacks.call("on_epoch_begin", state.epoch)
     t0 = time.perf_counter()
-    for b in range(state.batch, run.steps_per_epoch):
-        _run_batch(loop, *loop.batches.get(b, perm))
-        if loop.stop_training or run.done(state):
-            break
+    with contextlib.closing(loop.batches.batches(perm, state.batch, run.prefetch)) as batches:
+        for batch in batches:  # closing stops a prefetch thread when the epoch ends early
+            _run_batch(loop, *batch)
+            if loop.stop_training or run.done(state):
+                break
     state.acc["time"] += time.perf_counter() - t0
     if state.batch < run.steps_per_epoch and not loop.stop_training:
         return False
@@ -236,25 +287,26 @@ def _run_epoch(loop: Loop) -> bool:
     return True
 
 
-def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray) -> None:
+def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None) -> None:
     state, model, loss_fn, opt, cb = loop.state, loop.model, loop.loss_fn, loop.optimizer, loop.callbacks
     assert cb is not None
     step = state.global_step
     cb.call("on_batch_begin", step)
     opt.zero_grad()
     pred = model(xb)
-    loss = float(loss_fn(pred, yb))
+    loss, grad_output = batch_loss(loss_fn, pred, yb, wb)
+    g = loss_fn.backward() if grad_output is None else loss_fn.backward(grad_output)
     if loop.run.skip_dx:  # nothing needs dL/dx of the input: the first layer skips that GEMM
-        model.backward(loss_fn.backward(), input_grad=False)
+        model.backward(g, input_grad=False)
     else:
-        model.backward(loss_fn.backward())
+        model.backward(g)
     cb.call("on_before_optimizer_step", step)
     norm = opt.step()
     state.global_step += 1
     state.batch += 1
     if loop.scheduler is not None and loop.run.interval == "step":
         loop.scheduler.step()
-    logs = account(state.acc, loss, pred, yb, norm, loop.classification)
+    logs = account(state.acc, loss, pred, yb, norm, loop.run.metrics)
     cb.call("on_batch_end", step, logs)
 
 
@@ -263,11 +315,11 @@ def _end_epoch(loop: Loop) -> None:
     state, run, cb, sched = loop.state, loop.run, loop.callbacks, loop.scheduler
     assert cb is not None
     epoch = state.epoch
-    logs = epoch_logs(state.acc, loop.optimizer, loop.classification)
+    logs = epoch_logs(state.acc, loop.optimizer, loop.metric_names)
     if run.dropped:
         logs["dropped_samples"] = float(run.dropped)
     if run.val is not None:
-        v = evaluate(loop.model, loop.loss_fn, run.val[0], run.val[1], batch_size=max(run.batch_size, 256))
+        v = _evaluated(loop.model, loop.loss_fn, run.val, max(run.batch_size, 256), run.metrics)
         logs.update({f"val_{k}": s for k, s in v.items()})
     if sched is not None and run.interval == "epoch":
         if check.steps_on_metric(sched):

@@ -1,5 +1,6 @@
-"""The pieces of a running sg.fit: Run (what the argument checks settled), Batches (the
-epoch's mini-batches), Loop (what callbacks see) and the per-epoch metric sums. The loop's
+"""The pieces of a running sg.fit: Run (what the argument checks settled), Loop (what
+callbacks see, with the epoch's mini-batches from steadygrad.data's Batcher), the batch loss
+(weighted when the loss returns per-sample losses) and the per-epoch metric sums. The loop's
 order of calls is in loop.py."""
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import numpy as np
 from steadygrad import _introspect as intro
 from steadygrad import checkpoint
 from steadygrad.callbacks import Callback, CallbackList
+from steadygrad.data import DataLoader
+from steadygrad.data.batching import Batcher
+from steadygrad.metrics import MetricFn
 from steadygrad.training.history import FitState
+
+Arrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 
 
 class Detach:
@@ -38,10 +44,25 @@ def is_classification(y: np.ndarray) -> bool:
     return y.dtype.kind in "iu"
 
 
-def n_correct(pred: np.ndarray, y: np.ndarray) -> int:
-    if pred.ndim == 2 and pred.shape[1] > 1:
-        return int(np.count_nonzero(pred.argmax(axis=1) == y))
-    return int(np.count_nonzero((np.reshape(pred, y.shape) > 0) == (y > 0)))  # one binary logit
+def batch_loss(loss_fn: Any, pred: np.ndarray, y: np.ndarray,
+               w: np.ndarray | None) -> tuple[float, np.ndarray | None]:
+    """The batch's loss and the grad_output its backward takes. A loss with reduction 'none'
+    returns per-sample losses (per element for the elementwise losses: a sample's loss is
+    their mean); fit takes sum(w_i * loss_i) / batch size (Keras' normalisation, w = 1 without
+    weights) and hands the loss w_i / (batch size * elements per sample) as its upstream
+    gradient. Any other loss reduces itself (grad_output None)."""
+    if getattr(loss_fn, "reduction", None) != "none":
+        return float(loss_fn(pred, y)), None
+    per = np.asarray(loss_fn(pred, y))
+    n = len(pred)
+    if per.ndim == 0 or len(per) != n:
+        raise ValueError(f"fit: {loss_fn!r} returned losses of shape {per.shape} for a batch of {n}: "
+                         "reduction='none' must give one loss (or one per element) per sample")
+    k = per.size // n
+    w = np.ones(n) if w is None else w
+    loss = float(np.dot(per.reshape(n, k).sum(axis=1, dtype=np.float64), w)) / (n * k)
+    scale = (w / (n * k)).astype(np.float32).reshape(n, *(1,) * (per.ndim - 1))
+    return loss, np.broadcast_to(scale, per.shape)
 
 
 @dataclass
@@ -50,7 +71,8 @@ class Run:
 
     x: np.ndarray
     y: np.ndarray
-    val: tuple[np.ndarray, np.ndarray] | None
+    w: np.ndarray | None  # per-sample loss weights (sample_weight times class_weight)
+    val: Arrays | None  # (x, y, weights or None)
     epochs: int
     batch_size: int
     n_used: int  # samples per epoch after a dropped final batch
@@ -60,6 +82,13 @@ class Run:
     max_steps: int | None
     skip_dx: bool  # model.backward takes input_grad=False: the first layer skips dL/dx
     callbacks: list[Callback]  # the caller's, checked
+    metrics: tuple[tuple[str, MetricFn], ...]
+    loader: DataLoader | None  # fit was given one: its generator holds the order
+    prefetch: bool  # gather the next batch in a background thread (DataLoader(prefetch=True))
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.x, self.y) if self.w is None else (self.x, self.y, self.w)
 
     @property
     def dropped(self) -> int:
@@ -74,25 +103,6 @@ class Run:
         return max(min(left, self.max_steps - global_step) if self.max_steps is not None else left, 0)
 
 
-class Batches:
-    """Mini-batch b of an epoch's order; full shuffled batches gather into reused buffers (the
-    model may keep its input until backward, so a buffer is only rewritten by the next batch)."""
-
-    def __init__(self, run: Run) -> None:
-        self.x, self.y, self.bs, self.n = run.x, run.y, run.batch_size, run.n_used
-        self.xbuf = np.empty((self.bs, *self.x.shape[1:]), dtype=self.x.dtype)
-        self.ybuf = np.empty((self.bs, *self.y.shape[1:]), dtype=self.y.dtype)
-
-    def get(self, b: int, perm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = b * self.bs, min((b + 1) * self.bs, self.n)
-        if perm is None:
-            return self.x[lo:hi], self.y[lo:hi]
-        if hi - lo == self.bs:
-            return (np.take(self.x, perm[lo:hi], axis=0, out=self.xbuf),
-                    np.take(self.y, perm[lo:hi], axis=0, out=self.ybuf))
-        return self.x[perm[lo:hi]], self.y[perm[lo:hi]]
-
-
 class Loop:
     """What callbacks see of a running fit."""
 
@@ -102,17 +112,15 @@ class Loop:
         self.state, self.run = state, run
         self.has_validation = run.val is not None
         self.classification = is_classification(run.y)
+        self.metric_names = tuple(name for name, _ in run.metrics)
         self.stop_training = False
         self.callbacks: CallbackList | None = None
-        self.batches = Batches(run)
+        # A batch is dead once the next step begins: one reused buffer, two when the next
+        # batch is gathered while the current one trains.
+        self.batches = Batcher(run.arrays, run.batch_size, run.n_used, slots=2 if run.prefetch else 1)
 
     def running_logs(self) -> dict[str, float]:
-        a = self.state.acc
-        n = max(a["n"], 1)
-        logs = {"loss": a["loss_sum"] / n}
-        if self.classification:
-            logs["accuracy"] = a["correct"] / n
-        return logs
+        return means(self.state.acc, self.metric_names)
 
     def fit_state(self) -> dict[str, Any]:
         if self.callbacks is not None:
@@ -123,22 +131,29 @@ class Loop:
         checkpoint.save(path, self.model, self.optimizer, self.scheduler, extra={"fit": self.fit_state()})
 
 
-def new_acc(optimizer: Any) -> dict[str, float]:
-    return {"loss_sum": 0.0, "n": 0, "correct": 0, "norm_sum": 0.0, "norm_max": 0.0,
-            "norm_count": 0, "skipped_start": intro.skipped_steps(optimizer), "lr": intro.get_lr(optimizer),
-            "time": 0.0}
+def new_acc(optimizer: Any, metrics: tuple[str, ...]) -> dict[str, float]:
+    acc = {"loss_sum": 0.0, "n": 0, "norm_sum": 0.0, "norm_max": 0.0, "norm_count": 0,
+           "skipped_start": intro.skipped_steps(optimizer), "lr": intro.get_lr(optimizer), "time": 0.0}
+    acc.update({f"metric:{name}": 0.0 for name in metrics})
+    return acc
+
+
+def means(acc: dict[str, float], metrics: tuple[str, ...]) -> dict[str, float]:
+    """The loss and each metric averaged over the samples summed into acc so far."""
+    n = max(acc["n"], 1)
+    return {"loss": acc["loss_sum"] / n, **{m: acc.get(f"metric:{m}", 0.0) / n for m in metrics}}
 
 
 def account(acc: dict[str, float], loss: float, pred: np.ndarray, yb: np.ndarray, norm: Any,
-             classification: bool) -> dict[str, float]:
+            metrics: tuple[tuple[str, MetricFn], ...]) -> dict[str, float]:
     size = len(yb)
     acc["loss_sum"] += loss * size
     acc["n"] += size
     logs = {"loss": loss, "size": float(size)}
-    if classification:
-        c = n_correct(pred, yb)
-        acc["correct"] += c
-        logs["accuracy"] = c / size
+    for name, fn in metrics:
+        total = float(np.sum(fn(pred, yb), dtype=np.float64))
+        acc[f"metric:{name}"] = acc.get(f"metric:{name}", 0.0) + total
+        logs[name] = total / size
     if norm is not None:
         norm = float(norm)
         logs["grad_norm"] = norm
@@ -149,11 +164,8 @@ def account(acc: dict[str, float], loss: float, pred: np.ndarray, yb: np.ndarray
     return logs
 
 
-def epoch_logs(acc: dict[str, float], optimizer: Any, classification: bool) -> dict[str, float]:
-    n = max(acc["n"], 1)
-    logs = {"loss": acc["loss_sum"] / n}
-    if classification:
-        logs["accuracy"] = acc["correct"] / n
+def epoch_logs(acc: dict[str, float], optimizer: Any, metrics: tuple[str, ...]) -> dict[str, float]:
+    logs = means(acc, metrics)
     logs["lr"] = acc["lr"]
     if acc["norm_count"]:
         logs["grad_norm"] = acc["norm_sum"] / acc["norm_count"]
