@@ -93,3 +93,28 @@ def test_resume_from_a_path_asks_load_to_restore_the_rng(tmp_path, monkeypatch):
     sg.manual_seed(999)
     sg.fit(model, nn.CrossEntropyLoss(), opt, x, y, resume=path, **kw)  # max_steps: no step left
     assert calls == [True]  # the fresh-process test above checks the restored RNG end to end
+
+
+def test_resume_reads_a_fit_state_saved_before_the_metrics_registry() -> None:
+    """A mid-epoch fit state written before metrics had a registry holds the epoch's accuracy
+    sum as acc["correct"]: resuming it must count that sum, as a state of today's format does."""
+    import steadygrad as sg
+    from steadygrad import nn, optim
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 6)).astype(np.float32)
+    y = x[:, :3].argmax(1).astype(np.int64)
+
+    def accuracy(legacy: bool) -> list[float]:
+        sg.manual_seed(5)
+        model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        kw = dict(epochs=1, batch_size=8, seed=1, verbose=0)
+        state = sg.fit(model, nn.CrossEntropyLoss(), opt, x, y, max_steps=5, **kw).fit_state
+        assert state["acc"]["metric:accuracy"] > 0
+        if legacy:
+            state["acc"]["correct"] = state["acc"].pop("metric:accuracy")
+        return list(sg.fit(model, nn.CrossEntropyLoss(), opt, x, y, resume=state, **kw)
+                    .history["accuracy"])
+
+    assert accuracy(legacy=True) == accuracy(legacy=False)

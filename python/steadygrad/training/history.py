@@ -116,6 +116,8 @@ class FitState:
         fs.history.load_state_dict(state["history"])
         fs.callbacks = dict(state.get("callbacks", {}))
         fs.acc = dict(state.get("acc", {}))
+        if "correct" in fs.acc:  # saved before metrics had a registry: its accuracy sum
+            fs.acc["metric:accuracy"] = fs.acc.pop("correct")
         return fs
 
 
