@@ -208,17 +208,18 @@ def test_linear_scratch_is_its_gemms_combined(shape: tuple[int, int, int], threa
 
 def _conv_gemms(g: _core.ConvGeometry, input_grad: bool) -> list[tuple[int, int, int, bool, bool]]:
     """(m, n, k, trans_a, trans_b) of the GEMMs a conv forward + backward runs per group
-    (cpp/conv/conv.cpp, groups=1 here): a gathered A is packed as a transposed one."""
+    (cpp/conv/conv.cpp, groups=1 here): a gathered A is packed as a transposed one; trans_b
+    None marks the indirect GEMM (cpp/conv/conv_igemm.cpp), sized by _igemm below."""
     cig, cog, taps = g.c_in // g.groups, g.c_out // g.groups, g.kh * g.kw
     m, mi = g.n * g.oh * g.ow, g.n * g.h * g.w
     if taps == 1 and (g.sh, g.sw, g.ph0, g.ph1, g.pw0, g.pw1) == (1, 1, 0, 0, 0, 0):
         calls = [(m, cog, cig, False, True), (cog, cig, m, True, False)]
         return calls + ([(mi, cig, cog, False, False)] if input_grad else [])
-    calls = [(m, cog, taps * cig, True, False), (cog, taps * cig, m, True, False)]
+    calls = [(m, cog, taps * cig, True, None), (cog, taps * cig, m, True, False)]
     if not input_grad:
         return calls
     if (g.sh, g.sw) == (1, 1):
-        return [*calls, (mi, cig, taps * cog, True, False)]
+        return [*calls, (mi, cig, taps * cog, True, None)]
 
     def axis(r: int, size: int, k: int, s: int, dil: int, pad: int) -> tuple[int, int]:
         """A stride phase's pixels and taps along one axis (dL/dx by stride phase)."""
@@ -233,6 +234,15 @@ def _conv_gemms(g: _core.ConvGeometry, input_grad: bool) -> list[tuple[int, int,
     return calls
 
 
+def _igemm(m: int, n: int, k: int, threads: int) -> dict[str, int]:
+    """The indirect GEMM's workspace: the whole packed B (ceil(n / NR) micropanels of depth k)
+    in the caller's shared-B buffer; it runs on a team when gemm_f32 would."""
+    c = _core._gemm_constants()
+    team = threads if m * n * k >= c["parallel_min_macs"] and threads > 1 else 1
+    return {"threads": team, "b_shared": _lines(_cdiv(n, c["nr"]) * c["nr"] * k), "a": 0,
+            "b_own": 0}
+
+
 @pytest.mark.parametrize("geom", [dict(n=8, h=20, w=20, c_in=16, c_out=32, kh=3, kw=3, ph0=1,
                                        ph1=1, pw0=1, pw1=1),
                                   dict(n=64, h=8, w=8, c_in=64, c_out=64, kh=1, kw=1),
@@ -242,7 +252,8 @@ def _conv_gemms(g: _core.ConvGeometry, input_grad: bool) -> list[tuple[int, int,
 def test_conv_scratch_is_its_gemms_combined(geom: dict[str, int], threads: int,
                                             input_grad: bool) -> None:
     g = _core.ConvGeometry(**geom)
-    calls = [ws(*c, threads=threads) for c in _conv_gemms(g, input_grad)]
+    calls = [_igemm(*c[:3], threads=threads) if c[4] is None else ws(*c, threads=threads)
+             for c in _conv_gemms(g, input_grad)]
     assert _core.conv2d_scratch(g, input_grad=input_grad, threads=threads) == _combined(calls)
     layer = nn.Conv2d(g.c_in, g.c_out, (g.kh, g.kw), stride=(g.sh, g.sw), padding=(g.ph0, g.pw0))
     shape = (g.n, g.c_in, g.h, g.w)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "conv/conv_gather.h"
+#include "conv/conv_igemm.h"
 #include "gemm/gemm.h"
 #include "layers/linear.h"  // the bias gradient's deterministic column sum
 
@@ -117,9 +118,7 @@ void conv2d_forward_f32(float* y, const float* x, const float* w, const float* b
     }
     const ImageGather as{&g, x + grp * d.cig, d.cig, g.c_in, false};
     const WeightGather bs{wg, d.cig, d.depth, d.taps};  // (t * cig + ci, co) = w[co, ci, t]
-    const GemmPackSource a_src{&pack_image, &as}, b_src{&pack_weight, &bs};
-    gemm_f32_src(true, false, m, d.cog, d.depth, 1.0f, nullptr, 0, &a_src, nullptr, 0, &b_src,
-                 0.0f, yg, g.c_out, bg, act);
+    conv_igemm(as, GemmPackSource{&pack_weight, &bs}, m, d.cog, d.depth, yg, g.c_out, bg, act);
   }
 }
 
@@ -164,9 +163,8 @@ void conv2d_backward_f32(float* dx, float* dw, float* db, const float* dy, const
     }
     const ImageGather as{&g, dy + grp * d.cog, d.cog, g.c_out, true};
     const WeightGather bs{wg, d.cog, d.taps, d.depth};  // (t * cog + co, ci) = w[co, ci, t]
-    const GemmPackSource a_src{&pack_image, &as}, b_src{&pack_weight, &bs};
-    gemm_f32_src(true, false, mi, d.cig, d.taps * d.cog, 1.0f, nullptr, 0, &a_src, nullptr, 0,
-                 &b_src, 0.0f, dxg, g.c_in, nullptr, Activation::none);
+    conv_igemm(as, GemmPackSource{&pack_weight, &bs}, mi, d.cig, d.taps * d.cog, dxg, g.c_in,
+               nullptr, Activation::none);
   }
 }
 
@@ -182,11 +180,11 @@ GemmScratch conv2d_scratch(const ConvGeometry& g, bool input_grad, int64_t threa
     if (input_grad) s.add(gemm_workspace(false, mi, d.cig, d.cog, g.c_out, threads));
     return s;
   }
-  s.add(gemm_workspace(true, m, d.cog, d.depth, 0, threads));
+  s.add(conv_igemm_workspace(m, d.cog, d.depth, threads));
   s.add(gemm_workspace(true, d.cog, d.depth, m, g.c_out, threads));
   if (!input_grad) return s;
   if (g.sh == 1 && g.sw == 1) {
-    s.add(gemm_workspace(true, mi, d.cig, d.taps * d.cog, 0, threads));
+    s.add(conv_igemm_workspace(mi, d.cig, d.taps * d.cog, threads));
     return s;
   }
   // Not counted either: the calling thread's block of the largest phase (rows x cig floats).

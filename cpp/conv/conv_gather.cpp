@@ -7,15 +7,7 @@
 
 namespace sg::conv_gather {
 
-// Row i's pixel decoded once per micropanel: image index and the window origin (forward) or
-// the pixel itself (transposed).
-struct RowPixel {
-  int64_t n, y, x;
-  bool live;  // false past the last row: the micropanel's zero rows
-};
-
-// The source address of tap (ky, kx) for one row, or null.
-inline const float* tap_source(const ImageGather& s, const RowPixel& r, int64_t ky, int64_t kx) {
+const float* tap_source(const ImageGather& s, const RowPixel& r, int64_t ky, int64_t kx) {
   const ConvGeometry& g = *s.g;
   if (!r.live) return nullptr;
   if (!s.transposed) {
@@ -34,48 +26,49 @@ inline const float* tap_source(const ImageGather& s, const RowPixel& r, int64_t 
   return s.src + ((r.n * g.oh + oy) * g.ow + ox) * s.ld;
 }
 
+void decode_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t MR, TileRows& t) {
+  const ConvGeometry& g = *s.g;
+  const int64_t ph = s.transposed ? g.h : g.oh, pw = s.transposed ? g.w : g.ow;
+  t.inner = s.transposed ? g.sh == 1 && g.sw == 1 : true;
+  int64_t n = i0 / (ph * pw), y = i0 / pw % ph, x = i0 % pw;
+  for (int64_t r = 0; r < MR; ++r) {
+    const RowPixel& q = t.px[r] = s.transposed
+                                      ? RowPixel{n, y, x, r < rows}
+                                      : RowPixel{n, y * g.sh - g.ph0, x * g.sw - g.pw0, r < rows};
+    if (!s.transposed) {
+      t.base[r] = ((q.n * g.h + q.y) * g.w + q.x) * s.ld;
+      t.inner = t.inner && q.live && q.y >= 0 && q.y + (g.kh - 1) * g.dh < g.h && q.x >= 0 &&
+                q.x + (g.kw - 1) * g.dw < g.w;
+    } else {  // stride 1: tap (ky, kx) reads output pixel (y + ph0 - ky dh, x + pw0 - kx dw)
+      t.base[r] = ((q.n * g.oh + q.y + g.ph0) * g.ow + q.x + g.pw0) * s.ld;
+      t.inner = t.inner && q.live && q.y + g.ph0 - (g.kh - 1) * g.dh >= 0 && q.y + g.ph0 < g.oh &&
+                q.x + g.pw0 - (g.kw - 1) * g.dw >= 0 && q.x + g.pw0 < g.ow;
+    }
+    if (++x == pw) x = 0, y = y + 1 == ph ? (++n, 0) : y + 1;
+  }
+}
+
 // kMR: the micropanel height when it is one the ISAs use (the copies unroll), 0 for any.
 template <int kMR>
 void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
                        int64_t width, float* d) {
-  constexpr int kCap = kMR ? kMR : 32;
+  constexpr int kCap = kMR ? kMR : kMaxRows;
   const int64_t MR = kMR ? kMR : width;
   const ConvGeometry& g = *s.g;
-  const int64_t ph = s.transposed ? g.h : g.oh, pw = s.transposed ? g.w : g.ow;
-  RowPixel px[kCap];
-  // Rows whose whole window lies inside the source (the common case away from the borders):
-  // tap t then reads base[r] + the tap's fixed offset, with no bounds tests.
-  int64_t base[kCap];
-  bool inner = s.transposed ? g.sh == 1 && g.sw == 1 : true;
-  {
-    int64_t n = i0 / (ph * pw), y = i0 / pw % ph, x = i0 % pw;
-    for (int64_t r = 0; r < MR; ++r) {
-      const RowPixel& q = px[r] = s.transposed
-                                      ? RowPixel{n, y, x, r < rows}
-                                      : RowPixel{n, y * g.sh - g.ph0, x * g.sw - g.pw0, r < rows};
-      if (!s.transposed) {
-        base[r] = ((q.n * g.h + q.y) * g.w + q.x) * s.ld;
-        inner = inner && q.live && q.y >= 0 && q.y + (g.kh - 1) * g.dh < g.h && q.x >= 0 &&
-                q.x + (g.kw - 1) * g.dw < g.w;
-      } else {  // stride 1: tap (ky, kx) reads output pixel (y + ph0 - ky dh, x + pw0 - kx dw)
-        base[r] = ((q.n * g.oh + q.y + g.ph0) * g.ow + q.x + g.pw0) * s.ld;
-        inner = inner && q.live && q.y + g.ph0 - (g.kh - 1) * g.dh >= 0 && q.y + g.ph0 < g.oh &&
-                q.x + g.pw0 - (g.kw - 1) * g.dw >= 0 && q.x + g.pw0 < g.ow;
-      }
-      if (++x == pw) x = 0, y = y + 1 == ph ? (++n, 0) : y + 1;
-    }
-  }
+  TileRows tr;
+  decode_rows(s, i0, rows, MR, tr);
+  const RowPixel* px = tr.px;
+  const int64_t* base = tr.base;
+  const bool inner = tr.inner;
   const int64_t nch = s.nch;
-  if (inner && !s.transposed && g.dw == 1 && s.ld == nch) {
-    // One group, dense window rows: the kw taps of window row ky are one contiguous run of
-    // kw * nch floats per pixel, copied as one (a 1- or 3-channel image would otherwise set up
-    // MR pointers per tap for 1 or 3 floats each).
+  if (dense_window_rows(s, tr)) {
+    // A window row's kw taps copied as one run (see dense_window_rows).
     const int64_t row_len = g.kw * nch;
     for (int64_t ky = p0 / row_len; ky * row_len < p0 + kc; ++ky) {
       const int64_t c0 = std::max(p0, ky * row_len) - ky * row_len;
       const int64_t c1 = std::min(p0 + kc, (ky + 1) * row_len) - ky * row_len;
       const float* sp[kCap];
-      for (int64_t r = 0; r < MR; ++r) sp[r] = s.src + (base[r] + ky * g.dh * g.w * s.ld);
+      for (int64_t r = 0; r < MR; ++r) sp[r] = s.src + (base[r] + ky * window_row_stride(s));
       float* dd = d + (ky * row_len + c0 - p0) * MR;
       for (int64_t c = c0; c < c1; ++c, dd += MR) {
 #pragma GCC unroll 16
@@ -90,8 +83,7 @@ void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p
     const float* sp[kCap];
     bool all = true;
     if (inner) {
-      const int64_t delta = s.transposed ? -(ky * g.dh * g.ow + kx * g.dw) * s.ld
-                                         : (ky * g.dh * g.w + kx * g.dw) * s.ld;
+      const int64_t delta = tap_offset(s, ky, kx);
       for (int64_t r = 0; r < MR; ++r) sp[r] = s.src + (base[r] + delta);
     } else {
       for (int64_t r = 0; r < MR; ++r) {

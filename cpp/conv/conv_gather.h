@@ -22,6 +22,38 @@ struct ImageGather {
   bool transposed;
 };
 
+// One micropanel's rows of an ImageGather, decoded once: each row's pixel (forward: its window
+// origin; transposed: the pixel itself), its offset base in src, and whether every row is live
+// and its whole window inside the source, so that tap (ky, kx) of row r is src + base[r] +
+// tap_offset(ky, kx) with no bounds tests (the common case away from the borders).
+struct RowPixel {
+  int64_t n, y, x;
+  bool live;  // false past the last row: the micropanel's zero rows
+};
+constexpr int kMaxRows = 32;  // the largest micropanel height (MR) of any ISA
+struct TileRows {
+  RowPixel px[kMaxRows];
+  int64_t base[kMaxRows];
+  bool inner;
+};
+void decode_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t mr, TileRows& t);
+
+inline int64_t tap_offset(const ImageGather& s, int64_t ky, int64_t kx) {
+  const ConvGeometry& g = *s.g;
+  return s.transposed ? -(ky * g.dh * g.ow + kx * g.dw) * s.ld : (ky * g.dh * g.w + kx * g.dw) * s.ld;
+}
+
+// Inner forward rows of one group with dense windows: the kw taps of window row ky are one
+// contiguous run of kw * nch floats per pixel (a 1- or 3-channel image would otherwise set up
+// MR pointers per tap for 1 or 3 floats each), at base[r] + ky * window_row_stride(s).
+inline bool dense_window_rows(const ImageGather& s, const TileRows& t) {
+  return t.inner && !s.transposed && s.g->dw == 1 && s.ld == s.nch;
+}
+inline int64_t window_row_stride(const ImageGather& s) { return s.g->dh * s.g->w * s.ld; }
+
+// The source address of tap (ky, kx) for one row, or null (padding, stride gap, dead row).
+const float* tap_source(const ImageGather& s, const RowPixel& r, int64_t ky, int64_t kx);
+
 // dL/dx of a strided convolution, one stride phase at a time: the input pixels (iy, ix) with
 // iy = ry + sh * a, ix = rx + sw * b share the window taps that land on them, (ky, kx) with
 // sh | ry + ph0 - ky dh and sw | rx + pw0 - kx dw, and tap (ky, kx) reads output pixel

@@ -33,16 +33,10 @@ inline void f32_gemm_store_tile(const typename V::R (&acc)[MR][NRV], float* c, i
   }
 }
 
-template <int MR, int NRV, bool kPackedA>
-void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_t csa,
-                      const float* __restrict b, float* c, int64_t ldc, int64_t mr, int64_t nr,
-                      const GemmEpilogue& ep) {
-  constexpr int W = V::W;
-  constexpr int NR = NRV * W;
-  if (kPackedA) rsa = 1, csa = MR;
-
-  // C is touched only after the k loop: start its lines coming now, so the epilogue's loads
-  // (beta != 0) and stores do not stall on a miss per row.
+// C is touched only after the k loop: start its lines coming now, so the epilogue's loads
+// (beta != 0) and stores do not stall on a miss per row.
+template <int MR, int NR>
+inline void f32_gemm_prefetch_c(float* c, int64_t ldc, int64_t mr) {
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r) {
     if (r < mr) {
@@ -51,32 +45,38 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
       __builtin_prefetch(c + r * ldc + NR - 1, 1, 3);  // an unaligned row spans one more line
     }
   }
+}
 
-  typename V::R acc[MR][NRV];
+template <int MR, int NRV>
+inline void f32_gemm_zero(typename V::R (&acc)[MR][NRV]) {
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NRV; ++v) acc[r][v] = V::zero();
+}
 
-  // Unrolled by 4 so the loop overhead and pointer bumps amortise; the hardware prefetchers
-  // follow the (sequential) packed panels and the in-place A rows.
-#pragma GCC unroll 4
-  for (int64_t p = 0; p < kc; ++p) {
-    typename V::R bv[NRV];
-    // Packed A streams from L2: ask for it 16 k steps ahead (as BLIS's haswell kernel does).
-    if (kPackedA) __builtin_prefetch(a + 16 * MR);
+// One k step: C's MR x NR accumulators += A's column (row r's value a_of(r)) times the
+// NR-wide row of the B micropanel at b.
+template <int MR, int NRV, class AOf>
+inline void f32_gemm_kstep(typename V::R (&acc)[MR][NRV], const AOf& a_of, const float* b) {
+  constexpr int W = V::W;
+  typename V::R bv[NRV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NRV; ++v) bv[v] = V::load(b + v * W);
+  for (int v = 0; v < NRV; ++v) bv[v] = V::load(b + v * W);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) {
-      const typename V::R ar = V::set1(a[r * rsa]);
+  for (int r = 0; r < MR; ++r) {
+    const typename V::R ar = V::set1(a_of(r));
 #pragma GCC unroll 8
-      for (int v = 0; v < NRV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
-    }
-    a += csa;
-    b += NR;
+    for (int v = 0; v < NRV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
   }
+}
 
+// C(mr, nr) = epilogue(acc): the same for the packed, in-place and indirect kernels.
+template <int MR, int NRV>
+inline void f32_gemm_epilogue(const typename V::R (&acc)[MR][NRV], float* c, int64_t ldc,
+                              int64_t mr, int64_t nr, const GemmEpilogue& ep) {
+  constexpr int W = V::W;
+  constexpr int NR = NRV * W;
   // Full tiles with alpha 1 and beta 0 or 1 (every tile of an MLP layer's products) store
   // through a variant compiled for their bias/ReLU/beta flags: with a short k loop (dW = dY^T X
   // has k = batch) the general epilogue's per-vector tests are a noticeable share of the tile.
@@ -117,6 +117,52 @@ void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_
       else V::store_n(crow + j, x, w);
     }
   }
+}
+
+template <int MR, int NRV, bool kPackedA>
+void f32_gemm_ukernel(int64_t kc, const float* __restrict a, int64_t rsa, int64_t csa,
+                      const float* __restrict b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                      const GemmEpilogue& ep) {
+  constexpr int NR = NRV * V::W;
+  if (kPackedA) rsa = 1, csa = MR;
+  f32_gemm_prefetch_c<MR, NR>(c, ldc, mr);
+  typename V::R acc[MR][NRV];
+  f32_gemm_zero<MR, NRV>(acc);
+
+  // Unrolled by 4 so the loop overhead and pointer bumps amortise; the hardware prefetchers
+  // follow the (sequential) packed panels and the in-place A rows.
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < kc; ++p) {
+    // Packed A streams from L2: ask for it 16 k steps ahead (as BLIS's haswell kernel does).
+    if (kPackedA) __builtin_prefetch(a + 16 * MR);
+    f32_gemm_kstep<MR, NRV>(acc, [&](int r) { return a[r * rsa]; }, b);
+    a += csa;
+    b += NR;
+  }
+  f32_gemm_epilogue<MR, NRV>(acc, c, ldc, mr, nr, ep);
+}
+
+// The indirect kernel (GemmIgemmFn): the same k-ordered FMA chain as the packed kernel over the
+// k steps of nseg runs, run s reading row r's values from rows[s * MR + r][0, len[s]).
+template <int MR, int NRV>
+void f32_igemm_ukernel(int64_t nseg, const float* const* rows, const int64_t* len,
+                       const float* __restrict b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                       const GemmEpilogue& ep) {
+  constexpr int NR = NRV * V::W;
+  f32_gemm_prefetch_c<MR, NR>(c, ldc, mr);
+  typename V::R acc[MR][NRV];
+  f32_gemm_zero<MR, NRV>(acc);
+  for (int64_t s = 0; s < nseg; ++s, rows += MR) {
+    const float* src[MR];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r) src[r] = rows[r];
+    const int64_t n = len[s];
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < n; ++p, b += NR) {
+      f32_gemm_kstep<MR, NRV>(acc, [&](int r) { return src[r][p]; }, b);
+    }
+  }
+  f32_gemm_epilogue<MR, NRV>(acc, c, ldc, mr, nr, ep);
 }
 
 // Packing that walks the k rows of a row-major source touches one short run per row; with a
@@ -246,10 +292,11 @@ void f32_gemm_pack_b_panels(bool trans, const float* b, int64_t ldb, int64_t p0,
   if (rest) f32_gemm_pack_b<NRV>(trans, b, ldb, p0, kc, j0 + full * NR, rest, d + full * NR * kc);
 }
 
-// The table's kernels for one tile shape: fn[A packed], then the packers.
+// The table's kernels for one tile shape: fn[A packed], the packers, the indirect kernel.
 #define SG_GEMM_UKERNELS(MR, NRV)                                                    \
   {&f32_gemm_ukernel<MR, NRV, false>, &f32_gemm_ukernel<MR, NRV, true>},             \
-      &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>, &f32_gemm_pack_b_panels<NRV>
+      &f32_gemm_pack_a<MR>, &f32_gemm_pack_b<NRV>, &f32_gemm_pack_b_panels<NRV>,     \
+      &f32_igemm_ukernel<MR, NRV>
 
 }  // namespace
 }  // namespace sg

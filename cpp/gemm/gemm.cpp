@@ -101,6 +101,13 @@ bool gemm_uses_sup(bool trans_a, int64_t m, int64_t lda) {
 
 namespace {
 
+// Equal k blocks (a multiple of 8 up to the last) rather than KC, KC, ..., small remainder:
+// a thin last block would pay a full pass over C for little work. Depends on k alone.
+int64_t k_block(const GemmBlocking& bl, int64_t k) {
+  const int64_t n_pc = (k + bl.kc - 1) / bl.kc;
+  return std::min<int64_t>(bl.kc, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
+}
+
 GemmPlan gemm_plan(const GemmUkernel& uk, bool trans_a, int64_t m, int64_t n, int64_t k,
                    int64_t lda) {
   GemmPlan p;
@@ -112,10 +119,7 @@ GemmPlan gemm_plan(const GemmUkernel& uk, bool trans_a, int64_t m, int64_t n, in
   const GemmBlocking& bl = p.sup ? uk.sup : uk.packed;
   p.mc = bl.mc;
   p.nc = bl.nc;
-  // Equal k blocks (a multiple of 8 up to the last) rather than KC, KC, ..., small remainder:
-  // a thin last block would pay a full pass over C for little work. Depends on k alone.
-  const int64_t n_pc = (k + bl.kc - 1) / bl.kc;
-  p.kc = std::min<int64_t>(bl.kc, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
+  p.kc = k_block(bl, k);
   p.kc_max = std::min<int64_t>(p.kc, k);
   return p;
 }
@@ -125,6 +129,21 @@ bool gemm_goes_parallel(int64_t m, int64_t n, int64_t k, int64_t max_threads) {
 }
 
 }  // namespace
+
+static AlignedBuffer& caller_b_buffer() {
+  thread_local AlignedBuffer b_buf;
+  return b_buf;
+}
+
+float* gemm_caller_b_panel(int64_t floats) {
+  return caller_b_buffer().get(static_cast<size_t>(floats));
+}
+
+int64_t gemm_packed_k_block(int64_t k) { return k_block(gemm_ukernel().packed, k); }
+
+bool gemm_goes_parallel(int64_t m, int64_t n, int64_t k) {
+  return gemm_goes_parallel(m, n, k, num_threads());
+}
 
 GemmConstants gemm_constants() {
   const GemmUkernel& uk = gemm_ukernel();
@@ -306,7 +325,7 @@ void gemm_f32_src(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   const GemmCall call{uk, plan, trans_a, trans_b, relu, m,     n,     k,   alpha, beta,
                       a,  lda,  trans_a ? 1 : lda, trans_a ? lda : 1, b, ldb, a_src, b_src,
                       c,  ldc,  bias};
-  thread_local AlignedBuffer b_buf;  // the caller's shared B panel (M split only)
+  AlignedBuffer& b_buf = caller_b_buffer();  // the caller's shared B panel (M split only)
   float* b_shared = nullptr;
   const bool parallel = gemm_goes_parallel(m, n, k, num_threads());
 #pragma omp parallel if (parallel) num_threads(num_threads())

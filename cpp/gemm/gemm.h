@@ -50,6 +50,15 @@ struct GemmPackSource {
   const void* ctx;
 };
 
+// The k block the packed path splits a depth k into, and whether a product of these shapes runs
+// on a thread team: for drivers that run the microkernels themselves (the conv family's
+// indirect GEMM) and must round and split as gemm_f32 would.
+int64_t gemm_packed_k_block(int64_t k);
+bool gemm_goes_parallel(int64_t m, int64_t n, int64_t k);
+// The calling thread's shared-B buffer (GemmWorkspace::b_shared_bytes), at least `floats` long:
+// such a driver packs its B there, so the accounting's maximum over calls covers it.
+float* gemm_caller_b_panel(int64_t floats);
+
 // act: Activation::none or Activation::relu, the only ones the epilogue fuses.
 void gemm_f32(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,

@@ -32,6 +32,15 @@ using GemmPackAFn = void (*)(bool trans, const float* a, int64_t lda, int64_t i0
 using GemmPackBFn = void (*)(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc,
                              int64_t j0, int64_t cols, float* dst);
 
+// The indirect kernel (the conv family's implicit GEMM, as Dukhan's indirect convolution): A is
+// never packed; its k steps are nseg runs, run s reading row r's values contiguously from
+// rows[s * MR + r] (len[s] of them: a window tap's channels; a zero buffer for a padding tap or
+// a row past mr). B is the packed micropanel of all those k steps in order. Same FMA chain and
+// epilogue as fn, so it equals fn on the packed gather of those runs bit for bit.
+using GemmIgemmFn = void (*)(int64_t nseg, const float* const* rows, const int64_t* len,
+                             const float* b, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                             const GemmEpilogue& ep);
+
 struct GemmBlocking {
   int mc, kc, nc;  // mc % mr == 0, nc % nr == 0
 };
@@ -44,6 +53,7 @@ struct GemmUkernel {
   GemmPackAFn pack_a;
   GemmPackBFn pack_b;         // one micropanel
   GemmPackBFn pack_b_panels;  // ceil(cols / NR) consecutive micropanels
+  GemmIgemmFn igemm;
 };
 
 SG_DECLARE_DISPATCH(GemmUkernel, f32_gemm_ukernel, gemm_ukernel);
