@@ -130,12 +130,14 @@ StepArrays<N> step_arrays(const char* fn, py::handle p_obj, py::handle g_obj,
                           const std::array<State, N>& states, py::handle off_obj,
                           py::handle len_obj) {
   StepArrays<N> r;
+  r.keep.reserve(N + 2);
   r.keep.push_back(flat(fn, "param", p_obj, -1, true));
   r.param = f32_ptr(r.keep.back());
   const int64_t n = r.keep.back().shape(0);
   r.keep.push_back(flat(fn, "grad", g_obj, n, false));
   r.grad = f32_cptr(r.keep.back());
   std::vector<std::pair<const char*, py::handle>> named{{"param", p_obj}, {"grad", g_obj}};
+  named.reserve(N + 2);
   for (size_t i = 0; i < N; ++i) {
     const State& st = states[i];
     if (st.optional) {
