@@ -9,13 +9,11 @@ namespace {
 
 template <bool WD>
 void adagrad_t(float* p, float* sum, const float* g, int64_t n, const AdagradArgs& a) {
-  const Pre pre(a.pre);
-  const V::R wd = V::set1(a.weight_decay), eps = V::set1(a.eps), clr = V::set1(a.clr);
+  const Prologue<WD> start(a.pre, a.weight_decay);
+  const V::R eps = V::set1(a.eps), clr = V::set1(a.clr);
   over_vectors(n, [&](auto full, int64_t i, int64_t k) {
     constexpr bool F = decltype(full)::value;
-    V::R gv = pre(ld<F>(g + i, k));
-    V::R pv = ld<F>(p + i, k);
-    if constexpr (WD) gv = V::fma(pv, wd, gv);
+    const auto [gv, pv] = start(full, g, p, i, k);
     V::R sv = V::fma(gv, gv, ld<F>(sum + i, k));
     st<F>(sum + i, sv, k);
     V::R std_ = V::add(V::sqrt(sv), eps);

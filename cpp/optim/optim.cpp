@@ -48,6 +48,31 @@ void for_each_piece(Segments s, Body body) {
   }
 }
 
+// at::lerp's scalars for weight w (computed in double, as torch's scalar weight).
+LerpArgs make_lerp(double w) {
+  LerpArgs l;
+  l.weight = static_cast<float>(w);
+  l.rest = static_cast<float>(1.0 - w);
+  l.small = std::fabs(w) < 0.5;
+  return l;
+}
+
+// The moment update of AdamHyper or NadamHyper h (lr, beta1, beta2, weight_decay, decoupled):
+// decay mode and factors, m's lerp weight 1 - beta1, beta2.
+template <class H>
+MomentArgs make_moments(const H& h) {
+  MomentArgs a;
+  a.wd_mode = h.weight_decay == 0.0 ? WeightDecay::none
+              : h.decoupled         ? WeightDecay::decoupled
+                                    : WeightDecay::coupled;
+  a.weight_decay = static_cast<float>(h.weight_decay);
+  a.decay_factor = static_cast<float>(1.0 - h.lr * h.weight_decay);
+  a.m_lerp = make_lerp(1.0 - h.beta1);
+  a.beta2 = static_cast<float>(h.beta2);
+  a.one_minus_beta2 = static_cast<float>(1.0 - h.beta2);
+  return a;
+}
+
 GradPre make_pre(const GradPreHyper& h) {
   GradPre p;
   p.grad_scale = static_cast<float>(h.maximize ? -h.grad_scale : h.grad_scale);
@@ -90,17 +115,7 @@ void adam_step(float* p, float* m, float* v, float* vmax, const float* g, Segmen
                const AdamHyper& h) {
   AdamArgs a;
   a.pre = make_pre(h.pre);
-  a.wd_mode = h.weight_decay == 0.0 ? WeightDecay::none
-              : h.decoupled         ? WeightDecay::decoupled
-                                    : WeightDecay::coupled;
-  a.weight_decay = static_cast<float>(h.weight_decay);
-  a.decay_factor = static_cast<float>(1.0 - h.lr * h.weight_decay);
-  const double w = 1.0 - h.beta1;
-  a.lerp_weight = static_cast<float>(w);
-  a.lerp_rest = static_cast<float>(1.0 - w);
-  a.lerp_small = std::fabs(w) < 0.5;
-  a.beta2 = static_cast<float>(h.beta2);
-  a.one_minus_beta2 = static_cast<float>(1.0 - h.beta2);
+  a.moments = make_moments(h);
   const double t = static_cast<double>(h.step);
   const double bc1 = 1.0 - std::pow(h.beta1, t), bc2 = 1.0 - std::pow(h.beta2, t);
   a.inv_bc2_sqrt = static_cast<float>(1.0 / std::sqrt(bc2));
@@ -119,10 +134,7 @@ void rmsprop_step(float* p, float* sq, float* gavg, float* buf, const float* g, 
   a.pre = make_pre(h.pre);
   a.weight_decay = static_cast<float>(h.weight_decay);
   a.alpha = static_cast<float>(h.alpha);
-  const double w = 1.0 - h.alpha;
-  a.one_minus_alpha = static_cast<float>(w);
-  a.lerp_rest = static_cast<float>(1.0 - w);
-  a.lerp_small = std::fabs(w) < 0.5;
+  a.avg_lerp = make_lerp(1.0 - h.alpha);
   a.eps = static_cast<float>(h.eps);
   a.lr = static_cast<float>(h.lr);
   a.momentum = static_cast<float>(h.momentum);
@@ -163,17 +175,7 @@ void adagrad_step(float* p, float* sum, const float* g, Segments s, const Adagra
 double nadam_step(float* p, float* m, float* v, const float* g, Segments s, const NadamHyper& h) {
   NadamArgs a;
   a.pre = make_pre(h.pre);
-  a.wd_mode = h.weight_decay == 0.0 ? WeightDecay::none
-              : h.decoupled         ? WeightDecay::decoupled
-                                    : WeightDecay::coupled;
-  a.weight_decay = static_cast<float>(h.weight_decay);
-  a.decay_factor = static_cast<float>(1.0 - h.lr * h.weight_decay);
-  const double w = 1.0 - h.beta1;
-  a.lerp_weight = static_cast<float>(w);
-  a.lerp_rest = static_cast<float>(1.0 - w);
-  a.lerp_small = std::fabs(w) < 0.5;
-  a.beta2 = static_cast<float>(h.beta2);
-  a.one_minus_beta2 = static_cast<float>(1.0 - h.beta2);
+  a.moments = make_moments(h);
   const double t = static_cast<double>(h.step);
   a.bc2 = static_cast<float>(1.0 - std::pow(h.beta2, t));
   a.eps = static_cast<float>(h.eps);

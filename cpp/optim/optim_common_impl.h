@@ -1,5 +1,6 @@
 // Shared pieces of the optimizer kernels over V: full/masked loads and stores, the gradient
-// prologue (clip scale, sign, clamp) and PyTorch's two-form lerp. Included by *_impl.h only.
+// prologue (clip scale, sign, clamp), PyTorch's two-form lerp, the weight-decay dispatch and
+// the moment update Adam and NAdam share. Included by *_impl.h only.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -51,11 +52,79 @@ struct Pre {
   inline V::R operator()(V::R g) const { return V::min(hi, V::max(lo, V::mul(g, scale))); }
 };
 
-// at::lerp: self + w * (end - self) for w < 0.5, else end - (end - self) * (1 - w).
-inline V::R lerp(V::R self, V::R end, bool small, V::R w, V::R rest) {
-  V::R d = V::sub(end, self);
-  return small ? V::fma(w, d, self) : V::fnma(rest, d, end);
+// An element vector's gradient and parameter as every update starts with them.
+struct GradParam {
+  V::R g, p;
+};
+
+// Loads g through the prologue and p, and applies coupled weight decay (g += wd p) when
+// COUPLED_WD.
+template <bool COUPLED_WD>
+struct Prologue {
+  Pre pre;
+  V::R wd;
+  Prologue(const GradPre& gp, float weight_decay) : pre(gp), wd(V::set1(weight_decay)) {}
+  // full: std::true_type (k == V::W) or std::false_type (a masked tail of k), as over_vectors.
+  template <class Full>
+  inline GradParam operator()(Full, const float* g, const float* p, int64_t i, int64_t k) const {
+    constexpr bool F = Full::value;
+    V::R gv = pre(ld<F>(g + i, k));
+    V::R pv = ld<F>(p + i, k);
+    if constexpr (COUPLED_WD) gv = V::fma(pv, wd, gv);
+    return {gv, pv};
+  }
+};
+
+// at::lerp(self, end, w): self + w * (end - self) for w < 0.5, else end - (end - self) * (1 - w).
+struct Lerp {
+  V::R w, rest;
+  bool small;
+  explicit Lerp(const LerpArgs& a) : w(V::set1(a.weight)), rest(V::set1(a.rest)), small(a.small) {}
+  inline V::R operator()(V::R self, V::R end) const {
+    V::R d = V::sub(end, self);
+    return small ? V::fma(w, d, self) : V::fnma(rest, d, end);
+  }
+};
+
+// Calls body(std::integral_constant<WeightDecay, mode>{}): one instantiation per mode.
+template <class Body>
+inline void with_weight_decay(WeightDecay mode, Body body) {
+  using W = WeightDecay;
+  switch (mode) {
+    case W::none: return body(std::integral_constant<W, W::none>{});
+    case W::coupled: return body(std::integral_constant<W, W::coupled>{});
+    case W::decoupled: return body(std::integral_constant<W, W::decoupled>{});
+  }
 }
+
+// One element vector after the moment update (MomentArgs): the gradient (prologue and coupled
+// decay applied), the parameter (decoupled decay applied, not yet stored) and the new moments.
+struct MomentStep {
+  V::R g, p, m, v;
+};
+
+// The start Adam and NAdam share: load g and p, decay, update and store m and v.
+template <WeightDecay WD>
+struct Moments {
+  Prologue<WD == WeightDecay::coupled> start;
+  V::R decay, b2, c2;
+  Lerp m_lerp;
+  Moments(const GradPre& gp, const MomentArgs& a)
+      : start(gp, a.weight_decay), decay(V::set1(a.decay_factor)), b2(V::set1(a.beta2)),
+        c2(V::set1(a.one_minus_beta2)), m_lerp(a.m_lerp) {}
+  template <class Full>  // as Prologue's
+  inline MomentStep step(Full full, const float* p, float* m, float* v, const float* g,
+                         int64_t i, int64_t k) const {
+    constexpr bool F = Full::value;
+    auto [gv, pv] = start(full, g, p, i, k);
+    if constexpr (WD == WeightDecay::decoupled) pv = V::mul(pv, decay);
+    V::R mv = m_lerp(ld<F>(m + i, k), gv);
+    V::R vv = V::fma(V::mul(c2, gv), gv, V::mul(ld<F>(v + i, k), b2));
+    st<F>(m + i, mv, k);
+    st<F>(v + i, vv, k);
+    return {gv, pv, mv, vv};
+  }
+};
 
 }  // namespace
 }  // namespace sg

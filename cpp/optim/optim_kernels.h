@@ -18,15 +18,26 @@ struct GradPre {
 
 enum class WeightDecay : int { none = 0, coupled = 1, decoupled = 2 };
 
-struct AdamArgs {
-  GradPre pre;
+// PyTorch's two-form at::lerp(self, end, weight): the scalars of one weight.
+struct LerpArgs {
+  float weight;  // self + weight * (end - self) when weight < 0.5
+  float rest;    // 1 - weight: end - (end - self) * rest otherwise
+  bool small;    // weight < 0.5
+};
+
+// The moment update Adam and NAdam share, in torch's order: weight decay (coupled g += wd p,
+// or decoupled p *= 1 - lr wd), m.lerp_(g, 1 - beta1), v = beta2 v + (1 - beta2) g^2.
+struct MomentArgs {
   WeightDecay wd_mode;
   float weight_decay;    // coupled: g += wd * p
   float decay_factor;    // decoupled: p *= 1 - lr * wd
-  float lerp_weight;     // 1 - beta1 (exp_avg.lerp_(g, 1 - beta1))
-  float lerp_rest;       // 1 - lerp_weight, for the form PyTorch uses when the weight >= 0.5
-  bool lerp_small;       // lerp_weight < 0.5
+  LerpArgs m_lerp;       // weight 1 - beta1
   float beta2, one_minus_beta2;
+};
+
+struct AdamArgs {
+  GradPre pre;
+  MomentArgs moments;
   float inv_bc2_sqrt;    // 1 / sqrt(1 - beta2^t)
   float eps;
   float step_size;       // lr / (1 - beta1^t)
@@ -36,9 +47,9 @@ struct AdamArgs {
 struct RmspropArgs {
   GradPre pre;
   float weight_decay;    // 0: off
-  float alpha, one_minus_alpha;
-  float lerp_rest;       // centered: grad_avg.lerp_(g, 1 - alpha) needs alpha when 1 - alpha >= 0.5
-  bool lerp_small;       // 1 - alpha < 0.5
+  float alpha;
+  LerpArgs avg_lerp;     // weight 1 - alpha: centered grad_avg.lerp_(g, 1 - alpha), and the
+                         // (1 - alpha) g^2 of square_avg
   float eps, lr, momentum;
   bool centered;
   bool use_momentum;     // momentum > 0
@@ -63,13 +74,7 @@ struct AdagradArgs {
 
 struct NadamArgs {
   GradPre pre;
-  WeightDecay wd_mode;
-  float weight_decay;    // coupled: g += wd * p
-  float decay_factor;    // decoupled: p *= 1 - lr * wd
-  float lerp_weight;     // 1 - beta1 (exp_avg.lerp_(g, 1 - beta1))
-  float lerp_rest;       // 1 - lerp_weight, for the form PyTorch uses when the weight >= 0.5
-  bool lerp_small;       // lerp_weight < 0.5
-  float beta2, one_minus_beta2;
+  MomentArgs moments;
   float bc2;             // 1 - beta2^t (v is divided by it before the sqrt, as torch)
   float eps;
   float grad_coef;       // -lr (1 - mu_t) / (1 - mu_product_t)

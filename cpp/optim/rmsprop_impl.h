@@ -9,21 +9,18 @@ namespace {
 template <bool WD, bool CENTERED, bool MOM>
 void rmsprop_t(float* p, float* sq, float* gavg, float* buf, const float* g, int64_t n,
                const RmspropArgs& a) {
-  const Pre pre(a.pre);
-  const V::R wd = V::set1(a.weight_decay), al = V::set1(a.alpha), c = V::set1(a.one_minus_alpha);
-  const V::R rest = V::set1(a.lerp_rest), eps = V::set1(a.eps), lr = V::set1(a.lr);
-  const V::R mu = V::set1(a.momentum);
-  const bool small = a.lerp_small;
+  const Prologue<WD> start(a.pre, a.weight_decay);
+  const Lerp avg_lerp(a.avg_lerp);
+  const V::R al = V::set1(a.alpha), c = avg_lerp.w;  // c: 1 - alpha
+  const V::R eps = V::set1(a.eps), lr = V::set1(a.lr), mu = V::set1(a.momentum);
   over_vectors(n, [&](auto full, int64_t i, int64_t k) {
     constexpr bool F = decltype(full)::value;
-    V::R gv = pre(ld<F>(g + i, k));
-    V::R pv = ld<F>(p + i, k);
-    if constexpr (WD) gv = V::fma(pv, wd, gv);
+    const auto [gv, pv] = start(full, g, p, i, k);
     V::R sv = V::fma(V::mul(c, gv), gv, V::mul(ld<F>(sq + i, k), al));
     st<F>(sq + i, sv, k);
     V::R avg;
     if constexpr (CENTERED) {
-      V::R ga = lerp(ld<F>(gavg + i, k), gv, small, c, rest);
+      V::R ga = avg_lerp(ld<F>(gavg + i, k), gv);
       st<F>(gavg + i, ga, k);
       avg = V::sqrt(V::fnma(ga, ga, sv));
     } else {

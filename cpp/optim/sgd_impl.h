@@ -9,14 +9,11 @@ namespace {
 
 template <bool WD, bool MOM, bool FIRST, bool NESTEROV>
 void sgd_t(float* p, float* buf, const float* g, int64_t n, const SgdArgs& a) {
-  const Pre pre(a.pre);
-  const V::R wd = V::set1(a.weight_decay), mu = V::set1(a.momentum);
-  const V::R omd = V::set1(a.one_minus_dampening), lr = V::set1(a.lr);
+  const Prologue<WD> start(a.pre, a.weight_decay);
+  const V::R mu = V::set1(a.momentum), omd = V::set1(a.one_minus_dampening), lr = V::set1(a.lr);
   over_vectors(n, [&](auto full, int64_t i, int64_t k) {
     constexpr bool F = decltype(full)::value;
-    V::R gv = pre(ld<F>(g + i, k));
-    V::R pv = ld<F>(p + i, k);
-    if constexpr (WD) gv = V::fma(pv, wd, gv);
+    auto [gv, pv] = start(full, g, p, i, k);
     if constexpr (MOM) {
       V::R bv = FIRST ? gv : V::fma(gv, omd, V::mul(ld<F>(buf + i, k), mu));
       st<F>(buf + i, bv, k);

@@ -1,6 +1,6 @@
-// Bindings for cpp/optim/optim.h: the hyperparameter structs (one bound class per optimizer,
-// named fields), the fused optimizer steps, the segmented gradient-norm pass and gradient
-// clipping over the flat buffers. Every array is checked (dtype, rank, length, writeability,
+// Bindings for cpp/optim/optim.h: the fused optimizer steps (their hyperparameter structs are
+// bound in hyper.cpp), the segmented gradient-norm pass and gradient clipping over the flat
+// buffers. Every array is checked (dtype, rank, length, writeability,
 // aliasing) and every segment bounds-checked before the GIL is released; nothing converts.
 //
 // Hyperparameter *values* are not checked here. steadygrad.optim._hyper.check_hyperparameters
@@ -11,10 +11,8 @@
 // make a kernel touch memory it should not; what this file does check is what the call needs
 // to be memory-safe and well-defined and Python never sees as a user value: the arrays, the
 // segments, the state buffers a flag requires, and the step counter (1 - beta1^0 = 0 divides).
-#include <pybind11/stl.h>
-
+#include <array>
 #include <cmath>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,7 +84,8 @@ SegArrays segments(const char* fn, py::handle off_obj, py::handle len_obj, int64
   return r;
 }
 
-void all_disjoint(const char* fn, std::initializer_list<std::pair<const char*, py::handle>> arrs) {
+// Each named array (None: skipped) shares no memory with any other.
+void all_disjoint(const char* fn, const std::vector<std::pair<const char*, py::handle>>& arrs) {
   std::vector<std::pair<const char*, py::array>> v;
   for (auto& [name, h] : arrs) {
     if (!h.is_none()) v.emplace_back(name, py::reinterpret_borrow<py::array>(h));
@@ -95,6 +94,70 @@ void all_disjoint(const char* fn, std::initializer_list<std::pair<const char*, p
     for (size_t j = i + 1; j < v.size(); ++j) {
       require_disjoint(fn, v[i].first, v[i].second, v[j].first, v[j].second);
     }
+  }
+}
+
+// One state buffer of a step, updated in place, of param's flat length. An optional one may
+// be None unless `needed` (`why`: the flag that needs it) and reaches the kernel only when
+// needed (else null, even when given).
+struct State {
+  const char* name;
+  py::handle obj;
+  bool optional = false;
+  bool needed = true;
+  const char* why = nullptr;
+};
+State state(const char* name, py::handle obj) { return {name, obj}; }
+State optional_state(const char* name, py::handle obj, bool needed, const char* why) {
+  return {name, obj, true, needed, why};
+}
+
+// The checked operands of one step call: param (written), grad (read), the state buffers in
+// their order, the segments. Holds the arrays while the kernel runs.
+template <size_t N>
+struct StepArrays {
+  float* param;
+  const float* grad;
+  std::array<float*, N> state;
+  SegArrays seg;
+  std::vector<py::array> keep;
+};
+
+// Checks, in this order: param, grad, each state buffer, that no two of them overlap, the
+// segments.
+template <size_t N>
+StepArrays<N> step_arrays(const char* fn, py::handle p_obj, py::handle g_obj,
+                          const std::array<State, N>& states, py::handle off_obj,
+                          py::handle len_obj) {
+  StepArrays<N> r;
+  r.keep.reserve(N + 2);
+  r.keep.push_back(flat(fn, "param", p_obj, -1, true));
+  r.param = f32_ptr(r.keep.back());
+  const int64_t n = r.keep.back().shape(0);
+  r.keep.push_back(flat(fn, "grad", g_obj, n, false));
+  r.grad = f32_cptr(r.keep.back());
+  std::vector<std::pair<const char*, py::handle>> named{{"param", p_obj}, {"grad", g_obj}};
+  named.reserve(N + 2);
+  for (size_t i = 0; i < N; ++i) {
+    const State& st = states[i];
+    if (st.optional) {
+      float* ptr = opt_flat(fn, st.name, st.obj, n, st.needed, st.why, r.keep);
+      r.state[i] = st.needed ? ptr : nullptr;
+    } else {
+      r.keep.push_back(flat(fn, st.name, st.obj, n, true));
+      r.state[i] = f32_ptr(r.keep.back());
+    }
+    named.emplace_back(st.name, st.obj);
+  }
+  all_disjoint(fn, named);
+  r.seg = segments(fn, off_obj, len_obj, n, true);
+  return r;
+}
+
+// The step counter of the structs that have one: bias corrections divide by 1 - beta^step.
+void require_step(const char* fn, int64_t step) {
+  if (step < 1) {
+    value_error(fn, "hyper.step must be >= 1 (the step being taken), got " + std::to_string(step));
   }
 }
 
@@ -153,252 +216,69 @@ void adam_py(py::handle p_obj, py::handle g_obj, py::handle m_obj, py::handle v_
              py::handle vmax_obj, py::handle off_obj, py::handle len_obj, const AdamHyper& hyper) {
   const char* fn = "adam_step";
   const AdamHyper h = hyper;
-  py::array p = flat(fn, "param", p_obj, -1, true);
-  const int64_t n = p.shape(0);
-  py::array g = flat(fn, "grad", g_obj, n, false);
-  py::array m = flat(fn, "exp_avg", m_obj, n, true);
-  py::array v = flat(fn, "exp_avg_sq", v_obj, n, true);
-  std::vector<py::array> keep;
-  float* vmax =
-      opt_flat(fn, "max_exp_avg_sq", vmax_obj, n, h.amsgrad, "when hyper.amsgrad=True", keep);
-  all_disjoint(fn, {{"param", p_obj}, {"grad", g_obj}, {"exp_avg", m_obj}, {"exp_avg_sq", v_obj},
-                    {"max_exp_avg_sq", vmax_obj}});
-  SegArrays seg = segments(fn, off_obj, len_obj, n, true);
-  if (h.step < 1) {
-    value_error(fn, "hyper.step must be >= 1 (the step being taken), got " +
-                        std::to_string(h.step));
-  }
-  float *pp = f32_ptr(p), *mp = f32_ptr(m), *vp = f32_ptr(v);
-  const float* gp = f32_cptr(g);
+  auto a = step_arrays<3>(fn, p_obj, g_obj,
+                          {state("exp_avg", m_obj), state("exp_avg_sq", v_obj),
+                           optional_state("max_exp_avg_sq", vmax_obj, h.amsgrad,
+                                          "when hyper.amsgrad=True")},
+                          off_obj, len_obj);
+  require_step(fn, h.step);
   py::gil_scoped_release release;
-  adam_step(pp, mp, vp, h.amsgrad ? vmax : nullptr, gp, seg.s, h);
+  adam_step(a.param, a.state[0], a.state[1], a.state[2], a.grad, a.seg.s, h);
 }
 
 void rmsprop_py(py::handle p_obj, py::handle g_obj, py::handle sq_obj, py::handle ga_obj,
                 py::handle buf_obj, py::handle off_obj, py::handle len_obj,
                 const RmspropHyper& hyper) {
-  const char* fn = "rmsprop_step";
   const RmspropHyper h = hyper;
-  const bool use_buf = h.momentum > 0.0;
-  py::array p = flat(fn, "param", p_obj, -1, true);
-  const int64_t n = p.shape(0);
-  py::array g = flat(fn, "grad", g_obj, n, false);
-  py::array sq = flat(fn, "square_avg", sq_obj, n, true);
-  std::vector<py::array> keep;
-  float* ga = opt_flat(fn, "grad_avg", ga_obj, n, h.centered, "when hyper.centered=True", keep);
-  float* buf =
-      opt_flat(fn, "momentum_buffer", buf_obj, n, use_buf, "when hyper.momentum > 0", keep);
-  all_disjoint(fn, {{"param", p_obj}, {"grad", g_obj}, {"square_avg", sq_obj},
-                    {"grad_avg", ga_obj}, {"momentum_buffer", buf_obj}});
-  SegArrays seg = segments(fn, off_obj, len_obj, n, true);
-  float *pp = f32_ptr(p), *sqp = f32_ptr(sq);
-  const float* gp = f32_cptr(g);
+  auto a = step_arrays<3>(
+      "rmsprop_step", p_obj, g_obj,
+      {state("square_avg", sq_obj),
+       optional_state("grad_avg", ga_obj, h.centered, "when hyper.centered=True"),
+       optional_state("momentum_buffer", buf_obj, h.momentum > 0.0, "when hyper.momentum > 0")},
+      off_obj, len_obj);
   py::gil_scoped_release release;
-  rmsprop_step(pp, sqp, h.centered ? ga : nullptr, use_buf ? buf : nullptr, gp, seg.s, h);
+  rmsprop_step(a.param, a.state[0], a.state[1], a.state[2], a.grad, a.seg.s, h);
 }
 
 void sgd_py(py::handle p_obj, py::handle g_obj, py::handle buf_obj, py::handle off_obj,
             py::handle len_obj, const SgdHyper& hyper) {
-  const char* fn = "sgd_step";
   const SgdHyper h = hyper;
-  const bool use_buf = h.momentum != 0.0;
-  py::array p = flat(fn, "param", p_obj, -1, true);
-  const int64_t n = p.shape(0);
-  py::array g = flat(fn, "grad", g_obj, n, false);
-  std::vector<py::array> keep;
-  float* buf =
-      opt_flat(fn, "momentum_buffer", buf_obj, n, use_buf, "when hyper.momentum != 0", keep);
-  all_disjoint(fn, {{"param", p_obj}, {"grad", g_obj}, {"momentum_buffer", buf_obj}});
-  SegArrays seg = segments(fn, off_obj, len_obj, n, true);
-  float* pp = f32_ptr(p);
-  const float* gp = f32_cptr(g);
+  auto a = step_arrays<1>("sgd_step", p_obj, g_obj,
+                          {optional_state("momentum_buffer", buf_obj, h.momentum != 0.0,
+                                          "when hyper.momentum != 0")},
+                          off_obj, len_obj);
   py::gil_scoped_release release;
-  sgd_step(pp, use_buf ? buf : nullptr, gp, seg.s, h);
+  sgd_step(a.param, a.state[0], a.grad, a.seg.s, h);
 }
 
 void adagrad_py(py::handle p_obj, py::handle g_obj, py::handle sum_obj, py::handle off_obj,
                 py::handle len_obj, const AdagradHyper& hyper) {
   const char* fn = "adagrad_step";
   const AdagradHyper h = hyper;
-  py::array p = flat(fn, "param", p_obj, -1, true);
-  const int64_t n = p.shape(0);
-  py::array g = flat(fn, "grad", g_obj, n, false);
-  py::array sum = flat(fn, "sum", sum_obj, n, true);
-  all_disjoint(fn, {{"param", p_obj}, {"grad", g_obj}, {"sum", sum_obj}});
-  SegArrays seg = segments(fn, off_obj, len_obj, n, true);
-  if (h.step < 1) {
-    value_error(fn, "hyper.step must be >= 1 (the step being taken), got " +
-                        std::to_string(h.step));
-  }
-  float *pp = f32_ptr(p), *sp = f32_ptr(sum);
-  const float* gp = f32_cptr(g);
+  auto a = step_arrays<1>(fn, p_obj, g_obj, {state("sum", sum_obj)}, off_obj, len_obj);
+  require_step(fn, h.step);
   py::gil_scoped_release release;
-  adagrad_step(pp, sp, gp, seg.s, h);
+  adagrad_step(a.param, a.state[0], a.grad, a.seg.s, h);
 }
 
 double nadam_py(py::handle p_obj, py::handle g_obj, py::handle m_obj, py::handle v_obj,
                 py::handle off_obj, py::handle len_obj, const NadamHyper& hyper) {
   const char* fn = "nadam_step";
   const NadamHyper h = hyper;
-  py::array p = flat(fn, "param", p_obj, -1, true);
-  const int64_t n = p.shape(0);
-  py::array g = flat(fn, "grad", g_obj, n, false);
-  py::array m = flat(fn, "exp_avg", m_obj, n, true);
-  py::array v = flat(fn, "exp_avg_sq", v_obj, n, true);
-  all_disjoint(fn, {{"param", p_obj}, {"grad", g_obj}, {"exp_avg", m_obj}, {"exp_avg_sq", v_obj}});
-  SegArrays seg = segments(fn, off_obj, len_obj, n, true);
-  if (h.step < 1) {
-    value_error(fn, "hyper.step must be >= 1 (the step being taken), got " +
-                        std::to_string(h.step));
-  }
-  float *pp = f32_ptr(p), *mp = f32_ptr(m), *vp = f32_ptr(v);
-  const float* gp = f32_cptr(g);
+  auto a = step_arrays<2>(fn, p_obj, g_obj, {state("exp_avg", m_obj), state("exp_avg_sq", v_obj)},
+                          off_obj, len_obj);
+  require_step(fn, h.step);
   py::gil_scoped_release release;
-  return nadam_step(pp, mp, vp, gp, seg.s, h);
-}
-
-// clip_value crosses as None (off) or a float; C++ keeps "negative means off".
-py::object clip_get(const GradPreHyper& h) {
-  return h.clip_value >= 0.0 ? py::object(py::float_(h.clip_value)) : py::object(py::none());
-}
-void clip_set(GradPreHyper& h, const std::optional<double>& c) { h.clip_value = c ? *c : -1.0; }
-
-// "Name(field=value, ...)" from the class's properties in definition order, so no list of
-// fields is kept in step by hand.
-std::string struct_repr(py::handle self) {
-  py::handle type = py::type::handle_of(self);
-  py::handle property = reinterpret_cast<PyObject*>(&PyProperty_Type);
-  std::string s = type.attr("__name__").cast<std::string>() + "(";
-  const char* sep = "";
-  for (py::handle item : type.attr("__dict__").attr("items")()) {
-    auto kv = py::reinterpret_borrow<py::tuple>(item);
-    if (!py::isinstance(kv[1], property)) continue;
-    const std::string name = kv[0].cast<std::string>();
-    s += sep + name + "=" + py::repr(self.attr(name.c_str())).cast<std::string>();
-    sep = ", ";
-  }
-  return s + ")";
-}
-
-// One field of a bound hyperparameter struct: its keyword, its member, an optional docstring.
-template <class H, class T>
-struct Field {
-  using type = T;
-  const char* name;
-  T H::*member;
-  const char* doc;
-};
-// A field whose keyword may be left out: its default.
-template <class H, class T, class D>
-struct DefaultedField : Field<H, T> {
-  D value;
-};
-
-template <class H, class T>
-Field<H, T> field(const char* name, T H::*member, const char* doc = nullptr) {
-  return {name, member, doc};
-}
-template <class H, class T, class D>
-DefaultedField<H, T, D> field(const char* name, T H::*member, D value, const char* doc) {
-  return {{name, member, doc}, value};
-}
-template <class H>
-DefaultedField<H, GradPreHyper, GradPreHyper> pre_field() {
-  return field("pre", &H::pre, GradPreHyper(), "The gradient prologue (GradPreHyper).");
-}
-
-template <class H, class T>
-py::arg keyword(const Field<H, T>& f) { return py::arg(f.name); }
-template <class H, class T, class D>
-py::arg_v keyword(const DefaultedField<H, T, D>& f) { return py::arg(f.name) = f.value; }
-
-template <class H, class T>
-void def_field(py::class_<H>& cls, const Field<H, T>& f) {
-  if (f.doc) cls.def_readwrite(f.name, f.member, f.doc);
-  else cls.def_readwrite(f.name, f.member);
-}
-
-// One optimizer's struct from its fields, listed once in order: a keyword-only constructor
-// taking them (each set by its member, so adjacent doubles cannot depend on declaration
-// order), a read-write property each and the struct_repr.
-template <class H, class... F>
-void bind_hyper(py::module_& m, const char* name, const char* doc, const F&... fields) {
-  py::class_<H> cls(m, name, doc);
-  cls.def(py::init([fields...](typename F::type... values) {
-            H h{};
-            ((h.*(fields.member) = values), ...);
-            return h;
-          }),
-          py::kw_only(), keyword(fields)...);
-  (def_field(cls, fields), ...);
-  cls.def("__repr__", &struct_repr);
-}
-
-void bind_hyper_structs(py::module_& m) {
-  using py::arg;
-  py::class_<GradPreHyper>(m, "GradPreHyper",
-                           "The gradient prologue every step applies first: g' = clamp(g * "
-                           "grad_scale, -clip_value, clip_value), negated when maximize.")
-      .def(py::init([](double grad_scale, std::optional<double> clip_value, bool maximize) {
-             GradPreHyper h;
-             h.grad_scale = grad_scale;
-             clip_set(h, clip_value);
-             h.maximize = maximize;
-             return h;
-           }),
-           py::kw_only(), arg("grad_scale") = 1.0, arg("clip_value") = py::none(),
-           arg("maximize") = false)
-      .def_readwrite("grad_scale", &GradPreHyper::grad_scale,
-                     "Global-norm clip coefficient (1.0: not clipping).")
-      .def_property("clip_value", &clip_get, &clip_set, "Value-clipping bound; None: off.")
-      .def_readwrite("maximize", &GradPreHyper::maximize)
-      .def("__repr__", &struct_repr);
-  bind_hyper<AdamHyper>(
-      m, "AdamHyper", "Adam/AdamW hyperparameters of one adam_step call.",
-      field("lr", &AdamHyper::lr), field("beta1", &AdamHyper::beta1),
-      field("beta2", &AdamHyper::beta2), field("eps", &AdamHyper::eps),
-      field("weight_decay", &AdamHyper::weight_decay), field("amsgrad", &AdamHyper::amsgrad),
-      field("decoupled", &AdamHyper::decoupled, "Decoupled weight decay (AdamW)."),
-      field("step", &AdamHyper::step, int64_t{1}, "The step being taken, >= 1."),
-      pre_field<AdamHyper>());
-  bind_hyper<RmspropHyper>(
-      m, "RmspropHyper", "RMSprop hyperparameters of one rmsprop_step call.",
-      field("lr", &RmspropHyper::lr), field("alpha", &RmspropHyper::alpha),
-      field("eps", &RmspropHyper::eps), field("weight_decay", &RmspropHyper::weight_decay),
-      field("momentum", &RmspropHyper::momentum), field("centered", &RmspropHyper::centered),
-      pre_field<RmspropHyper>());
-  bind_hyper<SgdHyper>(
-      m, "SgdHyper", "SGD hyperparameters of one sgd_step call.",
-      field("lr", &SgdHyper::lr), field("momentum", &SgdHyper::momentum),
-      field("dampening", &SgdHyper::dampening), field("weight_decay", &SgdHyper::weight_decay),
-      field("nesterov", &SgdHyper::nesterov),
-      field("first", &SgdHyper::first, false,
-            "The momentum buffer is uninitialised for these segments (buf = g)."),
-      pre_field<SgdHyper>());
-  bind_hyper<AdagradHyper>(
-      m, "AdagradHyper", "Adagrad hyperparameters of one adagrad_step call.",
-      field("lr", &AdagradHyper::lr), field("lr_decay", &AdagradHyper::lr_decay),
-      field("weight_decay", &AdagradHyper::weight_decay), field("eps", &AdagradHyper::eps),
-      field("step", &AdagradHyper::step, int64_t{1}, "The step being taken, >= 1."),
-      pre_field<AdagradHyper>());
-  bind_hyper<NadamHyper>(
-      m, "NadamHyper", "NAdam hyperparameters of one nadam_step call.",
-      field("lr", &NadamHyper::lr), field("beta1", &NadamHyper::beta1),
-      field("beta2", &NadamHyper::beta2), field("eps", &NadamHyper::eps),
-      field("weight_decay", &NadamHyper::weight_decay),
-      field("momentum_decay", &NadamHyper::momentum_decay),
-      field("decoupled", &NadamHyper::decoupled, "Decoupled weight decay (p *= 1 - lr wd)."),
-      field("step", &NadamHyper::step, int64_t{1}, "The step being taken, >= 1."),
-      field("mu_product", &NadamHyper::mu_product, 1.0,
-            "Product of mu over the steps before this one (float32 value, as torch keeps it)."),
-      pre_field<NadamHyper>());
+  return nadam_step(a.param, a.state[0], a.state[1], a.grad, a.seg.s, h);
 }
 
 }  // namespace
 
+void register_optim_hyper(py::module_& m);  // optim/hyper.cpp
+
 void register_optim(py::module_& m) {
   using py::arg;
-  bind_hyper_structs(m);
+  register_optim_hyper(m);  // first: the step functions' signatures name the structs
   m.def("grad_norms", &grad_norms_py, arg("grad"), arg("seg_offsets"), arg("seg_lengths"),
         arg("norm_type") = 2.0, arg("out") = py::none(),
         "Read-only norm pass over segments of the flat gradient: returns (total_norm, per_segment "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Generic, Protocol
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, overload
 
 import numpy as np
 
@@ -44,27 +44,55 @@ if TYPE_CHECKING:
 else:
     HyperT = TypeVar("HyperT", bound=KernelHyper)
 
-# key -> (rule, label in "Invalid <label>: <value>")
+
+class _Spec(NamedTuple):
+    """How a hyperparameter is checked, printed and handed to the kernel."""
+
+    rule: str  # see below
+    label: str  # as in "Invalid <label>: <value>"
+    field: str | None  # the kernel struct's field; None: none (maximize is the struct's `pre`)
+
+
 #   "nonneg": a real number in [0, inf)   "real": any finite real number   "bool": True/False
 #   "betas": a pair, each in [0, 1)       "nesterov": a bool, and True needs momentum > 0 and
 #                                         dampening == 0 (check those keys before it)
-_RULES: dict[str, tuple[str, str]] = {
-    "lr": ("nonneg", "learning rate"),
-    "eps": ("nonneg", "epsilon value"),
-    "momentum": ("nonneg", "momentum value"),
-    "weight_decay": ("nonneg", "weight_decay value"),
-    "alpha": ("nonneg", "alpha value"),
-    "dampening": ("real", "dampening value"),
-    "betas": ("betas", "betas"),
-    "nesterov": ("nesterov", "nesterov value"),
-    "maximize": ("bool", "maximize value"),
-    "amsgrad": ("bool", "amsgrad value"),
-    "centered": ("bool", "centered value"),
-    "decoupled_weight_decay": ("bool", "decoupled_weight_decay value"),
-    "lr_decay": ("nonneg", "lr_decay value"),
-    "initial_accumulator_value": ("nonneg", "initial_accumulator_value value"),
-    "momentum_decay": ("nonneg", "momentum_decay value"),
+# The betas pair is the struct's two fields beta1 and beta2.
+_SPECS: dict[str, _Spec] = {
+    "lr": _Spec("nonneg", "learning rate", "lr"),
+    "eps": _Spec("nonneg", "epsilon value", "eps"),
+    "momentum": _Spec("nonneg", "momentum value", "momentum"),
+    "weight_decay": _Spec("nonneg", "weight_decay value", "weight_decay"),
+    "alpha": _Spec("nonneg", "alpha value", "alpha"),
+    "dampening": _Spec("real", "dampening value", "dampening"),
+    "betas": _Spec("betas", "betas", "beta1, beta2"),
+    "nesterov": _Spec("nesterov", "nesterov value", "nesterov"),
+    "maximize": _Spec("bool", "maximize value", None),
+    "amsgrad": _Spec("bool", "amsgrad value", "amsgrad"),
+    "centered": _Spec("bool", "centered value", "centered"),
+    "decoupled_weight_decay": _Spec("bool", "decoupled_weight_decay value", "decoupled"),
+    "lr_decay": _Spec("nonneg", "lr_decay value", "lr_decay"),
+    # torch fills every accumulator with the constructor's value: no per-step field
+    "initial_accumulator_value": _Spec("nonneg", "initial_accumulator_value value", None),
+    "momentum_decay": _Spec("nonneg", "momentum_decay value", "momentum_decay"),
 }
+
+
+def kernel_fields(group: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The kernel struct's fields from a checked group's `keys` (all but `pre` and what
+    depends on the step): each key's value under its field's name, betas split in two."""
+    fields: dict[str, Any] = {}
+    for key in keys:
+        field = _SPECS[key].field
+        if key == "betas":
+            fields["beta1"], fields["beta2"] = group[key]
+        elif field is not None:
+            fields[field] = group[key]
+    return fields
+
+
+def stored(key: str, value: Any) -> Any:
+    """A group value as an optimizer keeps it: a betas list or tuple as a tuple."""
+    return tuple(value) if key == "betas" and isinstance(value, (tuple, list)) else value
 
 
 def _is_real(v: Any) -> bool:
@@ -87,7 +115,7 @@ def check_hyperparameters(
     """Raise ValueError `<where>Invalid <label>: <value><after>` for the first of `keys` (in
     PyTorch's checking order) whose value in `group` is not valid."""
     for key in keys:
-        rule, label = _RULES[key]
+        rule, label, _ = _SPECS[key]
         if key not in group:
             raise ValueError(f"{where}missing hyperparameter '{key}'{after}")
         v = group[key]
@@ -115,6 +143,35 @@ def check_clip_value(name: str, value: Any) -> float | None:
     if not _is_real(value) or not value >= 0.0:
         raise ValueError(f"Invalid {name} value: {_show(value)}")
     return float(value)
+
+
+class ClipOption:
+    """An optimizer's `max_grad_norm` or `max_grad_value` (the attribute this is assigned to):
+    checked when set (check_clip_value), and at most one of the two set. The value lives in
+    the instance's `_<name>`."""
+
+    def __init__(self, exclusive_of: str) -> None:
+        self.other = "_" + exclusive_of
+        self.name = self.attr = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.attr = name, "_" + name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> ClipOption: ...
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> float | None: ...
+    def __get__(self, obj: object, objtype: type | None = None) -> ClipOption | float | None:
+        if obj is None:
+            return self
+        value: float | None = obj.__dict__[self.attr]
+        return value
+
+    def __set__(self, obj: object, value: float | None) -> None:
+        v = check_clip_value(self.name, value)
+        if v is not None and obj.__dict__[self.other] is not None:
+            raise ValueError("Only one of max_grad_norm and max_grad_value can be set")
+        obj.__dict__[self.attr] = v
 
 
 class GroupHyper(Generic[HyperT]):

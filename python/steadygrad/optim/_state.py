@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from steadygrad.optim._hyper import check_hyperparameters
+from steadygrad.optim._hyper import check_hyperparameters, stored
 
 # Step counts are stored as float by PyTorch; above 2**53 a float no longer counts steps.
 _MAX_STEP = 2**53
@@ -175,7 +175,7 @@ class StateDictMixin:
         new = dict(self.param_groups[gi])
         for k, v in saved.items():
             if k not in ("params", "param_names"):
-                new[k] = tuple(v) if k == "betas" and isinstance(v, (list, tuple)) else v
+                new[k] = stored(k, v)
         try:
             check_hyperparameters(new, self._hyper_keys)
         except ValueError as e:
@@ -183,15 +183,20 @@ class StateDictMixin:
         return new
 
 
-def _checked_step(val: Any, where: str) -> int:
-    """A saved step count (PyTorch saves a float tensor) as an int in [0, 2**53]."""
+def saved_number(val: Any, where: str) -> np.ndarray:
+    """A saved scalar (PyTorch saves a 0-d tensor) as a 0-d numpy array of a real dtype."""
     try:
         arr = np.asarray(val)
     except Exception as e:
         raise TypeError(f"{where} cannot be read as a number: {e}") from None
     if arr.shape != () or arr.dtype.kind not in "iuf":
         raise ValueError(f"{where} must be a number, got {arr.dtype}{list(arr.shape)}")
-    step = float(arr)
+    return arr
+
+
+def _checked_step(val: Any, where: str) -> int:
+    """A saved step count (PyTorch saves a float tensor) as an int in [0, 2**53]."""
+    step = float(saved_number(val, where))
     if not (math.isfinite(step) and 0 <= step <= _MAX_STEP and step == int(step)):
         raise ValueError(f"{where} must be an integer in [0, 2**53], got {step}")
     return int(step)

@@ -39,33 +39,18 @@ class Adagrad(Optimizer[_core.AdagradHyper]):
     _hyper_keys = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
                    "maximize")
     _hyper_type = _core.AdagradHyper
+    _hyper_has_step = True
 
-    # PyTorch's public signature, spelled out per optimizer on purpose (the parallel with the
-    # other optimizers' __init__ and defaults dicts is deliberate: each mirrors torch.optim).
     def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-2,
-        lr_decay: float = 0.0,
-        weight_decay: float = 0.0,
-        initial_accumulator_value: float = 0.0,
-        eps: float = 1e-10,
-        foreach: bool | None = None,
-        *,
-        maximize: bool = False,
-        fused: bool | None = None,
+        self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0,
+        weight_decay: float = 0.0, initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+        foreach: bool | None = None, *, maximize: bool = False, fused: bool | None = None,
         **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach, fused  # accepted for PyTorch compatibility: always fused
-        defaults = {
-            "lr": lr,
-            "lr_decay": lr_decay,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "maximize": maximize,
-        }
-        super().__init__(params, defaults, **options)
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      maximize=maximize), **options)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         init = self.defaults["initial_accumulator_value"]
@@ -100,14 +85,7 @@ class Adagrad(Optimizer[_core.AdagradHyper]):
         if "sum" not in st:
             self._fill_sum([i])
 
-    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {"lr": group["lr"], "lr_decay": group["lr_decay"],
-                "weight_decay": group["weight_decay"], "eps": group["eps"]}
-
-    def _update(
-        self, group: dict[str, Any], hyper: _core.AdagradHyper, off: np.ndarray, ln: np.ndarray,
-        steps_taken: int,
-    ) -> None:
-        hyper.step = steps_taken + 1
+    def _update(self, group: dict[str, Any], hyper: _core.AdagradHyper, off: np.ndarray,
+                ln: np.ndarray, steps_taken: int) -> None:
         s = self.storage
         _core.adagrad_step(s.data, s.grad, self._buf("sum"), off, ln, hyper)

@@ -30,73 +30,37 @@ class Adam(Optimizer[_core.AdamHyper]):
     _hyper_keys = ("lr", "eps", "betas", "weight_decay", "amsgrad", "maximize",
                    "decoupled_weight_decay")
     _hyper_type = _core.AdamHyper
+    _hyper_has_step = True
 
-    # PyTorch's public signature, spelled out per optimizer on purpose (the parallel with the
-    # other optimizers' __init__ and defaults dicts is deliberate: each mirrors torch.optim).
     def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-        decoupled_weight_decay: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
-        **options: Unpack[FusedStepOptions],
+        self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
+        maximize: bool = False, decoupled_weight_decay: bool = False, foreach: bool | None = None,
+        fused: bool | None = None, **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach, fused  # accepted for PyTorch compatibility: always fused
-        defaults = {
-            "lr": lr,
-            "betas": tuple(betas) if isinstance(betas, (tuple, list)) else betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "amsgrad": amsgrad,
-            "maximize": maximize,
-            "decoupled_weight_decay": decoupled_weight_decay,
-        }
-        super().__init__(params, defaults, **options)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize,
+                                      decoupled_weight_decay=decoupled_weight_decay), **options)
 
     def _state_buffers(self, group: dict[str, Any]) -> list[str]:
         names = ["exp_avg", "exp_avg_sq"]
         return [*names, "max_exp_avg_sq"] if group["amsgrad"] else names
 
-    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
-        beta1, beta2 = group["betas"]
-        return {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"],
-                "weight_decay": group["weight_decay"], "amsgrad": group["amsgrad"],
-                "decoupled": group["decoupled_weight_decay"]}
-
-    def _update(
-        self, group: dict[str, Any], hyper: _core.AdamHyper, off: np.ndarray, ln: np.ndarray,
-        steps_taken: int,
-    ) -> None:
-        hyper.step = steps_taken + 1
+    def _update(self, group: dict[str, Any], hyper: _core.AdamHyper, off: np.ndarray,
+                ln: np.ndarray, steps_taken: int) -> None:
         s = self.storage
-        _core.adam_step(
-            s.data, s.grad, self._buf("exp_avg"), self._buf("exp_avg_sq"),
-            self._buf("max_exp_avg_sq") if group["amsgrad"] else None, off, ln, hyper,
-        )
+        _core.adam_step(s.data, s.grad, self._buf("exp_avg"), self._buf("exp_avg_sq"),
+                        self._buf("max_exp_avg_sq") if group["amsgrad"] else None, off, ln, hyper)
 
 
 class AdamW(Adam):
     """AdamW: Adam with decoupled weight decay (p *= 1 - lr * weight_decay), default 1e-2."""
 
     def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+        maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         **options: Unpack[FusedStepOptions],
     ) -> None:
         super().__init__(

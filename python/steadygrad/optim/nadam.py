@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from steadygrad import _core
+from steadygrad.optim._state import saved_number
 from steadygrad.optim.optimizer import Optimizer
 
 if TYPE_CHECKING:
@@ -34,62 +35,38 @@ class NAdam(Optimizer[_core.NadamHyper]):
     _hyper_keys = ("lr", "eps", "betas", "weight_decay", "momentum_decay",
                    "decoupled_weight_decay", "maximize")
     _hyper_type = _core.NadamHyper
+    _hyper_has_step = True
 
-    # PyTorch's public signature, spelled out per optimizer on purpose (the parallel with the
-    # other optimizers' __init__ and defaults dicts is deliberate: each mirrors torch.optim).
     def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 2e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum_decay: float = 4e-3,
-        decoupled_weight_decay: bool = False,
-        *,
-        foreach: bool | None = None,
-        maximize: bool = False,
-        **options: Unpack[FusedStepOptions],
+        self, params: Iterable[Any], lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+        maximize: bool = False, **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach  # accepted for PyTorch compatibility: always fused
-        defaults = {
-            "lr": lr,
-            "betas": tuple(betas) if isinstance(betas, (tuple, list)) else betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "momentum_decay": momentum_decay,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "maximize": maximize,
-        }
         self._mu = np.zeros(0, dtype=np.float32)  # mu_product per parameter (torch: float32)
-        self._pending: tuple[_core.NadamHyper, np.ndarray, np.ndarray, int] | None = None
-        super().__init__(params, defaults, **options)
+        self._pending: tuple[_core.NadamHyper, np.ndarray, np.ndarray] | None = None
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize), **options)
 
     def _on_params_added(self, count: int) -> None:
         self._mu = np.concatenate([self._mu, np.ones(count, dtype=np.float32)])
-
-    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
-        beta1, beta2 = group["betas"]
-        return {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"],
-                "weight_decay": group["weight_decay"], "momentum_decay": group["momentum_decay"],
-                "decoupled": group["decoupled_weight_decay"]}
 
     # The kernel's scalars depend on a parameter's step (its phase) and on its mu_product,
     # which parameters at one step share unless their beta1 histories differ (a stale
     # gradient while a scheduler cycles beta1, a loaded state). `_update` keeps the call's
     # segments and `_after_update`, which knows the parameters, runs it: one kernel call per
     # distinct mu_product, which is one call.
-    def _update(
-        self, group: dict[str, Any], hyper: _core.NadamHyper, off: np.ndarray, ln: np.ndarray,
-        steps_taken: int,
-    ) -> None:
-        self._pending = (hyper, off, ln, steps_taken)
+    def _update(self, group: dict[str, Any], hyper: _core.NadamHyper, off: np.ndarray,
+                ln: np.ndarray, steps_taken: int) -> None:
+        self._pending = (hyper, off, ln)
 
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         assert self._pending is not None
-        hyper, off, ln, steps_taken = self._pending
+        hyper, off, ln = self._pending
         self._pending = None
-        hyper.step = steps_taken + 1
         mus = self._mu[idx]
         if mus.size == 0:
             return
@@ -133,12 +110,7 @@ class NAdam(Optimizer[_core.NadamHyper]):
 
 def _checked_mu_product(val: Any, where: str) -> np.float32:
     """A saved mu_product (torch: a float32 scalar tensor): a number in [0, 1]."""
-    try:
-        arr = np.asarray(val)
-    except Exception as e:
-        raise TypeError(f"{where} cannot be read as a number: {e}") from None
-    if arr.shape != () or arr.dtype.kind not in "iuf":
-        raise ValueError(f"{where} must be a number, got {arr.dtype}{list(arr.shape)}")
+    arr = saved_number(val, where)
     mu = np.float32(arr)
     if not (math.isfinite(mu) and 0.0 <= mu <= 1.0):
         raise ValueError(f"{where} must be in [0, 1] (a product of momentum factors), got {float(arr)}")

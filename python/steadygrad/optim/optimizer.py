@@ -23,7 +23,14 @@ import numpy as np
 from steadygrad.nn import running_stats
 from steadygrad.nn.parameter import FlatStorage, Parameter
 from steadygrad.optim._groups import ParamGroupsMixin
-from steadygrad.optim._hyper import GroupHyper, HyperT, check_clip_value, check_hyperparameters
+from steadygrad.optim._hyper import (
+    ClipOption,
+    GroupHyper,
+    HyperT,
+    check_hyperparameters,
+    kernel_fields,
+    stored,
+)
 from steadygrad.optim._norms import (
     NonFiniteGradientError,
     NonFiniteGradientWarning,
@@ -45,12 +52,14 @@ class FusedStepOptions(TypedDict, total=False):
 
 
 class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
-    """Base class. Subclasses pass `defaults` and the fused-step options
-    (`**options: Unpack[FusedStepOptions]`) on, name their hyperparameters in `_hyper_keys`
-    (PyTorch's checking order; `_hyper.check_hyperparameters` validates them at construction,
-    in add_param_group, at a step whenever they changed and in load_state_dict), map a group to
-    their kernel's struct in `_hyper_type`/`_hyper_fields` (its type is the class's parameter:
-    `Adam(Optimizer[_core.AdamHyper])`) and implement `_update`.
+    """Base class. Subclasses spell out PyTorch's public signature (each mirrors its
+    torch.optim class, so the parallel between their __init__s is deliberate), pass `defaults`
+    and the fused-step options (`**options: Unpack[FusedStepOptions]`) on, name their
+    hyperparameters in `_hyper_keys` (PyTorch's checking order; `_hyper.check_hyperparameters`
+    validates them at construction, in add_param_group, at a step whenever they changed and in
+    load_state_dict; `_hyper.kernel_fields` maps them to the fields of the kernel's struct
+    `_hyper_type`, whose type is the class's parameter: `Adam(Optimizer[_core.AdamHyper])`)
+    and implement `_update`.
 
     Fused-step options (every optimizer): `max_grad_norm` clips the global `norm_type` norm
     (2.0, inf, or any p > 0 through a slower numpy pass) with PyTorch's coefficient
@@ -72,6 +81,9 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
     _buffer_names: tuple[str, ...] = ()
     _hyper_keys: tuple[str, ...] = ()
     _hyper_type: type[HyperT]  # the kernel's bound struct, e.g. _core.AdamHyper
+    # The struct has a `step` field (the step being taken), which a step sets to phase + 1
+    # before each `_update`: the phase is then the default, the parameters' step count.
+    _hyper_has_step = False
 
     def __init__(
         self,
@@ -84,6 +96,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         skip_nonfinite: bool = True,
         max_consecutive_skips: int | None = 10,
     ) -> None:
+        defaults = {k: stored(k, v) for k, v in defaults.items()}
         check_hyperparameters(defaults, self._hyper_keys)
         self._hyper_values = operator.itemgetter(*self._hyper_keys)
         self._hypers: dict[int, GroupHyper[HyperT]] = {}  # by group index, made by _check_groups
@@ -133,27 +146,8 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
             self.add_param_group(g)
 
     # -- fused-step options (checked when set: a step never meets a bad one) -------------
-    @property
-    def max_grad_norm(self) -> float | None:
-        return self._max_grad_norm
-
-    @max_grad_norm.setter
-    def max_grad_norm(self, value: float | None) -> None:
-        v = check_clip_value("max_grad_norm", value)
-        if v is not None and self._max_grad_value is not None:
-            raise ValueError("Only one of max_grad_norm and max_grad_value can be set")
-        self._max_grad_norm = v
-
-    @property
-    def max_grad_value(self) -> float | None:
-        return self._max_grad_value
-
-    @max_grad_value.setter
-    def max_grad_value(self, value: float | None) -> None:
-        v = check_clip_value("max_grad_value", value)
-        if v is not None and self._max_grad_norm is not None:
-            raise ValueError("Only one of max_grad_norm and max_grad_value can be set")
-        self._max_grad_value = v
+    max_grad_norm = ClipOption(exclusive_of="max_grad_value")
+    max_grad_value = ClipOption(exclusive_of="max_grad_norm")
 
     @property
     def norm_type(self) -> float:
@@ -264,7 +258,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
 
     def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
         """The kernel struct's fields (but its `pre` and per-step ones) from a checked group."""
-        raise NotImplementedError
+        return kernel_fields(group, self._hyper_keys)
 
     # A parameter's *phase* is the per-parameter value the update kernel's scalars depend on
     # (Adam: the steps it has taken, for the bias corrections; SGD: whether its momentum
@@ -279,6 +273,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         phase, which is one call unless parameters have taken different numbers of steps."""
         group = self.param_groups[gi]
         h = self._hypers[gi]
+        hyper: Any = h.hyper
         if scale != h.scale:
             h.pre.grad_scale = h.scale = scale
         lo, hi = self._group_range[gi]
@@ -289,7 +284,9 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
                 phase = phases[0].item() if (phases == phases[0]).all() else None
             if phase is not None:
                 off, ln, _ = self._group_segs[gi]
-                self._update(group, h.hyper, off, ln, phase)
+                if self._hyper_has_step:
+                    hyper.step = phase + 1
+                self._update(group, hyper, off, ln, phase)
                 self._after_update(slice(lo, hi), group)
                 self._group_phase[gi] = self._next_phase(group, phase)
                 return
@@ -298,7 +295,9 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         phases = self._phases(np.array(mine, dtype=np.int64)).tolist()
         for ph in sorted(set(phases)):
             off, ln, idx = self._segments([i for i, p in zip(mine, phases, strict=True) if p == ph])
-            self._update(group, h.hyper, off, ln, ph)
+            if self._hyper_has_step:
+                hyper.step = ph + 1
+            self._update(group, hyper, off, ln, ph)
             self._after_update(idx, group)
 
     def _next_phase(self, group: dict[str, Any], phase: int) -> int:
@@ -308,11 +307,11 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
     def _after_update(self, idx: np.ndarray | slice, group: dict[str, Any]) -> None:
         self._step[idx] += 1
 
-    def _update(
-        self, group: dict[str, Any], hyper: HyperT, off: np.ndarray, ln: np.ndarray, phase: int
-    ) -> None:
+    def _update(self, group: dict[str, Any], hyper: HyperT, off: np.ndarray, ln: np.ndarray,
+                phase: int) -> None:
         """One kernel call over segments (off, ln) of `group`, whose struct `hyper` is current
-        but for what depends on the parameters' `phase` (e.g. the step), which this sets."""
+        but for what depends on the parameters' `phase`, which this sets (the step: see
+        `_hyper_has_step`)."""
         raise NotImplementedError
 
     def _param_ids(self) -> frozenset[int]:

@@ -30,33 +30,15 @@ class RMSprop(Optimizer[_core.RmspropHyper]):
     _hyper_keys = ("lr", "eps", "momentum", "weight_decay", "alpha", "centered", "maximize")
     _hyper_type = _core.RmspropHyper
 
-    # PyTorch's public signature, spelled out per optimizer on purpose (the parallel with the
-    # other optimizers' __init__ and defaults dicts is deliberate: each mirrors torch.optim).
     def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-2,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        centered: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        **options: Unpack[FusedStepOptions],
+        self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+        weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
+        maximize: bool = False, foreach: bool | None = None, **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach  # accepted for PyTorch compatibility: always fused
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "alpha": alpha,
-            "eps": eps,
-            "centered": centered,
-            "weight_decay": weight_decay,
-            "maximize": maximize,
-        }
-        super().__init__(params, defaults, **options)
+        super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
+                                      centered=centered, weight_decay=weight_decay,
+                                      maximize=maximize), **options)
 
     def _state_buffers(self, group: dict[str, Any]) -> list[str]:
         names = ["square_avg"]
@@ -73,14 +55,8 @@ class RMSprop(Optimizer[_core.RmspropHyper]):
     def _next_phase(self, group: dict[str, Any], phase: int) -> int:
         return 0
 
-    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {"lr": group["lr"], "alpha": group["alpha"], "eps": group["eps"],
-                "weight_decay": group["weight_decay"], "momentum": group["momentum"],
-                "centered": group["centered"]}
-
-    def _update(
-        self, group: dict[str, Any], hyper: _core.RmspropHyper, off: np.ndarray, ln: np.ndarray, phase: int
-    ) -> None:
+    def _update(self, group: dict[str, Any], hyper: _core.RmspropHyper, off: np.ndarray,
+                ln: np.ndarray, phase: int) -> None:
         s = self.storage
         _core.rmsprop_step(
             s.data, s.grad, self._buf("square_avg"),

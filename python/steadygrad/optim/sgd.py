@@ -32,33 +32,17 @@ class SGD(Optimizer[_core.SgdHyper]):
     _hyper_keys = ("lr", "momentum", "weight_decay", "dampening", "nesterov", "maximize")
     _hyper_type = _core.SgdHyper
 
-    # PyTorch's public signature, spelled out per optimizer on purpose (the parallel with the
-    # other optimizers' __init__ and defaults dicts is deliberate: each mirrors torch.optim).
     def __init__(
-        self,
-        params: Iterable[Any],
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
-        *,
-        maximize: bool = False,
-        foreach: bool | None = None,
-        fused: bool | None = None,
+        self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
+        dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
+        maximize: bool = False, foreach: bool | None = None, fused: bool | None = None,
         **options: Unpack[FusedStepOptions],
     ) -> None:
         del foreach, fused  # accepted for PyTorch compatibility: always fused
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "dampening": dampening,
-            "weight_decay": weight_decay,
-            "nesterov": nesterov,
-            "maximize": maximize,
-        }
         self._buf_init = np.zeros(0, dtype=bool)
-        super().__init__(params, defaults, **options)
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize), **options)
 
     def _on_params_added(self, count: int) -> None:
         self._buf_init = np.concatenate([self._buf_init, np.zeros(count, dtype=bool)])
@@ -91,15 +75,8 @@ class SGD(Optimizer[_core.SgdHyper]):
         super()._apply_param_state(i, st)
         self._buf_init[i] = "momentum_buffer" in st
 
-    def _hyper_fields(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {"lr": group["lr"], "momentum": group["momentum"],
-                "dampening": group["dampening"], "weight_decay": group["weight_decay"],
-                "nesterov": group["nesterov"]}
-
-    def _update(
-        self, group: dict[str, Any], hyper: _core.SgdHyper, off: np.ndarray, ln: np.ndarray,
-        buffer_started: int,
-    ) -> None:
+    def _update(self, group: dict[str, Any], hyper: _core.SgdHyper, off: np.ndarray,
+                ln: np.ndarray, buffer_started: int) -> None:
         hyper.first = not buffer_started
         s = self.storage
         _core.sgd_step(

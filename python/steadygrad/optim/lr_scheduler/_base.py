@@ -18,7 +18,7 @@ import math
 import types
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -124,6 +124,21 @@ class LRScheduler:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.__dict__.update(state_dict)
+
+    # A scheduler holding a list of parts (SequentialLR's schedulers, LambdaLR's lr_lambdas)
+    # saves them one by one, after every other attribute, and loads them into its own parts.
+    def _state_with_parts(self, key: str, save: Callable[[Any], Any]) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", key)}
+        state[key] = [save(part) for part in getattr(self, key)]
+        return state
+
+    def _load_with_parts(self, state_dict: dict[str, Any], key: str,
+                         load: Callable[[Any, Any], None]) -> None:
+        state = dict(state_dict)
+        saved = state.pop(key)
+        self.__dict__.update(state)
+        for part, st in zip(getattr(self, key), saved, strict=True):
+            load(part, st)
 
     def get_last_lr(self) -> list[float]:
         return self._last_lr

@@ -73,16 +73,10 @@ class SequentialLR(LRScheduler):
         self._last_lr = sched.get_last_lr()
 
     def state_dict(self) -> dict[str, Any]:
-        sd = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        sd["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return sd
+        return self._state_with_parts("_schedulers", lambda s: s.state_dict())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        scheds = state_dict.pop("_schedulers")
-        self.__dict__.update(state_dict)
-        for s, sd in zip(self._schedulers, scheds, strict=True):
-            s.load_state_dict(sd)
+        self._load_with_parts(state_dict, "_schedulers", lambda s, sd: s.load_state_dict(sd))
 
 
 class _Phase(TypedDict):

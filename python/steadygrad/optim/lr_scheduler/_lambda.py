@@ -40,16 +40,10 @@ class _LambdaScheduler(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
-        state["lr_lambdas"] = [callable_state(fn) for fn in self.lr_lambdas]
-        return state
+        return self._state_with_parts("lr_lambdas", callable_state)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        saved = state.pop("lr_lambdas")
-        self.__dict__.update(state)
-        for fn, st in zip(self.lr_lambdas, saved, strict=True):
-            load_callable_state(fn, st)
+        self._load_with_parts(state_dict, "lr_lambdas", load_callable_state)
 
 
 class LambdaLR(_LambdaScheduler):
