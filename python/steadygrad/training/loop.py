@@ -38,7 +38,7 @@ __all__ = ["DroppedBatchWarning", "evaluate", "fit", "predict"]
 def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
     """Mean loss (and accuracy for integer targets) over (x, y), in eval mode, batched; the
     model's previous train/eval mode is restored."""
-    x, y = check.data(x, y, "evaluate")
+    x, y = check.data(x, y, "evaluate", intro.integer_input(model))
     batch_size = check.count(batch_size, "evaluate: batch_size")
     total, correct = 0.0, 0
     with Mode(model, training=False):
@@ -56,7 +56,7 @@ def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256) ->
 
 def predict(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
     """Model outputs for every row of x, batched, in eval mode (previous mode restored)."""
-    x = check.features(x, "predict: x")
+    x = check.features(x, "predict: x", intro.integer_input(model))
     batch_size = check.count(batch_size, "predict: batch_size")
     out: np.ndarray | None = None
     with Mode(model, training=False):
@@ -129,7 +129,7 @@ def _checked_run(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, valid
         raise ValueError(f"fit: verbose must be 0, 1 or 2, got {check.describe(opts['verbose'])}")
     shuffle = check.flag(opts["shuffle"], "fit: shuffle")
     drop_last = check.flag(opts["drop_last"], "fit: drop_last")
-    x, y = check.data(x, y, "fit")
+    x, y = check.data(x, y, "fit", intro.integer_input(model))
     val = check.validation(validation_data, x, y)
     out = check.output_shape(model, x, "fit")
     check.labels_and_loss(loss_fn, out, y, "fit: y")
