@@ -280,6 +280,27 @@ def test_sequential_trained_by_fit_matches_torch() -> None:
     assert set(sg.evaluate(model, nn.CrossEntropyLoss(), x, y)) == {"loss", "accuracy"}
 
 
+def test_a_linear_after_it_writes_dx_over_its_output() -> None:
+    """Embedding's output is its own and its backward never reads it, so the plan lets the
+    Linear after it write dL/dx over it; the gradients stay torch's."""
+    sg.manual_seed(3)
+    model = nn.Sequential(nn.Embedding(30, 8, padding_idx=4), nn.Linear(8, 3))
+    assert [lp.donate_input for lp in model.plan()] == [False, True]
+    tmodel = torch.nn.Sequential(torch.nn.Embedding(30, 8, padding_idx=4), torch.nn.Linear(8, 3))
+    tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    rng = np.random.default_rng(10)
+    for _ in range(2):  # write, then accumulate
+        idx = rng.integers(0, 30, 20)
+        idx[:4] = 4
+        dy = rng.standard_normal((20, 3)).astype(np.float32)
+        model(idx)
+        assert model.backward(dy) is None
+        tmodel(torch.from_numpy(idx)).backward(torch.from_numpy(dy))
+    for (name, p), tp in zip(model.named_parameters(), tmodel.parameters(), strict=True):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not model[0].weight.grad[4].any()
+
+
 def test_fit_refuses_float_x_for_an_embedding_model() -> None:
     model = _seq(2, 10, 3, 2, 2)
     opt = optim.SGD(model.parameters(), lr=0.1)

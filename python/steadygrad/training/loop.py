@@ -177,6 +177,10 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, *, epochs: int
     SequentialLR holding one), "epoch" for the others; `scheduler_interval="epoch"|"step"`
     overrides it (e.g. a LinearLR warmup counted in batches).
 
+    x is converted to float32, except for a model that takes integer indices (one whose first
+    layer is an nn.Embedding, or that declares `integer_input = True`): then x must be integers,
+    kept as int32/int64 (other integer types widened to int64); evaluate and predict do the same.
+
     Every argument is checked before the first step (x, y, validation_data as (x_val, y_val),
     class labels in [0, C) for a (batch, C) output, batch_size and the other counts; the loss
     is called once on a zero prediction for two targets, to see it accepts them): a bad one
