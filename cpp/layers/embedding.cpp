@@ -11,9 +11,10 @@
 // the table of a language model (50k x 256, 8k indices a batch) that pass reads the untouched
 // rows once (~43 MB) and writes zeros only over the rows the previous step left non-zero
 // (~7 MB); each indexed row is written once (~8 MB). A dense zero-fill plus scatter (torch's
-// backward) writes all 51 MB and then adds 8 MB into it. Reading zero rows also never makes a page resident that nothing ever
-// wrote (a fresh gradient buffer is calloc'ed). Each row is written once, by one thread, as the
-// sum of its contributions in position order: the result does not depend on the split.
+// backward) writes all 51 MB and then adds 8 MB into it. Reading zero rows also never makes a
+// page resident that nothing ever wrote (a fresh gradient buffer is calloc'ed). Each row is
+// written once, by one thread, as the sum of its contributions in position order: the result
+// does not depend on how the rows are split between threads.
 #include "layers/embedding.h"
 
 #include <omp.h>
@@ -26,10 +27,6 @@
 namespace sg {
 namespace {
 
-constexpr int kRowShift = 32;  // a sort key is row << 32 | position
-
-int64_t key_row(uint64_t key) { return static_cast<int64_t>(key >> kRowShift); }
-
 // Stable LSD radix sort of keys[0, m) by row (11-bit digits: two passes for a 50k-row table);
 // the positions were ascending, so they stay ascending within a row. Returns where the sorted
 // keys lie (keys or tmp).
@@ -41,7 +38,7 @@ uint64_t* sort_by_row(uint64_t* keys, uint64_t* tmp, int64_t m, int64_t num) {
   uint64_t* src = keys;
   uint64_t* dst = tmp;
   for (int shift = 0; shift < row_bits && m > 1; shift += kBits) {
-    const int s = kRowShift + shift;
+    const int s = 32 + shift;  // the row's bits of a key (emb_key)
     int64_t count[kBuckets] = {};
     for (int64_t k = 0; k < m; ++k) ++count[(src[k] >> s) & (kBuckets - 1)];
     if (count[(src[0] >> s) & (kBuckets - 1)] == m) continue;  // one digit value: already in order
@@ -55,7 +52,7 @@ uint64_t* sort_by_row(uint64_t* keys, uint64_t* tmp, int64_t m, int64_t num) {
 
 // The first k with row(keys[k]) >= r.
 int64_t first_of_row(const uint64_t* keys, int64_t m, int64_t r) {
-  return std::lower_bound(keys, keys + m, static_cast<uint64_t>(r) << kRowShift) - keys;
+  return std::lower_bound(keys, keys + m, emb_key(r, 0)) - keys;
 }
 
 // Thread t's first row when rows are split by their cost (one pass over the row, plus one per
@@ -75,24 +72,7 @@ int64_t split_row(const uint64_t* keys, int64_t m, int64_t num, int64_t t, int64
 // key t*m/T.
 int64_t split_key(const uint64_t* keys, int64_t m, int64_t t, int64_t T) {
   const int64_t k = m * t / T;
-  return k >= m ? m : first_of_row(keys, m, key_row(keys[k]));
-}
-
-// Rows [r0, r1) of dw, whose keys are [k0, k1): each indexed row written from its keys, the
-// rows between them cleared (write) or left alone (accumulate).
-void backward_part(const EmbeddingKernels& kern, float* dw, const float* dy, const uint64_t* keys,
-                   int64_t k0, int64_t k1, int64_t r0, int64_t r1, int64_t dim, bool accumulate) {
-  int64_t r = r0;
-  for (int64_t k = k0; k < k1;) {
-    const int64_t row = key_row(keys[k]);
-    int64_t e = k + 1;
-    while (e < k1 && key_row(keys[e]) == row) ++e;
-    if (!accumulate) kern.clear_rows(dw + r * dim, row - r, dim);
-    kern.row_sum(dw + row * dim, dy, keys + k, e - k, dim, accumulate);
-    r = row + 1;
-    k = e;
-  }
-  if (!accumulate) kern.clear_rows(dw + r * dim, r1 - r, dim);
+  return k >= m ? m : first_of_row(keys, m, emb_key_row(keys[k]));
 }
 
 }  // namespace
@@ -136,14 +116,14 @@ void embedding_backward_f32(float* dw, const float* dy, const Index* idx, int64_
   int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
     const auto r = static_cast<int64_t>(idx[i]);
-    if (r != padding_idx) scratch[m++] = static_cast<uint64_t>(r) << kRowShift | static_cast<uint64_t>(i);
+    if (r != padding_idx) scratch[m++] = emb_key(r, i);
   }
   const uint64_t* keys = sort_by_row(scratch, scratch + n, m, num);
   const EmbeddingKernels& kern = embedding_kernels();
   const int64_t work = ((accumulate ? 0 : num) + m) * dim;
   const int threads = num_threads();
   if (work < kElementwiseParallelMin || threads < 2) {
-    backward_part(kern, dw, dy, keys, 0, m, 0, num, dim, accumulate);
+    kern.scatter(dw, dy, keys, 0, m, 0, num, dim, accumulate);
     return;
   }
 #pragma omp parallel num_threads(threads)
@@ -159,7 +139,7 @@ void embedding_backward_f32(float* dw, const float* dy, const Index* idx, int64_
       k0 = first_of_row(keys, m, r0);
       k1 = first_of_row(keys, m, r1);
     }
-    backward_part(kern, dw, dy, keys, k0, k1, r0, r1, dim, accumulate);
+    kern.scatter(dw, dy, keys, k0, k1, r0, r1, dim, accumulate);
   }
 }
 

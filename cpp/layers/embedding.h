@@ -8,18 +8,29 @@
 
 namespace sg {
 
+// The backward's sort key of index position i holding row r: r << 32 | i (both < 2^32).
+// Anonymous: each TU (ISA files included) gets its own copy.
+namespace {
+inline uint64_t emb_key(int64_t row, int64_t pos) {
+  return static_cast<uint64_t>(row) << 32 | static_cast<uint64_t>(pos);
+}
+inline int64_t emb_key_row(uint64_t key) { return static_cast<int64_t>(key >> 32); }
+inline int64_t emb_key_pos(uint64_t key) { return static_cast<int64_t>(key & 0xffffffffu); }
+}  // namespace
+
 struct EmbeddingKernels {
   // out[i, :] = w[idx[i], :] for i in [0, n).
   void (*gather_i32)(float* out, const float* w, const int32_t* idx, int64_t n, int64_t dim);
   void (*gather_i64)(float* out, const float* w, const int64_t* idx, int64_t n, int64_t dim);
-  // One row of dw: dwr = (accumulate ? dwr : 0) + s, s = ((dy[p0] + dy[p1]) + ...) + dy[p(count-1)]
-  // summed left to right, p_k = keys[k] & 0xffffffff (count >= 1). The order of torch's dense
-  // backward, which adds each index's row into a zeroed gradient in index order.
-  void (*row_sum)(float* dwr, const float* dy, const uint64_t* keys, int64_t count, int64_t dim,
-                  bool accumulate);
-  // Each of the `rows` rows of dim floats at w that is not all +-0.0 is set to +0.0; rows that
-  // are zero are only read.
-  void (*clear_rows)(float* w, int64_t rows, int64_t dim);
+  // Rows [r0, r1) of dw from the keys [k0, k1) sorted by row (and by position within a row),
+  // which are exactly the keys of those rows: each keyed row r becomes
+  // (accumulate ? dw[r] : 0) + s, s = ((dy[p0] + dy[p1]) + ...) summed left to right over its
+  // keys' positions (the order of torch's dense backward, which adds each index's row into a
+  // zeroed gradient in index order, then adds that to the old gradient). Writing
+  // (accumulate=false), every other row of the range that is not all +-0.0 is set to +0.0 (a
+  // zero row is only read); accumulating, they are not touched.
+  void (*scatter)(float* dw, const float* dy, const uint64_t* keys, int64_t k0, int64_t k1,
+                  int64_t r0, int64_t r1, int64_t dim, bool accumulate);
 };
 
 SG_DECLARE_DISPATCH(EmbeddingKernels, embedding_kernels, embedding_kernels);

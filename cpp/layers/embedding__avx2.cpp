@@ -4,5 +4,5 @@
 
 namespace sg {
 const EmbeddingKernels embedding_kernels__avx2 = {&emb_gather<int32_t>, &emb_gather<int64_t>,
-                                                  &emb_row_sum, &emb_clear_rows};
+                                                  &emb_scatter};
 }

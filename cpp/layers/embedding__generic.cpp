@@ -5,6 +5,6 @@
 
 namespace sg {
 const EmbeddingKernels embedding_kernels__generic = {&emb_gather<int32_t>, &emb_gather<int64_t>,
-                                                     &emb_row_sum, &emb_clear_rows};
+                                                     &emb_scatter};
 SG_DEFINE_DISPATCH(EmbeddingKernels, embedding_kernels);
 }

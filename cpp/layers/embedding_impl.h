@@ -1,6 +1,6 @@
-// Embedding kernels over V: the row gather, one gradient row's sum, and the clearing of rows
-// that are not zero. Included once per ISA TU. Columns are independent lanes (no reduction
-// across them), so every ISA path gives the same bits.
+// Embedding kernels over V: the row gather and the backward's scatter (gradient rows summed,
+// the rows between them cleared where not zero). Included once per ISA TU. Columns are
+// independent lanes (no reduction across them), so every ISA path gives the same bits.
 #pragma once
 #include <cstdint>
 
@@ -13,8 +13,14 @@ namespace {
 // hardware prefetcher cannot guess (it follows each row once its first lines are read).
 constexpr int64_t kEmbPrefetchRows = 4;
 
+// How many sort keys ahead the scatter prefetches the gradient row each one reads (dy rows are
+// visited in row order, which is a random order of positions).
+constexpr int64_t kEmbPrefetchKeys = 4;
+
 inline void emb_prefetch_row(const float* p, int64_t dim) {
+  if (dim <= 0) return;
   for (int64_t j = 0; j < dim; j += 16) __builtin_prefetch(p + j);  // one 64-byte line each
+  __builtin_prefetch(p + dim - 1);  // a row that does not start a line spans one more
 }
 
 inline void emb_copy_row(float* dst, const float* src, int64_t dim) {
@@ -41,9 +47,11 @@ void emb_gather(float* out, const float* w, const Index* idx, int64_t n, int64_t
   }
 }
 
+// One keyed row of the scatter (embedding.h): dwr = (accumulate ? dwr : 0) + the sum of its
+// count keys' dy rows, left to right.
 void emb_row_sum(float* dwr, const float* dy, const uint64_t* keys, int64_t count, int64_t dim,
                  bool accumulate) {
-  auto row = [&](int64_t k) { return dy + static_cast<int64_t>(keys[k] & 0xffffffffu) * dim; };
+  auto row = [&](int64_t k) { return dy + emb_key_pos(keys[k]) * dim; };
   int64_t j = 0;
   // 4 vectors of columns at a time, each summed over the contributions in order; the old
   // gradient is added last (old + s: torch's accumulation of a freshly computed gradient)
@@ -81,6 +89,7 @@ void emb_row_sum(float* dwr, const float* dy, const uint64_t* keys, int64_t coun
 // A float's bits, read through a type that may alias it.
 typedef uint32_t __attribute__((__may_alias__)) emb_bits;
 
+// Each of `rows` rows that is not all +-0.0 set to +0.0 (a zero row is only read).
 void emb_clear_rows(float* w, int64_t rows, int64_t dim) {
   for (int64_t r = 0; r < rows; ++r) {
     float* p = w + r * dim;
@@ -92,6 +101,27 @@ void emb_clear_rows(float* w, int64_t rows, int64_t dim) {
     for (; j + V::W <= dim; j += V::W) V::store(p + j, V::zero());
     if (j < dim) V::store_n(p + j, V::zero(), dim - j);
   }
+}
+
+void emb_scatter(float* dw, const float* dy, const uint64_t* keys, int64_t k0, int64_t k1,
+                 int64_t r0, int64_t r1, int64_t dim, bool accumulate) {
+  int64_t r = r0, ahead = k0;
+  for (int64_t k = k0; k < k1;) {
+    const int64_t row = emb_key_row(keys[k]);
+    int64_t e = k + 1;
+    while (e < k1 && emb_key_row(keys[e]) == row) ++e;
+    // the rows the next keys read (and, accumulating, the gradient rows they add to: writing,
+    // the clearing pass walks every row in order, which the hardware prefetcher follows)
+    for (ahead = ahead > e ? ahead : e; ahead < k1 && ahead < e + kEmbPrefetchKeys; ++ahead) {
+      emb_prefetch_row(dy + emb_key_pos(keys[ahead]) * dim, dim);
+      if (accumulate) emb_prefetch_row(dw + emb_key_row(keys[ahead]) * dim, dim);
+    }
+    if (!accumulate) emb_clear_rows(dw + r * dim, row - r, dim);
+    emb_row_sum(dw + row * dim, dy, keys + k, e - k, dim, accumulate);
+    r = row + 1;
+    k = e;
+  }
+  if (!accumulate) emb_clear_rows(dw + r * dim, r1 - r, dim);
 }
 
 }  // namespace
