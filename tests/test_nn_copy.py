@@ -49,6 +49,7 @@ LAYERS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "Softmax": (lambda: nn.Softmax(1), (2, 3, 4)),
     "LogSoftmax": (nn.LogSoftmax, (3, 5)),
     "Dropout": (lambda: nn.Dropout(0.3), (3, 5)),
+    "Embedding": (lambda: nn.Embedding(20, 4, padding_idx=1), (3, 5)),  # indices < 10: 2 * x fits
     "Identity": (nn.Identity, (3, 5)),
     "Flatten": (nn.Flatten, (2, 3, 4)),
     "Residual": (lambda: nn.Residual(nn.Sequential(nn.Linear(5, 5), nn.Tanh())), (3, 5)),
@@ -75,7 +76,10 @@ def _called(make: Callable[[], nn.Module], shape: tuple[int, ...]) -> tuple[nn.M
     an eval forward in between (every cache of the call machinery filled)."""
     rng = np.random.default_rng(0)
     m = make()
-    x = rng.standard_normal(shape).astype(np.float32)
+    if getattr(m, "integer_input", False):  # a lookup table (Embedding): integer indices
+        x = rng.integers(0, 10, shape)
+    else:
+        x = rng.standard_normal(shape).astype(np.float32)
     y = m(x)
     m.backward(np.ones(y.shape, np.float32))
     m(x)

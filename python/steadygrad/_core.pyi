@@ -81,7 +81,7 @@ def _gemm_workspace_bytes(
     m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False, threads: int = 1
 ) -> dict[str, int]: ...
 
-# -- layers (layers/linear.cpp, layers/batchnorm.cpp, layers/pointwise.cpp) ------------------
+# -- layers (layers/linear.cpp, layers/batchnorm.cpp, layers/embedding.cpp, layers/pointwise.cpp)
 
 @type_check_only
 class GemmScratch(TypedDict):
@@ -348,6 +348,10 @@ def batchnorm_backward(
     compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
+def embedding_forward(indices: _Labels, weight: _F32, *, out: _F32 | None = None) -> _F32: ...
+def embedding_backward(grad_output: _F32, indices: _Labels, grad_weight: _F32, *,
+                       padding_idx: int | None = None, accumulate: bool = False,
+                       scratch: _I64 | None = None) -> None: ...
 def add(a: _F32, b: _F32, *, out: _F32 | None = None) -> _F32: ...
 def dropout(x: _F32, p: float, seed: int, *, out: _F32 | None = None) -> _F32: ...
 

@@ -28,6 +28,16 @@ def named_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield from named_layers(child, f"{prefix}.{name}" if prefix else str(name))
 
 
+def integer_input(model: Any) -> bool:
+    """Whether the model takes integer indices as input: the model, or else its first layer in
+    forward order, declares `integer_input = True` (nn.Embedding does)."""
+    own = getattr(model, "integer_input", None)
+    if own is not None:
+        return bool(own)
+    first = next(named_layers(model), None)
+    return first is not None and bool(getattr(first[1], "integer_input", False))
+
+
 def global_rng() -> np.random.Generator:
     """The numpy Generator behind sg.manual_seed (init, Dropout seeds). manual_seed replaces
     the object, so this is looked up on every use."""

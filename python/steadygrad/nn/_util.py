@@ -59,6 +59,15 @@ def check_rows(shape: tuple[int, ...], features: int) -> None:
         raise ValueError(f"expected input of shape (batch, {features}), got {tuple(shape)}")
 
 
+def size_arg(name: str, value: object, owner: str | None = None) -> int:
+    """value if it is a non-negative int (not a bool), else a ValueError naming the argument
+    (after `owner: ` when given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        where = f"{owner}: " if owner else ""
+        raise ValueError(f"{where}{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
 def real_arg(owner: str, name: str, value: object) -> float:
     """value as a float if it is a real number (not a bool, not a string), else a TypeError
     naming the argument: a constructor's comparisons would otherwise fail with Python's own

@@ -10,18 +10,12 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn import init
-from steadygrad.nn._util import check_rows, grad_input_out, int_arg, work_rows
+from steadygrad.nn._util import check_rows, grad_input_out, int_arg, size_arg, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
 
 if TYPE_CHECKING:
     from steadygrad._core import GemmScratch
-
-
-def _check_size(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return int(value)
 
 
 class Linear(Module):
@@ -42,8 +36,8 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
-        self.in_features = _check_size("in_features", in_features)
-        self.out_features = _check_size("out_features", out_features)
+        self.in_features = size_arg("in_features", in_features)
+        self.out_features = size_arg("out_features", out_features)
         self.weight = Parameter(np.zeros((self.out_features, self.in_features), np.float32))
         if bias:
             self.bias = Parameter(np.zeros(self.out_features, np.float32))

@@ -39,14 +39,22 @@ class Mode:
         self.model.train() if self.before else self.model.eval()
 
 
-def features(x: Any, where: str) -> np.ndarray:
-    """x as a float32 C-contiguous array with at least one sample."""
+def features(x: Any, where: str, integer: bool = False) -> np.ndarray:
+    """x as a C-contiguous array with at least one sample: float32, or for a model that takes
+    integer indices (`integer`, intro.integer_input) int32/int64 (other integer types widened
+    to int64)."""
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{where} must be a numeric array, got {describe(arr)}")
     if arr.ndim == 0 or len(arr) == 0:
         raise ValueError(f"{where} must hold at least one sample, got {describe(arr)}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    if not integer:
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind not in "iu" or not np.can_cast(arr.dtype, np.int64):
+        raise TypeError(f"{where} must hold integer indices (int32 or int64): the model's first "
+                        f"layer takes indices (nn.Embedding), got {describe(arr)}")
+    native = arr.dtype in (np.dtype(np.int32), np.dtype(np.int64))
+    return np.ascontiguousarray(arr if native else arr.astype(np.int64))
 
 
 def targets(y: Any, where: str) -> np.ndarray:
@@ -57,8 +65,8 @@ def targets(y: Any, where: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32) if arr.dtype.kind == "f" else arr
 
 
-def data(x: Any, y: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
-    x, y = features(x, f"{where}: x"), targets(y, f"{where}: y")
+def data(x: Any, y: Any, where: str, integer: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    x, y = features(x, f"{where}: x", integer), targets(y, f"{where}: y")
     if len(x) != len(y):
         raise ValueError(f"{where}: x has {len(x)} samples but y has {len(y)}")
     return x, y
@@ -69,7 +77,7 @@ def validation(val: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.n
         return None
     if not isinstance(val, (tuple, list)) or len(val) != 2:
         raise TypeError(f"fit: validation_data must be a tuple (x_val, y_val) of 2 arrays, got {describe(val)}")
-    xv, yv = data(val[0], val[1], "fit: validation_data")
+    xv, yv = data(val[0], val[1], "fit: validation_data", integer=x.dtype.kind == "i")
     if xv.shape[1:] != x.shape[1:]:
         raise ValueError(f"fit: validation_data x has samples of shape {xv.shape[1:]}, x has {x.shape[1:]}")
     if (yv.dtype.kind == "f") != (y.dtype.kind == "f") or yv.shape[1:] != y.shape[1:]:

@@ -44,7 +44,7 @@ def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256, *,
     """Mean loss and the metrics (default: accuracy for integer targets) over (x, y), in eval
     mode, batched; the model's previous train/eval mode is restored. sample_weight weighs a
     loss with reduction='none' as fit does: sum(w * loss) / number of samples."""
-    x, y = check.data(x, y, "evaluate")
+    x, y = check.data(x, y, "evaluate", intro.integer_input(model))
     batch_size = check.count(batch_size, "evaluate: batch_size")
     w = inputs.sample_weights(sample_weight, len(x), "evaluate: sample_weight")
     if w is not None:
@@ -68,7 +68,7 @@ def _evaluated(model: Any, loss_fn: Any, data: Arrays, batch_size: int,
 
 def predict(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
     """Model outputs for every row of x, batched, in eval mode (previous mode restored)."""
-    x = check.features(x, "predict: x")
+    x = check.features(x, "predict: x", intro.integer_input(model))
     batch_size = check.count(batch_size, "predict: batch_size")
     out: np.ndarray | None = None
     with Mode(model, training=False):
@@ -141,7 +141,7 @@ def _checked_run(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, valid
     if opts["verbose"] not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2, got {check.describe(opts['verbose'])}")
     src = inputs.source(x, y, opts)
-    x, y = check.data(src.x, src.y, "fit")
+    x, y = check.data(src.x, src.y, "fit", intro.integer_input(model))
     w = inputs.sample_weights(src.sample_weight, len(x), "fit: sample_weight")
     val: Arrays | None = None
     if opts["validation_split"] is not None:
@@ -222,6 +222,9 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
     names in sg.metrics (extend it with sg.metrics.register); each is logged per epoch as the
     mean over the trained samples, and as val_<name>. By default integer targets log
     accuracy, float targets nothing.
+    x is converted to float32, except for a model that takes integer indices (one whose first
+    layer is an nn.Embedding, or that declares `integer_input = True`): then x must be integers,
+    kept as int32/int64 (other integer types widened to int64); evaluate and predict do the same.
 
     Every argument is checked before the first step (x, y, validation_data as (x_val, y_val),
     class labels in [0, C) for a (batch, C) output, batch_size and the other counts; the loss
