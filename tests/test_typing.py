@@ -325,8 +325,8 @@ def test_stub_constants_have_the_modules_types() -> None:
 # -- what a caller's type checker sees ------------------------------------------------------
 
 # Each line marked `# E` must be an error, every other line must pass: results are typed (not
-# Any: assigning one to the wrong dtype fails), overloads follow compute_grad*, arguments of
-# the wrong type are refused, and so are a bound struct's wrong fields and a read-only one; a
+# Any: assigning one to the wrong dtype fails), a result compute_grad*=False leaves out is
+# Optional (a caller narrows it before use), arguments of the wrong type are refused, and so are a bound struct's wrong fields and a read-only one; a
 # bare `Optimizer` needs no type argument (its kernel struct's has a default).
 _CALLER = """\
 import numpy as np
@@ -339,11 +339,14 @@ y: npt.NDArray[np.float32] = sg.ops.gemm(a, a, trans_b=True, out=a)
 wrong: npt.NDArray[np.float64] = sg.ops.gemm(a, a)  # E
 sg.ops.gemm(a, a, trans_a=1)  # E
 sg.ops.gemm(a, a, False)  # E
-dx: npt.NDArray[np.float32] = _core.linear_backward(a, a, a, a)
-none: None = _core.linear_backward(a, a, a, a, compute_grad_input=False)
+dx: npt.NDArray[np.float32] | None = _core.linear_backward(a, a, a, a)
+wrong_dx: npt.NDArray[np.float64] | None = _core.linear_backward(a, a, a, a)  # E
 maybe = _core.linear_backward(a, a, a, a, compute_grad_input=bool(a.size))
 maybe.shape  # E
+_core.linear_backward(a, a, a, a, compute_grad_input=None)  # E
 loss, grad = sg.ops.softmax_cross_entropy(a, np.zeros(2, np.int64))
+grad.sum()  # E
+assert grad is not None
 total: float = loss + grad.sum()
 sg.ops.softmax_cross_entropy(a, a.astype(np.float64))  # E
 supported: list[str] = sg.cpu_info()["isa_supported"]
@@ -365,7 +368,7 @@ ctx = _core.BatchNormContext(a.ravel(), a.ravel(), True, "relu")
 ctx.save_mean = a.ravel()  # E
 saved: npt.NDArray[np.float32] | None = ctx.input
 bn: npt.NDArray[np.float32] = _core.batchnorm_forward(a, None, None, None, None, None, ctx, momentum=None)
-no_dx: None = _core.batchnorm_backward(a, None, None, ctx, None, None, compute_grad_input=False)
+no_dx: npt.NDArray[np.float32] | None = _core.batchnorm_backward(a, None, None, ctx, None, None, compute_grad_input=False)
 def lr_of(opt: sg.optim.Optimizer) -> float: return float(opt.param_groups[0]["lr"])
 adam: sg.optim.Optimizer[_core.AdamHyper] = sg.optim.Adam([])
 sgd: sg.optim.Optimizer[_core.AdamHyper] = sg.optim.SGD([])  # E

@@ -141,38 +141,39 @@ void softmax_units(int64_t units, int64_t elements, Body body) {
   for (int64_t u = 0; u < units; ++u) body(u);
 }
 
-void softmax_forward(float* y, const float* x, int64_t outer, int64_t D, int64_t inner,
-                     bool log) {
+// The units of one call over (outer, D, inner): with inner == 1, row(off) for each row of D
+// (off = o * D); else cols(off, w) for each block of w <= W adjacent inner columns, D strided
+// by inner (off = o * D * inner + i0).
+template <class Row, class Cols>
+void softmax_walk(int64_t outer, int64_t D, int64_t inner, Row row, Cols cols) {
   if (outer == 0 || D == 0 || inner == 0) return;
   if (inner == 1) {
-    softmax_units(outer, outer * D, [&](int64_t o) { softmax_row(y + o * D, x + o * D, D, log); });
+    softmax_units(outer, outer * D, [&](int64_t o) { row(o * D); });
     return;
   }
   const int64_t blocks = (inner + V::W - 1) / V::W;
   softmax_units(outer * blocks, outer * D * inner, [&](int64_t u) {
     const int64_t o = u / blocks, i0 = (u % blocks) * V::W;
-    const int64_t off = o * D * inner + i0;
     const int64_t w = inner - i0 < V::W ? inner - i0 : V::W;
-    softmax_cols(y + off, x + off, D, inner, w, log);
+    cols(o * D * inner + i0, w);
   });
+}
+
+void softmax_forward(float* y, const float* x, int64_t outer, int64_t D, int64_t inner,
+                     bool log) {
+  softmax_walk(
+      outer, D, inner, [=](int64_t off) { softmax_row(y + off, x + off, D, log); },
+      [=](int64_t off, int64_t w) { softmax_cols(y + off, x + off, D, inner, w, log); });
 }
 
 void softmax_backward(float* dx, const float* dy, const float* y, int64_t outer, int64_t D,
                       int64_t inner, bool log) {
-  if (outer == 0 || D == 0 || inner == 0) return;
-  if (inner == 1) {
-    softmax_units(outer, outer * D, [&](int64_t o) {
-      softmax_row_backward(dx + o * D, dy + o * D, y + o * D, D, log);
-    });
-    return;
-  }
-  const int64_t blocks = (inner + V::W - 1) / V::W;
-  softmax_units(outer * blocks, outer * D * inner, [&](int64_t u) {
-    const int64_t o = u / blocks, i0 = (u % blocks) * V::W;
-    const int64_t off = o * D * inner + i0;
-    const int64_t w = inner - i0 < V::W ? inner - i0 : V::W;
-    softmax_cols_backward(dx + off, dy + off, y + off, D, inner, w, log);
-  });
+  softmax_walk(
+      outer, D, inner,
+      [=](int64_t off) { softmax_row_backward(dx + off, dy + off, y + off, D, log); },
+      [=](int64_t off, int64_t w) {
+        softmax_cols_backward(dx + off, dy + off, y + off, D, inner, w, log);
+      });
 }
 
 }  // namespace

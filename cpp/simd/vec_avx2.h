@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "simd/vec_x86_ops.h"
+
 namespace sg {
 namespace {
 
@@ -21,38 +23,15 @@ struct V {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kAvx2TailMaskTable + 8 - n));
   }
 
-  static inline R zero() { return _mm256_setzero_ps(); }
-  static inline R set1(float x) { return _mm256_set1_ps(x); }
-  static inline R load(const float* p) { return _mm256_loadu_ps(p); }
-  static inline void store(float* p, R x) { _mm256_storeu_ps(p, x); }
+  // The one interface the *_impl.h kernels are written against (as vec_avx512.h and
+  // vec_generic.h): what only the width tells apart from AVX-512 comes from vec_x86_ops.h.
+  SG_X86_V_ARITH(_mm256, 256)
+  SG_X86_V_COMPARE(_mm256_cmp_ps)
   static inline R load_n(const float* p, int64_t n) { return _mm256_maskload_ps(p, tail_mask(n)); }
   static inline void store_n(float* p, R x, int64_t n) { _mm256_maskstore_ps(p, tail_mask(n), x); }
-
-  // Deliberate parallel of vec_avx512.h (and vec_generic.h): each V spells the one interface the
-  // *_impl.h kernels are written against, so the operation lists match line for line.
-  static inline R add(R a, R b) { return _mm256_add_ps(a, b); }
-  static inline R sub(R a, R b) { return _mm256_sub_ps(a, b); }
-  static inline R mul(R a, R b) { return _mm256_mul_ps(a, b); }
-  static inline R div(R a, R b) { return _mm256_div_ps(a, b); }
-  static inline R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
-  static inline R fnma(R a, R b, R c) { return _mm256_fnmadd_ps(a, b, c); }
-  static inline R max(R a, R b) { return _mm256_max_ps(a, b); }
-  static inline R min(R a, R b) { return _mm256_min_ps(a, b); }
-  static inline R sqrt(R a) { return _mm256_sqrt_ps(a); }
   static inline R abs(R a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
-  static inline R neg(R a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.0f)); }
   static inline R round(R a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-  static inline R pow2(R n) {
-    __m256i i = _mm256_cvtps_epi32(n);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(i, _mm256_set1_epi32(127)), 23));
-  }
 
-  static inline M gt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
-  static inline M ge(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
-  static inline M lt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
-  static inline M le(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
-  static inline M unord(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }
-  static inline M eq(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
   static inline M mask_or(M a, M b) { return _mm256_or_ps(a, b); }
   static inline bool any(M m) { return _mm256_movemask_ps(m) != 0; }
   static inline R select(M m, R a, R b) { return _mm256_blendv_ps(b, a, m); }

@@ -6,14 +6,13 @@
 namespace sg {
 namespace {
 
-// exp(x), Cephes-style: x = n*ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r.
-// Below -87.3 (where e^x would be subnormal) the result is 0, as torch's sigmoid(-inf) = 0
-// and gelu(-50) = -0 need; above 88 it saturates at e^88 (callers never feed exp large
-// positive arguments). x goes second in max/min: they return the second operand when
-// unordered, so NaN stays NaN.
-inline V::R vexp(V::R x) {
-  const V::M underflow = V::lt(x, V::set1(-87.3365f));
-  x = V::min(V::set1(88.0f), V::max(V::set1(-87.3365f), x));
+// vexp's and vexpm1's shared first half, Cephes-style: x (already clamped) = n*ln2 + r with
+// |r| <= ln2/2 (ln2 split in two, so r is exact), and p(r), the polynomial with
+// e^r = 1 + r + r^2 p(r) (the degree-6 polynomial for e^r, less its first two terms).
+struct ExpSplit {
+  V::R n, r, p;
+};
+inline ExpSplit vexp_split(V::R x) {
   V::R n = V::round(V::mul(x, V::set1(1.44269504088896341f)));
   V::R r = V::fnma(n, V::set1(0.693359375f), x);
   r = V::fnma(n, V::set1(-2.12194440e-4f), r);
@@ -23,27 +22,28 @@ inline V::R vexp(V::R x) {
   p = V::fma(p, r, V::set1(4.1665795894e-2f));
   p = V::fma(p, r, V::set1(1.6666665459e-1f));
   p = V::fma(p, r, V::set1(5.0000001201e-1f));
-  p = V::fma(p, V::mul(r, r), V::add(r, V::set1(1.0f)));
-  return V::select(underflow, V::zero(), V::mul(p, V::pow2(n)));
+  return {n, r, p};
 }
 
-// expm1(x) = 2^n (e^r - 1) + (2^n - 1) with vexp's x = n*ln2 + r and polynomial: for
+// exp(x) = 2^n e^r (vexp_split). Below -87.3 (where e^x would be subnormal) the result is 0,
+// as torch's sigmoid(-inf) = 0 and gelu(-50) = -0 need; above 88 it saturates at e^88
+// (callers never feed exp large positive arguments). x goes second in max/min: they return
+// the second operand when unordered, so NaN stays NaN.
+inline V::R vexp(V::R x) {
+  const V::M underflow = V::lt(x, V::set1(-87.3365f));
+  const ExpSplit s = vexp_split(V::min(V::set1(88.0f), V::max(V::set1(-87.3365f), x)));
+  const V::R e_r = V::fma(s.p, V::mul(s.r, s.r), V::add(s.r, V::set1(1.0f)));
+  return V::select(underflow, V::zero(), V::mul(e_r, V::pow2(s.n)));
+}
+
+// expm1(x) = 2^n (e^r - 1) + (2^n - 1) with vexp_split's n, r and polynomial: for
 // |x| <= ln2/2 (n = 0) it is the polynomial e^r - 1 alone, so it keeps relative accuracy near 0
 // where exp(x) - 1 cancels. Below -30 the result rounds to -1 (e^-30 < 2^-43); above 88 it
 // saturates like vexp. NaN stays NaN.
 inline V::R vexpm1(V::R x) {
-  x = V::min(V::set1(88.0f), V::max(V::set1(-30.0f), x));
-  V::R n = V::round(V::mul(x, V::set1(1.44269504088896341f)));
-  V::R r = V::fnma(n, V::set1(0.693359375f), x);
-  r = V::fnma(n, V::set1(-2.12194440e-4f), r);
-  V::R p = V::set1(1.9875691500e-4f);
-  p = V::fma(p, r, V::set1(1.3981999507e-3f));
-  p = V::fma(p, r, V::set1(8.3334519073e-3f));
-  p = V::fma(p, r, V::set1(4.1665795894e-2f));
-  p = V::fma(p, r, V::set1(1.6666665459e-1f));
-  p = V::fma(p, r, V::set1(5.0000001201e-1f));
-  V::R em1 = V::fma(p, V::mul(r, r), r);  // e^r - 1
-  V::R t = V::pow2(n);
+  const ExpSplit s = vexp_split(V::min(V::set1(88.0f), V::max(V::set1(-30.0f), x)));
+  V::R em1 = V::fma(s.p, V::mul(s.r, s.r), s.r);  // e^r - 1
+  V::R t = V::pow2(s.n);
   return V::fma(t, em1, V::sub(t, V::set1(1.0f)));
 }
 

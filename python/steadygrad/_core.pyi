@@ -7,10 +7,13 @@
 # C-contiguous (labels and segment tables: integer arrays). Arguments that take one of a few
 # strings ('none'/'relu', 'mean'/'sum', ...) are `str`: the binding raises ValueError naming
 # the accepted values. The docstrings live in the module itself (`help(steadygrad._core)`).
+# One signature per function: a result that compute_grad / compute_grad_input=False leaves
+# out is typed `| None` whatever the flag (no overloads on the flag's value), so a caller
+# that needs the gradient narrows it (`assert grad is not None`).
 # Names for the checker only: aliases (plain assignments) and @type_check_only classes (the
 # dicts some functions return; import them under `if TYPE_CHECKING:`).
 
-from typing import Literal, SupportsIndex, TypedDict, overload, type_check_only
+from typing import SupportsIndex, TypedDict, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -46,15 +49,8 @@ def get_isa() -> str: ...
 # -- GEMM (gemm/gemm.cpp, gemm/fma_peak.cpp) -------------------------------------------------
 
 def gemm(
-    a: _F32,
-    b: _F32,
-    *,
-    trans_a: bool = False,
-    trans_b: bool = False,
-    out: _F32 | None = None,
-    alpha: float = 1.0,
-    beta: float = 0.0,
-    bias: _F32 | None = None,
+    a: _F32, b: _F32, *, trans_a: bool = False, trans_b: bool = False, out: _F32 | None = None,
+    alpha: float = 1.0, beta: float = 0.0, bias: _F32 | None = None,
     activation: str | None = None,
 ) -> _F32: ...
 def _fma_peak_gflops(isa: str, seconds: float = 0.2) -> float: ...
@@ -99,50 +95,13 @@ def linear_scratch(
 ) -> GemmScratch: ...
 
 def linear_forward(
-    input: _F32,
-    weight: _F32,
-    bias: _F32 | None = None,
-    *,
-    out: _F32 | None = None,
+    input: _F32, weight: _F32, bias: _F32 | None = None, *, out: _F32 | None = None,
     activation: str = "none",
 ) -> _F32: ...
-@overload
 def linear_backward(
-    grad_output: _F32,
-    input: _F32,
-    weight: _F32,
-    grad_weight: _F32,
-    grad_bias: _F32 | None = None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: Literal[True] = True,
-    grad_input: _F32 | None = None,
-) -> _F32: ...
-@overload
-def linear_backward(
-    grad_output: _F32,
-    input: _F32,
-    weight: _F32,
-    grad_weight: _F32,
-    grad_bias: _F32 | None = None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: Literal[False],
-    grad_input: _F32 | None = None,
-) -> None: ...
-@overload
-def linear_backward(
-    grad_output: _F32,
-    input: _F32,
-    weight: _F32,
-    grad_weight: _F32,
-    grad_bias: _F32 | None = None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: bool = True,
+    grad_output: _F32, input: _F32, weight: _F32, grad_weight: _F32,
+    grad_bias: _F32 | None = None, *, accumulate: bool = False,
+    accumulate_bias: bool | None = None, compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
 class ConvGeometry:
@@ -198,80 +157,26 @@ class ConvGeometry:
 # -- depthwise convolution (depthwise/depthwise.cpp): channels-last, torch's weight layout ----
 
 def conv2d_forward(
-    input: _F32,
-    weight: _F32,
-    bias: _F32 | None,
-    geom: ConvGeometry,
-    *,
-    activation: str = "none",
-    out: _F32 | None = None,
+    input: _F32, weight: _F32, bias: _F32 | None, geom: ConvGeometry, *,
+    activation: str = "none", out: _F32 | None = None,
 ) -> _F32: ...
 def conv2d_backward(
-    grad_output: _F32,
-    input: _F32,
-    weight: _F32,
-    geom: ConvGeometry,
-    grad_weight: _F32,
-    grad_bias: _F32 | None = None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: bool = True,
+    grad_output: _F32, input: _F32, weight: _F32, geom: ConvGeometry, grad_weight: _F32,
+    grad_bias: _F32 | None = None, *, accumulate: bool = False,
+    accumulate_bias: bool | None = None, compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
 def conv2d_scratch(
     geom: ConvGeometry, *, input_grad: bool = True, threads: int | None = None
 ) -> GemmScratch: ...
 def depthwise_conv2d_forward(
-    x: _F32,
-    weight: _F32,
-    bias: _F32 | None,
-    geom: ConvGeometry,
-    *,
-    activation: str = "none",
+    x: _F32, weight: _F32, bias: _F32 | None, geom: ConvGeometry, *, activation: str = "none",
     out: _F32 | None = None,
 ) -> _F32: ...
-@overload
 def depthwise_conv2d_backward(
-    grad_out: _F32,
-    x: _F32,
-    weight: _F32,
-    geom: ConvGeometry,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: Literal[True] = True,
-    grad_input: _F32 | None = None,
-) -> _F32: ...
-@overload
-def depthwise_conv2d_backward(
-    grad_out: _F32,
-    x: _F32,
-    weight: _F32,
-    geom: ConvGeometry,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: Literal[False],
-    grad_input: _F32 | None = None,
-) -> None: ...
-@overload
-def depthwise_conv2d_backward(
-    grad_out: _F32,
-    x: _F32,
-    weight: _F32,
-    geom: ConvGeometry,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: bool = True,
-    grad_input: _F32 | None = None,
+    grad_out: _F32, x: _F32, weight: _F32, geom: ConvGeometry, grad_weight: _F32 | None,
+    grad_bias: _F32 | None, *, accumulate: bool = False, accumulate_bias: bool | None = None,
+    compute_grad_input: bool = True, grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
 
 class BatchNormContext:
@@ -292,60 +197,14 @@ class BatchNormContext:
     output: _F32 | None  # None after each forward; the caller may keep the output here
 
 def batchnorm_forward(
-    input: _F32,
-    weight: _F32 | None,
-    bias: _F32 | None,
-    running_mean: _F32 | None,
-    running_var: _F32 | None,
-    num_batches_tracked: _I64 | None,
-    ctx: BatchNormContext,
-    *,
-    momentum: float | None = 0.1,
-    eps: float = 1e-05,
-    out: _F32 | None = None,
+    input: _F32, weight: _F32 | None, bias: _F32 | None, running_mean: _F32 | None,
+    running_var: _F32 | None, num_batches_tracked: _I64 | None, ctx: BatchNormContext, *,
+    momentum: float | None = 0.1, eps: float = 1e-05, out: _F32 | None = None,
 ) -> _F32: ...
-# The overloads below (and linear_backward's) repeat one signature on purpose: typing
-# overloads cannot share parameters; they differ only in compute_grad_input and the return.
-@overload
 def batchnorm_backward(
-    grad_output: _F32,
-    weight: _F32 | None,
-    bias: _F32 | None,
-    ctx: BatchNormContext,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: Literal[True] = True,
-    grad_input: _F32 | None = None,
-) -> _F32: ...
-@overload
-def batchnorm_backward(
-    grad_output: _F32,
-    weight: _F32 | None,
-    bias: _F32 | None,
-    ctx: BatchNormContext,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: Literal[False],
-    grad_input: _F32 | None = None,
-) -> None: ...
-@overload
-def batchnorm_backward(
-    grad_output: _F32,
-    weight: _F32 | None,
-    bias: _F32 | None,
-    ctx: BatchNormContext,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: bool = True,
+    grad_output: _F32, weight: _F32 | None, bias: _F32 | None, ctx: BatchNormContext,
+    grad_weight: _F32 | None, grad_bias: _F32 | None, *, accumulate: bool = False,
+    accumulate_bias: bool | None = None, compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
 def embedding_forward(indices: _Labels, weight: _F32, *, out: _F32 | None = None) -> _F32: ...
@@ -361,184 +220,31 @@ def to_channels_last(x: _F32, out: _F32 | None = None) -> _F32: ...
 def to_channels_first(x: _F32, out: _F32 | None = None) -> _F32: ...
 
 # -- elementwise losses (layers/elem_loss.cpp): the loss is a float for 'mean'/'sum', the
-# per-element losses for 'none'
+# per-element losses for 'none'; the gradient is None when compute_grad=False
 
-@overload
 def mse_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    compute_grad: Literal[True] = True,
-    out: _F32 | None = None,
-) -> tuple[_LossValue, _F32]: ...
-@overload
-def mse_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    compute_grad: Literal[False],
-    out: _F32 | None = None,
-) -> tuple[_LossValue, None]: ...
-@overload
-def mse_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    compute_grad: bool = True,
+    input: _F32, target: _F32, *, reduction: str = "mean", compute_grad: bool = True,
     out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
-@overload
 def l1_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    compute_grad: Literal[True] = True,
-    out: _F32 | None = None,
-) -> tuple[_LossValue, _F32]: ...
-@overload
-def l1_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    compute_grad: Literal[False],
-    out: _F32 | None = None,
-) -> tuple[_LossValue, None]: ...
-@overload
-def l1_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    compute_grad: bool = True,
+    input: _F32, target: _F32, *, reduction: str = "mean", compute_grad: bool = True,
     out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
-@overload
 def smooth_l1_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    beta: float = 1.0,
-    compute_grad: Literal[True] = True,
-    out: _F32 | None = None,
-) -> tuple[_LossValue, _F32]: ...
-@overload
-def smooth_l1_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    beta: float = 1.0,
-    compute_grad: Literal[False],
-    out: _F32 | None = None,
-) -> tuple[_LossValue, None]: ...
-@overload
-def smooth_l1_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    beta: float = 1.0,
-    compute_grad: bool = True,
-    out: _F32 | None = None,
+    input: _F32, target: _F32, *, reduction: str = "mean", beta: float = 1.0,
+    compute_grad: bool = True, out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
-@overload
 def huber_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    delta: float = 1.0,
-    compute_grad: Literal[True] = True,
-    out: _F32 | None = None,
-) -> tuple[_LossValue, _F32]: ...
-@overload
-def huber_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    delta: float = 1.0,
-    compute_grad: Literal[False],
-    out: _F32 | None = None,
-) -> tuple[_LossValue, None]: ...
-@overload
-def huber_loss(
-    input: _F32,
-    target: _F32,
-    *,
-    reduction: str = "mean",
-    delta: float = 1.0,
-    compute_grad: bool = True,
-    out: _F32 | None = None,
+    input: _F32, target: _F32, *, reduction: str = "mean", delta: float = 1.0,
+    compute_grad: bool = True, out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
-@overload
 def binary_cross_entropy(
-    input: _F32,
-    target: _F32,
-    *,
-    weight: _F32 | None = None,
-    reduction: str = "mean",
-    compute_grad: Literal[True] = True,
-    out: _F32 | None = None,
-) -> tuple[_LossValue, _F32]: ...
-@overload
-def binary_cross_entropy(
-    input: _F32,
-    target: _F32,
-    *,
-    weight: _F32 | None = None,
-    reduction: str = "mean",
-    compute_grad: Literal[False],
-    out: _F32 | None = None,
-) -> tuple[_LossValue, None]: ...
-@overload
-def binary_cross_entropy(
-    input: _F32,
-    target: _F32,
-    *,
-    weight: _F32 | None = None,
-    reduction: str = "mean",
-    compute_grad: bool = True,
-    out: _F32 | None = None,
+    input: _F32, target: _F32, *, weight: _F32 | None = None, reduction: str = "mean",
+    compute_grad: bool = True, out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
-@overload
 def binary_cross_entropy_with_logits(
-    input: _F32,
-    target: _F32,
-    *,
-    weight: _F32 | None = None,
-    pos_weight: _F32 | None = None,
-    reduction: str = "mean",
-    compute_grad: Literal[True] = True,
-    out: _F32 | None = None,
-) -> tuple[_LossValue, _F32]: ...
-@overload
-def binary_cross_entropy_with_logits(
-    input: _F32,
-    target: _F32,
-    *,
-    weight: _F32 | None = None,
-    pos_weight: _F32 | None = None,
-    reduction: str = "mean",
-    compute_grad: Literal[False],
-    out: _F32 | None = None,
-) -> tuple[_LossValue, None]: ...
-@overload
-def binary_cross_entropy_with_logits(
-    input: _F32,
-    target: _F32,
-    *,
-    weight: _F32 | None = None,
-    pos_weight: _F32 | None = None,
-    reduction: str = "mean",
-    compute_grad: bool = True,
-    out: _F32 | None = None,
+    input: _F32, target: _F32, *, weight: _F32 | None = None, pos_weight: _F32 | None = None,
+    reduction: str = "mean", compute_grad: bool = True, out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
 
 # -- pooling over channels-last (n, h, w, c) batches (pooling/pooling.cpp) ------------------
@@ -550,20 +256,12 @@ def max_pool2d_backward(
     grad_output: _F32, indices: _I32, geom: ConvGeometry, *, grad_input: _F32 | None = None
 ) -> _F32: ...
 def avg_pool2d_forward(
-    input: _F32,
-    geom: ConvGeometry,
-    *,
-    count_include_pad: bool = True,
-    divisor_override: int | None = None,
-    out: _F32 | None = None,
+    input: _F32, geom: ConvGeometry, *, count_include_pad: bool = True,
+    divisor_override: int | None = None, out: _F32 | None = None,
 ) -> _F32: ...
 def avg_pool2d_backward(
-    grad_output: _F32,
-    geom: ConvGeometry,
-    *,
-    count_include_pad: bool = True,
-    divisor_override: int | None = None,
-    grad_input: _F32 | None = None,
+    grad_output: _F32, geom: ConvGeometry, *, count_include_pad: bool = True,
+    divisor_override: int | None = None, grad_input: _F32 | None = None,
 ) -> _F32: ...
 def adaptive_avg_pool2d_forward(
     input: _F32, output_size: tuple[int, int], *, out: _F32 | None = None
@@ -591,16 +289,16 @@ def sigmoid(x: _F32, *, out: _F32 | None = None) -> _F32: ...
 def sigmoid_backward(grad_output: _F32, y: _F32, *, out: _F32 | None = None) -> _F32: ...
 def silu(x: _F32, *, out: _F32 | None = None) -> _F32: ...
 def silu_backward(grad_output: _F32, x: _F32, *, out: _F32 | None = None) -> _F32: ...
-def elu(x: _F32, alpha: float = 1.0, *, out: _F32 | None = None) -> _F32: ...
-def elu_backward(
-    grad_output: _F32, x: _F32, alpha: float = 1.0, *, out: _F32 | None = None
-) -> _F32: ...
 def softplus(
     x: _F32, beta: float = 1.0, threshold: float = 20.0, *, out: _F32 | None = None
 ) -> _F32: ...
 def softplus_backward(
     grad_output: _F32, x: _F32, beta: float = 1.0, threshold: float = 20.0, *,
     out: _F32 | None = None
+) -> _F32: ...
+def elu(x: _F32, alpha: float = 1.0, *, out: _F32 | None = None) -> _F32: ...
+def elu_backward(
+    grad_output: _F32, x: _F32, alpha: float = 1.0, *, out: _F32 | None = None
 ) -> _F32: ...
 def softmax(x: _F32, dim: int, *, out: _F32 | None = None) -> _F32: ...
 def softmax_backward(grad_output: _F32, y: _F32, dim: int, *, out: _F32 | None = None) -> _F32: ...
@@ -610,74 +308,14 @@ def log_softmax_backward(
 ) -> _F32: ...
 # softmax cross-entropy and NLL (layers/softmax_xent.cpp): labels are class indices or, for
 # softmax_cross_entropy, float32 probabilities of the logits' shape
-@overload
 def softmax_cross_entropy(
-    logits: _F32,
-    labels: _Labels | _F32,
-    *,
-    weight: _F32 | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    compute_grad: Literal[True] = True,
-    out: _F32 | None = None,
-) -> tuple[_LossValue, _F32]: ...
-@overload
-def softmax_cross_entropy(
-    logits: _F32,
-    labels: _Labels | _F32,
-    *,
-    weight: _F32 | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    compute_grad: Literal[False],
-    out: _F32 | None = None,
-) -> tuple[_LossValue, None]: ...
-@overload
-def softmax_cross_entropy(
-    logits: _F32,
-    labels: _Labels | _F32,
-    *,
-    weight: _F32 | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    compute_grad: bool = True,
-    out: _F32 | None = None,
+    logits: _F32, labels: _Labels | _F32, *, weight: _F32 | None = None,
+    ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+    compute_grad: bool = True, out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
-@overload
 def nll_loss(
-    input: _F32,
-    labels: _Labels,
-    *,
-    weight: _F32 | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    compute_grad: Literal[True] = True,
-    out: _F32 | None = None,
-) -> tuple[_LossValue, _F32]: ...
-@overload
-def nll_loss(
-    input: _F32,
-    labels: _Labels,
-    *,
-    weight: _F32 | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    compute_grad: Literal[False],
-    out: _F32 | None = None,
-) -> tuple[_LossValue, None]: ...
-@overload
-def nll_loss(
-    input: _F32,
-    labels: _Labels,
-    *,
-    weight: _F32 | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    compute_grad: bool = True,
-    out: _F32 | None = None,
+    input: _F32, labels: _Labels, *, weight: _F32 | None = None, ignore_index: int = -100,
+    reduction: str = "mean", compute_grad: bool = True, out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
 def global_norm(x: _F32, norm_type: float = 2.0) -> float: ...
 

@@ -46,41 +46,38 @@ py::array act_backward(const char* fn, Act act, py::handle dy_obj, py::handle sa
   return out;
 }
 
-// `name` and `name`_backward for an activation without a parameter; the backward reads the
-// saved tensor `saved` ("x": the forward's input, "y": its output).
-void def_plain(py::module_& m, const char* name, Act act, const char* saved, const char* doc,
-               const char* backward_doc) {
-  m.def(name, [name = std::string(name), act](py::handle x, py::handle out) {
-          return act_forward(name.c_str(), act, x, out, {});
+template <class>
+using Real = double;
+
+// `name` and `name`_backward; the backward reads the saved tensor `saved` ("x": the forward's
+// input, "y": its output). params: the activation's real parameters (py::arg("alpha") = 1.0,
+// ...), taken by both after their arrays, positionally or by name, and passed on as ActParam's
+// a, b in order.
+template <class... Param>
+void def_act(py::module_& m, const char* name, Act act, const char* saved, const char* doc,
+             const char* backward_doc, Param... params) {
+  m.def(name, [name = std::string(name), act](py::handle x, Real<Param>... p, py::handle out) {
+          return act_forward(name.c_str(), act, x, out, ActParam{static_cast<float>(p)...});
         },
-        py::arg("x"), py::kw_only(), py::arg("out") = py::none(), doc);
+        py::arg("x"), params..., py::kw_only(), py::arg("out") = py::none(), doc);
   const std::string backward = std::string(name) + "_backward";
   m.def(backward.c_str(),
-        [backward, act, saved = std::string(saved)](py::handle dy, py::handle s, py::handle out) {
-          return act_backward(backward.c_str(), act, dy, s, saved.c_str(), out, {});
+        [backward, act, saved = std::string(saved)](py::handle dy, py::handle s, Real<Param>... p,
+                                                    py::handle out) {
+          return act_backward(backward.c_str(), act, dy, s, saved.c_str(), out,
+                              ActParam{static_cast<float>(p)...});
         },
-        py::arg("grad_output"), py::arg(saved), py::kw_only(), py::arg("out") = py::none(),
-        backward_doc);
+        py::arg("grad_output"), py::arg(saved), params..., py::kw_only(),
+        py::arg("out") = py::none(), backward_doc);
 }
 
 }  // namespace
 
 void register_activations(py::module_& m) {
-  def_plain(m, "relu", Act::relu, "x", "max(x, 0); NaN stays NaN.",
-            "grad_output where x > 0, else 0.");
-  m.def("leaky_relu",
-        [](py::handle x, double slope, py::handle out) {
-          return act_forward("leaky_relu", Act::leaky_relu, x, out, {static_cast<float>(slope)});
-        },
-        py::arg("x"), py::arg("negative_slope") = 0.01, py::kw_only(), py::arg("out") = py::none(),
-        "x where x > 0, else negative_slope * x.");
-  m.def("leaky_relu_backward",
-        [](py::handle dy, py::handle x, double slope, py::handle out) {
-          return act_backward("leaky_relu_backward", Act::leaky_relu, dy, x, "x", out,
-                              {static_cast<float>(slope)});
-        },
-        py::arg("grad_output"), py::arg("x"), py::arg("negative_slope") = 0.01, py::kw_only(),
-        py::arg("out") = py::none(), "grad_output * (1 if x > 0 else negative_slope).");
+  def_act(m, "relu", Act::relu, "x", "max(x, 0); NaN stays NaN.",
+          "grad_output where x > 0, else 0.");
+  def_act(m, "leaky_relu", Act::leaky_relu, "x", "x where x > 0, else negative_slope * x.",
+          "grad_output * (1 if x > 0 else negative_slope).", py::arg("negative_slope") = 0.01);
   m.def("gelu",
         [](py::handle x, const std::string& approx, py::handle out) {
           return act_forward("gelu", parse_gelu("gelu", approx), x, out, {});
@@ -94,41 +91,18 @@ void register_activations(py::module_& m) {
         },
         py::arg("grad_output"), py::arg("x"), py::kw_only(), py::arg("approximate") = "none",
         py::arg("out") = py::none(), "Gradient of gelu with respect to its input x.");
-  def_plain(m, "tanh", Act::tanh, "y", "tanh(x).",
-            "grad_output * (1 - y^2), from the forward output y.");
-  def_plain(m, "sigmoid", Act::sigmoid, "y", "1 / (1 + exp(-x)).",
-            "grad_output * y * (1 - y), from the forward output y.");
-  def_plain(m, "silu", Act::silu, "x", "x * sigmoid(x).",
-            "grad_output * sigmoid(x) * (1 + x * (1 - sigmoid(x))).");
-  m.def("elu",
-        [](py::handle x, double alpha, py::handle out) {
-          return act_forward("elu", Act::elu, x, out, {static_cast<float>(alpha)});
-        },
-        py::arg("x"), py::arg("alpha") = 1.0, py::kw_only(), py::arg("out") = py::none(),
-        "x where x > 0, else alpha * expm1(x).");
-  m.def("elu_backward",
-        [](py::handle dy, py::handle x, double alpha, py::handle out) {
-          return act_backward("elu_backward", Act::elu, dy, x, "x", out,
-                              {static_cast<float>(alpha)});
-        },
-        py::arg("grad_output"), py::arg("x"), py::arg("alpha") = 1.0, py::kw_only(),
-        py::arg("out") = py::none(), "grad_output * (1 if x > 0 else alpha * exp(x)).");
-  m.def("softplus",
-        [](py::handle x, double beta, double threshold, py::handle out) {
-          return act_forward("softplus", Act::softplus, x, out,
-                             {static_cast<float>(beta), static_cast<float>(threshold)});
-        },
-        py::arg("x"), py::arg("beta") = 1.0, py::arg("threshold") = 20.0, py::kw_only(),
-        py::arg("out") = py::none(),
-        "log1p(exp(beta * x)) / beta, and x where beta * x > threshold.");
-  m.def("softplus_backward",
-        [](py::handle dy, py::handle x, double beta, double threshold, py::handle out) {
-          return act_backward("softplus_backward", Act::softplus, dy, x, "x", out,
-                              {static_cast<float>(beta), static_cast<float>(threshold)});
-        },
-        py::arg("grad_output"), py::arg("x"), py::arg("beta") = 1.0, py::arg("threshold") = 20.0,
-        py::kw_only(), py::arg("out") = py::none(),
-        "grad_output * sigmoid(beta * x), and grad_output where beta * x > threshold.");
+  def_act(m, "tanh", Act::tanh, "y", "tanh(x).",
+          "grad_output * (1 - y^2), from the forward output y.");
+  def_act(m, "sigmoid", Act::sigmoid, "y", "1 / (1 + exp(-x)).",
+          "grad_output * y * (1 - y), from the forward output y.");
+  def_act(m, "silu", Act::silu, "x", "x * sigmoid(x).",
+          "grad_output * sigmoid(x) * (1 + x * (1 - sigmoid(x))).");
+  def_act(m, "elu", Act::elu, "x", "x where x > 0, else alpha * expm1(x).",
+          "grad_output * (1 if x > 0 else alpha * exp(x)).", py::arg("alpha") = 1.0);
+  def_act(m, "softplus", Act::softplus, "x",
+          "log1p(exp(beta * x)) / beta, and x where beta * x > threshold.",
+          "grad_output * sigmoid(beta * x), and grad_output where beta * x > threshold.",
+          py::arg("beta") = 1.0, py::arg("threshold") = 20.0);
 }
 
 }  // namespace sg::bind

@@ -220,14 +220,15 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle g_obj, py::handle be
   return dx_ret;
 }
 
+constexpr const char* kContextDoc =
+    "What one batchnorm_forward leaves for its batchnorm_backward: the mode (batch_stats, "
+    "activation) set by the caller, the batch statistics written into save_mean/save_invstd "
+    "and the input, both recorded by the forward. output: None after each forward; keep the "
+    "fused forward's output here to have the backward mask by it.";
+
 void bind_context(py::module_& m) {
   using py::arg;
-  py::class_<BatchNormContext>(
-      m, "BatchNormContext",
-      "What one batchnorm_forward leaves for its batchnorm_backward: the mode (batch_stats, "
-      "activation) set by the caller, the batch statistics written into save_mean/save_invstd "
-      "and the input, both recorded by the forward. output: None after each forward; keep the "
-      "fused forward's output here to have the backward mask by it.")
+  py::class_<BatchNormContext>(m, "BatchNormContext", kContextDoc)
       .def(py::init([](py::handle save_mean, py::handle save_invstd, bool batch_stats,
                        const std::string& activation) {
              const char* fn = "BatchNormContext";

@@ -59,15 +59,10 @@ py::tuple elem_loss(ElemLoss kind, const char* fn, py::handle input_obj, py::han
     gp = f32_ptr(g);
     grad_obj = g;
   }
-  py::object items = py::none();
-  float* lp = nullptr;
-  if (red == Reduction::kNone) {
-    py::array l = new_f32(std::vector<py::ssize_t>(p.shape(), p.shape() + p.ndim()));
-    lp = f32_ptr(l);
-    items = l;
-  }
-  const float scale = red == Reduction::kMean ? (n > 0 ? static_cast<float>(1.0 / static_cast<double>(n)) : 0.0f)
-                                              : 1.0f;
+  float* lp;
+  const py::object items =
+      loss_items(red, std::vector<py::ssize_t>(p.shape(), p.shape() + p.ndim()), &lp);
+  const float scale = loss_scale(red, static_cast<double>(n));
   const ElemLossArgs args{kind, static_cast<float>(param), f32_cptr(p), f32_cptr(t), w, pw, gp, lp, scale};
   double total;
   {

@@ -1,9 +1,11 @@
-// What every loss binding shares: the reduction argument, the non-negative weight check and
-// the value handed back ('mean' / 'sum': a Python float; 'none': the per-item losses).
+// What every loss binding shares: the reduction argument, the non-negative weight check, the
+// per-item output and scale of the reduction, and the value handed back ('mean' / 'sum': a Python float; 'none': the per-item losses).
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bindings/checks.h"
 
@@ -27,6 +29,22 @@ inline void require_nonnegative(const char* fn, const char* name, const float* w
                           std::to_string(i) + "] = " + std::to_string(w[i]));
     }
   }
+}
+
+// The per-item losses reduction 'none' asks for: a new float32 array of `shape`, its data in
+// *data; for 'mean' / 'sum' None, and *data null (the kernel then writes none).
+inline py::object loss_items(Reduction r, std::vector<py::ssize_t> shape, float** data) {
+  *data = nullptr;
+  if (r != Reduction::kNone) return py::none();
+  py::array items = new_f32(std::move(shape));
+  *data = f32_ptr(items);
+  return items;
+}
+
+// The factor every item's loss and gradient is scaled by: 1 / count for 'mean' (0 when count is
+// 0: the gradient of torch's nan), else 1.
+inline float loss_scale(Reduction r, double count) {
+  return r == Reduction::kMean ? (count > 0 ? static_cast<float>(1.0 / count) : 0.0f) : 1.0f;
 }
 
 // The loss for 'mean' (total / count; count 0 gives nan, as torch's 0/0) and 'sum'; for 'none'

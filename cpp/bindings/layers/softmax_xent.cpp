@@ -106,14 +106,9 @@ py::tuple softmax_cross_entropy(py::handle logits_obj, py::handle labels_obj, py
   py::object grad_obj = py::none();
   float* dp = grad_out(fn, x, "logits", compute_grad, out_obj,
                        {{"labels", soft ? &t : nullptr}, {"weight", w ? &wkeep : nullptr}}, &grad_obj);
-  py::object items = py::none();
-  float* rl = nullptr;
-  if (red == Reduction::kNone) {
-    py::array r = new_f32({B});
-    rl = f32_ptr(r);
-    items = r;
-  }
-  const float scale = red == Reduction::kMean ? (count > 0 ? static_cast<float>(1.0 / count) : 0.0f) : 1.0f;
+  float* rl;
+  const py::object items = loss_items(red, {B}, &rl);
+  const float scale = loss_scale(red, count);
   const XentArgs args{dp, rl, f32_cptr(x), w, soft ? f32_cptr(t) : nullptr, B, C, ignore_index,
                       static_cast<float>(label_smoothing), scale};
   double total;
@@ -145,14 +140,9 @@ py::tuple nll_loss(py::handle input_obj, py::handle labels_obj, py::handle weigh
   py::object grad_obj = py::none();
   float* dp = grad_out(fn, x, "input", compute_grad, out_obj, {{"weight", w ? &wkeep : nullptr}},
                        &grad_obj);
-  py::object items = py::none();
-  float* rl = nullptr;
-  if (red == Reduction::kNone) {
-    py::array r = new_f32({B});
-    rl = f32_ptr(r);
-    items = r;
-  }
-  const float scale = red == Reduction::kMean ? (count > 0 ? static_cast<float>(1.0 / count) : 0.0f) : 1.0f;
+  float* rl;
+  const py::object items = loss_items(red, {B}, &rl);
+  const float scale = loss_scale(red, count);
   const float* xp = f32_cptr(x);
   double total;
   {

@@ -64,13 +64,12 @@ Shape = tuple[int, ...]  # (C, H, W) per sample, (features,) after the flatten
 
 @dataclass(frozen=True)
 class ConvOp:
-    """One weighted layer's GEMM, per sample: a conv (kernel > 0) or a linear (kernel 0)."""
+    """One weighted layer's GEMM, per sample: a conv (kernel > 0) or a linear (kernel 0), with
+    its output's spatial size (stride and padding are in out_hw: nothing else reads them)."""
 
     cin: int
     cout: int
     kernel: int = 0
-    stride: int = 1
-    padding: int = 0
     bias: bool = True
     out_hw: tuple[int, int] = (1, 1)
 
@@ -90,7 +89,7 @@ def _out(n: int, kernel: int, stride: int, padding: int = 0) -> int:
 def _conv(shape: Shape, cout: int, kernel: int, stride: int = 1, padding: int = 0,
           bias: bool = False) -> ConvOp:
     c, h, w = shape
-    return ConvOp(c, cout, kernel, stride, padding, bias,
+    return ConvOp(c, cout, kernel, bias,
                   (_out(h, kernel, stride, padding), _out(w, kernel, stride, padding)))
 
 

@@ -5,7 +5,7 @@ work along a dimension, are in nn/softmax.py."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -93,21 +93,60 @@ class ReLU(_Activation):
         return grad_output
 
 
-class LeakyReLU(_Activation):
-    rectifier = True
+class _ParamActivation(_Activation):
+    """An activation with real parameters (LeakyReLU's negative_slope, ELU's alpha, Softplus's
+    beta and threshold), each declared as a `_KernelArg` class attribute and passed positionally
+    to both kernels after their arrays, in declaration order. The constructor checks each
+    value; repr shows them."""
 
-    def __init__(self, negative_slope: float = 0.01) -> None:
+    _params: tuple[str, ...] = ()  # the _KernelArg names, in declaration order
+    _kernel_args: tuple[float, ...]
+
+    def __init__(self, *values: float) -> None:
         super().__init__()
-        self.negative_slope = real_arg("LeakyReLU", "negative_slope", negative_slope)
+        owner = type(self).__name__
+        self._kernel_args = tuple(real_arg(owner, name, v)
+                                  for name, v in zip(self._params, values, strict=True))
 
     def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
-        return _core.leaky_relu(x, self.negative_slope, out=out)
+        return self._forward_kernel(x, *self._kernel_args, out=out)
 
     def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        return _core.leaky_relu_backward(dy, saved, self.negative_slope, out=out)
+        return self._backward_kernel(dy, saved, *self._kernel_args, out=out)
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+        return ", ".join(f"{n}={v}" for n, v in zip(self._params, self._kernel_args, strict=True))
+
+
+class _KernelArg:
+    """One real parameter of a _ParamActivation, the public attribute of its name (read and
+    assigned as torch's). The value lives in the instance's `_kernel_args`, the tuple the
+    kernels are called with, so a forward or backward reads no attribute by name."""
+
+    def __set_name__(self, owner: type[_ParamActivation], name: str) -> None:
+        self.index = len(owner._params)
+        owner._params = (*owner._params, name)
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> _KernelArg: ...
+    @overload
+    def __get__(self, obj: _ParamActivation, owner: type[Any]) -> float: ...
+    def __get__(self, obj: _ParamActivation | None, owner: type[Any]) -> _KernelArg | float:
+        return self if obj is None else obj._kernel_args[self.index]
+
+    def __set__(self, obj: _ParamActivation, value: float) -> None:
+        args, i = obj._kernel_args, self.index
+        obj._kernel_args = (*args[:i], value, *args[i + 1:])
+
+
+class LeakyReLU(_ParamActivation):
+    negative_slope = _KernelArg()
+    _forward_kernel = staticmethod(_core.leaky_relu)
+    _backward_kernel = staticmethod(_core.leaky_relu_backward)
+    rectifier = True  # for the diagnostics, as ReLU
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__(negative_slope)
 
 
 class GELU(_Activation):
@@ -152,37 +191,25 @@ class SiLU(_Activation):
     _backward_kernel = staticmethod(_core.silu_backward)
 
 
-class ELU(_Activation):
+class ELU(_ParamActivation):
     """x for x > 0, else alpha * (exp(x) - 1) (torch.nn.ELU; expm1, accurate near 0)."""
 
+    alpha = _KernelArg()
+    _forward_kernel = staticmethod(_core.elu)
+    _backward_kernel = staticmethod(_core.elu_backward)
+
     def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
-        self.alpha = real_arg("ELU", "alpha", alpha)
-
-    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
-        return _core.elu(x, self.alpha, out=out)
-
-    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        return _core.elu_backward(dy, saved, self.alpha, out=out)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        super().__init__(alpha)
 
 
-class Softplus(_Activation):
+class Softplus(_ParamActivation):
     """log(1 + exp(beta * x)) / beta, and x where beta * x > threshold (torch.nn.Softplus's
     linear region)."""
 
+    beta = _KernelArg()
+    threshold = _KernelArg()
+    _forward_kernel = staticmethod(_core.softplus)
+    _backward_kernel = staticmethod(_core.softplus_backward)
+
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
-        super().__init__()
-        self.beta = real_arg("Softplus", "beta", beta)
-        self.threshold = real_arg("Softplus", "threshold", threshold)
-
-    def _fwd(self, x: Any, out: np.ndarray | None) -> np.ndarray:
-        return _core.softplus(x, self.beta, self.threshold, out=out)
-
-    def _bwd(self, dy: np.ndarray, saved: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-        return _core.softplus_backward(dy, saved, self.beta, self.threshold, out=out)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}"
+        super().__init__(beta, threshold)

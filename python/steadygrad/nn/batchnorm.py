@@ -14,9 +14,10 @@ from steadygrad.nn._layout import FIRST, LAST, first_shape, last_shape, to_first
 from steadygrad.nn._util import check_rows, grad_input_out, real_arg, work_like
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
+from steadygrad.nn.plan import KernelLayer
 
 
-class _BatchNorm(Module):
+class _BatchNorm(KernelLayer, Module):
     """The shared body; a subclass names the ranks it accepts (`_ranks`) and torch's wording
     for them (`_expected`)."""
 
@@ -28,16 +29,12 @@ class _BatchNorm(Module):
     running_var: np.ndarray | None
     num_batches_tracked: np.ndarray | None
 
-    # What a Sequential's plan may ask of it (nn.plan): a ReLU fused into its store, whose
+    # What a Sequential's plan may ask of it (nn.plan) besides a KernelLayer's (each element of
+    # the input is read before dL/dx is written over it): a ReLU fused into its store, whose
     # backward it applies too (masking grad_output by y > 0, y's sign recomputed from the input
-    # bit for bit, so the output is not kept); dL/dx left out or written over the input (each
-    # element is read before it is written); an output of its own its backward never reads.
+    # bit for bit, so the output is not kept).
     fusable_epilogues = frozenset({"relu"})
     epilogue_masks_grad = True
-    grad_into_input = True
-    skips_grad_input = True
-    owns_output = True
-    reads_output_in_backward = False
     # For sg.fit's checks: in training mode it normalises over the batch, which 1 sample cannot.
     normalizes_over_batch = True
     # Channels-last capable (nn._layout): inside a conv run its input and output stay (N, *S, C).

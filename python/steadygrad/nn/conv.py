@@ -18,6 +18,7 @@ from steadygrad.nn._layout import FIRST, LAST, LAYOUTS, first_shape, last_shape,
 from steadygrad.nn._util import grad_input_out, work_like
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
+from steadygrad.nn.plan import KernelLayer
 
 if TYPE_CHECKING:
     from steadygrad._core import GemmScratch
@@ -37,17 +38,12 @@ def _tuple(owner: str, name: str, value: object, nd: int, low: int) -> tuple[int
     return out
 
 
-class _ConvNd(Module):
-    # Computes channels-last (nn._layout); what a Sequential's plan may ask of it (nn.plan): a
-    # ReLU in the GEMM's epilogue (masked in the backward by the absorbed ReLU, as for Linear),
-    # dL/dx left out or written over the input (dL/dw reads it first), an output of its own
-    # that its backward never reads.
+class _ConvNd(KernelLayer, Module):
+    # Computes channels-last (nn._layout); what a Sequential's plan may ask of it (nn.plan)
+    # besides a KernelLayer's (dL/dw reads the input before dL/dx is written): a ReLU in the
+    # GEMM's epilogue (masked in the backward by the absorbed ReLU, as for Linear).
     channels_last = True
     fusable_epilogues = frozenset({"relu"})
-    grad_into_input = True
-    skips_grad_input = True
-    owns_output = True
-    reads_output_in_backward = False
     # For the diagnostics (steadygrad.diagnostics.probe): `weight` (out, in/groups, *kernel) is
     # a weight layer's; fan-in in_channels/groups * prod(kernel_size), as torch's init computes it.
     weight_layer = True

@@ -13,36 +13,31 @@ from steadygrad.nn import init
 from steadygrad.nn._util import check_rows, grad_input_out, int_arg, size_arg, work_rows
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
+from steadygrad.nn.plan import KernelLayer
 
 if TYPE_CHECKING:
     from steadygrad._core import GemmScratch
 
 
-class Linear(Module):
+class Linear(KernelLayer, Module):
     """y = x W^T + b with W of shape (out_features, in_features), as torch.nn.Linear."""
 
-    # What a Sequential's plan may ask of it (nn.plan): a ReLU in the GEMM's epilogue, dL/dx
-    # left out or written over the input (dW reads x first), an output of its own that its
-    # backward never reads.
+    # What a Sequential's plan may ask of it (nn.plan) besides a KernelLayer's (dW reads x
+    # before dL/dx is written): a ReLU in the GEMM's epilogue.
     fusable_epilogues = frozenset({"relu"})
-    grad_into_input = True
-    skips_grad_input = True
-    owns_output = True
-    reads_output_in_backward = False
     # For the diagnostics (steadygrad.diagnostics.probe): `weight` (out, in) is a weight matrix;
     # its fan-in (in_features) gives the init gain check_init reports.
     weight_layer = True
     _transient = ("_x",)  # the pending backward's input (Module.__getstate__)
+    bias: Parameter | None  # registered by __init__; None with bias=False
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features = size_arg("in_features", in_features)
         self.out_features = size_arg("out_features", out_features)
         self.weight = Parameter(np.zeros((self.out_features, self.in_features), np.float32))
-        if bias:
-            self.bias = Parameter(np.zeros(self.out_features, np.float32))
-        else:
-            self.register_parameter("bias", None)
+        self.register_parameter(
+            "bias", Parameter(np.zeros(self.out_features, np.float32)) if bias else None)
         self.reset_parameters()
         self._flatten_parameters()
         self._x: np.ndarray | None = None

@@ -78,7 +78,7 @@ class _Loss:
             self._work = np.empty(pred.shape, np.float32)
         return self._work
 
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
+    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
         raise NotImplementedError
 
     def __call__(self, input: np.ndarray, target: np.ndarray) -> Any:
@@ -175,7 +175,7 @@ class CrossEntropyLoss(_ClassLoss):
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0.0, 1.0], got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
 
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
+    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
         return _core.softmax_cross_entropy(pred, target, weight=self.weight,
                                            ignore_index=self.ignore_index,
                                            reduction=self.reduction,
@@ -196,7 +196,7 @@ class NLLLoss(_ClassLoss):
         super().__init__(weight, ignore_index,
                          _legacy_reduction("NLLLoss", size_average, reduce, reduction))
 
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
+    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
         return _core.nll_loss(pred, target, weight=self.weight, ignore_index=self.ignore_index,
                               reduction=self.reduction, out=self._out(pred))
 
@@ -226,64 +226,82 @@ class _ElementLoss(_Loss):
         return b
 
 
-class MSELoss(_ElementLoss):
+class _PlainElementLoss(_ElementLoss):
+    """An elementwise loss with no parameter of its own (MSELoss, L1Loss): torch's constructor
+    (with the deprecated size_average / reduce flags) and one kernel, `_kernel`."""
+
+    _kernel: staticmethod[..., tuple[Any, np.ndarray | None]]
+
+    def __init__(self, size_average: bool | None = None, reduce: bool | None = None,
+                 reduction: str = "mean") -> None:
+        super().__init__(_legacy_reduction(type(self).__name__, size_average, reduce, reduction))
+
+    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
+        return self._kernel(pred, target, reduction=self.reduction, out=self._out(pred))
+
+
+class MSELoss(_PlainElementLoss):
     """Squared error (torch.nn.MSELoss)."""
 
-    def __init__(self, size_average: bool | None = None, reduce: bool | None = None,
-                 reduction: str = "mean") -> None:
-        super().__init__(_legacy_reduction("MSELoss", size_average, reduce, reduction))
-
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
-        return _core.mse_loss(pred, target, reduction=self.reduction, out=self._out(pred))
+    _kernel = staticmethod(_core.mse_loss)
 
 
-class L1Loss(_ElementLoss):
+class L1Loss(_PlainElementLoss):
     """Absolute error (torch.nn.L1Loss); the gradient at 0 is 0."""
 
-    def __init__(self, size_average: bool | None = None, reduce: bool | None = None,
-                 reduction: str = "mean") -> None:
-        super().__init__(_legacy_reduction("L1Loss", size_average, reduce, reduction))
-
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
-        return _core.l1_loss(pred, target, reduction=self.reduction, out=self._out(pred))
+    _kernel = staticmethod(_core.l1_loss)
 
 
-class SmoothL1Loss(_ElementLoss):
+class _SwitchLoss(_ElementLoss):
+    """An elementwise loss with one real parameter, where it switches from quadratic to linear
+    (SmoothL1Loss's beta, HuberLoss's delta), named by `_param`: checked by the constructor
+    (non-negative; positive where `_positive`), passed to `_kernel` by that name, shown by
+    repr."""
+
+    _kernel: staticmethod[..., tuple[Any, np.ndarray | None]]
+    _param: str
+    _positive = False
+
+    def __init__(self, reduction: str, value: object) -> None:
+        super().__init__(reduction)
+        owner, name = type(self).__name__, self._param
+        v = real_arg(owner, name, value)
+        if not (v > 0 if self._positive else v >= 0):
+            raise ValueError(f"{owner}: {name} must be "
+                             f"{'positive' if self._positive else 'non-negative'}, got {v}")
+        setattr(self, name, v)
+
+    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
+        return self._kernel(pred, target, reduction=self.reduction, out=self._out(pred),
+                            **{self._param: getattr(self, self._param)})
+
+    def _args(self) -> str:
+        return f"{super()._args()}, {self._param}={getattr(self, self._param)}"
+
+
+class SmoothL1Loss(_SwitchLoss):
     """torch.nn.SmoothL1Loss: 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta 0 is
     L1Loss)."""
 
+    _kernel = staticmethod(_core.smooth_l1_loss)
+    _param = "beta"
+    beta: float
+
     def __init__(self, size_average: bool | None = None, reduce: bool | None = None,
                  reduction: str = "mean", beta: float = 1.0) -> None:
-        super().__init__(_legacy_reduction("SmoothL1Loss", size_average, reduce, reduction))
-        beta = real_arg("SmoothL1Loss", "beta", beta)
-        if not beta >= 0:
-            raise ValueError(f"SmoothL1Loss: beta must be non-negative, got {beta}")
-        self.beta = float(beta)
-
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
-        return _core.smooth_l1_loss(pred, target, reduction=self.reduction, beta=self.beta,
-                                    out=self._out(pred))
-
-    def _args(self) -> str:
-        return f"{super()._args()}, beta={self.beta}"
+        super().__init__(_legacy_reduction("SmoothL1Loss", size_average, reduce, reduction), beta)
 
 
-class HuberLoss(_ElementLoss):
+class HuberLoss(_SwitchLoss):
     """torch.nn.HuberLoss: 0.5 d^2 where |d| < delta, else delta (|d| - delta / 2)."""
 
+    _kernel = staticmethod(_core.huber_loss)
+    _param = "delta"
+    _positive = True
+    delta: float
+
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
-        super().__init__(reduction)
-        delta = real_arg("HuberLoss", "delta", delta)
-        if not delta > 0:
-            raise ValueError(f"HuberLoss: delta must be positive, got {delta}")
-        self.delta = float(delta)
-
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
-        return _core.huber_loss(pred, target, reduction=self.reduction, delta=self.delta,
-                                out=self._out(pred))
-
-    def _args(self) -> str:
-        return f"{super()._args()}, delta={self.delta}"
+        super().__init__(reduction, delta)
 
 
 class BCELoss(_ElementLoss):
@@ -295,7 +313,7 @@ class BCELoss(_ElementLoss):
         super().__init__(_legacy_reduction("BCELoss", size_average, reduce, reduction))
         self.weight = _weight_arg("BCELoss", "weight", weight)
 
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
+    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
         return _core.binary_cross_entropy(pred, target, weight=self._like("weight", self.weight, pred),
                                           reduction=self.reduction, out=self._out(pred))
 
@@ -316,7 +334,7 @@ class BCEWithLogitsLoss(_ElementLoss):
         self.weight = _weight_arg("BCEWithLogitsLoss", "weight", weight)
         self.pos_weight = _weight_arg("BCEWithLogitsLoss", "pos_weight", pos_weight)
 
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray]:
+    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
         return _core.binary_cross_entropy_with_logits(
             pred, target, weight=self._like("weight", self.weight, pred),
             pos_weight=self._like("pos_weight", self.pos_weight, pred),

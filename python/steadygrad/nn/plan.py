@@ -35,6 +35,20 @@ if TYPE_CHECKING:
     from steadygrad.nn.module import Module
 
 
+class KernelLayer:
+    """The declarations shared by the layers that run a forward and a backward kernel of their
+    own (Linear, the convolutions, the batch norms, the pooling layers): the forward writes an
+    output of its own that its backward never reads; the backward reads its input whole before
+    it writes dL/dx, so dL/dx may go over the input, or be left out. A mixin before Module
+    (`class Linear(KernelLayer, Module)`); each layer adds what else it can do (epilogues,
+    channels-last)."""
+
+    grad_into_input = True
+    skips_grad_input = True
+    owns_output = True
+    reads_output_in_backward = False
+
+
 @dataclass(frozen=True)
 class LayerPlan:
     """One layer's part of a Sequential's plan."""

@@ -19,6 +19,7 @@ from steadygrad import _core
 from steadygrad.nn._layout import FIRST, LAST, LAYOUTS, last_shape, to_first, to_last
 from steadygrad.nn._util import grad_input_out, int_arg, work_like
 from steadygrad.nn.module import Module
+from steadygrad.nn.plan import KernelLayer
 
 _Shape = tuple[int, ...]
 _Size = int | tuple[int, ...]
@@ -45,20 +46,16 @@ def _float32_array(what: str, a: object) -> np.ndarray:
     return a
 
 
-class _Pool(Module):
+class _Pool(KernelLayer, Module):
     """What every pooling layer shares: the layouts, the conversions, the cache for backward.
     A subclass says how many spatial dims it pools (`_dims`), the output's spatial size
     (`_out_spatial`) and runs its kernels on (n, h, w, c) arrays (`_kernel_forward`,
     `_kernel_backward`)."""
 
-    # For a Sequential's plan (nn.plan): channels-last inside a run of such layers; an output
-    # of its own that its backward never reads; its backward never reads the input either, so
-    # dL/dx may go over it; dL/dx can be left out (there are no parameters to fill).
+    # For a Sequential's plan (nn.plan): a KernelLayer (its backward never reads the input at
+    # all; with no parameters to fill, leaving dL/dx out leaves nothing to do), channels-last
+    # inside a run of such layers.
     channels_last = True
-    owns_output = True
-    reads_output_in_backward = False
-    grad_into_input = True
-    skips_grad_input = True
     _transient = ("_saved",)  # the pending backward's input (Module.__getstate__)
     _dims = 2
 
