@@ -81,7 +81,7 @@ def _gemm_workspace_bytes(
     m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False, threads: int = 1
 ) -> dict[str, int]: ...
 
-# -- layers (layers/linear.cpp, layers/batchnorm.cpp, layers/pointwise.cpp) ------------------
+# -- layers (layers/linear.cpp, layers/batchnorm.cpp, layers/layernorm.cpp, layers/pointwise.cpp)
 
 @type_check_only
 class GemmScratch(TypedDict):
@@ -340,6 +340,62 @@ def batchnorm_backward(
     weight: _F32 | None,
     bias: _F32 | None,
     ctx: BatchNormContext,
+    grad_weight: _F32 | None,
+    grad_bias: _F32 | None,
+    *,
+    accumulate: bool = False,
+    accumulate_bias: bool | None = None,
+    compute_grad_input: bool = True,
+    grad_input: _F32 | None = None,
+) -> _F32 | None: ...
+# LayerNorm (layers/layernorm.cpp) on (rows, features); save_mean/save_rstd are (rows,)
+def layernorm_forward(
+    input: _F32,
+    weight: _F32 | None,
+    bias: _F32 | None,
+    save_mean: _F32,
+    save_rstd: _F32,
+    *,
+    eps: float = 1e-05,
+    out: _F32 | None = None,
+) -> _F32: ...
+@overload
+def layernorm_backward(
+    grad_output: _F32,
+    input: _F32,
+    weight: _F32 | None,
+    save_mean: _F32,
+    save_rstd: _F32,
+    grad_weight: _F32 | None,
+    grad_bias: _F32 | None,
+    *,
+    accumulate: bool = False,
+    accumulate_bias: bool | None = None,
+    compute_grad_input: Literal[True] = True,
+    grad_input: _F32 | None = None,
+) -> _F32: ...
+@overload
+def layernorm_backward(
+    grad_output: _F32,
+    input: _F32,
+    weight: _F32 | None,
+    save_mean: _F32,
+    save_rstd: _F32,
+    grad_weight: _F32 | None,
+    grad_bias: _F32 | None,
+    *,
+    accumulate: bool = False,
+    accumulate_bias: bool | None = None,
+    compute_grad_input: Literal[False],
+    grad_input: _F32 | None = None,
+) -> None: ...
+@overload
+def layernorm_backward(
+    grad_output: _F32,
+    input: _F32,
+    weight: _F32 | None,
+    save_mean: _F32,
+    save_rstd: _F32,
     grad_weight: _F32 | None,
     grad_bias: _F32 | None,
     *,

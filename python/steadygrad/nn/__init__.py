@@ -20,6 +20,7 @@ from steadygrad.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from steadygrad.nn.container import Sequential
 from steadygrad.nn.conv import Conv1d, Conv2d
 from steadygrad.nn.dropout import Dropout
+from steadygrad.nn.layernorm import LayerNorm
 from steadygrad.nn.linear import Flatten, Identity, Linear
 from steadygrad.nn.loss import (
     BCELoss,
@@ -65,6 +66,7 @@ __all__ = [
     "HuberLoss",
     "Identity",
     "L1Loss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
