@@ -88,22 +88,23 @@ class LayerNorm(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         rows = self._rows_of(x)
         w, b = self.weight, self.bias
-        n = rows.shape[0] if isinstance(rows, np.ndarray) and rows.ndim == 2 else 0
+        n = 0 if rows is None else rows.shape[0]
         mean, rstd = self._buffer("save_mean", (n,)), self._buffer("save_rstd", (n,))
-        out = work_like(self, "out", rows.shape if rows is not x else None, x)
-        y = _core.layernorm_forward(rows, _flat(w, "data"), _flat(b, "data"), mean, rstd,
-                                    eps=self.eps, out=out)
+        out = None if rows is None else work_like(self, "out", rows.shape, x)
+        y = _core.layernorm_forward(x if rows is None else rows, _flat(w, "data"),
+                                    _flat(b, "data"), mean, rstd, eps=self.eps, out=out)
         d = self.__dict__  # not parameters or buffers: skips Module.__setattr__
         d["_x"], d["_rows"], d["_stats"] = x, rows, (mean, rstd)
         return y.reshape(x.shape)
 
-    def _rows_of(self, x: object) -> object:
-        """x as its (rows, features) matrix after checking its trailing shape; x itself when it
-        is not a float32 array (the binding names what is wrong)."""
+    def _rows_of(self, x: object) -> np.ndarray | None:
+        """x as its (rows, features) matrix after checking its trailing shape; None when it is
+        not a float32 array (the binding names what is wrong)."""
         if not isinstance(x, np.ndarray) or x.dtype != np.float32:
-            return x
+            return None
         self.output_shape(x.shape)
-        return x.reshape(-1, self._features)
+        rows: np.ndarray = x.reshape(-1, self._features)
+        return rows
 
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,
                   donate_input: bool = False) -> np.ndarray | None:
