@@ -16,6 +16,7 @@ from conftest import assert_close, num_threads
 
 import steadygrad as sg
 from steadygrad import _core, nn
+from steadygrad.nn._layout import FIRST
 
 EPS = float(np.finfo(np.float32).eps)
 TINY = 1e-30
@@ -492,3 +493,46 @@ def test_trained_by_fit_like_torch(rng):
         assert_close(v, tv, 2e-5 * (1 + np.abs(tv)), what=f"{k} after fit")
         moved |= not np.allclose(v, sd[k], atol=1e-3)
     assert moved
+
+
+def test_after_a_conv_it_sees_torch_layout(rng):
+    """Not channels-last: a conv run before it converts its output back to (N, C, H, W), so
+    LayerNorm([C, H, W]) normalises what torch's would, as the same layers called one by one."""
+    x = _f32(rng, 2, 3, 5, 5)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.LayerNorm([4, 5, 5]))
+    alone = copy.deepcopy(model)
+    assert model.plan()[2].layout_in == FIRST and not model.plan()[2].takes_layout
+    y = model(x)
+    h = x
+    for layer in alone:
+        h = layer(h)
+    assert_close(y, h, 1e-4, what="y")  # the conv's channels-last GEMM may round otherwise
+    g = _f32(rng, *y.shape)
+    model.zero_grad()
+    alone.zero_grad()
+    model.backward(g)
+    for layer in reversed(list(alone)):
+        g = layer.backward(g)
+    for (k, p), (_, q) in zip(model.named_parameters(), alone.named_parameters(), strict=True):
+        assert_close(p.grad, q.grad, 1e-4 * (1 + np.abs(q.grad)), what=k)
+
+
+def test_layer_gradients_write_then_accumulate(rng):
+    """After zero_grad the first backward writes the parameter gradients (whatever the buffer
+    held), later ones add to them, as torch's .grad does."""
+    m = nn.LayerNorm(12)
+    m.weight.data[...] = _f32(rng, 12)
+    x, g = _f32(rng, 4, 12), _f32(rng, 4, 12)
+    m.weight.grad_buffer[...] = 99.0
+    m.bias.grad_buffer[...] = 99.0
+    m.zero_grad()
+    m(x)
+    m.backward(g)
+    w1, b1 = m.weight.grad.copy(), m.bias.grad.copy()
+    assert np.abs(w1).max() < 50 and np.abs(b1).max() < 50
+    m(x)
+    m.backward(g)
+    # exact: 4 rows are one float block of the column sums (colreduce_impl.h), so the second
+    # sum adds the very same float to it
+    np.testing.assert_array_equal(m.weight.grad, w1 + w1)
+    np.testing.assert_array_equal(m.bias.grad, b1 + b1)

@@ -348,60 +348,16 @@ def batchnorm_backward(
     compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
-# LayerNorm (layers/layernorm.cpp) on (rows, features); save_mean/save_rstd are (rows,)
+# LayerNorm (layers/layernorm.cpp) on (rows, features); save_mean/save_rstd are (rows,), the
+# forward writes them; layernorm_backward returns None when compute_grad_input=False
 def layernorm_forward(
-    input: _F32,
-    weight: _F32 | None,
-    bias: _F32 | None,
-    save_mean: _F32,
-    save_rstd: _F32,
-    *,
-    eps: float = 1e-05,
-    out: _F32 | None = None,
+    input: _F32, weight: _F32 | None, bias: _F32 | None, save_mean: _F32, save_rstd: _F32, *,
+    eps: float = 1e-05, out: _F32 | None = None,
 ) -> _F32: ...
-@overload
 def layernorm_backward(
-    grad_output: _F32,
-    input: _F32,
-    weight: _F32 | None,
-    save_mean: _F32,
-    save_rstd: _F32,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: Literal[True] = True,
-    grad_input: _F32 | None = None,
-) -> _F32: ...
-@overload
-def layernorm_backward(
-    grad_output: _F32,
-    input: _F32,
-    weight: _F32 | None,
-    save_mean: _F32,
-    save_rstd: _F32,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: Literal[False],
-    grad_input: _F32 | None = None,
-) -> None: ...
-@overload
-def layernorm_backward(
-    grad_output: _F32,
-    input: _F32,
-    weight: _F32 | None,
-    save_mean: _F32,
-    save_rstd: _F32,
-    grad_weight: _F32 | None,
-    grad_bias: _F32 | None,
-    *,
-    accumulate: bool = False,
-    accumulate_bias: bool | None = None,
-    compute_grad_input: bool = True,
+    grad_output: _F32, input: _F32, weight: _F32 | None, save_mean: _F32, save_rstd: _F32,
+    grad_weight: _F32 | None, grad_bias: _F32 | None, *, accumulate: bool = False,
+    accumulate_bias: bool | None = None, compute_grad_input: bool = True,
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
 def add(a: _F32, b: _F32, *, out: _F32 | None = None) -> _F32: ...

@@ -96,6 +96,10 @@ py::object layernorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
                            {"save_mean", &mean}, {"save_rstd", &rstd}});
   }
   if (dgp && dbp) require_disjoint(fn, "grad_bias", db, "grad_weight", dg);
+  const float* dyp = f32_cptr(dy);
+  const float* xp = f32_cptr(x);
+  const float* mp = f32_cptr(mean);
+  const float* rp = f32_cptr(rstd);
   py::object dx_ret = py::none();
   float* dxp = nullptr;
   if (compute_grad_input) {
@@ -111,10 +115,6 @@ py::object layernorm_backward(py::handle dy_obj, py::handle x_obj, py::handle g_
     dxp = f32_ptr(dx);
     dx_ret = dx;
   }
-  const float* dyp = f32_cptr(dy);
-  const float* xp = f32_cptr(x);
-  const float* mp = f32_cptr(mean);
-  const float* rp = f32_cptr(rstd);
   {
     py::gil_scoped_release release;
     layernorm_kernels().backward(dxp, dgp, dbp, dyp, xp, mp, rp, gp, n, d,
