@@ -414,8 +414,9 @@ def test_binding_checks_leave_outputs_untouched(rng):
 
 @pytest.mark.parametrize("args,err,msg", [
     ((0,), ValueError, "normalized_shape"), (((),), ValueError, "normalized_shape"),
-    (((3, -1),), ValueError, "normalized_shape"), (("3",), ValueError, "normalized_shape"),
-    ((True,), ValueError, "normalized_shape"), ((4, -1e-3), ValueError, "eps"),
+    (((3, -1),), ValueError, "normalized_shape"), (("3",), TypeError, "normalized_shape"),
+    ((True,), TypeError, "normalized_shape"), (((2, 1.5),), TypeError, "normalized_shape"),
+    ((None,), TypeError, "normalized_shape"), ((4, -1e-3), ValueError, "eps"),
     ((4, "x"), TypeError, "eps"),
 ])
 def test_constructor_checks(args, err, msg):

@@ -18,15 +18,18 @@ from steadygrad.nn.parameter import Parameter
 
 
 def _normalized_shape(value: object) -> tuple[int, ...]:
-    """normalized_shape as torch takes it (an int or a sequence of ints), each >= 1."""
+    """normalized_shape as torch takes it (an int or a sequence of ints), each >= 1: a
+    TypeError for anything but ints, a ValueError for an empty shape or a size below 1."""
     dims = [value] if isinstance(value, (int, np.integer)) else value
-    if isinstance(dims, Iterable) and not isinstance(dims, (str, bytes)):
-        items = list(dims)
-        if items and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-                         for v in items):
-            return tuple(int(v) for v in items)
-    raise ValueError(f"LayerNorm: normalized_shape must be a positive int or a non-empty "
-                     f"sequence of positive ints, got {value!r}")
+    items = list(dims) if isinstance(dims, Iterable) and not isinstance(dims, (str, bytes)) else None
+    if items is None or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                for v in items):
+        raise TypeError(f"LayerNorm: normalized_shape must be an int or a sequence of ints, "
+                        f"got {value!r}")
+    if not items or min(items) < 1:
+        raise ValueError(f"LayerNorm: normalized_shape must be positive sizes (at least one), "
+                         f"got {value!r}")
+    return tuple(int(v) for v in items)
 
 
 def _flat(p: Parameter | None, attr: str) -> np.ndarray | None:
