@@ -104,6 +104,11 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
     "batchnorm_backward": lambda: dict(
         grad_output=f32(4, 3), weight=f32(3) + 1, bias=f32(3), ctx=_bn_ctx(f32(4, 3)),
         grad_weight=f32(3), grad_bias=f32(3), grad_input=f32(4, 3)),
+    "layernorm_forward": lambda: dict(input=f32(4, 5), weight=f32(5) + 1, bias=f32(5),
+                                      save_mean=f32(4), save_rstd=f32(4) + 1, out=f32(4, 5)),
+    "layernorm_backward": lambda: dict(
+        grad_output=f32(4, 5), input=f32(4, 5), weight=f32(5) + 1, save_mean=f32(4),
+        save_rstd=f32(4) + 1, grad_weight=f32(5), grad_bias=f32(5), grad_input=f32(4, 5)),
     "sgd_step": lambda: dict(param=f32(10), grad=f32(10), momentum_buffer=f32(10),
                              seg_offsets=i64(0, 6), seg_lengths=i64(6, 4), hyper=_core.SgdHyper(
                                  lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0,

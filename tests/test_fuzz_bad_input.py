@@ -319,7 +319,7 @@ BAD_NUMBERS: list[Any] = [-1, -0.5, float("nan"), "3", None, [1]]
 def bad_constructors(draw: st.DrawFn) -> Bad:
     v = draw(st.sampled_from(BAD_NUMBERS))
     which = draw(st.sampled_from(["linear_in", "linear_out", "bn_features", "bn_eps",
-                                  "bn_momentum", "dropout", "leaky", "elu", "softplus",
+                                  "bn_momentum", "ln_shape", "ln_eps", "dropout", "leaky", "elu", "softplus",
                                   "softmax", "modulelist", "gelu", "flatten",
                                   "sequential", "residual", "ce_reduction", "ce_smoothing",
                                   "mse_reduction", "conv_in", "conv_kernel", "conv_stride",
@@ -340,6 +340,12 @@ def bad_constructors(draw: st.DrawFn) -> Bad:
         m = 1.5 if v == -0.5 else v
         return _ctor("nn.BatchNorm1d.momentum", f"nn.BatchNorm1d(4, momentum={m!r})",
                      ("momentum",), lambda: nn.BatchNorm1d(4, momentum=m), m)
+    if which == "ln_shape" and v != [1]:  # [1] is a valid normalized_shape
+        return _ctor("nn.LayerNorm.normalized_shape", f"nn.LayerNorm({v!r})",
+                     ("normalized_shape",), lambda: nn.LayerNorm(v), v)
+    if which == "ln_eps":
+        return _ctor("nn.LayerNorm.eps", f"nn.LayerNorm(4, eps={v!r})", ("eps",),
+                     lambda: nn.LayerNorm(4, eps=v), v)
     if which == "dropout":
         p = 1.5 if v == -1 else v
         return _ctor("nn.Dropout.p", f"nn.Dropout({p!r})", ("p", "probability"),

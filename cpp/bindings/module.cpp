@@ -18,6 +18,7 @@ void register_fma_peak(py::module_& m);    // gemm/fma_peak.cpp
 void register_linear(py::module_& m);      // layers/linear.cpp
 void register_batchnorm(py::module_& m);   // layers/batchnorm.cpp
 void register_embedding(py::module_& m);   // layers/embedding.cpp
+void register_layernorm(py::module_& m);   // layers/layernorm.cpp
 void register_conv_geometry(py::module_& m); // layers/conv_geometry.cpp
 void register_depthwise(py::module_& m);   // depthwise/depthwise.cpp
 void register_conv(py::module_& m);        // conv/conv.cpp
@@ -46,6 +47,7 @@ PYBIND11_MODULE(_core, m) {
   sg::bind::register_linear(m);
   sg::bind::register_batchnorm(m);
   sg::bind::register_embedding(m);
+  sg::bind::register_layernorm(m);
   sg::bind::register_conv_geometry(m);
   sg::bind::register_depthwise(m);
   sg::bind::register_conv(m);

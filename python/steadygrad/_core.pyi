@@ -77,7 +77,8 @@ def _gemm_workspace_bytes(
     m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False, threads: int = 1
 ) -> dict[str, int]: ...
 
-# -- layers (layers/linear.cpp, layers/batchnorm.cpp, layers/embedding.cpp, layers/pointwise.cpp)
+# -- layers (layers/linear.cpp, layers/batchnorm.cpp, layers/embedding.cpp, layers/layernorm.cpp,
+# layers/pointwise.cpp)
 
 @type_check_only
 class GemmScratch(TypedDict):
@@ -211,6 +212,18 @@ def embedding_forward(indices: _Labels, weight: _F32, *, out: _F32 | None = None
 def embedding_backward(grad_output: _F32, indices: _Labels, grad_weight: _F32, *,
                        padding_idx: int | None = None, accumulate: bool = False,
                        scratch: _I64 | None = None) -> None: ...
+# LayerNorm (layers/layernorm.cpp) on (rows, features); save_mean/save_rstd are (rows,), the
+# forward writes them; layernorm_backward returns None when compute_grad_input=False
+def layernorm_forward(
+    input: _F32, weight: _F32 | None, bias: _F32 | None, save_mean: _F32, save_rstd: _F32, *,
+    eps: float = 1e-05, out: _F32 | None = None,
+) -> _F32: ...
+def layernorm_backward(
+    grad_output: _F32, input: _F32, weight: _F32 | None, save_mean: _F32, save_rstd: _F32,
+    grad_weight: _F32 | None, grad_bias: _F32 | None, *, accumulate: bool = False,
+    accumulate_bias: bool | None = None, compute_grad_input: bool = True,
+    grad_input: _F32 | None = None,
+) -> _F32 | None: ...
 def add(a: _F32, b: _F32, *, out: _F32 | None = None) -> _F32: ...
 def dropout(x: _F32, p: float, seed: int, *, out: _F32 | None = None) -> _F32: ...
 

@@ -21,6 +21,7 @@ from steadygrad.nn.container import Sequential
 from steadygrad.nn.conv import Conv1d, Conv2d
 from steadygrad.nn.dropout import Dropout
 from steadygrad.nn.embedding import Embedding
+from steadygrad.nn.layernorm import LayerNorm
 from steadygrad.nn.linear import Flatten, Identity, Linear
 from steadygrad.nn.loss import (
     BCELoss,
@@ -67,6 +68,7 @@ __all__ = [
     "HuberLoss",
     "Identity",
     "L1Loss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",

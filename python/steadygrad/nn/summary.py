@@ -24,6 +24,8 @@ def _infer_input_shape(model: Module, batch_size: int) -> tuple[int, ...]:
         for attr in ("in_features", "num_features"):
             if hasattr(m, attr):
                 return (batch_size, int(getattr(m, attr)))
+        if hasattr(m, "normalized_shape"):  # LayerNorm: (batch, *normalized_shape)
+            return (batch_size, *m.normalized_shape)
         if not m._is_container and not isinstance(m, (Identity, Dropout)) and m._modules == {}:
             break
     raise ValueError("summary: cannot infer the input shape; pass input_shape=(features, ...)")
