@@ -110,38 +110,38 @@ int64_t divisor(const char* fn, const py::handle& obj) {
   return d;
 }
 
-py::array avg_pool2d_forward(py::handle x_obj, const ConvGeometry& g, bool count_include_pad,
-                             py::handle div_obj, py::handle out_obj) {
-  const char* fn = "avg_pool2d_forward";
+// Average pooling both ways: the forward maps input (n, h, w, c) to out (n, oh, ow, c), the
+// backward grad_output (n, oh, ow, c) to grad_input (n, h, w, c).
+py::array avg_pool2d_call(bool forward, py::handle src_obj, const ConvGeometry& g,
+                          bool count_include_pad, py::handle div_obj, py::handle dst_obj) {
+  const char* fn = forward ? "avg_pool2d_forward" : "avg_pool2d_backward";
+  const char* src_name = forward ? "input" : "grad_output";
+  const char* dst_name = forward ? "out" : "grad_input";
   check_pool_geometry(fn, g, false);
   const int64_t d = divisor(fn, div_obj);
-  py::array x = pool_input(fn, "input", x_obj, g.n, g.h, g.w, g.c_in);
-  py::array y = out_array(fn, "out", out_obj, {g.n, g.oh, g.ow, g.c_in});
-  require_disjoint(fn, "out", y, "input", x);
-  const float* xp = f32_cptr(x);
-  float* yp = f32_ptr(y);
+  const int64_t sh = forward ? g.h : g.oh, sw = forward ? g.w : g.ow;
+  py::array src = pool_input(fn, src_name, src_obj, g.n, sh, sw, g.c_in);
+  py::array dst = out_array(fn, dst_name, dst_obj,
+                            {g.n, forward ? g.oh : g.h, forward ? g.ow : g.w, g.c_in});
+  require_disjoint(fn, dst_name, dst, src_name, src);
+  const auto kernel = forward ? &avg_pool_forward : &avg_pool_backward;
+  const float* sp = f32_cptr(src);
+  float* dp = f32_ptr(dst);
   {
     py::gil_scoped_release release;
-    avg_pool_forward(g, count_include_pad, d, xp, yp);
+    kernel(g, count_include_pad, d, sp, dp);
   }
-  return y;
+  return dst;
+}
+
+py::array avg_pool2d_forward(py::handle x_obj, const ConvGeometry& g, bool count_include_pad,
+                             py::handle div_obj, py::handle out_obj) {
+  return avg_pool2d_call(true, x_obj, g, count_include_pad, div_obj, out_obj);
 }
 
 py::array avg_pool2d_backward(py::handle dy_obj, const ConvGeometry& g, bool count_include_pad,
                               py::handle div_obj, py::handle dx_obj) {
-  const char* fn = "avg_pool2d_backward";
-  check_pool_geometry(fn, g, false);
-  const int64_t d = divisor(fn, div_obj);
-  py::array dy = pool_input(fn, "grad_output", dy_obj, g.n, g.oh, g.ow, g.c_in);
-  py::array dx = out_array(fn, "grad_input", dx_obj, {g.n, g.h, g.w, g.c_in});
-  require_disjoint(fn, "grad_input", dx, "grad_output", dy);
-  const float* dyp = f32_cptr(dy);
-  float* dxp = f32_ptr(dx);
-  {
-    py::gil_scoped_release release;
-    avg_pool_backward(g, count_include_pad, d, dyp, dxp);
-  }
-  return dx;
+  return avg_pool2d_call(false, dy_obj, g, count_include_pad, div_obj, dx_obj);
 }
 
 void check_size2(const char* fn, const char* name, int64_t a, int64_t b) {
