@@ -99,9 +99,7 @@ py::object conv2d_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj
 
 py::dict conv2d_scratch_bytes(const ConvGeometry& g, bool input_grad, py::handle threads_obj) {
   const char* fn = "conv2d_scratch";
-  const int64_t threads =
-      threads_obj.is_none() ? sg::num_threads() : threads_obj.cast<int64_t>();
-  if (threads < 1) value_error(fn, "threads must be >= 1, got " + to_string(threads));
+  const int64_t threads = thread_count(fn, threads_obj);
   return scratch_dict(conv2d_scratch(g, input_grad, threads));
 }
 

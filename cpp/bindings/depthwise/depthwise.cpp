@@ -6,6 +6,8 @@
 
 #include "bindings/checks.h"
 #include "bindings/layer_calls.h"
+#include "bindings/scratch_dict.h"
+#include "common/parallel.h"
 #include "depthwise/depthwise.h"
 
 namespace sg::bind {
@@ -132,6 +134,14 @@ py::object depthwise_backward(py::handle dy_obj, py::handle x_obj, py::handle w_
   });
 }
 
+py::dict depthwise_scratch(const ConvGeometry& g, bool input_grad, py::handle threads_obj) {
+  const char* fn = "depthwise_conv2d_scratch";
+  check_geometry(fn, g);
+  GemmScratch s;  // no GEMM: the driver workspace only
+  s.add_driver(depthwise_scratch_bytes(g, input_grad, thread_count(fn, threads_obj)));
+  return scratch_dict(s);
+}
+
 }  // namespace
 
 void register_depthwise(py::module_& m) {
@@ -151,6 +161,11 @@ void register_depthwise(py::module_& m) {
       "compute_grad_input=False). grad_out is (n, oh, ow, c_out), already masked by a fused "
       "ReLU.",
       arg("grad_out"), arg("x"), arg("weight"), arg("geom"), arg("grad_weight"), arg("grad_bias"));
+  m.def("depthwise_conv2d_scratch", &depthwise_scratch, arg("geom"), py::kw_only(),
+        arg("input_grad") = true, arg("threads") = py::none(),
+        "Bytes of thread-local scratch (reused across calls and only growing) that a depthwise "
+        "forward + backward with this geometry grows on `threads` (default: the current "
+        "count), as conv2d_scratch reports it ('driver': the calling thread's workspace).");
 }
 
 }  // namespace sg::bind

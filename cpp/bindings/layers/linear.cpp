@@ -79,9 +79,7 @@ py::dict linear_scratch_bytes(int64_t batch, int64_t in, int64_t out, bool input
     value_error(fn, "batch, in_features, out_features must be >= 0, got (" + to_string(batch) +
                         ", " + to_string(in) + ", " + to_string(out) + ")");
   }
-  const int64_t threads =
-      threads_obj.is_none() ? sg::num_threads() : threads_obj.cast<int64_t>();
-  if (threads < 1) value_error(fn, "threads must be >= 1, got " + to_string(threads));
+  const int64_t threads = thread_count(fn, threads_obj);
   return scratch_dict(linear_scratch(batch, in, out, input_grad, threads));
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/scratch_dict.h"
 #include "layers/conv_geometry.h"
 #include "pooling/pooling.h"
 
@@ -193,6 +194,26 @@ py::array adaptive_avg_pool2d_backward(py::handle dy_obj, std::pair<int64_t, int
   return adaptive_avg_pool2d_call(false, dy_obj, size, dx_obj);
 }
 
+py::dict pool_scratch_dict(int64_t bytes) {
+  GemmScratch s;  // no GEMM: the driver workspace only
+  s.add_driver(bytes);
+  return scratch_dict(s);
+}
+
+py::dict pool2d_scratch(const ConvGeometry& g) {
+  check_pool_geometry("pool2d_scratch", g, true);
+  return pool_scratch_dict(pool_scratch_bytes(g));
+}
+
+py::dict adaptive_avg_pool2d_scratch(std::pair<int64_t, int64_t> input_size,
+                                     std::pair<int64_t, int64_t> output_size) {
+  const char* fn = "adaptive_avg_pool2d_scratch";
+  check_size2(fn, "input_size", input_size.first, input_size.second);
+  check_size2(fn, "output_size", output_size.first, output_size.second);
+  return pool_scratch_dict(adaptive_pool_scratch_bytes(input_size.first, input_size.second,
+                                                       output_size.first, output_size.second));
+}
+
 }  // namespace
 
 void register_pooling(py::module_& m) {
@@ -222,6 +243,13 @@ void register_pooling(py::module_& m) {
   m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward, arg("grad_output"),
         arg("input_size"), py::kw_only(), arg("grad_input") = py::none(),
         "dL/dx (n, h, w, c) of adaptive_avg_pool2d_forward for input_size (h, w).");
+  m.def("pool2d_scratch", &pool2d_scratch, arg("geom"),
+        "Bytes of thread-local scratch (reused across calls and only growing) that a max or "
+        "average pooling forward + backward with this geometry grows, as conv2d_scratch "
+        "reports it ('driver': the calling thread's workspace, its window tables).");
+  m.def("adaptive_avg_pool2d_scratch", &adaptive_avg_pool2d_scratch, arg("input_size"),
+        arg("output_size"),
+        "pool2d_scratch for adaptive average pooling from input_size (h, w) to output_size.");
 }
 
 }  // namespace sg::bind

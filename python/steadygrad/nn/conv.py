@@ -331,10 +331,11 @@ class _ConvNd(Module):
         return 4 * keep, 4 * work
 
     def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch | None:
-        # the GEMMs' packing buffers, as cpp/conv/conv.cpp sizes them (depthwise runs none)
+        # the GEMMs' packing buffers and the driver workspace, as the C++ sizes them
+        geom = self._geometry(tuple(shape))
         if self._is_depthwise():
-            return None
-        return _core.conv2d_scratch(self._geometry(tuple(shape)), input_grad=input_grad)
+            return _core.depthwise_conv2d_scratch(geom, input_grad=input_grad)
+        return _core.conv2d_scratch(geom, input_grad=input_grad)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -11,7 +11,7 @@ AvgPool keeps nothing but the shapes. No parameters."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from steadygrad import _core
 from steadygrad.nn._layout import FIRST, LAST, LAYOUTS, last_shape, to_first, to_last
 from steadygrad.nn._util import grad_input_out, int_arg, work_like
 from steadygrad.nn.module import Module
+
+if TYPE_CHECKING:
+    from steadygrad._core import GemmScratch
 
 _Shape = tuple[int, ...]
 _Size = int | tuple[int, ...]
@@ -203,6 +206,9 @@ class _WindowPool(_Pool):
         g = self._geometry(shape)
         return g.oh, g.ow
 
+    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch:
+        return _core.pool2d_scratch(self._geometry(tuple(shape)))  # the window tables
+
 
 class _MaxPool(_WindowPool):
     def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Size = 0,
@@ -331,6 +337,10 @@ class _AdaptiveAvgPool(_Pool):
         spatial = shape[2:]
         out = tuple(s if o is None else o for o, s in zip(self._sizes, spatial, strict=True))
         return (1, out[0]) if self._dims == 1 else (out[0], out[1])
+
+    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch:
+        h, w = self._hw(tuple(shape))  # the window tables
+        return _core.adaptive_avg_pool2d_scratch((h, w), self._out_spatial(tuple(shape)))
 
     def _kernel_forward(self, x4: np.ndarray, y4: np.ndarray, shape: _Shape) -> None:
         _core.adaptive_avg_pool2d_forward(x4, (y4.shape[1], y4.shape[2]), out=y4)

@@ -92,13 +92,15 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
 
 
 def scratch_bytes(scratches: list[GemmScratch | None]) -> int:
-    """Bytes the thread-local packing buffers reach over the layers' `scratches`: each buffer
+    """Bytes the thread-local packing buffers and driver workspace reach over the layers'
+    `scratches`: each buffer
     is reused and only grows, so it is the max over the layers, per buffer and per thread, not
     the sum."""
     got = [s for s in scratches if s is not None]
     if not got:
         return 0
-    total = max(s["b_shared"] for s in got)  # the calling thread's B panel
+    # the calling thread's B panel and driver workspace
+    total = max(s["b_shared"] for s in got) + max(s.get("driver", 0) for s in got)
     for t in range(max(len(s["a"]) for s in got)):  # team member t's A block, B micropanels
         total += (max(s["a"][t] for s in got if len(s["a"]) > t)
                   + max(s["b_own"][t] for s in got if len(s["b_own"]) > t))
