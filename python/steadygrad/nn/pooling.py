@@ -6,7 +6,7 @@ edge), AdaptiveAvgPool1d/2d (torch's windows floor(i*in/out) .. ceil((i+1)*in/ou
 They compute on channels-last arrays (nn/_layout.py): `forward(x, *, layout_in=FIRST,
 layout_out=FIRST)`, the backward receiving dL/dy in layout_out and returning dL/dx in
 layout_in; used on their own they convert into work buffers. A 1-d layer is the 2-d kernel with
-h = 1. MaxPool keeps int32 argmax indices of the output's size (not its input, not a mask);
+h = 1. Unbatched input ((C, L), (C, H, W)) runs as a batch of one, as in torch. MaxPool keeps int32 argmax indices of the output's size (not its input, not a mask);
 AvgPool keeps nothing but the shapes. No parameters."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn._layout import FIRST, LAST, LAYOUTS, last_shape, to_first, to_last
+from steadygrad.nn._unbatched import AcceptsUnbatched
 from steadygrad.nn._util import grad_input_out, int_arg, work_like
 from steadygrad.nn.module import Module
 
@@ -76,7 +77,8 @@ class _Pool(Module):
         want = 2 + self._dims
         names = "(N, C, L)" if self._dims == 1 else "(N, C, H, W)"
         if len(shape) != want:
-            raise ValueError(f"expected {want}-d input {names}, got input of shape {shape}")
+            raise ValueError(f"expected {want - 1}-d (unbatched) or {want}-d input {names}, got "
+                             f"input of shape {shape}")
         if any(s < 1 for s in shape[1:]):
             raise ValueError(f"expected input {names} with C and the spatial sizes >= 1, got "
                              f"input of shape {shape}")
@@ -89,6 +91,10 @@ class _Pool(Module):
         self._check_rank(shape)
         oh, ow = self._out_spatial(tuple(shape))
         return (shape[0], shape[1], ow) if self._dims == 1 else (shape[0], shape[1], oh, ow)
+
+    @property
+    def _batched_rank(self) -> int:
+        return self._dims + 2
 
     def _hw(self, shape: _Shape) -> tuple[int, int]:
         return (1, shape[2]) if self._dims == 1 else (shape[2], shape[3])
@@ -243,13 +249,13 @@ class _MaxPool(_WindowPool):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
-class MaxPool2d(_MaxPool):
+class MaxPool2d(AcceptsUnbatched, _MaxPool):
     """torch.nn.MaxPool2d on (N, C, H, W) (return_indices=True is not supported)."""
 
     _name = "MaxPool2d"
 
 
-class MaxPool1d(_MaxPool):
+class MaxPool1d(AcceptsUnbatched, _MaxPool):
     """torch.nn.MaxPool1d on (N, C, L) (return_indices=True is not supported)."""
 
     _name = "MaxPool1d"
@@ -286,7 +292,7 @@ class _AvgPool(_WindowPool):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AvgPool2d(_AvgPool):
+class AvgPool2d(AcceptsUnbatched, _AvgPool):
     """torch.nn.AvgPool2d on (N, C, H, W)."""
 
     _name = "AvgPool2d"
@@ -298,7 +304,7 @@ class AvgPool2d(_AvgPool):
                          divisor_override)
 
 
-class AvgPool1d(_AvgPool):
+class AvgPool1d(AcceptsUnbatched, _AvgPool):
     """torch.nn.AvgPool1d on (N, C, L)."""
 
     _name = "AvgPool1d"
@@ -355,14 +361,14 @@ class _AdaptiveAvgPool(_Pool):
         return f"output_size={self.output_size}"
 
 
-class AdaptiveAvgPool2d(_AdaptiveAvgPool):
+class AdaptiveAvgPool2d(AcceptsUnbatched, _AdaptiveAvgPool):
     """torch.nn.AdaptiveAvgPool2d on (N, C, H, W); output_size an int or (oh, ow), None keeping
     that input size."""
 
     _name = "AdaptiveAvgPool2d"
 
 
-class AdaptiveAvgPool1d(_AdaptiveAvgPool):
+class AdaptiveAvgPool1d(AcceptsUnbatched, _AdaptiveAvgPool):
     """torch.nn.AdaptiveAvgPool1d on (N, C, L)."""
 
     _name = "AdaptiveAvgPool1d"
