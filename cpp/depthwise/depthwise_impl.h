@@ -201,7 +201,7 @@ constexpr int kDxVectors = 4;  // channel vectors per border column (independent
 constexpr int kDxBlock = 8;    // interior columns per block
 
 // Border column ix: every channel, kDxVectors vectors at a time.
-inline void dw_dx_border(float* t, const float* const* dyrows, const float* wk,
+__attribute__((always_inline)) inline void dw_dx_border(float* t, const float* const* dyrows, const float* wk,
                          const ConvGeometry& g, int64_t ix) {
   const int64_t co = g.c_out;
   const int64_t full = co / V::W, blocks = full / kDxVectors * kDxVectors;
