@@ -192,7 +192,9 @@ def test_gate_refuses_misaligned(fn: str, arg: str, offset: int) -> None:
 def test_every_kernel_binding_is_covered() -> None:
     """Each public _core function is in the table unless it takes no array."""
     no_arrays = {"cpu_info", "set_num_threads", "get_num_threads", "set_isa", "get_isa",
-                 "linear_scratch", "conv2d_scratch", "GradPreHyper", "AdamHyper", "RmspropHyper",
+                 "linear_scratch", "conv2d_scratch", "depthwise_conv2d_scratch",
+                 "pool2d_scratch", "adaptive_avg_pool2d_scratch", "kernel_heap_allocations",
+                 "GradPreHyper", "AdamHyper", "RmspropHyper",
                  "SgdHyper", "AdagradHyper", "NadamHyper", "ConvGeometry"}
     public = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
     assert public - no_arrays == set(CALLS), f"not covered: {public - no_arrays - set(CALLS)}"

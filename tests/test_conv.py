@@ -427,7 +427,7 @@ def test_bad_constructor_arguments(make: Any, needle: str) -> None:
     assert "Conv" in str(e.value)
 
 
-@pytest.mark.parametrize("shape,needle", [((2, 3, 8), "4-D input"), ((2, 5, 8, 8), "3 channels"),
+@pytest.mark.parametrize("shape,needle", [((3, 8), "4-D input"), ((2, 5, 8, 8), "3 channels"),
                                           ((2, 3, 2, 8), "too small"),
                                           ((2, 3, 1, 1), "too small")])
 def test_bad_forward_shapes_name_layer_and_shape(shape: tuple[int, ...], needle: str) -> None:

@@ -240,7 +240,7 @@ def bad_forward(draw: st.DrawFn) -> Bad:
 # it and the shape the message must give (that layer's input): (kind, input shape, index,
 # layer, shown).
 CONV_BAD_SHAPES: list[tuple[str, tuple[int, ...], str, str, str]] = [
-    ("rank", (5, 2, 4), "[0]", "Conv2d", "(5, 2, 4)"),
+    ("rank", (5, 4), "[0]", "Conv2d", "(5, 4)"),  # (C, H, W) is torch's unbatched input
     ("rank", (5, 2, 4, 4, 1), "[0]", "Conv2d", "(5, 2, 4, 4, 1)"),
     ("channels", (5, 3, 4, 4), "[0]", "Conv2d", "(5, 3, 4, 4)"),
     ("too_small", (5, 2, 1, 3), "[3]", "MaxPool2d", "(5, 4, 1, 3)"),  # a window of 2 rows
@@ -463,6 +463,8 @@ def bad_pool_calls(draw: st.DrawFn) -> Bad:
     name, make, shape = draw(st.sampled_from(POOLS))
     if draw(st.booleans()):
         kind, x = draw(bad_arrays(shape, ("dtype", "rank", "type")))
+        if kind == "rank" and x.ndim == len(shape) - 1:  # torch's unbatched input: valid
+            x = x[..., 0]
         return Bad(f"pool.forward.{name}.{kind}", f"{name}(x) with {kind} {_short(x)}",
                    ("input",), lambda w: make()(x), stateless=True)
     out = make().output_shape(shape)

@@ -2,7 +2,8 @@
 GELU, Tanh, Sigmoid, Dropout in eval or p=0, Flatten, Identity, Residual), random shapes, modes
 and ISA paths; outputs, dL/dx, every parameter gradient and the running statistics against a
 float64 torch twin with the same weights (load_state_dict), then optimizer steps (SGD, Adam;
-norm or value clipping) against torch's optimizer fed the same gradients.
+norm or value clipping) against torch's optimizer fed the same gradients. Random conv stacks
+(Conv2d, depthwise, BatchNorm2d, ReLU, pooling, residual blocks) likewise, with an Adam step.
 
 Tolerances are error bounds, not flat atols: alongside torch's float64 values each layer runs
 an absolute-value computation (`Bound`) that propagates, element by element, a first-order
@@ -347,3 +348,78 @@ def test_bounds_are_tight_enough_to_catch_a_one_ulp_bias() -> None:
     assert_close(y, _np(yt), SLACK * ey, what="exact")
     with pytest.raises(AssertionError, match="out of tolerance"):
         assert_close(y * (1 + 1e-4), _np(yt), SLACK * ey, what="biased")
+
+
+# --- random conv stacks --------------------------------------------------------------------
+# Conv2d (kernel 1-3, stride 1-2, padding, groups 1 / depthwise, bias), BatchNorm2d, ReLU,
+# MaxPool2d / AvgPool2d, residual blocks with and without a projection; then global average
+# pooling, Flatten and a Linear. Forward, backward and an Adam step against a float64 torch
+# twin within the stack's error bounds (tests/test_cnn_stack.py's comparison).
+@st.composite
+def conv_stacks(draw: st.DrawFn) -> tuple[nn.Sequential, tuple[int, ...]]:
+    c = draw(st.integers(1, 4))
+    h, w = draw(st.integers(4, 11)), draw(st.integers(4, 11))
+    shape = (draw(st.integers(2, 4)), c, h, w)
+    layers: list[nn.Module] = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["conv", "depthwise", "residual", "pool"]))
+        if kind == "residual":
+            out = draw(st.sampled_from([c, 2 * c]))
+            stride = draw(st.integers(1, 2)) if min(h, w) >= 4 else 1
+            body = nn.Sequential(nn.Conv2d(c, out, 3, stride, 1, bias=False), nn.BatchNorm2d(out),
+                                 nn.ReLU(), nn.Conv2d(out, out, 3, 1, 1, bias=False),
+                                 nn.BatchNorm2d(out))
+            short = None if stride == 1 and out == c else nn.Sequential(
+                nn.Conv2d(c, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+            layers += [nn.Residual(body, shortcut=short), nn.ReLU()]
+            c, h, w = out, (h - 1) // stride + 1, (w - 1) // stride + 1
+            continue
+        if kind == "pool":
+            if min(h, w) < 2:
+                continue
+            # (the max pool's bound, tests/stack_bounds.py, is for floor windows only)
+            pool = nn.MaxPool2d(2) if draw(st.booleans()) else nn.AvgPool2d(
+                2, ceil_mode=draw(st.booleans()), count_include_pad=draw(st.booleans()))
+            layers.append(pool)
+            h, w = pool.output_shape((1, c, h, w))[2:]
+            continue
+        k = draw(st.integers(1, 3))
+        stride = draw(st.integers(1, 2))
+        pad = draw(st.integers(0, k // 2))
+        if h + 2 * pad < k or w + 2 * pad < k:
+            continue
+        out = c * draw(st.integers(1, 2)) if kind == "depthwise" else draw(st.integers(1, 5))
+        conv = nn.Conv2d(c, out, k, stride, pad, groups=c if kind == "depthwise" else 1,
+                         bias=draw(st.booleans()))
+        layers.append(conv)
+        c, h, w = out, *conv.output_shape((1, c, h, w))[2:]
+        if draw(st.booleans()):
+            layers.append(nn.BatchNorm2d(c))
+        if draw(st.booleans()):
+            layers.append(nn.ReLU())
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 3)]
+    seed = draw(st.integers(0, 2**16))
+    sg.manual_seed(seed)
+    return nn.Sequential(*layers), shape
+
+
+@fuzz_settings(max_examples=20)
+@given(stack=conv_stacks(), seed=st.integers(0, 2**16))
+def test_random_conv_stack_matches_torch(isa: str, stack: tuple[nn.Sequential, tuple[int, ...]],
+                                         seed: int) -> None:
+    from stack_bounds import twin_of
+    from test_cnn_stack import ADAM, _compare_pass, _load, _TorchAdam
+
+    model, shape = stack
+    twin, root, out_shape = twin_of(model, shape)
+    twin.double()
+    _load(twin, model)
+    rng = np.random.default_rng(seed)
+    opt = optim.Adam(model.parameters(), **{k: ADAM[k] for k in ("lr", "betas", "eps",
+                                                                  "weight_decay")})
+    tadam = _TorchAdam(model.parameters())
+    with torch_threads(1):
+        x = rng.standard_normal(shape).astype(np.float32)
+        dy = rng.standard_normal(out_shape).astype(np.float32)
+        _compare_pass(model, twin, root, x, dy, "conv stack")
+        tadam.step_and_compare(opt, "conv stack Adam step")

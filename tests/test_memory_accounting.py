@@ -182,13 +182,36 @@ def _linear_gemms(batch: int, i: int, o: int, input_grad: bool) -> list[tuple[in
     return [(batch, o, i, False, True), (o, i, batch, True, False), *dx]
 
 
-def _combined(calls: list[dict[str, int]]) -> dict[str, object]:
-    """What the per-call workspaces combine to: the max per buffer and per team member."""
+def _combined(calls: list[dict[str, int]], driver: int = 0) -> dict[str, object]:
+    """What the per-call workspaces combine to: the max per buffer and per team member, plus
+    the driver workspace (cpp/common/driver_workspace.h) the layer's drivers carve."""
     team = max(c["threads"] for c in calls)
     a = [max(c["a"] for c in calls if c["threads"] > t) for t in range(team)]
     b_own = [max(c["b_own"] for c in calls if c["threads"] > t) for t in range(team)]
     b_shared = max(c["b_shared"] for c in calls)
-    return {"b_shared": b_shared, "a": a, "b_own": b_own, "total": b_shared + sum(a) + sum(b_own)}
+    return {"b_shared": b_shared, "a": a, "b_own": b_own, "driver": driver,
+            "total": b_shared + driver + sum(a) + sum(b_own)}
+
+
+
+def _conv_driver(g: _core.ConvGeometry, input_grad: bool) -> int:
+    """The driver workspace of a conv forward + backward (cpp/conv/conv.cpp): dw's
+    permutation row unless a plain GEMM; a strided dL/dx's tap tables and phase block."""
+    cig, taps = g.c_in // g.groups, g.kh * g.kw
+    pointwise = taps == 1 and (g.sh, g.sw, g.ph0, g.ph1, g.pw0, g.pw1) == (1, 1, 0, 0, 0, 0)
+    row = 0 if pointwise else _lines(cig * taps)  # pieces on whole lines, like AlignedBuffer's
+    if not input_grad or (g.sh, g.sw) == (1, 1) or pointwise:
+        return row
+
+    def taps_of(r: int, k: int, s: int, d: int, p: int) -> int:
+        return sum((r + p - t * d) % s == 0 for t in range(k))
+
+    block = max([g.n * (-(-(g.h - ry) // g.sh)) * (-(-(g.w - rx) // g.sw)) * cig
+                 for ry in range(g.sh) for rx in range(g.sw)
+                 if taps_of(ry, g.kh, g.sh, g.dh, g.ph0) and taps_of(rx, g.kw, g.sw, g.dw, g.pw0)],
+                default=0)
+    tables = 2 * _lines(2 * g.kh) + 2 * _lines(2 * g.kw) + _lines(2 * taps)  # int64s
+    return max(row, tables + _lines(block))
 
 
 @pytest.mark.parametrize("shape", [(5, 20, 7), (128, 300, 512), (4096, 1024, 64), (0, 3, 4)])
@@ -254,7 +277,8 @@ def test_conv_scratch_is_its_gemms_combined(geom: dict[str, int], threads: int,
     g = _core.ConvGeometry(**geom)
     calls = [_igemm(*c[:3], threads=threads) if c[4] is None else ws(*c, threads=threads)
              for c in _conv_gemms(g, input_grad)]
-    assert _core.conv2d_scratch(g, input_grad=input_grad, threads=threads) == _combined(calls)
+    assert _core.conv2d_scratch(g, input_grad=input_grad, threads=threads) == _combined(
+        calls, _conv_driver(g, input_grad))
     layer = nn.Conv2d(g.c_in, g.c_out, (g.kh, g.kw), stride=(g.sh, g.sw), padding=(g.ph0, g.pw0))
     shape = (g.n, g.c_in, g.h, g.w)
     assert layer.thread_scratch(shape, input_grad) == _core.conv2d_scratch(g, input_grad=input_grad)

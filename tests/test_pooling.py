@@ -408,9 +408,9 @@ def test_constructor_errors(make: Any, err: type[Exception], match: str) -> None
 
 
 @pytest.mark.parametrize("make,shape,match", [
-    (lambda: nn.MaxPool2d(2), (2, 3, 4), r"expected 4-d input \(N, C, H, W\), "
-                                          r"got input of shape \(2, 3, 4\)"),
-    (lambda: nn.MaxPool1d(2), (2, 3, 4, 4), r"expected 3-d input \(N, C, L\)"),
+    (lambda: nn.MaxPool2d(2), (3, 4), r"expected 3-d \(unbatched\) or 4-d input \(N, C, H, "
+                                      r"W\), got input of shape \(3, 4\)"),
+    (lambda: nn.MaxPool1d(2), (2, 3, 4, 4), r"expected 2-d \(unbatched\) or 3-d input \(N, C, L\)"),
     (lambda: nn.MaxPool2d(5), (1, 3, 4, 9), r"input of shape \(1, 3, 4, 9\) is too small"),
     (lambda: nn.MaxPool2d(3, dilation=2), (1, 3, 4, 9),
      r"input of shape \(1, 3, 4, 9\) is too small: the window \(kernel_size=3, dilation=2\)"),
@@ -434,8 +434,8 @@ def test_errors_leave_a_pending_backward_intact(rng: np.random.Generator) -> Non
         x = _input(rng, (2, 3, 6, 6))
         y = layer(x).copy()
         g = rng.standard_normal(y.shape).astype(np.float32)
-        with pytest.raises(ValueError, match="expected 4-d input"):
-            layer(np.zeros((2, 3, 6), np.float32))
+        with pytest.raises(ValueError, match="or 4-d input"):
+            layer(np.zeros((2, 3), np.float32))
         if not isinstance(layer, nn.AdaptiveAvgPool2d):
             with pytest.raises(ValueError, match="input of shape"):
                 layer(np.zeros((2, 3, 1, 1), np.float32) if layer.padding == 0  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ namespace py = pybind11;
 
 namespace sg::bind {
 void register_runtime(py::module_& m);     // isa/runtime.cpp
+void register_kernel_allocs(py::module_& m); // isa/kernel_allocs.cpp
 void register_gemm(py::module_& m);        // gemm/gemm.cpp
 void register_fma_peak(py::module_& m);    // gemm/fma_peak.cpp
 void register_linear(py::module_& m);      // layers/linear.cpp
@@ -42,6 +43,7 @@ PYBIND11_MODULE(_core, m) {
   sg::install_fork_guard();
 
   sg::bind::register_runtime(m);
+  sg::bind::register_kernel_allocs(m);
   sg::bind::register_gemm(m);
   sg::bind::register_fma_peak(m);
   sg::bind::register_linear(m);

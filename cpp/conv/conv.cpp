@@ -7,8 +7,8 @@
 #include "conv/conv.h"
 
 #include <algorithm>
-#include <vector>
 
+#include "common/driver_workspace.h"
 #include "conv/conv_gather.h"
 #include "conv/conv_igemm.h"
 #include "gemm/gemm.h"
@@ -20,14 +20,14 @@ namespace {
 using namespace conv_gather;  // NOLINT: the gathers are this file's own operands
 
 // Each of `rows` rows of dw (row stride `depth` = cig * taps) between torch's order (ci, t)
-// and the tap-major (t, ci) of the dL/dw GEMM: to_taps, else back. Exact copies.
-void permute_weight_rows(float* dw, int64_t rows, int64_t cig, int64_t taps, bool to_taps) {
+// and the tap-major (t, ci) of the dL/dw GEMM: to_taps, else back, through tmp (one row).
+// Exact copies.
+void permute_weight_rows(float* dw, float* tmp, int64_t rows, int64_t cig, int64_t taps,
+                         bool to_taps) {
   if (cig == 1 || taps == 1) return;  // the two orders coincide
-  thread_local std::vector<float> tmp;
-  tmp.resize(cig * taps);
   for (int64_t r = 0; r < rows; ++r) {
     float* row = dw + r * cig * taps;
-    std::copy(row, row + cig * taps, tmp.begin());
+    std::copy(row, row + cig * taps, tmp);
     for (int64_t ci = 0; ci < cig; ++ci) {
       for (int64_t t = 0; t < taps; ++t) {
         if (to_taps) row[t * cig + ci] = tmp[ci * taps + t];
@@ -47,15 +47,46 @@ GroupDims group_dims(const ConvGeometry& g) {
   return {cig, g.c_out / g.groups, taps, taps * cig};
 }
 
+// The taps of the phases' two axes (null: only counted).
+struct PhaseTaps {
+  int64_t *ky = nullptr, *qy = nullptr, *kx = nullptr, *qx = nullptr;
+};
+
 // Calls fn(ry, rx, rows axis, columns axis) for each stride phase of the input pixels.
 template <class Fn>
-void for_each_phase(const ConvGeometry& g, Fn&& fn) {
+void for_each_phase(const ConvGeometry& g, const PhaseTaps& t, Fn&& fn) {
   for (int64_t ry = 0; ry < g.sh; ++ry) {
-    const PhaseAxis ay = phase_axis(ry, g.h, g.kh, g.sh, g.dh, g.ph0);
+    const PhaseAxis ay = phase_axis(ry, g.h, g.kh, g.sh, g.dh, g.ph0, t.ky, t.qy);
     for (int64_t rx = 0; rx < g.sw; ++rx) {
-      fn(ry, rx, ay, phase_axis(rx, g.w, g.kw, g.sw, g.dw, g.pw0));
+      fn(ry, rx, ay, phase_axis(rx, g.w, g.kw, g.sw, g.dw, g.pw0, t.kx, t.qx));
     }
   }
+}
+
+// The driver workspace of a strided dx: the taps' tables and the block of the largest phase
+// that any tap reaches (rows x cig floats).
+struct PhasePieces {
+  PhaseTaps taps;
+  int64_t* tap_of;
+  float* block;
+};
+
+PhasePieces phase_pieces(Carver& c, const ConvGeometry& g, const GroupDims& d) {
+  int64_t most = 0;
+  for_each_phase(g, PhaseTaps{}, [&](int64_t, int64_t, const PhaseAxis& ay, const PhaseAxis& ax) {
+    if (ay.n * ax.n > 0) most = std::max(most, g.n * ay.pixels * ax.pixels * d.cig);
+  });
+  PhasePieces p;
+  p.taps = PhaseTaps{c.take<int64_t>(g.kh), c.take<int64_t>(g.kh), c.take<int64_t>(g.kw),
+                     c.take<int64_t>(g.kw)};
+  p.tap_of = c.take<int64_t>(g.kh * g.kw);
+  p.block = c.take<float>(most);
+  return p;
+}
+
+// dw's permutation row (permute_weight_rows), when dw is not a plain GEMM's.
+float* permute_row(Carver& c, const ConvGeometry& g, const GroupDims& d) {
+  return conv2d_is_pointwise(g) ? nullptr : c.take<float>(d.depth);
 }
 
 // dx_g of a strided convolution: per stride phase, a dense gather GEMM over the phase's taps
@@ -63,24 +94,22 @@ void for_each_phase(const ConvGeometry& g, Fn&& fn) {
 // copied to its pixels; a phase no tap reaches (a 1x1 window at stride 2) is zero.
 void conv2d_dx_phases(float* dxg, const float* dyg, const float* wg, const ConvGeometry& g,
                       const GroupDims& d) {
-  thread_local std::vector<float> block;
-  thread_local std::vector<int64_t> tap_of;
-  for_each_phase(g, [&](int64_t ry, int64_t rx, const PhaseAxis& ay, const PhaseAxis& ax) {
+  const PhasePieces pc = carve_workspace([&](Carver& c) { return phase_pieces(c, g, d); });
+  for_each_phase(g, pc.taps, [&](int64_t ry, int64_t rx, const PhaseAxis& ay, const PhaseAxis& ax) {
     const int64_t hp = ay.pixels, wp = ax.pixels, rows = g.n * hp * wp;
-    const int64_t nty = static_cast<int64_t>(ay.k.size()), ntx = static_cast<int64_t>(ax.k.size());
+    const int64_t nty = ay.n, ntx = ax.n;
     if (rows == 0) return;
     if (nty * ntx > 0) {
-      tap_of.clear();
-      for (const int64_t ky : ay.k)
-        for (const int64_t kx : ax.k) tap_of.push_back(ky * g.kw + kx);
-      block.resize(static_cast<size_t>(rows * d.cig));
-      const PhaseGather as{&g, dyg, d.cog, g.c_out, hp, wp, ay.q.data(), ax.q.data(), ntx};
-      const WeightGather bs{wg, d.cog, d.taps, d.depth, tap_of.data()};
+      int64_t u = 0;
+      for (int64_t i = 0; i < nty; ++i)
+        for (int64_t j = 0; j < ntx; ++j) pc.tap_of[u++] = ay.k[i] * g.kw + ax.k[j];
+      const PhaseGather as{&g, dyg, d.cog, g.c_out, hp, wp, ay.q, ax.q, ntx};
+      const WeightGather bs{wg, d.cog, d.taps, d.depth, pc.tap_of};
       const GemmPackSource a_src{&pack_phase, &as}, b_src{&pack_weight, &bs};
       gemm_f32_src(true, false, rows, d.cig, nty * ntx * d.cog, 1.0f, nullptr, 0, &a_src,
-                   nullptr, 0, &b_src, 0.0f, block.data(), d.cig, nullptr, Activation::none);
+                   nullptr, 0, &b_src, 0.0f, pc.block, d.cig, nullptr, Activation::none);
     }
-    const float* src = block.data();
+    const float* src = pc.block;
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t a = 0; a < hp; ++a) {
         float* row = dxg + ((n * g.h + ry + g.sh * a) * g.w + rx) * g.c_in;
@@ -140,10 +169,11 @@ void conv2d_backward_f32(float* dx, float* dw, float* db, const float* dy, const
     // accumulated dw is permuted to that order first, and the result back.
     const ColumnGather bs{&g, x + grp * d.cig, d.cig};
     const GemmPackSource b_src{&pack_columns, &bs};
-    if (beta_w != 0.0f) permute_weight_rows(dwg, d.cog, d.cig, d.taps, true);
+    float* tmp = carve_workspace([&](Carver& c) { return permute_row(c, g, d); });
+    if (beta_w != 0.0f) permute_weight_rows(dwg, tmp, d.cog, d.cig, d.taps, true);
     gemm_f32_src(true, false, d.cog, d.depth, m, 1.0f, dyg, g.c_out, nullptr, nullptr, 0, &b_src,
                  beta_w, dwg, d.depth, nullptr, Activation::none);
-    permute_weight_rows(dwg, d.cog, d.cig, d.taps, false);
+    permute_weight_rows(dwg, tmp, d.cog, d.cig, d.taps, false);
   }
   if (db) linear_kernels().colsum(db, dy, m, g.c_out, beta_b);
   if (!dx) return;
@@ -174,6 +204,7 @@ GemmScratch conv2d_scratch(const ConvGeometry& g, bool input_grad, int64_t threa
   const GroupDims d = group_dims(g);
   const int64_t m = g.out_pixels(), mi = g.in_pixels();
   GemmScratch s;
+  s.add_driver(workspace_bytes([&](Carver& c) { return permute_row(c, g, d); }));
   if (conv2d_is_pointwise(g)) {
     s.add(gemm_workspace(false, m, d.cog, d.cig, g.c_in, threads));
     s.add(gemm_workspace(true, d.cog, d.cig, m, g.c_out, threads));
@@ -187,11 +218,11 @@ GemmScratch conv2d_scratch(const ConvGeometry& g, bool input_grad, int64_t threa
     s.add(conv_igemm_workspace(mi, d.cig, d.taps * d.cog, threads));
     return s;
   }
-  // Not counted either: the calling thread's block of the largest phase (rows x cig floats).
-  for_each_phase(g, [&](int64_t, int64_t, const PhaseAxis& ay, const PhaseAxis& ax) {
-    const int64_t taps = static_cast<int64_t>(ay.k.size() * ax.k.size());
-    s.add(gemm_workspace(true, g.n * ay.pixels * ax.pixels, d.cig, taps * d.cog, 0, threads));
+  for_each_phase(g, PhaseTaps{}, [&](int64_t, int64_t, const PhaseAxis& ay, const PhaseAxis& ax) {
+    s.add(gemm_workspace(true, g.n * ay.pixels * ax.pixels, d.cig, ay.n * ax.n * d.cog, 0,
+                         threads));
   });
+  s.add_driver(workspace_bytes([&](Carver& c) { return phase_pieces(c, g, d); }));
   return s;
 }
 

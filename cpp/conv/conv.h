@@ -34,8 +34,9 @@ void conv2d_backward_f32(float* dx, float* dw, float* db, const float* dy, const
                          const float* w, const ConvGeometry& g, float beta_w, float beta_b);
 
 // The GEMM scratch a forward plus backward grows on `threads` threads (dx's GEMM only when
-// input_grad): the calls of the two functions above, in one place. Not counted: the small
-// thread-local tables of the gathers and of dw's permutation (kh*kw pointers, one dw row).
+// input_grad): the calls of the two functions above, in one place, and the driver workspace
+// they carve (dw's permutation row, a strided dx's phase block and tap tables). Not counted:
+// the small thread-local tables of the gathers (kh*kw pointers per team member).
 GemmScratch conv2d_scratch(const ConvGeometry& g, bool input_grad, int64_t threads);
 
 }  // namespace sg

@@ -153,16 +153,17 @@ void pack_phase(const void* ctx, int64_t i0, int64_t rows, int64_t p0, int64_t k
 }
 
 
-PhaseAxis phase_axis(int64_t r, int64_t len, int64_t kk, int64_t s, int64_t dil, int64_t pad) {
-  PhaseAxis ax;
-  for (int64_t k = 0; k < kk; ++k) {
-    const int64_t v = r + pad - k * dil;
-    if (((v % s) + s) % s == 0) ax.k.push_back(k), ax.q.push_back(v / s);
+PhaseAxis phase_axis(int64_t r, int64_t len, int64_t kk, int64_t s, int64_t dil, int64_t pad,
+                     int64_t* k, int64_t* q) {
+  PhaseAxis ax{k, q, 0, r < len ? (len - r + s - 1) / s : 0};
+  for (int64_t t = 0; t < kk; ++t) {
+    const int64_t v = r + pad - t * dil;
+    if (((v % s) + s) % s != 0) continue;
+    if (k) k[ax.n] = t, q[ax.n] = v / s;
+    ++ax.n;
   }
-  ax.pixels = r < len ? (len - r + s - 1) / s : 0;
   return ax;
 }
-
 
 void pack_weight(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
                  int64_t width, float* d) {

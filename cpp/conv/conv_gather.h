@@ -3,7 +3,6 @@
 // order, and the im2col columns of dL/dw. Used by conv.cpp's drivers only.
 #pragma once
 #include <cstdint>
-#include <vector>
 
 #include "layers/conv_geometry.h"
 
@@ -70,11 +69,14 @@ struct PhaseGather {
   int64_t ntx;
 };
 
-// The taps of one stride phase along one axis: window positions k (0 <= k < kk) with
-// s | r + pad - k dil, their output offsets (r + pad - k dil) / s, and the phase's pixel count
-// (positions r, r + s, ... below len).
+// The taps of one stride phase along one axis: the n window positions k (0 <= k < kk) with
+// s | r + pad - k dil, their output offsets q = (r + pad - k dil) / s (both arrays of kk held
+// by the caller; null: only counted), and the phase's pixel count (positions r, r + s, ...
+// below len).
 struct PhaseAxis {
-  std::vector<int64_t> k, q;
+  const int64_t* k;
+  const int64_t* q;
+  int64_t n;
   int64_t pixels;
 };
 
@@ -107,6 +109,7 @@ void pack_weight(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t 
                  int64_t width, float* d);
 void pack_columns(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
                   int64_t width, float* d);
-PhaseAxis phase_axis(int64_t r, int64_t len, int64_t kk, int64_t s, int64_t dil, int64_t pad);
+PhaseAxis phase_axis(int64_t r, int64_t len, int64_t kk, int64_t s, int64_t dil, int64_t pad,
+                     int64_t* k, int64_t* q);
 
 }  // namespace sg::conv_gather

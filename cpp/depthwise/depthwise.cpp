@@ -12,9 +12,8 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <vector>
 
-#include "common/aligned_buffer.h"
+#include "common/driver_workspace.h"
 #include "common/parallel.h"
 
 namespace sg {
@@ -58,32 +57,67 @@ void input_rows(const float** rows, float* buf, const float* x, const ConvGeomet
 }
 
 // Per-thread scratch for `team` threads, each `floats` floats (64-byte aligned slots), and
-// `ptrs` row pointers each; allocated by the caller before any parallel region (a throw
-// inside one would terminate).
+// `ptrs` row pointers each, carved from the driver workspace by the caller before any parallel
+// region (a throw inside one would terminate).
 struct TeamScratch {
   int64_t slot = 0;
   float* base = nullptr;
-  std::vector<const float*> ptrs;
+  const float** ptrs = nullptr;
   int64_t nptr = 0;
   float* floats(int tid) const { return base + tid * slot; }
-  const float** rows(int tid) { return ptrs.data() + tid * nptr; }
+  const float** rows(int tid) const { return ptrs + tid * nptr; }
 };
 
-TeamScratch team_scratch(AlignedBuffer& buf, int team, int64_t floats, int64_t nptr) {
+TeamScratch team_scratch(Carver& c, int team, int64_t floats, int64_t nptr) {
   TeamScratch s;
   s.slot = (floats + 15) / 16 * 16;
-  s.base = buf.get(static_cast<size_t>(std::max<int64_t>(1, s.slot * team)));
-  s.ptrs.assign(static_cast<size_t>(team * nptr), nullptr);
+  s.base = c.take<float>(std::max<int64_t>(1, s.slot * team));
+  s.ptrs = c.take<const float*>(team * nptr);
   s.nptr = nptr;
   return s;
 }
 
-float* packed_weight(const float* weight, const ConvGeometry& g) {
-  thread_local AlignedBuffer wk_buf;
-  float* wk = wk_buf.get(static_cast<size_t>(g.kh * g.kw * g.c_out));
-  repack_weight(wk, weight, g);
-  return wk;
+// The pieces of one forward (wide: kh widened rows per thread) or dX pass (one wide row per
+// thread): the packed weight and the team's scratch.
+struct RowPass {
+  float* wk;
+  TeamScratch s;
+};
+
+RowPass row_pass(Carver& c, const ConvGeometry& g, int team, int64_t rows_per_thread) {
+  float* wk = c.take<float>(g.kh * g.kw * g.c_out);
+  const bool wide = g.c_out != g.c_in;
+  return RowPass{wk, team_scratch(c, team, wide ? rows_per_thread * g.w * g.c_out : 0, g.kh)};
 }
+
+// The pieces of the dW/db reduction: the double totals, `block` chunks' float partials and
+// the team's widened rows.
+struct GradPass {
+  double* total;
+  float* part;
+  int64_t part_len;
+  TeamScratch s;
+};
+
+int64_t grad_chunks(const ConvGeometry& g, int64_t* rows_per_chunk) {
+  *rows_per_chunk = std::max<int64_t>(1, kChunkPixels / g.ow);
+  return (g.n * g.oh + *rows_per_chunk - 1) / *rows_per_chunk;
+}
+
+GradPass grad_pass(Carver& c, const ConvGeometry& g, int64_t nw, int64_t nb, int team, bool par) {
+  int64_t rows_per_chunk;
+  const int64_t nchunks = grad_chunks(g, &rows_per_chunk);
+  // chunks per parallel block: their float partials are held until combined in order
+  const int64_t block = std::max<int64_t>(1, std::min<int64_t>(nchunks, par ? 4 * team : 1));
+  GradPass p;
+  p.total = c.take<double>(nw + nb);
+  p.part_len = (nw + nb + 15) / 16 * 16;
+  p.part = c.take<float>(block * p.part_len);
+  p.s = team_scratch(c, team, g.c_out != g.c_in ? g.kh * g.w * g.c_out : 0, g.kh);
+  return p;
+}
+
+int team_size(bool par, int64_t threads) { return par ? static_cast<int>(threads) : 1; }
 
 // dweight / dbias (either may be null) from the fixed chunks (see the top of this file).
 void weight_grads(float* dweight, float* dbias, const float* dy, const float* x,
@@ -92,34 +126,30 @@ void weight_grads(float* dweight, float* dbias, const float* dy, const float* x,
   const int64_t co = g.c_out, taps = g.kh * g.kw;
   const int64_t nw = dweight ? taps * co : 0, nb = dbias ? co : 0;
   const int64_t rows = g.n * g.oh;
-  const int64_t rows_per_chunk = std::max<int64_t>(1, kChunkPixels / g.ow);
-  const int64_t nchunks = (rows + rows_per_chunk - 1) / rows_per_chunk;
+  int64_t rows_per_chunk;
+  const int64_t nchunks = grad_chunks(g, &rows_per_chunk);
+  const GradPass p = carve_workspace([&](Carver& c) { return grad_pass(c, g, nw, nb, team, par); });
   // sums in double, in tap-major order (t, o) like the partials
-  std::vector<double> total(static_cast<size_t>(nw + nb), 0.0);
+  double* total = p.total;
+  std::fill(total, total + nw + nb, 0.0);
   if (nchunks > 0) {
-    const bool wide = co != g.c_in;
-    // chunks per parallel block: their float partials are held until combined in order
     const int64_t block = std::min<int64_t>(nchunks, par ? 4 * team : 1);
-    const int64_t part_len = (nw + nb + 15) / 16 * 16;
-    thread_local AlignedBuffer part_buf, buf;
-    float* part = part_buf.get(static_cast<size_t>(block * part_len));
-    TeamScratch s = team_scratch(buf, team, wide ? g.kh * g.w * co : 0, g.kh);
     for (int64_t c0 = 0; c0 < nchunks; c0 += block) {
       const int64_t cnt = std::min(block, nchunks - c0);
 #pragma omp parallel for schedule(static) if (par && cnt > 1) num_threads(team)
       for (int64_t c = 0; c < cnt; ++c) {
         const int tid = omp_get_thread_num();
-        float* pw = part + c * part_len;
+        float* pw = p.part + c * p.part_len;
         std::fill(pw, pw + nw + nb, 0.0f);
-        const float** xr = s.rows(tid);
+        const float** xr = p.s.rows(tid);
         const int64_t q0 = (c0 + c) * rows_per_chunk, q1 = std::min(rows, q0 + rows_per_chunk);
         for (int64_t q = q0; q < q1; ++q) {
-          if (nw) input_rows(xr, s.floats(tid), x, g, q / g.oh, q % g.oh);
+          if (nw) input_rows(xr, p.s.floats(tid), x, g, q / g.oh, q % g.oh);
           k.weight_grad_row(nw ? pw : nullptr, nb ? pw + nw : nullptr, dy + q * g.ow * co, xr, g);
         }
       }
       for (int64_t c = 0; c < cnt; ++c) {
-        const float* pw = part + c * part_len;
+        const float* pw = p.part + c * p.part_len;
         for (int64_t i = 0; i < nw + nb; ++i) total[i] += static_cast<double>(pw[i]);
       }
     }
@@ -137,6 +167,13 @@ void weight_grads(float* dweight, float* dbias, const float* dy, const float* x,
   }
 }
 
+bool forward_parallel(const ConvGeometry& g, int64_t threads) {
+  return macs(g) >= kParallelMacs && g.n * g.oh > 1 && threads > 1;
+}
+bool backward_parallel(const ConvGeometry& g, int64_t threads) {
+  return macs(g) >= kParallelMacs && threads > 1;
+}
+
 }  // namespace
 
 void depthwise_forward_f32(float* y, const float* x, const float* weight, const float* bias,
@@ -144,12 +181,12 @@ void depthwise_forward_f32(float* y, const float* x, const float* weight, const 
   const int64_t rows = g.n * g.oh;
   if (rows == 0) return;
   const DepthwiseKernels& k = depthwise_kernels();
-  const float* wk = packed_weight(weight, g);
-  const bool par = macs(g) >= kParallelMacs && rows > 1 && num_threads() > 1;
-  const int team = par ? num_threads() : 1;
-  const bool wide = g.c_out != g.c_in;
-  thread_local AlignedBuffer buf;
-  TeamScratch s = team_scratch(buf, team, wide ? g.kh * g.w * g.c_out : 0, g.kh);
+  const bool par = forward_parallel(g, num_threads());
+  const int team = team_size(par, num_threads());
+  const RowPass rp = carve_workspace([&](Carver& c) { return row_pass(c, g, team, g.kh); });
+  repack_weight(rp.wk, weight, g);
+  const float* wk = rp.wk;
+  const TeamScratch& s = rp.s;
 #pragma omp parallel for schedule(static) if (par) num_threads(team)
   for (int64_t q = 0; q < rows; ++q) {
     const int tid = omp_get_thread_num();
@@ -163,17 +200,18 @@ void depthwise_backward_f32(float* dx, float* dweight, float* dbias, const float
                             const float* x, const float* weight, const ConvGeometry& g,
                             bool acc_weight, bool acc_bias) {
   const DepthwiseKernels& k = depthwise_kernels();
-  const bool par = macs(g) >= kParallelMacs && num_threads() > 1;
-  const int team = par ? num_threads() : 1;
+  const bool par = backward_parallel(g, num_threads());
+  const int team = team_size(par, num_threads());
   if (dweight || dbias) weight_grads(dweight, dbias, dy, x, g, acc_weight, acc_bias, k, team, par);
   if (!dx) return;
   const int64_t rows = g.n * g.h;
   if (rows == 0) return;
-  const float* wk = packed_weight(weight, g);
+  const RowPass rp = carve_workspace([&](Carver& c) { return row_pass(c, g, team, 1); });
+  repack_weight(rp.wk, weight, g);
+  const float* wk = rp.wk;
+  const TeamScratch& s = rp.s;
   const bool wide = g.c_out != g.c_in;
   const int64_t m = g.c_out / g.c_in;
-  thread_local AlignedBuffer buf;
-  TeamScratch s = team_scratch(buf, team, wide ? g.w * g.c_out : 0, g.kh);
 #pragma omp parallel for schedule(static) if (par && rows > 1) num_threads(team)
   for (int64_t q = 0; q < rows; ++q) {
     const int tid = omp_get_thread_num();
@@ -201,6 +239,24 @@ void depthwise_backward_f32(float* dx, float* dweight, float* dbias, const float
       }
     }
   }
+}
+
+int64_t depthwise_scratch_bytes(const ConvGeometry& g, bool input_grad, int64_t threads) {
+  const int64_t fwd_team = team_size(forward_parallel(g, threads), threads);
+  const int64_t bwd_team = team_size(backward_parallel(g, threads), threads);
+  const int64_t taps = g.kh * g.kw;
+  int64_t bytes = workspace_bytes(
+      [&](Carver& c) { return row_pass(c, g, static_cast<int>(fwd_team), g.kh); });
+  bytes = std::max(bytes, workspace_bytes([&](Carver& c) {  // dW and db both computed: the most
+    return grad_pass(c, g, taps * g.c_out, g.c_out, static_cast<int>(bwd_team),
+                     backward_parallel(g, threads));
+  }));
+  if (input_grad) {
+    bytes = std::max(bytes, workspace_bytes([&](Carver& c) {
+      return row_pass(c, g, static_cast<int>(bwd_team), 1);
+    }));
+  }
+  return bytes;
 }
 
 }  // namespace sg

@@ -50,4 +50,9 @@ void depthwise_backward_f32(float* dx, float* dweight, float* dbias, const float
                             const float* x, const float* weight, const ConvGeometry& g,
                             bool acc_weight, bool acc_bias);
 
+// The driver workspace (common/driver_workspace.h) a forward plus backward (dX only when
+// input_grad) with this geometry carves on `threads` threads: the packed weight, the team's
+// row pointers and widened rows, the dW/db partials.
+int64_t depthwise_scratch_bytes(const ConvGeometry& g, bool input_grad, int64_t threads);
+
 }  // namespace sg

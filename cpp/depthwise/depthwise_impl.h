@@ -138,33 +138,46 @@ void dw_forward_row(float* y, const float* const* xrows, const float* wk, const 
 
 // ---- dX -----------------------------------------------------------------------------------
 
-// NV channel vectors from off of input column ix: the sum over every (r, s) whose output
-// column ox = (ix + pw0 - s * dw) / sw is whole and in [0, ow) of dyrows[r][ox] * wk[r, s].
-template <int NV, bool Full>
-inline void dw_dx_pixel(float* t, const float* const* dyrows, const float* wk,
-                        const ConvGeometry& g, int64_t ix, int64_t off, int64_t cnt) {
+// f(d, w) for each tap (r, s) whose output column ox = (ix + pw0 - s * dw) / sw is whole and
+// (unless kInterior: then it always is) in [0, ow), in (r, s) order: d points at channel off
+// of dyrows[r][ox], w at channel off of wk[r, s].
+template <bool kInterior, class F>
+inline void dw_dx_taps(const float* const* dyrows, const float* wk, const ConvGeometry& g,
+                       int64_t ix, int64_t off, F&& f) {
   const int64_t co = g.c_out;
-  V::R acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = V::zero();
   for (int64_t r = 0; r < g.kh; ++r) {
     const float* dr = dyrows[r];
     if (!dr) continue;
     const float* wr = wk + r * g.kw * co + off;
     for (int64_t s = 0; s < g.kw; ++s) {
       const int64_t num = ix + g.pw0 - s * g.dw;
-      if (num < 0) break;  // decreasing in s
+      if constexpr (!kInterior) {
+        if (num < 0) break;  // decreasing in s
+      }
       if (num % g.sw) continue;
       const int64_t ox = num / g.sw;
-      if (ox >= g.ow) continue;
-      const float* d = dr + ox * co + off;
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        acc[v] = V::fma(dw_load<Full>(d + v * V::W, cnt),
-                        dw_load<Full>(wr + s * co + v * V::W, cnt), acc[v]);
+      if constexpr (!kInterior) {
+        if (ox >= g.ow) continue;
       }
+      f(dr + ox * co + off, wr + s * co);
     }
   }
-  for (int v = 0; v < NV; ++v) dw_store<Full>(t + ix * co + off + v * V::W, acc[v], cnt);
+}
+
+// NV channel vectors from off of input column ix: the sum over every (r, s) whose output
+// column ox = (ix + pw0 - s * dw) / sw is whole and in [0, ow) of dyrows[r][ox] * wk[r, s].
+template <int NV, bool Full>
+inline void dw_dx_pixel(float* t, const float* const* dyrows, const float* wk,
+                        const ConvGeometry& g, int64_t ix, int64_t off, int64_t cnt) {
+  V::R acc[NV];
+  for (int v = 0; v < NV; ++v) acc[v] = V::zero();
+  dw_dx_taps<false>(dyrows, wk, g, ix, off, [&](const float* d, const float* w) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      acc[v] = V::fma(dw_load<Full>(d + v * V::W, cnt), dw_load<Full>(w + v * V::W, cnt), acc[v]);
+    }
+  });
+  for (int v = 0; v < NV; ++v) dw_store<Full>(t + ix * g.c_out + off + v * V::W, acc[v], cnt);
 }
 
 // P interior input columns ix0, ix0 + sw, ..., ix0 + (P - 1) * sw (every tap that divides
@@ -176,19 +189,11 @@ inline void dw_dx_block(float* t, const float* const* dyrows, const float* wk,
   const int64_t co = g.c_out;
   V::R acc[P];
   for (int p = 0; p < P; ++p) acc[p] = V::zero();
-  for (int64_t r = 0; r < g.kh; ++r) {
-    const float* dr = dyrows[r];
-    if (!dr) continue;
-    const float* wr = wk + r * g.kw * co + off;
-    for (int64_t s = 0; s < g.kw; ++s) {
-      const int64_t num = ix0 + g.pw0 - s * g.dw;  // >= 0 in the interior
-      if (num % g.sw) continue;
-      const float* d = dr + num / g.sw * co + off;
-      const V::R wv = dw_load<Full>(wr + s * co, cnt);
+  dw_dx_taps<true>(dyrows, wk, g, ix0, off, [&](const float* d, const float* w) {
+    const V::R wv = dw_load<Full>(w, cnt);
 #pragma GCC unroll 8
-      for (int p = 0; p < P; ++p) acc[p] = V::fma(dw_load<Full>(d + p * co, cnt), wv, acc[p]);
-    }
-  }
+    for (int p = 0; p < P; ++p) acc[p] = V::fma(dw_load<Full>(d + p * co, cnt), wv, acc[p]);
+  });
   for (int p = 0; p < P; ++p) dw_store<Full>(t + (ix0 + p * g.sw) * co + off, acc[p], cnt);
 }
 
@@ -196,7 +201,7 @@ constexpr int kDxVectors = 4;  // channel vectors per border column (independent
 constexpr int kDxBlock = 8;    // interior columns per block
 
 // Border column ix: every channel, kDxVectors vectors at a time.
-inline void dw_dx_border(float* t, const float* const* dyrows, const float* wk,
+__attribute__((always_inline)) inline void dw_dx_border(float* t, const float* const* dyrows, const float* wk,
                          const ConvGeometry& g, int64_t ix) {
   const int64_t co = g.c_out;
   const int64_t full = co / V::W, blocks = full / kDxVectors * kDxVectors;

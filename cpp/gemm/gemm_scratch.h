@@ -1,4 +1,5 @@
-// The thread-local scratch a sequence of GEMM calls grows (the packing buffers of gemm.cpp),
+// The thread-local scratch a sequence of GEMM calls grows (the packing buffers of gemm.cpp)
+// and the drivers' workspace (common/driver_workspace.h),
 // for memory accounting: each buffer is reused and only grows, so a sequence needs, per buffer
 // and per team member, the largest demand of any call, not the sum. A layer that runs GEMMs
 // describes its calls here (e.g. linear_scratch), so no caller re-lists them.
@@ -15,6 +16,9 @@ struct GemmScratch {
   int64_t b_shared_bytes = 0;          // the calling thread's B panel
   std::vector<int64_t> a_bytes;        // team member t's A block
   std::vector<int64_t> b_own_bytes;    // team member t's B micropanels
+  int64_t driver_bytes = 0;            // the calling thread's driver workspace (driver_workspace.h)
+
+  void add_driver(int64_t bytes) { driver_bytes = std::max(driver_bytes, bytes); }
 
   void add(const GemmWorkspace& w) {
     b_shared_bytes = std::max(b_shared_bytes, w.b_shared_bytes);
@@ -27,6 +31,7 @@ struct GemmScratch {
   }
   void add(const GemmScratch& s) {
     b_shared_bytes = std::max(b_shared_bytes, s.b_shared_bytes);
+    add_driver(s.driver_bytes);
     if (a_bytes.size() < s.a_bytes.size()) {
       a_bytes.resize(s.a_bytes.size(), 0), b_own_bytes.resize(s.a_bytes.size(), 0);
     }
@@ -36,7 +41,7 @@ struct GemmScratch {
     }
   }
   int64_t total_bytes() const {
-    int64_t total = b_shared_bytes;
+    int64_t total = b_shared_bytes + driver_bytes;
     for (size_t t = 0; t < a_bytes.size(); ++t) total += a_bytes[t] + b_own_bytes[t];
     return total;
   }

@@ -4,111 +4,108 @@
 #include "pooling/pooling.h"
 
 #include <algorithm>
-#include <utility>
-#include <vector>
 
+#include "common/driver_workspace.h"
 #include "common/parallel.h"
 
 namespace sg {
 namespace {
 
-// The storage behind one PoolAxis.
-struct AxisTable {
-  int64_t in = 0, out = 0, step = 1;
-  std::vector<int64_t> start, klo, khi;
-  std::vector<float> div;
-  std::vector<int64_t> cover_off, cover_o, cover_k;
-
-  PoolAxis view() const {
-    return PoolAxis{in, out, step, start.data(), klo.data(), khi.data(), div.data(),
-                    cover_off.data(), cover_o.data(), cover_k.data()};
+// One axis's tables (PoolAxis) carved from c: window o's start, its elements inside the input
+// [klo, khi) and divisor factor div (1 without `divs`) from window(o, &start, &klo, &khi, &div),
+// then the cover lists (the inputs' view of the windows) from them. Measuring (c carves no
+// memory), only the sizes are computed: the cover lists' length is the windows' total extent.
+template <class Window>
+PoolAxis carve_axis(Carver& c, int64_t in, int64_t out, int64_t step, Window&& window) {
+  PoolAxis a;
+  a.in = in;
+  a.out = out;
+  a.step = step;
+  int64_t* start = c.take<int64_t>(out);
+  int64_t* klo = c.take<int64_t>(out);
+  int64_t* khi = c.take<int64_t>(out);
+  float* div = c.take<float>(out);
+  int64_t* off = c.take<int64_t>(in + 1);
+  int64_t* next = c.take<int64_t>(in);
+  int64_t total = 0;
+  for (int64_t o = 0; o < out; ++o) {
+    int64_t s0, lo, hi;
+    float d;
+    window(o, &s0, &lo, &hi, &d);
+    total += hi - lo;
+    if (start) start[o] = s0, klo[o] = lo, khi[o] = hi, div[o] = d;
   }
-};
-
-// Fills a.cover_* (the inputs' view of the windows) from start/klo/khi/step.
-void build_cover(AxisTable& a) {
-  a.cover_off.assign(static_cast<size_t>(a.in + 1), 0);
-  for (int64_t o = 0; o < a.out; ++o) {
-    for (int64_t k = a.klo[o]; k < a.khi[o]; ++k) ++a.cover_off[a.start[o] + k * a.step + 1];
+  int64_t* cover_o = c.take<int64_t>(total);
+  int64_t* cover_k = c.take<int64_t>(total);
+  if (!start) return a;
+  std::fill(off, off + in + 1, int64_t{0});
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t k = klo[o]; k < khi[o]; ++k) ++off[start[o] + k * step + 1];
   }
-  for (int64_t i = 0; i < a.in; ++i) a.cover_off[i + 1] += a.cover_off[i];
-  a.cover_o.resize(static_cast<size_t>(a.cover_off[a.in]));
-  a.cover_k.resize(a.cover_o.size());
-  std::vector<int64_t> next(a.cover_off.begin(), a.cover_off.end() - 1);
-  for (int64_t o = 0; o < a.out; ++o) {  // ascending o: each input's list comes out sorted
-    for (int64_t k = a.klo[o]; k < a.khi[o]; ++k) {
-      const int64_t j = next[a.start[o] + k * a.step]++;
-      a.cover_o[j] = o;
-      a.cover_k[j] = k;
+  for (int64_t i = 0; i < in; ++i) off[i + 1] += off[i];
+  std::copy(off, off + in, next);
+  for (int64_t o = 0; o < out; ++o) {  // ascending o: each input's list comes out sorted
+    for (int64_t k = klo[o]; k < khi[o]; ++k) {
+      const int64_t j = next[start[o] + k * step]++;
+      cover_o[j] = o;
+      cover_k[j] = k;
     }
   }
+  a.start = start, a.klo = klo, a.khi = khi, a.div = div;
+  a.cover_off = off, a.cover_o = cover_o, a.cover_k = cover_k;
+  return a;
 }
 
 // A strided window axis: output o's element k at o * stride - pad0 + k * dil, k < kernel.
-AxisTable window_axis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t dil,
-                     int64_t pad0) {
-  AxisTable a;
-  a.in = in;
-  a.out = out;
-  a.step = dil;
-  a.start.resize(out);
-  a.klo.resize(out);
-  a.khi.resize(out);
-  a.div.assign(out, 1.0f);
-  for (int64_t o = 0; o < out; ++o) {
+// avg: torch's divisor factor of an average, the window clipped at the padded edge (pad1
+// after the input; count_include_pad) or at the input (not); else 1.
+PoolAxis window_axis(Carver& c, int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                     int64_t dil, int64_t pad0, int64_t pad1, bool avg, bool count_include_pad) {
+  return carve_axis(c, in, out, dil, [&](int64_t o, int64_t* s0, int64_t* klo, int64_t* khi,
+                                         float* div) {
     const int64_t s = o * stride - pad0;
     const int64_t lo = s >= 0 ? 0 : (-s + dil - 1) / dil;           // first k with s + k*dil >= 0
     const int64_t hi = s >= in ? 0 : std::min(kernel, (in - s + dil - 1) / dil);  // s + k*dil < in
-    a.start[o] = s;
-    a.klo[o] = std::min(lo, kernel);
-    a.khi[o] = std::max(hi, a.klo[o]);
-  }
-  build_cover(a);
-  return a;
+    *s0 = s;
+    *klo = std::min(lo, kernel);
+    *khi = std::max(hi, *klo);
+    const int64_t n = count_include_pad ? std::min(s + kernel, in + pad1) - s : *khi - *klo;
+    *div = avg ? static_cast<float>(n) : 1.0f;
+  });
 }
 
-// An average pooling axis with torch's divisor factor: the window clipped at the padded edge
-// (count_include_pad) or at the input (not).
-AxisTable avg_axis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad0,
-                   int64_t pad1, bool count_include_pad) {
-  AxisTable a = window_axis(in, out, kernel, stride, 1, pad0);
-  for (int64_t o = 0; o < out; ++o) {
-    const int64_t s = a.start[o];
-    const int64_t n = count_include_pad ? std::min(s + kernel, in + pad1) - s : a.khi[o] - a.klo[o];
-    a.div[o] = static_cast<float>(n);
-  }
-  return a;
+// torch's adaptive windows: [floor(o * in / out), ceil((o + 1) * in / out)).
+PoolAxis adaptive_axis(Carver& c, int64_t in, int64_t out) {
+  return carve_axis(c, in, out, 1, [&](int64_t o, int64_t* s0, int64_t* klo, int64_t* khi,
+                                       float* div) {
+    const int64_t s = o * in / out, e = ((o + 1) * in + out - 1) / out;
+    *s0 = s;
+    *klo = 0;
+    *khi = e - s;
+    *div = static_cast<float>(e - s);
+  });
 }
 
-// Both axes of an average pooling; a divisor override (non-zero) replaces the product.
-std::pair<AxisTable, AxisTable> avg_tables(const ConvGeometry& g, bool count_include_pad,
-                                           int64_t divisor_override) {
-  std::pair<AxisTable, AxisTable> t{avg_axis(g.h, g.oh, g.kh, g.sh, g.ph0, g.ph1, count_include_pad),
-                                    avg_axis(g.w, g.ow, g.kw, g.sw, g.pw0, g.pw1, count_include_pad)};
-  if (divisor_override != 0) {
-    t.first.div.assign(g.oh, static_cast<float>(divisor_override));
-    t.second.div.assign(g.ow, 1.0f);
+struct PoolTables {
+  PoolAxis rows, cols;
+};
+
+// The two axes of a max (avg false) or average pooling; a divisor override (non-zero)
+// replaces the average's divisor product (rows' factor the override, columns' 1).
+PoolTables window_tables(Carver& c, const ConvGeometry& g, bool avg, bool count_include_pad,
+                         int64_t divisor_override) {
+  const bool own_div = avg && divisor_override == 0;
+  PoolTables t{window_axis(c, g.h, g.oh, g.kh, g.sh, g.dh, g.ph0, g.ph1, own_div, count_include_pad),
+               window_axis(c, g.w, g.ow, g.kw, g.sw, g.dw, g.pw0, g.pw1, own_div, count_include_pad)};
+  if (avg && divisor_override != 0 && t.rows.div) {
+    std::fill(const_cast<float*>(t.rows.div), const_cast<float*>(t.rows.div) + g.oh,
+              static_cast<float>(divisor_override));
   }
   return t;
 }
 
-// torch's adaptive windows: [floor(o * in / out), ceil((o + 1) * in / out)).
-AxisTable adaptive_axis(int64_t in, int64_t out) {
-  AxisTable a;
-  a.in = in;
-  a.out = out;
-  a.start.resize(out);
-  a.klo.assign(out, 0);
-  a.khi.resize(out);
-  a.div.resize(out);
-  for (int64_t o = 0; o < out; ++o) {
-    const int64_t s = o * in / out, e = ((o + 1) * in + out - 1) / out;
-    a.start[o] = s;
-    a.khi[o] = e - s;
-    a.div[o] = static_cast<float>(e - s);
-  }
-  build_cover(a);
-  return a;
+PoolTables adaptive_tables(Carver& c, int64_t h, int64_t w, int64_t oh, int64_t ow) {
+  return PoolTables{adaptive_axis(c, h, oh), adaptive_axis(c, w, ow)};
 }
 
 // body(r0, r1) over [0, rows), one row per iteration in parallel when rows * work is large.
@@ -122,73 +119,80 @@ void over_rows(int64_t rows, int64_t work_per_row, Body body) {
   for (int64_t r = 0; r < rows; ++r) body(r, r + 1);
 }
 
-int64_t cover_work(const AxisTable& a) {  // window elements per input position, rounded up
+int64_t cover_work(const PoolAxis& a) {  // window elements per input position, rounded up
   return a.in ? (a.cover_off[a.in] + a.in - 1) / a.in + 1 : 1;
 }
 
 }  // namespace
 
 void max_pool_forward(const ConvGeometry& g, const float* x, float* y, int32_t* argmax) {
-  const AxisTable rows = window_axis(g.h, g.oh, g.kh, g.sh, g.dh, g.ph0);
-  const AxisTable cols = window_axis(g.w, g.ow, g.kw, g.sw, g.dw, g.pw0);
-  const PoolAxis rv = rows.view(), cv = cols.view();
+  const PoolTables t = carve_workspace(
+      [&](Carver& c) { return window_tables(c, g, false, false, 0); });
   const PoolingKernels& k = pooling_kernels();
   over_rows(g.n * g.oh, g.ow * g.c_in * g.kh * g.kw, [&](int64_t r0, int64_t r1) {
-    k.max_forward(y, argmax, x, g.h, g.w, g.c_in, rv, cv, g.kw, r0, r1);
+    k.max_forward(y, argmax, x, g.h, g.w, g.c_in, t.rows, t.cols, g.kw, r0, r1);
   });
 }
 
 void max_pool_backward(const ConvGeometry& g, const float* dy, const int32_t* argmax, float* dx) {
-  const AxisTable rows = window_axis(g.h, g.oh, g.kh, g.sh, g.dh, g.ph0);
-  const AxisTable cols = window_axis(g.w, g.ow, g.kw, g.sw, g.dw, g.pw0);
-  const PoolAxis rv = rows.view(), cv = cols.view();
+  const PoolTables t = carve_workspace(
+      [&](Carver& c) { return window_tables(c, g, false, false, 0); });
   const PoolingKernels& k = pooling_kernels();
-  over_rows(g.n * g.h, g.w * g.c_in * cover_work(rows) * cover_work(cols),
+  over_rows(g.n * g.h, g.w * g.c_in * cover_work(t.rows) * cover_work(t.cols),
             [&](int64_t r0, int64_t r1) {
-              k.max_backward(dx, dy, argmax, g.h, g.w, g.c_in, rv, cv, g.kw, r0, r1);
+              k.max_backward(dx, dy, argmax, g.h, g.w, g.c_in, t.rows, t.cols, g.kw, r0, r1);
             });
 }
 
 void avg_pool_forward(const ConvGeometry& g, bool count_include_pad, int64_t divisor_override,
                       const float* x, float* y) {
-  const auto [rows, cols] = avg_tables(g, count_include_pad, divisor_override);
-  const PoolAxis rv = rows.view(), cv = cols.view();
+  const PoolTables t = carve_workspace([&](Carver& c) {
+    return window_tables(c, g, true, count_include_pad, divisor_override);
+  });
   const PoolingKernels& k = pooling_kernels();
   over_rows(g.n * g.oh, g.ow * g.c_in * g.kh * g.kw, [&](int64_t r0, int64_t r1) {
-    k.avg_forward(y, x, g.h, g.w, g.c_in, rv, cv, false, r0, r1);
+    k.avg_forward(y, x, g.h, g.w, g.c_in, t.rows, t.cols, false, r0, r1);
   });
 }
 
 void avg_pool_backward(const ConvGeometry& g, bool count_include_pad, int64_t divisor_override,
                        const float* dy, float* dx) {
-  const auto [rows, cols] = avg_tables(g, count_include_pad, divisor_override);
-  const PoolAxis rv = rows.view(), cv = cols.view();
+  const PoolTables t = carve_workspace([&](Carver& c) {
+    return window_tables(c, g, true, count_include_pad, divisor_override);
+  });
   const PoolingKernels& k = pooling_kernels();
-  over_rows(g.n * g.h, g.w * g.c_in * cover_work(rows) * cover_work(cols),
+  over_rows(g.n * g.h, g.w * g.c_in * cover_work(t.rows) * cover_work(t.cols),
             [&](int64_t r0, int64_t r1) {
-              k.avg_backward(dx, dy, g.h, g.w, g.c_in, rv, cv, false, r0, r1);
+              k.avg_backward(dx, dy, g.h, g.w, g.c_in, t.rows, t.cols, false, r0, r1);
             });
 }
 
 void adaptive_avg_pool_forward(int64_t n, int64_t h, int64_t w, int64_t c, int64_t oh,
                                int64_t ow, const float* x, float* y) {
-  const AxisTable rows = adaptive_axis(h, oh), cols = adaptive_axis(w, ow);
-  const PoolAxis rv = rows.view(), cv = cols.view();
+  const PoolTables t = carve_workspace([&](Carver& cv) { return adaptive_tables(cv, h, w, oh, ow); });
   const PoolingKernels& k = pooling_kernels();
   const int64_t win = ((h + oh - 1) / oh + 1) * ((w + ow - 1) / ow + 1);
   over_rows(n * oh, ow * c * win, [&](int64_t r0, int64_t r1) {
-    k.avg_forward(y, x, h, w, c, rv, cv, true, r0, r1);
+    k.avg_forward(y, x, h, w, c, t.rows, t.cols, true, r0, r1);
   });
 }
 
 void adaptive_avg_pool_backward(int64_t n, int64_t h, int64_t w, int64_t c, int64_t oh,
                                 int64_t ow, const float* dy, float* dx) {
-  const AxisTable rows = adaptive_axis(h, oh), cols = adaptive_axis(w, ow);
-  const PoolAxis rv = rows.view(), cv = cols.view();
+  const PoolTables t = carve_workspace([&](Carver& cv) { return adaptive_tables(cv, h, w, oh, ow); });
   const PoolingKernels& k = pooling_kernels();
-  over_rows(n * h, w * c * cover_work(rows) * cover_work(cols), [&](int64_t r0, int64_t r1) {
-    k.avg_backward(dx, dy, h, w, c, rv, cv, true, r0, r1);
+  over_rows(n * h, w * c * cover_work(t.rows) * cover_work(t.cols), [&](int64_t r0, int64_t r1) {
+    k.avg_backward(dx, dy, h, w, c, t.rows, t.cols, true, r0, r1);
   });
+}
+
+int64_t pool_scratch_bytes(const ConvGeometry& g) {
+  // max and average pooling carve the same tables (the divisor factors are always there)
+  return workspace_bytes([&](Carver& c) { return window_tables(c, g, true, true, 0); });
+}
+
+int64_t adaptive_pool_scratch_bytes(int64_t h, int64_t w, int64_t oh, int64_t ow) {
+  return workspace_bytes([&](Carver& c) { return adaptive_tables(c, h, w, oh, ow); });
 }
 
 }  // namespace sg

@@ -24,7 +24,7 @@ namespace sg {
 // [klo[o], khi[o]) (may be empty). cover_* is the transpose: input i lies in the windows of
 // outputs cover_o[j] (ascending) as element cover_k[j], for j in [cover_off[i],
 // cover_off[i + 1]). div[o]: this axis's factor of an average's divisor (1 for max pooling).
-// Built and owned by the driver (pooling.cpp).
+// Built by the driver (pooling.cpp) in the calling thread's workspace (driver_workspace.h).
 struct PoolAxis {
   int64_t in = 0, out = 0, step = 1;
   const int64_t *start = nullptr, *klo = nullptr, *khi = nullptr;
@@ -70,5 +70,11 @@ void adaptive_avg_pool_forward(int64_t n, int64_t h, int64_t w, int64_t c, int64
                                int64_t ow, const float* x, float* y);
 void adaptive_avg_pool_backward(int64_t n, int64_t h, int64_t w, int64_t c, int64_t oh,
                                 int64_t ow, const float* dy, float* dx);
+
+// The driver workspace (common/driver_workspace.h) one call of max or average pooling with
+// this geometry carves (its window tables), and one of adaptive pooling between (h, w) and
+// (oh, ow): both directions the same.
+int64_t pool_scratch_bytes(const ConvGeometry& g);
+int64_t adaptive_pool_scratch_bytes(int64_t h, int64_t w, int64_t oh, int64_t ow);
 
 }  // namespace sg

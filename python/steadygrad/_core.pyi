@@ -45,6 +45,7 @@ def set_num_threads(n: SupportsIndex) -> None: ...  # an int or numpy integer, n
 def get_num_threads() -> int: ...
 def set_isa(name: str) -> None: ...
 def get_isa() -> str: ...
+def kernel_heap_allocations() -> int: ...  # isa/kernel_allocs.cpp
 
 # -- GEMM (gemm/gemm.cpp, gemm/fma_peak.cpp) -------------------------------------------------
 
@@ -83,11 +84,13 @@ def _gemm_workspace_bytes(
 @type_check_only
 class GemmScratch(TypedDict):
     """Thread-local GEMM packing buffers, in bytes: the calling thread's B panel, each team
-    member's A block and B micropanels, and their sum."""
+    member's A block and B micropanels, the calling thread's driver workspace (window tables,
+    phase blocks, partial sums of the conv family), and their sum."""
 
     b_shared: int
     a: list[int]
     b_own: list[int]
+    driver: int
     total: int
 
 def linear_scratch(
@@ -168,6 +171,9 @@ def conv2d_backward(
     grad_input: _F32 | None = None,
 ) -> _F32 | None: ...
 def conv2d_scratch(
+    geom: ConvGeometry, *, input_grad: bool = True, threads: int | None = None
+) -> GemmScratch: ...
+def depthwise_conv2d_scratch(
     geom: ConvGeometry, *, input_grad: bool = True, threads: int | None = None
 ) -> GemmScratch: ...
 def depthwise_conv2d_forward(
@@ -282,6 +288,10 @@ def adaptive_avg_pool2d_forward(
 def adaptive_avg_pool2d_backward(
     grad_output: _F32, input_size: tuple[int, int], *, grad_input: _F32 | None = None
 ) -> _F32: ...
+def pool2d_scratch(geom: ConvGeometry) -> GemmScratch: ...
+def adaptive_avg_pool2d_scratch(
+    input_size: tuple[int, int], output_size: tuple[int, int]
+) -> GemmScratch: ...
 
 # -- activations, softmax, softmax cross-entropy, buffer norm ------------------------------
 # (layers/activations.cpp, layers/softmax.cpp, layers/softmax_xent.cpp, reduce/norm.cpp)

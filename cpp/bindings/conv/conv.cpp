@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/layer_calls.h"
 #include "bindings/scratch_dict.h"
 #include "common/parallel.h"
 #include "conv/conv.h"
@@ -58,15 +59,10 @@ py::array conv2d_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj,
   py::array b;
   const float* bp = opt_vector(fn, "bias", b_obj, g.c_out, &b);
   py::array y = out_array(fn, "out", out_obj, {g.n, g.oh, g.ow, g.c_out});
-  require_disjoint_from(fn, "out", y, {{"input", &x}, {"weight", &w}, {"bias", bp ? &b : nullptr}});
-  const float* xp = f32_cptr(x);
-  const float* wp = f32_cptr(w);
-  float* yp = f32_ptr(y);
-  {
-    py::gil_scoped_release release;
-    conv2d_forward_f32(yp, xp, wp, bp, g, act);
-  }
-  return y;
+  return run_layer_forward(fn, y, "input", x, w, bp ? &b : nullptr,
+                           [&](float* yp, const float* xp, const float* wp, const float* bq) {
+                             conv2d_forward_f32(yp, xp, wp, bq, g, act);
+                           });
 }
 
 py::object conv2d_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj,
@@ -88,35 +84,22 @@ py::object conv2d_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj
                           {{"grad_output", &dy}, {"input", &x}, {"weight", &w}, {"grad_weight", &dw}});
     dbp = f32_ptr(db);
   }
-  py::object dx_ret = py::none();
-  float* dxp = nullptr;
-  if (compute_grad_input) {
-    py::array dx = out_array(fn, "grad_input", dx_obj, {g.n, g.h, g.w, g.c_in});
-    require_disjoint_from(fn, "grad_input", dx,
-                          {{"grad_output", &dy}, {"weight", &w}, {"grad_weight", &dw},
-                           {"grad_bias", dbp ? &db : nullptr}});
-    // dx is computed after everything that reads the input: it may be the input itself
-    require_disjoint(fn, "grad_input", dx, "input", x, /*allow_exact=*/true);
-    dxp = f32_ptr(dx);
-    dx_ret = dx;
-  }
-  const float* dyp = f32_cptr(dy);
-  const float* xp = f32_cptr(x);
-  const float* wp = f32_cptr(w);
+  py::object dx;
+  float* dxp = grad_input_arg(
+      fn, compute_grad_input,
+      [&] { return out_array(fn, "grad_input", dx_obj, {g.n, g.h, g.w, g.c_in}); }, "input", x,
+      {{"grad_output", &dy}, {"weight", &w}, {"grad_weight", &dw}, {"grad_bias", dbp ? &db : nullptr}},
+      true, &dx);
   float* dwp = f32_ptr(dw);
-  {
-    py::gil_scoped_release release;
+  return run_layer_backward(dx, dy, x, w, [&](const float* dyp, const float* xp, const float* wp) {
     conv2d_backward_f32(dxp, dwp, dbp, dyp, xp, wp, g, accumulate ? 1.0f : 0.0f,
                         acc_b ? 1.0f : 0.0f);
-  }
-  return dx_ret;
+  });
 }
 
 py::dict conv2d_scratch_bytes(const ConvGeometry& g, bool input_grad, py::handle threads_obj) {
   const char* fn = "conv2d_scratch";
-  const int64_t threads =
-      threads_obj.is_none() ? sg::num_threads() : threads_obj.cast<int64_t>();
-  if (threads < 1) value_error(fn, "threads must be >= 1, got " + to_string(threads));
+  const int64_t threads = thread_count(fn, threads_obj);
   return scratch_dict(conv2d_scratch(g, input_grad, threads));
 }
 
@@ -130,14 +113,14 @@ void register_conv(py::module_& m) {
         "weight torch's (c_out, c_in / groups, kh, kw), bias (c_out,) or None, all as geom "
         "says; returns (n, oh, ow, c_out). One implicit GEMM per group (the im2col is gathered "
         "by the GEMM's packing, never stored) with the bias and an optional 'relu' fused.");
-  m.def("conv2d_backward", &conv2d_backward, arg("grad_output"), arg("input"), arg("weight"),
-        arg("geom"), arg("grad_weight"), arg("grad_bias") = py::none(), py::kw_only(),
-        arg("accumulate") = false, arg("accumulate_bias") = py::none(),
-        arg("compute_grad_input") = true, arg("grad_input") = py::none(),
-        "Conv2d backward in one call, channels-last: grad_weight (+)= dL/dw, grad_bias (+)= "
-        "the per-channel sums of grad_output (deterministic), and returns grad_input (the "
-        "transposed convolution; None when compute_grad_input=False). accumulate=False writes "
-        "without reading. grad_input may be input itself.");
+  def_layer_backward(
+      m, "conv2d_backward", &conv2d_backward,
+      "Conv2d backward in one call, channels-last: grad_weight (+)= dL/dw, grad_bias (+)= "
+      "the per-channel sums of grad_output (deterministic), and returns grad_input (the "
+      "transposed convolution; None when compute_grad_input=False). accumulate=False writes "
+      "without reading. grad_input may be input itself.",
+      arg("grad_output"), arg("input"), arg("weight"), arg("geom"), arg("grad_weight"),
+      arg("grad_bias") = py::none());
   m.def("conv2d_scratch", &conv2d_scratch_bytes, arg("geom"), py::kw_only(),
         arg("input_grad") = true, arg("threads") = py::none(),
         "Bytes of GEMM scratch (packing buffers, reused across calls and only growing) that a "

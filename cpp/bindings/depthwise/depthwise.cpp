@@ -5,6 +5,9 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/layer_calls.h"
+#include "bindings/scratch_dict.h"
+#include "common/parallel.h"
 #include "depthwise/depthwise.h"
 
 namespace sg::bind {
@@ -80,15 +83,10 @@ py::array depthwise_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj
       {"n", g.n}, {"oh", g.oh}, {"ow", g.ow}, {"c_out", g.c_out}};
   py::array y = out_obj.is_none() ? new_f32({g.n, g.oh, g.ow, g.c_out})
                                   : output_array(fn, "out", out_obj, out_shape, kFromGeom);
-  require_disjoint_from(fn, "out", y, {{"x", &x}, {"weight", &w}, {"bias", bp ? &b : nullptr}});
-  const float* xp = f32_cptr(x);
-  const float* wp = f32_cptr(w);
-  float* yp = f32_ptr(y);
-  {
-    py::gil_scoped_release release;
-    depthwise_forward_f32(yp, xp, wp, bp, g, relu);
-  }
-  return y;
+  return run_layer_forward(fn, y, "x", x, w, bp ? &b : nullptr,
+                           [&](float* yp, const float* xp, const float* wp, const float* bq) {
+                             depthwise_forward_f32(yp, xp, wp, bq, g, relu);
+                           });
 }
 
 py::object depthwise_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj,
@@ -120,27 +118,28 @@ py::object depthwise_backward(py::handle dy_obj, py::handle x_obj, py::handle w_
                            {"grad_weight", dwp ? &dw : nullptr}});
     dbp = f32_ptr(db);
   }
-  py::object dx_ret = py::none();
-  float* dxp = nullptr;
-  if (compute_grad_input) {
-    // dX gathers every dy row that reaches it: never in place
-    py::array dx = dx_obj.is_none() ? new_f32({g.n, g.h, g.w, g.c_in})
-                                    : output_array(fn, "grad_input", dx_obj, in_shape, kFromGeom);
-    require_disjoint_from(fn, "grad_input", dx,
-                          {{"grad_out", &dy}, {"x", &x}, {"weight", &w},
-                           {"grad_weight", dwp ? &dw : nullptr},
-                           {"grad_bias", dbp ? &db : nullptr}});
-    dxp = f32_ptr(dx);
-    dx_ret = dx;
-  }
-  const float* dyp = f32_cptr(dy);
-  const float* xp = f32_cptr(x);
-  const float* wp = f32_cptr(w);
-  {
-    py::gil_scoped_release release;
+  py::object dx;
+  float* dxp = grad_input_arg(
+      fn, compute_grad_input,
+      [&] {  // dX gathers every dy row that reaches it: never in place
+        return dx_obj.is_none() ? new_f32({g.n, g.h, g.w, g.c_in})
+                                : output_array(fn, "grad_input", dx_obj, in_shape, kFromGeom);
+      },
+      "x", x,
+      {{"grad_out", &dy}, {"weight", &w}, {"grad_weight", dwp ? &dw : nullptr},
+       {"grad_bias", dbp ? &db : nullptr}},
+      false, &dx);
+  return run_layer_backward(dx, dy, x, w, [&](const float* dyp, const float* xp, const float* wp) {
     depthwise_backward_f32(dxp, dwp, dbp, dyp, xp, wp, g, accumulate, acc_b);
-  }
-  return dx_ret;
+  });
+}
+
+py::dict depthwise_scratch(const ConvGeometry& g, bool input_grad, py::handle threads_obj) {
+  const char* fn = "depthwise_conv2d_scratch";
+  check_geometry(fn, g);
+  GemmScratch s;  // no GEMM: the driver workspace only
+  s.add_driver(depthwise_scratch_bytes(g, input_grad, thread_count(fn, threads_obj)));
+  return scratch_dict(s);
 }
 
 }  // namespace
@@ -153,16 +152,20 @@ void register_depthwise(py::module_& m) {
         "m * c_in, output channel ci * m + j as torch): x (n, h, w, c_in), weight torch's "
         "(c_out, 1, kh, kw), bias (c_out,) or None; returns act(conv + bias) as (n, oh, ow, "
         "c_out) into out (allocated when None). activation 'none' | 'relu' (fused).");
-  m.def("depthwise_conv2d_backward", &depthwise_backward, arg("grad_out"), arg("x"),
-        arg("weight"), arg("geom"), arg("grad_weight"), arg("grad_bias"), py::kw_only(),
-        arg("accumulate") = false, arg("accumulate_bias") = py::none(),
-        arg("compute_grad_input") = true, arg("grad_input") = py::none(),
-        "Depthwise backward in one call: grad_weight (c_out, 1, kh, kw) and grad_bias (c_out,) "
-        "(None: not computed) written, or added to with accumulate / accumulate_bias (None: "
-        "as accumulate), reduced in a fixed order (the same bits for any thread count); "
-        "returns grad_input (n, h, w, c_in) (allocated when None; None when "
-        "compute_grad_input=False). grad_out is (n, oh, ow, c_out), already masked by a fused "
-        "ReLU.");
+  def_layer_backward(
+      m, "depthwise_conv2d_backward", &depthwise_backward,
+      "Depthwise backward in one call: grad_weight (c_out, 1, kh, kw) and grad_bias (c_out,) "
+      "(None: not computed) written, or added to with accumulate / accumulate_bias (None: "
+      "as accumulate), reduced in a fixed order (the same bits for any thread count); "
+      "returns grad_input (n, h, w, c_in) (allocated when None; None when "
+      "compute_grad_input=False). grad_out is (n, oh, ow, c_out), already masked by a fused "
+      "ReLU.",
+      arg("grad_out"), arg("x"), arg("weight"), arg("geom"), arg("grad_weight"), arg("grad_bias"));
+  m.def("depthwise_conv2d_scratch", &depthwise_scratch, arg("geom"), py::kw_only(),
+        arg("input_grad") = true, arg("threads") = py::none(),
+        "Bytes of thread-local scratch (reused across calls and only growing) that a depthwise "
+        "forward + backward with this geometry grows on `threads` (default: the current "
+        "count), as conv2d_scratch reports it ('driver': the calling thread's workspace).");
 }
 
 }  // namespace sg::bind

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/layer_calls.h"
 #include "layers/batchnorm.h"
 
 namespace sg::bind {
@@ -273,15 +274,15 @@ void register_batchnorm(py::module_& m) {
         "num_batches_tracked when given; else the running statistics, which are then required. "
         "Fills ctx (save_mean/save_invstd, input) for the backward. ctx.activation='relu' "
         "stores relu(batchnorm(input)) in the same pass.");
-  m.def("batchnorm_backward", &batchnorm_backward, arg("grad_output"), arg("weight"),
-        arg("bias"), arg("ctx"), arg("grad_weight"), arg("grad_bias"), py::kw_only(),
-        arg("accumulate") = false, arg("accumulate_bias") = py::none(),
-        arg("compute_grad_input") = true, arg("grad_input") = py::none(),
-        "BatchNorm1d backward from its forward's ctx: grad_weight/grad_bias written or "
-        "accumulated, returns grad_input. Deterministic reductions. ctx.activation='relu' "
-        "first masks grad_output as relu's backward, by ctx.output when kept, else by the "
-        "pre-activation recomputed from ctx.input, the saved statistics, weight and bias. "
-        "grad_input may be grad_output or ctx.input itself.");
+  def_layer_backward(
+      m, "batchnorm_backward", &batchnorm_backward,
+      "BatchNorm1d backward from its forward's ctx: grad_weight/grad_bias written or "
+      "accumulated, returns grad_input. Deterministic reductions. ctx.activation='relu' "
+      "first masks grad_output as relu's backward, by ctx.output when kept, else by the "
+      "pre-activation recomputed from ctx.input, the saved statistics, weight and bias. "
+      "grad_input may be grad_output or ctx.input itself.",
+      arg("grad_output"), arg("weight"), arg("bias"), arg("ctx"), arg("grad_weight"),
+      arg("grad_bias"));
 }
 
 }  // namespace sg::bind

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/layer_calls.h"
 #include "bindings/scratch_dict.h"
 #include "common/parallel.h"
 #include "layers/linear.h"
@@ -31,15 +32,10 @@ py::array linear_forward(py::handle x_obj, py::handle w_obj, py::handle b_obj, p
   py::array b;
   const float* bp = opt_vector(fn, "bias", b_obj, out_f, &b);
   py::array y = out_array(fn, "out", out_obj, {batch, out_f});
-  require_disjoint_from(fn, "out", y, {{"input", &x}, {"weight", &w}, {"bias", bp ? &b : nullptr}});
-  const float* xp = f32_cptr(x);
-  const float* wp = f32_cptr(w);
-  float* yp = f32_ptr(y);
-  {
-    py::gil_scoped_release release;
-    linear_forward_f32(yp, xp, wp, bp, batch, in_f, out_f, act);
-  }
-  return y;
+  return run_layer_forward(fn, y, "input", x, w, bp ? &b : nullptr,
+                           [&](float* yp, const float* xp, const float* wp, const float* bq) {
+                             linear_forward_f32(yp, xp, wp, bq, batch, in_f, out_f, act);
+                           });
 }
 
 py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj,
@@ -63,28 +59,17 @@ py::object linear_backward(py::handle dy_obj, py::handle x_obj, py::handle w_obj
     dbp = f32_ptr(db);
   }
   require_disjoint_from(fn, "grad_weight", dw, {{"grad_output", &dy}, {"input", &x}, {"weight", &w}});
-  py::object dx_ret = py::none();
-  float* dxp = nullptr;
-  if (compute_grad_input) {
-    py::array dx = out_array(fn, "grad_input", dx_obj, {batch, in_f});
-    require_disjoint_from(fn, "grad_input", dx,
-                          {{"grad_output", &dy}, {"weight", &w}, {"grad_weight", &dw}});
-    // dx is computed after everything that reads the input: it may be the input itself
-    require_disjoint(fn, "grad_input", dx, "input", x, /*allow_exact=*/true);
-    if (dbp) require_disjoint(fn, "grad_input", dx, "grad_bias", db);
-    dxp = f32_ptr(dx);
-    dx_ret = dx;
-  }
-  const float* dyp = f32_cptr(dy);
-  const float* xp = f32_cptr(x);
-  const float* wp = f32_cptr(w);
+  py::object dx;
+  float* dxp = grad_input_arg(
+      fn, compute_grad_input, [&] { return out_array(fn, "grad_input", dx_obj, {batch, in_f}); },
+      "input", x,
+      {{"grad_output", &dy}, {"weight", &w}, {"grad_weight", &dw}, {"grad_bias", dbp ? &db : nullptr}},
+      true, &dx);
   float* dwp = f32_ptr(dw);
-  {
-    py::gil_scoped_release release;
+  return run_layer_backward(dx, dy, x, w, [&](const float* dyp, const float* xp, const float* wp) {
     linear_backward_f32(dxp, dwp, dbp, dyp, xp, wp, batch, in_f, out_f, accumulate ? 1.0f : 0.0f,
                         acc_b ? 1.0f : 0.0f);
-  }
-  return dx_ret;
+  });
 }
 
 py::dict linear_scratch_bytes(int64_t batch, int64_t in, int64_t out, bool input_grad,
@@ -94,9 +79,7 @@ py::dict linear_scratch_bytes(int64_t batch, int64_t in, int64_t out, bool input
     value_error(fn, "batch, in_features, out_features must be >= 0, got (" + to_string(batch) +
                         ", " + to_string(in) + ", " + to_string(out) + ")");
   }
-  const int64_t threads =
-      threads_obj.is_none() ? sg::num_threads() : threads_obj.cast<int64_t>();
-  if (threads < 1) value_error(fn, "threads must be >= 1, got " + to_string(threads));
+  const int64_t threads = thread_count(fn, threads_obj);
   return scratch_dict(linear_scratch(batch, in, out, input_grad, threads));
 }
 
@@ -108,14 +91,13 @@ void register_linear(py::module_& m) {
         py::arg("activation") = "none",
         "act(input @ weight.T + bias) in one GEMM with the bias (and optional 'relu') fused. "
         "input (batch, in), weight (out, in), bias (out,) or None; returns (batch, out).");
-  m.def("linear_backward", &linear_backward, py::arg("grad_output"), py::arg("input"),
-        py::arg("weight"), py::arg("grad_weight"), py::arg("grad_bias") = py::none(), py::kw_only(),
-        py::arg("accumulate") = false, py::arg("accumulate_bias") = py::none(),
-        py::arg("compute_grad_input") = true,
-        py::arg("grad_input") = py::none(),
-        "Linear backward in one call: grad_weight (+)= grad_output.T @ input, grad_bias (+)= "
-        "column sums of grad_output (deterministic), and returns grad_input = grad_output @ weight "
-        "(None when compute_grad_input=False). accumulate=False writes without reading.");
+  def_layer_backward(
+      m, "linear_backward", &linear_backward,
+      "Linear backward in one call: grad_weight (+)= grad_output.T @ input, grad_bias (+)= "
+      "column sums of grad_output (deterministic), and returns grad_input = grad_output @ weight "
+      "(None when compute_grad_input=False). accumulate=False writes without reading.",
+      py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("grad_weight"),
+      py::arg("grad_bias") = py::none());
   m.def("linear_scratch", &linear_scratch_bytes, py::arg("batch"), py::arg("in_features"),
         py::arg("out_features"), py::kw_only(), py::arg("input_grad") = true,
         py::arg("threads") = py::none(),

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bindings/checks.h"
+#include "bindings/scratch_dict.h"
 #include "layers/conv_geometry.h"
 #include "pooling/pooling.h"
 
@@ -110,38 +111,38 @@ int64_t divisor(const char* fn, const py::handle& obj) {
   return d;
 }
 
-py::array avg_pool2d_forward(py::handle x_obj, const ConvGeometry& g, bool count_include_pad,
-                             py::handle div_obj, py::handle out_obj) {
-  const char* fn = "avg_pool2d_forward";
+// Average pooling both ways: the forward maps input (n, h, w, c) to out (n, oh, ow, c), the
+// backward grad_output (n, oh, ow, c) to grad_input (n, h, w, c).
+py::array avg_pool2d_call(bool forward, py::handle src_obj, const ConvGeometry& g,
+                          bool count_include_pad, py::handle div_obj, py::handle dst_obj) {
+  const char* fn = forward ? "avg_pool2d_forward" : "avg_pool2d_backward";
+  const char* src_name = forward ? "input" : "grad_output";
+  const char* dst_name = forward ? "out" : "grad_input";
   check_pool_geometry(fn, g, false);
   const int64_t d = divisor(fn, div_obj);
-  py::array x = pool_input(fn, "input", x_obj, g.n, g.h, g.w, g.c_in);
-  py::array y = out_array(fn, "out", out_obj, {g.n, g.oh, g.ow, g.c_in});
-  require_disjoint(fn, "out", y, "input", x);
-  const float* xp = f32_cptr(x);
-  float* yp = f32_ptr(y);
+  const int64_t sh = forward ? g.h : g.oh, sw = forward ? g.w : g.ow;
+  py::array src = pool_input(fn, src_name, src_obj, g.n, sh, sw, g.c_in);
+  py::array dst = out_array(fn, dst_name, dst_obj,
+                            {g.n, forward ? g.oh : g.h, forward ? g.ow : g.w, g.c_in});
+  require_disjoint(fn, dst_name, dst, src_name, src);
+  const auto kernel = forward ? &avg_pool_forward : &avg_pool_backward;
+  const float* sp = f32_cptr(src);
+  float* dp = f32_ptr(dst);
   {
     py::gil_scoped_release release;
-    avg_pool_forward(g, count_include_pad, d, xp, yp);
+    kernel(g, count_include_pad, d, sp, dp);
   }
-  return y;
+  return dst;
+}
+
+py::array avg_pool2d_forward(py::handle x_obj, const ConvGeometry& g, bool count_include_pad,
+                             py::handle div_obj, py::handle out_obj) {
+  return avg_pool2d_call(true, x_obj, g, count_include_pad, div_obj, out_obj);
 }
 
 py::array avg_pool2d_backward(py::handle dy_obj, const ConvGeometry& g, bool count_include_pad,
                               py::handle div_obj, py::handle dx_obj) {
-  const char* fn = "avg_pool2d_backward";
-  check_pool_geometry(fn, g, false);
-  const int64_t d = divisor(fn, div_obj);
-  py::array dy = pool_input(fn, "grad_output", dy_obj, g.n, g.oh, g.ow, g.c_in);
-  py::array dx = out_array(fn, "grad_input", dx_obj, {g.n, g.h, g.w, g.c_in});
-  require_disjoint(fn, "grad_input", dx, "grad_output", dy);
-  const float* dyp = f32_cptr(dy);
-  float* dxp = f32_ptr(dx);
-  {
-    py::gil_scoped_release release;
-    avg_pool_backward(g, count_include_pad, d, dyp, dxp);
-  }
-  return dx;
+  return avg_pool2d_call(false, dy_obj, g, count_include_pad, div_obj, dx_obj);
 }
 
 void check_size2(const char* fn, const char* name, int64_t a, int64_t b) {
@@ -193,6 +194,26 @@ py::array adaptive_avg_pool2d_backward(py::handle dy_obj, std::pair<int64_t, int
   return adaptive_avg_pool2d_call(false, dy_obj, size, dx_obj);
 }
 
+py::dict pool_scratch_dict(int64_t bytes) {
+  GemmScratch s;  // no GEMM: the driver workspace only
+  s.add_driver(bytes);
+  return scratch_dict(s);
+}
+
+py::dict pool2d_scratch(const ConvGeometry& g) {
+  check_pool_geometry("pool2d_scratch", g, true);
+  return pool_scratch_dict(pool_scratch_bytes(g));
+}
+
+py::dict adaptive_avg_pool2d_scratch(std::pair<int64_t, int64_t> input_size,
+                                     std::pair<int64_t, int64_t> output_size) {
+  const char* fn = "adaptive_avg_pool2d_scratch";
+  check_size2(fn, "input_size", input_size.first, input_size.second);
+  check_size2(fn, "output_size", output_size.first, output_size.second);
+  return pool_scratch_dict(adaptive_pool_scratch_bytes(input_size.first, input_size.second,
+                                                       output_size.first, output_size.second));
+}
+
 }  // namespace
 
 void register_pooling(py::module_& m) {
@@ -222,6 +243,13 @@ void register_pooling(py::module_& m) {
   m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward, arg("grad_output"),
         arg("input_size"), py::kw_only(), arg("grad_input") = py::none(),
         "dL/dx (n, h, w, c) of adaptive_avg_pool2d_forward for input_size (h, w).");
+  m.def("pool2d_scratch", &pool2d_scratch, arg("geom"),
+        "Bytes of thread-local scratch (reused across calls and only growing) that a max or "
+        "average pooling forward + backward with this geometry grows, as conv2d_scratch "
+        "reports it ('driver': the calling thread's workspace, its window tables).");
+  m.def("adaptive_avg_pool2d_scratch", &adaptive_avg_pool2d_scratch, arg("input_size"),
+        arg("output_size"),
+        "pool2d_scratch for adaptive average pooling from input_size (h, w) to output_size.");
 }
 
 }  // namespace sg::bind

@@ -275,7 +275,13 @@ class Sequential(_ModuleSequence):
                 raise self._located(key, m, e) from e
         return x
 
-    def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
+    # It takes grad_is_dead (see _backward) and passes it on to the children that take it.
+    accepts_dead_grad = True
+
+    def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True,
+                  grad_is_dead: bool = False) -> np.ndarray:
+        """grad_is_dead: the caller reads grad_output no more, so the child that receives it
+        may overwrite it (a dL/dy its own next child produced is dead once it is read too)."""
         if self._forward_edits != self._edits:
             _calls.forget_pending(_calls.tree(self)[0])  # the next forward starts afresh
             raise RuntimeError("its modules were changed (append, insert, del, ...) after the "
@@ -287,8 +293,12 @@ class Sequential(_ModuleSequence):
             bwd = self._plan_entry(FIRST, FIRST)[3]
         for i in range(len(items) - 1, -1, -1):
             key, m = items[i]
+            kw = bwd[i]
+            if getattr(m, "accepts_dead_grad", False) and (
+                    grad_is_dead or not np.may_share_memory(g, grad_output)):
+                kw = {**kw, "grad_is_dead": True}
             try:
-                g = m._run_backward(g, input_grad or i > 0, **bwd[i])
+                g = m._run_backward(g, input_grad or i > 0, **kw)
             except _NAMED_ERRORS as e:
                 raise self._located(key, m, e) from e
         return g  # type: ignore[no-any-return]

@@ -15,6 +15,7 @@ from steadygrad import _core
 from steadygrad.nn import init
 from steadygrad.nn._conv_padding import fold_into, pad_into
 from steadygrad.nn._layout import FIRST, LAST, LAYOUTS, first_shape, last_shape, to_first, to_last
+from steadygrad.nn._unbatched import AcceptsUnbatched
 from steadygrad.nn._util import grad_input_out, work_like
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import Parameter
@@ -131,6 +132,10 @@ class _ConvNd(KernelLayer, Module):
             return _core.depthwise_conv2d_forward, _core.depthwise_conv2d_backward
         return _core.conv2d_forward, _core.conv2d_backward
 
+    @property
+    def _batched_rank(self) -> int:
+        return self._nd + 2
+
     def _hw(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """(H, W) of a logical (channels-first) input shape; a 1-d layer has H = 1."""
         return (1, shape[2]) if self._nd == 1 else (shape[2], shape[3])
@@ -147,7 +152,8 @@ class _ConvNd(KernelLayer, Module):
             return self._geom
         nd = self._nd
         if len(shape) != nd + 2:
-            raise ValueError(f"expected a {nd + 2}-D input (N, C, {self._spatial}), got shape {shape}")
+            raise ValueError(f"expected a {nd + 1}-D (unbatched) or {nd + 2}-D input (N, C, "
+                             f"{self._spatial}), got shape {shape}")
         if shape[1] != self.in_channels:
             raise ValueError(f"expected input with {self.in_channels} channels (N, "
                              f"{self.in_channels}, {self._spatial}), got shape {shape}")
@@ -211,7 +217,8 @@ class _ConvNd(KernelLayer, Module):
         if x.dtype != np.float32:
             raise TypeError(f"input must be float32, got {x.dtype} array of shape {x.shape}")
         if x.ndim != self._nd + 2:
-            raise ValueError(f"expected a {self._nd + 2}-D input (N, C, {self._spatial}), got "
+            raise ValueError(f"expected a {self._nd + 1}-D (unbatched) or {self._nd + 2}-D input "
+                             f"(N, C, {self._spatial}), got "
                              f"shape {x.shape}" + (" (channels-last)" if layout_in == LAST else ""))
         shape = x.shape if layout_in == FIRST else first_shape(x.shape)
         geom = self._geometry(shape)
@@ -327,10 +334,11 @@ class _ConvNd(KernelLayer, Module):
         return 4 * keep, 4 * work
 
     def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch | None:
-        # the GEMMs' packing buffers, as cpp/conv/conv.cpp sizes them (depthwise runs none)
+        # the GEMMs' packing buffers and the driver workspace, as the C++ sizes them
+        geom = self._geometry(tuple(shape))
         if self._is_depthwise():
-            return None
-        return _core.conv2d_scratch(self._geometry(tuple(shape)), input_grad=input_grad)
+            return _core.depthwise_conv2d_scratch(geom, input_grad=input_grad)
+        return _core.conv2d_scratch(geom, input_grad=input_grad)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -348,15 +356,17 @@ class _ConvNd(KernelLayer, Module):
         return s
 
 
-class Conv2d(_ConvNd):
-    """2-d convolution over (N, C, H, W) as torch.nn.Conv2d; weight (out, in/groups, kh, kw)."""
+class Conv2d(AcceptsUnbatched, _ConvNd):
+    """2-d convolution over (N, C, H, W) (or unbatched (C, H, W)) as torch.nn.Conv2d; weight
+    (out, in/groups, kh, kw)."""
 
     _nd = 2
     _spatial = "H, W"
 
 
-class Conv1d(_ConvNd):
-    """1-d convolution over (N, C, L) as torch.nn.Conv1d; weight (out, in/groups, k)."""
+class Conv1d(AcceptsUnbatched, _ConvNd):
+    """1-d convolution over (N, C, L) (or unbatched (C, L)) as torch.nn.Conv1d; weight (out,
+    in/groups, k)."""
 
     _nd = 1
     _spatial = "L"

@@ -6,20 +6,24 @@ edge), AdaptiveAvgPool1d/2d (torch's windows floor(i*in/out) .. ceil((i+1)*in/ou
 They compute on channels-last arrays (nn/_layout.py): `forward(x, *, layout_in=FIRST,
 layout_out=FIRST)`, the backward receiving dL/dy in layout_out and returning dL/dx in
 layout_in; used on their own they convert into work buffers. A 1-d layer is the 2-d kernel with
-h = 1. MaxPool keeps int32 argmax indices of the output's size (not its input, not a mask);
+h = 1. Unbatched input ((C, L), (C, H, W)) runs as a batch of one, as in torch. MaxPool keeps int32 argmax indices of the output's size (not its input, not a mask);
 AvgPool keeps nothing but the shapes. No parameters."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from steadygrad import _core
 from steadygrad.nn._layout import FIRST, LAST, LAYOUTS, last_shape, to_first, to_last
+from steadygrad.nn._unbatched import AcceptsUnbatched
 from steadygrad.nn._util import grad_input_out, int_arg, work_like
 from steadygrad.nn.module import Module
 from steadygrad.nn.plan import KernelLayer
+
+if TYPE_CHECKING:
+    from steadygrad._core import GemmScratch
 
 _Shape = tuple[int, ...]
 _Size = int | tuple[int, ...]
@@ -70,7 +74,8 @@ class _Pool(KernelLayer, Module):
         want = 2 + self._dims
         names = "(N, C, L)" if self._dims == 1 else "(N, C, H, W)"
         if len(shape) != want:
-            raise ValueError(f"expected {want}-d input {names}, got input of shape {shape}")
+            raise ValueError(f"expected {want - 1}-d (unbatched) or {want}-d input {names}, got "
+                             f"input of shape {shape}")
         if any(s < 1 for s in shape[1:]):
             raise ValueError(f"expected input {names} with C and the spatial sizes >= 1, got "
                              f"input of shape {shape}")
@@ -83,6 +88,10 @@ class _Pool(KernelLayer, Module):
         self._check_rank(shape)
         oh, ow = self._out_spatial(tuple(shape))
         return (shape[0], shape[1], ow) if self._dims == 1 else (shape[0], shape[1], oh, ow)
+
+    @property
+    def _batched_rank(self) -> int:
+        return self._dims + 2
 
     def _hw(self, shape: _Shape) -> tuple[int, int]:
         return (1, shape[2]) if self._dims == 1 else (shape[2], shape[3])
@@ -200,6 +209,9 @@ class _WindowPool(_Pool):
         g = self._geometry(shape)
         return g.oh, g.ow
 
+    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch:
+        return _core.pool2d_scratch(self._geometry(tuple(shape)))  # the window tables
+
 
 class _MaxPool(_WindowPool):
     def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Size = 0,
@@ -234,13 +246,13 @@ class _MaxPool(_WindowPool):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
-class MaxPool2d(_MaxPool):
+class MaxPool2d(AcceptsUnbatched, _MaxPool):
     """torch.nn.MaxPool2d on (N, C, H, W) (return_indices=True is not supported)."""
 
     _name = "MaxPool2d"
 
 
-class MaxPool1d(_MaxPool):
+class MaxPool1d(AcceptsUnbatched, _MaxPool):
     """torch.nn.MaxPool1d on (N, C, L) (return_indices=True is not supported)."""
 
     _name = "MaxPool1d"
@@ -277,7 +289,7 @@ class _AvgPool(_WindowPool):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AvgPool2d(_AvgPool):
+class AvgPool2d(AcceptsUnbatched, _AvgPool):
     """torch.nn.AvgPool2d on (N, C, H, W)."""
 
     _name = "AvgPool2d"
@@ -289,7 +301,7 @@ class AvgPool2d(_AvgPool):
                          divisor_override)
 
 
-class AvgPool1d(_AvgPool):
+class AvgPool1d(AcceptsUnbatched, _AvgPool):
     """torch.nn.AvgPool1d on (N, C, L)."""
 
     _name = "AvgPool1d"
@@ -329,6 +341,10 @@ class _AdaptiveAvgPool(_Pool):
         out = tuple(s if o is None else o for o, s in zip(self._sizes, spatial, strict=True))
         return (1, out[0]) if self._dims == 1 else (out[0], out[1])
 
+    def thread_scratch(self, shape: tuple[int, ...], input_grad: bool = True) -> GemmScratch:
+        h, w = self._hw(tuple(shape))  # the window tables
+        return _core.adaptive_avg_pool2d_scratch((h, w), self._out_spatial(tuple(shape)))
+
     def _kernel_forward(self, x4: np.ndarray, y4: np.ndarray, shape: _Shape) -> None:
         _core.adaptive_avg_pool2d_forward(x4, (y4.shape[1], y4.shape[2]), out=y4)
 
@@ -342,14 +358,14 @@ class _AdaptiveAvgPool(_Pool):
         return f"output_size={self.output_size}"
 
 
-class AdaptiveAvgPool2d(_AdaptiveAvgPool):
+class AdaptiveAvgPool2d(AcceptsUnbatched, _AdaptiveAvgPool):
     """torch.nn.AdaptiveAvgPool2d on (N, C, H, W); output_size an int or (oh, ow), None keeping
     that input size."""
 
     _name = "AdaptiveAvgPool2d"
 
 
-class AdaptiveAvgPool1d(_AdaptiveAvgPool):
+class AdaptiveAvgPool1d(AcceptsUnbatched, _AdaptiveAvgPool):
     """torch.nn.AdaptiveAvgPool1d on (N, C, L)."""
 
     _name = "AdaptiveAvgPool1d"

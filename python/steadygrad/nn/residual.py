@@ -8,7 +8,7 @@ import numpy as np
 from steadygrad import _core
 from steadygrad.nn._layout import FIRST, LAST, first_shape, last_shape, to_first, to_last
 from steadygrad.nn._util import work_like
-from steadygrad.nn.container import check_used_once
+from steadygrad.nn.container import Sequential, check_used_once
 from steadygrad.nn.module import Module
 from steadygrad.nn.plan import container_kind
 
@@ -20,6 +20,12 @@ class Residual(Module):
     branches compute channels-last and the sum is taken in that layout."""
 
     _is_container = True
+    # What a Sequential's plan may ask of it (nn.plan): the ReLU after it fused into the sum
+    # (in place, the output then being its mask), whose gradient it applies in its backward.
+    fusable_epilogues = frozenset({"relu"})
+    epilogue_masks_grad = True
+    _transient = ("_relu_out",)  # the pending backward's mask (Module.__getstate__)
+    accepts_dead_grad = True  # a Sequential may let its backward overwrite grad_output
 
     def __init__(self, module: Module, shortcut: Module | None = None) -> None:
         super().__init__()
@@ -36,6 +42,7 @@ class Residual(Module):
         check_used_once(self)
         self._flatten_parameters()
         self._layouts = (FIRST, FIRST)  # the forward's layout_in, layout_out
+        self._relu_out: np.ndarray | None = None  # the fused ReLU's output (its mask)
 
     def _branches(self) -> list[tuple[str, Module]]:
         return [("module", self.module)] + (
@@ -97,24 +104,67 @@ class Residual(Module):
         dx: np.ndarray = self._in_child(key, m, m._run_backward, g)
         return dx
 
-    def forward(self, x: np.ndarray, *, layout_in: str = FIRST,
-                layout_out: str = FIRST) -> np.ndarray:
+    def _sum_over_branch_output(self) -> bool:
+        """Whether the sum may be written over the module branch's output: a buffer of the
+        branch's last layer that nothing reads after this forward (its backward does not)."""
+        last = self.module
+        while isinstance(last, Sequential) and len(last) > 0:
+            if last.plan()[-1].absorbed:  # passes on the buffer of the layer before it
+                return False
+            last = last[len(last) - 1]
+        return (getattr(last, "channels_last", False) and not last._is_container
+                and bool(getattr(last, "owns_output", False))
+                and not getattr(last, "reads_output_in_backward", True))
+
+    def forward(self, x: np.ndarray, *, layout_in: str = FIRST, layout_out: str = FIRST,
+                epilogue: str = "none") -> np.ndarray:
+        if epilogue not in ("none", "relu"):
+            raise ValueError(f"epilogue must be 'none' or 'relu', got {epilogue!r}")
         fx = self._branch_forward("module", self.module, x, layout_in, layout_out)
         sx = self._branch_forward("shortcut", self.shortcut, x, layout_in, layout_out)
         if not isinstance(fx, np.ndarray) or not isinstance(sx, np.ndarray) or fx.shape != sx.shape:
             raise ValueError(self._mismatch(getattr(x, "shape", None), getattr(fx, "shape", None),
                                             getattr(sx, "shape", None)))
         self.__dict__["_layouts"] = (layout_in, layout_out)
-        return _core.add(sx, fx, out=work_like(self, "out", fx.shape, x, fx, sx))
+        in_place = (self._sum_over_branch_output() and fx.flags.writeable
+                    and fx.flags.c_contiguous and not np.may_share_memory(fx, x)
+                    and not np.may_share_memory(fx, sx))
+        y = _core.add(sx, fx, out=fx if in_place else work_like(self, "out", fx.shape, x, fx, sx))
+        if epilogue == "relu":
+            _core.relu(y, out=y)
+        self.__dict__["_relu_out"] = y if epilogue == "relu" else None
+        return y
 
-    def _backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def _backward(self, grad_output: np.ndarray, *, grad_is_dead: bool = False) -> np.ndarray:
+        given, y = grad_output, self._relu_out
+        if y is not None:  # the fused ReLU's gradient (masked by its output, which is z > 0)
+            if not isinstance(grad_output, np.ndarray) or grad_output.shape != y.shape:
+                raise ValueError(f"grad_output must have the output's shape {y.shape}, got "
+                                 f"{getattr(grad_output, 'shape', type(grad_output).__name__)}")
+            # in place when nothing reads grad_output after this (grad_is_dead)
+            own = (grad_is_dead and grad_output.flags.writeable and grad_output.flags.c_contiguous
+                   and not np.may_share_memory(grad_output, y))
+            grad_output = _core.relu_backward(grad_output, y, out=grad_output if own else work_like(
+                self, "grad_relu", y.shape, grad_output, y))
         g = self._branch_backward("module", self.module, grad_output)
         gs = self._branch_backward("shortcut", self.shortcut, grad_output)
         if g.shape != gs.shape:
             raise ValueError(f"the branches' dL/dx have shapes {g.shape} (module) and "
                              f"{gs.shape} (shortcut)")
+        # The sum goes over the module branch's dL/dx when that is a buffer of the branch's
+        # own (read by nothing after this), else into a buffer of this block's.
+        if (g.flags.writeable and g.flags.c_contiguous and not np.may_share_memory(g, gs)
+                and not np.may_share_memory(g, given)
+                and not np.may_share_memory(g, grad_output)):
+            return _core.add(gs, g, out=g)
         return _core.add(gs, g, out=work_like(self, "dx", g.shape, grad_output, g, gs))
 
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
-        out = self.output_shape(shape)  # the sum; dL/dx has the input's shape
-        return 4 * int(np.prod(shape if out is None else out)), 4 * int(np.prod(shape))
+        """The sum's buffer unless it goes over the module branch's output; dL/dx's unless it
+        goes over the module branch's (any branch that computes: not an elementwise one, which
+        may hand its grad_output back). A fused ReLU's masked gradient is counted on its row."""
+        out = self.output_shape(shape)
+        n_out = int(np.prod(shape if out is None else out))
+        over_grad = not getattr(self.module, "layout_agnostic", False)
+        return (4 * (0 if self._sum_over_branch_output() else n_out),
+                4 * (0 if over_grad else int(np.prod(shape))))

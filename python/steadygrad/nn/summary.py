@@ -11,8 +11,9 @@ from steadygrad.nn._layout import FIRST, conversion_bytes
 from steadygrad.nn.container import Sequential
 from steadygrad.nn.conv import _ConvNd
 from steadygrad.nn.dropout import Dropout
-from steadygrad.nn.linear import Identity
+from steadygrad.nn.linear import Flatten, Identity
 from steadygrad.nn.module import Module
+from steadygrad.nn.plan import LayerPlan
 from steadygrad.nn.residual import Residual
 
 if TYPE_CHECKING:
@@ -31,20 +32,36 @@ def _infer_input_shape(model: Module, batch_size: int) -> tuple[int, ...]:
     raise ValueError("summary: cannot infer the input shape; pass input_shape=(features, ...)")
 
 
+def _passes_grad_on(child: Module, lp: LayerPlan) -> bool:
+    """Whether the child's backward hands its grad_output (or a view of it) back."""
+    return (lp.absorbed and lp.producer_masks_grad) or isinstance(child, (Flatten, Identity))
+
+
 def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any]],
           input_grad: bool = True, layout_in: str = FIRST,
-          layout_out: str = FIRST) -> tuple[int, ...]:
+          layout_out: str = FIRST, grad_dead: bool = False) -> tuple[int, ...]:
     """input_grad: whether this module's backward computes dL/dx (Sequential asks it of every
     child but the first, and of the first only when its own caller does). layout_in/out: the
-    layouts the plan gives a channels-last module (nn._layout)."""
+    layouts the plan gives a channels-last module (nn._layout). grad_dead: nothing reads the
+    module's grad_output after its backward (Sequential's grad_is_dead)."""
     if isinstance(m, Sequential):
-        for lp, (key, child) in zip(m.plan(layout_in, layout_out), m._modules.items(),
-                                    strict=True):
+        plan, children = m.plan(layout_in, layout_out), list(m._modules.values())
+        # dead[i]: child i's grad_output is dead after its backward (a buffer of a later child)
+        dead, d = [False] * len(children), grad_dead
+        for i in range(len(children) - 1, -1, -1):
+            dead[i] = d
+            d = d or not _passes_grad_on(children[i], plan[i])
+        for lp, (key, child) in zip(plan, m._modules.items(), strict=True):
             shape = _walk(child, f"{name}.{key}" if name else key, shape, rows,
-                          input_grad or lp.index > 0, lp.layout_in, lp.layout_out)
+                          input_grad or lp.index > 0, lp.layout_in, lp.layout_out,
+                          dead[lp.index])
             if lp.absorbed:  # runs in the previous layer's kernel: no output of its own
                 rows[-1].update(layer=rows[-1]["layer"] + " (fused)", activation_bytes=0)
-                if lp.producer_masks_grad:  # and in its backward: no grad_input either
+                if lp.producer_masks_grad and not (isinstance(m[lp.index - 1], Residual)
+                                                   and not dead[lp.index - 1]):
+                    # and in its backward: no grad_input either (a Residual masks into a
+                    # buffer of the output's size, this row's count, unless it may mask its
+                    # dead grad_output in place)
                     rows[-1].update(workspace_bytes=0)
             if lp.donate_input:  # grad_input written over the dead input buffer
                 rows[-1].update(workspace_bytes=0)
@@ -94,13 +111,15 @@ def _walk(m: Module, name: str, shape: tuple[int, ...], rows: list[dict[str, Any
 
 
 def scratch_bytes(scratches: list[GemmScratch | None]) -> int:
-    """Bytes the thread-local packing buffers reach over the layers' `scratches`: each buffer
+    """Bytes the thread-local packing buffers and driver workspace reach over the layers'
+    `scratches`: each buffer
     is reused and only grows, so it is the max over the layers, per buffer and per thread, not
     the sum."""
     got = [s for s in scratches if s is not None]
     if not got:
         return 0
-    total = max(s["b_shared"] for s in got)  # the calling thread's B panel
+    # the calling thread's B panel and driver workspace
+    total = max(s["b_shared"] for s in got) + max(s.get("driver", 0) for s in got)
     for t in range(max(len(s["a"]) for s in got)):  # team member t's A block, B micropanels
         total += (max(s["a"][t] for s in got if len(s["a"]) > t)
                   + max(s["b_own"][t] for s in got if len(s["b_own"]) > t))
