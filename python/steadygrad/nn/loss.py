@@ -105,7 +105,7 @@ class _Loss:
         assert self._grad is not None
         if self.reduction == "none":
             g = self._upstream(grad_output)
-            np.multiply(self._grad, g[:, None] if self._per_row and self._grad.ndim == 2 else g,
+            np.multiply(self._grad, g[:, None] if self._per_row and self._grad.ndim >= 2 else g,
                         out=self._grad)
         elif grad_output is not None:
             s = real_arg(repr(self), "grad_output (the upstream gradient of a scalar loss)", grad_output)
@@ -140,9 +140,39 @@ def _shape_repr(w: np.ndarray | None) -> str:
 
 
 class _ClassLoss(_Loss):
-    """Class-index losses over (batch, classes): weight (classes,), ignore_index."""
+    """Class-index losses over (batch, classes): weight (classes,), ignore_index. As in torch,
+    the input may also be (batch, classes, d1, ..., dk) with targets (batch, d1, ..., dk) (or
+    probabilities of the input's shape), each position a row, or unbatched (classes,) with a
+    0-d target; the kernels see the rows (`_compute_rows`), a copy with classes last."""
 
     _per_row = True
+
+    def _compute_rows(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
+        raise NotImplementedError
+
+    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
+        if not isinstance(pred, np.ndarray) or not isinstance(target, np.ndarray) or pred.ndim == 2:
+            return self._compute_rows(pred, target)
+        if pred.ndim == 1:  # unbatched: one row
+            loss, grad = self._compute_rows(pred[None], target[None])
+            return (loss.reshape(()) if self.reduction == "none" else loss), (
+                None if grad is None else grad[0])
+        if pred.ndim == 0:
+            raise ValueError(f"input must be (batch, classes, ...) or (classes,), got shape {pred.shape}")
+        n, c, rest = pred.shape[0], pred.shape[1], pred.shape[2:]
+        soft = target.dtype.kind == "f"
+        want = pred.shape if soft else (n, *rest)
+        if target.shape != want:
+            raise ValueError(f"target must have shape {want} for an input of shape {pred.shape} "
+                             f"({'probabilities' if soft else 'class indices'}), got {target.shape}")
+        rows = np.moveaxis(pred, 1, -1).reshape(-1, c)
+        t = np.moveaxis(target, 1, -1).reshape(-1, c) if soft else target.reshape(-1)
+        loss, grad = self._compute_rows(rows, t)
+        if self.reduction == "none":
+            loss = loss.reshape(n, *rest)
+        if grad is not None:
+            grad = np.ascontiguousarray(np.moveaxis(grad.reshape(n, *rest, c), -1, 1))
+        return loss, grad
 
     def __init__(self, weight: object, ignore_index: int, reduction: str) -> None:
         super().__init__(reduction)
@@ -160,7 +190,7 @@ class _ClassLoss(_Loss):
 
 
 class CrossEntropyLoss(_ClassLoss):
-    """Softmax cross-entropy of (batch, classes) logits (torch.nn.CrossEntropyLoss) against
+    """Softmax cross-entropy of (batch, classes[, d1, ...]) logits (torch.nn.CrossEntropyLoss) against
     int32/int64 class indices (class weights, ignore_index, label smoothing; 'mean' divides by
     the summed weight of the targets not ignored) or float32 class probabilities of the logits'
     shape (ignore_index does not apply; 'mean' divides by the batch)."""
@@ -175,7 +205,7 @@ class CrossEntropyLoss(_ClassLoss):
             raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0.0, 1.0], got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
 
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
+    def _compute_rows(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
         return _core.softmax_cross_entropy(pred, target, weight=self.weight,
                                            ignore_index=self.ignore_index,
                                            reduction=self.reduction,
@@ -187,7 +217,7 @@ class CrossEntropyLoss(_ClassLoss):
 
 
 class NLLLoss(_ClassLoss):
-    """Negative log-likelihood of (batch, classes) log-probabilities against int32/int64 class
+    """Negative log-likelihood of (batch, classes[, d1, ...]) log-probabilities against int32/int64 class
     indices (torch.nn.NLLLoss): class weights and ignore_index as CrossEntropyLoss."""
 
     def __init__(self, weight: object = None, size_average: bool | None = None,
@@ -196,7 +226,7 @@ class NLLLoss(_ClassLoss):
         super().__init__(weight, ignore_index,
                          _legacy_reduction("NLLLoss", size_average, reduce, reduction))
 
-    def _compute(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
+    def _compute_rows(self, pred: np.ndarray, target: np.ndarray) -> tuple[Any, np.ndarray | None]:
         return _core.nll_loss(pred, target, weight=self.weight, ignore_index=self.ignore_index,
                               reduction=self.reduction, out=self._out(pred))
 
