@@ -393,3 +393,25 @@ def test_gradient_monitor_on_conv_layers():
     lines = mon.table().splitlines()
     params, layers = lines[1:2 + len(a["param_names"])], lines[2 + len(a["param_names"]):]
     assert len({len(s) for s in params}) == 1 and len({len(s) for s in layers}) == 1
+
+
+def test_check_init_takes_the_indices_of_an_embedding_model() -> None:
+    """A model that starts with nn.Embedding gets its x_probe as integer indices (a float probe
+    is refused as fit refuses it); the indices have no gradient, which is not a non-finite one,
+    and act/in is relative to the embedding rows the rest of the network sees."""
+    import pytest
+
+    import steadygrad as sg
+    from steadygrad import nn
+
+    sg.manual_seed(0)
+    m = nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Linear(32, 16), nn.ReLU(),
+                      nn.Linear(16, 3))
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 50, (20, 4)), rng.integers(0, 3, 20)
+    rep = sg.check_init(m, x, y)
+    assert rep.issues == []
+    assert rep.rows[0]["type"] == "Embedding" and rep.rows[0]["act_scale"] == 1.0
+    assert np.isnan(rep.rows[0]["grad_in_std"]) and rep.rows[0]["finite"]
+    with pytest.raises(TypeError, match="check_init: x_probe must hold integer indices"):
+        sg.check_init(m, x.astype(np.float32), y)

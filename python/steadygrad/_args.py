@@ -1,5 +1,6 @@
-"""The argument checks every tool shares (sg.fit's, DataLoader's): an int count, a bool flag,
-and how a bad value is shown in the message. Imports nothing of steadygrad."""
+"""The argument checks every tool shares (sg.fit's, DataLoader's, check_init's): an int count,
+a bool flag, an input array, and how a bad value is shown in the message. Imports nothing of
+steadygrad."""
 
 from __future__ import annotations
 
@@ -31,3 +32,21 @@ def flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {describe(value)}")
     return bool(value)
+
+
+def features(x: Any, where: str, integer: bool = False) -> np.ndarray:
+    """x as a C-contiguous array with at least one sample: float32, or for a model that takes
+    integer indices (`integer`, intro.integer_input) int32/int64 (other integer types widened
+    to int64)."""
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{where} must be a numeric array, got {describe(arr)}")
+    if arr.ndim == 0 or len(arr) == 0:
+        raise ValueError(f"{where} must hold at least one sample, got {describe(arr)}")
+    if not integer:
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype.kind not in "iu" or not np.can_cast(arr.dtype, np.int64):
+        raise TypeError(f"{where} must hold integer indices (int32 or int64): the model's first "
+                        f"layer takes indices (nn.Embedding), got {describe(arr)}")
+    native = arr.dtype in (np.dtype(np.int32), np.dtype(np.int64))
+    return np.ascontiguousarray(arr if native else arr.astype(np.int64))

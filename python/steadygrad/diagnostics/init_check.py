@@ -14,6 +14,7 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad import nn
+from steadygrad._args import features
 from steadygrad.diagnostics.probe import (
     LayerProbe,
     fan_in,
@@ -125,7 +126,11 @@ def _probe(model: Any, x: np.ndarray, y: np.ndarray | None, loss_fn: Any) -> tup
             dout = loss_fn.backward()
         else:
             dout = np.random.default_rng(0).standard_normal(np.shape(pred)).astype(np.float32)
-        model.backward(dout)
+        # indices have no gradient: an Embedding-first model's backward stops at its weight
+        if x.dtype.kind == "f":
+            model.backward(dout)
+        else:
+            model.backward(dout, input_grad=False)
     grads: Grads = []
     for name, p in model.named_parameters():
         g = p.grad
@@ -142,7 +147,8 @@ def check_init(model: Any, x_probe: Any, y_probe: Any = None, loss_fn: Any = Non
     >50% dead ReLU units, >50% saturated sigmoid/tanh outputs, and non-finite values; names
     the first layer where each starts and suggests a fix. Without y_probe the backward starts
     from a standard-normal output gradient."""
-    x = np.ascontiguousarray(x_probe, dtype=np.float32)
+    integer = intro.integer_input(model)
+    x = features(x_probe, "check_init: x_probe", integer)
     y = None if y_probe is None else np.asarray(y_probe)
     if y is not None and y.dtype.kind == "f":
         y = np.ascontiguousarray(y, dtype=np.float32)
@@ -164,7 +170,10 @@ def check_init(model: Any, x_probe: Any, y_probe: Any = None, loss_fn: Any = Non
 
 def _analyse(model: Any, x: np.ndarray, probe: LayerProbe, grads: Grads, vanish: float,
              explode: float) -> InitReport:
-    in_std = max(unit_std(x), 1e-30)
+    # act/in: relative to the input's spread, or for indices to the first layer's output (the
+    # embedding rows the rest of the network sees)
+    first = probe.forward_stats.get(probe.layers[0][0], {}) if probe.layers else {}
+    in_std = max(unit_std(x) if x.dtype.kind == "f" else first.get("std", 1.0), 1e-30)
     layer_sq: dict[str, float] = {}
     layer_n: dict[str, int] = {}
     for name, g in grads:

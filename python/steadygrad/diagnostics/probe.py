@@ -140,10 +140,11 @@ class LayerProbe:
 
         def backward(dy: np.ndarray, *args: Any, **kwargs: Any) -> Any:
             dx = orig(dy, *args, **kwargs)
-            self.backward_stats[name] = {
-                "grad_out_std": float(np.std(dy, dtype=np.float64)),
-                "grad_in_std": float(np.std(dx, dtype=np.float64)) if dx is not None else float("nan"),
-            }
+            # no dL/dx (a first layer asked not to, an Embedding's indices): no grad_in_std
+            stats = {"grad_out_std": float(np.std(dy, dtype=np.float64))}
+            if dx is not None:
+                stats["grad_in_std"] = float(np.std(dx, dtype=np.float64))
+            self.backward_stats[name] = stats
             return dx
 
         return backward

@@ -14,6 +14,7 @@ import numpy as np
 from steadygrad import _introspect as intro
 from steadygrad._args import count as count
 from steadygrad._args import describe as describe
+from steadygrad._args import features as features
 from steadygrad._args import flag as flag
 from steadygrad.callbacks import Callback
 from steadygrad.optim.lr_scheduler import ReduceLROnPlateau
@@ -37,24 +38,6 @@ class Mode:
 
     def __exit__(self, *exc: object) -> None:
         self.model.train() if self.before else self.model.eval()
-
-
-def features(x: Any, where: str, integer: bool = False) -> np.ndarray:
-    """x as a C-contiguous array with at least one sample: float32, or for a model that takes
-    integer indices (`integer`, intro.integer_input) int32/int64 (other integer types widened
-    to int64)."""
-    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{where} must be a numeric array, got {describe(arr)}")
-    if arr.ndim == 0 or len(arr) == 0:
-        raise ValueError(f"{where} must hold at least one sample, got {describe(arr)}")
-    if not integer:
-        return np.ascontiguousarray(arr, dtype=np.float32)
-    if arr.dtype.kind not in "iu" or not np.can_cast(arr.dtype, np.int64):
-        raise TypeError(f"{where} must hold integer indices (int32 or int64): the model's first "
-                        f"layer takes indices (nn.Embedding), got {describe(arr)}")
-    native = arr.dtype in (np.dtype(np.int32), np.dtype(np.int64))
-    return np.ascontiguousarray(arr if native else arr.astype(np.int64))
 
 
 def targets(y: Any, where: str) -> np.ndarray:
