@@ -216,3 +216,16 @@ def test_optim_row_takes_torchs_fastest_implementation() -> None:
     row = optim._row(failed, None)
     assert (row["torch_impl"], row["torch_x"]) == ("fused", pytest.approx(3.0))
     assert row["torch_impl_ms"] == {"fused": pytest.approx(30.0), "foreach": None}
+
+
+def test_optim_configs_pick_optimizers_at_every_size() -> None:
+    """--configs on the optim suite: only the named optimizers, at every full size, with and
+    without clipping, after the bandwidth probe."""
+    from steadygrad.bench import optim as bench_optim
+
+    s = bench_optim.OptimSuite()
+    assert set(s.config_names) == set(bench_optim.OPTS)
+    keys = [c.key for c in s.named_cases(["Adagrad", "NAdam"])]
+    assert keys[0] == bench_optim.PROBE_KEY
+    assert keys[1:] == [f"{size} {name}{clip}" for size in bench_optim.SIZES
+                        for name in ("Adagrad", "NAdam") for clip in ("", " clip")]

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="every size, more repetitions")
     p.add_argument("--configs", default=None, metavar="NAMES",
                    help="train and memory: only these configurations, comma-separated "
-                        "(MLPs S, M, L; CNNs C1, C2), with the size's repetitions")
+                        "(MLPs S, M, L; CNNs C1, C2), with the size's repetitions; optim: "
+                        "only these optimizers (e.g. Adagrad,NAdam) at every size")
     p.add_argument("--compare", default=",".join(PEERS),
                    help="peers to run beside steadygrad: numpy,torch,jax (or none)")
     p.add_argument("--json", metavar="PATH", help="write every figure and the machine to PATH")

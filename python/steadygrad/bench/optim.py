@@ -13,6 +13,7 @@ figure (the row names it), as for SGD-momentum (fused and foreach); NAdam and RM
 foreach only (no fused kernel for them in torch 2.13).
 
     steadygrad-bench optim --full --threads 2 --compare torch --json benchmarks/runs/optim.json
+    steadygrad-bench optim --configs Adagrad,NAdam --threads 2    those optimizers, every size
     python benchmarks/bench_optim.py --full --threads 2     the same, as a script
 """
 
@@ -135,11 +136,19 @@ class OptimSuite(suite.BaseSuite):
         "quick": suite.Plan(repeat=5, min_time=0.03, warmup=3, warmup_s=0.02),
         "full": suite.Plan(repeat=12, rounds=3, min_time=0.03, warmup=3, warmup_s=0.02)}
 
+    config_names = tuple(OPTS)  # --configs Adagrad,NAdam: those optimizers at every full size
+
     def cases(self, size: suite.Size) -> list[suite.Case]:
         sizes = list(TINY_SIZES if size == "tiny" else SIZES if size == "full" else ["262k"])
         names = list(OPTS) if size == "full" else ["Adam"]
+        return self._cases(sizes, names, (1 if size == "tiny" else 64) << 20)
+
+    def named_cases(self, names: list[str]) -> list[suite.Case]:
+        return self._cases(list(SIZES), names, 64 << 20)
+
+    def _cases(self, sizes: list[str], names: list[str], probe_numel: int) -> list[suite.Case]:
         probe = {"probe_rw": suite.STEADYGRAD, "probe_read": suite.STEADYGRAD}
-        out = [suite.Case(PROBE_KEY, {"numel": (1 if size == "tiny" else 64) << 20}, probe)]
+        out = [suite.Case(PROBE_KEY, {"numel": probe_numel}, probe)]
         for s in sizes:
             for name in names:
                 for clip in (False, True):
