@@ -18,7 +18,9 @@ import pytest
 # _core functions that are not kernels: runtime control and introspection.
 NOT_KERNELS = frozenset({"cpu_info", "get_isa", "set_isa", "get_num_threads", "set_num_threads",
                          "_gemm_uses_sup", "_gemm_workspace_bytes", "_gemm_constants",
-                         "linear_scratch", "conv2d_scratch"})
+                         "linear_scratch", "conv2d_scratch", "depthwise_conv2d_scratch",
+                         "pool2d_scratch", "adaptive_avg_pool2d_scratch",
+                         "kernel_heap_allocations"})
 # Kernels that take the ISA path as an argument instead of running on the active one.
 ISA_ARGUMENT = frozenset({"_fma_peak_gflops"})
 
