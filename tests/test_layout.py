@@ -20,7 +20,7 @@ TOOLS = {
     "callbacks": {"_introspect"},
     "checkpoint": {"_introspect"},
     "progress": set(),
-    "diagnostics": {"_introspect", "callbacks", "nn", "ops"},
+    "diagnostics": {"_args", "_introspect", "callbacks", "nn", "ops"},
     "_args": set(),
     "data": {"_args", "random"},
     "metrics": set(),

@@ -146,6 +146,9 @@ class OptimSuite(suite.BaseSuite):
     def named_cases(self, names: list[str]) -> list[suite.Case]:
         return self._cases(list(SIZES), names, 64 << 20)
 
+    def config_of(self, case: suite.Case) -> str | None:
+        return case.params.get("optimizer")
+
     def _cases(self, sizes: list[str], names: list[str], probe_numel: int) -> list[suite.Case]:
         probe = {"probe_rw": suite.STEADYGRAD, "probe_read": suite.STEADYGRAD}
         out = [suite.Case(PROBE_KEY, {"numel": probe_numel}, probe)]

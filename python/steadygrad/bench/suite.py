@@ -126,6 +126,10 @@ class Suite(Protocol):
         --configs runs instead of the size's cases."""
         ...
 
+    def config_of(self, case: Case) -> str | None:
+        """The configuration a case belongs to (None: a case every run has, e.g. a probe)."""
+        ...
+
     def measure(self, case: Case, contender: str, plan: Plan) -> dict[str, Any]:
         """Runs in the worker process, after the contender's framework is imported and
         sized: the contender's figures (`timing.timed(...)` for a timing suite)."""
@@ -152,6 +156,9 @@ class BaseSuite:
 
     def named_cases(self, names: list[str]) -> list[Case]:
         raise ValueError(f"suite {self.name!r} has no named configurations")
+
+    def config_of(self, case: Case) -> str | None:
+        return case.key if self.config_names else None
 
 
 def load(name: str) -> Suite:
