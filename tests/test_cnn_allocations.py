@@ -7,31 +7,21 @@ the Python side's arrays."""
 
 from __future__ import annotations
 
-import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
 import pytest
+from cnn_blocks import resblock, traced_peak
 
 import steadygrad as sg
 from steadygrad import _core, nn, optim
 from steadygrad.nn.summary import scratch_bytes
 
-
-def _resblock(cin: int, cout: int, stride: int) -> nn.Module:
-    body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-                         nn.BatchNorm2d(cout))
-    short = None if stride == 1 and cin == cout else nn.Sequential(
-        nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-    return nn.Sequential(nn.Residual(body, shortcut=short), nn.ReLU())
-
-
 NETS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     # strided convolutions (the stride-phase dL/dx), residual blocks, adaptive pooling
     "resnet": (lambda: nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        _resblock(8, 8, 1), _resblock(8, 16, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        resblock(8, 8, 1), resblock(8, 16, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         nn.Linear(16, 10)), (3, 16, 16)),
     # depthwise (with a channel multiplier), max and average pooling, 1-d layers
     "depthwise": (lambda: nn.Sequential(
@@ -72,13 +62,7 @@ def test_cnn_training_step_allocates_nothing_after_warm_up(name: str, threads: i
     try:
         step()  # warm-up: buffers, scratch and the plan are made here
         before = _core.kernel_heap_allocations()
-        tracemalloc.start()
-        try:
-            for _ in range(3):
-                step()
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        peak = traced_peak(step)
         grown = _core.kernel_heap_allocations() - before
     finally:
         sg.set_num_threads(old)

@@ -23,15 +23,9 @@ MAX_ABS_BYTES = 1 << 20  # below this the allocator's granularity is the error: 
 
 
 def _nets() -> dict[str, tuple[object, tuple[int, ...], int]]:
-    from steadygrad import nn
+    from cnn_blocks import resblock
 
-    def resblock(cin: int, cout: int, stride: int) -> nn.Module:
-        body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                             nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-                             nn.BatchNorm2d(cout))
-        short = None if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        return nn.Sequential(nn.Residual(body, shortcut=short), nn.ReLU())
+    from steadygrad import nn
 
     return {
         "C1": (lambda: nn.Sequential(

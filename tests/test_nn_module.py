@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from cnn_blocks import traced_peak
 from conftest import assert_close, gemm_tolerance
 
 import steadygrad as sg
@@ -288,7 +289,6 @@ def test_custom_module_without_output_shape_works_in_sequential(rng: np.random.G
 
 @pytest.mark.parametrize("kind", ["mixed", "bn_mlp"])
 def test_steady_state_training_step_allocates_no_arrays(rng: np.random.Generator, kind: str) -> None:
-    import tracemalloc
 
     if kind == "mixed":
         m = nn.Sequential(nn.Linear(100, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.1),
@@ -308,11 +308,5 @@ def test_steady_state_training_step_allocates_no_arrays(rng: np.random.Generator
         opt.step()
 
     step()
-    tracemalloc.start()
-    try:
-        for _ in range(3):
-            step()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced_peak(step)
     assert peak < 32 * 1024, f"{peak} bytes allocated in steady state (one activation is 128 KiB)"
