@@ -3,7 +3,8 @@ forward and the stride-1 dL/dx read their window taps in place through row point
 give bitwise what gemm_f32's packed path gives on the explicit im2col matrix (same k blocks,
 same FMA chain, same epilogue) — per ISA path and thread count, at depths beyond one k block,
 with padding, dilation, stride, channel counts off the register tile, and the dense window
-rows of a 3-channel stem."""
+rows of a 3-channel stem. (Runs shorter than kIgemmMinRun, as the stem's, take the packed gather
+instead: the same equality holds for them.)"""
 
 from __future__ import annotations
 

@@ -238,11 +238,15 @@ def _conv_gemms(g: _core.ConvGeometry, input_grad: bool) -> list[tuple[int, int,
     if taps == 1 and (g.sh, g.sw, g.ph0, g.ph1, g.pw0, g.pw1) == (1, 1, 0, 0, 0, 0):
         calls = [(m, cog, cig, False, True), (cog, cig, m, True, False)]
         return calls + ([(mi, cig, cog, False, False)] if input_grad else [])
-    calls = [(m, cog, taps * cig, True, None), (cog, taps * cig, m, True, False)]
+    # the indirect GEMM where its runs (a dense window row of kw * cig, else a tap's channels)
+    # reach kIgemmMinRun = 16 k steps (cpp/conv/conv_igemm.h), else the packed gather
+    fwd_run = g.kw * cig if g.dw == 1 and g.groups == 1 else cig
+    fwd = None if fwd_run >= 16 else False
+    calls = [(m, cog, taps * cig, True, fwd), (cog, taps * cig, m, True, False)]
     if not input_grad:
         return calls
     if (g.sh, g.sw) == (1, 1):
-        return [*calls, (mi, cig, taps * cog, True, None)]
+        return [*calls, (mi, cig, taps * cog, True, None if cog >= 16 else False)]
 
     def axis(r: int, size: int, k: int, s: int, dil: int, pad: int) -> tuple[int, int]:
         """A stride phase's pixels and taps along one axis (dL/dx by stride phase)."""

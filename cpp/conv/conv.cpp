@@ -37,6 +37,23 @@ void permute_weight_rows(float* dw, float* tmp, int64_t rows, int64_t cig, int64
   }
 }
 
+// C (m, n) = the gathered image a times the gathered weight b: on the indirect kernel where its
+// runs are long enough, else the GEMM with a packed gather (bitwise the same result).
+void image_gemm(const ImageGather& a, const WeightGather& b, int64_t m, int64_t n, int64_t k,
+                float* c, int64_t ldc, const float* bias, Activation act) {
+  const GemmPackSource b_src{&pack_weight, &b};
+  if (conv_igemm_pays(a)) return conv_igemm(a, b_src, m, n, k, c, ldc, bias, act);
+  const GemmPackSource a_src{&pack_image, &a};
+  gemm_f32_src(true, false, m, n, k, 1.0f, nullptr, 0, &a_src, nullptr, 0, &b_src, 0.0f, c, ldc,
+               bias, act);
+}
+
+GemmWorkspace image_gemm_workspace(const ImageGather& a, int64_t m, int64_t n, int64_t k,
+                                   int64_t threads) {
+  return conv_igemm_pays(a) ? conv_igemm_workspace(m, n, k, threads)
+                            : gemm_workspace(true, m, n, k, 0, threads);
+}
+
 // Per-group sizes of one geometry.
 struct GroupDims {
   int64_t cig, cog, taps, depth;  // depth = taps * cig: the forward's and dL/dw's K
@@ -147,7 +164,7 @@ void conv2d_forward_f32(float* y, const float* x, const float* w, const float* b
     }
     const ImageGather as{&g, x + grp * d.cig, d.cig, g.c_in, false};
     const WeightGather bs{wg, d.cig, d.depth, d.taps};  // (t * cig + ci, co) = w[co, ci, t]
-    conv_igemm(as, GemmPackSource{&pack_weight, &bs}, m, d.cog, d.depth, yg, g.c_out, bg, act);
+    image_gemm(as, bs, m, d.cog, d.depth, yg, g.c_out, bg, act);
   }
 }
 
@@ -193,8 +210,7 @@ void conv2d_backward_f32(float* dx, float* dw, float* db, const float* dy, const
     }
     const ImageGather as{&g, dy + grp * d.cog, d.cog, g.c_out, true};
     const WeightGather bs{wg, d.cog, d.taps, d.depth};  // (t * cog + co, ci) = w[co, ci, t]
-    conv_igemm(as, GemmPackSource{&pack_weight, &bs}, mi, d.cig, d.taps * d.cog, dxg, g.c_in,
-               nullptr, Activation::none);
+    image_gemm(as, bs, mi, d.cig, d.taps * d.cog, dxg, g.c_in, nullptr, Activation::none);
   }
 }
 
@@ -211,11 +227,13 @@ GemmScratch conv2d_scratch(const ConvGeometry& g, bool input_grad, int64_t threa
     if (input_grad) s.add(gemm_workspace(false, mi, d.cig, d.cog, g.c_out, threads));
     return s;
   }
-  s.add(conv_igemm_workspace(m, d.cog, d.depth, threads));
+  // The sources the drivers above gather from (their pointers do not matter here).
+  const ImageGather fwd{&g, nullptr, d.cig, g.c_in, false}, bwd{&g, nullptr, d.cog, g.c_out, true};
+  s.add(image_gemm_workspace(fwd, m, d.cog, d.depth, threads));
   s.add(gemm_workspace(true, d.cog, d.depth, m, g.c_out, threads));
   if (!input_grad) return s;
   if (g.sh == 1 && g.sw == 1) {
-    s.add(conv_igemm_workspace(mi, d.cig, d.taps * d.cog, threads));
+    s.add(image_gemm_workspace(bwd, mi, d.cig, d.taps * d.cog, threads));
     return s;
   }
   for_each_phase(g, PhaseTaps{}, [&](int64_t, int64_t, const PhaseAxis& ay, const PhaseAxis& ax) {

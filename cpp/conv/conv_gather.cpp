@@ -7,47 +7,6 @@
 
 namespace sg::conv_gather {
 
-const float* tap_source(const ImageGather& s, const RowPixel& r, int64_t ky, int64_t kx) {
-  const ConvGeometry& g = *s.g;
-  if (!r.live) return nullptr;
-  if (!s.transposed) {
-    const int64_t iy = r.y + ky * g.dh, ix = r.x + kx * g.dw;
-    if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return nullptr;
-    return s.src + ((r.n * g.h + iy) * g.w + ix) * s.ld;
-  }
-  const int64_t ny = r.y + g.ph0 - ky * g.dh, nx = r.x + g.pw0 - kx * g.dw;
-  if (ny < 0 || nx < 0) return nullptr;
-  int64_t oy = ny, ox = nx;
-  if (g.sh != 1 || g.sw != 1) {  // only every stride-th pixel starts a window
-    if (ny % g.sh || nx % g.sw) return nullptr;
-    oy = ny / g.sh, ox = nx / g.sw;
-  }
-  if (oy >= g.oh || ox >= g.ow) return nullptr;
-  return s.src + ((r.n * g.oh + oy) * g.ow + ox) * s.ld;
-}
-
-void decode_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t MR, TileRows& t) {
-  const ConvGeometry& g = *s.g;
-  const int64_t ph = s.transposed ? g.h : g.oh, pw = s.transposed ? g.w : g.ow;
-  t.inner = s.transposed ? g.sh == 1 && g.sw == 1 : true;
-  int64_t n = i0 / (ph * pw), y = i0 / pw % ph, x = i0 % pw;
-  for (int64_t r = 0; r < MR; ++r) {
-    const RowPixel& q = t.px[r] = s.transposed
-                                      ? RowPixel{n, y, x, r < rows}
-                                      : RowPixel{n, y * g.sh - g.ph0, x * g.sw - g.pw0, r < rows};
-    if (!s.transposed) {
-      t.base[r] = ((q.n * g.h + q.y) * g.w + q.x) * s.ld;
-      t.inner = t.inner && q.live && q.y >= 0 && q.y + (g.kh - 1) * g.dh < g.h && q.x >= 0 &&
-                q.x + (g.kw - 1) * g.dw < g.w;
-    } else {  // stride 1: tap (ky, kx) reads output pixel (y + ph0 - ky dh, x + pw0 - kx dw)
-      t.base[r] = ((q.n * g.oh + q.y + g.ph0) * g.ow + q.x + g.pw0) * s.ld;
-      t.inner = t.inner && q.live && q.y + g.ph0 - (g.kh - 1) * g.dh >= 0 && q.y + g.ph0 < g.oh &&
-                q.x + g.pw0 - (g.kw - 1) * g.dw >= 0 && q.x + g.pw0 < g.ow;
-    }
-    if (++x == pw) x = 0, y = y + 1 == ph ? (++n, 0) : y + 1;
-  }
-}
-
 // kMR: the micropanel height when it is one the ISAs use (the copies unroll), 0 for any.
 template <int kMR>
 void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p0, int64_t kc,

@@ -50,6 +50,11 @@ void tile_runs(const ImageGather& s, const TileRows& tr, int64_t mr, int64_t k, 
 
 }  // namespace
 
+bool conv_igemm_pays(const ImageGather& a) {
+  const bool dense = !a.transposed && a.g->dw == 1 && a.ld == a.nch;
+  return (dense ? a.g->kw * a.nch : a.nch) >= kIgemmMinRun;
+}
+
 GemmWorkspace conv_igemm_workspace(int64_t m, int64_t n, int64_t k, int64_t threads) {
   const int64_t NR = gemm_ukernel().nr;
   GemmWorkspace w;

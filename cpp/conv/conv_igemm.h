@@ -16,6 +16,14 @@ namespace sg::conv_gather {
 void conv_igemm(const ImageGather& a, const GemmPackSource& b, int64_t m, int64_t n, int64_t k,
                 float* c, int64_t ldc, const float* bias, Activation act);
 
+// Whether conv_igemm beats the packed gather for this source: each run (a window row of kw * nch
+// floats when windows are dense, else one tap's nch) must be at least kMinRun k steps, or the
+// per-run pointer loads and loop entry cost more than the copies they save (measured by callgrind
+// on C2's stem, 3 channels: +7.5% instructions through the indirect kernel). Either way the
+// result is bitwise the same.
+constexpr int64_t kIgemmMinRun = 16;
+bool conv_igemm_pays(const ImageGather& a);
+
 // What conv_igemm grows: the whole packed B in the caller's shared-B buffer (the row-pointer
 // tables per thread are a few hundred bytes, not counted).
 GemmWorkspace conv_igemm_workspace(int64_t m, int64_t n, int64_t k, int64_t threads);
