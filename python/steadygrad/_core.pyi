@@ -365,6 +365,9 @@ class GradPreHyper:
     maximize: bool
 
 # `pre = ...` below: the binding's default is GradPreHyper() (grad_scale 1, no clamp).
+# The *Hyper classes below are parallel on purpose (the duplicates tool pairs their field
+# lists): one bound struct per optimizer, each field typed, as cpp/bindings/optim/hyper.cpp
+# binds them.
 class AdamHyper:
     def __init__(
         self,

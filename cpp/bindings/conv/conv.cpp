@@ -121,6 +121,8 @@ void register_conv(py::module_& m) {
       "without reading. grad_input may be input itself.",
       arg("grad_output"), arg("input"), arg("weight"), arg("geom"), arg("grad_weight"),
       arg("grad_bias") = py::none());
+  // The *_scratch introspection bindings of the conv family (conv2d, depthwise, pool2d) are
+  // parallel on purpose: one per kernel family, each sized by that family's C++ function.
   m.def("conv2d_scratch", &conv2d_scratch_bytes, arg("geom"), py::kw_only(),
         arg("input_grad") = true, arg("threads") = py::none(),
         "Bytes of GEMM scratch (packing buffers, reused across calls and only growing) that a "
