@@ -81,10 +81,12 @@ void conv_igemm(const ImageGather& a, const GemmPackSource& b, int64_t m, int64_
 #pragma omp parallel for schedule(static) if (parallel) num_threads(num_threads())
   for (int64_t t = 0; t < tiles; ++t) {
     thread_local TileRuns runs;
+    // The zero run padding taps and dead rows point at: zeroed when it grows, not per tile.
     thread_local AlignedBuffer zero_buf;
+    thread_local int64_t zeroed = 0;
     const int64_t unit = std::max(a.g->kw * a.nch, a.nch);
     float* zero = zero_buf.get(static_cast<size_t>(unit));
-    std::fill(zero, zero + unit, 0.0f);
+    if (unit > zeroed) std::fill(zero, zero + unit, 0.0f), zeroed = unit;
     const int64_t i0 = t * MR, mr = std::min(MR, m - i0);
     TileRows tr;
     decode_rows(a, i0, mr, MR, tr);
