@@ -126,15 +126,6 @@ ADAGRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("clip", CLIPS, ids=CLIP_IDS)
-@pytest.mark.parametrize("case", ADAGRAD_CASES,
-                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()) or "default")
-@pytest.mark.parametrize("maximize", [False, True])
-def test_adagrad_matches_torch(clip, case, maximize):
-    kw = dict(lr=5e-2, maximize=maximize, **case)
-    check(optim.Adagrad, torch.optim.Adagrad, kw, clip, state=("sum",))
-
-
 NADAM_CASES = [
     dict(),
     dict(weight_decay=0.1),
@@ -145,13 +136,20 @@ NADAM_CASES = [
 ]
 
 
+# (name, ours, torch's, lr, state buffers compared, options) for the optimizers added later
+LATER_CASES = [("Adagrad", optim.Adagrad, torch.optim.Adagrad, 5e-2, ("sum",), c)
+               for c in ADAGRAD_CASES] + [
+    ("NAdam", optim.NAdam, torch.optim.NAdam, 1e-2, ("exp_avg", "exp_avg_sq", "mu_product"), c)
+    for c in NADAM_CASES]
+
+
 @pytest.mark.parametrize("clip", CLIPS, ids=CLIP_IDS)
-@pytest.mark.parametrize("case", NADAM_CASES,
-                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()) or "default")
+@pytest.mark.parametrize("spec", LATER_CASES, ids=lambda s: s[0] + "-" + (
+    "-".join(f"{k}{v}" for k, v in s[5].items()) or "default"))
 @pytest.mark.parametrize("maximize", [False, True])
-def test_nadam_matches_torch(clip, case, maximize):
-    kw = dict(lr=1e-2, maximize=maximize, **case)
-    check(optim.NAdam, torch.optim.NAdam, kw, clip, state=("exp_avg", "exp_avg_sq", "mu_product"))
+def test_adagrad_and_nadam_match_torch(clip, spec, maximize):
+    _, ours, theirs, lr, state, case = spec
+    check(ours, theirs, dict(lr=lr, maximize=maximize, **case), clip, state=state)
 
 
 GROUPS = [{"weight_decay": 0.1}, {"lr": 3e-3, "weight_decay": 0.0}]
