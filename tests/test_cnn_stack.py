@@ -91,13 +91,12 @@ def _load(twin: torch.nn.Module, model: nn.Module, params_only: bool = False) ->
     twin.load_state_dict(sd, strict=not params_only)
 
 
-def _compare_pass(model: nn.Sequential, twin: torch.nn.Module, root: Any, x: np.ndarray,
-                  dy: np.ndarray, what: str) -> None:
-    """One forward + backward of ours and of the twin (dL/dy = dy), all results within their
-    bounds: output, dL/dx, every parameter gradient, every running statistic."""
-    model.zero_grad()
-    y = model(x).copy()
-    dx = model.backward(dy).copy()
+def _against_twin(model: nn.Module, twin: torch.nn.Module, root: Any, x: np.ndarray,
+                  dy: np.ndarray, y: np.ndarray, dx: np.ndarray, what: str,
+                  scale: float = 1.0) -> None:
+    """Our output y, dL/dx and parameter gradients (each times `scale`: 1 + an injected bias
+    for the bounds' tightness check) against the float64 twin's forward + backward of (x, dy),
+    within the bounds propagated through the twin's tree."""
     for node in walk(root):
         node.grads = {}
     xt = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
@@ -106,13 +105,21 @@ def _compare_pass(model: nn.Sequential, twin: torch.nn.Module, root: Any, x: np.
     (yt * torch.from_numpy(dy.astype(np.float64))).sum().backward()
     ey = root.fwd(np.zeros(x.shape))
     _, edx = root.bwd(np.zeros(dy.shape))
-    assert_close(y, as_np(yt), SLACK * ey, what=f"{what}: output")
-    assert_close(dx, as_np(xt.grad), SLACK * edx, what=f"{what}: dL/dx")
+    assert_close(y * scale, as_np(yt), SLACK * ey, what=f"{what}: output")
+    assert_close(dx * scale, as_np(xt.grad), SLACK * edx, what=f"{what}: dL/dx")
     tparams = dict(twin.named_parameters())
     for name, p in model.named_parameters():
         assert p.grad is not None, name
-        assert_close(p.grad, as_np(tparams[name].grad), SLACK * grad_bound(root, p),
+        assert_close(p.grad * scale, as_np(tparams[name].grad), SLACK * grad_bound(root, p),
                      what=f"{what}: grad {name}")
+
+
+def _compare_pass(model: nn.Sequential, twin: torch.nn.Module, root: Any, x: np.ndarray,
+                  dy: np.ndarray, what: str) -> None:
+    """One forward + backward of ours and of the twin (dL/dy = dy), all results within their
+    bounds: output, dL/dx, every parameter gradient, every running statistic."""
+    model.zero_grad()
+    _against_twin(model, twin, root, x, dy, model(x).copy(), model.backward(dy).copy(), what)
     tbufs = dict(twin.named_buffers())
     bns = {id(b.sg_mod): b for b in walk(root) if isinstance(b, BN)}
     for mname, m in model.named_modules():
@@ -192,19 +199,8 @@ def _leaf_check(child: nn.Module, x: np.ndarray, dy: np.ndarray, what: str,
     _load(twin, model)
     twin.train(model.training)
     model.zero_grad()
-    y = model(x) * (1 + bias)
-    dx = model.backward(dy) * (1 + bias)
-    xt = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
-    yt = root.forward(xt)
-    (yt * torch.from_numpy(dy.astype(np.float64))).sum().backward()
-    ey = root.fwd(np.zeros(x.shape))
-    _, edx = root.bwd(np.zeros(dy.shape))
-    assert_close(y, as_np(yt), SLACK * ey, what=f"{what}: output")
-    assert_close(dx, as_np(xt.grad), SLACK * edx, what=f"{what}: dL/dx")
-    tparams = dict(twin.named_parameters())
-    for name, p in model.named_parameters():
-        assert_close(p.grad * (1 + bias), as_np(tparams[name].grad), SLACK * grad_bound(root, p),
-                     what=f"{what}: grad {name}")
+    y = model(x).copy()
+    _against_twin(model, twin, root, x, dy, y, model.backward(dy).copy(), what, 1 + bias)
 
 
 def _inputs_and_grads(model: nn.Sequential, x: np.ndarray, g: np.ndarray
