@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <string>
 
 #include "isa/cpu_features.h"
 #include "isa/dispatch_table.h"
@@ -29,7 +30,11 @@ const char* isa_name(Isa isa) {
 
 bool isa_supported(Isa isa) {
   switch (isa) {
+#if defined(SG_X86_AVX512)
     case Isa::avx512: return cpu_features().avx512;
+#else
+    case Isa::avx512: return false;  // built without its kernels (SG_AVX512=OFF)
+#endif
     case Isa::avx2: return cpu_features().avx2_fma;
     default: return true;
   }
@@ -60,6 +65,13 @@ bool set_active_isa(const std::string& name, std::string* error) {
     return false;
   }
   if (!isa_supported(want)) {
+#if !defined(SG_X86_AVX512)
+    if (want == Isa::avx512 && cpu_features().avx512) {
+      *error = "ISA 'avx512' was left out of this build (SG_AVX512=OFF; best available: '" +
+               std::string(isa_name(best_isa())) + "')";
+      return false;
+    }
+#endif
     *error = "ISA '" + name + "' is not supported by this CPU/OS (best available: '" +
              isa_name(best_isa()) + "')";
     return false;

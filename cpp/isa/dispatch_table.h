@@ -48,6 +48,12 @@ class DispatchTable : public DispatchSlot {
 #else
 #define SG_X86_TABLE(t) nullptr
 #endif
+// The AVX-512 tables exist only where their files were built (CMake option SG_AVX512).
+#if defined(SG_X86_AVX512)
+#define SG_AVX512_TABLE(t) (&(t))
+#else
+#define SG_AVX512_TABLE(t) nullptr
+#endif
 
 // In a family header: declares its tables `tables`__generic/__avx2/__avx512 (each defined in
 // the matching *__<isa>.cpp file), its DispatchTable, and the accessors: accessor() is the
@@ -63,7 +69,7 @@ class DispatchTable : public DispatchSlot {
 // In the family's *__generic.cpp, the one file of a family always compiled, with baseline flags.
 #define SG_DEFINE_DISPATCH(T, tables)                                                   \
   DispatchTable<T> tables##__dispatch {                                                 \
-    &tables##__generic, SG_X86_TABLE(tables##__avx2), SG_X86_TABLE(tables##__avx512) \
+    &tables##__generic, SG_X86_TABLE(tables##__avx2), SG_AVX512_TABLE(tables##__avx512) \
   }
 
 }  // namespace sg
