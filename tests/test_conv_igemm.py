@@ -2,8 +2,9 @@
 forward and the stride-1 dL/dx read their window taps in place through row pointers, and must
 give bitwise what gemm_f32's packed path gives on the explicit im2col matrix (same k blocks,
 same FMA chain, same epilogue) — per ISA path and thread count, at depths beyond one k block,
-with padding, dilation, stride, channel counts off the register tile, and the dense window
-rows of a 3-channel stem. (Runs shorter than kIgemmMinRun, as the stem's, take the packed gather
+with padding, dilation, stride, channel counts off the register tile, and dense window rows
+(the 3-channel stem's forward; every dL/dx here with groups 1 and dilation 1, whose window rows
+are read as one run of kw * c_out floats). (Runs shorter than kIgemmMinRun, as the stem's, take the packed gather
 instead: the same equality holds for them.)"""
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def _geom(spec: tuple[int, ...]) -> Any:
 
 def _taps(g: Any, src: np.ndarray, transposed: bool) -> np.ndarray:
     """The im2col of the gathered A, tap-major: rows are output pixels (forward) or input
-    pixels (transposed, stride 1), column t * nch + c channel c of the pixel tap t reads."""
+    pixels (transposed, stride 1), column t * nch + c channel c of the pixel tap t reads. Tap t
+    is window tap (ky, kx) with t = ky * kw + kx forward, t = ky * kw + kw - 1 - kx transposed
+    (the order in which a window row's taps read ascending addresses: tap_of in conv_gather.h)."""
     rows_hw = (g.h, g.w) if transposed else (g.oh, g.ow)
     src_hw = (g.oh, g.ow) if transposed else (g.h, g.w)
     nch = src.shape[-1]
@@ -48,8 +51,9 @@ def _taps(g: Any, src: np.ndarray, transposed: bool) -> np.ndarray:
                         sy, sx = y + g.ph0 - ky * g.dh, x + g.pw0 - kx * g.dw
                     else:
                         sy, sx = y * g.sh - g.ph0 + ky * g.dh, x * g.sw - g.pw0 + kx * g.dw
+                    t = ky * g.kw + (g.kw - 1 - kx if transposed else kx)
                     if 0 <= sy < src_hw[0] and 0 <= sx < src_hw[1]:
-                        out[:, y, x, ky * g.kw + kx] = src[:, sy, sx]
+                        out[:, y, x, t] = src[:, sy, sx]
     return out.reshape(-1, g.kh * g.kw * nch)
 
 
@@ -77,6 +81,7 @@ def test_indirect_gemm_is_the_packed_gemm_bit_for_bit(isa: str, threads: int,
         if g.sh == 1:
             dx = np.empty_like(x)
             _core.conv2d_backward(dy, x, w, g, np.empty_like(w), grad_input=dx)
-            w_dx = w.reshape(g.c_out, g.c_in, taps).transpose(2, 0, 1).reshape(-1, g.c_in)
+            w_rev = w[:, :, :, ::-1].reshape(g.c_out, g.c_in, taps)  # the transposed tap order
+            w_dx = w_rev.transpose(2, 0, 1).reshape(-1, g.c_in)
             want_dx = _packed_gemm(_taps(g, dy, transposed=True), w_dx)
             np.testing.assert_array_equal(dx.reshape(-1, g.c_in), want_dx)

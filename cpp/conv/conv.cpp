@@ -209,7 +209,8 @@ void conv2d_backward_f32(float* dx, float* dw, float* db, const float* dy, const
       continue;
     }
     const ImageGather as{&g, dy + grp * d.cog, d.cog, g.c_out, true};
-    const WeightGather bs{wg, d.cog, d.taps, d.depth};  // (t * cog + co, ci) = w[co, ci, t]
+    // (t * cog + co, ci) = w[co, ci, taps[t]], in the transposed gather's tap order (tap_of)
+    const WeightGather bs{wg, d.cog, d.taps, d.depth, nullptr, g.kw};
     image_gemm(as, bs, mi, d.cig, d.taps * d.cog, dxg, g.c_in, nullptr, Activation::none);
   }
 }

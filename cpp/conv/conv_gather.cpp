@@ -27,7 +27,8 @@ void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p
       const int64_t c0 = std::max(p0, ky * row_len) - ky * row_len;
       const int64_t c1 = std::min(p0 + kc, (ky + 1) * row_len) - ky * row_len;
       const float* sp[kCap];
-      for (int64_t r = 0; r < MR; ++r) sp[r] = s.src + (base[r] + ky * window_row_stride(s));
+      const int64_t delta = dense_row_offset(s, ky);
+      for (int64_t r = 0; r < MR; ++r) sp[r] = s.src + (base[r] + delta);
       float* dd = d + (ky * row_len + c0 - p0) * MR;
       for (int64_t c = c0; c < c1; ++c, dd += MR) {
 #pragma GCC unroll 16
@@ -38,7 +39,8 @@ void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p
   }
   const int64_t t0 = p0 / nch, t1 = (p0 + kc - 1) / nch;
   for (int64_t t = t0; t <= t1; ++t) {
-    const int64_t ky = t / g.kw, kx = t % g.kw;
+    int64_t ky, kx;
+    tap_of(s, t, ky, kx);
     const float* sp[kCap];
     bool all = true;
     if (inner) {
@@ -78,12 +80,14 @@ void pack_image(const void* ctx, int64_t i0, int64_t rows, int64_t p0, int64_t k
 }
 
 
-void pack_phase(const void* ctx, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
-                int64_t width, float* d) {
-  const PhaseGather& s = *static_cast<const PhaseGather*>(ctx);
+// kMR as in gather_image_rows: the ISAs' micropanel heights get unrolled copies.
+template <int kMR>
+void gather_phase_rows(const PhaseGather& s, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
+                       int64_t width, float* d) {
+  constexpr int kCap = kMR ? kMR : kMaxRows;
+  const int64_t MR = kMR ? kMR : width;
   const ConvGeometry& g = *s.g;
-  const int64_t MR = width, nch = s.nch;
-  constexpr int64_t kCap = 32;
+  const int64_t nch = s.nch;
   int64_t pn[kCap], pa[kCap], pb[kCap];
   {
     int64_t n = i0 / (s.hp * s.wp), a = i0 / s.wp % s.hp, b = i0 % s.wp;
@@ -96,18 +100,38 @@ void pack_phase(const void* ctx, int64_t i0, int64_t rows, int64_t p0, int64_t k
   for (int64_t u = u0; u <= u1; ++u) {
     const int64_t qy = s.qy[u / s.ntx], qx = s.qx[u % s.ntx];
     const float* sp[kCap];
+    bool all = true;
     for (int64_t r = 0; r < MR; ++r) {
       const int64_t oy = pa[r] + qy, ox = pb[r] + qx;
       sp[r] = pn[r] >= 0 && oy >= 0 && oy < g.oh && ox >= 0 && ox < g.ow
                   ? s.src + ((pn[r] * g.oh + oy) * g.ow + ox) * s.ld
                   : nullptr;
+      all = all && sp[r];
     }
     const int64_t c0 = std::max(p0, u * nch) - u * nch;
     const int64_t c1 = std::min(p0 + kc, (u + 1) * nch) - u * nch;
     float* dd = d + (u * nch + c0 - p0) * MR;
-    for (int64_t c = c0; c < c1; ++c, dd += MR) {
-      for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r] ? sp[r][c] : 0.0f;
+    if (all) {  // the common case away from the borders: no per-element test
+      for (int64_t c = c0; c < c1; ++c, dd += MR) {
+#pragma GCC unroll 16
+        for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r][c];
+      }
+    } else {
+      for (int64_t c = c0; c < c1; ++c, dd += MR) {
+#pragma GCC unroll 16
+        for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r] ? sp[r][c] : 0.0f;
+      }
     }
+  }
+}
+
+void pack_phase(const void* ctx, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
+                int64_t width, float* d) {
+  const PhaseGather& s = *static_cast<const PhaseGather*>(ctx);
+  switch (width) {  // as pack_image
+    case 6: return gather_phase_rows<6>(s, i0, rows, p0, kc, width, d);
+    case 14: return gather_phase_rows<14>(s, i0, rows, p0, kc, width, d);
+    default: return gather_phase_rows<0>(s, i0, rows, p0, kc, width, d);
   }
 }
 
@@ -134,7 +158,8 @@ void pack_weight(const void* ctx, int64_t j0, int64_t cols, int64_t p0, int64_t 
     float* dq = d + q * NR * kc;
     int64_t t = p0 / s.nin, in = p0 % s.nin;
     for (int64_t p = 0; p < kc; ++p, dq += NR) {
-      const float* src = wj + in * s.si + (s.taps ? s.taps[t] : t);
+      const int64_t kw = s.reverse_kw;
+      const float* src = wj + in * s.si + (s.taps ? s.taps[t] : kw ? t / kw * kw + kw - 1 - t % kw : t);
       for (int64_t jj = 0; jj < jn; ++jj) dq[jj] = src[jj * s.sj];
       for (int64_t jj = jn; jj < NR; ++jj) dq[jj] = 0.0f;
       if (++in == s.nin) in = 0, ++t;

@@ -12,7 +12,7 @@ namespace sg::conv_gather {
 // that tap t of row i's window touches, or 0 in the padding. Forward: rows are output pixels,
 // the tapped pixel is an input pixel. transposed (dL/dx): rows are input pixels, tap t reads the
 // output pixel whose window tap t lands on row i's pixel, or 0 where none does (stride gaps,
-// borders).
+// borders). Tap t is window tap tap_of(t).
 struct ImageGather {
   const ConvGeometry* g;
   const float* src;  // this group's first channel of pixel 0
@@ -63,14 +63,29 @@ inline int64_t tap_offset(const ImageGather& s, int64_t ky, int64_t kx) {
   const ConvGeometry& g = *s.g;
   return s.transposed ? -(ky * g.dh * g.ow + kx * g.dw) * s.ld : (ky * g.dh * g.w + kx * g.dw) * s.ld;
 }
-
-// Inner forward rows of one group with dense windows: the kw taps of window row ky are one
-// contiguous run of kw * nch floats per pixel (a 1- or 3-channel image would otherwise set up
-// MR pointers per tap for 1 or 3 floats each), at base[r] + ky * window_row_stride(s).
-inline bool dense_window_rows(const ImageGather& s, const TileRows& t) {
-  return t.inner && !s.transposed && s.g->dw == 1 && s.ld == s.nch;
+// The offset of window row ky's run from a dense row's base: its first tap in depth order
+// (kx = 0 forward, kx = kw - 1 transposed).
+inline int64_t dense_row_offset(const ImageGather& s, int64_t ky) {
+  return tap_offset(s, ky, s.transposed ? s.g->kw - 1 : 0);
 }
-inline int64_t window_row_stride(const ImageGather& s) { return s.g->dh * s.g->w * s.ld; }
+
+// The window tap (ky, kx) at depth tap t of a gather. Forward: t = ky * kw + kx. Transposed: kx
+// runs backwards (t = ky * kw + kw - 1 - kx), so that a window row's taps read output pixels in
+// ascending address order (tap kx reads pixel x + pw0 - kx dw): see dense_window_rows. The
+// dL/dx weight gather uses the same order (transposed_taps).
+inline void tap_of(const ImageGather& s, int64_t t, int64_t& ky, int64_t& kx) {
+  ky = t / s.g->kw, kx = t % s.g->kw;
+  if (s.transposed) kx = s.g->kw - 1 - kx;
+}
+
+// Inner rows of one group with dense windows: the kw taps of window row ky are one contiguous
+// run of kw * nch floats per pixel (a 1- or 3-channel image would otherwise set up MR pointers
+// per tap for 1 or 3 floats each; a 16-channel dL/dx would run its microkernel over 9 runs of
+// 16, not 3 of 48), at base[r] + dense_row_offset(s, ky). Transposed rows are inner only at
+// stride 1.
+inline bool dense_window_rows(const ImageGather& s, const TileRows& t) {
+  return t.inner && s.g->dw == 1 && s.ld == s.nch;
+}
 
 // The source address of tap (ky, kx) for one row, or null (padding, stride gap, dead row).
 inline const float* tap_source(const ImageGather& s, const RowPixel& r, int64_t ky, int64_t kx) {
@@ -125,7 +140,8 @@ struct PhaseAxis {
 struct WeightGather {
   const float* w;  // the group's first output channel
   int64_t nin, sj, si;
-  const int64_t* taps = nullptr;  // depth tap u is window tap taps[u] (null: u itself)
+  const int64_t* taps = nullptr;  // depth tap u is window tap taps[u] (null: u itself, or:)
+  int64_t reverse_kw = 0;  // > 0: u is window tap (u / kw) kw + kw - 1 - u % kw (tap_of's order)
 };
 
 // B source for dL/dw: the im2col as the GEMM's B, element (p, j) with p an output pixel and
