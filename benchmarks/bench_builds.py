@@ -1,9 +1,9 @@
-"""Old build vs new build of steadygrad, same run: the training step (S and M MLPs: forward,
-loss, backward, Adam with clipping) and the optimizer step alone, through the public API only,
+"""Old build vs new build of steadygrad, same run: the training step (S and M MLPs, the C1 and C2
+CNNs: forward, loss, backward, Adam with clipping) and the optimizer step alone, through the public API only,
 so any two source trees can be compared. Each (tree, case) is timed in a fresh process, the
 trees alternate round by round, and the medians and new/old ratios come from this one run.
 
-    python benchmarks/bench_builds.py OLD_TREE NEW_TREE [--rounds 5] [--threads 2]
+    python benchmarks/bench_builds.py OLD_TREE NEW_TREE [--rounds 5] [--threads 2] [--cases C1,C2]
 
 OLD_TREE/NEW_TREE: directories whose python/ holds an importable steadygrad (with its _core).
 """
@@ -26,17 +26,24 @@ from steadygrad import nn, optim
 case, threads = sys.argv[1], int(sys.argv[2])
 sg.set_num_threads(threads)
 sg.manual_seed(0)
-dims, batch = {"S": ((784, 256, 256, 10), 64), "M": ((784, 1024, 1024, 10), 256),
-               "opt": ((784, 1024, 1024, 10), 256)}[case]
-layers = []
-for i, o in zip(dims[:-2], dims[1:-1]):
-    layers += [nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU()]
-model = nn.Sequential(*layers, nn.Linear(dims[-2], dims[-1]))
+rng = np.random.default_rng(0)
+if case in ("C1", "C2"):  # the CLI's CNN configurations
+    from steadygrad.bench import models_cnn as mc
+    cfg = mc.CNN_CONFIGS[case]
+    model = nn.Sequential(*mc.modules(cfg, nn, nn.Residual))
+    x = rng.standard_normal((cfg.batch,) + cfg.input_shape).astype(np.float32)
+    y = rng.integers(0, 10, cfg.batch)
+else:
+    dims, batch = {"S": ((784, 256, 256, 10), 64), "M": ((784, 1024, 1024, 10), 256),
+                   "opt": ((784, 1024, 1024, 10), 256)}[case]
+    layers = []
+    for i, o in zip(dims[:-2], dims[1:-1]):
+        layers += [nn.Linear(i, o), nn.BatchNorm1d(o), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(dims[-2], dims[-1]))
+    x = rng.standard_normal((batch, dims[0])).astype(np.float32)
+    y = rng.integers(0, dims[-1], batch)
 opt = optim.Adam(model.parameters(), lr=1e-3, max_grad_norm=1.0)
 lf = nn.CrossEntropyLoss()
-rng = np.random.default_rng(0)
-x = rng.standard_normal((batch, dims[0])).astype(np.float32)
-y = rng.integers(0, dims[-1], batch)
 
 def train_step():
     opt.zero_grad()
@@ -77,8 +84,9 @@ def main() -> None:
     ap.add_argument("new")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cases", default="S,M,opt", help="comma-separated: S, M, opt, C1, C2")
     args = ap.parse_args()
-    cases = ("S", "M", "opt")
+    cases = tuple(args.cases.split(","))
     got: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
         for case in cases:
