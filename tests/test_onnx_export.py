@@ -10,6 +10,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def test_each_activation(act: nn.Module, tmp_path: Path) -> None:
         x = floats(40, scale=4.0, seed=3)(n)
         x[:, :4] = [1.5, 2.0, -1.5, 0.0]  # Softplus's thresholds: beta x == threshold exactly
         return x
-    roundtrip(nn.Sequential(nn.Linear(40, 40), act), make, tmp_path)
+    roundtrip(nn.Sequential(act), make, tmp_path)
 
 
 @needs_onnx
@@ -249,11 +250,14 @@ def test_batchnorm_forms(tmp_path: Path, rng: np.random.Generator) -> None:
     """(N, C) and (N, C, L) BatchNorm1d, BatchNorm2d, affine=False; and with
     track_running_stats=False eval normalises by the batch's own statistics (so each batch size
     is compared at its own statistics), in both ReduceMean forms (opset 17 and 18)."""
+    # each as x + bn(x), so that a later normalisation by the batch does not hide it
+    def res(bn: nn.Module) -> nn.Module:
+        return nn.Residual(bn)
     model = _randomise(nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.BatchNorm2d(4, affine=False),
-        nn.BatchNorm2d(4, track_running_stats=False), nn.Flatten(2), nn.BatchNorm1d(4),
-        nn.BatchNorm1d(4, track_running_stats=False, affine=False), nn.Flatten(),
-        nn.BatchNorm1d(36, track_running_stats=False), nn.Linear(36, 3)), rng)
+        nn.Conv2d(3, 4, 3), res(nn.BatchNorm2d(4, eps=1e-2)), res(nn.BatchNorm2d(4, affine=False)),
+        res(nn.BatchNorm2d(4, track_running_stats=False, eps=0.1)), nn.Flatten(2),
+        res(nn.BatchNorm1d(4)), res(nn.BatchNorm1d(4, track_running_stats=False, affine=False)),
+        nn.Flatten(), res(nn.BatchNorm1d(36, track_running_stats=False)), nn.Linear(36, 3)), rng)
     for opset in (17, 18):
         roundtrip(model, floats(3, 5, 5), tmp_path, batches=(3, 17), opset=opset)
 
@@ -284,6 +288,20 @@ def test_initializers_are_the_state_dict(tmp_path: Path, rng: np.random.Generato
     assert "0.weight" in got and "1.running_mean" in got and "3.0.module.0.weight" in got
     for k, v in want.items():
         np.testing.assert_array_equal(got[k], v, err_msg=k)
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 17)]
+
+
+@needs_onnx
+def test_named_children_keep_their_keys(tmp_path: Path) -> None:
+    model = nn.Sequential(OrderedDict(
+        fc=nn.Linear(4, 6), act=nn.GELU(), block=nn.Residual(nn.Linear(6, 6)),
+        out=nn.Linear(6, 2)))
+    proto = roundtrip(model, floats(4), tmp_path)
+    assert sorted(t.name for t in proto.graph.initializer) == sorted(model.state_dict())
+    with pytest.raises(TypeError, match=r"model\.block\.module \(MyLayer\)"):
+        sgonnx.export(nn.Sequential(OrderedDict(fc=nn.Linear(4, 4),
+                                                block=nn.Residual(MyLayer()))),
+                      tmp_path / "x.onnx", floats(4)(2))
 
 
 @needs_onnx
