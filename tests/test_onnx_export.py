@@ -414,3 +414,13 @@ def test_import_without_onnx_and_a_clear_error_from_export(tmp_path: Path) -> No
                          capture_output=True, text=True, check=True).stdout
     assert "ImportError:" in out and "pip install steadygrad[onnx]" in out
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_onnx
+def test_the_guide_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/onnx.md's example, as written (it compares onnxruntime with model.eval())."""
+    text = (Path(__file__).parent.parent / "docs" / "onnx.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/onnx.md", "exec"), {})
+    assert (tmp_path / "model.onnx").is_file()
