@@ -1,8 +1,8 @@
 """ONNX export: `steadygrad.onnx.export(model, path, example_input)` writes the model's eval
 forward as an ONNX file that onnxruntime (or any ONNX runtime) can run.
 
-Importing this module needs nothing but steadygrad; `export` needs the `onnx` package
-(`pip install steadygrad[onnx]`). The graph is built from the model's structure, not by tracing
+Importing this module needs nothing but steadygrad (of which it imports `nn` and `_core`
+only); `export` needs the `onnx` package (`pip install steadygrad[onnx]`). The graph is built from the model's structure, not by tracing
 a forward: each built-in layer has its ONNX form (steadygrad/onnx/_layers.py, _conv.py), the
 containers (Sequential, Residual) are walked, and the shapes come from the example input
 through each layer's own `output_shape`. The model is not run and not changed. docs/onnx.md has
@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from steadygrad._core import __version__
 from steadygrad.nn.module import Module
+from steadygrad.onnx import _conv, _layers  # noqa: F401  (they register the layers' emitters)
+from steadygrad.onnx._graph import Graph, Value
+from steadygrad.onnx._tree import At, emit_module
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -66,10 +70,17 @@ def export(model: Module, path: str | os.PathLike[str], example_input: np.ndarra
     except ImportError as e:
         raise ImportError("steadygrad.onnx.export needs the onnx package: "
                           "pip install steadygrad[onnx] (or pip install onnx)") from e
-    proto = _build(model, example_input, _opset(opset, onnx.defs.onnx_opset_version()),
+    proto = _build(onnx, model, example_input, _opset(opset, onnx.defs.onnx_opset_version()),
                    dynamic_batch)
     onnx.checker.check_model(proto, full_check=True)
-    _write(proto, Path(os.fspath(path)))
+    # written beside the target, then renamed over it: the file is whole or not there
+    path = Path(os.fspath(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save_model(proto, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _opset(opset: object, newest: int) -> int:
@@ -81,14 +92,11 @@ def _opset(opset: object, newest: int) -> int:
     return int(opset)
 
 
-def _build(model: Module, example: Any, opset: int, dynamic_batch: bool) -> ModelProto:
-    """The ModelProto of model's eval forward at the example's shape and dtype."""
-    from onnx import helper
-
-    from steadygrad import __version__
-    from steadygrad.onnx import _conv, _layers  # noqa: F401  (registers the emitters)
-    from steadygrad.onnx._graph import Graph, Value
-    from steadygrad.onnx._tree import At, emit_module
+def _build(onnx: Any, model: Module, example: Any, opset: int,
+           dynamic_batch: bool) -> ModelProto:
+    """The ModelProto of model's eval forward at the example's shape and dtype (`onnx`: the
+    onnx package)."""
+    helper = onnx.helper
 
     if not isinstance(model, Module):
         raise TypeError(f"export: model must be an nn.Module, got {type(model).__name__}")
@@ -99,7 +107,7 @@ def _build(model: Module, example: Any, opset: int, dynamic_batch: bool) -> Mode
                         f"float32 (or int32/int64 indices for an Embedding), got {got}")
     if not isinstance(dynamic_batch, bool):
         raise TypeError(f"export: dynamic_batch must be a bool, got {dynamic_batch!r}")
-    g = Graph(opset)
+    g = Graph(onnx, opset)
     x = Value("input", tuple(int(s) for s in example.shape), example.dtype)
     y = emit_module(g, model, x, At("model", ""))
     g.nodes.append(helper.make_node("Identity", [y.name], ["output"], name="output"))
@@ -119,14 +127,3 @@ def _build(model: Module, example: Any, opset: int, dynamic_batch: bool) -> Mode
                              producer_version=__version__,
                              ir_version=helper.find_min_ir_version_for(opsets))
 
-
-def _write(proto: ModelProto, path: Path) -> None:
-    """Write proto to path whole: into a temporary file beside it, then renamed over it."""
-    import onnx
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save_model(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,17 +1,19 @@
 """The ONNX graph under construction: its nodes, its initializers (the model's parameters and
 buffers, named by their state_dict keys) and what a layer's emitter needs to add to it (fresh
 value names, constants as Constant nodes so that the initializers are exactly the state_dict's
-tensors, the opset-dependent form of a reduction). Imported only by steadygrad.onnx.export,
-after the onnx package was found."""
+tensors, the opset-dependent form of a reduction). The onnx package is handed in by
+steadygrad.onnx.export once it was found: importing this module does not need it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from onnx import NodeProto, TensorProto, helper, numpy_helper
+
+if TYPE_CHECKING:
+    from onnx import NodeProto, TensorProto
 
 
 class UnsupportedModule(TypeError):
@@ -35,9 +37,11 @@ class Value:
 
 
 class Graph:
-    """Nodes in order, initializers by name, and a counter for fresh value names."""
+    """Nodes in order, initializers by name, and a counter for fresh value names; `onnx` is
+    the onnx package."""
 
-    def __init__(self, opset: int) -> None:
+    def __init__(self, onnx: Any, opset: int) -> None:
+        self._helper, self._numpy_helper = onnx.helper, onnx.numpy_helper
         self.opset = opset
         self.nodes: list[NodeProto] = []
         self.initializers: dict[str, TensorProto] = {}
@@ -52,21 +56,21 @@ class Graph:
         """Append one single-output node and return the name of its output ('' in `inputs`
         leaves an optional input out)."""
         out = self.fresh(hint or op.lower())
-        self.nodes.append(helper.make_node(op, list(inputs), [out], name=out.lstrip("/"),
+        self.nodes.append(self._helper.make_node(op, list(inputs), [out], name=out.lstrip("/"),
                                            **attrs))
         return out
 
     def param(self, key: str, array: np.ndarray) -> str:
         """The model's tensor under its state_dict key, as an initializer (a copy of it)."""
         if key not in self.initializers:
-            self.initializers[key] = numpy_helper.from_array(np.asarray(array), key)
+            self.initializers[key] = self._numpy_helper.from_array(np.asarray(array), key)
         return key
 
     def const(self, value: Any, dtype: type = np.float32, hint: str = "const") -> str:
         """A Constant node holding `value` (a scalar or an array) as `dtype`."""
         out = self.fresh(hint)
-        tensor = numpy_helper.from_array(np.asarray(value, dtype), out.lstrip("/"))
-        self.nodes.append(helper.make_node("Constant", [], [out], name=out.lstrip("/"),
+        tensor = self._numpy_helper.from_array(np.asarray(value, dtype), out.lstrip("/"))
+        self.nodes.append(self._helper.make_node("Constant", [], [out], name=out.lstrip("/"),
                                            value=tensor))
         return out
 
