@@ -16,10 +16,6 @@ if TYPE_CHECKING:
     from onnx import NodeProto, TensorProto
 
 
-class UnsupportedModule(TypeError):
-    """A module the exporter has no ONNX form for (its class and its path in the model)."""
-
-
 @dataclass(frozen=True)
 class Value:
     """A tensor of the graph: its name, its logical (channels-first) shape with the example's

@@ -14,7 +14,7 @@ import numpy as np
 from steadygrad.nn.container import Sequential
 from steadygrad.nn.module import Module
 from steadygrad.nn.residual import Residual
-from steadygrad.onnx._graph import Graph, UnsupportedModule, Value
+from steadygrad.onnx._graph import Graph, Value
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def emit_module(g: Graph, m: Module, x: Value, at: At) -> Value:
         return _residual(g, m, x, at)
     fn = _EMITTERS.get(cls)
     if fn is None:
-        raise UnsupportedModule(
+        raise TypeError(
             f"{at.where(m)} has no ONNX export: steadygrad.onnx.export supports Sequential and "
             f"Residual containers of the built-in layers (steadygrad.nn), not "
             f"{cls.__module__}.{cls.__qualname__}")
