@@ -195,7 +195,8 @@ POOL1D = [nn.MaxPool1d(3, stride=2, padding=1, ceil_mode=True),
           nn.MaxPool1d(2, stride=3, dilation=2),
           nn.AvgPool1d(3, stride=2, padding=1, ceil_mode=True),
           nn.AvgPool1d(4, stride=3, padding=2, count_include_pad=False, ceil_mode=True),
-          nn.AdaptiveAvgPool1d(4), nn.AdaptiveAvgPool1d(3)]
+          nn.AdaptiveAvgPool1d(4), nn.AdaptiveAvgPool1d(3),
+          nn.AdaptiveAvgPool1d(11)]  # more outputs than inputs: windows repeat
 
 
 @needs_onnx

@@ -25,6 +25,7 @@ class At:
     prefix: str
 
     def child(self, key: str) -> At:
+        """Where the child under `key` sits ("model[2]" for a number, "model.fc" else)."""
         path = f"{self.path}[{key}]" if key.isdigit() else f"{self.path}.{key}"
         return At(path, f"{self.prefix}{key}.")
 
@@ -33,6 +34,7 @@ class At:
         return self.prefix + name
 
     def where(self, m: Module) -> str:
+        """The path and the module's class, as messages name a module: "model[2] (Linear)"."""
         return f"{self.path} ({type(m).__name__})"
 
 
