@@ -24,6 +24,7 @@ TOOLS = {
     "_args": set(),
     "data": {"_args", "random"},
     "metrics": set(),
+    "onnx": {"_core", "nn"},
     "training": {"_args", "_introspect", "callbacks", "checkpoint", "data", "diagnostics", "metrics",
                  "optim", "progress"},
 }

@@ -11,7 +11,18 @@ ARCHITECTURE.md at the repository root has the picture.
 
 from __future__ import annotations
 
-from steadygrad import callbacks, checkpoint, data, diagnostics, metrics, nn, ops, optim, training
+from steadygrad import (
+    callbacks,
+    checkpoint,
+    data,
+    diagnostics,
+    metrics,
+    nn,
+    onnx,
+    ops,
+    optim,
+    training,
+)
 from steadygrad._core import (
     __version__,
     cpu_info,
@@ -41,6 +52,7 @@ __all__ = [
     "manual_seed",
     "metrics",
     "nn",
+    "onnx",
     "ops",
     "optim",
     "predict",
