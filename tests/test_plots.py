@@ -6,6 +6,8 @@ selection, and the errors for bad keys and empty records."""
 from __future__ import annotations
 
 import builtins
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,3 +162,22 @@ def test_missing_matplotlib_says_how_to_install(history: History,
     for draw in (history.plot, history.diagnostics.plot):
         with pytest.raises(ImportError, match="pip install matplotlib"):
             draw()
+
+
+def test_the_guide_page_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/plots.md's code blocks, in order, in one namespace: the figures are saved, and
+    the deep sigmoid stack's lines fan out as the page says (first layer far below the last)."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "plots.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {}
+    for code in blocks:
+        exec(compile(code, "docs/plots.md", "exec"), ns)
+    assert (tmp_path / "history.png").stat().st_size > 0
+    assert (tmp_path / "gradients.png").stat().st_size > 0
+    names, norms = ns["monitor"].layer_grad_norm_series()
+    assert names[0] == "0" and names[-1] == "24"
+    assert np.all(norms[:, 0] < 1e-3 * norms[:, -1])  # vanishing: decades apart
+    (a,) = ns["fig"].get_axes()
+    assert list(_lines(a)) == ["0", "2"]

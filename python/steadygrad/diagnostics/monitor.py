@@ -195,9 +195,10 @@ class GradientMonitor(Callback):
              vanish: float | None = None, explode: float | None = None,
              figsize: tuple[float, float] | None = None, **line_kwargs: Any) -> Any:
         """Per-layer gradient norms over the recorded optimizer steps, one line per layer
-        with parameters (labelled as in `layer_names`; `layers` picks some, e.g.
-        `monitor.weight_layers`), on a log y axis: the picture of a vanishing gradient (the
-        lines fan out by decades from the output layer to the input) or an exploding one.
+        with parameters (labelled as in `layer_names`, coloured by depth, dark at the input;
+        `layers` picks some, e.g. `monitor.weight_layers`), on a log y axis: the picture of a
+        vanishing gradient (the lines fan out by decades from the output layer to the input)
+        or an exploding one.
         The monitor has no thresholds of its own: `vanish` and `explode` (gradient norms)
         are drawn as dashed horizontal lines when given. Returns the matplotlib Figure
         (matplotlib is optional: without it this raises ImportError saying
@@ -215,8 +216,12 @@ class GradientMonitor(Callback):
                                f"parameters (choose from {', '.join(names)})")
         fig, (a,) = _plot.panels("GradientMonitor.plot", 1, ax, figsize)
         x = np.asarray(self.steps, dtype=np.int64)
-        for name in picked:
-            a.plot(x, norms[:, names.index(name)], label=name, **line_kwargs)
+        # colours by depth, input to output: the default cycle of 10 repeats in deep models
+        viridis = _plot.pyplot("GradientMonitor.plot").cm.viridis
+        colours = viridis(np.linspace(0.0, 0.9, len(picked)))
+        for name, colour in zip(picked, colours, strict=True):
+            a.plot(x, norms[:, names.index(name)], label=name,
+                   **{"color": colour, **line_kwargs})
         for value, what in ((vanish, "vanishing"), (explode, "exploding")):
             if value is not None:
                 a.axhline(float(value), color="0.4", ls="--", lw=1.0, label=f"{what} ({value:g})")
