@@ -22,7 +22,7 @@ def main(argv: list[str]) -> None:
         res = data["suites"][name]
         print(f"\n### {res.get('title', name)}\n")
         if res.get("rows"):
-            print(render_markdown(res["columns"], res["rows"]))
+            print(render_markdown(res["columns"], res["rows"], res.get("ratio_sense", "time")))
         for note in res.get("notes", []):
             print(f"- {note}")
         for peer, why in res.get("skipped", {}).items():

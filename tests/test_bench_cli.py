@@ -7,14 +7,16 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
+import steadygrad as sg
 from steadygrad import progress
-from steadygrad.bench import cli, report
+from steadygrad.bench import cli, report, suite
 from steadygrad.bench.models import CONFIGS
 from steadygrad.bench.peers import available_cpus
 
@@ -35,10 +37,85 @@ def test_console_script_is_declared() -> None:
     assert [ep.value for ep in eps] == ["steadygrad.bench.cli:main"]
 
 
-@pytest.mark.parametrize("suite", ["gemmm", "training", "All", "memory-L"])
-def test_unknown_suite_exits_2(capsys: pytest.CaptureFixture[str], suite: str) -> None:
-    line = _usage_error(capsys, [suite])
-    assert repr(suite) in line and "choose from" in line
+@pytest.mark.parametrize("name, bad", [("gemmm", "gemmm"), ("training", "training"),
+                                       ("All", "All"), ("memory-L", "memory-L"),
+                                       ("gemm,optimm", "optimm"), ("train, ,x", "x")])
+def test_unknown_suite_exits_2_listing_the_valid_ones(capsys: pytest.CaptureFixture[str],
+                                                      name: str, bad: str) -> None:
+    line = _usage_error(capsys, [name])
+    assert repr(bad) in line and "choose from" in line
+    assert line.endswith(f"(choose from {', '.join(suite.NAMES)}, all)")
+
+
+def _suites(args: list[str]) -> list[str]:
+    return cli._resolve_suites(cli.suite_names(args))
+
+
+def test_suites_as_comma_lists() -> None:
+    assert _suites(["gemm,optim"]) == ["gemm", "optim"]
+    assert _suites(["train, memory", "gemm,train"]) == ["train", "memory", "gemm"]
+    assert _suites(["all"]) == _suites([]) == list(suite.NAMES)
+
+
+@pytest.mark.parametrize("argv", [[","], [" , ", ","]])
+def test_a_comma_list_of_nothing_exits_2(capsys: pytest.CaptureFixture[str],
+                                         argv: list[str]) -> None:
+    assert "expected suite names" in _usage_error(capsys, argv)
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("name", suite.NAMES)
+def test_suite_help_says_what_it_measures_and_how_long(
+        capsys: pytest.CaptureFixture[str], name: str) -> None:
+    assert cli.main([name, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert cli.main(["-h", name]) == 0 and capsys.readouterr().out == text
+    s = suite.load(name)
+    assert text.startswith(f"usage: steadygrad-bench {name} ")
+    assert _flat(s.about) in _flat(text)
+    assert _flat(suite.REFERENCE_MACHINE) in _flat(text)
+    quick, full = (len(s.cases(size)) for size in ("quick", "full"))
+    assert f"--quick (default): {quick} case" in text and f"--full: {full} case" in text
+    sizes = [ln for ln in text.splitlines() if re.match(r"--(quick \(default\)|full): \d+ case", ln)]
+    for line, seconds in zip(sizes, s.durations, strict=True):
+        assert line.endswith(f", {cli._about(seconds)}"), line
+    if s.config_names:
+        assert f"configurations (--configs): {', '.join(s.config_names)}" in text
+
+
+def test_durations_read_as_about() -> None:
+    assert [cli._about(s) for s in (10, 59, 60, 150, 210, 280)] == [
+        "about 10 s", "about 59 s", "about 1 min", "about 2.5 min", "about 3.5 min",
+        "about 4.5 min"]
+    for name in suite.NAMES:  # quick is the smaller run of each suite
+        quick, full = suite.load(name).durations
+        assert 0 < quick <= full, name
+
+
+def test_help_of_several_suites_and_of_the_tool(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["gemm,optim", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("usage: steadygrad-bench ") == 2
+    assert "steadygrad-bench gemm " in text and "steadygrad-bench optim " in text
+    for argv in (["--help"], ["all", "-h"]):
+        assert cli.main(argv) == 0
+        text = capsys.readouterr().out
+        assert text.startswith("usage: steadygrad-bench [-h] [--version]")
+        for name in suite.NAMES:
+            q, f = suite.load(name).durations
+            assert f"  {name:<8} --quick {cli._about(q)}, --full {cli._about(f)}" in text
+    with pytest.raises(SystemExit):  # an unknown suite is an error, with --help too
+        cli.main(["gemmm", "--help"])
+
+
+def test_version_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"steadygrad-bench (steadygrad {sg.__version__})"
 
 
 def test_all_cannot_mix_with_suites(capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,7 +157,7 @@ def test_tiny_run_json_structure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("STEADYGRAD_BENCH_TINY", "1")
     out = tmp_path / "bench.json"
-    assert cli.main(["train", "memory", "--tiny", "--threads", "1", "--compare", "none",
+    assert cli.main(["train,memory", "--tiny", "--threads", "1", "--compare", "none",
                      "--json", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "ISA in use" in printed and "Training step" in printed and "Peak training" in printed
@@ -152,6 +229,9 @@ def test_missing_peer_is_skipped_not_an_error(tmp_path: Path, monkeypatch: pytes
     row = train["rows"][0]
     assert _positive(row["torch_ms"])
     assert row["torch_x"] == pytest.approx(row["torch_ms"] / row["steadygrad_ms"])
+    assert ["torch_x", "sg vs torch"] in train["columns"]
+    (table_row,) = [ln for ln in printed.splitlines() if ln.startswith("T ")]
+    assert table_row.endswith(report.ratio_cell(row["torch_x"]))  # the last column
 
 
 def test_table_formats_ratios_and_missing_values() -> None:
@@ -160,7 +240,27 @@ def test_table_formats_ratios_and_missing_values() -> None:
                                 {"name": "M", "ms": None, "torch_x": None}], title="t")
     lines = text.splitlines()
     assert lines[0] == "t" and lines[1].split() == ["name", "ms", "torch/sg"]
-    assert lines[3].split() == ["S", "0.346", "2.50x"] and lines[4].split() == ["M", "-", "-"]
+    assert lines[3].split() == ["S", "0.346", "2.50x", "faster"]
+    assert lines[4].split() == ["M", "-", "-"]
+    mem = report.render_table([["name", "name"], ["torch_x", "sg vs torch"]],
+                              [{"name": "S", "torch_x": 0.5}], sense="memory")
+    assert mem.splitlines()[2].split() == ["S", "2.00x", "smaller"]
+
+
+@pytest.mark.parametrize("value, sense, cell", [
+    (2.5, "time", "2.50x faster"), (0.8, "time", "1.25x slower"), (1.0, "time", "1.00x faster"),
+    (0.8, "memory", "1.25x smaller"), (1.1, "memory", "1.10x larger"),
+    (math.nan, "time", "nan"), (math.inf, "memory", "inf")])
+def test_ratio_cells_say_which_side_wins(value: float, sense: str, cell: str) -> None:
+    assert report.ratio_cell(value, sense) == cell
+
+
+def test_memory_tables_read_as_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    res = {"suite": "memory", "title": "m", "ratio_sense": "memory",
+           "columns": [["config", "config"], suite.ratio_column("torch")],
+           "rows": [{"config": "L", "torch_x": 0.4}]}
+    report.print_suite(res)
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["L", "2.50x", "smaller"]
 
 
 def test_simple_progress_bar_without_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:

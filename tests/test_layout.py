@@ -20,13 +20,14 @@ TOOLS = {
     "callbacks": {"_introspect"},
     "checkpoint": {"_introspect"},
     "progress": set(),
-    "diagnostics": {"_args", "_introspect", "callbacks", "nn", "ops"},
+    "diagnostics": {"_args", "_introspect", "_plot", "callbacks", "nn", "ops"},
     "_args": set(),
+    "_plot": set(),
     "data": {"_args", "random"},
     "metrics": set(),
     "onnx": {"_core", "nn"},
-    "training": {"_args", "_introspect", "callbacks", "checkpoint", "data", "diagnostics", "metrics",
-                 "optim", "progress"},
+    "training": {"_args", "_introspect", "_plot", "callbacks", "checkpoint", "data", "diagnostics",
+                 "metrics", "optim", "progress"},
 }
 FOUNDATION = ("_core", "random", "ops", "progress", "nn", "optim")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 
@@ -145,6 +146,27 @@ def test_python_m_steadygrad_runs():
     assert r.returncode == 0, r.stderr
     assert f"steadygrad {sg.__version__}" in r.stdout
     assert "GFLOP/s" in r.stdout and "isa" in r.stdout, r.stdout
+    assert re.search(r"steadygrad \d+\.\d\dx (faster|slower)$", r.stdout.strip()), r.stdout
+
+
+def test_python_m_steadygrad_help_version_and_no_gemm(capsys: pytest.CaptureFixture[str]) -> None:
+    from steadygrad.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: python -m steadygrad [-h] [--version] [--no-gemm]")
+    for words in ("ISA path in use", "1024^3 float32 GEMM in steadygrad and in numpy",
+                  "steadygrad-bench --help", "--no-gemm only print the build and CPU"):
+        assert words in text, words
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"steadygrad {sg.__version__}\n"
+    main(["--no-gemm"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"steadygrad {sg.__version__}" and len(lines) == 6  # no timing line
+    assert lines[2].split() == ["isa", sg.cpu_info()["isa"]]
 
 
 def test_thread_count_is_the_same_from_every_python_thread() -> None:

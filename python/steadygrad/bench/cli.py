@@ -1,8 +1,9 @@
 """`steadygrad-bench`: throughput and memory of steadygrad against numpy, PyTorch and JAX.
 
-    steadygrad-bench                      quick run of every suite (about a minute)
+    steadygrad-bench                      quick run of every suite (about 3 minutes)
     steadygrad-bench train --full --threads 1,2 --json out.json
-    steadygrad-bench train memory --configs C1,C2   only these configurations
+    steadygrad-bench train,memory --configs C1,C2   only these configurations
+    steadygrad-bench train --help         what a suite measures and how long it takes
     steadygrad-bench layers --threads 2 --compare torch   single layers vs torch.nn
 
 Every suite meets one contract (suite.py) and is measured by one runner (runner.py); this
@@ -17,13 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import time
 from typing import Any, NoReturn
 
+import steadygrad
 from steadygrad.bench import report, runner
 from steadygrad.bench.peers import PEERS, available_cpus, available_peers, machine_info
+from steadygrad.bench.suite import FRAMEWORKS, REFERENCE_MACHINE, Size, load
 from steadygrad.bench.suite import NAMES as SUITES
-from steadygrad.bench.suite import Size, load
 
 EXIT_USAGE = 2
 
@@ -67,9 +70,15 @@ def parse_compare(text: str) -> set[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="steadygrad-bench", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+                formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
     p.add_argument("suites", nargs="*", metavar="suite",
-                   help="gemm, optim, layers, train, memory or all (default: all, quick)")
+                   help="gemm, optim, layers, train, memory or all, also comma-separated "
+                        "(default: all, quick)")
+    p.add_argument("-h", "--help", action="store_true",
+                   help="show this help; after suite names: what they measure and how long "
+                        "--quick and --full take")
+    p.add_argument("--version", action="version", help="print steadygrad's version and exit",
+                   version=f"steadygrad-bench (steadygrad {steadygrad.__version__})")
     p.add_argument("--threads", default=None,
                    help="thread counts, comma-separated (default: all available CPUs)")
     p.add_argument("--repeat", type=int, default=None,
@@ -91,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress bars on stderr")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+def suite_names(args: list[str]) -> list[str]:
+    """The names in the positional arguments, each a name or a comma list."""
+    names = [n.strip() for a in args for n in a.split(",") if n.strip()]
+    if args and not names:
+        _usage_error(f"expected suite names, got {' '.join(map(repr, args))}")
+    return names
 
 
 def _resolve_suites(names: list[str]) -> list[str]:
@@ -157,10 +174,66 @@ def _size(args: argparse.Namespace) -> Size:
     return "quick" if args.quick else "full"
 
 
+def _about(seconds: int) -> str:
+    return f"about {seconds} s" if seconds < 60 else f"about {round(seconds / 30) / 2:g} min"
+
+
+def suite_help(name: str) -> str:
+    """`steadygrad-bench NAME --help`: what the suite measures, its cases at --quick and
+    --full and how long each takes on the reference machine."""
+    suite = load(name)
+    width = 88
+    usage = (f"usage: steadygrad-bench {name} [--quick | --full] [--threads N[,N...]] "
+             f"[--compare PEERS]{' [--configs NAMES]' if suite.config_names else ''} "
+             "[--json PATH] [--plot PATH]")
+    lines = [*textwrap.wrap(usage, width, subsequent_indent=" " * 24), "",
+             *textwrap.wrap(suite.about, width), ""]
+    peers = [f for f in FRAMEWORKS if f in suite.peers]
+    lines.append(f"peers (--compare): {', '.join(peers)}")
+    if suite.config_names:
+        lines.append(f"configurations (--configs): {', '.join(suite.config_names)}")
+    sizes: tuple[Size, Size] = ("quick", "full")
+    for size, seconds in zip(sizes, suite.durations, strict=True):
+        cases = suite.cases(size)
+        configs = list(dict.fromkeys(c for c in map(suite.config_of, cases) if c))
+        what = f"{len(cases)} case{'s' * (len(cases) != 1)}"
+        if configs:
+            what += f" ({', '.join(configs)})"
+        default = " (default)" if size == "quick" else ""
+        lines.append(f"--{size}{default}: {what}, {_about(seconds)}")
+    more = ("it measures at the first --threads value only" if suite.first_threads_only
+            else "each further --threads value adds about as much again")
+    lines += textwrap.wrap(f"Durations: on {REFERENCE_MACHINE}; {more}. A slower or busier "
+                           "machine takes longer.", width)
+    lines += ["", "every option: steadygrad-bench --help"]
+    return "\n".join(lines)
+
+
+def _general_help(parser: argparse.ArgumentParser) -> str:
+    rows = []
+    for name in SUITES:
+        try:
+            suite = load(name)
+        except ImportError as exc:
+            rows.append(f"  {name:<8} not available: {exc}")
+            continue
+        rows.append(f"  {name:<8} --quick {_about(suite.durations[0])}, "
+                    f"--full {_about(suite.durations[1])}")
+    head = textwrap.wrap("suites (steadygrad-bench SUITE --help: what it measures), taking "
+                         f"on {REFERENCE_MACHINE}:", 79)
+    return "\n".join([parser.format_help().rstrip(), "", *head, *rows])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    suites, configs = resolve_configs(args.configs, _resolve_suites(args.suites),
-                                      explicit=bool(args.suites) and "all" not in args.suites)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    names = suite_names(args.suites)
+    named = _resolve_suites(names)
+    explicit = bool(names) and "all" not in names
+    if args.help:
+        print("\n\n".join(map(suite_help, named)) if explicit else _general_help(parser))
+        return 0
+    suites, configs = resolve_configs(args.configs, named, explicit=explicit)
     threads = parse_threads(args.threads) if args.threads else [available_cpus()]
     if args.repeat is not None and args.repeat < 1:
         _usage_error(f"--repeat: must be at least 1, got {args.repeat}")

@@ -106,6 +106,11 @@ def configs_for(size: suite.Size) -> list[str]:
 
 class MemorySuite(suite.BaseSuite):
     name = "memory"
+    about = ("Peak resident memory of 3 training steps of each configuration, in a fresh "
+             "process per (configuration, framework), net of the interpreter and imports, "
+             "against PyTorch and JAX, beside steadygrad's model.summary() prediction. "
+             "--quick: MLP M and CNN C2; --full: S, M, L, C1, C2 (--configs picks some).")
+    durations = (60, 150)  # measured: quick C1+C2 76 s; full S+M+L 65 s, C1+C2 70 s
     peers = frozenset(PEERS)
     isolate = True  # a clean heap for each measurement
     first_threads_only = True
@@ -136,11 +141,12 @@ class MemorySuite(suite.BaseSuite):
                    ["prediction_error_pct", "pred err %"],
                    ["steadygrad_fixed_mmap_mb", "sg MiB, mmap thr 128K"]]
         for fw in peers:
-            columns += [[f"{fw}_mb", f"{fw} MiB"], [f"{fw}_x", f"sg/{fw}"]]
+            columns += [[f"{fw}_mb", f"{fw} MiB"], suite.ratio_column(fw)]
         t = run.threads[0]
         return {"suite": "memory", "title": f"Peak training memory, net of baseline ({t} threads)",
                 "columns": columns, "rows": rows, "notes": NOTES + errors, "errors": errors,
-                "ratio_label": "steadygrad MiB / peer MiB (lower = steadygrad smaller)"}
+                "ratio_label": "steadygrad MiB / peer MiB (lower = steadygrad smaller)",
+                "ratio_sense": "memory"}
 
 
 def _row(m: suite.Measured, peers: list[str]) -> dict[str, Any]:
@@ -184,7 +190,7 @@ NOTES = [
     "optimizer's state buffers); 'mmap thr 128K': steadygrad again with "
     "MALLOC_MMAP_THRESHOLD_=131072 (no glibc dynamic threshold, so memory freed during model "
     "construction is returned)",
-    "ratio columns: steadygrad MiB / peer MiB (below 1 = steadygrad smaller); "
-    "targets: " + ", ".join(f"{k} <= {v}x torch" for k, v in RATIO_TARGETS.items())
+    "sg vs <peer>: steadygrad's peak is that many times smaller (or larger) than the peer's; "
+    "the JSON's <peer>_x is steadygrad MiB / peer MiB (below 1: steadygrad smaller); targets: " + ", ".join(f"{k} <= {v}x torch" for k, v in RATIO_TARGETS.items())
     + f", prediction within {PREDICTION_TOLERANCE:.0%} (pred/meas: predicted / measured)"]
 SUITE: suite.Suite = MemorySuite()

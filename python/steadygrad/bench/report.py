@@ -18,7 +18,7 @@ from steadygrad.progress import Bar, open_bar
 
 
 def fmt(value: Any) -> str:
-    """A table cell: numbers with 3-4 significant digits, ratios as '2.41x', None as '-'."""
+    """A table cell: numbers with 3-4 significant digits, None as '-' (ratios: ratio_cell)."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -41,19 +41,36 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def _cells(keys: Sequence[str], rows: Iterable[dict[str, Any]]) -> list[list[str]]:
-    """Each row's cells: keys ending in '_x' are ratios and print as '1.23x'."""
-    return [[f"{v:.2f}x" if k.endswith("_x") and isinstance(v, float) else fmt(v)
+# A ratio's sense (a suite's result says "ratio_sense"; "time" when it does not): "time" ratios
+# are peer time / steadygrad time, "memory" ratios steadygrad MiB / peer MiB; each with the
+# words for steadygrad winning and losing.
+RATIO_WORDS = {"time": ("faster", "slower"), "memory": ("smaller", "larger")}
+
+
+def ratio_cell(value: float, sense: str = "time") -> str:
+    """A ratio as the factor by which steadygrad wins or loses: a "time" ratio 2.41 (the peer
+    takes 2.41x steadygrad's time) is '2.41x faster', 0.8 is '1.25x slower'; a "memory"
+    ratio 0.8 (steadygrad needs 0.8x the peer's) is '1.25x smaller', 1.1 '1.10x larger'."""
+    if not math.isfinite(value) or value <= 0:
+        return fmt(value)
+    win, lose = RATIO_WORDS[sense]
+    ours_better = value >= 1.0 if sense == "time" else value <= 1.0
+    factor = max(value, 1.0 / value)
+    return f"{factor:.2f}x {win if ours_better else lose}"
+
+
+def _cells(keys: Sequence[str], rows: Iterable[dict[str, Any]], sense: str) -> list[list[str]]:
+    """Each row's cells: keys ending in '_x' are ratios of that sense (see ratio_cell)."""
+    return [[ratio_cell(v, sense) if k.endswith("_x") and isinstance(v, float) else fmt(v)
              for k, v in ((k, row.get(k)) for k in keys)] for row in rows]
 
 
-def render_table(
-    columns: Sequence[Sequence[str]], rows: Iterable[dict[str, Any]], title: str = ""
-) -> str:
+def render_table(columns: Sequence[Sequence[str]], rows: Iterable[dict[str, Any]],
+                 title: str = "", sense: str = "time") -> str:
     """Fixed-width text table. `columns` is [(key, header), ...]; first column left-aligned,
-    the rest right-aligned."""
+    the rest right-aligned; ratio columns ('_x' keys) of that `sense` (see ratio_cell)."""
     heads = [c[1] for c in columns]
-    cells = _cells([c[0] for c in columns], rows)
+    cells = _cells([c[0] for c in columns], rows, sense)
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(heads)]
 
     def line(items: Sequence[str]) -> str:
@@ -68,11 +85,12 @@ def render_table(
     return "\n".join(parts)
 
 
-def render_markdown(columns: Sequence[Sequence[str]], rows: Iterable[dict[str, Any]]) -> str:
+def render_markdown(columns: Sequence[Sequence[str]], rows: Iterable[dict[str, Any]],
+                    sense: str = "time") -> str:
     """The same table as GitHub markdown (for benchmarks/RESULTS.md)."""
     out = ["| " + " | ".join(c[1] for c in columns) + " |"]
     out.append("|" + "|".join("---" for _ in columns) + "|")
-    out += ["| " + " | ".join(r) + " |" for r in _cells([c[0] for c in columns], rows)]
+    out += ["| " + " | ".join(r) + " |" for r in _cells([c[0] for c in columns], rows, sense)]
     return "\n".join(out)
 
 
@@ -86,7 +104,8 @@ def print_suite(result: dict[str, Any], file: TextIO | None = None) -> None:
     title = result.get("title") or result.get("suite", "")
     print(file=file)
     if columns:
-        print(render_table(columns, rows, title=f"== {title}"), file=file)
+        print(render_table(columns, rows, title=f"== {title}",
+                           sense=result.get("ratio_sense", "time")), file=file)
     else:
         print(f"== {title}: no rows", file=file)
     for peer, why in sorted(result.get("skipped", {}).items()):

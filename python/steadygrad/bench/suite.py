@@ -12,6 +12,19 @@ from typing import Any, ClassVar, Literal, Protocol, cast
 Size = Literal["tiny", "quick", "full"]
 NAMES = ("gemm", "optim", "layers", "train", "memory")
 FRAMEWORKS = ("steadygrad", "numpy", "torch", "jax")
+# where each suite's `durations` were measured (or, where no run was recorded, estimated from
+# the measured runs and the suite's sizes; `steadygrad-bench SUITE --help` says "about")
+REFERENCE_MACHINE = ("the reference machine: an AMD EPYC (Zen 3) KVM guest with 2 cores, "
+                     "--threads 2, every peer installed")
+TIME_RATIO_NOTE = ("sg vs <peer>: steadygrad is that many times faster (or slower) than the "
+                   "peer; the JSON's <peer>_x is peer time / steadygrad time (above 1: "
+                   "steadygrad faster)")
+
+
+def ratio_column(peer: str) -> list[str]:
+    """The table column of the `<peer>_x` ratio. Its cells say which side wins ('2.41x
+    faster', report.ratio_cell), so the header only names the peer."""
+    return [f"{peer}_x", f"sg vs {peer}"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,8 @@ class RunInfo:
 
 class Suite(Protocol):
     name: str
+    about: str  # what the suite measures, for `steadygrad-bench SUITE --help`
+    durations: tuple[int, int]  # seconds a --quick and a --full run take on REFERENCE_MACHINE
     peers: frozenset[str]  # the peer frameworks its cases can run beside steadygrad
     isolate: bool  # each measurement in a process of its own (a clean heap), not one per runtime
     first_threads_only: bool  # measured at the first --threads value only
@@ -147,6 +162,8 @@ class BaseSuite:
 
     plans: ClassVar[dict[Size, Plan]]
     name: str
+    about: str
+    durations: tuple[int, int]
     isolate = False
     first_threads_only = False
     config_names: tuple[str, ...] = ()

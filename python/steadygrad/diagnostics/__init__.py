@@ -3,7 +3,8 @@ steps, per-parameter gradient norms, update-to-weight ratios and per-layer activ
 statistics), `check_init` (init_check.py: the step-0 signal-propagation check) and the
 temporary layer taps both use (probe.py). It may import `steadygrad.callbacks` (the Callback
 base), `steadygrad.nn` (check_init's default loss), `steadygrad.ops` (norms) and
-`steadygrad._introspect` and `steadygrad._args` (argument checks); never `steadygrad.training`, which imports it, nor
+`steadygrad._introspect` and `steadygrad._args` (argument checks) and `steadygrad._plot`
+(GradientMonitor.plot's matplotlib, imported when a figure is drawn); never `steadygrad.training`, which imports it, nor
 `steadygrad.checkpoint`."""
 
 from __future__ import annotations

@@ -9,11 +9,13 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from steadygrad import _introspect as intro
+from steadygrad import _plot
 from steadygrad.callbacks import Callback
 from steadygrad.diagnostics.probe import LayerProbe, is_rectifier, is_weight_layer
 from steadygrad.ops import global_norm
@@ -170,13 +172,67 @@ class GradientMonitor(Callback):
             "bn_layers": list(self.bn_names),
         }
 
+    def layer_grad_norm_series(self) -> tuple[list[str], np.ndarray]:
+        """(layers, norms): the layers that have parameters, in forward order, named as in
+        `layer_names`, and their gradient norms (R, n_layers): per record, the L2 norm of all
+        of the layer's parameter gradients together (sqrt of the sum of their squared norms)."""
+        params: list[str] = getattr(self, "param_names", [])  # set when training begins
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(params):
+            groups.setdefault(name.rsplit(".", 1)[0] if "." in name else name, []).append(i)
+        grad = np.vstack(self._grad) if self._grad else np.zeros((0, len(params)))
+        norms = np.zeros((len(grad), len(groups)))
+        for j, idx in enumerate(groups.values()):
+            norms[:, j] = np.sqrt(np.sum(grad[:, idx] ** 2, axis=1))
+        return list(groups), norms
+
     def layer_grad_norms(self, record: int = -1) -> dict[str, float]:
         """Gradient norm per layer (the parameters of a layer combined), for one record."""
-        out: dict[str, float] = {}
-        for name, g in zip(self.param_names, self._grad[record], strict=False):
-            layer = name.rsplit(".", 1)[0] if "." in name else name
-            out[layer] = math.sqrt(out.get(layer, 0.0) ** 2 + float(g) ** 2)
-        return out
+        layers, norms = self.layer_grad_norm_series()
+        return dict(zip(layers, map(float, norms[record]), strict=True))
+
+    def plot(self, layers: Sequence[str] | None = None, ax: Any = None, *,
+             vanish: float | None = None, explode: float | None = None,
+             figsize: tuple[float, float] | None = None, **line_kwargs: Any) -> Any:
+        """Per-layer gradient norms over the recorded optimizer steps, one line per layer
+        with parameters (labelled as in `layer_names`, coloured by depth, dark at the input;
+        `layers` picks some, e.g. `monitor.weight_layers`), on a log y axis: the picture of a
+        vanishing gradient (the lines fan out by decades from the output layer to the input)
+        or an exploding one.
+        The monitor has no thresholds of its own: `vanish` and `explode` (gradient norms)
+        are drawn as dashed horizontal lines when given. Returns the matplotlib Figure
+        (matplotlib is optional: without it this raises ImportError saying
+        `pip install matplotlib`). Nothing recorded yet raises ValueError, a layer without
+        parameters (or unknown) KeyError naming it. `ax`: draw on this Axes instead of a
+        new figure; other keyword arguments go to every `Axes.plot` call."""
+        if not self.steps:
+            raise ValueError("GradientMonitor.plot: nothing recorded yet (attach the monitor to "
+                             "sg.fit, or use fit(..., diagnostics=k))")
+        names, norms = self.layer_grad_norm_series()
+        picked = names if layers is None else list(layers)
+        for name in picked:
+            if name not in names:
+                raise KeyError(f"GradientMonitor.plot: layers: {name!r} is not a layer with "
+                               f"parameters (choose from {', '.join(names)})")
+        fig, (a,) = _plot.panels("GradientMonitor.plot", 1, ax, figsize)
+        x = np.asarray(self.steps, dtype=np.int64)
+        # colours by depth, input to output: the default cycle of 10 repeats in deep models
+        viridis = _plot.pyplot("GradientMonitor.plot").cm.viridis
+        colours = viridis(np.linspace(0.0, 0.9, len(picked)))
+        for name, colour in zip(picked, colours, strict=True):
+            a.plot(x, norms[:, names.index(name)], label=name,
+                   **{"color": colour, **line_kwargs})
+        for value, what in ((vanish, "vanishing"), (explode, "exploding")):
+            if value is not None:
+                a.axhline(float(value), color="0.4", ls="--", lw=1.0, label=f"{what} ({value:g})")
+        a.set_yscale("log")
+        a.set_title("gradient norm per layer (before clipping)")
+        a.set_xlabel("optimizer step")
+        a.set_ylabel("grad norm")
+        a.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                 ncol=len(picked) // 16 + 1)  # beside the axes: the lines fill them
+        a.grid(True, which="both", alpha=0.3)
+        return fig
 
     def table(self, record: int = -1) -> str:
         if not self.steps:

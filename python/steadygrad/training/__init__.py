@@ -1,12 +1,13 @@
 """The training loop: `fit`, `evaluate` and `predict` (loop.py), the argument checks that all
 run before the first step (checks.py), the state of a running fit that callbacks see (run.py),
-what fit returns and resumes from (history.py: History, FitState) and what it prints
-(display.py: the ProgressBar callback, drawn with steadygrad.progress's bar). It sits on top:
+what fit returns and resumes from (history.py: History, FitState; plotting.py draws
+History.plot), and what it prints (display.py: the ProgressBar callback, drawn with
+steadygrad.progress's bar). It sits on top:
 it may import `steadygrad.callbacks` (the hooks it calls), `steadygrad.diagnostics` (the
 GradientMonitor behind `fit(diagnostics=k)`), `steadygrad.checkpoint` (resume and
 ModelCheckpoint's writes), `steadygrad.data` (DataLoader, the batch gather and prefetch),
-`steadygrad.metrics` (the logged metrics by name), `steadygrad.optim`, `steadygrad.progress`
-and `steadygrad._introspect`; nothing below it imports it. inputs.py settles what fit trains
+`steadygrad.metrics` (the logged metrics by name), `steadygrad.optim`, `steadygrad.progress`,
+`steadygrad._introspect` and `steadygrad._plot` (the figures' matplotlib); nothing below it imports it. inputs.py settles what fit trains
 on (arrays or a DataLoader, validation_split, sample and class weights, metrics)."""
 
 from __future__ import annotations

@@ -4,10 +4,12 @@ exactly (FitState). Both are plain data, JSON-serialisable, so a checkpoint can 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from steadygrad.training.plotting import plot_history
 
 
 class History:
@@ -61,6 +63,24 @@ class History:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = [int(e) for e in state["epoch"]]
         self.history = {k: [float(x) for x in v] for k, v in state["history"].items()}
+
+    def plot(self, keys: str | Sequence[str] | None = None, ax: Any = None, *,
+             figsize: tuple[float, float] | None = None, **line_kwargs: Any) -> Any:
+        """Draws the curves and returns the matplotlib Figure (matplotlib is optional:
+        without it this raises ImportError saying `pip install matplotlib`).
+
+        One panel per quantity, all over one shared x axis of epochs (`self.epoch`: History
+        has one row per epoch; per-step gradient norms are `GradientMonitor.plot`'s): each
+        metric with its val_ counterpart on the same axes (loss first), then the learning
+        rate (log scale when it spans 10x or more), then grad_norm and grad_norm_max (log
+        scale). Each line is labelled with its key; a value missing for an epoch (NaN) is a
+        gap. `keys` chooses panels by any series in them ("loss" or "val_loss": the loss
+        panel; "grad_norm_max": the gradient-norm panel); skipped_steps, dropped_samples and
+        samples_per_s are drawn only when named. A key not in the history raises KeyError
+        naming it, an empty history ValueError. `ax`: draw on these Axes instead of a new
+        figure (one per panel). Other keyword arguments go to every `Axes.plot` call.
+        """
+        return plot_history(self, keys, ax, figsize, line_kwargs)
 
     def __len__(self) -> int:
         return len(self.epoch)
