@@ -56,6 +56,17 @@ def test_reference_documents_every_public_name(site: Path) -> None:
     assert not missing, f"the API reference has no entry for {missing}"
 
 
+def test_reference_follows_all(site: Path) -> None:
+    """A name outside its module's __all__ has no entry (fit's CallbackList), and Module's
+    page has the methods every module inherits."""
+    callbacks = (site / "reference" / "callbacks" / "index.html").read_text()
+    assert 'id="steadygrad.callbacks.Callback"' in callbacks
+    assert 'id="steadygrad.callbacks.CallbackList"' not in callbacks
+    module = (site / "reference" / "module" / "index.html").read_text()
+    for method in ("parameters", "named_parameters", "summary", "state_dict", "train", "backward"):
+        assert f'id="steadygrad.nn.Module.{method}"' in module, method
+
+
 def test_guide_pages_are_built(site: Path) -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     guides = re.findall(r"^\s+- [^:]+: (\w+)\.md$", nav, flags=re.M)

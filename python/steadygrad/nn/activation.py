@@ -70,9 +70,10 @@ class _Activation(Module):
 class ReLU(_Activation):
     """max(x, 0), elementwise on float32 input of any shape (torch.nn.ReLU); NaN stays NaN.
 
-    Inside a Sequential, a ReLU right after a Linear, Conv1d/Conv2d, BatchNorm1d/2d or Residual
-    runs fused into that layer's output store and its backward: no pass and no buffer of its
-    own (`model.plan()` lists what fused)."""
+    Inside a Sequential, the forward of a ReLU right after a Linear, Conv1d/Conv2d,
+    BatchNorm1d/2d or Residual runs fused into that layer's output store, with no pass and no
+    buffer of its own (BatchNorm's backward applies its mask too); `model.plan()` lists what
+    fused."""
 
     # A Sequential's plan (nn.plan) may absorb it into the layer before, as that layer's
     # "relu" epilogue: forward(x, absorbed=True) then passes x (already max(z, 0)) through,

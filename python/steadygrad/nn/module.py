@@ -174,8 +174,8 @@ class Module(ModuleTree, MemoryAccounting):
         return self
 
     def eval(self) -> Module:
-        """Set eval mode (train(False)): BatchNorm uses its running statistics, Dropout is the
-        identity. Returns self."""
+        """Set eval mode (train(False)): BatchNorm normalises with its running statistics,
+        Dropout is the identity. Returns self."""
         return self.train(False)
 
     def zero_grad(self) -> None:
