@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
-FENCE = re.compile(r"^```python\n(.*?)^```$", flags=re.M | re.S)
+# A fence at any indentation (a snippet inside a list item), closed at the same indentation.
+FENCE = re.compile(r"^( *)```python\n(.*?)^\1```$", flags=re.M | re.S)
 
 
 def snippets(page: Path) -> list[str]:
-    return FENCE.findall(page.read_text())
+    return [textwrap.dedent(body) for _, body in FENCE.findall(page.read_text())]
 
 
 def test_guide_pages_have_snippets() -> None:
