@@ -6,7 +6,9 @@
 # Array arguments are numpy arrays the binding checks without converting: float32 and
 # C-contiguous (labels and segment tables: integer arrays). Arguments that take one of a few
 # strings ('none'/'relu', 'mean'/'sum', ...) are `str`: the binding raises ValueError naming
-# the accepted values. The docstrings live in the module itself (`help(steadygrad._core)`).
+# the accepted values. The docstrings live in the module itself (`help(steadygrad._core)`); the
+# public functions (sg.ops, the runtime controls) carry a copy for the documentation site, which
+# reads this stub without importing the module (tests/test_docstrings.py keeps the copies equal).
 # One signature per function: a result that compute_grad / compute_grad_input=False leaves
 # out is typed `| None` whatever the flag (no overloads on the flag's value), so a caller
 # that needs the gradient narrows it (`assert grad is not None`).
@@ -25,6 +27,7 @@ _Labels = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 _LossValue = float | npt.NDArray[np.float32]  # reduction 'mean'/'sum' | 'none'
 
 __version__: str
+"""The package version (pyproject.toml's, compiled in)."""
 
 # -- runtime controls (isa/runtime.cpp) -------------------------------------------------------
 
@@ -40,11 +43,16 @@ class CpuInfo(TypedDict):
     openmp: int
     version: str
 
-def cpu_info() -> CpuInfo: ...
-def set_num_threads(n: SupportsIndex) -> None: ...  # an int or numpy integer, not a bool
-def get_num_threads() -> int: ...
-def set_isa(name: str) -> None: ...
-def get_isa() -> str: ...
+def cpu_info() -> CpuInfo:
+    """Return a dict: isa (in use), isa_best, isa_supported, threads (in use), forked_child (True in a fork()ed child, which runs on 1 thread), cores, cpu, compiler, openmp, version."""
+def set_num_threads(n: SupportsIndex) -> None:  # an int or numpy integer, not a bool
+    """Set the number of OpenMP threads the kernels use (default: OMP_NUM_THREADS or all cores). In a fork()ed child only 1 is allowed (RuntimeError otherwise): OpenMP's thread pool does not survive fork."""
+def get_num_threads() -> int:
+    """Number of OpenMP threads the kernels use."""
+def set_isa(name: str) -> None:
+    """Select the kernel path: 'generic', 'avx2' or 'avx512'. Raises ValueError for an unknown name or a path this CPU/OS cannot run. STEADYGRAD_ISA sets it at import."""
+def get_isa() -> str:
+    """The kernel path in use."""
 def kernel_heap_allocations() -> int: ...  # isa/kernel_allocs.cpp
 
 # -- GEMM (gemm/gemm.cpp, gemm/fma_peak.cpp) -------------------------------------------------
@@ -53,7 +61,14 @@ def gemm(
     a: _F32, b: _F32, *, trans_a: bool = False, trans_b: bool = False, out: _F32 | None = None,
     alpha: float = 1.0, beta: float = 0.0, bias: _F32 | None = None,
     activation: str | None = None,
-) -> _F32: ...
+) -> _F32:
+    """C = activation(alpha * op(a) @ op(b) + beta * out + bias), float32, row-major.
+
+    op(a) is a.T when trans_a else a, (m, k); op(b) likewise, (k, n). beta == 0 writes `out`
+    without reading it (NaN or garbage there cannot leak). `bias` has shape (n,), broadcast over
+    rows. activation is None or 'relu', fused into the store. Returns `out` (allocated when None).
+    Bitwise-identical results for any thread count.
+    """
 def _fma_peak_gflops(isa: str, seconds: float = 0.2) -> float: ...
 def _gemm_uses_sup(trans_a: bool, m: int, lda: int) -> bool: ...
 @type_check_only
@@ -296,51 +311,81 @@ def adaptive_avg_pool2d_scratch(
 # -- activations, softmax, softmax cross-entropy, buffer norm ------------------------------
 # (layers/activations.cpp, layers/softmax.cpp, layers/softmax_xent.cpp, reduce/norm.cpp)
 
-def relu(x: _F32, *, out: _F32 | None = None) -> _F32: ...
-def relu_backward(grad_output: _F32, x: _F32, *, out: _F32 | None = None) -> _F32: ...
-def leaky_relu(x: _F32, negative_slope: float = 0.01, *, out: _F32 | None = None) -> _F32: ...
+def relu(x: _F32, *, out: _F32 | None = None) -> _F32:
+    """max(x, 0); NaN stays NaN."""
+def relu_backward(grad_output: _F32, x: _F32, *, out: _F32 | None = None) -> _F32:
+    """grad_output where x > 0, else 0."""
+def leaky_relu(x: _F32, negative_slope: float = 0.01, *, out: _F32 | None = None) -> _F32:
+    """x where x > 0, else negative_slope * x."""
 def leaky_relu_backward(
     grad_output: _F32, x: _F32, negative_slope: float = 0.01, *, out: _F32 | None = None
-) -> _F32: ...
-def gelu(x: _F32, *, approximate: str = "none", out: _F32 | None = None) -> _F32: ...
+) -> _F32:
+    """grad_output * (1 if x > 0 else negative_slope)."""
+def gelu(x: _F32, *, approximate: str = "none", out: _F32 | None = None) -> _F32:
+    """GELU as torch.nn.functional.gelu: approximate='none' (erf) or 'tanh'."""
 def gelu_backward(
     grad_output: _F32, x: _F32, *, approximate: str = "none", out: _F32 | None = None
-) -> _F32: ...
-def tanh(x: _F32, *, out: _F32 | None = None) -> _F32: ...
-def tanh_backward(grad_output: _F32, y: _F32, *, out: _F32 | None = None) -> _F32: ...
-def sigmoid(x: _F32, *, out: _F32 | None = None) -> _F32: ...
-def sigmoid_backward(grad_output: _F32, y: _F32, *, out: _F32 | None = None) -> _F32: ...
-def silu(x: _F32, *, out: _F32 | None = None) -> _F32: ...
-def silu_backward(grad_output: _F32, x: _F32, *, out: _F32 | None = None) -> _F32: ...
+) -> _F32:
+    """Gradient of gelu with respect to its input x."""
+def tanh(x: _F32, *, out: _F32 | None = None) -> _F32:
+    """tanh(x)."""
+def tanh_backward(grad_output: _F32, y: _F32, *, out: _F32 | None = None) -> _F32:
+    """grad_output * (1 - y^2), from the forward output y."""
+def sigmoid(x: _F32, *, out: _F32 | None = None) -> _F32:
+    """1 / (1 + exp(-x))."""
+def sigmoid_backward(grad_output: _F32, y: _F32, *, out: _F32 | None = None) -> _F32:
+    """grad_output * y * (1 - y), from the forward output y."""
+def silu(x: _F32, *, out: _F32 | None = None) -> _F32:
+    """x * sigmoid(x)."""
+def silu_backward(grad_output: _F32, x: _F32, *, out: _F32 | None = None) -> _F32:
+    """grad_output * sigmoid(x) * (1 + x * (1 - sigmoid(x)))."""
 def softplus(
     x: _F32, beta: float = 1.0, threshold: float = 20.0, *, out: _F32 | None = None
-) -> _F32: ...
+) -> _F32:
+    """log1p(exp(beta * x)) / beta, and x where beta * x > threshold."""
 def softplus_backward(
     grad_output: _F32, x: _F32, beta: float = 1.0, threshold: float = 20.0, *,
     out: _F32 | None = None
-) -> _F32: ...
-def elu(x: _F32, alpha: float = 1.0, *, out: _F32 | None = None) -> _F32: ...
+) -> _F32:
+    """grad_output * sigmoid(beta * x), and grad_output where beta * x > threshold."""
+def elu(x: _F32, alpha: float = 1.0, *, out: _F32 | None = None) -> _F32:
+    """x where x > 0, else alpha * expm1(x)."""
 def elu_backward(
     grad_output: _F32, x: _F32, alpha: float = 1.0, *, out: _F32 | None = None
-) -> _F32: ...
-def softmax(x: _F32, dim: int, *, out: _F32 | None = None) -> _F32: ...
-def softmax_backward(grad_output: _F32, y: _F32, dim: int, *, out: _F32 | None = None) -> _F32: ...
-def log_softmax(x: _F32, dim: int, *, out: _F32 | None = None) -> _F32: ...
+) -> _F32:
+    """grad_output * (1 if x > 0 else alpha * exp(x))."""
+def softmax(x: _F32, dim: int, *, out: _F32 | None = None) -> _F32:
+    """softmax(x) along dim (max-subtracted)."""
+def softmax_backward(grad_output: _F32, y: _F32, dim: int, *, out: _F32 | None = None) -> _F32:
+    """y * (grad_output - sum(grad_output * y)) along dim, from the forward output y."""
+def log_softmax(x: _F32, dim: int, *, out: _F32 | None = None) -> _F32:
+    """log_softmax(x) along dim (max-subtracted)."""
 def log_softmax_backward(
     grad_output: _F32, y: _F32, dim: int, *, out: _F32 | None = None
-) -> _F32: ...
+) -> _F32:
+    """grad_output - exp(y) * sum(grad_output) along dim, from the forward output y."""
 # softmax cross-entropy and NLL (layers/softmax_xent.cpp): labels are class indices or, for
 # softmax_cross_entropy, float32 probabilities of the logits' shape
 def softmax_cross_entropy(
     logits: _F32, labels: _Labels | _F32, *, weight: _F32 | None = None,
     ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
     compute_grad: bool = True, out: _F32 | None = None,
-) -> tuple[_LossValue, _F32 | None]: ...
+) -> tuple[_LossValue, _F32 | None]:
+    """Softmax cross-entropy of (batch, classes) logits, as torch.nn.functional.cross_entropy,
+    in one pass: labels are int32/int64 class indices (batch,) (ignore_index rows count for
+    nothing; 'mean' divides by the summed weight of the others) or float32 probabilities of the
+    logits' shape ('mean' divides by the batch). weight: optional (classes,) class weights.
+
+    Returns (loss, dlogits): loss is a Python float for 'mean'/'sum', the float32 (batch,) row
+    losses for 'none'; dlogits the gradient of that loss, for 'none' of the rows' sum (None when
+    compute_grad=False). Stable for logits of any finite magnitude. `out` may be logits itself.
+    """
 def nll_loss(
     input: _F32, labels: _Labels, *, weight: _F32 | None = None, ignore_index: int = -100,
     reduction: str = "mean", compute_grad: bool = True, out: _F32 | None = None,
 ) -> tuple[_LossValue, _F32 | None]: ...
-def global_norm(x: _F32, norm_type: float = 2.0) -> float: ...
+def global_norm(x: _F32, norm_type: float = 2.0) -> float:
+    """L2 (norm_type=2) or max-abs (norm_type=inf) norm of a float32 buffer. Bitwise identical for any thread count and ISA path."""
 
 # -- optimizers over flat buffers (optim/optim.cpp) ------------------------------------------
 # seg_offsets/seg_lengths: int64 arrays of equal length, one entry per parameter segment.

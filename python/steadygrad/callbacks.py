@@ -20,6 +20,10 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 
+# CallbackList is fit's own (steadygrad.training.loop), not part of the interface.
+__all__ = ["CSVLogger", "Callback", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateauCallback",
+           "TerminateOnNaN"]
+
 
 class Callback:
     """Hooks, in loop order: on_train_begin, on_epoch_begin, on_batch_begin,

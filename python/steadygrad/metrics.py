@@ -15,6 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+__all__ = ["accuracy", "get", "mean_absolute_error", "mean_squared_error", "names", "register",
+           "top_k_accuracy"]
+
 MetricFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 _REGISTRY: dict[str, MetricFn] = {}
@@ -36,6 +39,7 @@ def register(name: str, fn: MetricFn, *, replace: bool = False) -> None:
 
 
 def names() -> list[str]:
+    """The registered metric names, sorted (the built-ins and those added by register)."""
     return sorted(_REGISTRY)
 
 
@@ -81,7 +85,9 @@ def accuracy(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def top_k_accuracy(k: int) -> MetricFn:
-    """The metric "the label is among the k highest scores" (ties broken by position)."""
+    """The metric "the label is among the k highest scores", named f"top{k}": a sample counts
+    when fewer than k classes score strictly higher than its label (a score tied with the
+    label's does not push it out)."""
 
     def top_k(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
         pred, target = _scores(np.asarray(pred), np.asarray(target), f"top{k}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["draw_seed", "generator", "manual_seed"]
+
 _generator = np.random.default_rng()
 
 

@@ -28,6 +28,10 @@ from steadygrad.diagnostics.probe import (
 
 @dataclass
 class InitIssue:
+    """One problem sg.check_init found: the layer (its state_dict-style name and class), the
+    kind (vanishing_activation, exploding_activation, vanishing_gradient, exploding_gradient,
+    dead_relu, saturation, non_finite), what was measured and the suggested fix."""
+
     layer: str
     layer_type: str
     kind: str  # vanishing_activation, exploding_activation, vanishing_gradient, ...
@@ -50,12 +54,16 @@ class InitReport:
 
     @property
     def ok(self) -> bool:
+        """True when no issue was found."""
         return not self.issues
 
     def flagged(self, kind: str | None = None) -> list[str]:
+        """The names of the layers with an issue (of `kind`, when given), most important first."""
         return [i.layer for i in self.issues if kind is None or i.kind == kind]
 
     def table(self) -> str:
+        """The per-layer rows as a text table, each issue's kind marked on its layer's row."""
+
         def f(v: Any) -> str:
             return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2e}"
 

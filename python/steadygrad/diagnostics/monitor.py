@@ -235,6 +235,8 @@ class GradientMonitor(Callback):
         return fig
 
     def table(self, record: int = -1) -> str:
+        """Record `record` (default: the latest) as a text table: per parameter its gradient
+        norm and update-to-weight ratio, then the per-layer rows."""
         if not self.steps:
             return "GradientMonitor: nothing recorded yet"
         i = record

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 
 class MemoryAccounting:
+    """What every Module reports of its memory (summary), with defaults a layer overrides."""
+
     def memory(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """(activation bytes, workspace bytes) this module holds for an input of `shape`."""
         return 0, 0

@@ -68,6 +68,13 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
+    """max(x, 0), elementwise on float32 input of any shape (torch.nn.ReLU); NaN stays NaN.
+
+    Inside a Sequential, the forward of a ReLU right after a Linear, Conv1d/Conv2d,
+    BatchNorm1d/2d or Residual runs fused into that layer's output store, with no pass and no
+    buffer of its own (BatchNorm's backward applies its mask too); `model.plan()` lists what
+    fused."""
+
     # A Sequential's plan (nn.plan) may absorb it into the layer before, as that layer's
     # "relu" epilogue: forward(x, absorbed=True) then passes x (already max(z, 0)) through,
     # and the backward masks by x > 0, which is z > 0, unless the producer's backward applies
@@ -140,6 +147,8 @@ class _KernelArg:
 
 
 class LeakyReLU(_ParamActivation):
+    """x for x > 0, else negative_slope * x (torch.nn.LeakyReLU, default slope 0.01)."""
+
     negative_slope = _KernelArg()
     _forward_kernel = staticmethod(_core.leaky_relu)
     _backward_kernel = staticmethod(_core.leaky_relu_backward)
@@ -150,6 +159,10 @@ class LeakyReLU(_ParamActivation):
 
 
 class GELU(_Activation):
+    """x * Phi(x), Phi the standard normal CDF (torch.nn.GELU): approximate='none' computes
+    it with erf, approximate='tanh' with torch's tanh approximation
+    0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
+
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
         if approximate not in ("none", "tanh"):
@@ -167,6 +180,9 @@ class GELU(_Activation):
 
 
 class Tanh(_Activation):
+    """tanh(x), elementwise (torch.nn.Tanh). The backward works from the saved output,
+    1 - y^2."""
+
     _saves_output = True
     output_bounds = (-1.0, 1.0)
     reads_output_in_backward = True
@@ -176,6 +192,10 @@ class Tanh(_Activation):
 
 
 class Sigmoid(_Activation):
+    """1 / (1 + exp(-x)), elementwise (torch.nn.Sigmoid). The backward works from the saved
+    output, y * (1 - y); its slope is at most 0.25, which is why deep sigmoid stacks lose
+    their gradient (see sg.check_init)."""
+
     _saves_output = True
     output_bounds = (0.0, 1.0)
     reads_output_in_backward = True

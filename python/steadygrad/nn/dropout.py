@@ -13,6 +13,14 @@ from steadygrad.nn.module import Module
 
 
 class Dropout(Module):
+    """torch.nn.Dropout(p=0.5): in training mode, zeroes each element with probability p and
+    scales the others by 1/(1-p) (p=1 zeroes everything); in eval mode, or with p=0, the
+    identity. Input: float32 of any shape.
+
+    The mask is a hash of a seed drawn from sg's generator for each training forward, so
+    `sg.manual_seed` makes it reproducible and the backward recomputes it instead of storing
+    it; it is the same for any thread count or ISA path, but not torch's mask."""
+
     # Elementwise on any shape: runs on channels-last data inside a conv run (nn._layout); its
     # mask is drawn over the elements in memory order, so it depends on the layout it runs in.
     layout_agnostic = True

@@ -89,6 +89,7 @@ def _fan(arr: np.ndarray, mode: str) -> int:
 
 
 def uniform_(tensor: T, a: float = 0.0, b: float = 1.0) -> T:
+    """Fill with draws from U(a, b) (torch.nn.init.uniform_), from sg's generator."""
     arr = _array(tensor, "uniform_")
     gen = _random.generator()
     _fill_random(arr, lambda size: gen.uniform(a, b, size=size))
@@ -96,6 +97,7 @@ def uniform_(tensor: T, a: float = 0.0, b: float = 1.0) -> T:
 
 
 def normal_(tensor: T, mean: float = 0.0, std: float = 1.0) -> T:
+    """Fill with draws from N(mean, std^2) (torch.nn.init.normal_), from sg's generator."""
     arr = _array(tensor, "normal_")
     gen = _random.generator()
     _fill_random(arr, lambda size: gen.normal(mean, std, size=size))
@@ -103,15 +105,18 @@ def normal_(tensor: T, mean: float = 0.0, std: float = 1.0) -> T:
 
 
 def constant_(tensor: T, val: float) -> T:
+    """Fill with the value val (torch.nn.init.constant_)."""
     _array(tensor, "constant_")[...] = val
     return tensor
 
 
 def zeros_(tensor: T) -> T:
+    """Fill with 0 (torch.nn.init.zeros_)."""
     return constant_(tensor, 0.0)
 
 
 def ones_(tensor: T) -> T:
+    """Fill with 1 (torch.nn.init.ones_)."""
     return constant_(tensor, 1.0)
 
 

@@ -142,10 +142,14 @@ class Module(ModuleTree, MemoryAccounting):
             flatten(params)
 
     def register_buffer(self, name: str, value: np.ndarray | None) -> None:
+        """Register non-trainable state (running statistics) under `name`: in state_dict
+        and checkpoints, not among the parameters. None registers the name without a value."""
         self._buffers[name] = value
         object.__setattr__(self, name, value)
 
     def register_parameter(self, name: str, value: Parameter | None) -> None:
+        """Register `value` under `name` (assigning a Parameter attribute does the same);
+        None registers the name without a parameter, as torch's optional bias."""
         self._parameters[name] = value
         object.__setattr__(self, name, value)
 
@@ -163,11 +167,15 @@ class Module(ModuleTree, MemoryAccounting):
 
     # -- modes and gradients -----------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Set training mode (mode=False: eval mode) on this module and every descendant;
+        returns self."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
     def eval(self) -> Module:
+        """Set eval mode (train(False)): BatchNorm normalises with its running statistics,
+        Dropout is the identity. Returns self."""
         return self.train(False)
 
     def zero_grad(self) -> None:
@@ -177,6 +185,8 @@ class Module(ModuleTree, MemoryAccounting):
 
     # -- forward / backward ------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """The layer's computation for a batch: a custom layer overrides it, keeping what its
+        backward needs. Call the module (`model(x)`), not forward, to run it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def _backward(self, grad_output: np.ndarray) -> np.ndarray | None:

@@ -61,9 +61,11 @@ class FlatStorage:
 
     @property
     def numel(self) -> int:
+        """The number of elements of the flat buffer (padding for alignment included)."""
         return int(self.data.size)
 
     def index(self, param: Parameter) -> int:
+        """The position of `param` among the storage's parameters (ValueError if not one)."""
         for i, p in enumerate(self.params):
             if p is param:
                 return i
@@ -91,11 +93,13 @@ class Parameter:
     # -- values ------------------------------------------------------------------------
     @property
     def data(self) -> np.ndarray:
+        """The float32 values: a view into the model's flat parameter buffer. Assigning copies
+        into the existing view (never replaces it: the flat buffer stays whole); the shape
+        must match."""
         return self._data
 
     @data.setter
     def data(self, value: np.ndarray) -> None:
-        """Copies into the existing view (never replaces it: the flat buffer stays whole)."""
         value = np.asarray(value)
         if value.shape != self._data.shape:
             raise ValueError(
@@ -148,28 +152,36 @@ class Parameter:
 
     @property
     def grad_fresh(self) -> bool:
+        """Whether the gradient holds a value since the last zero_grad (else `grad` reads None
+        and the next backward writes instead of adding)."""
         return self._grad_fresh
 
     def mark_grad_fresh(self) -> None:
+        """Declare `grad_buffer` written (by a kernel that wrote it directly)."""
         self._grad_fresh = True
 
     def zero_grad(self) -> None:
+        """Mark the gradient stale: `grad` reads None, the next backward writes it. No memset."""
         self._grad_fresh = False
 
     # -- metadata ----------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of `data`."""
         return self._data.shape
 
     @property
     def size(self) -> int:
+        """The number of elements (numpy's `size`)."""
         return int(self._data.size)
 
     def numel(self) -> int:
+        """The number of elements (torch's `numel()`)."""
         return int(self._data.size)
 
     @property
     def storage(self) -> FlatStorage:
+        """The FlatStorage whose buffers hold this parameter's values and gradient."""
         assert self._storage is not None
         return self._storage
 

@@ -247,13 +247,15 @@ class _MaxPool(_WindowPool):
 
 
 class MaxPool2d(AcceptsUnbatched, _MaxPool):
-    """torch.nn.MaxPool2d on (N, C, H, W) (return_indices=True is not supported)."""
+    """torch.nn.MaxPool2d on (N, C, H, W) or unbatched (C, H, W) (return_indices=True is not
+    supported)."""
 
     _name = "MaxPool2d"
 
 
 class MaxPool1d(AcceptsUnbatched, _MaxPool):
-    """torch.nn.MaxPool1d on (N, C, L) (return_indices=True is not supported)."""
+    """torch.nn.MaxPool1d on (N, C, L) or unbatched (C, L) (return_indices=True is not
+    supported)."""
 
     _name = "MaxPool1d"
     _dims = 1
@@ -290,7 +292,7 @@ class _AvgPool(_WindowPool):
 
 
 class AvgPool2d(AcceptsUnbatched, _AvgPool):
-    """torch.nn.AvgPool2d on (N, C, H, W)."""
+    """torch.nn.AvgPool2d on (N, C, H, W) (or unbatched (C, H, W))."""
 
     _name = "AvgPool2d"
 
@@ -302,7 +304,7 @@ class AvgPool2d(AcceptsUnbatched, _AvgPool):
 
 
 class AvgPool1d(AcceptsUnbatched, _AvgPool):
-    """torch.nn.AvgPool1d on (N, C, L)."""
+    """torch.nn.AvgPool1d on (N, C, L) (or unbatched (C, L))."""
 
     _name = "AvgPool1d"
     _dims = 1
@@ -359,14 +361,14 @@ class _AdaptiveAvgPool(_Pool):
 
 
 class AdaptiveAvgPool2d(AcceptsUnbatched, _AdaptiveAvgPool):
-    """torch.nn.AdaptiveAvgPool2d on (N, C, H, W); output_size an int or (oh, ow), None keeping
-    that input size."""
+    """torch.nn.AdaptiveAvgPool2d on (N, C, H, W) (or unbatched (C, H, W)); output_size an int
+    or (oh, ow), None keeping that input size."""
 
     _name = "AdaptiveAvgPool2d"
 
 
 class AdaptiveAvgPool1d(AcceptsUnbatched, _AdaptiveAvgPool):
-    """torch.nn.AdaptiveAvgPool1d on (N, C, L)."""
+    """torch.nn.AdaptiveAvgPool1d on (N, C, L) (or unbatched (C, L))."""
 
     _name = "AdaptiveAvgPool1d"
     _dims = 1

@@ -26,7 +26,7 @@ from steadygrad.onnx._tree import At, emit_module
 if TYPE_CHECKING:
     from onnx import ModelProto
 
-__all__ = ["MIN_OPSET", "export"]
+__all__ = ["export"]
 
 MIN_OPSET = 17  # LayerNormalization's first opset
 

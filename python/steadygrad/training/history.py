@@ -32,6 +32,8 @@ class History:
         self.diagnostics: Any = None  # the GradientMonitor when fit(..., diagnostics=k)
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
+        """Add one epoch's row (fit does). A key missing from a row reads NaN there, so every
+        column stays as long as `epoch`."""
         n = len(self.epoch)
         self.epoch.append(int(epoch))
         for key, value in logs.items():
@@ -50,17 +52,21 @@ class History:
         return key in self.history
 
     def keys(self) -> list[str]:
+        """The logged names, in the order they first appeared."""
         return list(self.history)
 
     def as_arrays(self) -> dict[str, np.ndarray]:
+        """Every column as a float64 array, and `epoch` as an int64 one."""
         out = {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
         out["epoch"] = np.asarray(self.epoch, dtype=np.int64)
         return out
 
     def state_dict(self) -> dict[str, Any]:
+        """The epochs and columns as plain lists (JSON-serialisable; checkpoints carry it)."""
         return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace the rows with those of a state_dict()."""
         self.epoch = [int(e) for e in state["epoch"]]
         self.history = {k: [float(x) for x in v] for k, v in state["history"].items()}
 

@@ -123,6 +123,7 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the attributes a state_dict() saved."""
         self.__dict__.update(state_dict)
 
     # A scheduler holding a list of parts (SequentialLR's schedulers, LambdaLR's lr_lambdas)
@@ -141,12 +142,16 @@ class LRScheduler:
             load(part, st)
 
     def get_last_lr(self) -> list[float]:
+        """The learning rate of each parameter group as the last step set it."""
         return self._last_lr
 
     def get_lr(self) -> list[float]:
+        """The learning rates of the current step (a subclass computes them; call step)."""
         raise NotImplementedError
 
     def step(self, epoch: int | None = None) -> None:
+        """Advance one unit of the schedule (an epoch, or a batch for a per-step scheduler)
+        and set each group's lr."""
         self._step_count += 1
         self._update_lr(epoch)
 

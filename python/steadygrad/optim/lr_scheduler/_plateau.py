@@ -54,6 +54,9 @@ class ReduceLROnPlateau:
         self.num_bad_epochs = 0
 
     def step(self, metrics: Any, epoch: int | None = None) -> None:
+        """Take one epoch's monitored value (e.g. val_loss); once more than `patience` epochs
+        in a row have not improved on the best, multiply each lr by `factor` (not below
+        min_lr) and wait `cooldown` epochs before counting again."""
         current = float(metrics)
         epoch = self.last_epoch + 1 if epoch is None else epoch
         self.last_epoch = epoch
@@ -87,6 +90,7 @@ class ReduceLROnPlateau:
 
     @property
     def in_cooldown(self) -> bool:
+        """Whether the epochs of cooldown after a reduction are still running."""
         return self.cooldown_counter > 0
 
     def _is_better(self, a: float, best: float) -> bool:
@@ -109,11 +113,14 @@ class ReduceLROnPlateau:
         self.threshold_mode = threshold_mode
 
     def get_last_lr(self) -> list[float]:
+        """The learning rate of each parameter group after the last step."""
         return self._last_lr
 
     def state_dict(self) -> dict[str, Any]:
+        """Every attribute except the optimizer (as torch)."""
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the attributes a state_dict() saved."""
         self.__dict__.update(state_dict)
         self._init_is_better(mode=self.mode, threshold=self.threshold, threshold_mode=self.threshold_mode)
