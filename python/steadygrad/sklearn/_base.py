@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, is_classifier
@@ -58,7 +58,7 @@ class _Epochs(Callback):
 class BaseMLP(BaseEstimator):
     """The shared body of MLPClassifier and MLPRegressor (see their docstrings)."""
 
-    _parameter_constraints: dict[str, list[Any]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(net.ACTIVATIONS))],
         "solver": [StrOptions({"adam", "sgd"})],
@@ -183,12 +183,13 @@ class BaseMLP(BaseEstimator):
 
     def _new_optimizer(self) -> Any:
         groups = net.param_groups(self.model_)
-        clip = {} if self.max_grad_norm is None else {"max_grad_norm": float(self.max_grad_norm)}
+        clip = None if self.max_grad_norm is None else float(self.max_grad_norm)
         if self.solver == "adam":
             return optim.Adam(groups, lr=self.learning_rate_init, betas=(self.beta_1, self.beta_2),
-                              eps=self.epsilon, **clip)
+                              eps=self.epsilon, max_grad_norm=clip)
         return optim.SGD(groups, lr=self.learning_rate_init, momentum=self.momentum,
-                         nesterov=bool(self.nesterovs_momentum and self.momentum > 0), **clip)
+                         nesterov=bool(self.nesterovs_momentum and self.momentum > 0),
+                         max_grad_norm=clip)
 
     def _loss(self) -> Any:
         k = self.n_outputs_
@@ -322,7 +323,7 @@ class BaseMLP(BaseEstimator):
 
     # -- pickling: the optimizer is rebuilt over the unpickled network ---------------------
     def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]
+        state: dict[str, Any] = super().__getstate__()
         state = dict(state)
         opt = state.pop("_optimizer", None)
         if opt is not None:
@@ -332,7 +333,7 @@ class BaseMLP(BaseEstimator):
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         opt_state = state.pop("_optimizer_state", None)
-        super().__setstate__(state)  # type: ignore[no-untyped-call]
+        super().__setstate__(state)
         if "model_" in state:
             self._optimizer = None
             if opt_state is not None:

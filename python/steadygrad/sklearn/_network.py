@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ def build(units: Sequence[int], activation: str, batch_norm: bool, dropout: floa
     for 'logistic', 6 otherwise), so one random_state gives both libraries the same start."""
     layers: list[nn.Module] = []
     linears: list[nn.Linear] = []
-    for i, (fan_in, fan_out) in enumerate(zip(units[:-1], units[1:])):
+    for i, (fan_in, fan_out) in enumerate(pairwise(units)):
         lin = nn.Linear(fan_in, fan_out)
         linears.append(lin)
         layers.append(lin)

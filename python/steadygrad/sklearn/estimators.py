@@ -8,8 +8,12 @@ import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets, \
-    type_of_target, unique_labels
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    check_classification_targets,
+    type_of_target,
+    unique_labels,
+)
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from steadygrad.sklearn._base import BaseMLP
@@ -106,7 +110,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """log(predict_proba(X))."""
         proba = self.predict_proba(X)
-        return np.log(proba, out=proba)
+        log: np.ndarray = np.log(proba, out=proba)
+        return log
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
