@@ -1,4 +1,4 @@
-"""Optional peer frameworks (numpy, PyTorch, JAX): which are importable, their versions,
+"""Optional peer frameworks (numpy, PyTorch, JAX, scikit-learn): which are importable, their versions,
 and the machine description the CLI prints and the JSON records (the one `machine_info`).
 A missing peer is a skip, never an error."""
 
@@ -13,8 +13,9 @@ import numpy as np
 
 import steadygrad as sg
 
-PEERS = ("numpy", "torch", "jax")
-_MODULES = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "optax")}
+PEERS = ("numpy", "torch", "jax", "sklearn")
+_MODULES = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "optax"),
+            "sklearn": ("sklearn",)}
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
