@@ -19,6 +19,7 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is in the test extras")
 
+from conftest import num_threads  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits, make_classification  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
@@ -31,6 +32,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 import steadygrad as sg  # noqa: E402
 from steadygrad import nn  # noqa: E402
 from steadygrad.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    """One thread: the results do not depend on the count (static schedules), and two
+    threads on two cores shared with other processes spend most of a small fit waiting."""
+    with num_threads(1):
+        yield
+
 
 # Small instances, so that each check takes well under a second; enough epochs that
 # check_classifiers_train / check_regressors_train reach their score thresholds.
@@ -444,3 +454,17 @@ def test_import_error_names_the_install_command(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn raises ImportError
     with pytest.raises(ImportError, match="pip install scikit-learn"):
         import steadygrad.sklearn  # noqa: F401
+
+
+def test_guide_page_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/sklearn.md's code blocks run as written and print what the page says they do."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "sklearn.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in page.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    for block in blocks:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the page says it warns
+            exec(compile(block, "docs/sklearn.md", "exec"), {})
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test accuracy")[1].split()[0])
+    assert accuracy > 0.9 and "best {" in out and "Sequential" in out
