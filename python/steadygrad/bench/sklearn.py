@@ -6,6 +6,7 @@ interleaved rounds); the figures are medians over every fit."""
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from typing import Any, ClassVar
 
@@ -16,7 +17,7 @@ from steadygrad.bench.timing import timed
 
 # (data set, rows (None: all), epochs) per size; make_classification has 20 features, 10
 # of them informative, and 2 classes.
-DATASETS = {
+DATASETS: dict[suite.Size, list[tuple[str, int | None, int]]] = {
     "tiny": [("digits", 400, 2)],
     "quick": [("digits", None, 30), ("breast_cancer", None, 30), ("classification", 100_000, 5)],
     "full": [("digits", None, 200), ("breast_cancer", None, 200), ("classification", 100_000, 20)],
@@ -46,11 +47,8 @@ def load_split(name: str, rows: int | None) -> tuple[np.ndarray, ...]:
 
 def classifier(framework: str) -> Any:
     """The contender's MLPClassifier class (imported before any fit is timed)."""
-    if framework == "steadygrad":
-        from steadygrad.sklearn import MLPClassifier
-    else:
-        from sklearn.neural_network import MLPClassifier
-    return MLPClassifier
+    module = "steadygrad.sklearn" if framework == "steadygrad" else "sklearn.neural_network"
+    return importlib.import_module(module).MLPClassifier
 
 
 def estimator(cls: Any, epochs: int, seed: int) -> Any:
@@ -60,6 +58,9 @@ def estimator(cls: Any, epochs: int, seed: int) -> Any:
 
 
 class SklearnSuite(suite.BaseSuite):
+    """One case per data set of the size; contenders steadygrad and sklearn, each timed over
+    whole fits (no warm-up: a fit is the unit a user waits for)."""
+
     name = "sklearn"
     peers = frozenset({"sklearn"})
     plans: ClassVar[dict[suite.Size, suite.Plan]] = {
@@ -67,6 +68,7 @@ class SklearnSuite(suite.BaseSuite):
         "full": suite.Plan(repeat=6, rounds=3, warmup=0)}
 
     def cases(self, size: suite.Size) -> list[suite.Case]:
+        """The size's data sets, each with its row count and epochs."""
         return [suite.Case(f"{name} {epochs} ep", {"data": name, "rows": rows, "epochs": epochs},
                            dict(CONTENDERS)) for name, rows, epochs in DATASETS[size]]
 
@@ -91,6 +93,7 @@ class SklearnSuite(suite.BaseSuite):
         return result
 
     def report(self, measured: list[suite.Measured], run: suite.RunInfo) -> dict[str, Any]:
+        """A row per case and thread count: fit seconds, accuracies and the speed-up."""
         rows, errors = [], []
         for m in measured:
             errors += m.errors()

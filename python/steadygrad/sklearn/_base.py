@@ -206,6 +206,8 @@ class BaseMLP(BaseEstimator):
 
     def _fit(self, X: Any, y: Any, incremental: bool = False) -> BaseMLP:
         hidden = self._check_params()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         if Y.ndim == 1:
@@ -219,8 +221,6 @@ class BaseMLP(BaseEstimator):
                              f"{self.n_outputs_}; fit it anew (warm_start=False)")
         if self._optimizer is None or not incremental:
             self._optimizer = self._new_optimizer()
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
         score_data = None
         if self.early_stopping:
             stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None

@@ -47,6 +47,7 @@ def build(units: Sequence[int], activation: str, batch_norm: bool, dropout: floa
 
 
 def linears(model: nn.Sequential) -> list[nn.Linear]:
+    """The network's Linear layers, input side first."""
     return [m for m in model if isinstance(m, nn.Linear)]
 
 
@@ -56,6 +57,7 @@ def coefs(model: nn.Sequential) -> list[np.ndarray]:
 
 
 def intercepts(model: nn.Sequential) -> list[np.ndarray]:
+    """Each Linear's bias as a new array, scikit-learn's intercepts_."""
     return [np.array(lin.bias.data) for lin in linears(model) if lin.bias is not None]
 
 

@@ -18,7 +18,12 @@ from sklearn.utils.validation import column_or_1d, validate_data
 
 from steadygrad.sklearn._base import BaseMLP
 
-_PARAMS_DOC = """
+
+class MLPClassifier(ClassifierMixin, BaseMLP):
+    """Multi-layer perceptron classifier (scikit-learn's MLPClassifier API) trained by
+    steadygrad: a softmax output for multiclass y, logistic outputs for binary and
+    multi-label (2-d 0/1 indicator) y, scikit-learn's log loss.
+
     Parameters with scikit-learn's names and defaults: hidden_layer_sizes=(100,),
     activation ('identity', 'logistic', 'tanh', 'relu'), solver ('adam' or 'sgd'; 'lbfgs'
     raises ValueError), alpha (L2 term on the weights, scikit-learn's formula), batch_size
@@ -37,14 +42,8 @@ _PARAMS_DOC = """
     of the Linear layers' parameters in scikit-learn's (in, out) layout) and model_, the
     trained steadygrad nn.Sequential (its output is the pre-activation: logits for a
     classifier). Sparse input is refused (densify it first); float64 data trains in float32.
-"""
-
-
-class MLPClassifier(ClassifierMixin, BaseMLP):
-    __doc__ = ("Multi-layer perceptron classifier (scikit-learn's MLPClassifier API) trained by "
-               "steadygrad: a softmax output for multiclass y, logistic outputs for binary and "
-               "multi-label (2-d indicator) y, the log loss.\n" + _PARAMS_DOC +
-               "    classes_ holds the class labels (as scikit-learn's, from a LabelBinarizer).\n")
+    classes_ holds the class labels (from a LabelBinarizer, as scikit-learn's).
+    """
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[np.ndarray, np.ndarray]:
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
@@ -120,9 +119,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
-    __doc__ = ("Multi-layer perceptron regressor (scikit-learn's MLPRegressor API, squared "
-               "error) trained by steadygrad; y may have several outputs (n_samples, n_outputs).\n"
-               + _PARAMS_DOC)
+    """Multi-layer perceptron regressor (scikit-learn's MLPRegressor API) trained by
+    steadygrad: identity output, scikit-learn's half squared error; y may have several
+    outputs (n_samples, n_outputs). Parameters and attributes are MLPClassifier's (see its
+    docstring), less classes_; out_activation_ is 'identity' and score is R^2.
+    """
 
     def _validate_input(self, X: Any, y: Any, incremental: bool, reset: bool) -> tuple[np.ndarray, np.ndarray]:
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
