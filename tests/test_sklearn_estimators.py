@@ -20,10 +20,16 @@ import pytest
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is in the test extras")
 
 from conftest import num_threads  # noqa: E402
-from sklearn.datasets import load_breast_cancer, load_digits, make_classification  # noqa: E402
+from sklearn.datasets import (  # noqa: E402
+    load_breast_cancer,
+    load_diabetes,
+    load_digits,
+    make_classification,
+)
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkClassifier  # noqa: E402
+from sklearn.neural_network import MLPRegressor as SkRegressor  # noqa: E402
 from sklearn.neural_network._base import LOSS_FUNCTIONS  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -137,6 +143,28 @@ def test_accuracy_at_least_sklearn(data: str) -> None:
     assert ours.score(X_te, y_te) >= theirs.score(X_te, y_te) - 0.01
     # Same start, same algorithm: the first epoch's loss agrees closely (float32 vs float64).
     assert ours.loss_curve_[0] == pytest.approx(theirs.loss_curve_[0], rel=1e-2)
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_regressor_r2_at_least_sklearn(outputs: int) -> None:
+    """diabetes (standardised; the second output is the first squared), 64 hidden, 50
+    epochs, same initial weights. A run at random_state 0..4 (R^2 steadygrad / scikit-learn):
+    one output 0.3522/0.3508, 0.3532/0.3540, 0.3279/0.3304, 0.3592/0.3575, 0.3110/0.3074;
+    two outputs 0.0986/0.0999, 0.1629/0.1604, 0.1939/0.1986, 0.1576/0.1569, 0.1677/0.1663:
+    gaps within 0.005, so 0.01 is the margin."""
+    X, y = load_diabetes(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0)
+    scaler = StandardScaler().fit(X_tr)
+    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    mean, std = y_tr.mean(), y_tr.std()
+    y_tr, y_te = (y_tr - mean) / std, (y_te - mean) / std
+    if outputs == 2:
+        y_tr, y_te = np.stack([y_tr, y_tr**2], axis=1), np.stack([y_te, y_te**2], axis=1)
+    params = dict(hidden_layer_sizes=(64,), max_iter=50, random_state=0)
+    ours = _quiet(MLPRegressor(**params), X_tr, y_tr)
+    theirs = _quiet(SkRegressor(**params), X_tr, y_tr)
+    assert ours.predict(X_te).shape == y_te.shape
+    assert ours.score(X_te, y_te) >= theirs.score(X_te, y_te) - 0.01
 
 
 # -- alpha: scikit-learn's loss and gradient, in float64 numpy -------------------------------
@@ -436,6 +464,25 @@ def test_bad_parameters_raise_at_fit(params: dict[str, Any], match: str) -> None
     with pytest.raises(ValueError, match=match):
         clf.fit(X, y)
     assert not hasattr(clf, "model_")
+
+
+def test_partial_fit_refuses_early_stopping_before_building() -> None:
+    X, y = _blobs()
+    clf = MLPClassifier(early_stopping=True)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    assert not hasattr(clf, "model_")
+
+
+def test_verbose_prints_sklearns_lines_and_batch_size_is_clipped(capsys: pytest.CaptureFixture[str]) -> None:
+    X, y = _blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, batch_size=500, verbose=True,
+                        random_state=0)
+    with pytest.warns(UserWarning, match="It is going to be clipped"), \
+            pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"Iteration {i + 1}, loss = {loss:.8f}" for i, loss in enumerate(clf.loss_curve_)]
 
 
 def test_feature_names_from_a_dataframe() -> None:
