@@ -108,7 +108,7 @@ def machine_info(compare: set[str]) -> dict[str, Any]:
     except (AttributeError, OSError):
         info["loadavg_start"] = None
     versions: dict[str, str | None] = {"steadygrad": sg.__version__, "numpy": np.__version__}
-    for name in ("torch", "jax"):
+    for name in ("torch", "jax", "sklearn"):
         if name in compare:
             ok, ver = peer_status(name)
             if ok:  # "jax 0.4, optax 0.2" -> {"jax": "0.4", "optax": "0.2"}
