@@ -1,4 +1,4 @@
-"""Optional peer frameworks (numpy, PyTorch, JAX): which are importable, their versions,
+"""Optional peer frameworks (numpy, PyTorch, JAX, scikit-learn): which are importable, their versions,
 and the machine description the CLI prints and the JSON records (the one `machine_info`).
 A missing peer is a skip, never an error."""
 
@@ -13,8 +13,9 @@ import numpy as np
 
 import steadygrad as sg
 
-PEERS = ("numpy", "torch", "jax")
-_MODULES = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "optax")}
+PEERS = ("numpy", "torch", "jax", "sklearn")
+_MODULES = {"numpy": ("numpy",), "torch": ("torch",), "jax": ("jax", "optax"),
+            "sklearn": ("sklearn",)}
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
@@ -107,7 +108,7 @@ def machine_info(compare: set[str]) -> dict[str, Any]:
     except (AttributeError, OSError):
         info["loadavg_start"] = None
     versions: dict[str, str | None] = {"steadygrad": sg.__version__, "numpy": np.__version__}
-    for name in ("torch", "jax"):
+    for name in ("torch", "jax", "sklearn"):
         if name in compare:
             ok, ver = peer_status(name)
             if ok:  # "jax 0.4, optax 0.2" -> {"jax": "0.4", "optax": "0.2"}

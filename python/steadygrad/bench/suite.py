@@ -1,4 +1,4 @@
-"""The contract every benchmark suite meets (gemm, optim, layers, train, memory): a Suite lists
+"""The contract every benchmark suite meets (gemm, optim, layers, train, memory, sklearn): a Suite lists
 Cases, each naming its contenders and the Runtime (framework + environment) each one runs in;
 the runner (runner.py) measures them all by one method and hands the figures to the suite's
 `report`. Values only: nothing here times, spawns or prints."""
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, cast
 
 Size = Literal["tiny", "quick", "full"]
-NAMES = ("gemm", "optim", "layers", "train", "memory")
-FRAMEWORKS = ("steadygrad", "numpy", "torch", "jax")
+NAMES = ("gemm", "optim", "layers", "train", "memory", "sklearn")
+FRAMEWORKS = ("steadygrad", "numpy", "torch", "jax", "sklearn")
 # where each suite's `durations` were measured (or, where no run was recorded, estimated from
 # the measured runs and the suite's sizes; `steadygrad-bench SUITE --help` says "about")
 REFERENCE_MACHINE = ("the reference machine: an AMD EPYC (Zen 3) KVM guest with 2 cores, "
@@ -44,7 +44,7 @@ class Runtime:
         return cls(str(d["framework"]), tuple((str(k), v) for k, v in d["env"]))
 
 
-STEADYGRAD, NUMPY, TORCH, JAX = (Runtime(f) for f in FRAMEWORKS)
+STEADYGRAD, NUMPY, TORCH, JAX, SKLEARN = (Runtime(f) for f in FRAMEWORKS)
 
 
 @dataclass(frozen=True)

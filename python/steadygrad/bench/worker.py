@@ -65,6 +65,9 @@ def import_framework(framework: str) -> None:
         jnp = importlib.import_module("jax.numpy")
         importlib.import_module("optax")
         (jnp.ones((8, 8)) @ jnp.ones((8, 8))).block_until_ready()
+    elif framework == "sklearn":
+        importlib.import_module("sklearn.neural_network")
+        np.ones((8, 8)) @ np.ones((8, 8))
     else:
         raise ValueError(f"unknown framework {framework!r}")
 
