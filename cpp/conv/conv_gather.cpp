@@ -7,6 +7,26 @@
 
 namespace sg::conv_gather {
 
+// Channels [c0, c1) of a tap's MR row sources into the micropanel (MR floats per k step), 0
+// where a source is null; `all`: none is (the common case away from the borders, copied with
+// no per-element test). kMR as below.
+template <int kMR>
+inline void copy_tap_rows(const float* const* sp, int64_t width, int64_t c0, int64_t c1, bool all,
+                          float* dd) {
+  const int64_t MR = kMR ? kMR : width;
+  if (all) {
+    for (int64_t c = c0; c < c1; ++c, dd += MR) {
+#pragma GCC unroll 16
+      for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r][c];
+    }
+  } else {
+    for (int64_t c = c0; c < c1; ++c, dd += MR) {
+#pragma GCC unroll 16
+      for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r] ? sp[r][c] : 0.0f;
+    }
+  }
+}
+
 // kMR: the micropanel height when it is one the ISAs use (the copies unroll), 0 for any.
 template <int kMR>
 void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
@@ -55,17 +75,7 @@ void gather_image_rows(const ImageGather& s, int64_t i0, int64_t rows, int64_t p
     const int64_t c0 = std::max(p0, t * nch) - t * nch;
     const int64_t c1 = std::min(p0 + kc, (t + 1) * nch) - t * nch;
     float* dd = d + (t * nch + c0 - p0) * MR;
-    if (all) {
-      for (int64_t c = c0; c < c1; ++c, dd += MR) {
-#pragma GCC unroll 16
-        for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r][c];
-      }
-    } else {
-      for (int64_t c = c0; c < c1; ++c, dd += MR) {
-#pragma GCC unroll 16
-        for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r] ? sp[r][c] : 0.0f;
-      }
-    }
+    copy_tap_rows<kMR>(sp, MR, c0, c1, all, dd);
   }
 }
 
@@ -111,17 +121,7 @@ void gather_phase_rows(const PhaseGather& s, int64_t i0, int64_t rows, int64_t p
     const int64_t c0 = std::max(p0, u * nch) - u * nch;
     const int64_t c1 = std::min(p0 + kc, (u + 1) * nch) - u * nch;
     float* dd = d + (u * nch + c0 - p0) * MR;
-    if (all) {  // the common case away from the borders: no per-element test
-      for (int64_t c = c0; c < c1; ++c, dd += MR) {
-#pragma GCC unroll 16
-        for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r][c];
-      }
-    } else {
-      for (int64_t c = c0; c < c1; ++c, dd += MR) {
-#pragma GCC unroll 16
-        for (int64_t r = 0; r < MR; ++r) dd[r] = sp[r] ? sp[r][c] : 0.0f;
-      }
-    }
+    copy_tap_rows<kMR>(sp, MR, c0, c1, all, dd);
   }
 }
 
