@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,9 +30,14 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_cpu_info_keys_and_types():
     info = sg.cpu_info()
-    types = {"isa": str, "isa_best": str, "isa_supported": list, "threads": int, "cores": int,
-             "cpu": str, "compiler": str, "openmp": int, "version": str}
-    assert set(types) <= set(info), f"missing keys: {set(types) - set(info)}"
+    types = {"isa": str, "isa_best": str, "isa_supported": list, "threads": int,
+             "forked_child": bool, "cores": int, "cpu": str, "compiler": str, "openmp": int,
+             "version": str}
+    assert set(types) == set(info), f"keys: {sorted(info)}, expected {sorted(types)}"
+    # the stub's CpuInfo (what mypy checks callers against) names the same keys
+    stub = (Path(sg.__file__).parent / "_core.pyi").read_text()
+    body = stub.split("class CpuInfo(TypedDict):")[1].split("\n\n")[0]
+    assert set(re.findall(r"^    (\w+):", body, flags=re.M)) == set(types), body
     for key, typ in types.items():
         assert isinstance(info[key], typ), f"cpu_info()[{key!r}] = {info[key]!r}, not {typ}"
     assert info["isa"] in info["isa_supported"] and info["isa_best"] in info["isa_supported"]

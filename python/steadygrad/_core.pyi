@@ -37,6 +37,7 @@ class CpuInfo(TypedDict):
     isa_best: str
     isa_supported: list[str]
     threads: int
+    forked_child: bool
     cores: int
     cpu: str
     compiler: str
