@@ -3,7 +3,6 @@ with a visible reason), thread-count control, and float64 reference tolerances."
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 import steadygrad as sg
+from steadygrad._threads import threads
 
 ALL_ISAS = ("generic", "avx2", "avx512")
 
@@ -34,14 +34,7 @@ def isa(request: pytest.FixtureRequest) -> Iterator[str]:
         sg.set_isa(before)
 
 
-@contextlib.contextmanager
-def num_threads(n: int) -> Iterator[None]:
-    before = sg.get_num_threads()
-    sg.set_num_threads(n)
-    try:
-        yield
-    finally:
-        sg.set_num_threads(before)
+num_threads = threads  # the library's context manager (steadygrad._threads)
 
 
 @pytest.fixture

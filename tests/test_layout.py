@@ -23,6 +23,7 @@ TOOLS = {
     "diagnostics": {"_args", "_introspect", "_plot", "callbacks", "nn", "ops"},
     "_args": set(),
     "_plot": set(),
+    "_threads": {"_core"},
     "data": {"_args", "random"},
     "metrics": set(),
     "onnx": {"_core", "nn"},

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 import steadygrad as sg
 from steadygrad import nn, optim
+from steadygrad._threads import threads
 from steadygrad.callbacks import Callback
 from steadygrad.sklearn import _network as net
 
@@ -241,7 +242,7 @@ class BaseMLP(BaseEstimator):
             batch_size = int(np.clip(self.batch_size, 1, n))
         self.n_iter_ = 0
         cb = _Epochs(self, score_data, incremental)
-        with net.threads(self.n_threads):
+        with threads(self.n_threads):
             sg.fit(self.model_, self._loss(), self._optimizer, X, self._targets(Y),
                    epochs=1 if incremental else int(self.max_iter), batch_size=batch_size,
                    shuffle=bool(self.shuffle), seed=int(rs.randint(0, 2**31 - 1)), metrics=[],
@@ -312,7 +313,7 @@ class BaseMLP(BaseEstimator):
         if check_input:
             check_is_fitted(self)
             X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        with net.threads(self.n_threads):
+        with threads(self.n_threads):
             z = sg.predict(self.model_, np.ascontiguousarray(X, dtype=np.float32)).astype(np.float64)
         if self.out_activation_ == "softmax":
             z = np.exp(z - z.max(axis=1, keepdims=True))

@@ -1,17 +1,15 @@
 """The steadygrad side of the estimators: the network a parameter set describes (initialised
-as scikit-learn's MLP draws its weights), the loss scaled to scikit-learn's definition, the
-(in, out) views of its weights, and the thread count a call runs with."""
+as scikit-learn's MLP draws its weights), the loss scaled to scikit-learn's definition
+and the (in, out) views of its weights."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-import steadygrad as sg
 from steadygrad import nn
 
 ACTIVATIONS = {"identity": nn.Identity, "logistic": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
@@ -88,15 +86,3 @@ class ScaledLoss:
         return f"ScaledLoss({self.loss!r}, value_scale={self.value_scale}, grad_scale={self.grad_scale})"
 
 
-@contextlib.contextmanager
-def threads(n_threads: int | None) -> Iterator[None]:
-    """Runs the block with sg's thread count set to n_threads (None: left as it is)."""
-    if n_threads is None:
-        yield
-        return
-    before = sg.get_num_threads()
-    sg.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        sg.set_num_threads(before)
