@@ -177,10 +177,14 @@ class GradientMonitor(Callback):
         `layer_names`, and their gradient norms (R, n_layers): per record, the L2 norm of all
         of the layer's parameter gradients together (sqrt of the sum of their squared norms)."""
         params: list[str] = getattr(self, "param_names", [])  # set when training begins
+        return self._layer_norms(self._grad, len(params))
+
+    def _layer_norms(self, records: Sequence[Any], n_params: int) -> tuple[list[str], np.ndarray]:
+        """(layers, norms) of the given records of per-parameter gradient norms."""
         groups: dict[str, list[int]] = {}
-        for i, name in enumerate(params):
+        for i, name in enumerate(getattr(self, "param_names", [])):
             groups.setdefault(name.rsplit(".", 1)[0] if "." in name else name, []).append(i)
-        grad = np.vstack(self._grad) if self._grad else np.zeros((0, len(params)))
+        grad = np.vstack(records) if len(records) else np.zeros((0, n_params))
         norms = np.zeros((len(grad), len(groups)))
         for j, idx in enumerate(groups.values()):
             norms[:, j] = np.sqrt(np.sum(grad[:, idx] ** 2, axis=1))
@@ -188,8 +192,9 @@ class GradientMonitor(Callback):
 
     def layer_grad_norms(self, record: int = -1) -> dict[str, float]:
         """Gradient norm per layer (the parameters of a layer combined), for one record."""
-        layers, norms = self.layer_grad_norm_series()
-        return dict(zip(layers, map(float, norms[record]), strict=True))
+        # only that record (the whole series would make a per-record loop quadratic)
+        layers, norms = self._layer_norms([self._grad[record]], len(self.param_names))
+        return dict(zip(layers, map(float, norms[0]), strict=True))
 
     def plot(self, layers: Sequence[str] | None = None, ax: Any = None, *,
              vanish: float | None = None, explode: float | None = None,
