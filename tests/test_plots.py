@@ -57,13 +57,21 @@ def test_history_figure_panels_and_series(history: History) -> None:
     assert [a.get_title() for a in axes] == [
         "loss", "accuracy", "learning rate", "gradient norm (global, before clipping)"]
     assert [a.get_ylabel() for a in axes] == ["loss", "accuracy", "lr", "grad_norm"]
-    assert [a.get_xlabel() for a in axes] == ["", "", "", "epoch"]
+    assert [a.get_xlabel() for a in axes] == ["", "", "", "optimizer step"]
     assert [sorted(_lines(a)) for a in axes] == [
-        ["loss", "val_loss"], ["accuracy", "val_accuracy"], ["lr"], ["grad_norm", "grad_norm_max"]]
+        ["loss", "loss (step)", "val_loss"], ["accuracy", "accuracy (step)", "val_accuracy"],
+        ["lr (step)"], ["grad_norm", "grad_norm (step)", "grad_norm_max"]]
+    # one shared step axis: 6 batches an epoch, epoch rows at the step their epoch ended
+    assert history.epoch_step == [6, 12, 18, 24]
     for a in axes:
         for key, line in _lines(a).items():
-            assert list(line.get_xdata()) == [0, 1, 2, 3]
-            np.testing.assert_array_equal(line.get_ydata(), np.asarray(history[key]))
+            if key.endswith(" (step)"):
+                name = key[:-len(" (step)")]
+                assert list(line.get_xdata()) == list(range(1, 25))
+                np.testing.assert_array_equal(line.get_ydata(), np.asarray(history.steps[name]))
+            else:
+                assert list(line.get_xdata()) == [6, 12, 18, 24]
+                np.testing.assert_array_equal(line.get_ydata(), np.asarray(history[key]))
         assert a.get_legend() is not None
     shared = axes[0].get_shared_x_axes()
     assert all(shared.joined(axes[0], a) for a in axes[1:])
@@ -72,11 +80,34 @@ def test_history_figure_panels_and_series(history: History) -> None:
     assert history["lr"] == pytest.approx([0.1, 0.1, 1e-3, 1e-3])
 
 
+def test_step_log_agrees_with_the_epoch_rows(history: History) -> None:
+    """The per-step entries are the steps the epoch rows summarise: equal batches (16 of 96),
+    so an epoch's loss and accuracy are the means of its steps', grad_norm the mean and
+    grad_norm_max the max of its steps' norms; the lr of every step is the schedule's."""
+    s = history.step_arrays()
+    assert list(s["step"]) == list(range(24))
+    for key in ("loss", "accuracy", "grad_norm"):
+        per_epoch = s[key].reshape(4, 6).mean(axis=1)
+        np.testing.assert_allclose(per_epoch, history[key], rtol=1e-12, err_msg=key)
+    np.testing.assert_array_equal(s["grad_norm"].reshape(4, 6).max(axis=1), history["grad_norm_max"])
+    np.testing.assert_allclose(s["lr"], [0.1] * 12 + [1e-3] * 12, rtol=1e-12)
+    assert np.all(np.isfinite(s["grad_norm"])) and np.all(s["grad_norm"] > 0)
+
+
+def test_a_history_without_steps_is_drawn_over_epochs() -> None:
+    """A history from before per-step curves (or built by hand) keeps the epoch axis."""
+    h = History()
+    h.load_state_dict({"epoch": [0, 1, 2], "history": {"loss": [3.0, 2.0, 1.0]}})
+    (a,) = h.plot().get_axes()
+    assert a.get_xlabel() == "epoch" and sorted(_lines(a)) == ["loss"]
+    assert list(_lines(a)["loss"].get_xdata()) == [0, 1, 2]
+
+
 def test_history_plot_keys_choose_panels(history: History) -> None:
     fig = history.plot(keys=["val_loss", "grad_norm_max"])
     axes = fig.get_axes()
-    assert [sorted(_lines(a)) for a in axes] == [["loss", "val_loss"],
-                                                 ["grad_norm", "grad_norm_max"]]
+    assert [sorted(_lines(a)) for a in axes] == [["loss", "loss (step)", "val_loss"],
+                                                 ["grad_norm", "grad_norm (step)", "grad_norm_max"]]
     (a,) = history.plot(keys="samples_per_s").get_axes()  # bookkeeping: only when named
     np.testing.assert_array_equal(_lines(a)["samples_per_s"].get_ydata(), history["samples_per_s"])
     assert "samples_per_s" not in {k for a in history.plot().get_axes() for k in _lines(a)}
@@ -89,6 +120,8 @@ def test_history_plot_on_given_axes(history: History) -> None:
     assert [a.get_title() for a in axes] == ["loss", "learning rate"]
     with pytest.raises(ValueError, match="ax must be 2 Axes"):
         history.plot(keys=["loss", "lr"], ax=axes[0])
+    (a,) = history.plot(keys="loss", marker="x").get_axes()  # the caller's keywords win
+    assert {line.get_marker() for line in a.get_lines()} == {"x"}
 
 
 @pytest.mark.parametrize("keys", [["loss", "val_los"], "bogus", ["loss", 3]])

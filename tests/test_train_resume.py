@@ -1,7 +1,8 @@
 """Exact resume, end to end with the real layers and optimizer: N steps in one process versus
 k steps, sg.save, then sg.load in a *fresh process* and N - k more steps must give bitwise
 identical parameters (Dropout's RNG, BatchNorm statistics, Adam moments, the LR schedule and
-the shuffled data order all carried by the checkpoint; fit(resume=path) restores sg's RNG)."""
+the shuffled data order all carried by the checkpoint; fit(resume=path) restores sg's RNG), and
+the same History: epoch rows, their step positions and every step's loss, lr and norm."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ SCRIPT = textwrap.dedent(
         sg.manual_seed(999)  # a different RNG state: the checkpoint must bring the right one back
         h = sg.fit(model, loss_fn, opt, x, y, resume=ckpt, **kw)  # fit restores sg's RNG too
     sd = model.state_dict()
-    np.savez(out, loss=np.array(h.history.get("loss", [])), **{n: np.asarray(v) for n, v in sd.items()})
+    np.savez(out, loss=np.array(h.history.get("loss", [])), epoch_step=np.array(h.epoch_step),
+             **{f"step_{k}": np.array(v) for k, v in h.steps.items()},
+             **{n: np.asarray(v) for n, v in sd.items()})
     """
 )
 

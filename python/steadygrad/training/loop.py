@@ -304,12 +304,16 @@ def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None
     else:
         model.backward(g)
     cb.call("on_before_optimizer_step", step)
+    lr = intro.get_lr(opt)  # the rate this step uses (a per-step scheduler changes it next)
     norm = opt.step()
     state.global_step += 1
     state.batch += 1
     if loop.scheduler is not None and loop.run.interval == "step":
         loop.scheduler.step()
     logs = account(state.acc, loss, pred, yb, norm, loop.run.metrics)
+    row = {"step": float(step), **logs, "lr": lr}
+    del row["size"]
+    state.history.record_step(row)
     cb.call("on_batch_end", step, logs)
 
 
@@ -334,7 +338,7 @@ def _end_epoch(loop: Loop) -> None:
     state.epoch_rng_state = state.rng.bit_generator.state
     for c in cb.regular:
         c.on_epoch_end(epoch, logs)
-    state.history.append(epoch, logs)
+    state.history.append(epoch, logs, state.global_step)
     for c in cb.savers:
         c.on_epoch_end(epoch, logs)
 
