@@ -19,6 +19,7 @@ TOOLS = {
     "_introspect": {"random"},
     "callbacks": {"_introspect"},
     "checkpoint": {"_introspect"},
+    "compiled": {"_core", "nn"},
     "progress": set(),
     "diagnostics": {"_args", "_introspect", "_plot", "callbacks", "nn", "ops"},
     "_args": set(),
@@ -27,8 +28,8 @@ TOOLS = {
     "data": {"_args", "random"},
     "metrics": set(),
     "onnx": {"_core", "nn"},
-    "training": {"_args", "_introspect", "_plot", "callbacks", "checkpoint", "data", "diagnostics",
-                 "metrics", "optim", "progress"},
+    "training": {"_args", "_introspect", "_plot", "callbacks", "checkpoint", "compiled", "data",
+                 "diagnostics", "metrics", "optim", "progress"},
 }
 FOUNDATION = ("_core", "random", "ops", "progress", "nn", "optim")
 

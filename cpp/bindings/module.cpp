@@ -32,6 +32,7 @@ void register_layout(py::module_& m);      // layout/layout.cpp
 void register_norm(py::module_& m);        // reduce/norm.cpp
 void register_pooling(py::module_& m);     // pooling/pooling.cpp
 void register_optim(py::module_& m);       // optim/optim.cpp
+void register_step_tape(py::module_& m);   // step/step_tape.cpp
 }  // namespace sg::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -61,5 +62,6 @@ PYBIND11_MODULE(_core, m) {
   sg::bind::register_layout(m);
   sg::bind::register_norm(m);
   sg::bind::register_pooling(m);
+  sg::bind::register_step_tape(m);
   sg::bind::register_optim(m);
 }

@@ -5,7 +5,8 @@ kernels chosen at run time; this package is the thin Python layer over them. Lay
 up: `_core` (the compiled kernels), `ops`, `random`, `nn`, `optim`; then the training tools:
 `callbacks` (fit's hook interface), `checkpoint` (sg.save / sg.load), `diagnostics`
 (sg.check_init, GradientMonitor), `data` (sg.data.DataLoader), `metrics` (what fit logs by
-name, and its registry) and, on top, `training` (sg.fit / evaluate / predict).
+name, and its registry), `compiled` (sg.compile_step: a step's layers as two C++ calls) and, on
+top, `training` (sg.fit / evaluate / predict).
 ARCHITECTURE.md at the repository root has the picture.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from steadygrad import (
     callbacks,
     checkpoint,
+    compiled,
     data,
     diagnostics,
     metrics,
@@ -32,6 +34,7 @@ from steadygrad._core import (
     set_num_threads,
 )
 from steadygrad.checkpoint import load, save
+from steadygrad.compiled import compile_step
 from steadygrad.diagnostics import check_init
 from steadygrad.random import manual_seed
 from steadygrad.training import evaluate, fit, predict
@@ -41,6 +44,8 @@ __all__ = [
     "callbacks",
     "check_init",
     "checkpoint",
+    "compile_step",
+    "compiled",
     "cpu_info",
     "data",
     "diagnostics",

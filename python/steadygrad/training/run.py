@@ -15,6 +15,7 @@ import numpy as np
 from steadygrad import _introspect as intro
 from steadygrad import checkpoint
 from steadygrad.callbacks import Callback, CallbackList
+from steadygrad.compiled import CompiledStep, unsupported
 from steadygrad.data import DataLoader
 from steadygrad.data.batching import Batcher
 from steadygrad.metrics import MetricFn
@@ -115,6 +116,10 @@ class Loop:
         self.metric_names = tuple(name for name, _ in run.metrics)
         self.stop_training = False
         self.callbacks: CallbackList | None = None
+        # the layers as two C++ calls a step, bitwise the eager step (steadygrad.compiled),
+        # when every layer has a compiled form; dL/dx of the input is then never computed
+        self.compiled = (CompiledStep(model, loss_fn, optimizer, warn=False)
+                         if run.skip_dx and unsupported(model) is None else None)
         # A batch is dead once the next step begins: one reused buffer, two when the next
         # batch is gathered while the current one trains.
         self.batches = Batcher(run.arrays, run.batch_size, run.n_used, slots=2 if run.prefetch else 1)

@@ -1,0 +1,294 @@
+// Binding of cpp/step/step_tape.h: `_core.StepTape`, a compiled step's layers (Linear,
+// BatchNorm1d on (N, C) in training mode, the elementwise activations) recorded once per input
+// shape by steadygrad.training.compiled and then run as two calls per step, forward(x) and
+// backward(grad_output), with the GIL released and no per-layer Python. Each add_* checks its
+// arrays as the layer's own binding does (the tape keeps them alive) and records closures that
+// call the same driver with the same arguments as that binding, so results are bitwise the
+// eager path's. Parameter gradients are written (beta = 0), as the first backward after
+// zero_grad does; the first layer computes no dL/dx.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bindings/checks.h"
+#include "layers/activations.h"
+#include "layers/batchnorm.h"
+#include "layers/linear.h"
+#include "step/step_tape.h"
+
+namespace sg::bind {
+namespace {
+
+using std::to_string;
+
+class PyStepTape {
+ public:
+  PyStepTape(int64_t batch, int64_t in_features) : batch_(batch), cols_(in_features) {
+    if (batch < 1 || in_features < 1) {
+      value_error("StepTape", "batch and in_features must be >= 1, got (" + to_string(batch) +
+                                  ", " + to_string(in_features) + ")");
+    }
+    in_cols_ = in_features;
+    input_ = tape_.new_slot();
+    act_ = input_;
+  }
+
+  void add_linear(py::handle w_obj, py::handle b_obj, py::handle dw_obj, py::handle db_obj,
+                  bool relu) {
+    const char* fn = "StepTape.add_linear";
+    py::array w = f32_array(fn, "weight", w_obj, 2);
+    require_shape(fn, "weight", w, {-1, cols_});
+    const int64_t out_f = w.shape(0), in_f = cols_, n = batch_;
+    py::array b, db;
+    const float* bp = opt_vector(fn, "bias", b_obj, out_f, &b);
+    py::array dw = inplace_array(fn, "grad_weight", dw_obj, {out_f, in_f});
+    float* dbp = nullptr;
+    if (bp) {
+      db = inplace_array(fn, "grad_bias", db_obj, {out_f});
+      dbp = f32_ptr(db);
+    }
+    const Layer l = begin_layer(out_f, /*needs_dx=*/true);
+    float* y = l.out;
+    float* dx = l.dx;
+    float* mask = relu ? f32_ptr(keep(new_f32({n, out_f}))) : nullptr;
+    const float* wp = f32_cptr(w);
+    float* dwp = f32_ptr(dw);
+    const float** xs = l.x;
+    const float** dys = l.dy;
+    const Activation act = relu ? Activation::relu : Activation::none;
+    tape_.forward_steps.push_back(
+        [=] { linear_forward_f32(y, *xs, wp, bp, n, in_f, out_f, act); });
+    tape_.backward_steps.push_back([=] {
+      const float* dy = *dys;
+      if (mask) {  // the absorbed ReLU's backward, as the ReLU layer runs it: mask by y > 0
+        activation_kernels().backward(Activation::relu, mask, dy, y, n * out_f, ActParam{});
+        dy = mask;
+      }
+      linear_backward_f32(dx, dwp, dbp, dy, *xs, wp, n, in_f, out_f, 0.0f, 0.0f);
+    });
+    keep_all({w, b, dw, db});
+  }
+
+  void add_batchnorm(py::handle g_obj, py::handle b_obj, py::handle dg_obj, py::handle db_obj,
+                     py::handle rm_obj, py::handle rv_obj, py::handle nbt_obj,
+                     py::handle momentum_obj, double eps, bool relu) {
+    const char* fn = "StepTape.add_batchnorm";
+    const int64_t c = cols_, n = batch_;
+    if (n <= 1) {
+      value_error(fn, "Expected more than 1 value per channel when training, got a batch of " +
+                          to_string(n));
+    }
+    py::array g, b, dg, db, rm, rv;
+    const float* gp = opt_vector(fn, "weight", g_obj, c, &g);
+    const float* bp = opt_vector(fn, "bias", b_obj, c, &b);
+    float* dgp = nullptr;
+    float* dbp = nullptr;
+    if (gp) {
+      dg = inplace_array(fn, "grad_weight", dg_obj, {c});
+      dgp = f32_ptr(dg);
+    }
+    if (bp) {
+      db = inplace_array(fn, "grad_bias", db_obj, {c});
+      dbp = f32_ptr(db);
+    }
+    float* rmp = nullptr;
+    float* rvp = nullptr;
+    if (!rm_obj.is_none()) {
+      rm = inplace_array(fn, "running_mean", rm_obj, {c});
+      rv = inplace_array(fn, "running_var", rv_obj, {c});
+      rmp = f32_ptr(rm);
+      rvp = f32_ptr(rv);
+    }
+    const bool cumulative = momentum_obj.is_none();
+    const double m_arg = cumulative ? 0.0 : momentum_obj.cast<double>();
+    if (!(m_arg >= 0.0 && m_arg <= 1.0)) {
+      value_error(fn, "momentum must be in [0, 1] or None, got " + to_string(m_arg));
+    }
+    if (!(eps >= 0.0)) value_error(fn, "eps must be >= 0, got " + to_string(eps));
+    const float momentum = static_cast<float>(m_arg);
+    const float e = static_cast<float>(eps);
+    int64_t* counter = nullptr;
+    py::array t;
+    if (!nbt_obj.is_none()) {
+      if (!py::isinstance<py::array>(nbt_obj)) {
+        type_error(fn, "num_batches_tracked must be an int64 array with one element");
+      }
+      t = py::reinterpret_borrow<py::array>(nbt_obj);
+      if (t.dtype().kind() != 'i' || t.itemsize() != 8 || t.size() != 1) {
+        type_error(fn, "num_batches_tracked must be an int64 array with one element, got " +
+                           dtype_str(t) + " array of shape " + shape_str(t));
+      }
+      require_writeable(fn, "num_batches_tracked", t);
+      require_aligned(fn, "num_batches_tracked", t);
+      counter = static_cast<int64_t*>(t.mutable_data());
+    }
+    if (counter) counters_.push_back(counter);
+    float* sm = f32_ptr(keep(new_f32({c})));
+    float* si = f32_ptr(keep(new_f32({c})));
+    const Layer l = begin_layer(c, /*needs_dx=*/true);
+    float* y = l.out;
+    float* dx = l.dx;
+    const float** xs = l.x;
+    const float** dys = l.dy;
+    tape_.forward_steps.push_back([=] {
+      // the binding's running_stats(): the cumulative factor from the count before this batch
+      float m = momentum;
+      if (cumulative) {
+        m = counter ? static_cast<float>(1.0 / static_cast<double>(*counter + 1)) : 0.0f;
+      }
+      if (counter) *counter += 1;
+      batchnorm_kernels().forward_train(y, sm, si, rmp, rvp, *xs, gp, bp, n, c, e, m, relu);
+    });
+    tape_.backward_steps.push_back([=] {
+      batchnorm_kernels().backward(dx, dgp, dbp, *dys, *xs, nullptr, sm, si, gp, bp, n, c, true,
+                                   0.0f, 0.0f, relu);
+    });
+    keep_all({g, b, dg, db, rm, rv, t});
+  }
+
+  void add_activation(const std::string& name, double a, double b) {
+    const char* fn = "StepTape.add_activation";
+    static const std::map<std::string, Activation> kNames = {
+        {"relu", Activation::relu},       {"leaky_relu", Activation::leaky_relu},
+        {"gelu", Activation::gelu},       {"gelu_tanh", Activation::gelu_tanh},
+        {"tanh", Activation::tanh},       {"sigmoid", Activation::sigmoid},
+        {"silu", Activation::silu},       {"elu", Activation::elu},
+        {"softplus", Activation::softplus}};
+    const auto it = kNames.find(name);
+    if (it == kNames.end()) value_error(fn, "unknown activation '" + name + "'");
+    const Activation act = it->second;
+    const ActParam param{static_cast<float>(a), static_cast<float>(b)};
+    const int64_t count = batch_ * cols_;
+    const bool first = layers_ == 0;
+    const Layer l = begin_layer(cols_, /*needs_dx=*/!first);
+    float* y = l.out;
+    float* dx = l.dx;
+    const float** xs = l.x;
+    const float** dys = l.dy;
+    const bool saved_is_y = act_backward_uses_output(act);
+    tape_.forward_steps.push_back(
+        [=] { activation_kernels().forward(act, y, *xs, count, param); });
+    if (!first) {  // on the input itself nothing needs its gradient
+      tape_.backward_steps.push_back([=] {
+        activation_kernels().backward(act, dx, *dys, saved_is_y ? y : *xs, count, param);
+      });
+    }
+  }
+
+  py::array forward(py::handle x_obj) {
+    const char* fn = "compiled step";
+    if (layers_ == 0) value_error(fn, "the tape has no layer");
+    py::array x = f32_array(fn, "input", x_obj, 2);
+    require_shape(fn, "input", x, {batch_, in_cols_});
+    for (const int64_t* c : counters_) {
+      if (*c == INT64_MAX) value_error(fn, "num_batches_tracked is at the int64 maximum");
+    }
+    *input_ = f32_cptr(x);
+    x_keep_ = x;  // the backward reads it (dW of the first layer)
+    {
+      py::gil_scoped_release release;
+      tape_.forward();
+    }
+    return output_;
+  }
+
+  void backward(py::handle dy_obj) {
+    const char* fn = "compiled step";
+    if (x_keep_.is_none()) value_error(fn, "backward before forward");
+    py::array dy = batch_matrix(fn, "grad_output", dy_obj, "the output's shape", batch_,
+                                "features", cols_);
+    *last_dy_ = f32_cptr(dy);
+    {
+      py::gil_scoped_release release;
+      tape_.backward();
+    }
+    x_keep_ = py::none();
+  }
+
+  py::array output() const { return output_; }
+  int64_t batch() const { return batch_; }
+  int64_t layers() const { return layers_; }
+
+ private:
+  struct Layer {
+    float* out;
+    float* dx;  // null for the first layer (or when not needed)
+    const float** x;
+    const float** dy;
+  };
+
+  // A new layer of `out_cols` outputs: its output array, its dL/dx (fed to the previous
+  // layer's dy slot), its input slot (the previous output) and its own dy slot.
+  Layer begin_layer(int64_t out_cols, bool needs_dx) {
+    Layer l{};
+    l.x = act_;
+    if (layers_ > 0 && needs_dx) {
+      l.dx = f32_ptr(keep(new_f32({batch_, cols_})));
+      *prev_dy_ = l.dx;
+    }
+    output_ = new_f32({batch_, out_cols});
+    keep(output_);
+    l.out = f32_ptr(output_);
+    l.dy = tape_.new_slot();
+    prev_dy_ = l.dy;
+    last_dy_ = l.dy;
+    act_ = tape_.new_slot(l.out);
+    cols_ = out_cols;
+    ++layers_;
+    return l;
+  }
+
+  py::array& keep(py::array a) {
+    kept_.push_back(a);
+    return kept_.back();
+  }
+  void keep_all(std::initializer_list<py::array> arrays) {
+    for (const py::array& a : arrays) {
+      if (a) kept_.push_back(a);
+    }
+  }
+
+  StepTape tape_;
+  std::vector<py::array> kept_;  // every array a closure points into
+  std::vector<int64_t*> counters_;
+  int64_t batch_, cols_, in_cols_ = 0, layers_ = 0;
+  const float** input_ = nullptr;
+  const float** act_ = nullptr;
+  const float** prev_dy_ = nullptr;
+  const float** last_dy_ = nullptr;
+  py::array output_;
+  py::object x_keep_ = py::none();
+};
+
+}  // namespace
+
+void register_step_tape(py::module_& m) {
+  using py::arg;
+  py::class_<PyStepTape>(
+      m, "StepTape",
+      "A compiled step's layers, recorded once per input shape (steadygrad.training.compiled) "
+      "and run as forward(x) and backward(grad_output) with no per-layer Python: bitwise the "
+      "eager layers' results. Parameter gradients are written (as after zero_grad); the first "
+      "layer computes no dL/dx.")
+      .def(py::init<int64_t, int64_t>(), arg("batch"), arg("in_features"))
+      .def("add_linear", &PyStepTape::add_linear, arg("weight"), arg("bias"),
+           arg("grad_weight"), arg("grad_bias"), py::kw_only(), arg("relu") = false,
+           "A Linear (its ReLU fused into the GEMM's epilogue when relu=True).")
+      .def("add_batchnorm", &PyStepTape::add_batchnorm, arg("weight"), arg("bias"),
+           arg("grad_weight"), arg("grad_bias"), arg("running_mean"), arg("running_var"),
+           arg("num_batches_tracked"), py::kw_only(), arg("momentum"), arg("eps"),
+           arg("relu") = false, "A training-mode BatchNorm1d on (batch, C), ReLU fused if asked.")
+      .def("add_activation", &PyStepTape::add_activation, arg("name"), arg("a") = 0.0,
+           arg("b") = 0.0, "An elementwise activation by kernel name, with its parameters.")
+      .def("forward", &PyStepTape::forward, arg("input"),
+           "Runs every layer's forward on input (batch, in_features); returns the last "
+           "layer's output array (the tape's own, overwritten by the next forward).")
+      .def("backward", &PyStepTape::backward, arg("grad_output"),
+           "Runs every layer's backward from dL/d(output), writing the parameter gradients.")
+      .def_property_readonly("output", &PyStepTape::output)
+      .def_property_readonly("batch", &PyStepTape::batch)
+      .def_property_readonly("layers", &PyStepTape::layers);
+}
+
+}  // namespace sg::bind

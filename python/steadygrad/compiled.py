@@ -1,0 +1,211 @@
+"""`sg.compile_step`: a training step whose layers run as two C++ calls, with no Python per layer.
+
+`compile_step(model, loss_fn, optimizer)` reads the model's Sequential plan (nn.plan: which ReLU
+fuses into which layer) and records, once per input shape, a `_core.StepTape`: one forward and
+one backward closure per layer, each calling the same kernel driver with the same arguments as
+the layer's eager binding. A step is then zero_grad, `tape.forward(x)` (one call for every
+layer), the loss (any loss module, as in the eager loop), `tape.backward(dL/dpred)` (one call)
+and `optimizer.step()`: bitwise the eager step's parameters, gradients, running statistics and
+loss, so diagnostics, checkpoints and resume see no difference.
+
+What compiles: an `nn.Sequential` whose children are Linear, BatchNorm1d (training mode, on
+(N, C) input), the elementwise activations (ReLU, LeakyReLU, GELU, Tanh, Sigmoid, SiLU, ELU,
+Softplus), Identity, and Dropout with p=0, each of exactly that class (a subclass may override
+what it computes), no parameter shared between layers, on a 2-D float32 input. Anything else
+runs the eager step; `compile_step` says why once (`CompileFallbackWarning`), `reason` keeps it.
+A layer instance wrapped for the step (the diagnostics' layer taps replace `forward` on the
+instance) runs that step eagerly, so what the taps record is the same.
+
+The tape holds its own activation buffers (one output and one dL/dx per layer); the parameter
+gradients go where the eager backward writes them, into the flat gradient buffer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from steadygrad import _core, nn
+from steadygrad.nn import _calls, running_stats
+
+__all__ = ["CompileFallbackWarning", "CompiledStep", "compile_step"]
+
+
+class CompileFallbackWarning(UserWarning):
+    """compile_step met a model it cannot compile: its steps run eagerly (same results)."""
+
+
+# Kernel name of each elementwise activation class and its parameters, as the layer passes them.
+_ACTIVATIONS: dict[type[Any], Any] = {
+    nn.ReLU: lambda m: ("relu", ()),
+    nn.LeakyReLU: lambda m: ("leaky_relu", m._kernel_args),
+    nn.Tanh: lambda m: ("tanh", ()),
+    nn.Sigmoid: lambda m: ("sigmoid", ()),
+    nn.SiLU: lambda m: ("silu", ()),
+    nn.ELU: lambda m: ("elu", m._kernel_args),
+    nn.Softplus: lambda m: ("softplus", m._kernel_args),
+    nn.GELU: lambda m: ("gelu_tanh" if m.approximate == "tanh" else "gelu", ()),
+}
+_SUPPORTED = (nn.Linear, nn.BatchNorm1d, nn.Identity, nn.Dropout, *_ACTIVATIONS)
+
+
+def unsupported(model: Any) -> str | None:
+    """Why `model` cannot be compiled (None: it can). Checked once; what can change between
+    steps (a child's training mode, a layer replaced) is part of the tape's key."""
+    if type(model) is not nn.Sequential:
+        return f"the model is a {type(model).__name__}, not an nn.Sequential"
+    seen: set[int] = set()
+    for name, m in model.named_children():
+        if type(m) not in _SUPPORTED:
+            return (f"layer '{name}' is a {type(m).__name__}, which has no compiled form "
+                    f"(compiled: {', '.join(sorted(t.__name__ for t in _SUPPORTED))})")
+        if type(m) is nn.Dropout and m.p != 0.0:
+            return f"layer '{name}' is a Dropout with p={m.p} (only p=0 compiles)"
+        for p in m.parameters():
+            if id(p) in seen:
+                return f"layer '{name}' shares a parameter with an earlier layer"
+            seen.add(id(p))
+    return None
+
+
+class CompiledStep:
+    """A model's training step as two C++ calls (see the module docstring). `step(x, y)` runs
+    zero_grad, forward, loss, backward and `optimizer.step()` and returns the loss (a float);
+    `output` is the last step's prediction (the tape's buffer: overwritten by the next step).
+    `compiled` says whether the steps run compiled, `reason` why not."""
+
+    def __init__(self, model: Any, loss_fn: Any, optimizer: Any, *, warn: bool = True) -> None:
+        self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.output: np.ndarray | None = None
+        self._tape: Any = None
+        self._tapes: dict[tuple[Any, ...], Any] = {}
+        self._bind()
+        if self.reason is not None and warn:
+            warnings.warn(f"compile_step: {self.reason}; its steps run eagerly (same results)",
+                          CompileFallbackWarning, stacklevel=3)
+
+    def _bind(self) -> None:
+        """Read the model's layers (again, after its structure changed)."""
+        self.reason = unsupported(self.model)
+        ok = self.reason is None
+        self._generation = _calls.structure_generation()
+        self._children: list[Any] = list(self.model.children()) if ok else []
+        self._params: list[Any] = list(self.model.parameters()) if ok else []
+        self._bns = [m for m in self._children if type(m) is nn.BatchNorm1d]
+        self._read_stores()
+
+    def _read_stores(self) -> None:
+        """Note the flat buffers the parameters live in (and forget every tape)."""
+        self._stores = list({id(p.storage): p.storage for p in self._params}.values())
+        self._store_gens = tuple(s.generation for s in self._stores)
+        self._tapes.clear()
+
+    @property
+    def compiled(self) -> bool:
+        return self.reason is None
+
+    def __call__(self, x: np.ndarray, y: Any) -> float:
+        """One training step on (x, y); returns the loss."""
+        self.optimizer.zero_grad()
+        pred = self.forward(x)
+        loss = float(self.loss_fn(pred, y))
+        self.backward(self.loss_fn.backward())
+        self.optimizer.step()
+        return loss
+
+    # -- the two halves (sg.fit calls them with its own loss and callbacks between) --------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """The model's training forward on x (after the caller's zero_grad). Compiled when
+        the tape applies, else the eager `model(x)`."""
+        tape = self._tape_for(x)
+        self._tape = tape
+        if tape is None:
+            pred: np.ndarray = self.model(x)
+        else:
+            for bn in self._bns:
+                running_stats.before_update(bn)  # a skipped step can take the update back
+            pred = tape.forward(x)
+        self.output = pred
+        return pred
+
+    def backward(self, grad_output: np.ndarray) -> None:
+        """The backward of the last forward: parameter gradients written, no dL/dx of x."""
+        tape = self._tape
+        if tape is None:
+            self.model.backward(grad_output, input_grad=False)
+            return
+        tape.backward(grad_output)
+        for p in self._params:
+            p.mark_grad_fresh()
+
+    def _tape_for(self, x: object) -> Any:
+        """The tape for this input and the model as it is now, recorded on first use; None
+        when this step runs eagerly."""
+        if self._generation != _calls.structure_generation():
+            self._bind()  # a layer added, removed or replaced
+        if self.reason is not None or not isinstance(x, np.ndarray) or x.ndim != 2:
+            return None
+        children = self._children
+        for m in children:
+            d = m.__dict__
+            if "forward" in d or "_backward" in d:  # wrapped on the instance (layer taps)
+                return None
+        # Where the parameters live: a move into another flat buffer (nn.flatten) bumps the
+        # old buffer's generation, and every tape must then point at the new one.
+        if tuple(s.generation for s in self._stores) != self._store_gens:
+            self._read_stores()
+        key = (x.shape, x.dtype, tuple(m.training for m in children))
+        tape = self._tapes.get(key, False)
+        if tape is False:
+            tape = self._record(x)
+            if len(self._tapes) >= 8:  # a few shapes (the last batch's) are the norm
+                self._tapes.clear()
+            self._tapes[key] = tape
+        return tape
+
+    def _record(self, x: np.ndarray) -> Any:
+        """A new tape for x's shape, or None when this input or mode does not compile (the
+        eager step then reports whatever is wrong with it)."""
+        if x.dtype != np.float32 or x.shape[0] < 1 or not x.flags.c_contiguous:
+            return None
+        try:
+            self.model.output_shape(x.shape)
+        except (ValueError, TypeError):
+            return None
+        tape = _core.StepTape(x.shape[0], x.shape[1])
+        for lp, m in zip(self.model.plan(), self._children, strict=True):
+            kind = type(m)
+            if lp.absorbed or kind is nn.Identity or kind is nn.Dropout:
+                continue  # runs inside the layer before it / passes its input through
+            relu = lp.epilogue == "relu"
+            if kind is nn.Linear:
+                b = m.bias
+                tape.add_linear(m.weight.data, None if b is None else b.data, m.weight.grad_buffer,
+                                None if b is None else b.grad_buffer, relu=relu)
+            elif kind is nn.BatchNorm1d:
+                if not m.training or x.shape[0] < 2:
+                    return None
+                w, b = m.weight, m.bias
+                track = m.track_running_stats
+                tape.add_batchnorm(
+                    None if w is None else w.data, None if b is None else b.data,
+                    None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
+                    m.running_mean if track else None, m.running_var if track else None,
+                    m.num_batches_tracked if track else None, momentum=m.momentum, eps=m.eps,
+                    relu=relu)
+            else:
+                name, args = _ACTIVATIONS[kind](m)
+                tape.add_activation(name, *args)
+        return tape if tape.layers else None
+
+
+def compile_step(model: Any, loss_fn: Any, optimizer: Any) -> CompiledStep:
+    """The training step of `model` with `loss_fn` and `optimizer` as two C++ calls per step
+    (see steadygrad.compiled): `step = sg.compile_step(model, loss_fn, opt)`, then
+    `loss = step(x, y)` for each batch, bitwise the eager step (`opt.zero_grad()`,
+    `loss_fn(model(x), y)`, `model.backward(loss_fn.backward(), input_grad=False)`,
+    `opt.step()`). A model it cannot compile warns once (CompileFallbackWarning, naming the
+    layer) and runs eagerly. `sg.fit` uses it by itself when the model compiles."""
+    return CompiledStep(model, loss_fn, optimizer)
