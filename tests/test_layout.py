@@ -25,6 +25,7 @@ TOOLS = {
     "_args": set(),
     "_plot": set(),
     "_threads": {"_core"},
+    "_omp": {"_core"},
     "data": {"_args", "random"},
     "metrics": set(),
     "onnx": {"_core", "nn"},

@@ -13,6 +13,7 @@ ARCHITECTURE.md at the repository root has the picture.
 from __future__ import annotations
 
 from steadygrad import (
+    _omp,  # noqa: F401  first: loads _core with steadygrad's OpenMP wait policy
     callbacks,
     checkpoint,
     compiled,
