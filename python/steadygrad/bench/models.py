@@ -7,6 +7,7 @@ skip, not a type error."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,9 @@ class Built:
     step: StepFn
     model: object
     optimizer: object = None
+    # the step's phases in order (steadygrad only): (name, call) whose calls in turn are one
+    # step, for the train suite's per-phase breakdown
+    phases: tuple[tuple[str, StepFn], ...] = ()
 
 
 def _layers(cfg: AnyConfig, nn: Any, residual: Callable[..., Any]) -> list[Any]:
@@ -131,24 +135,47 @@ def _layers(cfg: AnyConfig, nn: Any, residual: Callable[..., Any]) -> list[Any]:
     return layers
 
 
-def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
-    """The step is the documented training loop body."""
+def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray, *,
+                     compiled: bool = False) -> Built:
+    """The step is the documented training loop body (eager), or (compiled=True) the
+    sg.compile_step of the same model, what sg.fit runs: bitwise the same step."""
+    import steadygrad as sg
     from steadygrad import nn, optim
 
     model = nn.Sequential(*_layers(cfg, nn, nn.Residual))
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=LR, max_grad_norm=MAX_NORM)
     model.train()
+    comp = sg.compile_step(model, loss_fn, opt) if compiled else None
+    box: dict[str, Any] = {}
 
-    def step() -> object:
+    def forward() -> object:
         opt.zero_grad()
-        loss_fn(model(x), y)
+        box["pred"] = model(x) if comp is None else comp.forward(x)
+        return None
+
+    def loss() -> object:
+        loss_fn(box["pred"], y)
+        box["g"] = loss_fn.backward()
+        return None
+
+    def backward() -> object:
         # input_grad=False: like torch and JAX (the batch does not require grad), the first
         # layer's dL/dx is not computed.
-        model.backward(loss_fn.backward(), input_grad=False)
+        if comp is None:
+            model.backward(box["g"], input_grad=False)
+        else:
+            comp.backward(box["g"])
+        return None
+
+    def step() -> object:
+        forward()
+        loss()
+        backward()
         return opt.step()
 
-    return Built(step, model, opt)
+    return Built(step, model, opt, (("forward", forward), ("loss", loss),
+                                    ("backward", backward), ("optimizer", opt.step)))
 
 
 def build_torch(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
@@ -256,4 +283,5 @@ def build_jax(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
 
 
 BUILDERS: dict[str, Callable[[AnyConfig, np.ndarray, np.ndarray], Built]] = {
-    "steadygrad": build_steadygrad, "torch": build_torch, "jax": build_jax}
+    "steadygrad": build_steadygrad, "torch": build_torch, "jax": build_jax,
+    "steadygrad_compiled": functools.partial(build_steadygrad, compiled=True)}
