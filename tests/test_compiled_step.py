@@ -109,7 +109,8 @@ def test_compiled_steps_equal_eager_steps_bitwise(isa: str, arch: str, opt_name:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("loss", ["mse", "bce", "ce_smooth_sum", "nll"])
+@pytest.mark.parametrize("loss", ["mse", "bce", "ce_smooth_sum", "ce_weight_ignore", "ce_soft",
+                                  "nll"])
 def test_any_loss_and_thread_count(threads: int, loss: str) -> None:
     """The loss runs as in the eager loop (any loss module); thread count changes nothing."""
     x, labels = _data(classes=4, n=48)
@@ -122,6 +123,14 @@ def test_any_loss_and_thread_count(threads: int, loss: str) -> None:
         def make() -> Any:
             return nn.CrossEntropyLoss(label_smoothing=0.1, reduction="sum")
         y = labels
+    elif loss == "ce_weight_ignore":  # inside the tape's call, with every argument
+        def make() -> Any:
+            return nn.CrossEntropyLoss(weight=np.array([1.0, 0.5, 2.0, 0.0], np.float32),
+                                       ignore_index=2, label_smoothing=0.05)
+        y = labels.astype(np.int32)
+    elif loss == "ce_soft":  # probabilities: the loss module runs between the tape's calls
+        make = nn.CrossEntropyLoss
+        y = rng.dirichlet(np.ones(4), 48).astype(np.float32)
     else:
         def build_nll() -> nn.Sequential:
             return nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 4), nn.LogSoftmax(1))
@@ -215,6 +224,8 @@ def test_changes_between_steps_re_record_the_tape() -> None:
 
 
 def test_bad_input_is_reported_as_eagerly_and_changes_nothing() -> None:
+    """Wrong features, dtype, a batch of one for BatchNorm: the eager step's errors; a label
+    out of range: checked before the tape runs (no running statistic moves)."""
     x, y = _data()
     (model, opt), _ = _pair(ARCHS["mlp_bn_relu"], OPTIMIZERS["adam_clip"])
     step = sg.compile_step(model, nn.CrossEntropyLoss(), opt)
@@ -227,6 +238,10 @@ def test_bad_input_is_reported_as_eagerly_and_changes_nothing() -> None:
         step(x.astype(np.float64), y)
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         step(x[:1], y[:1])
+    bad = y.copy()
+    bad[7] = 5
+    with pytest.raises(ValueError, match=r"labels\[7\] = 5 is out of range for 5 classes"):
+        step(x, bad)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(np.asarray(v), before[k], err_msg=k)
     assert opt.state_dict()["state"].keys() == state["state"].keys()
@@ -254,11 +269,12 @@ def test_fit_uses_the_compiled_step_and_gives_the_eager_fit(monkeypatch: pytest.
     compiled step turned off, and the tape is what ran."""
     x, y = _data(n=70)
     calls: list[int] = []
-    real = CompiledStep.forward
+    real = CompiledStep._fuses_loss
 
-    def counting(self: CompiledStep, xb: np.ndarray) -> np.ndarray:
-        calls.append(int(self._tape_for(xb) is not None))
-        return real(self, xb)
+    def counting(self: CompiledStep, tape: Any, yb: object) -> bool:
+        fused = real(self, tape, yb)
+        calls.append(int(fused))
+        return fused
 
     def run() -> tuple[Any, Any]:
         (model, opt), _ = _pair(ARCHS["mlp_bn_relu"], OPTIMIZERS["adam_clip"])
@@ -266,9 +282,9 @@ def test_fit_uses_the_compiled_step_and_gives_the_eager_fit(monkeypatch: pytest.
                    validation_data=(x[:20], y[:20]), verbose=0)
         return h, model
 
-    monkeypatch.setattr(CompiledStep, "forward", counting)
+    monkeypatch.setattr(CompiledStep, "_fuses_loss", counting)
     h1, m1 = run()
-    assert calls == [1] * 15  # 3 epochs x 5 batches (the last one of 6), all compiled
+    assert calls == [1] * 15  # 3 epochs x 5 batches (the last one of 6): one tape call each
     monkeypatch.setattr("steadygrad.training.run.unsupported", lambda model: "off")
     h2, m2 = run()
     assert len(calls) == 15  # not used: the eager fit

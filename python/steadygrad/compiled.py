@@ -23,6 +23,7 @@ gradients go where the eager backward writes them, into the flat gradient buffer
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,7 @@ class CompiledStep:
         self.output: np.ndarray | None = None
         self._tape: Any = None
         self._tapes: dict[tuple[Any, ...], Any] = {}
+        self._loss_keys: dict[int, tuple[Any, ...]] = {}  # id(tape) -> its loss's arguments
         self._bind()
         if self.reason is not None and warn:
             warnings.warn(f"compile_step: {self.reason}; its steps run eagerly (same results)",
@@ -101,6 +103,7 @@ class CompiledStep:
         self._stores = list({id(p.storage): p.storage for p in self._params}.values())
         self._store_gens = tuple(s.generation for s in self._stores)
         self._tapes.clear()
+        self._loss_keys.clear()
 
     @property
     def compiled(self) -> bool:
@@ -109,17 +112,56 @@ class CompiledStep:
     def __call__(self, x: np.ndarray, y: Any) -> float:
         """One training step on (x, y); returns the loss."""
         self.optimizer.zero_grad()
-        pred = self.forward(x)
-        loss = float(self.loss_fn(pred, y))
-        self.backward(self.loss_fn.backward())
+        loss = self.forward_backward(x, y)
         self.optimizer.step()
         return loss
+
+    def forward_backward(self, x: np.ndarray, y: Any,
+                         loss_of: Callable[[np.ndarray], tuple[float, Any]] | None = None
+                         ) -> float:
+        """forward, loss and backward on (x, y) after the caller's zero_grad; returns the
+        loss. A CrossEntropyLoss on class indices runs inside the tape's one call (the same
+        kernel and arguments as the loss module's); any other loss is `loss_of(pred)` ->
+        (loss, grad_output or None: loss_fn.backward()'s), by default the loss module's
+        own value."""
+        tape = self._tape_for(x)
+        if tape is not None and self._fuses_loss(tape, y):
+            self._tape = tape
+            for bn in self._bns:
+                running_stats.before_update(bn)  # a skipped step can take the update back
+            loss = float(tape.run(x, y))
+            self.output = tape.output
+            self._grads_written()
+            return loss
+        pred = self._forward(x, tape)
+        if loss_of is None:
+            loss, g = float(self.loss_fn(pred, y)), None
+        else:
+            loss, g = loss_of(pred)
+        self.backward(self.loss_fn.backward() if g is None else self.loss_fn.backward(g))
+        return loss
+
+    def _fuses_loss(self, tape: Any, y: object) -> bool:
+        """Whether the loss runs in the tape: a CrossEntropyLoss (mean or sum) on an integer
+        label vector, its arguments those the tape was given."""
+        lf = self.loss_fn
+        if (type(lf) is not nn.CrossEntropyLoss or lf.reduction == "none"
+                or not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "iu"):
+            return False
+        key = (lf.weight, lf.ignore_index, lf.reduction, lf.label_smoothing)
+        held = self._loss_keys.get(id(tape))
+        if held is None or held[0] is not key[0] or held[1:] != key[1:]:
+            tape.set_cross_entropy(*key)
+            self._loss_keys[id(tape)] = key
+        return True
 
     # -- the two halves (sg.fit calls them with its own loss and callbacks between) --------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """The model's training forward on x (after the caller's zero_grad). Compiled when
         the tape applies, else the eager `model(x)`."""
-        tape = self._tape_for(x)
+        return self._forward(x, self._tape_for(x))
+
+    def _forward(self, x: np.ndarray, tape: Any) -> np.ndarray:
         self._tape = tape
         if tape is None:
             pred: np.ndarray = self.model(x)
@@ -137,6 +179,9 @@ class CompiledStep:
             self.model.backward(grad_output, input_grad=False)
             return
         tape.backward(grad_output)
+        self._grads_written()
+
+    def _grads_written(self) -> None:
         for p in self._params:
             p.mark_grad_fresh()
 
@@ -162,6 +207,7 @@ class CompiledStep:
             tape = self._record(x)
             if len(self._tapes) >= 8:  # a few shapes (the last batch's) are the norm
                 self._tapes.clear()
+                self._loss_keys.clear()
             self._tapes[key] = tape
         return tape
 

@@ -14,41 +14,6 @@ namespace {
 
 using std::to_string;
 
-// The class-index targets of (batch, classes) input x: int32/int64 (batch,), each in
-// [0, classes) or ignore_index. Returns the number of targets not ignored, weighted by
-// class_weight when given.
-py::array class_labels(const char* fn, const py::handle& obj, const py::array& x, const char* x_name,
-                       int64_t ignore_index, const float* w, double* counted) {
-  py::array y = int_array(fn, "labels", obj, 1);
-  const int64_t B = x.shape(0), C = x.shape(1);
-  if (y.shape(0) != B) {
-    value_error(fn, "labels must have shape (batch=" + to_string(B) + ",) to match " + x_name + " " +
-                        shape_str(x) + ", got " + shape_str(y));
-  }
-  const bool i64 = y.itemsize() == 8;
-  double n = 0.0;
-  for (int64_t i = 0; i < B; ++i) {
-    const int64_t v = i64 ? static_cast<const int64_t*>(y.data())[i]
-                          : static_cast<const int32_t*>(y.data())[i];
-    if (v == ignore_index) continue;
-    if (v < 0 || v >= C) {
-      value_error(fn, "labels[" + to_string(i) + "] = " + to_string(v) + " is out of range for " +
-                          to_string(C) + " classes (expected 0 <= label < " + to_string(C) +
-                          "), and is not ignore_index=" + to_string(ignore_index));
-    }
-    n += w ? static_cast<double>(w[v]) : 1.0;
-  }
-  *counted = n;
-  return y;
-}
-
-// The optional (classes,) class weight, non-negative.
-const float* class_weight(const char* fn, const py::handle& obj, int64_t C, py::array* keep) {
-  const float* w = opt_vector(fn, "weight", obj, C, keep);
-  if (w) require_nonnegative(fn, "weight", w, C);
-  return w;
-}
-
 // The gradient output (batch, classes): new, or `out` (which may be the input itself).
 float* grad_out(const char* fn, const py::array& x, const char* x_name, bool compute_grad,
                 const py::handle& out_obj, std::initializer_list<std::pair<const char*, const py::array*>> others,

@@ -12,9 +12,11 @@
 #include <vector>
 
 #include "bindings/checks.h"
+#include "bindings/layers/loss_common.h"
 #include "layers/activations.h"
 #include "layers/batchnorm.h"
 #include "layers/linear.h"
+#include "layers/softmax_xent.h"
 #include "step/step_tape.h"
 
 namespace sg::bind {
@@ -176,21 +178,59 @@ class PyStepTape {
     }
   }
 
-  py::array forward(py::handle x_obj) {
-    const char* fn = "compiled step";
-    if (layers_ == 0) value_error(fn, "the tape has no layer");
-    py::array x = f32_array(fn, "input", x_obj, 2);
-    require_shape(fn, "input", x, {batch_, in_cols_});
-    for (const int64_t* c : counters_) {
-      if (*c == INT64_MAX) value_error(fn, "num_batches_tracked is at the int64 maximum");
+  // The loss as CrossEntropyLoss(weight, ignore_index, reduction, label_smoothing) computes it
+  // on class indices, for run(): the softmax_cross_entropy binding's kernel and arguments.
+  void set_cross_entropy(py::handle weight_obj, int64_t ignore_index, const std::string& reduction,
+                         double label_smoothing) {
+    const char* fn = "StepTape.set_cross_entropy";
+    const Reduction red = loss_reduction(fn, reduction);
+    if (red == Reduction::kNone) value_error(fn, "reduction must be 'mean' or 'sum', got 'none'");
+    if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0)) {
+      value_error(fn, "label_smoothing must be in [0.0, 1.0], got " + to_string(label_smoothing));
     }
-    *input_ = f32_cptr(x);
-    x_keep_ = x;  // the backward reads it (dW of the first layer)
+    py::array w;
+    const float* wp = class_weight(fn, weight_obj, cols_, &w);
+    xent_weight_ = w;
+    xent_w_ = wp;
+    xent_red_ = red;
+    xent_ignore_ = ignore_index;
+    xent_smoothing_ = static_cast<float>(label_smoothing);
+    dlogits_ = new_f32({batch_, cols_});
+    has_loss_ = true;
+  }
+
+  py::array forward(py::handle x_obj) {
+    const py::array x = input(x_obj);
     {
       py::gil_scoped_release release;
       tape_.forward();
     }
     return output_;
+  }
+
+  // forward, the cross-entropy of the output against labels and its gradient, backward: one
+  // call, the GIL released once. The labels are checked before anything runs. Returns the loss.
+  py::object run(py::handle x_obj, py::handle labels_obj) {
+    const char* fn = "compiled step";
+    if (!has_loss_) value_error(fn, "run() needs set_cross_entropy() first");
+    double count = 0.0;
+    const py::array y = class_labels(fn, labels_obj, output_, "the model's output", xent_ignore_,
+                                     xent_w_, &count);
+    const py::array x = input(x_obj);
+    const XentArgs args{f32_ptr(dlogits_), nullptr, f32_cptr(output_), xent_w_, nullptr, batch_,
+                        cols_, xent_ignore_, xent_smoothing_, loss_scale(xent_red_, count)};
+    *last_dy_ = f32_cptr(dlogits_);
+    double total;
+    {
+      py::gil_scoped_release release;
+      tape_.forward();
+      const SoftmaxXentKernels& k = softmax_xent_kernels();
+      total = y.itemsize() == 8 ? k.i64(args, static_cast<const int64_t*>(y.data()))
+                                : k.i32(args, static_cast<const int32_t*>(y.data()));
+      tape_.backward();
+    }
+    x_keep_ = py::none();
+    return loss_value(xent_red_, total, count, py::none());
   }
 
   void backward(py::handle dy_obj) {
@@ -207,6 +247,7 @@ class PyStepTape {
   }
 
   py::array output() const { return output_; }
+  py::object grad_output() const { return has_loss_ ? py::object(dlogits_) : py::object(py::none()); }
   int64_t batch() const { return batch_; }
   int64_t layers() const { return layers_; }
 
@@ -217,6 +258,20 @@ class PyStepTape {
     const float** x;
     const float** dy;
   };
+
+  // x checked as the tape's input and set in its slot (kept: the backward reads it).
+  py::array input(py::handle x_obj) {
+    const char* fn = "compiled step";
+    if (layers_ == 0) value_error(fn, "the tape has no layer");
+    py::array x = f32_array(fn, "input", x_obj, 2);
+    require_shape(fn, "input", x, {batch_, in_cols_});
+    for (const int64_t* c : counters_) {
+      if (*c == INT64_MAX) value_error(fn, "num_batches_tracked is at the int64 maximum");
+    }
+    *input_ = f32_cptr(x);
+    x_keep_ = x;
+    return x;
+  }
 
   // A new layer of `out_cols` outputs: its output array, its dL/dx (fed to the previous
   // layer's dy slot), its input slot (the previous output) and its own dy slot.
@@ -259,6 +314,13 @@ class PyStepTape {
   const float** last_dy_ = nullptr;
   py::array output_;
   py::object x_keep_ = py::none();
+  // the fused loss (set_cross_entropy)
+  bool has_loss_ = false;
+  py::array dlogits_, xent_weight_;
+  const float* xent_w_ = nullptr;
+  Reduction xent_red_ = Reduction::kMean;
+  int64_t xent_ignore_ = -100;
+  float xent_smoothing_ = 0.0f;
 };
 
 }  // namespace
@@ -284,6 +346,14 @@ void register_step_tape(py::module_& m) {
       .def("forward", &PyStepTape::forward, arg("input"),
            "Runs every layer's forward on input (batch, in_features); returns the last "
            "layer's output array (the tape's own, overwritten by the next forward).")
+      .def("set_cross_entropy", &PyStepTape::set_cross_entropy, arg("weight"),
+           arg("ignore_index"), arg("reduction"), arg("label_smoothing"),
+           "The loss run() computes: CrossEntropyLoss on class indices with these arguments.")
+      .def("run", &PyStepTape::run, arg("input"), arg("labels"),
+           "forward, the cross-entropy against labels and its gradient, backward, in one call "
+           "(the GIL released once); returns the loss. The labels are checked first.")
+      .def_property_readonly("grad_output", &PyStepTape::grad_output,
+                             "run()'s dL/d(output), or None before set_cross_entropy().")
       .def("backward", &PyStepTape::backward, arg("grad_output"),
            "Runs every layer's backward from dL/d(output), writing the parameter gradients.")
       .def_property_readonly("output", &PyStepTape::output)

@@ -297,15 +297,18 @@ def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None
     cb.call("on_batch_begin", step)
     opt.zero_grad()
     comp = loop.compiled
-    pred = model(xb) if comp is None else comp.forward(xb)
-    loss, grad_output = batch_loss(loss_fn, pred, yb, wb)
-    g = loss_fn.backward() if grad_output is None else loss_fn.backward(grad_output)
     if comp is not None:  # the compiled layers (or the eager ones, input_grad=False)
-        comp.backward(g)
-    elif loop.run.skip_dx:  # nothing needs dL/dx of the input: the first layer skips that GEMM
-        model.backward(g, input_grad=False)
+        loss = comp.forward_backward(xb, yb, lambda p: batch_loss(loss_fn, p, yb, wb))
+        pred = comp.output
+        assert pred is not None
     else:
-        model.backward(g)
+        pred = model(xb)
+        loss, grad_output = batch_loss(loss_fn, pred, yb, wb)
+        g = loss_fn.backward() if grad_output is None else loss_fn.backward(grad_output)
+        if loop.run.skip_dx:  # nothing needs dL/dx of the input: the first layer skips that GEMM
+            model.backward(g, input_grad=False)
+        else:
+            model.backward(g)
     cb.call("on_before_optimizer_step", step)
     lr = intro.get_lr(opt)  # the rate this step uses (a per-step scheduler changes it next)
     norm = opt.step()
