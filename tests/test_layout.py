@@ -19,7 +19,7 @@ TOOLS = {
     "_introspect": {"random"},
     "callbacks": {"_introspect"},
     "checkpoint": {"_introspect"},
-    "compiled": {"_core", "nn"},
+    "compiled": {"_core", "nn", "random"},
     "progress": set(),
     "diagnostics": {"_args", "_introspect", "_plot", "callbacks", "nn", "ops"},
     "_args": set(),

@@ -2,6 +2,8 @@
 // count).
 #include "layers/pointwise.h"
 
+#include <cmath>
+
 #include "common/parallel.h"
 
 namespace sg {
@@ -18,6 +20,13 @@ void dropout_f32(float* y, const float* x, int64_t n, uint64_t seed, uint32_t th
   parallel_chunks(n, 1 << 14, [&](int64_t lo, int64_t hi) {
     k.dropout(y + lo, x + lo, hi - lo, lo, seed, threshold, scale);
   });
+}
+
+DropoutParams dropout_params(double p) {
+  const double t = std::nearbyint(p * 4294967296.0);
+  const bool all = p >= 1.0;
+  return {all ? 0u : static_cast<uint32_t>(t > 4294967295.0 ? 4294967295.0 : t),
+          all ? 0.0f : static_cast<float>(1.0 / (1.0 - p))};
 }
 
 }  // namespace sg

@@ -25,4 +25,12 @@ void add_f32(float* y, const float* a, const float* b, int64_t n);
 void dropout_f32(float* y, const float* x, int64_t n, uint64_t seed, uint32_t threshold,
                  float scale);
 
+// dropout_f32's threshold and scale for drop probability p in [0, 1]: keep with probability
+// 1 - p, threshold = round(p * 2^32); p == 1 drops all (scale unused, 0).
+struct DropoutParams {
+  uint32_t threshold;
+  float scale;
+};
+DropoutParams dropout_params(double p);
+
 }  // namespace sg

@@ -10,7 +10,8 @@ loss, so diagnostics, checkpoints and resume see no difference.
 
 What compiles: an `nn.Sequential` whose children are Linear, BatchNorm1d (training mode, on
 (N, C) input), the elementwise activations (ReLU, LeakyReLU, GELU, Tanh, Sigmoid, SiLU, ELU,
-Softplus), Identity, and Dropout with p=0, each of exactly that class (a subclass may override
+Softplus), Identity and Dropout (its seed drawn from sg's generator as the layer draws it),
+each of exactly that class (a subclass may override
 what it computes), no parameter shared between layers, on a 2-D float32 input. Anything else
 runs the eager step; `compile_step` says why once (`CompileFallbackWarning`), `reason` keeps it.
 A layer instance wrapped for the step (the diagnostics' layer taps replace `forward` on the
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from steadygrad import _core, nn
+from steadygrad import random as _random
 from steadygrad.nn import _calls, running_stats
 
 __all__ = ["CompileFallbackWarning", "CompiledStep", "compile_step"]
@@ -62,8 +64,6 @@ def unsupported(model: Any) -> str | None:
         if type(m) not in _SUPPORTED:
             return (f"layer '{name}' is a {type(m).__name__}, which has no compiled form "
                     f"(compiled: {', '.join(sorted(t.__name__ for t in _SUPPORTED))})")
-        if type(m) is nn.Dropout and m.p != 0.0:
-            return f"layer '{name}' is a Dropout with p={m.p} (only p=0 compiles)"
         for p in m.parameters():
             if id(p) in seen:
                 return f"layer '{name}' shares a parameter with an earlier layer"
@@ -83,6 +83,7 @@ class CompiledStep:
         self._tape: Any = None
         self._tapes: dict[tuple[Any, ...], Any] = {}
         self._loss_keys: dict[int, tuple[Any, ...]] = {}  # id(tape) -> its loss's arguments
+        self._drops: dict[int, int] = {}  # id(tape) -> its Dropout layers (seeds a step draws)
         self._bind()
         if self.reason is not None and warn:
             warnings.warn(f"compile_step: {self.reason}; its steps run eagerly (same results)",
@@ -104,6 +105,7 @@ class CompiledStep:
         self._store_gens = tuple(s.generation for s in self._stores)
         self._tapes.clear()
         self._loss_keys.clear()
+        self._drops.clear()
 
     @property
     def compiled(self) -> bool:
@@ -129,7 +131,7 @@ class CompiledStep:
             self._tape = tape
             for bn in self._bns:
                 running_stats.before_update(bn)  # a skipped step can take the update back
-            loss = float(tape.run(x, y))
+            loss = float(tape.run(x, y, self._seeds(tape)))
             self.output = tape.output
             self._grads_written()
             return loss
@@ -168,7 +170,7 @@ class CompiledStep:
         else:
             for bn in self._bns:
                 running_stats.before_update(bn)  # a skipped step can take the update back
-            pred = tape.forward(x)
+            pred = tape.forward(x, self._seeds(tape))
         self.output = pred
         return pred
 
@@ -184,6 +186,10 @@ class CompiledStep:
     def _grads_written(self) -> None:
         for p in self._params:
             p.mark_grad_fresh()
+
+    def _seeds(self, tape: Any) -> list[int]:
+        """A seed per Dropout of the tape, drawn in layer order as their forwards draw them."""
+        return [_random.draw_seed() for _ in range(self._drops.get(id(tape), 0))]
 
     def _tape_for(self, x: object) -> Any:
         """The tape for this input and the model as it is now, recorded on first use; None
@@ -208,6 +214,7 @@ class CompiledStep:
             if len(self._tapes) >= 8:  # a few shapes (the last batch's) are the norm
                 self._tapes.clear()
                 self._loss_keys.clear()
+                self._drops.clear()
             self._tapes[key] = tape
         return tape
 
@@ -221,8 +228,13 @@ class CompiledStep:
         except (ValueError, TypeError):
             return None
         tape = _core.StepTape(x.shape[0], x.shape[1])
+        drops = 0
         for lp, m in zip(self.model.plan(), self._children, strict=True):
             kind = type(m)
+            if kind is nn.Dropout and m.training and m.p > 0.0:
+                tape.add_dropout(m.p)
+                drops += 1
+                continue
             if lp.absorbed or kind is nn.Identity or kind is nn.Dropout:
                 continue  # runs inside the layer before it / passes its input through
             relu = lp.epilogue == "relu"
@@ -244,7 +256,10 @@ class CompiledStep:
             else:
                 name, args = _ACTIVATIONS[kind](m)
                 tape.add_activation(name, *args)
-        return tape if tape.layers else None
+        if not tape.layers:
+            return None
+        self._drops[id(tape)] = drops
+        return tape
 
 
 def compile_step(model: Any, loss_fn: Any, optimizer: Any) -> CompiledStep:

@@ -36,17 +36,13 @@ py::array dropout(py::handle x_obj, double p, uint64_t seed, py::handle out_obj)
     value_error(fn, "dropout probability has to be between 0 and 1, but got " + to_string(p));
   }
   py::array y = elementwise_out(fn, x, "the shape of x", out_obj, {{"x", &x}});
-  // keep with probability 1 - p: threshold = round(p * 2^32); p == 1 drops all (scale unused).
-  const double t = std::nearbyint(p * 4294967296.0);
-  const bool all = p >= 1.0;
-  const uint32_t threshold = all ? 0u : static_cast<uint32_t>(t > 4294967295.0 ? 4294967295.0 : t);
-  const float scale = all ? 0.0f : static_cast<float>(1.0 / (1.0 - p));
+  const DropoutParams d = dropout_params(p);
   const float* xp = f32_cptr(x);
   float* yp = f32_ptr(y);
   const int64_t n = x.size();
   {
     py::gil_scoped_release release;
-    dropout_f32(yp, xp, n, seed, threshold, scale);
+    dropout_f32(yp, xp, n, seed, d.threshold, d.scale);
   }
   return y;
 }

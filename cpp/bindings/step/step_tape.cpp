@@ -7,15 +7,19 @@
 // eager path's. Parameter gradients are written (beta = 0), as the first backward after
 // zero_grad does; the first layer computes no dL/dx.
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <pybind11/stl.h>
 
 #include "bindings/checks.h"
 #include "bindings/layers/loss_common.h"
 #include "layers/activations.h"
 #include "layers/batchnorm.h"
 #include "layers/linear.h"
+#include "layers/pointwise.h"
 #include "layers/softmax_xent.h"
 #include "step/step_tape.h"
 
@@ -199,7 +203,31 @@ class PyStepTape {
     has_loss_ = true;
   }
 
-  py::array forward(py::handle x_obj) {
+  // A training-mode Dropout(p), 0 < p <= 1: its mask from the seed forward()/run() are given
+  // for it (drawn by the caller as the layer draws it), forward and backward alike.
+  void add_dropout(double p) {
+    const char* fn = "StepTape.add_dropout";
+    if (!(p > 0.0 && p <= 1.0)) value_error(fn, "p must be in (0, 1], got " + to_string(p));
+    const DropoutParams d = dropout_params(p);
+    const int64_t count = batch_ * cols_;
+    seeds_.push_back(0);
+    const uint64_t* seed = &seeds_.back();
+    const bool first = layers_ == 0;
+    const Layer l = begin_layer(cols_, /*needs_dx=*/!first);
+    float* y = l.out;
+    float* dx = l.dx;
+    const float** xs = l.x;
+    const float** dys = l.dy;
+    tape_.forward_steps.push_back(
+        [=] { dropout_f32(y, *xs, count, *seed, d.threshold, d.scale); });
+    if (!first) {
+      tape_.backward_steps.push_back(
+          [=] { dropout_f32(dx, *dys, count, *seed, d.threshold, d.scale); });
+    }
+  }
+
+  py::array forward(py::handle x_obj, const std::vector<uint64_t>& seeds) {
+    set_seeds(seeds);
     const py::array x = input(x_obj);
     {
       py::gil_scoped_release release;
@@ -210,9 +238,10 @@ class PyStepTape {
 
   // forward, the cross-entropy of the output against labels and its gradient, backward: one
   // call, the GIL released once. The labels are checked before anything runs. Returns the loss.
-  py::object run(py::handle x_obj, py::handle labels_obj) {
+  py::object run(py::handle x_obj, py::handle labels_obj, const std::vector<uint64_t>& seeds) {
     const char* fn = "compiled step";
     if (!has_loss_) value_error(fn, "run() needs set_cross_entropy() first");
+    set_seeds(seeds);
     double count = 0.0;
     const py::array y = class_labels(fn, labels_obj, output_, "the model's output", xent_ignore_,
                                      xent_w_, &count);
@@ -258,6 +287,16 @@ class PyStepTape {
     const float** x;
     const float** dy;
   };
+
+  // One seed per Dropout layer, in layer order (checked before anything runs).
+  void set_seeds(const std::vector<uint64_t>& seeds) {
+    if (seeds.size() != seeds_.size()) {
+      value_error("compiled step", "expected " + to_string(seeds_.size()) +
+                                       " dropout seeds, got " + to_string(seeds.size()));
+    }
+    size_t i = 0;
+    for (uint64_t& s : seeds_) s = seeds[i++];
+  }
 
   // x checked as the tape's input and set in its slot (kept: the backward reads it).
   py::array input(py::handle x_obj) {
@@ -307,6 +346,7 @@ class PyStepTape {
   StepTape tape_;
   std::vector<py::array> kept_;  // every array a closure points into
   std::vector<int64_t*> counters_;
+  std::deque<uint64_t> seeds_;  // one per Dropout layer (stable addresses)
   int64_t batch_, cols_, in_cols_ = 0, layers_ = 0;
   const float** input_ = nullptr;
   const float** act_ = nullptr;
@@ -343,13 +383,16 @@ void register_step_tape(py::module_& m) {
            arg("relu") = false, "A training-mode BatchNorm1d on (batch, C), ReLU fused if asked.")
       .def("add_activation", &PyStepTape::add_activation, arg("name"), arg("a") = 0.0,
            arg("b") = 0.0, "An elementwise activation by kernel name, with its parameters.")
-      .def("forward", &PyStepTape::forward, arg("input"),
+      .def("add_dropout", &PyStepTape::add_dropout, arg("p"),
+           "A training-mode Dropout(p), its mask from the seed each call gives it.")
+      .def("forward", &PyStepTape::forward, arg("input"), arg("seeds") = std::vector<uint64_t>{},
            "Runs every layer's forward on input (batch, in_features); returns the last "
            "layer's output array (the tape's own, overwritten by the next forward).")
       .def("set_cross_entropy", &PyStepTape::set_cross_entropy, arg("weight"),
            arg("ignore_index"), arg("reduction"), arg("label_smoothing"),
            "The loss run() computes: CrossEntropyLoss on class indices with these arguments.")
       .def("run", &PyStepTape::run, arg("input"), arg("labels"),
+           arg("seeds") = std::vector<uint64_t>{},
            "forward, the cross-entropy against labels and its gradient, backward, in one call "
            "(the GIL released once); returns the loss. The labels are checked first.")
       .def_property_readonly("grad_output", &PyStepTape::grad_output,
