@@ -1,18 +1,19 @@
-"""`sg.compile_step`: a training step whose layers run as two C++ calls, with no Python per layer.
+"""`sg.compile_step`: a training step whose layers run in one C++ call, with no Python per layer.
 
 `compile_step(model, loss_fn, optimizer)` reads the model's Sequential plan (nn.plan: which ReLU
 fuses into which layer) and records, once per input shape, a `_core.StepTape`: one forward and
 one backward closure per layer, each calling the same kernel driver with the same arguments as
-the layer's eager binding. A step is then zero_grad, `tape.forward(x)` (one call for every
-layer), the loss (any loss module, as in the eager loop), `tape.backward(dL/dpred)` (one call)
-and `optimizer.step()`: bitwise the eager step's parameters, gradients, running statistics and
-loss, so diagnostics, checkpoints and resume see no difference.
+the layer's eager binding. A step is then zero_grad, `tape.run(x, labels)` (every layer's
+forward, a CrossEntropyLoss and every layer's backward in one call; any other loss module runs
+between `tape.forward` and `tape.backward`, as in the eager loop) and `optimizer.step()`:
+bitwise the eager step's parameters, gradients, running statistics and loss, so diagnostics,
+checkpoints and resume see no difference.
 
 What compiles: an `nn.Sequential` whose children are Linear, BatchNorm1d (training mode, on
 (N, C) input), the elementwise activations (ReLU, LeakyReLU, GELU, Tanh, Sigmoid, SiLU, ELU,
 Softplus), Identity and Dropout (its seed drawn from sg's generator as the layer draws it),
-each of exactly that class (a subclass may override
-what it computes), no parameter shared between layers, on a 2-D float32 input. Anything else
+each of exactly that class (a subclass may override what it computes), no parameter shared
+between layers, on a 2-D float32 input. Anything else
 runs the eager step; `compile_step` says why once (`CompileFallbackWarning`), `reason` keeps it.
 A layer instance wrapped for the step (the diagnostics' layer taps replace `forward` on the
 instance) runs that step eagerly, so what the taps record is the same.
