@@ -200,8 +200,9 @@ def test_shared_parameter_does_not_compile() -> None:
 
 
 def test_changes_between_steps_re_record_the_tape() -> None:
-    """A smaller last batch, a child switched to eval mode (that step runs eagerly), a layer
-    appended, parameters moved into a new flat buffer: each step still equals the eager one."""
+    """A smaller last batch, a child switched to eval mode (that step runs eagerly), a setting
+    and a buffer changed, a layer appended, parameters moved into a new flat buffer: each step
+    still equals the eager one."""
     x, y = _data(n=40)
     eager, comp = _pair(ARCHS["mlp_bn_relu"], OPTIMIZERS["adam_clip"])
     le, lc = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
@@ -220,6 +221,12 @@ def test_changes_between_steps_re_record_the_tape() -> None:
     both(x[:32], y[:32], "BatchNorm1d in eval mode")
     for m in (eager[0], comp[0]):
         m[1].train()
+        m[1].momentum = 0.5  # a setting the tape baked in
+    both(x[:32], y[:32], "BatchNorm1d momentum changed")
+    for m in (eager[0], comp[0]):
+        m[1].running_mean = np.full(24, 0.25, np.float32)  # a buffer replaced
+    both(x[:32], y[:32], "running_mean replaced")
+    for m in (eager[0], comp[0]):
         m.append(nn.Tanh())
     both(x[:32], y[:32], "Tanh appended")
     for model, _opt in (eager, comp):

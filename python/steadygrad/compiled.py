@@ -72,6 +72,21 @@ def unsupported(model: Any) -> str | None:
     return None
 
 
+def _recorded(m: Any) -> tuple[Any, ...]:
+    """What a tape bakes in of a layer besides its parameters (whose flat buffer is checked on
+    its own): its mode, settings and buffers; a change records a new tape."""
+    d = m.__dict__
+    if type(m) is nn.BatchNorm1d:
+        return (m.training, m.momentum, m.eps, m.track_running_stats,
+                id(d["running_mean"]), id(d["running_var"]), id(d["num_batches_tracked"]),
+                id(m.weight), id(m.bias))
+    if type(m) is nn.Dropout:
+        return (m.training, m.p)
+    if type(m) is nn.Linear:
+        return (id(m.weight), id(m.bias))
+    return (m.training, _ACTIVATIONS[type(m)](m) if type(m) in _ACTIVATIONS else None)
+
+
 class CompiledStep:
     """A model's training step as two C++ calls (see the module docstring). `step(x, y)` runs
     zero_grad, forward, loss, backward and `optimizer.step()` and returns the loss (a float);
@@ -208,7 +223,7 @@ class CompiledStep:
         # old buffer's generation, and every tape must then point at the new one.
         if tuple(s.generation for s in self._stores) != self._store_gens:
             self._read_stores()
-        key = (x.shape, x.dtype, tuple(m.training for m in children))
+        key = (x.shape, x.dtype, x.flags.c_contiguous, tuple(_recorded(m) for m in children))
         tape = self._tapes.get(key, False)
         if tape is False:
             tape = self._record(x)
