@@ -1,0 +1,41 @@
+"""The distributed tests run under MPI with 2 ranks, as .ci/run does:
+
+    OMP_NUM_THREADS=1 mpiexec -n 2 python -m mpi4py -m pytest -p no:cacheprovider tests/distributed
+
+Every rank runs every test, in the same order, so each test makes the same collectives on both
+ranks; a test does all of its collectives before its assertions (a failing rank must not leave
+the other waiting), and agree() makes a verdict collective. Outside mpiexec (the README's plain
+`python -m pytest`) they are collected and skipped with the reason."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+import steadygrad.distributed as dist
+from steadygrad.distributed.comm import launched_by_mpi
+
+HERE = pathlib.Path(__file__).parent
+RUN = ("OMP_NUM_THREADS=1 mpiexec -n 2 python -m mpi4py -m pytest -p no:cacheprovider "
+       "tests/distributed")
+
+
+def _why_skipped() -> str | None:
+    if not launched_by_mpi():
+        return f"distributed tests run under MPI with 2 ranks: {RUN} (.ci/run does)"
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed: pip install 'steadygrad[mpi]'"
+    if dist.world_size() != 2:
+        return f"distributed tests need exactly 2 ranks, got {dist.world_size()}: {RUN}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mine = [item for item in items if HERE in pathlib.Path(item.path).parents]
+    why = _why_skipped() if mine else None
+    if why:
+        for item in mine:
+            item.add_marker(pytest.mark.skip(reason=why))
