@@ -9,7 +9,9 @@ the other waiting), and agree() makes a verdict collective. Outside mpiexec (the
 
 from __future__ import annotations
 
+import os
 import pathlib
+import tempfile
 
 import pytest
 
@@ -31,6 +33,14 @@ def _why_skipped() -> str | None:
     if dist.world_size() != 2:
         return f"distributed tests need exactly 2 ranks, got {dist.world_size()}: {RUN}"
     return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under MPI each rank gets a base temporary directory of its own (the ranks would
+    otherwise number, make and clean up pytest's shared ones at the same time)."""
+    if launched_by_mpi() and _why_skipped() is None and config.option.basetemp is None:
+        config.option.basetemp = os.path.join(
+            tempfile.gettempdir(), f"sg-dist-{os.getuid()}-{os.getppid()}-rank{dist.rank()}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,6 +12,7 @@ them all and divides by the number of ranks before it returns."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -59,12 +60,24 @@ class DistributedDataParallel(Module):
     non-blocking allreduce started as soon as the layers writing it have run their backward.
     With broadcast_buffers (torch's default) every training forward first copies rank 0's
     buffers (BatchNorm's running statistics) to the others; SyncBatchNorm keeps them equal by
-    itself. forward, state_dict and load_state_dict are the wrapped module's: a checkpoint
-    holds its keys (no "module." prefix, unlike torch), so it loads into the bare model too.
+    itself. forward, state_dict, load_state_dict and the names of parameters and layers are
+    the wrapped module's: a checkpoint holds its keys (no "module." prefix, unlike torch), so
+    it loads into the bare model too.
     `last_wait_s`: seconds the last backward waited for communication after its layers were
     done (the part of the allreduce the backward did not hide)."""
 
     skips_grad_input = True  # input_grad=False is passed on to the wrapped module
+    communicator: Communicator
+    broadcast_buffers: bool
+    last_wait_s: float
+    _buckets: _Buckets | None
+    # the backward in progress: the requests in flight by bucket, which buckets started, how
+    # many of each bucket's layers are still to run, which layers ran
+    _active: bool
+    _pending: list[tuple[int, Request]]
+    _started: list[bool]
+    _remaining: list[int]
+    _done_layers: set[int]
 
     def __init__(self, module: Module, communicator: Communicator | None = None, *,
                  bucket_cap_mb: float = 1.0, broadcast_buffers: bool = True) -> None:
@@ -86,18 +99,18 @@ class DistributedDataParallel(Module):
                              "they share one")
         comm = _resolve(communicator)
         self.module = module
-        d = self.__dict__
-        d["communicator"], d["broadcast_buffers"] = comm, bool(broadcast_buffers)
-        d["last_wait_s"] = 0.0
-        d["_pending"], d["_active"] = [], False
+        self.communicator, self.broadcast_buffers = comm, bool(broadcast_buffers)
+        self.last_wait_s = 0.0
+        self._active, self._pending, self._started, self._remaining = False, [], [], []
+        self._done_layers = set()
         cap = max(int(bucket_cap_mb * 2**20) // 4, 1)
-        d["_buckets"] = None if storage is None else _Buckets(storage, module, cap)
+        self._buckets = None if storage is None else _Buckets(storage, module, cap)
         if comm.size > 1:
             if storage is not None:
                 comm.bcast_(storage.data)
             self._broadcast_buffers()
-            if d["_buckets"] is not None:
-                for m in d["_buckets"].modules:
+            if self._buckets is not None:
+                for m in self._buckets.modules:
                     m._on_grads_written(self._layer_done)
 
     def _broadcast_buffers(self) -> None:
@@ -119,66 +132,64 @@ class DistributedDataParallel(Module):
     def load_state_dict(self, state_dict: Any, strict: bool = True) -> Any:
         return self.module.load_state_dict(state_dict, strict)
 
-    def named_parameters(self, prefix: str = "") -> Any:
-        return self.module.named_parameters(prefix)
+    # The wrapped module's tree under its own names (parameters "0.weight", not
+    # "module.0.weight"): state_dict keys, checkpoints and the layer names fit and the
+    # diagnostics show are the bare model's. The wrapper itself comes first, named as the
+    # wrapped module is.
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        yield from self.module.named_modules(prefix)
 
-    def named_buffers(self, prefix: str = "") -> Any:
-        return self.module.named_buffers(prefix)
+    def named_children(self) -> list[tuple[str, Module]]:
+        return self.module.named_children()
 
     def extra_repr(self) -> str:
         return f"world_size={self.communicator.size}"
 
     # -- the gradient average ----------------------------------------------------------
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
-        buckets: _Buckets | None = self._buckets
+        buckets = self._buckets
         if self.communicator.size == 1 or buckets is None:
             return self.module._run_backward(grad_output, input_grad)
-        d = self.__dict__
-        d["_remaining"] = list(buckets.writers)
-        d["_started"] = [False] * len(buckets.ranges)
-        d["_done_layers"] = set()
-        pending: list[tuple[int, Request]] = []
-        d["_pending"], d["_active"] = pending, True
+        self._remaining = list(buckets.writers)
+        self._started = [False] * len(buckets.ranges)
+        self._done_layers, self._pending, self._active = set(), [], True
         try:
             g = self.module._run_backward(grad_output, input_grad)
         except BaseException:
-            d["_pending"] = []  # a failed backward: nothing is averaged (its rank aborts)
+            self._pending = []  # a failed backward: nothing is averaged (its rank aborts)
             raise
         finally:
-            d["_active"] = False
+            self._active = False
         t0 = time.perf_counter()
         for b in range(len(buckets.ranges)):  # layers whose backward did not run
-            if not d["_started"][b]:
-                self._start(b)
+            if not self._started[b]:
+                self._start(buckets, b)
         size = self.communicator.size
-        for b, req in pending:
+        for b, req in self._pending:
             req.wait()
             lo, hi = buckets.ranges[b]
             view = buckets.storage.grad[lo:hi]
             np.divide(view, size, out=view)
-        d["last_wait_s"] = time.perf_counter() - t0
-        d["_pending"] = []
+        self.last_wait_s = time.perf_counter() - t0
+        self._pending = []
         return g
 
-    def _start(self, b: int) -> None:
-        buckets: _Buckets = self._buckets
+    def _start(self, buckets: _Buckets, b: int) -> None:
         lo, hi = buckets.ranges[b]
         self._started[b] = True
         self._pending.append((b, self.communicator.iallreduce_(buckets.storage.grad[lo:hi])))
 
     def _layer_done(self, m: Module) -> None:
         """A layer's backward returned: start each bucket all of whose layers have."""
-        if not self._active:  # a backward not run by this wrapper
-            return
-        done: set[int] = self._done_layers
-        if id(m) in done:
-            return
-        done.add(id(m))
-        remaining = self._remaining
-        for b in self._buckets.of_module.get(id(m), ()):
-            remaining[b] -= 1
-            if remaining[b] == 0 and not self._started[b]:
-                self._start(b)
+        buckets = self._buckets
+        if not self._active or buckets is None or id(m) in self._done_layers:
+            return  # a backward not run by this wrapper, or the layer ran twice
+        self._done_layers.add(id(m))
+        for b in buckets.of_module.get(id(m), ()):
+            self._remaining[b] -= 1
+            if self._remaining[b] == 0 and not self._started[b]:
+                self._start(buckets, b)
         if self._pending:  # let MPI progress the oldest collective while the backward runs on
             self._pending[0][1].test()
 

@@ -28,13 +28,15 @@ class SyncBatchNorm(_BatchNorm):
 
     _ranks = (2, 3, 4)
     _expected = "2D, 3D or 4D"
+    communicator: Communicator
+    _synced_rows: int  # the whole batch's rows when the last forward was synced, else 0
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True,
                  communicator: Communicator | None = None) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
-        object.__setattr__(self, "communicator", _resolve(communicator))
-        self._synced_rows = 0  # the whole batch's rows when the last forward was synced
+        self.communicator = _resolve(communicator)
+        self._synced_rows = 0
 
     def _batch_stats(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         comm = self.communicator
@@ -52,12 +54,13 @@ class SyncBatchNorm(_BatchNorm):
                              f"{n} across {comm.size} ranks")
         mean = (sums[:c] / n).astype(np.float32)  # as the kernel: the mean rounded, then
         dev = rows - mean  # the squared deviations from it, summed in double
-        ssq = np.sum(dev * dev, axis=0, dtype=np.float64)
+        ssq: np.ndarray = np.asarray(np.sum(dev * dev, axis=0, dtype=np.float64))
         comm.allreduce_(ssq)
         if self.track_running_stats:
             self._update_running(sums[:c] / n, ssq, n)
         self._synced_rows = n
-        return mean, (ssq / n).astype(np.float32)
+        var: np.ndarray = np.asarray(ssq / n, np.float32)
+        return mean, var
 
     def _update_running(self, mean: np.ndarray, ssq: np.ndarray, n: int) -> None:
         """The kernel's running update (in double, unbiased variance) from the whole batch."""

@@ -121,7 +121,8 @@ class _BatchNorm(KernelLayer, Module):
             None if b is None else b.data,
             *(given if given is not None else (self.running_mean if track else None,
                                                self.running_var if track else None)),
-            self.num_batches_tracked if use_batch and self.track_running_stats else None,
+            self.num_batches_tracked if (self.training and self.track_running_stats
+                                         and given is None) else None,
             ctx, momentum=self.momentum, eps=self.eps, out=out)
         d["_x"], d["_ctx"], d["_layouts"] = x, ctx, (layout_in, layout_out)
         return self._rows_out(y, x.shape, layout_in, layout_out)
