@@ -158,3 +158,29 @@ def test_two_ranks_train_across_a_veth_pair_between_network_namespaces():
 
     ok, why = _on_rank0(run)
     assert ok, why
+
+
+def test_the_distributed_benchmark_runs_a_two_rank_step():
+    """steadygrad-bench distributed's launcher on the tiny configuration, 2 ranks x 1
+    thread: rank 0 reports positive step times, the allreduce of the gradient buffer
+    (its size: the tiny MLP's parameters, padded) and the wait after the backward."""
+    def run() -> tuple[bool, str]:
+        from steadygrad.bench import distributed
+        from steadygrad.bench.models import CONFIGS
+        from steadygrad.bench.suite import Plan
+
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(launch_env())  # the launcher's environment is a job of its own's
+        try:
+            r = distributed.launch("T", "steadygrad", "2x1", Plan(repeat=2), timeout=120)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        cfg = CONFIGS["T"]
+        ok = (all(s > 0 for s in r["samples"]) and r["allreduce_s"] > 0 and r["wait_s"] >= 0
+              and r["grad_bytes"] >= 4 * cfg.params)
+        return ok, str(r)
+
+    ok, why = _on_rank0(run)
+    assert ok, why

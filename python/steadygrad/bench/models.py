@@ -131,11 +131,18 @@ def _layers(cfg: AnyConfig, nn: Any, residual: Callable[..., Any]) -> list[Any]:
     return layers
 
 
-def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
-    """The step is the documented training loop body."""
+Wrap = Callable[[Any], Any]  # model -> the model trained (a data-parallel wrapper)
+
+
+def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray,
+                     wrap: Wrap | None = None) -> Built:
+    """The step is the documented training loop body (of `wrap(model)` when given:
+    steadygrad.distributed.DistributedDataParallel in the distributed suite)."""
     from steadygrad import nn, optim
 
     model = nn.Sequential(*_layers(cfg, nn, nn.Residual))
+    if wrap is not None:
+        model = wrap(model)
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=LR, max_grad_norm=MAX_NORM)
     model.train()
@@ -151,11 +158,15 @@ def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
     return Built(step, model, opt)
 
 
-def build_torch(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
+def build_torch(cfg: AnyConfig, x: np.ndarray, y: np.ndarray,
+                wrap: Wrap | None = None) -> Built:
+    """(wrap: torch.nn.parallel.DistributedDataParallel in the distributed suite.)"""
     import torch
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(*_layers(cfg, torch.nn, models_cnn.torch_residual()))
+    if wrap is not None:
+        model = wrap(model)
     model.train()
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=LR, fused=True)
