@@ -169,9 +169,9 @@ def test_the_distributed_benchmark_runs_a_two_rank_step():
         from steadygrad.bench.models import CONFIGS
         from steadygrad.bench.suite import Plan
 
-        saved = dict(os.environ)
+        saved, job = dict(os.environ), launch_env()
         os.environ.clear()
-        os.environ.update(launch_env())  # the launcher's environment is a job of its own's
+        os.environ.update(job)  # the launched job is one of its own
         try:
             r = distributed.launch("T", "steadygrad", "2x1", Plan(repeat=2), timeout=120)
         finally:

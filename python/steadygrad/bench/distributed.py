@@ -83,7 +83,7 @@ class DistributedSuite(suite.BaseSuite):
     plans: ClassVar[dict[suite.Size, suite.Plan]] = {
         "tiny": suite.Plan(repeat=1), "quick": suite.Plan(repeat=3, min_time=0.05),
         "full": suite.Plan(repeat=9, rounds=3, min_time=0.2)}
-    config_names = ("T", "S", "M", "L")  # T: the tiny one, for the tests
+    config_names: tuple[str, ...] = ("T", "S", "M", "L")  # T: the tiny one, for the tests
 
     def cases(self, size: suite.Size) -> list[suite.Case]:
         return self.named_cases(configs_for(size))
