@@ -14,9 +14,11 @@ import uuid
 import pytest
 from mpi_support import agree, launch_env
 
+import steadygrad as sg
 import steadygrad.distributed as dist
 
-PYTHONPATH = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "python")
+# where the steadygrad under test was imported from (the checkout's python/, or site-packages)
+PYTHONPATH = os.path.dirname(os.path.dirname(sg.__file__))
 
 
 def _on_rank0(fn):  # type: ignore[no-untyped-def]
@@ -34,7 +36,7 @@ def _on_rank0(fn):  # type: ignore[no-untyped-def]
 def _job(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     """`mpiexec *args` as a job of its own, with this checkout's steadygrad."""
     env = launch_env()
-    env["PYTHONPATH"] = os.path.abspath(PYTHONPATH)
+    env["PYTHONPATH"] = PYTHONPATH
     return subprocess.run(["mpiexec", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
