@@ -9,6 +9,7 @@ import copy
 import os
 
 import numpy as np
+import pytest
 from mpi_support import U, agree, build, data
 
 import steadygrad as sg
@@ -113,3 +114,24 @@ def test_evaluate_reduces_across_ranks():
     b = sg.evaluate(wrapped, nn.CrossEntropyLoss(), x, y)
     ok = all(abs(a[k] - b[k]) <= 16 * U * (abs(a[k]) + 1) for k in a)
     assert agree(ok), (a, b)
+
+
+def test_fit_refuses_dataloaders_that_shuffle_differently_on_the_ranks():
+    """An unseeded DataLoader draws its seed from sg's RNG, seeded per rank here: the ranks
+    would split different orders (samples twice or never), so fit raises on every rank before
+    any step, naming the fix."""
+    r = dist.rank()
+    x, y = data("mlp", 16, seed=7)
+    sg.manual_seed(50 + r)
+    loader = sg.data.DataLoader(x, y, batch_size=8, shuffle=True)
+    sg.manual_seed(0)
+    model = dist.DistributedDataParallel(build("mlp", False))
+    before = model.flat_storage.data.copy()
+    with pytest.raises(ValueError, match="DataLoader's shuffling generator differs between ranks"):
+        sg.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), loader,
+               epochs=1, verbose=0)
+    assert agree(np.array_equal(model.flat_storage.data, before))
+    same = sg.data.DataLoader(x, y, batch_size=8, shuffle=True, seed=3)
+    h = sg.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), same,
+               epochs=1, verbose=0)
+    assert agree(len(h["loss"]) == 1)

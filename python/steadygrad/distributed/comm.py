@@ -142,6 +142,9 @@ class MPICommunicator:
         self._comm.Abort(code)
         raise SystemExit(code)  # not reached: Abort ends every rank
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> MPICommunicator:
+        return self  # a process group, not data: a copied model (copy.deepcopy) shares it
+
 
 _current: Communicator | None = None
 

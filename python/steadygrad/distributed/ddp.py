@@ -64,7 +64,9 @@ class DistributedDataParallel(Module):
     the wrapped module's: a checkpoint holds its keys (no "module." prefix, unlike torch), so
     it loads into the bare model too.
     `last_wait_s`: seconds the last backward waited for communication after its layers were
-    done (the part of the allreduce the backward did not hide)."""
+    done (the part of the allreduce the backward did not hide). The parameters stay bitwise
+    equal on every rank as long as the MPI library's allreduce hands every rank the same sum
+    (MPICH's and Open MPI's algorithms do; tests/distributed checks it with a checksum)."""
 
     skips_grad_input = True  # input_grad=False is passed on to the wrapped module
     communicator: Communicator

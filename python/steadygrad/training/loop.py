@@ -9,6 +9,7 @@ import contextlib
 import inspect
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,6 +123,15 @@ def _start_state(resume: Any, seed: int | None, initial_epoch: int, run: Run, mo
     if run.loader is not None:
         state = FitState(run.loader.seed)
         state.rng.bit_generator.state = run.loader.generator.bit_generator.state
+        if run.comm is not None:  # the ranks split one order: their loaders must agree on it
+            mine = zlib.crc32(repr(state.rng.bit_generator.state).encode())
+            rank0 = np.array([mine], np.int64)
+            run.comm.bcast_(rank0)
+            if any_rank(int(rank0[0]) != mine, run.comm):
+                raise ValueError("fit: the DataLoader's shuffling generator differs between "
+                                 "ranks (an unseeded DataLoader, or sg.manual_seed called with "
+                                 "other seeds); pass DataLoader(..., seed=s) with the same s "
+                                 "on every rank")
     else:
         seed = int(intro.global_rng().integers(2**63)) if seed is None else seed
         if run.comm is not None:  # every rank shuffles with rank 0's seed
