@@ -69,6 +69,9 @@ def test_one_process_ddp_and_syncbn_are_the_bare_model_bit_for_bit():
     for k, v in bare.state_dict().items():
         np.testing.assert_array_equal(wrapped.state_dict()[k], v)
     assert [n for n, _ in wrapped.named_parameters()] == [n for n, _ in bare.named_parameters()]
+    got, want = wrapped.summary(6, file=None), bare.summary(6, file=None)
+    assert got["total_bytes"] == want["total_bytes"]
+    assert [{**r, "layer": ""} for r in got["layers"]] == [{**r, "layer": ""} for r in want["layers"]]
 
 
 def test_ddp_checkpoint_loads_into_the_bare_model(tmp_path):

@@ -145,6 +145,10 @@ class DistributedDataParallel(Module):
     def named_children(self) -> list[tuple[str, Module]]:
         return self.module.named_children()
 
+    def summary(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The wrapped module's summary (Module.summary): one rank's memory."""
+        return self.module.summary(*args, **kwargs)
+
     def extra_repr(self) -> str:
         return f"world_size={self.communicator.size}"
 
