@@ -138,7 +138,7 @@ def _bn_backward(g: np.ndarray, ctx: _core.BatchNormContext, w: np.ndarray, b: n
 
 
 @pytest.mark.parametrize("activation", ["none", "relu"])
-def test_batchnorm_backward_with_the_whole_batchs_sums(activation):
+def test_batchnorm_backward_with_the_whole_batchs_sums(isa, activation):
     """Half of a batch of 16, normalised by the whole batch's statistics and given the whole
     batch's sums of dy and dy * xhat, gets the whole batch's dL/dx for its rows: to the
     roundings of dx = k (dy - mean(dy) - xhat mean(dy xhat)) and of invstd recomputed from the

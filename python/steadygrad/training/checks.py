@@ -161,8 +161,8 @@ def batch_plan(model: Any, n: int, batch_size: int, drop_last: bool,
         raise ValueError(f"fit: x has {n} sample(s) and {why}: no batch left to train on")
     if drop and not drop_last and ranks > 1:
         warnings.warn(
-            f"fit: the last batch of each epoch would hold {rem} sample(s), too few to give each "
-            f"of the {ranks} ranks {need}; it is dropped ({rem} of {n} samples per epoch). Pass "
+            f"fit: the last batch of each epoch would hold {rem} sample(s), too few for {ranks} "
+            f"ranks to get {need} each; it is dropped ({rem} of {n} samples per epoch). Pass "
             "drop_last=True to drop any partial batch, or pick a batch_size that leaves more.",
             DroppedBatchWarning, stacklevel=4)
     elif drop and not drop_last:

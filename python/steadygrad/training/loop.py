@@ -35,6 +35,7 @@ from steadygrad.training.run import (
     any_rank,
     batch_loss,
     epoch_logs,
+    from_rank0,
     means,
     new_acc,
     summed,
@@ -125,9 +126,7 @@ def _start_state(resume: Any, seed: int | None, initial_epoch: int, run: Run, mo
         state.rng.bit_generator.state = run.loader.generator.bit_generator.state
         if run.comm is not None:  # the ranks split one order: their loaders must agree on it
             mine = zlib.crc32(repr(state.rng.bit_generator.state).encode())
-            rank0 = np.array([mine], np.int64)
-            run.comm.bcast_(rank0)
-            if any_rank(int(rank0[0]) != mine, run.comm):
+            if any_rank(from_rank0(mine, run.comm) != mine, run.comm):
                 raise ValueError("fit: the DataLoader's shuffling generator differs between "
                                  "ranks (an unseeded DataLoader, or sg.manual_seed called with "
                                  "other seeds); pass DataLoader(..., seed=s) with the same s "
@@ -135,9 +134,7 @@ def _start_state(resume: Any, seed: int | None, initial_epoch: int, run: Run, mo
     else:
         seed = int(intro.global_rng().integers(2**63)) if seed is None else seed
         if run.comm is not None:  # every rank shuffles with rank 0's seed
-            buf = np.array([seed], np.int64)
-            run.comm.bcast_(buf)
-            seed = int(buf[0])
+            seed = from_rank0(seed, run.comm)
         state = FitState(seed)
     for _ in range(initial_epoch):  # same data order as a run that did those epochs
         if run.shuffle:
@@ -207,7 +204,7 @@ def _with_callbacks(loop: Loop, callbacks: list[Callback], verbose: int,
         cbs.append(monitor)
     if verbose:
         cbs.append(ProgressBar(verbose, loop.run.epochs, loop.run.steps_per_epoch))
-    cb = CallbackList(cbs, loop, main=loop.run.comm is None or loop.run.comm.rank == 0)
+    cb = CallbackList(cbs, loop, main=loop.run.main)
     loop.callbacks = cb
     cb.load_state_dict(loop.state.callbacks)
     loop.state.history.diagnostics = monitor
@@ -271,6 +268,15 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
     `max_steps` stops after that many optimizer steps in total. `diagnostics=k` attaches a
     GradientMonitor recording every k steps (available as `history.diagnostics`; its table is
     printed at the end unless verbose=0). Returns the History (also holds `fit_state`).
+
+    A steadygrad.distributed.DistributedDataParallel model over several MPI ranks: batch_size
+    is the global batch; every rank shuffles with rank 0's seed and trains on its contiguous
+    share of each batch (data.batching.shard_bounds), so the ranks together take one
+    process's batches; a final batch too small to give every rank its samples is dropped (a
+    DroppedBatchWarning) and an uneven one is weighted to the batch's gradient. The epoch's
+    loss and metrics and the validation are the whole data's on every rank; only rank 0
+    prints and runs the callbacks that write files (ModelCheckpoint, CSVLogger); a stop on
+    any rank stops all. docs/distributed.md has the rest.
     """
     opts = {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "verbose": verbose, "diagnostics": diagnostics, "initial_epoch": initial_epoch,
@@ -282,8 +288,7 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
         run = _checked_run(model, loss_fn, optimizer, x, y, validation_data, scheduler, opts)
         state = _start_state(resume, seed, initial_epoch, run, model, optimizer, scheduler)
         loop = Loop(model, loss_fn, optimizer, scheduler, state, run)
-        main = run.comm is None or run.comm.rank == 0
-        cb = _with_callbacks(loop, run.callbacks, verbose if main else 0, diagnostics)
+        cb = _with_callbacks(loop, run.callbacks, verbose if run.main else 0, diagnostics)
         with Detach(cb):
             cb.call("on_train_begin", {})
             while state.epoch < run.epochs and not loop.stop_training and not run.done(state):

@@ -88,6 +88,11 @@ class Run:
     comm: Any = None  # a DistributedDataParallel model's communicator (> 1 rank), else None
 
     @property
+    def main(self) -> bool:
+        """Whether this process prints and writes files (rank 0, or the only process)."""
+        return self.comm is None or self.comm.rank == 0
+
+    @property
     def shard(self) -> tuple[int, int]:
         """(rank, ranks): each batch is split between the ranks (data.batching.shard_bounds)."""
         return (0, 1) if self.comm is None else (self.comm.rank, self.comm.size)
@@ -162,6 +167,13 @@ def summed(acc: dict[str, float], comm: Any) -> dict[str, float]:
     buf = np.array([acc[k] for k in keys], np.float64)
     comm.allreduce_(buf)
     return {**acc, **dict(zip(keys, buf.tolist(), strict=True))}
+
+
+def from_rank0(value: int, comm: Any) -> int:
+    """Rank 0's `value` (an int64), on every rank."""
+    buf = np.array([value], np.int64)
+    comm.bcast_(buf)
+    return int(buf[0])
 
 
 def any_rank(flag: bool, comm: Any) -> bool:
