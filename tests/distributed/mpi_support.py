@@ -1,4 +1,5 @@
-"""What the distributed tests share: the communicator, collective verdicts, the models (an
+"""What the distributed tests share (how they run: tests/conftest.py's distributed section):
+collective verdicts, the models (an
 MLP and a CNN, each with or without BatchNorm) with their float64 torch twins, and the
 environment for launching a separate MPI job from a test."""
 
