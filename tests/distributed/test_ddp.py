@@ -148,3 +148,23 @@ def test_a_non_finite_gradient_on_one_rank_skips_the_step_on_every_rank():
         opt.step()
     ok = np.array_equal(storage.data, before) and opt.skipped_steps == 1
     assert agree(ok)
+
+
+def test_syncbatchnorm_reduces_only_in_training():
+    """Training mode: each rank's output is normalised by the statistics of both ranks'
+    batches (one process's BatchNorm on the concatenation, to rounding); eval mode without
+    running statistics (batch statistics, as torch): each rank's own batch, bit for bit the
+    plain BatchNorm's, with no collective (evaluate may run different batch counts per rank)."""
+    r = dist.rank()
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((12, 3)) * 3 + 1).astype(np.float32)
+    mine = x[6 * r: 6 * r + 6]
+    sync = dist.SyncBatchNorm(3, track_running_stats=False)
+    plain = nn.BatchNorm1d(3, track_running_stats=False)
+    got_train = np.array(sync(mine))
+    want_train = np.array(plain(x))[6 * r: 6 * r + 6]
+    sync.eval()
+    plain.eval()
+    got_eval, want_eval = np.array(sync(mine)), np.array(plain(mine))
+    close = np.max(np.abs(got_train - want_train)) <= 64 * U * (np.max(np.abs(want_train)) + 1)
+    assert agree(bool(close) and np.array_equal(got_eval, want_eval))
