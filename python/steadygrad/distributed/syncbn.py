@@ -41,7 +41,7 @@ class SyncBatchNorm(_BatchNorm):
     def _batch_stats(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         comm = self.communicator
         self._synced_rows = 0
-        if comm.size == 1:
+        if comm.size == 1 or not self.training:  # eval without running statistics: local
             return None
         c = self.num_features
         sums = np.empty(c + 1, np.float64)
