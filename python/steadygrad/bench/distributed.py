@@ -77,7 +77,9 @@ class DistributedSuite(suite.BaseSuite):
              "process x 2 threads; the allreduce time per step and the fraction hidden behind "
              "the backward; PyTorch DDP (gloo) launched the same way; the scaling model for 8, "
              "64 and 512 ranks. Needs the mpi extra. --quick: S and M; --full adds L.")
-    durations = (120, 420)  # estimated from the train suite's step times and the layouts
+    # quick: S alone measured 41 s (2026-12-01, a loaded machine), M estimated from the train
+    # suite's step times; full: estimated
+    durations = (120, 420)
     peers = frozenset(PEERS)
     first_threads_only = True  # each layout sets its own threads
     plans: ClassVar[dict[suite.Size, suite.Plan]] = {
