@@ -80,6 +80,7 @@ class DistributedDataParallel(Module):
     _started: list[bool]
     _remaining: list[int]
     _done_layers: set[int]
+    _unfinished: int  # the first request in _pending not yet seen complete
 
     def __init__(self, module: Module, communicator: Communicator | None = None, *,
                  bucket_cap_mb: float = 1.0, broadcast_buffers: bool = True) -> None:
@@ -104,7 +105,7 @@ class DistributedDataParallel(Module):
         self.communicator, self.broadcast_buffers = comm, bool(broadcast_buffers)
         self.last_wait_s = 0.0
         self._active, self._pending, self._started, self._remaining = False, [], [], []
-        self._done_layers = set()
+        self._done_layers, self._unfinished = set(), 0
         cap = max(int(bucket_cap_mb * 2**20) // 4, 1)
         self._buckets = None if storage is None else _Buckets(storage, module, cap)
         if comm.size > 1:
@@ -160,6 +161,7 @@ class DistributedDataParallel(Module):
         self._remaining = list(buckets.writers)
         self._started = [False] * len(buckets.ranges)
         self._done_layers, self._pending, self._active = set(), [], True
+        self._unfinished = 0
         try:
             g = self.module._run_backward(grad_output, input_grad)
         except BaseException:
@@ -196,8 +198,11 @@ class DistributedDataParallel(Module):
             self._remaining[b] -= 1
             if self._remaining[b] == 0 and not self._started[b]:
                 self._start(buckets, b)
-        if self._pending:  # let MPI progress the oldest collective while the backward runs on
-            self._pending[0][1].test()
+        # Drive MPI's progress (it moves non-blocking collectives only inside MPI calls) by
+        # testing the oldest unfinished request, while the backward runs on.
+        pending = self._pending
+        while self._unfinished < len(pending) and pending[self._unfinished][1].test():
+            self._unfinished += 1
 
 
 def _resolve(comm: Communicator | None) -> Communicator:
