@@ -135,3 +135,15 @@ def test_fit_refuses_dataloaders_that_shuffle_differently_on_the_ranks():
     h = sg.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), same,
                epochs=1, verbose=0)
     assert agree(len(h["loss"]) == 1)
+
+
+def test_only_rank_0_prints_progress(capfd):
+    r = dist.rank()
+    x, y = data("mlp", 16, seed=8)
+    sg.manual_seed(0)
+    model = dist.DistributedDataParallel(build("mlp", False))
+    sg.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), x, y, epochs=1,
+           batch_size=8, verbose=2)
+    out = capfd.readouterr()
+    printed = bool((out.out + out.err).strip())
+    assert agree(printed == (r == 0)), (out.out, out.err)
