@@ -3,6 +3,7 @@ with a visible reason), thread-count control, and float64 reference tolerances."
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,6 +106,57 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         budget = getattr(item.module, "TIME_BUDGET_S", None) if item.module else None
         if budget is not None:
             _module_budget[item.nodeid.split("::", 1)[0]] = float(budget)
+    _gate_distributed(items)
+
+
+# --- the distributed tests --------------------------------------------------------------
+# tests/distributed/ runs under MPI with 2 ranks, as .ci/run does (DISTRIBUTED_RUN). Every
+# rank runs every test in the same order, so each test makes the same collectives on both
+# ranks; a test makes all of them before its assertions (a failing rank must not leave the
+# other waiting) and mpi_support.agree makes a verdict collective. Outside mpiexec (the
+# README's plain `python -m pytest`) they are collected and skipped with that command as
+# the reason. (No conftest.py of their own: it would shadow this one's `from conftest import`.)
+DISTRIBUTED = pathlib.Path(__file__).parent / "distributed"
+DISTRIBUTED_RUN = ("OMP_NUM_THREADS=1 mpiexec -n 2 python -m mpi4py -m pytest -p no:cacheprovider "
+                   "tests/distributed")
+
+
+def _distributed_skip_reason() -> str | None:
+    from steadygrad.distributed.comm import launched_by_mpi
+
+    if not launched_by_mpi():
+        return f"distributed tests run under MPI with 2 ranks: {DISTRIBUTED_RUN} (.ci/run does)"
+    import steadygrad.distributed as dist
+
+    try:
+        ranks = dist.world_size()
+    except ImportError as e:  # started by mpiexec, but without mpi4py
+        return str(e)
+    if ranks != 2:
+        return f"distributed tests need exactly 2 ranks, got {ranks}: {DISTRIBUTED_RUN}"
+    return None
+
+
+def _gate_distributed(items: list[pytest.Item]) -> None:
+    mine = [item for item in items if DISTRIBUTED in pathlib.Path(item.path).parents]
+    why = _distributed_skip_reason() if mine else None
+    for item in mine if why else ():
+        item.add_marker(pytest.mark.skip(reason=why))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under MPI each rank gets a base temporary directory of its own (the ranks would
+    otherwise number, make and clean up pytest's shared ones at the same time)."""
+    import os
+    import tempfile
+
+    from steadygrad.distributed.comm import launched_by_mpi
+
+    if launched_by_mpi() and config.option.basetemp is None and _distributed_skip_reason() is None:
+        import steadygrad.distributed as dist
+
+        config.option.basetemp = os.path.join(
+            tempfile.gettempdir(), f"sg-dist-{os.getuid()}-{os.getppid()}-rank{dist.rank()}")
 
 
 def _over_budget() -> list[str]:

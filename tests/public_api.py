@@ -9,8 +9,9 @@ import types
 # Public modules outside the chain of __all__ that starts at steadygrad (sg.random is reached
 # as an attribute; its name stays out of steadygrad.__all__, where a star import would shadow
 # the standard library's random; steadygrad.sklearn is imported on its own, as it needs
-# scikit-learn, which importing steadygrad does not).
-EXTRA_MODULES = ("steadygrad.random", "steadygrad.sklearn")
+# scikit-learn, which importing steadygrad does not; so is steadygrad.distributed, so that
+# importing steadygrad never imports mpi4py).
+EXTRA_MODULES = ("steadygrad.random", "steadygrad.sklearn", "steadygrad.distributed")
 
 
 def _exported(module: types.ModuleType) -> list[str]:

@@ -303,3 +303,18 @@ def test_fit_uses_the_compiled_step_and_gives_the_eager_fit(monkeypatch: pytest.
     assert h1.steps == h2.steps
     for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items(), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=k)
+
+
+def test_a_layer_with_a_gradients_written_hook_runs_the_step_eagerly() -> None:
+    """Module._on_grads_written (data parallelism's bucketing) is called as in the eager step."""
+    x, y = _data()
+    (model, opt), _ = _pair(ARCHS["mlp_bn_relu"], OPTIMIZERS["adam_clip"])
+    step = sg.compile_step(model, nn.CrossEntropyLoss(), opt)
+    step(x, y)
+    seen: list[str] = []
+    model[3]._on_grads_written(lambda m: seen.append(type(m).__name__))
+    step(x, y)
+    assert seen == ["Linear"]
+    model[3]._on_grads_written(None)
+    step(x, y)
+    assert seen == ["Linear"]  # unhooked: compiled again, no call

@@ -29,6 +29,9 @@ TOOLS = {
     "data": {"_args", "random"},
     "metrics": set(),
     "onnx": {"_core", "nn"},
+    # data parallelism over MPI: on top of nn next to training, which knows nothing of it
+    # (fit reads a wrapped model's communicator, duck-typed)
+    "distributed": {"_core", "nn"},
     "training": {"_args", "_introspect", "_plot", "callbacks", "checkpoint", "compiled", "data",
                  "diagnostics", "metrics", "optim", "progress"},
 }

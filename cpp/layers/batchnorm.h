@@ -30,10 +30,15 @@ struct BatchNormKernels {
   // output when non-null, else recomputed as the forward does from x, the saved statistics,
   // gamma and beta (null: 0). dx may be dy, x or y exactly (each element is written after
   // its last read).
+  // sums (null: reduce these n rows): the (2, c) sums of dy and of dy * xhat over a batch of
+  // `count` rows of which these n are a part (SyncBatchNorm: every rank's rows, summed across
+  // ranks); dx then takes the statistics' gradient from them (batch_stats must be true) and no
+  // reduction runs here. dgamma/dbeta, when non-null, receive the given sums.
   void (*backward)(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                    const float* y, const float* save_mean, const float* save_invstd,
                    const float* gamma, const float* beta, int64_t n, int64_t c,
-                   bool batch_stats, float acc_gamma, float acc_beta, bool relu);
+                   bool batch_stats, float acc_gamma, float acc_beta, bool relu,
+                   const float* sums, int64_t count);
 };
 
 SG_DECLARE_DISPATCH(BatchNormKernels, batchnorm_kernels, batchnorm_kernels);

@@ -114,7 +114,7 @@ template <Mask M>
 void bn_backward_t(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                    const float* y, const float* save_mean, const float* save_invstd,
                    const float* gamma, const float* beta, int64_t n, int64_t c, bool batch_stats,
-                   float acc_gamma, float acc_beta) {
+                   float acc_gamma, float acc_beta, const float* sums, int64_t count) {
   for_col_tiles(n, c, [&](int64_t j0, int64_t w) {
     double sdy[kColTile], sdyx[kColTile];
     alignas(64) float a[kColTile], b[kColTile], k[kColTile], shift[kColTile];
@@ -130,22 +130,30 @@ void bn_backward_t(float* dx, float* dgamma, float* dbeta, const float* dy, cons
     };
     // sum dy and sum dy * xhat (xhat = (x - mean) * invstd recomputed: nothing but x is
     // cached), in one pass over the rows.
-    double* const sums[2] = {sdy, sdyx};
-    tile_reduce_n(
-        sums, n, j0, w,
-        [&](int64_t i, int64_t off, int64_t cnt) { return dy_at(i * c + off, off - j0, cnt); },
-        [&](int64_t i, int64_t off, int64_t cnt) {
-          const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
-          const V::R xh = V::mul(xc, load_cnt(invstd + off - j0, cnt));
-          return V::mul(dy_at(i * c + off, off - j0, cnt), xh);
-        });
+    if (sums) {  // the whole batch's sums, given (SyncBatchNorm): nothing to reduce here
+      for (int64_t j = 0; j < w; ++j) {
+        sdy[j] = sums[j0 + j];
+        sdyx[j] = sums[c + j0 + j];
+      }
+    } else {
+      double* const both[2] = {sdy, sdyx};
+      tile_reduce_n(
+          both, n, j0, w,
+          [&](int64_t i, int64_t off, int64_t cnt) { return dy_at(i * c + off, off - j0, cnt); },
+          [&](int64_t i, int64_t off, int64_t cnt) {
+            const V::R xc = V::sub(load_cnt(x + i * c + off, cnt), load_cnt(mean + off - j0, cnt));
+            const V::R xh = V::mul(xc, load_cnt(invstd + off - j0, cnt));
+            return V::mul(dy_at(i * c + off, off - j0, cnt), xh);
+          });
+    }
+    const double rows = static_cast<double>(sums ? count : n);
     for (int64_t j = 0; j < w; ++j) {
       const int64_t ch = j0 + j;
       if (dgamma) dgamma[ch] = static_cast<float>(acc_gamma != 0.0f ? dgamma[ch] + sdyx[j] : sdyx[j]);
       if (dbeta) dbeta[ch] = static_cast<float>(acc_beta != 0.0f ? dbeta[ch] + sdy[j] : sdy[j]);
-      a[j] = batch_stats ? static_cast<float>(sdy[j] / static_cast<double>(n)) : 0.0f;
+      a[j] = batch_stats ? static_cast<float>(sdy[j] / rows) : 0.0f;
       // b multiplies (x - mean), so it folds in one invstd of xhat: invstd * mean(dy * xhat).
-      b[j] = batch_stats ? static_cast<float>(sdyx[j] / static_cast<double>(n)) * invstd[j] : 0.0f;
+      b[j] = batch_stats ? static_cast<float>(sdyx[j] / rows) * invstd[j] : 0.0f;
     }
     if (!dx) return;
     // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)); every read of element (i, off)
@@ -165,17 +173,18 @@ void bn_backward_t(float* dx, float* dgamma, float* dbeta, const float* dy, cons
 void bn_backward(float* dx, float* dgamma, float* dbeta, const float* dy, const float* x,
                  const float* y, const float* save_mean, const float* save_invstd,
                  const float* gamma, const float* beta, int64_t n, int64_t c, bool batch_stats,
-                 float acc_gamma, float acc_beta, bool relu) {
+                 float acc_gamma, float acc_beta, bool relu, const float* sums,
+                 int64_t count) {
   if (c <= 0) return;
   if (!relu) {
     bn_backward_t<Mask::none>(dx, dgamma, dbeta, dy, x, y, save_mean, save_invstd, gamma, beta,
-                              n, c, batch_stats, acc_gamma, acc_beta);
+                              n, c, batch_stats, acc_gamma, acc_beta, sums, count);
   } else if (y) {
     bn_backward_t<Mask::output>(dx, dgamma, dbeta, dy, x, y, save_mean, save_invstd, gamma,
-                                beta, n, c, batch_stats, acc_gamma, acc_beta);
+                                beta, n, c, batch_stats, acc_gamma, acc_beta, sums, count);
   } else {
     bn_backward_t<Mask::input>(dx, dgamma, dbeta, dy, x, y, save_mean, save_invstd, gamma,
-                               beta, n, c, batch_stats, acc_gamma, acc_beta);
+                               beta, n, c, batch_stats, acc_gamma, acc_beta, sums, count);
   }
 }
 

@@ -255,7 +255,7 @@ def batchnorm_backward(
     grad_output: _F32, weight: _F32 | None, bias: _F32 | None, ctx: BatchNormContext,
     grad_weight: _F32 | None, grad_bias: _F32 | None, *, accumulate: bool = False,
     accumulate_bias: bool | None = None, compute_grad_input: bool = True,
-    grad_input: _F32 | None = None,
+    grad_input: _F32 | None = None, batch_sums: _F32 | None = None, batch_count: int | None = None,
 ) -> _F32 | None: ...
 def embedding_forward(indices: _Labels, weight: _F32, *, out: _F32 | None = None) -> _F32: ...
 def embedding_backward(grad_output: _F32, indices: _Labels, grad_weight: _F32, *,

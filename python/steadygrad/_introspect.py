@@ -38,6 +38,14 @@ def integer_input(model: Any) -> bool:
     return first is not None and bool(getattr(first[1], "integer_input", False))
 
 
+def communicator(model: Any) -> Any:
+    """The communicator of a model wrapped for data parallelism over more than one rank
+    (steadygrad.distributed.DistributedDataParallel's `communicator`), else None: fit and
+    evaluate then shard the data and reduce what they log across its ranks."""
+    comm = getattr(model, "communicator", None)
+    return comm if comm is not None and getattr(comm, "size", 1) > 1 else None
+
+
 def global_rng() -> np.random.Generator:
     """The numpy Generator behind sg.manual_seed (init, Dropout seeds). manual_seed replaces
     the object, so this is looked up on every use."""

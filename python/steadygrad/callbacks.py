@@ -31,6 +31,7 @@ class Callback:
     Set `self.loop.stop_training = True` to stop after the current batch."""
 
     saves_checkpoint = False  # checkpoint writers run after every other callback's epoch end
+    writes_files = False  # under MPI (a DistributedDataParallel model) it runs on rank 0 only
     loop: Any = None
 
     def set_loop(self, loop: Any) -> None:
@@ -143,6 +144,7 @@ class ModelCheckpoint(_Monitor):
     "ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"."""
 
     saves_checkpoint = True
+    writes_files = True
 
     def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto", min_delta: float = 0.0) -> None:
@@ -224,6 +226,8 @@ class ReduceLROnPlateauCallback(_Monitor):
 class CSVLogger(Callback):
     """One CSV row per epoch (epoch + every logged value). A resumed fit appends."""
 
+    writes_files = True
+
     def __init__(self, path: str | os.PathLike[str], separator: str = ",", append: bool = False) -> None:
         self.path = os.fspath(path)
         self.separator = separator
@@ -265,17 +269,20 @@ class TerminateOnNaN(Callback):
 
 class CallbackList:
     """Runs callbacks in order; checkpoint writers' epoch end runs after all the others and
-    after the History row is appended, so a checkpoint sees the complete epoch."""
+    after the History row is appended, so a checkpoint sees the complete epoch. main=False
+    (an MPI rank other than 0) leaves out the callbacks that write files."""
 
-    def __init__(self, callbacks: list[Callback], loop: Any) -> None:
+    def __init__(self, callbacks: list[Callback], loop: Any, main: bool = True) -> None:
         self.callbacks = list(callbacks)
-        self.regular = [c for c in self.callbacks if not c.saves_checkpoint]
-        self.savers = [c for c in self.callbacks if c.saves_checkpoint]
+        active = [c for c in self.callbacks if main or not c.writes_files]
+        self.active = active
+        self.regular = [c for c in active if not c.saves_checkpoint]
+        self.savers = [c for c in active if c.saves_checkpoint]
         for c in self.callbacks:
             c.set_loop(loop)
 
     def call(self, hook: str, *args: Any) -> None:
-        for c in self.callbacks:
+        for c in self.active:
             getattr(c, hook)(*args)
 
     def keys(self) -> list[str]:

@@ -16,7 +16,8 @@ each of exactly that class (a subclass may override what it computes), no parame
 between layers, on a 2-D float32 input. Anything else
 runs the eager step; `compile_step` says why once (`CompileFallbackWarning`), `reason` keeps it.
 A layer instance wrapped for the step (the diagnostics' layer taps replace `forward` on the
-instance) runs that step eagerly, so what the taps record is the same.
+instance) or with a gradients-written hook (Module._on_grads_written, data parallelism's) runs
+that step eagerly, so what the taps record, or the hook sees, is the same.
 
 The tape holds its own activation buffers (one output and one dL/dx per layer); the parameter
 gradients go where the eager backward writes them, into the flat gradient buffer.
@@ -217,8 +218,8 @@ class CompiledStep:
         children = self._children
         for m in children:
             d = m.__dict__
-            if "forward" in d or "_backward" in d:  # wrapped on the instance (layer taps)
-                return None
+            if "forward" in d or "_backward" in d or "_grads_written" in d:
+                return None  # wrapped on the instance (layer taps) or hooked (data parallel)
         # Where the parameters live: a move into another flat buffer (nn.flatten) bumps the
         # old buffer's generation, and every tape must then point at the new one.
         if tuple(s.generation for s in self._stores) != self._store_gens:

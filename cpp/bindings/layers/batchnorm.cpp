@@ -167,7 +167,8 @@ py::array batchnorm_forward(py::handle x_obj, py::handle g_obj, py::handle b_obj
 py::object batchnorm_backward(py::handle dy_obj, py::handle g_obj, py::handle beta_obj,
                               const BatchNormContext& ctx, py::handle dg_obj, py::handle db_obj,
                               bool accumulate, py::handle accumulate_bias,
-                              bool compute_grad_input, py::handle dx_obj) {
+                              bool compute_grad_input, py::handle dx_obj,
+                              py::handle sums_obj, py::handle count_obj) {
   const char* fn = "batchnorm_backward";
   const bool acc_b = accumulate_bias.is_none() ? accumulate : accumulate_bias.cast<bool>();
   check_saved(fn, ctx.save_mean, ctx.save_invstd);
@@ -195,6 +196,26 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle g_obj, py::handle be
     y = batch_matrix(fn, "ctx.output", ctx.output, "the input's shape", n, "num_features", c);
     yp = f32_cptr(y);
   }
+  // batch_sums: the whole batch's (2, C) sums of dy and dy * xhat (SyncBatchNorm: every rank's,
+  // summed), with batch_count its rows; they replace this call's own reduction.
+  py::array sums;
+  const float* sumsp = nullptr;
+  int64_t count = n;
+  if (sums_obj.is_none() != count_obj.is_none()) {
+    value_error(fn, "batch_sums and batch_count go together, got " +
+                        std::string(sums_obj.is_none() ? "batch_count" : "batch_sums") +
+                        " without the other");
+  }
+  if (!sums_obj.is_none()) {
+    sums = f32_array(fn, "batch_sums", sums_obj, 2);
+    require_shape(fn, "batch_sums", sums, {2, c});
+    count = count_obj.cast<int64_t>();
+    if (count < n) {
+      value_error(fn, "batch_count must be at least the input's " + to_string(n) +
+                          " rows (the whole batch they are part of), got " + to_string(count));
+    }
+    sumsp = f32_cptr(sums);
+  }
   py::object dx_ret = py::none();
   float* dxp = nullptr;
   if (compute_grad_input) {
@@ -211,12 +232,14 @@ py::object batchnorm_backward(py::handle dy_obj, py::handle g_obj, py::handle be
   const float* xp = f32_cptr(x);
   const float* smp = f32_cptr(ctx.save_mean);
   const float* sip = f32_cptr(ctx.save_invstd);
-  const bool batch_stats = ctx.batch_stats, relu = ctx.relu;
+  // Given sums are batch statistics' by definition (SyncBatchNorm's forward normalises by
+  // statistics it computed across ranks and passes them as given ones).
+  const bool batch_stats = ctx.batch_stats || sumsp, relu = ctx.relu;
   {
     py::gil_scoped_release release;
     batchnorm_kernels().backward(dxp, dgp, dbp, dyp, xp, yp, smp, sip, gp, betap, n, c,
                                  batch_stats, accumulate ? 1.0f : 0.0f, acc_b ? 1.0f : 0.0f,
-                                 relu);
+                                 relu, sumsp, count);
   }
   return dx_ret;
 }
@@ -274,15 +297,19 @@ void register_batchnorm(py::module_& m) {
         "num_batches_tracked when given; else the running statistics, which are then required. "
         "Fills ctx (save_mean/save_invstd, input) for the backward. ctx.activation='relu' "
         "stores relu(batchnorm(input)) in the same pass.");
-  def_layer_backward(
-      m, "batchnorm_backward", &batchnorm_backward,
-      "BatchNorm1d backward from its forward's ctx: grad_weight/grad_bias written or "
-      "accumulated, returns grad_input. Deterministic reductions. ctx.activation='relu' "
-      "first masks grad_output as relu's backward, by ctx.output when kept, else by the "
-      "pre-activation recomputed from ctx.input, the saved statistics, weight and bias. "
-      "grad_input may be grad_output or ctx.input itself.",
-      arg("grad_output"), arg("weight"), arg("bias"), arg("ctx"), arg("grad_weight"),
-      arg("grad_bias"));
+  m.def("batchnorm_backward", &batchnorm_backward, arg("grad_output"), arg("weight"),
+        arg("bias"), arg("ctx"), arg("grad_weight"), arg("grad_bias"), py::kw_only(),
+        arg("accumulate") = false, arg("accumulate_bias") = py::none(),
+        arg("compute_grad_input") = true, arg("grad_input") = py::none(),
+        arg("batch_sums") = py::none(), arg("batch_count") = py::none(),
+        "BatchNorm1d backward from its forward's ctx: grad_weight/grad_bias written or "
+        "accumulated, returns grad_input. Deterministic reductions. ctx.activation='relu' "
+        "first masks grad_output as relu's backward, by ctx.output when kept, else by the "
+        "pre-activation recomputed from ctx.input, the saved statistics, weight and bias. "
+        "grad_input may be grad_output or ctx.input itself. batch_sums (float32 (2, C): the "
+        "sums of the masked grad_output and of it times xhat) and batch_count (rows) describe "
+        "the whole batch these rows are part of (SyncBatchNorm across ranks): dL/dx takes the "
+        "statistics' gradient from them instead of this call's rows.");
 }
 
 }  // namespace sg::bind

@@ -148,7 +148,7 @@ class PyStepTape {
     });
     tape_.backward_steps.push_back([=] {
       batchnorm_kernels().backward(dx, dgp, dbp, *dys, *xs, nullptr, sm, si, gp, bp, n, c, true,
-                                   0.0f, 0.0f, relu);
+                                   0.0f, 0.0f, relu, nullptr, n);
     });
     keep_all({g, b, dg, db, rm, rv, t});
   }

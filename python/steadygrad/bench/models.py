@@ -135,14 +135,22 @@ def _layers(cfg: AnyConfig, nn: Any, residual: Callable[..., Any]) -> list[Any]:
     return layers
 
 
-def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray, *,
-                     compiled: bool = False) -> Built:
-    """The step is the documented training loop body (eager), or (compiled=True) the
-    sg.compile_step of the same model, what sg.fit runs: bitwise the same step."""
+Wrap = Callable[[Any], Any]  # model -> the model trained (a data-parallel wrapper)
+
+
+def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray,
+                     wrap: Wrap | None = None, *, compiled: bool = False) -> Built:
+    """The step is the documented training loop body (of `wrap(model)` when given:
+    steadygrad.distributed.DistributedDataParallel in the distributed suite), or
+    (compiled=True) the sg.compile_step of the same model, what sg.fit runs: bitwise the same
+    step. The phases are the step's parts called one by one (the compiled step's forward,
+    the loss module and its backward, then the tape's backward)."""
     import steadygrad as sg
     from steadygrad import nn, optim
 
     model = nn.Sequential(*_layers(cfg, nn, nn.Residual))
+    if wrap is not None:
+        model = wrap(model)
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=LR, max_grad_norm=MAX_NORM)
     model.train()
@@ -169,20 +177,28 @@ def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray, *,
         return None
 
     def step() -> object:
-        forward()
-        loss()
-        backward()
+        if comp is not None:  # forward, loss and backward in the tape's one call, as fit runs it
+            opt.zero_grad()
+            comp.forward_backward(x, y)
+        else:
+            forward()
+            loss()
+            backward()
         return opt.step()
 
     return Built(step, model, opt, (("forward", forward), ("loss", loss),
                                     ("backward", backward), ("optimizer", opt.step)))
 
 
-def build_torch(cfg: AnyConfig, x: np.ndarray, y: np.ndarray) -> Built:
+def build_torch(cfg: AnyConfig, x: np.ndarray, y: np.ndarray,
+                wrap: Wrap | None = None) -> Built:
+    """(wrap: torch.nn.parallel.DistributedDataParallel in the distributed suite.)"""
     import torch
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(*_layers(cfg, torch.nn, models_cnn.torch_residual()))
+    if wrap is not None:
+        model = wrap(model)
     model.train()
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=LR, fused=True)

@@ -1,4 +1,5 @@
-"""The contract every benchmark suite meets (gemm, optim, layers, train, memory, sklearn): a Suite lists
+"""The contract every benchmark suite meets (gemm, optim, layers, train, memory, sklearn,
+distributed): a Suite lists
 Cases, each naming its contenders and the Runtime (framework + environment) each one runs in;
 the runner (runner.py) measures them all by one method and hands the figures to the suite's
 `report`. Values only: nothing here times, spawns or prints."""
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, cast
 
 Size = Literal["tiny", "quick", "full"]
-NAMES = ("gemm", "optim", "layers", "train", "memory", "sklearn")
+NAMES = ("gemm", "optim", "layers", "train", "memory", "sklearn", "distributed")
 FRAMEWORKS = ("steadygrad", "numpy", "torch", "jax", "sklearn")
 # where each suite's `durations` were measured (or, where no run was recorded, estimated from
 # the measured runs and the suite's sizes; `steadygrad-bench SUITE --help` says "about")

@@ -51,6 +51,12 @@ def prefetched(produce: Callable[[int], T], start: int, stop: int) -> Generator[
         thread.join()
 
 
+def shard_bounds(n: int, rank: int, ranks: int) -> tuple[int, int]:
+    """The [lo, hi) of `rank`'s contiguous share of n items split between `ranks`: shares
+    differ by at most one, and together they are the n items once, in order."""
+    return n * rank // ranks, n * (rank + 1) // ranks
+
+
 class Batcher:
     """Batch b of an epoch over `arrays` (aligned: the same first dimension), taking the
     first `n_used` samples of the order (the rest are a dropped final batch).
@@ -59,12 +65,18 @@ class Batcher:
     With an order it is gathered (np.take): into new arrays when `slots` is 0, so a yielded
     batch stays valid for as long as it is held; with `slots` > 0 full batches gather into a
     ring of that many reused buffers per array, batch b into slot b % slots, so a batch is
-    rewritten `slots` batches later (fit: 1 slot, 2 when prefetching)."""
+    rewritten `slots` batches later (fit: 1 slot, 2 when prefetching).
+
+    shard=(rank, ranks): batch b is the rank's part of the b-th `batch_size` samples of the
+    order (shard_bounds), as sg.fit trains a DistributedDataParallel model: the ranks'
+    parts of every batch together are the batch one process would take."""
 
     def __init__(self, arrays: Sequence[np.ndarray], batch_size: int, n_used: int,
-                 slots: int = 0) -> None:
+                 slots: int = 0, shard: tuple[int, int] = (0, 1)) -> None:
         self.arrays, self.batch_size, self.n_used = tuple(arrays), batch_size, n_used
-        self.ring = [tuple(np.empty((batch_size, *a.shape[1:]), a.dtype) for a in self.arrays)
+        self.shard = shard
+        first, last = shard_bounds(batch_size, *shard)
+        self.ring = [tuple(np.empty((last - first, *a.shape[1:]), a.dtype) for a in self.arrays)
                      for _ in range(slots)]
 
     def __len__(self) -> int:
@@ -72,10 +84,13 @@ class Batcher:
 
     def get(self, b: int, order: np.ndarray | None) -> Batch:
         lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.n_used)
+        full = hi - lo == self.batch_size
+        if self.shard[1] > 1:
+            lo, hi = (lo + k for k in shard_bounds(hi - lo, *self.shard))
         if order is None:
             return tuple(a[lo:hi] for a in self.arrays)
         idx = order[lo:hi]
-        if self.ring and hi - lo == self.batch_size:
+        if self.ring and full:
             slot = self.ring[b % len(self.ring)]
             # mode="clip": numpy buffers a take with out= under the default mode="raise" (a
             # second copy, 2x the time); the indices are a permutation's, in range anyway

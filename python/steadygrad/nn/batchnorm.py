@@ -99,6 +99,11 @@ class _BatchNorm(KernelLayer, Module):
         mean, invstd = self._buffer("save_mean", c), self._buffer("save_invstd", c)
         if self.training and self.track_running_stats:
             running_stats.before_update(self)  # the update below can be taken back (skipped step)
+        # Statistics computed elsewhere (SyncBatchNorm: over every rank's rows) are given to the
+        # kernel as the ones to normalise by, and the running ones are updated with them there.
+        given = self._batch_stats(rows) if use_batch and rows is not None else None
+        if given is not None:
+            use_batch, track = False, True
         # One context per layer, mode and set of buffers, reused (a context is never changed:
         # the pending backward may hold it). An eval forward on the scratch tape has buffers of
         # its own, so it gets a context of its own.
@@ -114,11 +119,26 @@ class _BatchNorm(KernelLayer, Module):
         y = _core.batchnorm_forward(
             x if rows is None else rows, None if w is None else w.data,
             None if b is None else b.data,
-            self.running_mean if track else None, self.running_var if track else None,
-            self.num_batches_tracked if self.training and self.track_running_stats else None,
+            *(given if given is not None else (self.running_mean if track else None,
+                                               self.running_var if track else None)),
+            self.num_batches_tracked if (self.training and self.track_running_stats
+                                         and given is None) else None,
             ctx, momentum=self.momentum, eps=self.eps, out=out)
         d["_x"], d["_ctx"], d["_layouts"] = x, ctx, (layout_in, layout_out)
         return self._rows_out(y, x.shape, layout_in, layout_out)
+
+    def _batch_stats(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Hook: the (mean, biased variance) to normalise this training batch by, having
+        updated the running statistics with them; None (here) lets the kernel compute them
+        from `rows`. distributed.SyncBatchNorm computes them over every rank's rows."""
+        return None
+
+    def _batch_sums(self, g: np.ndarray, ctx: _core.BatchNormContext
+                    ) -> tuple[np.ndarray, int] | None:
+        """Hook: for a forward normalised by given statistics, the whole batch's (2, C) sums
+        of dL/dy and dL/dy * xhat and its row count (having written the parameters'
+        gradients); None (here): the kernel reduces its own rows."""
+        return None
 
     def _rows_in(self, x: object, layout_in: str) -> np.ndarray | None:
         """x as the (rows, C) matrix of its channels-last view (converted into a work buffer
@@ -161,12 +181,16 @@ class _BatchNorm(KernelLayer, Module):
             dx_rows = None if dx is None else dx.reshape(rows_x.shape)
         else:  # channels-first: dL/dx goes over this layer's own channels-last copy of x
             dx_rows = rows_x if input_grad else None
+        synced = self._batch_sums(g, ctx)
+        grads = w is not None and synced is None  # else _batch_sums wrote them
         grad_input = _core.batchnorm_backward(
             g, None if w is None else w.data, None if b is None else b.data,
-            ctx, None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
+            ctx, w.grad_buffer if grads and w is not None else None,
+            b.grad_buffer if grads and b is not None else None,
             accumulate=w is not None and w.grad_fresh,
             accumulate_bias=b is not None and b.grad_fresh, compute_grad_input=input_grad,
-            grad_input=dx_rows)
+            grad_input=dx_rows, batch_sums=None if synced is None else synced[0],
+            batch_count=None if synced is None else synced[1])
         if w is not None and b is not None:
             w.mark_grad_fresh()
             b.mark_grad_fresh()

@@ -123,7 +123,7 @@ class Module(ModuleTree, MemoryAccounting):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for key in ("_lock", "_locks", "_tree"):
+        for key in ("_lock", "_locks", "_tree", "_grads_written"):
             state.pop(key, None)
         state.update(_work={}, _work_eval={}, _handout={}, _phase=0, _forwards=0,
                      _trained_forward=False, _chain=None)
@@ -273,7 +273,20 @@ class Module(ModuleTree, MemoryAccounting):
         d = self.__dict__
         d["_phase"] = 2
         d["_forwards"] = 0
+        hook = d.get("_grads_written")
+        if hook is not None:  # this layer's parameter gradients are final for this backward
+            hook(self)
         return grad_input if input_grad else None
+
+    def _on_grads_written(self, hook: Any) -> None:
+        """Have `hook(self)` called each time this module's backward returns (its own
+        parameters' gradients are then written): distributed.DistributedDataParallel starts
+        reducing a bucket of the flat gradient as soon as every layer writing it has run.
+        None removes it. Not copied with the module (Module.__getstate__)."""
+        if hook is None:
+            self.__dict__.pop("_grads_written", None)
+        else:
+            object.__setattr__(self, "_grads_written", hook)
 
     def _error_prefix(self, err: BaseException) -> str:
         if not self._is_container:

@@ -139,19 +139,33 @@ def batchnorm_layers(model: Any) -> list[str]:
             if getattr(m, "normalizes_over_batch", False) and intro.training_mode(m)]
 
 
-def batch_plan(model: Any, n: int, batch_size: int, drop_last: bool) -> tuple[int, int]:
+def batch_plan(model: Any, n: int, batch_size: int, drop_last: bool,
+               ranks: int = 1) -> tuple[int, int]:
     """(samples used per epoch, batches per epoch). A final batch of 1 is dropped when a
-    BatchNorm would see it in training mode (torch raises there), with one warning per fit."""
+    BatchNorm would see it in training mode (torch raises there), with one warning per fit.
+    Split between `ranks` (a DistributedDataParallel model), every rank needs a sample of
+    each batch (two with a BatchNorm): a final batch too small for that is dropped too."""
     bn = batchnorm_layers(model)
+    need = 2 if bn else 1  # samples per rank and batch
     if bn and batch_size == 1:
         raise ValueError(f"fit: batch_size=1, but {bn[0]} needs more than 1 "
                          "sample per batch in training mode")
+    if batch_size < need * ranks:
+        raise ValueError(f"fit: batch_size={batch_size} is split between {ranks} ranks, each "
+                         f"needing at least {need} sample(s) per batch; pass a batch_size of at "
+                         f"least {need * ranks}")
     rem = n % batch_size
-    drop = rem if drop_last else (1 if rem == 1 and bn else 0)
+    drop = rem if drop_last else (rem if 0 < rem < need * ranks and (bn or ranks > 1) else 0)
     if drop == n:
         why = "BatchNorm needs more than 1" if bn and n == 1 else f"drop_last=True and batch_size={batch_size}"
         raise ValueError(f"fit: x has {n} sample(s) and {why}: no batch left to train on")
-    if drop and not drop_last:
+    if drop and not drop_last and ranks > 1:
+        warnings.warn(
+            f"fit: the last batch of each epoch would hold {rem} sample(s), too few for {ranks} "
+            f"ranks to get {need} each; it is dropped ({rem} of {n} samples per epoch). Pass "
+            "drop_last=True to drop any partial batch, or pick a batch_size that leaves more.",
+            DroppedBatchWarning, stacklevel=4)
+    elif drop and not drop_last:
         warnings.warn(
             f"fit: the last batch of each epoch would hold 1 sample, which {bn[0]} cannot "
             f"normalise in training mode; it is dropped (1 of {n} samples per "

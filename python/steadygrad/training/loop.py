@@ -9,6 +9,7 @@ import contextlib
 import inspect
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from steadygrad import _introspect as intro
 from steadygrad import checkpoint
 from steadygrad.callbacks import Callback, CallbackList
+from steadygrad.data.batching import shard_bounds
 from steadygrad.diagnostics import GradientMonitor
 from steadygrad.metrics import MetricFn
 from steadygrad.training import checks as check
@@ -30,10 +32,13 @@ from steadygrad.training.run import (
     Loop,
     Run,
     account,
+    any_rank,
     batch_loss,
     epoch_logs,
+    from_rank0,
     means,
     new_acc,
+    summed,
 )
 
 __all__ = ["DroppedBatchWarning", "evaluate", "fit", "predict"]
@@ -43,7 +48,9 @@ def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256, *,
              sample_weight: Any = None, metrics: Sequence[str] | None = None) -> dict[str, float]:
     """Mean loss and the metrics (default: accuracy for integer targets) over (x, y), in eval
     mode, batched; the model's previous train/eval mode is restored. sample_weight weighs a
-    loss with reduction='none' as fit does: sum(w * loss) / number of samples."""
+    loss with reduction='none' as fit does: sum(w * loss) / number of samples. A
+    DistributedDataParallel model over several ranks evaluates each rank's contiguous share
+    and returns the whole data's means on every rank."""
     x, y = check.data(x, y, "evaluate", intro.integer_input(model))
     batch_size = check.count(batch_size, "evaluate: batch_size")
     w = inputs.sample_weights(sample_weight, len(x), "evaluate: sample_weight")
@@ -56,6 +63,10 @@ def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256, *,
 def _evaluated(model: Any, loss_fn: Any, data: Arrays, batch_size: int,
                fns: tuple[tuple[str, MetricFn], ...]) -> dict[str, float]:
     x, y, w = data
+    comm = intro.communicator(model)  # data parallel: each rank its share, sums reduced
+    if comm is not None:
+        lo, hi = shard_bounds(len(x), comm.rank, comm.size)
+        x, y, w = x[lo:hi], y[lo:hi], None if w is None else w[lo:hi]
     acc = {"loss_sum": 0.0, "n": 0}
     with Mode(model, training=False):
         for lo in range(0, len(x), batch_size):
@@ -63,7 +74,7 @@ def _evaluated(model: Any, loss_fn: Any, data: Arrays, batch_size: int,
             pred = model(x[lo:hi])
             loss, _ = batch_loss(loss_fn, pred, y[lo:hi], None if w is None else w[lo:hi])
             account(acc, loss, pred, y[lo:hi], None, fns)
-    return means(acc, tuple(name for name, _ in fns))
+    return means(summed(acc, comm), tuple(name for name, _ in fns))
 
 
 def predict(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
@@ -113,8 +124,18 @@ def _start_state(resume: Any, seed: int | None, initial_epoch: int, run: Run, mo
     if run.loader is not None:
         state = FitState(run.loader.seed)
         state.rng.bit_generator.state = run.loader.generator.bit_generator.state
+        if run.comm is not None:  # the ranks split one order: their loaders must agree on it
+            mine = zlib.crc32(repr(state.rng.bit_generator.state).encode())
+            if any_rank(from_rank0(mine, run.comm) != mine, run.comm):
+                raise ValueError("fit: the DataLoader's shuffling generator differs between "
+                                 "ranks (an unseeded DataLoader, or sg.manual_seed called with "
+                                 "other seeds); pass DataLoader(..., seed=s) with the same s "
+                                 "on every rank")
     else:
-        state = FitState(int(intro.global_rng().integers(2**63)) if seed is None else seed)
+        seed = int(intro.global_rng().integers(2**63)) if seed is None else seed
+        if run.comm is not None:  # every rank shuffles with rank 0's seed
+            seed = from_rank0(seed, run.comm)
+        state = FitState(seed)
     for _ in range(initial_epoch):  # same data order as a run that did those epochs
         if run.shuffle:
             state.rng.permutation(len(run.x))
@@ -162,13 +183,16 @@ def _checked_run(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, valid
     metrics = inputs.metric_fns(opts["metrics"], y, out, "fit")
     interval = check.scheduler_unit(scheduler, optimizer, opts["scheduler_interval"])
     callbacks = check.callback_list(opts["callbacks"])
-    n_used, steps = check.batch_plan(model, len(x), src.batch_size, src.drop_last)
+    comm = intro.communicator(model)
+    n_used, steps = check.batch_plan(model, len(x), src.batch_size, src.drop_last,
+                                     1 if comm is None else comm.size)
     try:
         skip_dx = "input_grad" in inspect.signature(model.backward).parameters
     except (TypeError, ValueError):
         skip_dx = False
     return Run(x, y, w, val, epochs, src.batch_size, n_used, steps, src.shuffle, interval, max_steps,
-               skip_dx, callbacks, metrics, src.loader, src.loader is not None and src.loader.prefetch)
+               skip_dx, callbacks, metrics, src.loader, src.loader is not None and src.loader.prefetch,
+               comm)
 
 
 def _with_callbacks(loop: Loop, callbacks: list[Callback], verbose: int,
@@ -180,7 +204,7 @@ def _with_callbacks(loop: Loop, callbacks: list[Callback], verbose: int,
         cbs.append(monitor)
     if verbose:
         cbs.append(ProgressBar(verbose, loop.run.epochs, loop.run.steps_per_epoch))
-    cb = CallbackList(cbs, loop)
+    cb = CallbackList(cbs, loop, main=loop.run.main)
     loop.callbacks = cb
     cb.load_state_dict(loop.state.callbacks)
     loop.state.history.diagnostics = monitor
@@ -244,6 +268,15 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
     `max_steps` stops after that many optimizer steps in total. `diagnostics=k` attaches a
     GradientMonitor recording every k steps (available as `history.diagnostics`; its table is
     printed at the end unless verbose=0). Returns the History (also holds `fit_state`).
+
+    A steadygrad.distributed.DistributedDataParallel model over several MPI ranks: batch_size
+    is the global batch; every rank shuffles with rank 0's seed and trains on its contiguous
+    share of each batch (data.batching.shard_bounds), so the ranks together take one
+    process's batches; a final batch too small to give every rank its samples is dropped (a
+    DroppedBatchWarning) and an uneven one is weighted to the batch's gradient. The epoch's
+    loss and metrics and the validation are the whole data's on every rank; only rank 0
+    prints and runs the callbacks that write files (ModelCheckpoint, CSVLogger); a stop on
+    any rank stops all. docs/distributed.md has the rest.
     """
     opts = {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "verbose": verbose, "diagnostics": diagnostics, "initial_epoch": initial_epoch,
@@ -255,7 +288,7 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
         run = _checked_run(model, loss_fn, optimizer, x, y, validation_data, scheduler, opts)
         state = _start_state(resume, seed, initial_epoch, run, model, optimizer, scheduler)
         loop = Loop(model, loss_fn, optimizer, scheduler, state, run)
-        cb = _with_callbacks(loop, run.callbacks, verbose, diagnostics)
+        cb = _with_callbacks(loop, run.callbacks, verbose if run.main else 0, diagnostics)
         with Detach(cb):
             cb.call("on_train_begin", {})
             while state.epoch < run.epochs and not loop.stop_training and not run.done(state):
@@ -281,6 +314,7 @@ def _run_epoch(loop: Loop) -> bool:
     with contextlib.closing(loop.batches.batches(perm, state.batch, run.prefetch)) as batches:
         for batch in batches:  # closing stops a prefetch thread when the epoch ends early
             _run_batch(loop, *batch)
+            loop.stop_training = any_rank(loop.stop_training, run.comm)  # all ranks stop together
             if loop.stop_training or run.done(state):
                 break
     state.acc["time"] += time.perf_counter() - t0
@@ -296,7 +330,8 @@ def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None
     step = state.global_step
     cb.call("on_batch_begin", step)
     opt.zero_grad()
-    comp = loop.compiled
+    scale = loop.run.grad_scale(state.batch, len(yb))
+    comp = loop.compiled if scale == 1.0 else None
     if comp is not None:  # the compiled layers (or the eager ones, input_grad=False)
         loss = comp.forward_backward(xb, yb, lambda p: batch_loss(loss_fn, p, yb, wb))
         pred = comp.output
@@ -305,6 +340,8 @@ def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None
         pred = model(xb)
         loss, grad_output = batch_loss(loss_fn, pred, yb, wb)
         g = loss_fn.backward() if grad_output is None else loss_fn.backward(grad_output)
+        if scale != 1.0:  # this rank's share of an unevenly split batch
+            g = g * np.float32(scale)
         if loop.run.skip_dx:  # nothing needs dL/dx of the input: the first layer skips that GEMM
             model.backward(g, input_grad=False)
         else:
@@ -328,7 +365,7 @@ def _end_epoch(loop: Loop) -> None:
     state, run, cb, sched = loop.state, loop.run, loop.callbacks, loop.scheduler
     assert cb is not None
     epoch = state.epoch
-    logs = epoch_logs(state.acc, loop.optimizer, loop.metric_names)
+    logs = epoch_logs(summed(state.acc, run.comm), loop.optimizer, loop.metric_names)
     if run.dropped:
         logs["dropped_samples"] = float(run.dropped)
     if run.val is not None:
@@ -347,5 +384,6 @@ def _end_epoch(loop: Loop) -> None:
     state.history.append(epoch, logs, state.global_step)
     for c in cb.savers:
         c.on_epoch_end(epoch, logs)
+    loop.stop_training = any_rank(loop.stop_training, run.comm)
 
 

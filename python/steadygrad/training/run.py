@@ -86,6 +86,25 @@ class Run:
     metrics: tuple[tuple[str, MetricFn], ...]
     loader: DataLoader | None  # fit was given one: its generator holds the order
     prefetch: bool  # gather the next batch in a background thread (DataLoader(prefetch=True))
+    comm: Any = None  # a DistributedDataParallel model's communicator (> 1 rank), else None
+
+    @property
+    def main(self) -> bool:
+        """Whether this process prints and writes files (rank 0, or the only process)."""
+        return self.comm is None or self.comm.rank == 0
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        """(rank, ranks): each batch is split between the ranks (data.batching.shard_bounds)."""
+        return (0, 1) if self.comm is None else (self.comm.rank, self.comm.size)
+
+    def grad_scale(self, batch: int, rows: int) -> float:
+        """What this rank's dL/dpred is multiplied by so that the average across ranks is the
+        gradient of the whole batch's loss: rows * ranks / batch rows, 1 when the batch splits
+        evenly (a final partial batch may not)."""
+        ranks = self.shard[1]
+        total = min(self.batch_size, self.n_used - batch * self.batch_size)
+        return 1.0 if ranks == 1 or rows * ranks == total else rows * ranks / total
 
     @property
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -122,7 +141,8 @@ class Loop:
                          if run.skip_dx and unsupported(model) is None else None)
         # A batch is dead once the next step begins: one reused buffer, two when the next
         # batch is gathered while the current one trains.
-        self.batches = Batcher(run.arrays, run.batch_size, run.n_used, slots=2 if run.prefetch else 1)
+        self.batches = Batcher(run.arrays, run.batch_size, run.n_used,
+                               slots=2 if run.prefetch else 1, shard=run.shard)
 
     def running_logs(self) -> dict[str, float]:
         return means(self.state.acc, self.metric_names)
@@ -141,6 +161,33 @@ def new_acc(optimizer: Any, metrics: tuple[str, ...]) -> dict[str, float]:
            "skipped_start": intro.skipped_steps(optimizer), "lr": intro.get_lr(optimizer), "time": 0.0}
     acc.update({f"metric:{name}": 0.0 for name in metrics})
     return acc
+
+
+def summed(acc: dict[str, float], comm: Any) -> dict[str, float]:
+    """acc with its sample sums (loss, metrics, count) summed across comm's ranks (one
+    allreduce); acc itself when comm is None."""
+    if comm is None:
+        return acc
+    keys = ["loss_sum", "n", *(k for k in acc if k.startswith("metric:"))]
+    buf = np.array([acc[k] for k in keys], np.float64)
+    comm.allreduce_(buf)
+    return {**acc, **dict(zip(keys, buf.tolist(), strict=True))}
+
+
+def from_rank0(value: int, comm: Any) -> int:
+    """Rank 0's `value` (an int64), on every rank."""
+    buf = np.array([value], np.int64)
+    comm.bcast_(buf)
+    return int(buf[0])
+
+
+def any_rank(flag: bool, comm: Any) -> bool:
+    """Whether `flag` is set on any rank (fit's stop decision, taken together)."""
+    if comm is None:
+        return flag
+    buf = np.array([float(flag)])
+    comm.allreduce_(buf)
+    return bool(buf[0])
 
 
 def means(acc: dict[str, float], metrics: tuple[str, ...]) -> dict[str, float]:
