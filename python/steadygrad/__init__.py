@@ -31,6 +31,7 @@ from steadygrad._core import (
     set_isa,
     set_num_threads,
 )
+from steadygrad._precision import get_matmul_precision, set_matmul_precision
 from steadygrad.checkpoint import load, save
 from steadygrad.diagnostics import check_init
 from steadygrad.random import manual_seed
@@ -47,6 +48,7 @@ __all__ = [
     "evaluate",
     "fit",
     "get_isa",
+    "get_matmul_precision",
     "get_num_threads",
     "load",
     "manual_seed",
@@ -58,6 +60,7 @@ __all__ = [
     "predict",
     "save",
     "set_isa",
+    "set_matmul_precision",
     "set_num_threads",
     "training",
 ]
