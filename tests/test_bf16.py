@@ -7,6 +7,10 @@ count independence, and the precision flag's API. Paths this CPU lacks are skipp
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from bf16_refs import gemm_bound, round_bf16
@@ -203,3 +207,24 @@ def test_bf16_path_switch_errors():
                 _core._set_bf16_path(name)
             assert _core._get_bf16_path() == before
     assert sg.cpu_info()["bf16_path_best"] in sg.cpu_info()["bf16_paths_supported"]
+
+
+def _import_with(env_value: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STEADYGRAD_BF16_PATH": env_value}
+    code = "import steadygrad as sg; print(sg.cpu_info()['bf16_path'], sg._core._get_bf16_path())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_env_var_lowers_the_path_at_import():
+    r = _import_with("reference")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["reference", "reference"]
+    r = _import_with("bfloat")
+    assert r.returncode != 0 and "STEADYGRAD_BF16_PATH=bfloat: unknown bf16 path" in r.stderr
+    for name in ("avx512bf16", "amx"):
+        r = _import_with(name)
+        if name in sg.cpu_info()["bf16_paths_supported"]:
+            assert r.returncode == 0 and r.stdout.split()[1] == name, r.stderr
+        else:
+            assert r.returncode != 0 and f"bf16 path '{name}' is not supported" in r.stderr

@@ -7,15 +7,11 @@
 // in the process may have loaded its own); the process asked Linux for the tile data first
 // (matmul_precision.cpp). Written against the documented instruction semantics; called only
 // where CPUID, XCR0 and the OS say AMX-BF16.
-#include "simd/vec_avx512.h"
-#include "gemm/f32_gemm_ukernel_impl.h"
-#include "gemm/bf16.h"
-#include "gemm/matmul_precision.h"
+#include "gemm/bf16_ukernel_impl.h"
 
 namespace sg {
 namespace {
 
-constexpr int kMR = 14, kNRV = 2, kNR = kNRV * 16;
 constexpr int kChunk = 32;  // k steps per tile row (64 bytes of bf16)
 
 int64_t chunk_depth(int64_t kc) { return (kc + kChunk - 1) / kChunk * (kChunk / 2); }
@@ -34,9 +30,6 @@ void convert_a(const float* src, int64_t kc, float* dst) {
       }
     }
   }
-}
-void convert_b(const float* src, int64_t kc, float* dst) {
-  bf16_pack_pairs(src, kNR, kc, chunk_depth(kc), reinterpret_cast<uint32_t*>(dst));
 }
 
 // The palette-1 tile configuration: tiles 0, 1 are C (14 rows x 64 bytes), 2 is A (14 x 64),
@@ -78,8 +71,6 @@ void bf16_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
 
 }  // namespace
 
-extern const Bf16Ukernel bf16_gemm_ukernel__amx;
-const Bf16Ukernel bf16_gemm_ukernel__amx = {kMR, kNR, &chunk_depth, &convert_a, &convert_b,
-                                            &bf16_ukernel};
+SG_BF16_UKERNEL(bf16_gemm_ukernel__amx, chunk_depth);
 
 }  // namespace sg

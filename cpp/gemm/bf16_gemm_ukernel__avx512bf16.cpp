@@ -5,23 +5,15 @@
 // first, denormal bf16 inputs read as zero, FTZ): not the reference path's k-ordered FMA
 // chain, so it is held to the fp32 accumulation error bound, not to equality. Written against
 // the documented instruction semantics; called only where CPUID says AVX512_BF16.
-#include "simd/vec_avx512.h"
-#include "gemm/f32_gemm_ukernel_impl.h"
-#include "gemm/bf16.h"
-#include "gemm/matmul_precision.h"
+#include "gemm/bf16_ukernel_impl.h"
 
 namespace sg {
 namespace {
-
-constexpr int kMR = 14, kNRV = 2, kNR = kNRV * 16;
 
 int64_t pair_depth(int64_t kc) { return (kc + 1) / 2; }
 
 void convert_a(const float* src, int64_t kc, float* dst) {
   bf16_pack_pairs(src, kMR, kc, pair_depth(kc), reinterpret_cast<uint32_t*>(dst));
-}
-void convert_b(const float* src, int64_t kc, float* dst) {
-  bf16_pack_pairs(src, kNR, kc, pair_depth(kc), reinterpret_cast<uint32_t*>(dst));
 }
 
 void bf16_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int64_t mr,
@@ -50,8 +42,6 @@ void bf16_ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t 
 
 }  // namespace
 
-extern const Bf16Ukernel bf16_gemm_ukernel__avx512bf16;
-const Bf16Ukernel bf16_gemm_ukernel__avx512bf16 = {kMR, kNR, &pair_depth, &convert_a, &convert_b,
-                                                   &bf16_ukernel};
+SG_BF16_UKERNEL(bf16_gemm_ukernel__avx512bf16, pair_depth);
 
 }  // namespace sg

@@ -22,7 +22,7 @@ extern const Bf16Ukernel bf16_gemm_ukernel__avx512bf16, bf16_gemm_ukernel__amx;
 namespace {
 
 std::atomic<int> g_precision{static_cast<int>(MatmulPrecision::highest)};
-std::atomic<int> g_path{-1};
+std::atomic<int> g_path{0};  // the reference path until the import picks the best
 
 // Linux keeps AMX's 8 KiB tile data out of a process's state until the process asks for it
 // (arch_prctl ARCH_REQ_XCOMP_PERM, Linux 5.16+); a tile instruction before that faults. Asked
@@ -77,14 +77,7 @@ Bf16Path best_bf16_path() {
   return Bf16Path::reference;
 }
 
-Bf16Path active_bf16_path() {
-  int v = g_path.load(std::memory_order_relaxed);
-  if (v < 0) {
-    v = static_cast<int>(best_bf16_path());
-    g_path.store(v, std::memory_order_relaxed);
-  }
-  return static_cast<Bf16Path>(v);
-}
+Bf16Path active_bf16_path() { return static_cast<Bf16Path>(g_path.load(std::memory_order_relaxed)); }
 
 const Bf16Ukernel* bf16_native_ukernel(const GemmUkernel& uk) {
 #if defined(SG_X86_AVX512)
@@ -124,6 +117,7 @@ bool set_bf16_path(const std::string& name, std::string* error) {
 }
 
 bool init_bf16_path_from_env(std::string* error) {
+  g_path.store(static_cast<int>(best_bf16_path()), std::memory_order_relaxed);
   const char* env = std::getenv("STEADYGRAD_BF16_PATH");
   if (!env || !*env) return true;
   std::string msg;

@@ -29,7 +29,8 @@ Bf16Path effective_bf16_path();
 // "reference" | "avx512bf16" | "amx"; false with `error` filled for an unknown or unsupported
 // name (the path is then unchanged).
 bool set_bf16_path(const std::string& name, std::string* error);
-bool init_bf16_path_from_env(std::string* error);  // STEADYGRAD_BF16_PATH
+// At import: the best path, lowered by STEADYGRAD_BF16_PATH (the reference path before).
+bool init_bf16_path_from_env(std::string* error);
 
 // A native bf16 microkernel. It reads panels the driver converts from the fp32 packers'
 // micropanels of the same MR x NR tile (convert_a/convert_b: one micropanel of kc k steps,

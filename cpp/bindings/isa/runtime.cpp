@@ -16,24 +16,25 @@
 namespace sg::bind {
 namespace {
 
+// The names of the enum values 0 .. n-1 that `supported` accepts, in order.
+template <class E>
+py::list supported_names(int n, bool (*supported)(E), const char* (*name)(E)) {
+  py::list out;
+  for (int i = 0; i < n; ++i) {
+    if (supported(static_cast<E>(i))) out.append(name(static_cast<E>(i)));
+  }
+  return out;
+}
+
 py::dict cpu_info() {
   py::dict d;
-  py::list supported;
-  for (int i = 0; i < sg::kNumIsa; ++i) {
-    auto isa = static_cast<sg::Isa>(i);
-    if (sg::isa_supported(isa)) supported.append(sg::isa_name(isa));
-  }
   d["isa"] = sg::isa_name(sg::active_isa());
   d["isa_best"] = sg::isa_name(sg::best_isa());
-  d["isa_supported"] = supported;
-  py::list bf16_supported;
-  for (int i = 0; i < sg::kNumBf16Path; ++i) {
-    auto path = static_cast<sg::Bf16Path>(i);
-    if (sg::bf16_path_supported(path)) bf16_supported.append(sg::bf16_path_name(path));
-  }
+  d["isa_supported"] = supported_names(sg::kNumIsa, &sg::isa_supported, &sg::isa_name);
   d["bf16_path"] = sg::bf16_path_name(sg::effective_bf16_path());
   d["bf16_path_best"] = sg::bf16_path_name(sg::best_bf16_path());
-  d["bf16_paths_supported"] = bf16_supported;
+  d["bf16_paths_supported"] =
+      supported_names(sg::kNumBf16Path, &sg::bf16_path_supported, &sg::bf16_path_name);
   d["matmul_precision"] = sg::matmul_precision_name(sg::matmul_precision());
   d["threads"] = sg::num_threads();
   d["forked_child"] = sg::in_forked_child();
