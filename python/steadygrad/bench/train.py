@@ -88,6 +88,9 @@ class TrainSuite(suite.BaseSuite):
                    ["steadygrad_best_ms", "(best)"],
                    ["steadygrad_samples_s", "samples/s"], ["steadygrad_gflops", "GFLOP/s"],
                    ["steadygrad_peak_pct", "% peak"]]
+        has_bf16 = any(r["precision"] == "bf16" for r in rows)
+        if has_bf16:
+            columns.append(["bf16_x", "bf16 vs fp32"])
         for fw in peers:
             columns += [[f"{fw}_ms", f"{fw} ms"], [f"{fw}_best_ms", "(best)"],
                         [f"{fw}_gflops", f"{fw} GF/s"], suite.ratio_column(fw)]
@@ -107,8 +110,7 @@ class TrainSuite(suite.BaseSuite):
         notes.append("ms: median of the timed samples, (best): the fastest sample; ratios "
                      "of the medians")
         notes.append(suite.TIME_RATIO_NOTE)
-        if any(r["precision"] == "bf16" for r in rows):
-            columns.append(["bf16_x", "bf16 vs fp32"])
+        if has_bf16:
             paths = sorted({str(r.get("bf16_path")) for r in rows if r["precision"] == "bf16"})
             notes.append(f"bf16 rows: steadygrad at matmul precision bf16 (bf16 path: "
                          f"{', '.join(paths)}) vs torch under torch.autocast('cpu', "
