@@ -24,11 +24,12 @@ TOOLS = {
     "_args": set(),
     "_plot": set(),
     "_threads": {"_core"},
+    "_precision": {"_core"},
     "data": {"_args", "random"},
     "metrics": set(),
     "onnx": {"_core", "nn"},
-    "training": {"_args", "_introspect", "_plot", "callbacks", "checkpoint", "data", "diagnostics",
-                 "metrics", "optim", "progress"},
+    "training": {"_args", "_introspect", "_plot", "_precision", "callbacks", "checkpoint", "data",
+                 "diagnostics", "metrics", "optim", "progress"},
 }
 FOUNDATION = ("_core", "random", "ops", "progress", "nn", "optim")
 

@@ -7,7 +7,8 @@ it may import `steadygrad.callbacks` (the hooks it calls), `steadygrad.diagnosti
 GradientMonitor behind `fit(diagnostics=k)`), `steadygrad.checkpoint` (resume and
 ModelCheckpoint's writes), `steadygrad.data` (DataLoader, the batch gather and prefetch),
 `steadygrad.metrics` (the logged metrics by name), `steadygrad.optim`, `steadygrad.progress`,
-`steadygrad._introspect` and `steadygrad._plot` (the figures' matplotlib); nothing below it imports it. inputs.py settles what fit trains
+`steadygrad._introspect`, `steadygrad._plot` (the figures' matplotlib) and
+`steadygrad._precision` (fit's precision=); nothing below it imports it. inputs.py settles what fit trains
 on (arrays or a DataLoader, validation_split, sample and class weights, metrics)."""
 
 from __future__ import annotations

@@ -252,24 +252,16 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
     """
     if precision is not None:
         check_precision(precision, "fit: precision")
-    with contextlib.nullcontext() if precision is None else set_matmul_precision(precision):
-        return _fit(model, loss_fn, optimizer, x, y, validation_data, scheduler, {
-            "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
+    opts = {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "verbose": verbose, "diagnostics": diagnostics, "initial_epoch": initial_epoch,
             "resume": resume, "max_steps": max_steps, "drop_last": drop_last,
             "scheduler_interval": scheduler_interval, "callbacks": callbacks,
             "validation_split": validation_split, "sample_weight": sample_weight,
-            "class_weight": class_weight, "metrics": metrics})
-
-
-def _fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any, validation_data: Any,
-         scheduler: Any, opts: dict[str, Any]) -> History:
-    """fit's body, with its options in `opts`."""
-    verbose, diagnostics = opts["verbose"], opts["diagnostics"]
-    with Mode(model, training=True):
+            "class_weight": class_weight, "metrics": metrics}
+    at_precision = contextlib.nullcontext() if precision is None else set_matmul_precision(precision)
+    with at_precision, Mode(model, training=True):
         run = _checked_run(model, loss_fn, optimizer, x, y, validation_data, scheduler, opts)
-        state = _start_state(opts["resume"], opts["seed"], opts["initial_epoch"], run, model,
-                             optimizer, scheduler)
+        state = _start_state(resume, seed, initial_epoch, run, model, optimizer, scheduler)
         loop = Loop(model, loss_fn, optimizer, scheduler, state, run)
         cb = _with_callbacks(loop, run.callbacks, verbose, diagnostics)
         with Detach(cb):
