@@ -122,7 +122,7 @@ def _special_values() -> np.ndarray:
     return np.array(vals, dtype=np.float32)
 
 
-def test_round_bf16_matches_numpy_and_torch(rng):
+def test_round_bf16_matches_numpy_and_torch(isa, rng):  # baseline code, run on each path
     torch = pytest.importorskip("torch")
     x = np.concatenate([_special_values(), rng.standard_normal(5000).astype(np.float32),
                         rng.uniform(-1, 1, 5000).astype(np.float32) * 1e-39,
