@@ -72,7 +72,8 @@ def gemm(
     op(a) is a.T when trans_a else a, (m, k); op(b) likewise, (k, n). beta == 0 writes `out`
     without reading it (NaN or garbage there cannot leak). `bias` has shape (n,), broadcast over
     rows. activation is None or 'relu', fused into the store. Returns `out` (allocated when None).
-    Bitwise-identical results for any thread count.
+    Bitwise-identical results for any thread count. Under sg.set_matmul_precision("bf16") a and
+    b are rounded to bfloat16 as they are packed and the products accumulate in float32.
     """
 def _fma_peak_gflops(isa: str, seconds: float = 0.2) -> float: ...
 def _gemm_uses_sup(trans_a: bool, m: int, lda: int) -> bool: ...
