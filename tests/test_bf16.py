@@ -228,3 +228,20 @@ def test_env_var_lowers_the_path_at_import():
             assert r.returncode == 0 and r.stdout.split()[1] == name, r.stderr
         else:
             assert r.returncode != 0 and f"bf16 path '{name}' is not supported" in r.stderr
+
+
+def test_bf16_packs_a_and_the_accounting_says_so():
+    """bf16 rounds A while packing it, so the small-matrix path (A read in place) is off, and
+    the scratch accounting sizes the packed A block it then uses."""
+    c = _core._gemm_constants()
+    m, n, k = 64, 100, 100  # an MLP batch: the fp32 sup path
+    kc = min(c["sup"]["kc"], k)
+    fp32 = _core._gemm_workspace_bytes(m, n, k)
+    assert _core._gemm_uses_sup(False, m, k) and fp32["a"] == -(-c["mr"] * kc * 4 // 64) * 64
+    with sg.set_matmul_precision("bf16"):
+        assert not _core._gemm_uses_sup(False, m, k)
+        bf16 = _core._gemm_workspace_bytes(m, n, k)
+        if sg.cpu_info()["bf16_path"] == "reference":  # fp32 panels, the packed block's size
+            kc = min(c["packed"]["kc"], k)
+            assert bf16["a"] == -(-c["packed"]["mc"] * kc * 4 // 64) * 64
+        assert bf16["a"] > fp32["a"]
