@@ -20,7 +20,8 @@ NOT_KERNELS = frozenset({"cpu_info", "get_isa", "set_isa", "get_num_threads", "s
                          "_gemm_uses_sup", "_gemm_workspace_bytes", "_gemm_constants",
                          "linear_scratch", "conv2d_scratch", "depthwise_conv2d_scratch",
                          "pool2d_scratch", "adaptive_avg_pool2d_scratch",
-                         "kernel_heap_allocations"})
+                         "kernel_heap_allocations", "_set_matmul_precision",
+                         "_get_matmul_precision", "_set_bf16_path", "_get_bf16_path"})
 # Kernels that take the ISA path as an argument instead of running on the active one.
 ISA_ARGUMENT = frozenset({"_fma_peak_gflops"})
 

@@ -37,6 +37,34 @@ def isa(request: pytest.FixtureRequest) -> Iterator[str]:
 
 num_threads = threads  # the library's context manager (steadygrad._threads)
 
+# Each bf16 GEMM path with the ISA path it runs on: the reference path (inputs rounded, the
+# ISA's fp32 kernels) on every ISA, the native kernels on AVX-512's tile.
+BF16_PATHS = (("reference", "generic"), ("reference", "avx2"), ("reference", "avx512"),
+              ("avx512bf16", "avx512"), ("amx", "avx512"))
+
+
+@pytest.fixture(params=BF16_PATHS, ids=[f"{p}-{i}" for p, i in BF16_PATHS])
+def bf16_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs the test at matmul precision bf16 on one bf16 path (and ISA path), skipped with a
+    visible reason where this CPU/OS lacks it; restores precision, bf16 path and ISA after."""
+    path, isa_name = request.param
+    info = sg.cpu_info()
+    if path not in info["bf16_paths_supported"]:
+        pytest.skip(f"bf16 path '{path}' not supported by this CPU/OS/build ({info['cpu']}; "
+                    f"supported: {info['bf16_paths_supported']})")
+    if isa_name not in _supported():
+        pytest.skip(f"ISA path '{isa_name}' not supported by this CPU/OS ({info['cpu']})")
+    before = (sg.get_isa(), sg._core._get_bf16_path())
+    sg.set_isa(isa_name)
+    sg._core._set_bf16_path(path)
+    try:
+        with sg.set_matmul_precision("bf16"):
+            assert sg.cpu_info()["bf16_path"] == path  # the path under test is the one that runs
+            yield path
+    finally:
+        sg._core._set_bf16_path(before[1])
+        sg.set_isa(before[0])
+
 
 @pytest.fixture
 def rng() -> np.random.Generator:

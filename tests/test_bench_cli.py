@@ -171,14 +171,19 @@ def test_tiny_run_json_structure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     train = data["suites"]["train"]
     assert train["errors"] == [], train["errors"]
-    (row,) = train["rows"]
-    assert row["config"] == "T" and row["threads"] == 1
-    for key in ("steadygrad_ms", "steadygrad_best_ms", "steadygrad_samples_s",
-                "steadygrad_gflops"):
-        assert _positive(row[key]), (key, row[key])
-    assert row["steadygrad_best_ms"] <= row["steadygrad_ms"]
-    assert row["steadygrad_ms"] in row["steadygrad_samples_ms"]
-    assert [c[0] for c in train["columns"]][:3] == ["config", "threads", "steadygrad_ms"]
+    row, bf16 = train["rows"]  # the precision axis: each config in fp32 and in bf16
+    assert row["config"] == "T" and row["threads"] == 1 and row["precision"] == "fp32"
+    assert bf16["config"] == "T bf16" and bf16["precision"] == "bf16"
+    for r in (row, bf16):
+        for key in ("steadygrad_ms", "steadygrad_best_ms", "steadygrad_samples_s",
+                    "steadygrad_gflops"):
+            assert _positive(r[key]), (key, r[key])
+        assert r["steadygrad_best_ms"] <= r["steadygrad_ms"]
+        assert r["steadygrad_ms"] in r["steadygrad_samples_ms"]
+    assert bf16["bf16_path"] == sg.cpu_info()["bf16_path"]
+    assert bf16["bf16_x"] == pytest.approx(row["steadygrad_ms"] / bf16["steadygrad_ms"])
+    assert [c[0] for c in train["columns"]][:4] == ["config", "precision", "threads",
+                                                    "steadygrad_ms"]
 
     mem = data["suites"]["memory"]
     assert mem["errors"] == [], mem["errors"]
@@ -198,7 +203,8 @@ def test_cnn_configs_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert data["options"]["configs"] == ["CT"]
     train, mem = data["suites"]["train"], data["suites"]["memory"]
     assert train["errors"] == [] and mem["errors"] == [], (train["errors"], mem["errors"])
-    (row,) = train["rows"]
+    row, bf16 = train["rows"]
+    assert bf16["config"] == "CT bf16" and bf16["shape"] == row["shape"]
     assert row["config"] == "CT" and row["shape"].startswith("batch 4, 3x8x8")
     assert row["gflop_per_step"] == pytest.approx(CONFIGS["CT"].batch * (
         6 * sum(CONFIGS["CT"].layer_macs) - 2 * CONFIGS["CT"].layer_macs[0]) / 1e9)
@@ -230,7 +236,7 @@ def test_missing_peer_is_skipped_not_an_error(tmp_path: Path, monkeypatch: pytes
     assert _positive(row["torch_ms"])
     assert row["torch_x"] == pytest.approx(row["torch_ms"] / row["steadygrad_ms"])
     assert ["torch_x", "sg vs torch"] in train["columns"]
-    (table_row,) = [ln for ln in printed.splitlines() if ln.startswith("T ")]
+    (table_row,) = [ln for ln in printed.splitlines() if ln.split()[:2] == ["T", "fp32"]]
     assert table_row.endswith(report.ratio_cell(row["torch_x"]))  # the last column
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import steadygrad as sg
 from steadygrad.bench import cli, runner, worker
 from steadygrad.bench.gemm import HASWELL_KEY
 from steadygrad.bench.suite import (
@@ -218,12 +219,19 @@ def test_tiny_gemm_and_optim_rows(tmp_path: Path, capsys: pytest.CaptureFixture[
     suites = json.loads(out.read_text())["suites"]
     gemm = suites["gemm"]
     assert gemm["errors"] == [] and "skipped" in gemm
-    assert [r["case"] for r in gemm["rows"]] == ["square NN", "mlp b8 16->32 fwd"]
-    for row in gemm["rows"]:
+    assert [r["case"] for r in gemm["rows"]] == ["square NN", "mlp b8 16->32 fwd",
+                                                 "square NN bf16"]
+    for row in gemm["rows"][:2]:
         assert _positive(row["steadygrad_gflops"]) and _positive(row["numpy_gflops"]), row
         assert row["numpy_x"] == pytest.approx(row["steadygrad_gflops"] / row["numpy_gflops"])
         assert row["raw"]["gflops"]["steadygrad"] == row["steadygrad_gflops"]
         assert row["path"] in ("sup", "packed") and "torch_gflops" not in row
+        assert row["precision"] == "fp32"
+    bf16 = gemm["rows"][2]  # the precision axis: the kernel that ran, the speed-up over fp32
+    assert bf16["precision"] == "bf16" and "numpy_gflops" not in bf16
+    assert bf16["path"] == "bf16 " + sg.cpu_info()["bf16_path"]
+    assert bf16["bf16_x"] == pytest.approx(bf16["steadygrad_gflops"]
+                                           / gemm["rows"][0]["steadygrad_gflops"])
     optim = suites["optim"]
     assert optim["errors"] == []
     probe = optim["probe"]["1"]
@@ -235,3 +243,24 @@ def test_tiny_gemm_and_optim_rows(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert _positive(row["sg_ms"]) and "torch_ms" not in row and row["torch_x"] is None
         assert row["sg_gbs"] == pytest.approx(row["sg_bytes"] * row["params"] / row["sg_ms"] / 1e6)
         assert row["sg_probe_pct"] == pytest.approx(100 * row["sg_gbs"] / probe["rw_gbs"])
+
+
+def test_each_library_is_timed_in_a_fresh_process_of_its_own() -> None:
+    """A real gemm run: numpy, torch and steadygrad each in its own process, which has loaded
+    no other peer framework (torch's thread pool never shares a process with ours), and the
+    bf16 case's contenders in theirs."""
+    pytest.importorskip("torch")
+    cases = [c for c in load("gemm").cases("tiny") if c.key in ("square NN", "square NN bf16")]
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for rt in (STEADYGRAD, Runtime("numpy"), TORCH):
+        jobs = [(c.to_json(), name) for c in cases for name, r in c.contenders.items() if r == rt]
+        worker.spawn(_gemm_task(jobs, rt),
+                     lambda i, r, jobs=jobs: records.setdefault(
+                         (jobs[i][0]["key"], jobs[i][1]), r))
+    assert len(records) == 5 and all("error" not in r for r in records.values()), records
+    pids = {name: {r["process"]["pid"] for (_, n), r in records.items() if n == name}
+            for name in ("steadygrad", "numpy", "torch")}
+    assert all(len(p) == 1 for p in pids.values()), pids  # one process per runtime
+    assert len(set.union(*pids.values())) == 3, pids      # and no two runtimes share one
+    for (_, name), r in records.items():
+        assert r["process"]["loaded"] == (["torch"] if name == "torch" else []), (name, r)

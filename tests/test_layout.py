@@ -26,14 +26,15 @@ TOOLS = {
     "_plot": set(),
     "_threads": {"_core"},
     "_omp": {"_core"},
+    "_precision": {"_core"},
     "data": {"_args", "random"},
     "metrics": set(),
     "onnx": {"_core", "nn"},
     # data parallelism over MPI: on top of nn next to training, which knows nothing of it
     # (fit reads a wrapped model's communicator, duck-typed)
     "distributed": {"_core", "nn"},
-    "training": {"_args", "_introspect", "_plot", "callbacks", "checkpoint", "compiled", "data",
-                 "diagnostics", "metrics", "optim", "progress"},
+    "training": {"_args", "_introspect", "_plot", "_precision", "callbacks", "checkpoint",
+                 "compiled", "data", "diagnostics", "metrics", "optim", "progress"},
 }
 FOUNDATION = ("_core", "random", "ops", "progress", "nn", "optim")
 

@@ -32,7 +32,8 @@ def test_cpu_info_keys_and_types():
     info = sg.cpu_info()
     types = {"isa": str, "isa_best": str, "isa_supported": list, "threads": int,
              "forked_child": bool, "cores": int, "cpu": str, "compiler": str, "openmp": int,
-             "version": str}
+             "version": str, "bf16_path": str, "bf16_path_best": str,
+             "bf16_paths_supported": list, "matmul_precision": str}
     assert set(types) == set(info), f"keys: {sorted(info)}, expected {sorted(types)}"
     # the stub's CpuInfo (what mypy checks callers against) names the same keys
     stub = (Path(sg.__file__).parent / "_core.pyi").read_text()
@@ -43,6 +44,11 @@ def test_cpu_info_keys_and_types():
     assert info["isa"] in info["isa_supported"] and info["isa_best"] in info["isa_supported"]
     assert "generic" in info["isa_supported"]
     assert set(info["isa_supported"]) <= set(ALL_ISAS)
+    assert set(info["bf16_paths_supported"]) <= {"reference", "avx512bf16", "amx"}
+    assert "reference" in info["bf16_paths_supported"]
+    assert info["bf16_path"] in info["bf16_paths_supported"]
+    assert info["bf16_path_best"] in info["bf16_paths_supported"]
+    assert info["matmul_precision"] == sg.get_matmul_precision()
     assert info["threads"] >= 1 and info["cores"] >= 1
     assert info["version"] == sg.__version__ == importlib.metadata.version("steadygrad")
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/fork_guard.h"
+#include "gemm/matmul_precision.h"
 #include "isa/dispatch.h"
 
 namespace py = pybind11;
@@ -16,6 +17,7 @@ void register_runtime(py::module_& m);     // isa/runtime.cpp
 void register_kernel_allocs(py::module_& m); // isa/kernel_allocs.cpp
 void register_gemm(py::module_& m);        // gemm/gemm.cpp
 void register_fma_peak(py::module_& m);    // gemm/fma_peak.cpp
+void register_matmul_precision(py::module_& m); // gemm/matmul_precision.cpp
 void register_linear(py::module_& m);      // layers/linear.cpp
 void register_batchnorm(py::module_& m);   // layers/batchnorm.cpp
 void register_embedding(py::module_& m);   // layers/embedding.cpp
@@ -41,12 +43,14 @@ PYBIND11_MODULE(_core, m) {
 
   std::string err;
   if (!sg::init_isa_from_env(&err)) throw py::value_error(err);
+  if (!sg::init_bf16_path_from_env(&err)) throw py::value_error(err);
   sg::install_fork_guard();
 
   sg::bind::register_runtime(m);
   sg::bind::register_kernel_allocs(m);
   sg::bind::register_gemm(m);
   sg::bind::register_fma_peak(m);
+  sg::bind::register_matmul_precision(m);
   sg::bind::register_linear(m);
   sg::bind::register_batchnorm(m);
   sg::bind::register_embedding(m);

@@ -11,6 +11,7 @@
 #include "common/aligned_buffer.h"
 #include "common/parallel.h"
 #include "gemm/gemm_ukernel.h"
+#include "gemm/matmul_precision.h"
 
 namespace sg::conv_gather {
 namespace {
@@ -67,6 +68,8 @@ void tile_runs(const ImageGather& s, const TileRows& tr, int64_t mr, int64_t k, 
 }  // namespace
 
 bool conv_igemm_pays(const ImageGather& a) {
+  // bf16 precision rounds A while packing it, and the indirect kernel never packs A.
+  if (matmul_precision() == MatmulPrecision::bf16) return false;
   const bool dense = a.g->dw == 1 && a.ld == a.nch;
   return (dense ? a.g->kw * a.nch : a.nch) >= kIgemmMinRun;
 }

@@ -20,7 +20,7 @@ void conv_igemm(const ImageGather& a, const GemmPackSource& b, int64_t m, int64_
 // floats when windows are dense, else one tap's nch) must be at least kMinRun k steps, or the
 // per-run pointer loads and loop entry cost more than the copies they save (measured by callgrind
 // on C2's stem, 3 channels: +7.5% instructions through the indirect kernel). Either way the
-// result is bitwise the same.
+// result is bitwise the same. Never under bf16 precision (the gather path rounds A as it packs).
 constexpr int64_t kIgemmMinRun = 16;
 bool conv_igemm_pays(const ImageGather& a);
 

@@ -3,6 +3,9 @@
 // (A read in place, for the few-row untransposed A of MLP batches). Each thread owns one fixed
 // rectangle of micro-tiles; K is never split and the blocking depends on shapes only, so the
 // results are bitwise identical for any number of threads. The ISA part is the microkernel.
+// Under bf16 precision (matmul_precision.h) every panel is rounded to bf16 as it is packed
+// (finish_panel: the one place, for the ISA packers and the gathered sources alike), A is always
+// packed, and a native bf16 kernel, where the CPU has one, reads its own panel layout.
 #include "gemm/gemm.h"
 
 #include <omp.h>
@@ -13,7 +16,9 @@
 #include <cassert>
 
 #include "common/aligned_buffer.h"
+#include "gemm/bf16.h"
 #include "gemm/gemm_ukernel.h"
+#include "gemm/matmul_precision.h"
 
 namespace sg {
 namespace {
@@ -42,6 +47,8 @@ inline int64_t equal_block(int64_t len, int64_t max_block, int64_t align) {
 struct GemmPlan {
   int64_t mr, nr, m, n;
   bool sup;
+  bool bf16;                   // inputs rounded to bf16 while packing
+  const Bf16Ukernel* native;   // non-null: the native bf16 kernel and its panel layout
   int64_t mc, nc, kc;  // kc: the k block actually used (equal blocks, see gemm_plan)
   int64_t kc_max;      // the largest k block: min(kc, k)
   // Team rows: M is split only when each thread gets many micro-tile rows (large M), else
@@ -68,9 +75,15 @@ struct GemmPlan {
     }
     return best;
   }
-  int64_t b_shared_floats() const { return kc_max * equal_block(n, nc, nr); }
-  int64_t b_own_floats(int64_t tn) const { return kc_max * own_block_max(tn); }
-  int64_t a_floats() const { return (sup ? mr : mc) * kc_max; }
+  // Floats per panel row (A) or column (B) for a k block of kc: kc, or the native layout's.
+  int64_t depth(int64_t kc) const { return native ? native->depth(kc) : kc; }
+  // A native kernel's panels are packed in fp32 into a per-thread stage (one micropanel), then
+  // converted; it sits after the thread's A block.
+  int64_t stage_floats() const { return native ? std::max(mr, nr) * kc_max : 0; }
+  int64_t b_shared_floats() const { return depth(kc_max) * equal_block(n, nc, nr); }
+  int64_t b_own_floats(int64_t tn) const { return depth(kc_max) * own_block_max(tn); }
+  int64_t a_block_floats() const { return (sup ? mr : mc) * depth(kc_max); }
+  int64_t a_floats() const { return a_block_floats() + stage_floats(); }
 };
 
 // k == 0: C = act(beta * C + bias), with beta == 0 never reading C.
@@ -95,8 +108,13 @@ void epilogue_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, cons
 // k row of a micropanel lands in the same L1 set) and packing B costs only ~1/m of the work.
 // An A whose rows are 4 KiB-aligned apart aliases the same way and is packed too.
 // (Zen 3, 1 thread, batch 64/256 MLP shapes: A in place +2..10% where it is used.)
+// Never under bf16 precision: A is rounded as it is packed.
+static bool uses_sup(bool bf16, bool trans_a, int64_t m, int64_t lda) {
+  return !bf16 && !trans_a && m <= kSupMaxRows && lda % 1024 != 0;
+}
+
 bool gemm_uses_sup(bool trans_a, int64_t m, int64_t lda) {
-  return !trans_a && m <= kSupMaxRows && lda % 1024 != 0;
+  return uses_sup(matmul_precision() == MatmulPrecision::bf16, trans_a, m, lda);
 }
 
 namespace {
@@ -108,6 +126,7 @@ int64_t k_block(const GemmBlocking& bl, int64_t k) {
   return std::min<int64_t>(bl.kc, ((k + n_pc - 1) / n_pc + 7) / 8 * 8);
 }
 
+// The precision is read here, once per call.
 GemmPlan gemm_plan(const GemmUkernel& uk, bool trans_a, int64_t m, int64_t n, int64_t k,
                    int64_t lda) {
   GemmPlan p;
@@ -115,7 +134,9 @@ GemmPlan gemm_plan(const GemmUkernel& uk, bool trans_a, int64_t m, int64_t n, in
   p.nr = uk.nr;
   p.m = m;
   p.n = n;
-  p.sup = gemm_uses_sup(trans_a, m, lda);
+  p.bf16 = matmul_precision() == MatmulPrecision::bf16;
+  p.native = p.bf16 ? bf16_native_ukernel(uk) : nullptr;
+  p.sup = uses_sup(p.bf16, trans_a, m, lda);
   const GemmBlocking& bl = p.sup ? uk.sup : uk.packed;
   p.mc = bl.mc;
   p.nc = bl.nc;
@@ -209,16 +230,32 @@ ThreadTiles tiles_of(const GemmCall& g, int64_t nth, int64_t tid) {
   return t;
 }
 
+// What a bf16 call does to `panels` micropanels of `width` rows (A) or columns (B) just packed
+// in fp32 at src: rounds them in place (the reference path), or converts the one micropanel to
+// the native kernel's layout at dst. The only place inputs are rounded.
+void finish_panel(const GemmCall& g, bool is_a, float* src, int64_t width, int64_t panels,
+                  int64_t kc, float* dst) {
+  if (!g.plan.bf16) return;
+  if (g.plan.native) (is_a ? g.plan.native->convert_a : g.plan.native->convert_b)(src, kc, dst);
+  else bf16_round_inplace(src, panels * width * kc);
+}
+
 // Packs B's k block [pc, pc + kc) of columns [jc, jc + nc) into b_panel: this thread's own
-// columns, or (an M split, own_b false) the team's shared panel, split over the team.
-void pack_b_block(const GemmCall& g, float* b_panel, bool own_b, int64_t jc, int64_t nc,
-                  int64_t pc, int64_t kc) {
-  const int64_t NR = g.uk.nr, n_jr = (nc + NR - 1) / NR;
+// columns, or (an M split, own_b false) the team's shared panel, split over the team. A native
+// bf16 kernel's micropanels go one at a time through the thread's stage.
+void pack_b_block(const GemmCall& g, float* b_panel, float* stage, bool own_b, int64_t jc,
+                  int64_t nc, int64_t pc, int64_t kc) {
+  const int64_t NR = g.uk.nr, n_jr = (nc + NR - 1) / NR, kd = g.plan.depth(kc);
   auto pack = [&](int64_t q0, int64_t q1) {  // micropanels [q0, q1) of this column block
-    const int64_t cols = std::min(nc, q1 * NR) - q0 * NR;
-    float* dst = b_panel + q0 * NR * kc;
-    if (g.b_src) g.b_src->pack(g.b_src->ctx, jc + q0 * NR, cols, pc, kc, NR, dst);
-    else g.uk.pack_b_panels(g.trans_b, g.b, g.ldb, pc, kc, jc + q0 * NR, cols, dst);
+    const int64_t step = g.plan.native ? 1 : q1 - q0;
+    for (int64_t q = q0; q < q1; q += step) {
+      const int64_t cols = std::min(nc, (q + step) * NR) - q * NR;
+      float* dst = b_panel + q * NR * kd;
+      float* out = g.plan.native ? stage : dst;
+      if (g.b_src) g.b_src->pack(g.b_src->ctx, jc + q * NR, cols, pc, kc, NR, out);
+      else g.uk.pack_b_panels(g.trans_b, g.b, g.ldb, pc, kc, jc + q * NR, cols, out);
+      finish_panel(g, false, out, NR, step, kc, dst);
+    }
   };
   if (own_b) {
     pack(0, n_jr);
@@ -234,16 +271,20 @@ void pack_b_block(const GemmCall& g, float* b_panel, bool own_b, int64_t jc, int
 // C rows [ic, ic + mc) x columns [jc, jc + nc) += the k block [pc, pc + kc): packs A (or its
 // partial edge sliver on the small-matrix path, which reads A in place otherwise), then runs
 // the microkernel with the B micropanel (L1) outer and the A block (L2) inner.
-void multiply_block(const GemmCall& g, float* ap, const float* b_panel, int64_t ic, int64_t mc,
-                    int64_t jc, int64_t nc, int64_t pc, int64_t kc, bool first, bool last) {
-  const int64_t MR = g.uk.mr, NR = g.uk.nr;
+void multiply_block(const GemmCall& g, float* ap, float* stage, const float* b_panel, int64_t ic,
+                    int64_t mc, int64_t jc, int64_t nc, int64_t pc, int64_t kc, bool first,
+                    bool last) {
+  const int64_t MR = g.uk.mr, NR = g.uk.nr, kd = g.plan.depth(kc);
   const int64_t n_ir = (mc + MR - 1) / MR, n_jr = (nc + NR - 1) / NR;
   const bool sup = g.plan.sup;
   if (!sup) {
     for (int64_t ir = 0; ir < n_ir; ++ir) {
       const int64_t rows = std::min<int64_t>(MR, mc - ir * MR);
-      if (g.a_src) g.a_src->pack(g.a_src->ctx, ic + ir * MR, rows, pc, kc, MR, ap + ir * MR * kc);
-      else g.uk.pack_a(g.trans_a, g.a, g.lda, ic + ir * MR, rows, pc, kc, ap + ir * MR * kc);
+      float* dst = ap + ir * MR * kd;
+      float* out = g.plan.native ? stage : dst;
+      if (g.a_src) g.a_src->pack(g.a_src->ctx, ic + ir * MR, rows, pc, kc, MR, out);
+      else g.uk.pack_a(g.trans_a, g.a, g.lda, ic + ir * MR, rows, pc, kc, out);
+      finish_panel(g, true, out, MR, 1, kc, dst);
     }
   } else if (mc % MR) {  // the partial edge sliver: in-place reads would overrun
     g.uk.pack_a(g.trans_a, g.a, g.lda, ic + (n_ir - 1) * MR, mc % MR, pc, kc, ap);
@@ -252,12 +293,16 @@ void multiply_block(const GemmCall& g, float* ap, const float* b_panel, int64_t 
     const int64_t j = jc + jr * NR, nr = std::min<int64_t>(NR, g.n - j);
     const GemmEpilogue ep{g.alpha, first ? g.beta : 1.0f, last && g.bias ? g.bias + j : nullptr,
                           last && g.relu};
+    const float* bt = b_panel + jr * NR * kd;
     for (int64_t ir = 0; ir < n_ir; ++ir) {
       const int64_t i = ic + ir * MR, mr = std::min<int64_t>(MR, g.m - i);
+      if (g.plan.native) {
+        g.plan.native->fn(kc, ap + ir * MR * kd, bt, g.c + i * g.ldc + j, g.ldc, mr, nr, ep);
+        continue;
+      }
       const bool a_packed = !sup || mr < MR;
-      const float* at = !sup ? ap + ir * MR * kc : a_packed ? ap : g.a + i * g.rsa + pc * g.csa;
-      g.uk.fn[a_packed](kc, at, g.rsa, g.csa, b_panel + jr * NR * kc, g.c + i * g.ldc + j,
-                        g.ldc, mr, nr, ep);
+      const float* at = !sup ? ap + ir * MR * kd : a_packed ? ap : g.a + i * g.rsa + pc * g.csa;
+      g.uk.fn[a_packed](kc, at, g.rsa, g.csa, bt, g.c + i * g.ldc + j, g.ldc, mr, nr, ep);
     }
   }
 }
@@ -270,6 +315,7 @@ void multiply_block(const GemmCall& g, float* ap, const float* b_panel, int64_t 
 void gemm_thread(const GemmCall& g, AlignedBuffer& caller_b_buf, float*& b_shared) {
   thread_local AlignedBuffer a_buf, b_own_buf;
   float* const ap = a_buf.get(static_cast<size_t>(g.plan.a_floats()));
+  float* const stage = ap + g.plan.a_block_floats();
   const ThreadTiles t = tiles_of(g, omp_get_num_threads(), omp_get_thread_num());
   const bool own_b = t.tm == 1;  // the same on every thread of the team
   if (!own_b) {
@@ -287,9 +333,9 @@ void gemm_thread(const GemmCall& g, AlignedBuffer& caller_b_buf, float*& b_share
     const int64_t nc = std::min(NCb, t.col1 - jc);
     for (int64_t pc = 0; pc < g.k; pc += g.plan.kc) {
       const int64_t kc = std::min(g.plan.kc, g.k - pc);
-      pack_b_block(g, b_panel, own_b, jc, nc, pc, kc);
+      pack_b_block(g, b_panel, stage, own_b, jc, nc, pc, kc);
       for (int64_t ic = t.row0; ic < t.row1; ic += MCb) {
-        multiply_block(g, ap, b_panel, ic, std::min(MCb, t.row1 - ic), jc, nc, pc, kc,
+        multiply_block(g, ap, stage, b_panel, ic, std::min(MCb, t.row1 - ic), jc, nc, pc, kc,
                        pc == 0, pc + kc == g.k);
       }
       if (!own_b) {

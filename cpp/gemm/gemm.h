@@ -1,6 +1,8 @@
 // Portable GEMM entry: C = act(alpha * op(A) op(B) + beta * C + bias), row-major, float32.
 // Shape legend: op(A) is (m, k), op(B) is (k, n), C is (m, n); bias is (n,) or null.
 // beta == 0 writes C without reading it. Results do not depend on the thread count.
+// Under bf16 matmul precision (matmul_precision.h) op(A) and op(B) are rounded to bf16 while
+// packed (A is then always packed) and the products accumulate in fp32.
 #pragma once
 #include <cstdint>
 
@@ -44,6 +46,8 @@ GemmConstants gemm_constants();
 // zero. For B (width = NR): columns [idx0, idx0 + count), any count, over the same k range into
 // ceil(count / NR) consecutive k-major NR-column micropanels, columns past count zero.
 // A gathered A always takes the packed path: size its scratch as gemm_workspace(true, ...).
+// pack writes float32 as it is: under bf16 precision the driver rounds (or converts for a native
+// bf16 kernel) the micropanels after pack wrote them.
 struct GemmPackSource {
   void (*pack)(const void* ctx, int64_t idx0, int64_t count, int64_t p0, int64_t kc,
                int64_t width, float* dst);

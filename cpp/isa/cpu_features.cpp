@@ -40,6 +40,13 @@ CpuFeatures detect() {
   const bool avx512vl = b & (1u << 31);
   f.avx2_fma = ymm_ok && avx2 && fma;
   f.avx512 = f.avx2_fma && zmm_ok && avx512f && avx512dq && avx512bw && avx512vl;
+  const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+  const bool tile_ok = (xcr0 & 0x60000) == 0x60000;
+  f.amx_bf16 = f.avx512 && amx_bf16 && amx_tile && tile_ok;
+  if (a >= 1) {  // leaf 7's highest subleaf
+    __cpuid_count(7, 1, a, b, c, d);
+    f.avx512_bf16 = f.avx512 && (a & (1u << 5));
+  }
   return f;
 }
 

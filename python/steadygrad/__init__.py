@@ -34,6 +34,7 @@ from steadygrad._core import (
     set_isa,
     set_num_threads,
 )
+from steadygrad._precision import get_matmul_precision, set_matmul_precision
 from steadygrad.checkpoint import load, save
 from steadygrad.compiled import compile_step
 from steadygrad.diagnostics import check_init
@@ -53,6 +54,7 @@ __all__ = [
     "evaluate",
     "fit",
     "get_isa",
+    "get_matmul_precision",
     "get_num_threads",
     "load",
     "manual_seed",
@@ -64,6 +66,7 @@ __all__ = [
     "predict",
     "save",
     "set_isa",
+    "set_matmul_precision",
     "set_num_threads",
     "training",
 ]

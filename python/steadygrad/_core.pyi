@@ -36,6 +36,10 @@ class CpuInfo(TypedDict):
     isa: str
     isa_best: str
     isa_supported: list[str]
+    bf16_path: str
+    bf16_path_best: str
+    bf16_paths_supported: list[str]
+    matmul_precision: str
     threads: int
     forked_child: bool
     cores: int
@@ -45,7 +49,7 @@ class CpuInfo(TypedDict):
     version: str
 
 def cpu_info() -> CpuInfo:
-    """Return a dict: isa (in use), isa_best, isa_supported, threads (in use), forked_child (True in a fork()ed child, which runs on 1 thread), cores, cpu, compiler, openmp, version."""
+    """Return a dict: isa (in use), isa_best, isa_supported, bf16_path (the path a bf16 GEMM takes now: 'amx', 'avx512bf16' or 'reference'), bf16_path_best, bf16_paths_supported, matmul_precision ('highest' or 'bf16'), threads (in use), forked_child (True in a fork()ed child, which runs on 1 thread), cores, cpu, compiler, openmp, version."""
 def set_num_threads(n: SupportsIndex) -> None:  # an int or numpy integer, not a bool
     """Set the number of OpenMP threads the kernels use (default: OMP_NUM_THREADS or all cores). In a fork()ed child only 1 is allowed (RuntimeError otherwise): OpenMP's thread pool does not survive fork."""
 def get_num_threads() -> int:
@@ -68,7 +72,8 @@ def gemm(
     op(a) is a.T when trans_a else a, (m, k); op(b) likewise, (k, n). beta == 0 writes `out`
     without reading it (NaN or garbage there cannot leak). `bias` has shape (n,), broadcast over
     rows. activation is None or 'relu', fused into the store. Returns `out` (allocated when None).
-    Bitwise-identical results for any thread count.
+    Bitwise-identical results for any thread count. Under sg.set_matmul_precision("bf16") a and
+    b are rounded to bfloat16 as they are packed and the products accumulate in float32.
     """
 def _fma_peak_gflops(isa: str, seconds: float = 0.2) -> float: ...
 def _gemm_uses_sup(trans_a: bool, m: int, lda: int) -> bool: ...
@@ -93,6 +98,14 @@ def _gemm_constants() -> GemmConstants: ...
 def _gemm_workspace_bytes(
     m: int, n: int, k: int, trans_a: bool = False, trans_b: bool = False, threads: int = 1
 ) -> dict[str, int]: ...
+
+# -- matmul precision (gemm/matmul_precision.cpp; sg.set_matmul_precision wraps it) ----------
+
+def _set_matmul_precision(precision: str) -> None: ...
+def _get_matmul_precision() -> str: ...
+def _set_bf16_path(name: str) -> None: ...
+def _get_bf16_path() -> str: ...
+def _round_bf16(x: _F32) -> _F32: ...
 
 # -- layers (layers/linear.cpp, layers/batchnorm.cpp, layers/embedding.cpp, layers/layernorm.cpp,
 # layers/pointwise.cpp)

@@ -123,7 +123,8 @@ void register_gemm(py::module_& m) {
 op(a) is a.T when trans_a else a, (m, k); op(b) likewise, (k, n). beta == 0 writes `out`
 without reading it (NaN or garbage there cannot leak). `bias` has shape (n,), broadcast over
 rows. activation is None or 'relu', fused into the store. Returns `out` (allocated when None).
-Bitwise-identical results for any thread count.)doc");
+Bitwise-identical results for any thread count. Under sg.set_matmul_precision("bf16") a and
+b are rounded to bfloat16 as they are packed and the products accumulate in float32.)doc");
   m.def("_gemm_uses_sup", &gemm_uses_sup, py::arg("trans_a"), py::arg("m"), py::arg("lda"),
         "Private: True when gemm reads A in place (small-matrix path) for these shapes.");
   m.def("_gemm_constants", &gemm_constants_dict,

@@ -9,22 +9,33 @@
 #include "bindings/checks.h"
 #include "common/fork_guard.h"
 #include "common/parallel.h"
+#include "gemm/matmul_precision.h"
 #include "isa/cpu_features.h"
 #include "isa/dispatch.h"
 
 namespace sg::bind {
 namespace {
 
+// The names of the enum values 0 .. n-1 that `supported` accepts, in order.
+template <class E>
+py::list supported_names(int n, bool (*supported)(E), const char* (*name)(E)) {
+  py::list out;
+  for (int i = 0; i < n; ++i) {
+    if (supported(static_cast<E>(i))) out.append(name(static_cast<E>(i)));
+  }
+  return out;
+}
+
 py::dict cpu_info() {
   py::dict d;
-  py::list supported;
-  for (int i = 0; i < sg::kNumIsa; ++i) {
-    auto isa = static_cast<sg::Isa>(i);
-    if (sg::isa_supported(isa)) supported.append(sg::isa_name(isa));
-  }
   d["isa"] = sg::isa_name(sg::active_isa());
   d["isa_best"] = sg::isa_name(sg::best_isa());
-  d["isa_supported"] = supported;
+  d["isa_supported"] = supported_names(sg::kNumIsa, &sg::isa_supported, &sg::isa_name);
+  d["bf16_path"] = sg::bf16_path_name(sg::effective_bf16_path());
+  d["bf16_path_best"] = sg::bf16_path_name(sg::best_bf16_path());
+  d["bf16_paths_supported"] =
+      supported_names(sg::kNumBf16Path, &sg::bf16_path_supported, &sg::bf16_path_name);
+  d["matmul_precision"] = sg::matmul_precision_name(sg::matmul_precision());
   d["threads"] = sg::num_threads();
   d["forked_child"] = sg::in_forked_child();
   d["cores"] = omp_get_num_procs();
@@ -72,7 +83,9 @@ void set_isa(const std::string& name) {
 
 void register_runtime(py::module_& m) {
   m.def("cpu_info", &cpu_info,
-        "Return a dict: isa (in use), isa_best, isa_supported, threads (in use), forked_child "
+        "Return a dict: isa (in use), isa_best, isa_supported, bf16_path (the path a bf16 GEMM "
+        "takes now: 'amx', 'avx512bf16' or 'reference'), bf16_path_best, bf16_paths_supported, "
+        "matmul_precision ('highest' or 'bf16'), threads (in use), forked_child "
         "(True in a fork()ed child, which runs on 1 thread), cores, cpu, compiler, openmp, "
         "version.");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),

@@ -191,8 +191,12 @@ def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray,
 
 
 def build_torch(cfg: AnyConfig, x: np.ndarray, y: np.ndarray,
-                wrap: Wrap | None = None) -> Built:
-    """(wrap: torch.nn.parallel.DistributedDataParallel in the distributed suite.)"""
+                wrap: Wrap | None = None, *, autocast: bool = False) -> Built:
+    """wrap: torch.nn.parallel.DistributedDataParallel in the distributed suite.
+    autocast=True: the forward and the loss under torch.autocast("cpu", dtype=bfloat16), as
+    a PyTorch user turns bf16 on (fp32 parameters and optimizer, bf16 GEMMs)."""
+    import contextlib
+
     import torch
 
     torch.manual_seed(0)
@@ -207,7 +211,9 @@ def build_torch(cfg: AnyConfig, x: np.ndarray, y: np.ndarray,
 
     def step() -> object:
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xt), yt)
+        with (torch.autocast("cpu", dtype=torch.bfloat16) if autocast
+              else contextlib.nullcontext()):
+            loss = loss_fn(model(xt), yt)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, MAX_NORM)
         opt.step()

@@ -2,15 +2,21 @@
 (forward, CrossEntropyLoss, backward, global-norm clip 1.0, Adam) for the S/M/L MLPs and the
 C1/C2 CNNs, in steadygrad (compiled, as sg.fit runs it, and eager beside it), PyTorch
 (Adam(fused=True) + clip_grad_norm_) and JAX/Optax (jit), with steadygrad's step split into
-its phases (forward, loss, backward, optimizer)."""
+its phases (forward, loss, backward, optimizer).
+
+Precision axis: each config also as a "<config> bf16" row, steadygrad's step at
+sg.set_matmul_precision("bf16") against PyTorch's under torch.autocast("cpu",
+dtype=torch.bfloat16) (JAX has no such switch and is left out); bf16 vs fp32 is steadygrad's
+fp32 step time over its bf16 one."""
 
 from __future__ import annotations
 
 import time
 from typing import Any, ClassVar
 
+import steadygrad as sg
 from steadygrad.bench import suite
-from steadygrad.bench.models import BUILDERS, CONFIGS, make_data, step_flops
+from steadygrad.bench.models import BUILDERS, CONFIGS, build_torch, make_data, step_flops
 from steadygrad.bench.models_cnn import JAX_LAYOUT, ConvConfig
 from steadygrad.bench.peak import fma_peak
 from steadygrad.bench.timing import timed
@@ -20,6 +26,8 @@ TARGETS = {"S": {"torch": 3.0, "jax": 1.5}, "M": {"torch": 1.8, "jax": 1.2},
            "L": {"torch": 2.0, "jax": 1.5}, "C1": {"torch": 1.5, "jax": 1.2},
            "C2": {"torch": 1.5, "jax": 1.2}}
 PEAK_TARGET = {"L": 75.0}
+# bf16 rows (issue 17, on an AMX machine): vs torch autocast, and vs steadygrad's own fp32 step
+TARGETS_BF16 = {"L": {"torch": 1.5, "fp32": 3.0}}
 PEERS = ("torch", "jax")
 # steadygrad's contenders (each a column prefix) and the builder each one runs
 OURS = {"steadygrad": "steadygrad_compiled", "eager": "steadygrad"}
@@ -37,7 +45,9 @@ class TrainSuite(suite.BaseSuite):
              "1.0, Adam) of MLPs and CNNs against PyTorch and JAX/Optax: ms per step, "
              "samples/s, GFLOP/s and % of the FMA peak. --quick: MLPs S, M and CNNs C1, C2; "
              "--full adds the MLP L, with more rounds (--configs picks configurations).")
-    durations = (60, 280)  # measured: quick C1+C2 37 s; full S+M+L 172 s, C1+C2 106 s
+    # measured before the bf16 rows: quick C1+C2 37 s; full S+M+L 172 s, C1+C2 106 s; with
+    # them, estimated
+    durations = (100, 450)
     peers = frozenset(PEERS)
     plans: ClassVar[dict[suite.Size, suite.Plan]] = {
         "tiny": suite.Plan(repeat=1), "quick": suite.Plan(repeat=3, min_time=0.05),
@@ -51,16 +61,29 @@ class TrainSuite(suite.BaseSuite):
     def named_cases(self, names: list[str]) -> list[suite.Case]:
         runtimes = {"steadygrad": suite.STEADYGRAD, "eager": suite.STEADYGRAD,
                     "torch": suite.TORCH, "jax": suite.JAX}
-        return [suite.Case(name, {"config": name}, runtimes) for name in names]
+        bf16 = {"steadygrad": suite.STEADYGRAD, "torch": suite.TORCH}
+        return ([suite.Case(name, {"config": name}, runtimes) for name in names]
+                + [suite.Case(f"{name} bf16", {"config": name, "precision": "bf16"}, bf16)
+                   for name in names])
+
+    def config_of(self, case: suite.Case) -> str | None:
+        return str(case.params["config"])
 
     def measure(self, case: suite.Case, contender: str, plan: suite.Plan) -> dict[str, Any]:
         cfg = CONFIGS[case.params["config"]]
-        builder = OURS.get(contender, case.contenders[contender].framework)
-        built = BUILDERS[builder](cfg, *make_data(cfg))
-        result = timed(built.step, plan)
-        if built.phases:
-            result["phases_ms"] = phase_medians(built.phases, plan)
-        return result
+        framework = case.contenders[contender].framework
+        bf16 = case.params.get("precision") == "bf16"
+        if bf16 and framework == "torch":
+            built = build_torch(cfg, *make_data(cfg), autocast=True)
+        else:
+            built = BUILDERS[OURS.get(contender, framework)](cfg, *make_data(cfg))
+        with sg.set_matmul_precision("bf16" if bf16 else "highest"):  # steadygrad's flag only
+            out = timed(built.step, plan)
+            if bf16 and framework == "steadygrad":
+                out["info"] = {"bf16_path": sg.cpu_info()["bf16_path"]}
+            if built.phases and not bf16:
+                out["phases_ms"] = phase_medians(built.phases, plan)
+        return out
 
     def report(self, measured: list[suite.Measured], run: suite.RunInfo) -> dict[str, Any]:
         rows, errors = [], []
@@ -68,17 +91,22 @@ class TrainSuite(suite.BaseSuite):
         for m in measured:
             errors += m.errors()
             rows.append(_row(m, peers, run.plan))
-        columns = [["config", "config"], ["threads", "thr"], ["steadygrad_ms", "sg ms"],
+        _bf16_speedups(rows)
+        columns = [["config", "config"], ["precision", "prec"], ["threads", "thr"],
+                   ["steadygrad_ms", "sg ms"],
                    ["steadygrad_best_ms", "(best)"],
                    ["steadygrad_samples_s", "samples/s"], ["steadygrad_gflops", "GFLOP/s"],
                    ["steadygrad_peak_pct", "% peak"]]
+        has_bf16 = any(r["precision"] == "bf16" for r in rows)
+        if has_bf16:
+            columns.append(["bf16_x", "bf16 vs fp32"])
         if any("eager" in m.results for m in measured):
             columns += [["eager_ms", "eager ms"], suite.ratio_column("eager")]
         columns += [[f"steadygrad_{p}_ms", f"{p} ms"] for p in PHASES]
         for fw in peers:
             columns += [[f"{fw}_ms", f"{fw} ms"], [f"{fw}_best_ms", "(best)"],
                         [f"{fw}_gflops", f"{fw} GF/s"], suite.ratio_column(fw)]
-        names = list(dict.fromkeys(m.case.key for m in measured))
+        names = list(dict.fromkeys(m.case.params["config"] for m in measured))
         notes = [f"{n}: {CONFIGS[n].describe()}, {CONFIGS[n].params:,} params" for n in names]
         if any(not isinstance(CONFIGS[n], ConvConfig) for n in names):
             notes.append("MLP GFLOP/s counts 6 flops per weight per sample (2 fwd + 4 bwd); "
@@ -98,6 +126,12 @@ class TrainSuite(suite.BaseSuite):
         notes.append("ms: median of the timed samples, (best): the fastest sample; ratios "
                      "of the medians")
         notes.append(suite.TIME_RATIO_NOTE)
+        if has_bf16:
+            paths = sorted({str(r.get("bf16_path")) for r in rows if r["precision"] == "bf16"})
+            notes.append(f"bf16 rows: steadygrad at matmul precision bf16 (bf16 path: "
+                         f"{', '.join(paths)}) vs torch under torch.autocast('cpu', "
+                         f"dtype=torch.bfloat16); bf16 vs fp32: steadygrad's fp32 step time / "
+                         f"its bf16 step time")
         notes.append(run.plan.describe())
         notes += errors
         plan = run.plan
@@ -105,13 +139,15 @@ class TrainSuite(suite.BaseSuite):
         return {"suite": "train", "title": title, "columns": columns, "rows": rows,
                 "notes": notes, "errors": errors, "repeat": plan.repeat, "rounds": plan.rounds, "min_time_s": plan.min_time,
                 "warmup": plan.warmup, "peak": {t: fma_peak(t) for t in run.threads},
-                "targets": TARGETS, "peak_targets_pct": PEAK_TARGET}
+                "targets": TARGETS, "targets_bf16": TARGETS_BF16, "peak_targets_pct": PEAK_TARGET}
 
 
 def _row(m: suite.Measured, peers: list[str], plan: suite.Plan) -> dict[str, Any]:
-    name, t = m.case.key, m.threads
+    name, t = m.case.params["config"], m.threads
+    precision = m.case.params.get("precision", "fp32")
     cfg, peak = CONFIGS[name], fma_peak(t)
-    row: dict[str, Any] = {"config": name, "shape": cfg.describe(), "threads": t,
+    row: dict[str, Any] = {"config": m.case.key, "precision": precision,
+                           "shape": cfg.describe(), "threads": t,
                            "params": cfg.params, "gflop_per_step": step_flops(cfg) / 1e9,
                            "peak_gflops": peak["gflops"], "rounds": plan.rounds}
     for p, ms in m.results.get("steadygrad", {}).get("phases_ms", {}).items():
@@ -129,13 +165,16 @@ def _row(m: suite.Measured, peers: list[str], plan: suite.Plan) -> dict[str, Any
         row[f"{fw}_gflops"] = step_flops(cfg) / s / 1e9
         if peak["gflops"]:
             row[f"{fw}_peak_pct"] = 100.0 * row[f"{fw}_gflops"] / peak["gflops"]
+    if precision == "bf16":
+        row["bf16_path"] = m.results.get("steadygrad", {}).get("info", {}).get("bf16_path")
     ours = row.get("steadygrad_ms")
     if row.get("eager_ms") and ours:
         row["eager_x"] = row["eager_ms"] / ours
+    targets = TARGETS_BF16 if precision == "bf16" else TARGETS
     for fw in peers:
         theirs = row.get(f"{fw}_ms")
         row[f"{fw}_x"] = theirs / ours if ours and theirs else None
-        target = TARGETS.get(name, {}).get(fw)
+        target = targets.get(name, {}).get(fw)
         if target is not None:
             row[f"{fw}_target_x"] = target
             row[f"{fw}_target_met"] = bool(row[f"{fw}_x"] and row[f"{fw}_x"] >= target)
@@ -156,3 +195,20 @@ def phase_medians(phases: tuple[tuple[str, Any], ...], plan: suite.Plan) -> dict
 
 
 SUITE: suite.Suite = TrainSuite()
+
+
+def _bf16_speedups(rows: list[dict[str, Any]]) -> None:
+    """Each bf16 row's bf16_x: steadygrad's fp32 step time of the config over its bf16 one
+    (same thread count), and its target where the issue sets one."""
+    fp32 = {(r["config"], r["threads"]): r.get("steadygrad_ms")
+            for r in rows if r["precision"] == "fp32"}
+    for r in rows:
+        if r["precision"] != "bf16":
+            continue
+        name = r["config"].removesuffix(" bf16")
+        base, ours = fp32.get((name, r["threads"])), r.get("steadygrad_ms")
+        r["bf16_x"] = base / ours if base and ours else None
+        target = TARGETS_BF16.get(name, {}).get("fp32")
+        if target is not None:
+            r["fp32_target_x"] = target
+            r["fp32_target_met"] = bool(r["bf16_x"] and r["bf16_x"] >= target)

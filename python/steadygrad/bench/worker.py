@@ -72,6 +72,17 @@ def import_framework(framework: str) -> None:
         raise ValueError(f"unknown framework {framework!r}")
 
 
+PEER_MODULES = ("torch", "jax")
+
+
+def process_record(framework: str) -> dict[str, Any]:
+    """Which process a job ran in and which peer frameworks were loaded in it: each runtime
+    gets a fresh process of its own, so a steadygrad or numpy job never shares one with torch's
+    or JAX's thread pools (tests check this through a real run)."""
+    return {"pid": os.getpid(), "framework": framework,
+            "loaded": sorted(m for m in PEER_MODULES if m in sys.modules)}
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
     return {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -95,6 +106,7 @@ def run_task(task: dict[str, Any], emit: OnResult) -> None:
             result = suite.measure(Case.from_json(job["case"]), job["contender"], plan)
         except Exception as exc:  # reported to the parent as a row error, not a crash
             result = _error(exc)
+        result["process"] = process_record(runtime.framework)
         emit(i, result)
 
 

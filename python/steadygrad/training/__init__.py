@@ -8,8 +8,8 @@ GradientMonitor behind `fit(diagnostics=k)`), `steadygrad.checkpoint` (resume an
 ModelCheckpoint's writes), `steadygrad.data` (DataLoader, the batch gather and prefetch),
 `steadygrad.metrics` (the logged metrics by name), `steadygrad.optim`, `steadygrad.progress`,
 `steadygrad._introspect`, `steadygrad._plot` (the figures' matplotlib) and
-`steadygrad.compiled` (the compiled step fit runs when the model compiles); nothing below it
-imports it. inputs.py settles what fit trains
+`steadygrad.compiled` (the compiled step fit runs when the model compiles) and
+`steadygrad._precision` (fit's precision=); nothing below it imports it. inputs.py settles what fit trains
 on (arrays or a DataLoader, validation_split, sample and class weights, metrics)."""
 
 from __future__ import annotations

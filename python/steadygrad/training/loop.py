@@ -17,6 +17,7 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad import checkpoint
+from steadygrad._precision import check_precision, set_matmul_precision
 from steadygrad.callbacks import Callback, CallbackList
 from steadygrad.data.batching import shard_bounds
 from steadygrad.diagnostics import GradientMonitor
@@ -219,7 +220,7 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
         scheduler_interval: str | None = None, callbacks: Sequence[Callback] = (),
         seed: int | None = None, verbose: int = 1, diagnostics: int | None = None,
         initial_epoch: int = 0, resume: Any = None, max_steps: int | None = None,
-        drop_last: bool | None = None) -> History:
+        drop_last: bool | None = None, precision: str | None = None) -> History:
     """Trains `model` on (x, y) for `epochs` epochs of mini-batches of `batch_size`, or on a
     `steadygrad.data.DataLoader` passed as x (holding (x, y) or (x, y, sample_weight)): its
     batch_size, shuffle, drop_last and seeded order are used, and passing a different
@@ -277,14 +278,20 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
     loss and metrics and the validation are the whole data's on every rank; only rank 0
     prints and runs the callbacks that write files (ModelCheckpoint, CSVLogger); a stop on
     any rank stops all. docs/distributed.md has the rest.
+    precision="bf16" (or "highest") runs the whole fit, validation included, at that matmul
+    precision (sg.set_matmul_precision) and restores the one in force afterwards, also when
+    the fit raises; None (the default) keeps the precision as it is.
     """
+    if precision is not None:
+        check_precision(precision, "fit: precision")
     opts = {"epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed,
             "verbose": verbose, "diagnostics": diagnostics, "initial_epoch": initial_epoch,
             "resume": resume, "max_steps": max_steps, "drop_last": drop_last,
             "scheduler_interval": scheduler_interval, "callbacks": callbacks,
             "validation_split": validation_split, "sample_weight": sample_weight,
             "class_weight": class_weight, "metrics": metrics}
-    with Mode(model, training=True):
+    at_precision = contextlib.nullcontext() if precision is None else set_matmul_precision(precision)
+    with at_precision, Mode(model, training=True):
         run = _checked_run(model, loss_fn, optimizer, x, y, validation_data, scheduler, opts)
         state = _start_state(resume, seed, initial_epoch, run, model, optimizer, scheduler)
         loop = Loop(model, loss_fn, optimizer, scheduler, state, run)
