@@ -162,6 +162,8 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
                                                  grad_input=f32(1, 4, 4, 3)),
     "grad_scale_clamp": lambda: dict(grad=f32(10), seg_offsets=i64(0), seg_lengths=i64(10),
                                      pre=_core.GradPreHyper(grad_scale=0.5)),
+    # its methods take the arrays: test_step_tape_refuses_misaligned
+    "StepTape": lambda: dict(batch=4, in_features=3),
 }
 
 CASES = [(fn, arg, off) for fn, make in CALLS.items() for arg, v in make().items()
@@ -233,3 +235,32 @@ def test_sequential_and_ops_gemm_refuse_misaligned_frombuffer(isa: str) -> None:
     model = nn.Sequential(nn.Linear(n, 8), nn.ReLU(), nn.Linear(8, 2))
     with pytest.raises(ValueError, match=r"^Sequential\[0\] Linear\(.*input must be 4-byte "):
         model(a)
+
+
+TAPE_CALLS: dict[str, Callable[[], dict[str, Any]]] = {
+    "add_linear": lambda: dict(weight=f32(5, 3), bias=f32(5), grad_weight=f32(5, 3),
+                               grad_bias=f32(5)),
+    "add_batchnorm": lambda: dict(weight=f32(3), bias=f32(3), grad_weight=f32(3),
+                                  grad_bias=f32(3), running_mean=f32(3), running_var=f32(3) + 1,
+                                  num_batches_tracked=np.zeros((), np.int64), momentum=0.1,
+                                  eps=1e-5),
+    "forward": lambda: dict(input=f32(4, 3)),
+}
+TAPE_CASES = [(fn, arg) for fn, make in TAPE_CALLS.items() for arg, v in make().items()
+              if isinstance(v, np.ndarray)]
+
+
+@pytest.mark.parametrize("fn,arg", TAPE_CASES, ids=[f"{f}-{a}" for f, a in TAPE_CASES])
+def test_step_tape_refuses_misaligned(fn: str, arg: str) -> None:
+    """The compiled step's tape checks every array it records or runs on, as the layers'
+    bindings do, and records nothing on a refusal."""
+    tape = _core.StepTape(4, 3)
+    if fn == "forward":
+        tape.add_activation("relu")
+    kw = TAPE_CALLS[fn]()
+    kw[arg] = bad = misaligned(kw[arg], 1)
+    layers = tape.layers
+    with pytest.raises(ValueError, match=f"StepTape.{fn}: {arg} must be {bad.itemsize}-byte "
+                                         f"aligned|compiled step: {arg} must be"):
+        getattr(tape, fn)(**kw)
+    assert tape.layers == layers
