@@ -19,7 +19,7 @@ TOOLS = {
     "_introspect": {"random"},
     "callbacks": {"_introspect"},
     "checkpoint": {"_introspect"},
-    "compiled": {"_core", "nn", "random"},
+    "compiled": {"_core", "_threads", "nn", "random"},
     "progress": set(),
     "diagnostics": {"_args", "_introspect", "_plot", "callbacks", "nn", "ops"},
     "_args": set(),
@@ -33,8 +33,8 @@ TOOLS = {
     # data parallelism over MPI: on top of nn next to training, which knows nothing of it
     # (fit reads a wrapped model's communicator, duck-typed)
     "distributed": {"_core", "nn"},
-    "training": {"_args", "_introspect", "_plot", "_precision", "callbacks", "checkpoint",
-                 "compiled", "data", "diagnostics", "metrics", "optim", "progress"},
+    "training": {"_args", "_introspect", "_plot", "_precision", "_threads", "callbacks",
+                 "checkpoint", "compiled", "data", "diagnostics", "metrics", "optim", "progress"},
 }
 FOUNDATION = ("_core", "random", "ops", "progress", "nn", "optim")
 

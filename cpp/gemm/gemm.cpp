@@ -23,10 +23,15 @@
 namespace sg {
 namespace {
 
-// Below this many multiply-adds (m*n*k) a parallel region costs more than it saves. Measured
-// on the 2-core Zen 3 VM (forced parallel, NN, wall medians): 48^3 1 thread 39 GF/s vs 2
-// threads 24; 64^3 48 vs 57-70. OpenBLAS cuts at the same size.
-constexpr int64_t kParallelMinMacs = 64 * 64 * 64;
+// Below this many multiply-adds (m*n*k) a parallel region costs more than it saves. Back to
+// back calls on the 2-core Zen 3 VM (forced parallel, NN, wall medians) put the cut at 64^3
+// (48^3: 1 thread 39 GF/s vs 2 threads 24; 64^3: 48 vs 57-70), but that is with the workers
+// still spinning from the call before. With the short spin steadygrad loads libgomp with
+// (steadygrad/_omp.py) a region after a gap wakes sleeping workers, and scikit-learn-sized
+// steps (batch 200, 64-100-10: GEMMs of 0.2-1.3M multiply-adds) ran faster on one thread than
+// on two; at 128^3 a digits fit at 2 threads took 0.38 s against 0.47 s at 64^3 (medians of
+// 9 fits, interleaved), while the S and M steps' GEMMs (4-200M) stay parallel.
+constexpr int64_t kParallelMinMacs = 128 * 128 * 128;
 
 // The small-matrix path's row limit (see gemm_uses_sup).
 constexpr int64_t kSupMaxRows = 256;

@@ -33,6 +33,7 @@ import numpy as np
 
 from steadygrad import _core, nn
 from steadygrad import random as _random
+from steadygrad._threads import Contention
 from steadygrad.nn import _calls, running_stats
 
 __all__ = ["CompileFallbackWarning", "CompiledStep", "compile_step"]
@@ -101,6 +102,7 @@ class CompiledStep:
         self._tapes: dict[tuple[Any, ...], Any] = {}
         self._loss_keys: dict[int, tuple[Any, ...]] = {}  # id(tape) -> its loss's arguments
         self._drops: dict[int, int] = {}  # id(tape) -> its Dropout layers (seeds a step draws)
+        self._contention = Contention()
         self._bind()
         if self.reason is not None and warn:
             warnings.warn(f"compile_step: {self.reason}; its steps run eagerly (same results)",
@@ -130,9 +132,10 @@ class CompiledStep:
 
     def __call__(self, x: np.ndarray, y: Any) -> float:
         """One training step on (x, y); returns the loss."""
-        self.optimizer.zero_grad()
-        loss = self.forward_backward(x, y)
-        self.optimizer.step()
+        with self._contention.step():  # fewer threads while other processes hold the cores
+            self.optimizer.zero_grad()
+            loss = self.forward_backward(x, y)
+            self.optimizer.step()
         return loss
 
     def forward_backward(self, x: np.ndarray, y: Any,

@@ -332,10 +332,29 @@ def _run_epoch(loop: Loop) -> bool:
 
 
 def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None) -> None:
-    state, model, loss_fn, opt, cb = loop.state, loop.model, loop.loss_fn, loop.optimizer, loop.callbacks
+    state, cb = loop.state, loop.callbacks
     assert cb is not None
     step = state.global_step
     cb.call("on_batch_begin", step)
+    with loop.contention.step():  # fewer threads while other processes hold the cores
+        loss, pred, norm, lr = _step(loop, xb, yb, wb)
+    state.global_step += 1
+    state.batch += 1
+    if loop.scheduler is not None and loop.run.interval == "step":
+        loop.scheduler.step()
+    logs = account(state.acc, loss, pred, yb, norm, loop.run.metrics)
+    row = {"step": float(step), **logs, "lr": lr}
+    del row["size"]
+    state.history.record_step(row)
+    cb.call("on_batch_end", step, logs)
+
+
+def _step(loop: Loop, xb: np.ndarray, yb: np.ndarray,
+          wb: np.ndarray | None) -> tuple[float, np.ndarray, Any, float]:
+    """zero_grad, forward, loss, backward, the callbacks' on_before_optimizer_step and the
+    optimizer step: (loss, prediction, pre-clip norm, the step's learning rate)."""
+    state, model, loss_fn, opt, cb = loop.state, loop.model, loop.loss_fn, loop.optimizer, loop.callbacks
+    assert cb is not None
     opt.zero_grad()
     scale = loop.run.grad_scale(state.batch, len(yb))
     comp = loop.compiled if scale == 1.0 else None
@@ -353,18 +372,9 @@ def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None
             model.backward(g, input_grad=False)
         else:
             model.backward(g)
-    cb.call("on_before_optimizer_step", step)
+    cb.call("on_before_optimizer_step", state.global_step)
     lr = intro.get_lr(opt)  # the rate this step uses (a per-step scheduler changes it next)
-    norm = opt.step()
-    state.global_step += 1
-    state.batch += 1
-    if loop.scheduler is not None and loop.run.interval == "step":
-        loop.scheduler.step()
-    logs = account(state.acc, loss, pred, yb, norm, loop.run.metrics)
-    row = {"step": float(step), **logs, "lr": lr}
-    del row["size"]
-    state.history.record_step(row)
-    cb.call("on_batch_end", step, logs)
+    return loss, pred, opt.step(), lr
 
 
 def _end_epoch(loop: Loop) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad import checkpoint
+from steadygrad._threads import Contention
 from steadygrad.callbacks import Callback, CallbackList
 from steadygrad.compiled import CompiledStep, unsupported
 from steadygrad.data import DataLoader
@@ -139,6 +140,7 @@ class Loop:
         # when every layer has a compiled form; dL/dx of the input is then never computed
         self.compiled = (CompiledStep(model, loss_fn, optimizer, warn=False)
                          if run.skip_dx and unsupported(model) is None else None)
+        self.contention = Contention()  # each step on the cores other processes leave free
         # A batch is dead once the next step begins: one reused buffer, two when the next
         # batch is gathered while the current one trains.
         self.batches = Batcher(run.arrays, run.batch_size, run.n_used,
