@@ -45,11 +45,13 @@ def test_gemm_workspace_single_block_is_the_padded_b_panel(isa: str) -> None:
     c = _core._gemm_constants()
     assert c["isa"] == isa
     mr, nr = c["mr"], c["nr"]
-    k, n = 32, 3 * nr  # one k block and one column block of every ISA's blocking, 3 micropanels
-    assert k < c["packed"]["kc"] and n <= c["packed"]["nc"]
+    n = 3 * nr  # one column block of every ISA's blocking, 3 micropanels
     # A team of 2 splits M from m_split_min_tiles_per_thread * 2 micro-tile rows on (more
     # than sup_max_rows: A packed in MC-row blocks) and shares one k x n B panel.
     m = _m_split_rows(c, 2)
+    # one k block, past the parallel cut, a multiple of 16 (the panel fills whole cache lines)
+    k = max(32, -(-c["parallel_min_macs"] // (m * n * 16)) * 16)
+    assert k < c["packed"]["kc"] and n <= c["packed"]["nc"]
     assert m > c["sup_max_rows"] and m * n * k >= c["parallel_min_macs"]
     w = ws(m, n, k, threads=2)
     assert w["threads"] == 2 and w["b_own"] == 0
@@ -164,8 +166,9 @@ def test_gemm_own_b_buffer_holds_every_threads_column_block(isa: str) -> None:
     c = _core._gemm_constants()
     nc = c["sup"]["nc"]
     for n in (2 * nc + 1, 4 * nc + 1, 2 * nc + c["nr"]):
-        assert ws(7, n, 64, threads=2)["threads"] == 2  # past the parallel cut: an N split
-        _check_rule(c, 7, n, 64, False, 2)
+        k = max(64, -(-c["parallel_min_macs"] // (7 * n)))
+        assert ws(7, n, k, threads=2)["threads"] == 2  # past the parallel cut: an N split
+        _check_rule(c, 7, n, k, False, 2)
 
 
 def test_gemm_workspace_rejects_bad_arguments() -> None:
