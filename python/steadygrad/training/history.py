@@ -51,7 +51,12 @@ class History:
     def record_step(self, logs: dict[str, float]) -> None:
         """Add one optimizer step's entry (fit does, after each step): logs has "step" and the
         step's values (see the class docstring)."""
-        _append_row(self.steps, len(self.steps.get("step", ())), logs)
+        steps = self.steps
+        if logs.keys() == steps.keys():  # the usual step: the same values as the last one
+            for key, value in logs.items():
+                steps[key].append(float(value))
+            return
+        _append_row(steps, len(steps.get("step", ())), logs)
 
     def __getitem__(self, key: str) -> list[float]:
         return self.history[key]
