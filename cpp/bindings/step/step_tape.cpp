@@ -165,21 +165,14 @@ class PyStepTape {
     if (it == kNames.end()) value_error(fn, "unknown activation '" + name + "'");
     const Activation act = it->second;
     const ActParam param{static_cast<float>(a), static_cast<float>(b)};
-    const int64_t count = batch_ * cols_;
-    const bool first = layers_ == 0;
-    const Layer l = begin_layer(cols_, /*needs_dx=*/!first);
-    float* y = l.out;
-    float* dx = l.dx;
-    const float** xs = l.x;
-    const float** dys = l.dy;
     const bool saved_is_y = act_backward_uses_output(act);
-    tape_.forward_steps.push_back(
-        [=] { activation_kernels().forward(act, y, *xs, count, param); });
-    if (!first) {  // on the input itself nothing needs its gradient
-      tape_.backward_steps.push_back([=] {
-        activation_kernels().backward(act, dx, *dys, saved_is_y ? y : *xs, count, param);
-      });
-    }
+    add_elementwise(
+        [=](float* y, const float* x, int64_t n) {
+          activation_kernels().forward(act, y, x, n, param);
+        },
+        [=](float* dx, const float* dy, const float* y, const float* x, int64_t n) {
+          activation_kernels().backward(act, dx, dy, saved_is_y ? y : x, n, param);
+        });
   }
 
   // The loss as CrossEntropyLoss(weight, ignore_index, reduction, label_smoothing) computes it
@@ -209,21 +202,15 @@ class PyStepTape {
     const char* fn = "StepTape.add_dropout";
     if (!(p > 0.0 && p <= 1.0)) value_error(fn, "p must be in (0, 1], got " + to_string(p));
     const DropoutParams d = dropout_params(p);
-    const int64_t count = batch_ * cols_;
     seeds_.push_back(0);
     const uint64_t* seed = &seeds_.back();
-    const bool first = layers_ == 0;
-    const Layer l = begin_layer(cols_, /*needs_dx=*/!first);
-    float* y = l.out;
-    float* dx = l.dx;
-    const float** xs = l.x;
-    const float** dys = l.dy;
-    tape_.forward_steps.push_back(
-        [=] { dropout_f32(y, *xs, count, *seed, d.threshold, d.scale); });
-    if (!first) {
-      tape_.backward_steps.push_back(
-          [=] { dropout_f32(dx, *dys, count, *seed, d.threshold, d.scale); });
-    }
+    add_elementwise(
+        [=](float* y, const float* x, int64_t n) {
+          dropout_f32(y, x, n, *seed, d.threshold, d.scale);
+        },
+        [=](float* dx, const float* dy, const float*, const float*, int64_t n) {
+          dropout_f32(dx, dy, n, *seed, d.threshold, d.scale);
+        });
   }
 
   py::array forward(py::handle x_obj, const std::vector<uint64_t>& seeds) {
@@ -298,6 +285,21 @@ class PyStepTape {
     for (uint64_t& s : seeds_) s = seeds[i++];
   }
 
+  // An elementwise layer: forward(y, x, n); backward(dx, dy, y, x, n), left out on the
+  // input itself (nothing needs its gradient).
+  template <class Forward, class Backward>
+  void add_elementwise(Forward forward, Backward backward) {
+    const int64_t count = batch_ * cols_;
+    const bool first = layers_ == 0;
+    const Layer l = begin_layer(cols_, /*needs_dx=*/!first);
+    float* y = l.out;
+    float* dx = l.dx;
+    const float** xs = l.x;
+    const float** dys = l.dy;
+    tape_.forward_steps.push_back([=] { forward(y, *xs, count); });
+    if (!first) tape_.backward_steps.push_back([=] { backward(dx, *dys, y, *xs, count); });
+  }
+
   // x checked as the tape's input and set in its slot (kept: the backward reads it).
   py::array input(py::handle x_obj) {
     const char* fn = "compiled step";
@@ -369,7 +371,7 @@ void register_step_tape(py::module_& m) {
   using py::arg;
   py::class_<PyStepTape>(
       m, "StepTape",
-      "A compiled step's layers, recorded once per input shape (steadygrad.training.compiled) "
+      "A compiled step's layers, recorded once per input shape (steadygrad.compiled) "
       "and run as forward(x) and backward(grad_output) with no per-layer Python: bitwise the "
       "eager layers' results. Parameter gradients are written (as after zero_grad); the first "
       "layer computes no dL/dx.")
