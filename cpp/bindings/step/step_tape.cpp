@@ -1,7 +1,8 @@
 // Binding of cpp/step/step_tape.h: `_core.StepTape`, a compiled step's layers (Linear,
 // BatchNorm1d on (N, C) in training mode, the elementwise activations) recorded once per input
-// shape by steadygrad.training.compiled and then run as two calls per step, forward(x) and
-// backward(grad_output), with the GIL released and no per-layer Python. Each add_* checks its
+// shape by steadygrad.compiled and then run as one call per step, run(x, labels) (forward, a
+// CrossEntropyLoss, backward), or as forward(x) and backward(grad_output) around another
+// loss, with the GIL released and no per-layer Python. Each add_* checks its
 // arrays as the layer's own binding does (the tape keeps them alive) and records closures that
 // call the same driver with the same arguments as that binding, so results are bitwise the
 // eager path's. Parameter gradients are written (beta = 0), as the first backward after
