@@ -38,6 +38,9 @@ from steadygrad.nn import _calls, running_stats
 
 __all__ = ["CompileFallbackWarning", "CompiledStep", "compile_step"]
 
+# (loss_fn, prediction, targets, sample weights) -> (loss, grad_output or None)
+LossOf = Callable[[Any, np.ndarray, Any, "np.ndarray | None"], tuple[float, Any]]
+
 
 class CompileFallbackWarning(UserWarning):
     """compile_step met a model it cannot compile: its steps run eagerly (same results)."""
@@ -138,14 +141,13 @@ class CompiledStep:
             self.optimizer.step()
         return loss
 
-    def forward_backward(self, x: np.ndarray, y: Any,
-                         loss_of: Callable[[np.ndarray], tuple[float, Any]] | None = None
-                         ) -> float:
+    def forward_backward(self, x: np.ndarray, y: Any, loss_of: LossOf | None = None,
+                         w: np.ndarray | None = None) -> float:
         """forward, loss and backward on (x, y) after the caller's zero_grad; returns the
         loss. A CrossEntropyLoss on class indices runs inside the tape's one call (the same
-        kernel and arguments as the loss module's); any other loss is `loss_of(pred)` ->
-        (loss, grad_output or None: loss_fn.backward()'s), by default the loss module's
-        own value."""
+        kernel and arguments as the loss module's); any other loss is
+        `loss_of(loss_fn, pred, y, w)` -> (loss, grad_output or None: loss_fn.backward()'s;
+        sg.fit passes its batch_loss), by default the loss module's own value."""
         tape = self._tape_for(x)
         if tape is not None and self._fuses_loss(tape, y):
             self._tape = tape
@@ -159,7 +161,7 @@ class CompiledStep:
         if loss_of is None:
             loss, g = float(self.loss_fn(pred, y)), None
         else:
-            loss, g = loss_of(pred)
+            loss, g = loss_of(self.loss_fn, pred, y, w)
         self.backward(self.loss_fn.backward() if g is None else self.loss_fn.backward(g))
         return loss
 

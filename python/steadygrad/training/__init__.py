@@ -1,4 +1,5 @@
-"""The training loop: `fit`, `evaluate` and `predict` (loop.py), the argument checks that all
+"""The training loop: `fit` (loop.py; one epoch and its steps in epoch.py), `evaluate` and
+`predict` (evaluation.py), the argument checks that all
 run before the first step (checks.py), the state of a running fit that callbacks see (run.py),
 what fit returns and resumes from (history.py: History, FitState; plotting.py draws
 History.plot), and what it prints (display.py: the ProgressBar callback, drawn with
@@ -15,7 +16,8 @@ on (arrays or a DataLoader, validation_split, sample and class weights, metrics)
 from __future__ import annotations
 
 from steadygrad.training.checks import DroppedBatchWarning
+from steadygrad.training.evaluation import evaluate, predict
 from steadygrad.training.history import FitState, History
-from steadygrad.training.loop import evaluate, fit, predict
+from steadygrad.training.loop import fit
 
 __all__ = ["DroppedBatchWarning", "FitState", "History", "evaluate", "fit", "predict"]

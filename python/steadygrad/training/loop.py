@@ -1,96 +1,32 @@
-"""`sg.fit`, `sg.evaluate`, `sg.predict`. fit owns the order forward -> loss
--> backward -> optimizer.step() (clip and update fused) -> scheduler, logs per-epoch metrics
-into a History, and can stop and resume at any batch with an identical data order. Argument
-checks live in checks.py (all done before the first step), the loop's data in run.py."""
+"""`sg.fit`: its argument checks, start or resume, and the epochs. fit owns the order forward
+-> loss -> backward -> optimizer.step() (clip and update fused) -> scheduler (one epoch:
+epoch.py), logs per-step and per-epoch metrics into a History, and can stop and resume at any
+batch with an identical data order. Argument checks live in checks.py (all done before the
+first step), the loop's data in run.py, evaluate and predict in evaluation.py."""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
 import os
-import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from steadygrad import _introspect as intro
 from steadygrad import checkpoint
 from steadygrad._precision import check_precision, set_matmul_precision
 from steadygrad.callbacks import Callback, CallbackList
-from steadygrad.data.batching import shard_bounds
 from steadygrad.diagnostics import GradientMonitor
-from steadygrad.metrics import MetricFn
 from steadygrad.training import checks as check
 from steadygrad.training import inputs
 from steadygrad.training.checks import DroppedBatchWarning, Mode
 from steadygrad.training.display import ProgressBar
+from steadygrad.training.epoch import run_epoch
 from steadygrad.training.history import FitState, History
-from steadygrad.training.run import (
-    Arrays,
-    Detach,
-    Loop,
-    Run,
-    account,
-    any_rank,
-    batch_loss,
-    epoch_logs,
-    from_rank0,
-    means,
-    new_acc,
-    summed,
-)
+from steadygrad.training.run import Arrays, Detach, Loop, Run, any_rank, from_rank0
 
-__all__ = ["DroppedBatchWarning", "evaluate", "fit", "predict"]
-
-
-def evaluate(model: Any, loss_fn: Any, x: Any, y: Any, batch_size: int = 256, *,
-             sample_weight: Any = None, metrics: Sequence[str] | None = None) -> dict[str, float]:
-    """Mean loss and the metrics (default: accuracy for integer targets) over (x, y), in eval
-    mode, batched; the model's previous train/eval mode is restored. sample_weight weighs a
-    loss with reduction='none' as fit does: sum(w * loss) / number of samples. A
-    DistributedDataParallel model over several ranks evaluates each rank's contiguous share
-    and returns the whole data's means on every rank."""
-    x, y = check.data(x, y, "evaluate", intro.integer_input(model))
-    batch_size = check.count(batch_size, "evaluate: batch_size")
-    w = inputs.sample_weights(sample_weight, len(x), "evaluate: sample_weight")
-    if w is not None:
-        inputs.per_sample_loss(loss_fn, "evaluate", "sample_weight needs")
-    fns = inputs.metric_fns(metrics, y, check.output_shape(model, x, "evaluate"), "evaluate")
-    return _evaluated(model, loss_fn, (x, y, w), batch_size, fns)
-
-
-def _evaluated(model: Any, loss_fn: Any, data: Arrays, batch_size: int,
-               fns: tuple[tuple[str, MetricFn], ...]) -> dict[str, float]:
-    x, y, w = data
-    comm = intro.communicator(model)  # data parallel: each rank its share, sums reduced
-    if comm is not None:
-        lo, hi = shard_bounds(len(x), comm.rank, comm.size)
-        x, y, w = x[lo:hi], y[lo:hi], None if w is None else w[lo:hi]
-    acc = {"loss_sum": 0.0, "n": 0}
-    with Mode(model, training=False):
-        for lo in range(0, len(x), batch_size):
-            hi = lo + batch_size
-            pred = model(x[lo:hi])
-            loss, _ = batch_loss(loss_fn, pred, y[lo:hi], None if w is None else w[lo:hi])
-            account(acc, loss, pred, y[lo:hi], None, fns)
-    return means(summed(acc, comm), tuple(name for name, _ in fns))
-
-
-def predict(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
-    """Model outputs for every row of x, batched, in eval mode (previous mode restored)."""
-    x = check.features(x, "predict: x", intro.integer_input(model))
-    batch_size = check.count(batch_size, "predict: batch_size")
-    out: np.ndarray | None = None
-    with Mode(model, training=False):
-        for lo in range(0, len(x), batch_size):
-            pred = np.asarray(model(x[lo : lo + batch_size]))
-            if out is None:
-                out = np.empty((len(x), *pred.shape[1:]), dtype=pred.dtype)
-            out[lo : lo + len(pred)] = pred  # copy: layers may reuse their output buffers
-    assert out is not None
-    return out
+__all__ = ["DroppedBatchWarning", "fit"]
 
 
 def _resumed_state(resume: Any, run: Run, model: Any, optimizer: Any, scheduler: Any) -> FitState:
@@ -299,108 +235,12 @@ def fit(model: Any, loss_fn: Any, optimizer: Any, x: Any, y: Any = None, *, epoc
         with Detach(cb):
             cb.call("on_train_begin", {})
             while state.epoch < run.epochs and not loop.stop_training and not run.done(state):
-                if not _run_epoch(loop):
+                if not run_epoch(loop):
                     break  # max_steps inside an epoch: the position is kept for a resume
             cb.call("on_train_end", {})
     if run.loader is not None:  # the loader's next epoch follows the ones fit drew, as torch's
         run.loader.generator.bit_generator.state = state.rng.bit_generator.state
     state.history.fit_state = loop.fit_state()
     return state.history
-
-
-def _run_epoch(loop: Loop) -> bool:
-    """The rest of the current epoch; False when it stopped inside the epoch (max_steps)."""
-    state, run = loop.state, loop.run
-    assert loop.callbacks is not None
-    state.rng.bit_generator.state = state.epoch_rng_state
-    perm = state.rng.permutation(len(run.x)) if run.shuffle else None
-    if state.batch == 0:
-        state.acc = new_acc(loop.optimizer, loop.metric_names)
-    loop.callbacks.call("on_epoch_begin", state.epoch)
-    t0 = time.perf_counter()
-    with contextlib.closing(loop.batches.batches(perm, state.batch, run.prefetch)) as batches:
-        for batch in batches:  # closing stops a prefetch thread when the epoch ends early
-            _run_batch(loop, *batch)
-            loop.stop_training = any_rank(loop.stop_training, run.comm)  # all ranks stop together
-            if loop.stop_training or run.done(state):
-                break
-    state.acc["time"] += time.perf_counter() - t0
-    if state.batch < run.steps_per_epoch and not loop.stop_training:
-        return False
-    _end_epoch(loop)
-    return True
-
-
-def _run_batch(loop: Loop, xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None = None) -> None:
-    state, cb = loop.state, loop.callbacks
-    assert cb is not None
-    step = state.global_step
-    cb.call("on_batch_begin", step)
-    with loop.contention.step():  # fewer threads while other processes hold the cores
-        loss, pred, norm, lr = _step(loop, xb, yb, wb)
-    state.global_step += 1
-    state.batch += 1
-    if loop.scheduler is not None and loop.run.interval == "step":
-        loop.scheduler.step()
-    logs = account(state.acc, loss, pred, yb, norm, loop.run.metrics)
-    row = {"step": float(step), **logs, "lr": lr}
-    del row["size"]
-    state.history.record_step(row)
-    cb.call("on_batch_end", step, logs)
-
-
-def _step(loop: Loop, xb: np.ndarray, yb: np.ndarray,
-          wb: np.ndarray | None) -> tuple[float, np.ndarray, Any, float]:
-    """zero_grad, forward, loss, backward, the callbacks' on_before_optimizer_step and the
-    optimizer step: (loss, prediction, pre-clip norm, the step's learning rate)."""
-    state, model, loss_fn, opt, cb = loop.state, loop.model, loop.loss_fn, loop.optimizer, loop.callbacks
-    assert cb is not None
-    opt.zero_grad()
-    scale = loop.run.grad_scale(state.batch, len(yb))
-    comp = loop.compiled if scale == 1.0 else None
-    if comp is not None:  # the compiled layers (or the eager ones, input_grad=False)
-        loss = comp.forward_backward(xb, yb, lambda p: batch_loss(loss_fn, p, yb, wb))
-        pred = comp.output
-        assert pred is not None
-    else:
-        pred = model(xb)
-        loss, grad_output = batch_loss(loss_fn, pred, yb, wb)
-        g = loss_fn.backward() if grad_output is None else loss_fn.backward(grad_output)
-        if scale != 1.0:  # this rank's share of an unevenly split batch
-            g = g * np.float32(scale)
-        if loop.run.skip_dx:  # nothing needs dL/dx of the input: the first layer skips that GEMM
-            model.backward(g, input_grad=False)
-        else:
-            model.backward(g)
-    cb.call("on_before_optimizer_step", state.global_step)
-    lr = intro.get_lr(opt)  # the rate this step uses (a per-step scheduler changes it next)
-    return loss, pred, opt.step(), lr
-
-
-def _end_epoch(loop: Loop) -> None:
-    """Epoch logs, validation, the per-epoch scheduler, then callbacks and the History row."""
-    state, run, cb, sched = loop.state, loop.run, loop.callbacks, loop.scheduler
-    assert cb is not None
-    epoch = state.epoch
-    logs = epoch_logs(summed(state.acc, run.comm), loop.optimizer, loop.metric_names)
-    if run.dropped:
-        logs["dropped_samples"] = float(run.dropped)
-    if run.val is not None:
-        v = _evaluated(loop.model, loop.loss_fn, run.val, max(run.batch_size, 256), run.metrics)
-        logs.update({f"val_{k}": s for k, s in v.items()})
-    if sched is not None and run.interval == "epoch":
-        if check.steps_on_metric(sched):
-            sched.step(logs.get("val_loss", logs["loss"]))
-        else:
-            sched.step()
-    state.skipped_steps += int(logs["skipped_steps"])
-    state.epoch, state.batch = epoch + 1, 0
-    state.epoch_rng_state = state.rng.bit_generator.state
-    for c in cb.regular:
-        c.on_epoch_end(epoch, logs)
-    state.history.append(epoch, logs, state.global_step)
-    for c in cb.savers:
-        c.on_epoch_end(epoch, logs)
-    loop.stop_training = any_rank(loop.stop_training, run.comm)
 
 
