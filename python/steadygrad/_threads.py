@@ -74,8 +74,5 @@ class Contention:
             yield
             return
         self.team = self._free
-        _core.set_num_threads(self._free)
-        try:
+        with threads(self._free):
             yield
-        finally:
-            _core.set_num_threads(n)

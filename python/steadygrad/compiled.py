@@ -209,9 +209,11 @@ class CompiledStep:
         for p in self._params:
             p.mark_grad_fresh()
 
-    def _seeds(self, tape: Any) -> list[int]:
-        """A seed per Dropout of the tape, drawn in layer order as their forwards draw them."""
-        return [_random.draw_seed() for _ in range(self._drops.get(id(tape), 0))]
+    def _seeds(self, tape: Any) -> tuple[int, ...]:
+        """A seed per Dropout of the tape, drawn in layer order as their forwards draw them
+        (the empty tuple, no allocation, for a tape without Dropout)."""
+        n = self._drops.get(id(tape), 0)
+        return tuple(_random.draw_seed() for _ in range(n)) if n else ()
 
     def _tape_for(self, x: object) -> Any:
         """The tape for this input and the model as it is now, recorded on first use; None
