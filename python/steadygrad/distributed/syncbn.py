@@ -44,7 +44,9 @@ class SyncBatchNorm(_BatchNorm):
         if comm.size == 1 or not self.training:  # eval without running statistics: local
             return None
         c = self.num_features
-        sums = np.empty(c + 1, np.float64)
+        sums, ssq, mean64 = (self._scratch(k, (c + 1,) if k == "sums" else (c,), np.float64)
+                             for k in ("sums", "ssq", "mean64"))
+        mean, var = (self._scratch(k, (c,), np.float32) for k in ("mean", "var"))
         np.sum(rows, axis=0, dtype=np.float64, out=sums[:c])
         sums[c] = len(rows)
         comm.allreduce_(sums)
@@ -52,15 +54,27 @@ class SyncBatchNorm(_BatchNorm):
         if n <= 1:
             raise ValueError("Expected more than 1 value per channel when training, got "
                              f"{n} across {comm.size} ranks")
-        mean = (sums[:c] / n).astype(np.float32)  # as the kernel: the mean rounded, then
-        dev = rows - mean  # the squared deviations from it, summed in double
-        ssq: np.ndarray = np.asarray(np.sum(dev * dev, axis=0, dtype=np.float64))
+        np.divide(sums[:c], n, out=mean64)
+        np.copyto(mean, mean64, casting="same_kind")  # as the kernel: the mean rounded, then
+        dev = self._buffer("sync_dev", rows.shape)  # the squared deviations from it, summed
+        np.subtract(rows, mean, out=dev)  # in double (in reused buffers: a step allocates
+        np.multiply(dev, dev, out=dev)  # nothing)
+        np.sum(dev, axis=0, dtype=np.float64, out=ssq)
         comm.allreduce_(ssq)
         if self.track_running_stats:
-            self._update_running(sums[:c] / n, ssq, n)
+            self._update_running(mean64, ssq, n)
         self._synced_rows = n
-        var: np.ndarray = np.asarray(ssq / n, np.float32)
+        np.divide(ssq, n, out=mean64)  # mean64 is read no more: the biased variance
+        np.copyto(var, mean64, casting="same_kind")
         return mean, var
+
+    def _scratch(self, key: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """A per-layer array of the statistics' reduction, made once and reused."""
+        d: dict[str, np.ndarray] = self.__dict__.setdefault("_sync_scratch", {})
+        a = d.get(key)
+        if a is None or a.shape != shape:
+            a = d[key] = np.empty(shape, dtype)
+        return a
 
     def _update_running(self, mean: np.ndarray, ssq: np.ndarray, n: int) -> None:
         """The kernel's running update (in double, unbiased variance) from the whole batch."""
@@ -78,14 +92,15 @@ class SyncBatchNorm(_BatchNorm):
         if not self._synced_rows:
             return None
         c = self.num_features
-        local = np.empty((2, c), np.float32)  # [sum dy, sum dy * xhat] of this rank's rows
+        local = self._scratch("local", (2, c), np.float32)  # [sum dy, sum dy * xhat] here
         w, b = self.weight, self.bias
         _core.batchnorm_backward(g, None if w is None else w.data, None if b is None else b.data,
                                  ctx, local[1], local[0], compute_grad_input=False)
         if w is not None and b is not None:  # each rank's own: DDP averages them
             w.accumulate_grad(local[1])
             b.accumulate_grad(local[0])
-        total = local.copy()
+        total = self._scratch("total", (2, c), np.float32)
+        np.copyto(total, local)
         self.communicator.allreduce_(total)
         return total, self._synced_rows
 
