@@ -15,7 +15,7 @@
 # Names for the checker only: aliases (plain assignments) and @type_check_only classes (the
 # dicts some functions return; import them under `if TYPE_CHECKING:`).
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import SupportsIndex, TypedDict, type_check_only
 
 import numpy as np
@@ -239,11 +239,13 @@ class StepTape:
 
     def __init__(self, batch: int, in_features: int) -> None: ...
     def add_linear(self, weight: _F32, bias: _F32 | None, grad_weight: _F32,
-                   grad_bias: _F32 | None, *, relu: bool = False) -> None: ...
+                   grad_bias: _F32 | None, *, relu: bool = False,
+                   on_written: Callable[[], object] | None = None) -> None: ...
     def add_batchnorm(self, weight: _F32 | None, bias: _F32 | None, grad_weight: _F32 | None,
                       grad_bias: _F32 | None, running_mean: _F32 | None,
                       running_var: _F32 | None, num_batches_tracked: _I64 | None, *,
-                      momentum: float | None, eps: float, relu: bool = False) -> None: ...
+                      momentum: float | None, eps: float, relu: bool = False,
+                      on_written: Callable[[], object] | None = None) -> None: ...
     def add_activation(self, name: str, a: float = 0.0, b: float = 0.0) -> None: ...
     def set_cross_entropy(self, weight: _F32 | None, ignore_index: int, reduction: str,
                           label_smoothing: float) -> None: ...

@@ -16,8 +16,11 @@ each of exactly that class (a subclass may override what it computes), no parame
 between layers, on a 2-D float32 input. Anything else
 runs the eager step; `compile_step` says why once (`CompileFallbackWarning`), `reason` keeps it.
 A layer instance wrapped for the step (the diagnostics' layer taps replace `forward` on the
-instance) or with a gradients-written hook (Module._on_grads_written, data parallelism's) runs
-that step eagerly, so what the taps record, or the hook sees, is the same.
+instance) runs that step eagerly, so what the taps record is the same. A layer's
+gradients-written hook (Module._on_grads_written) is called by the tape as soon as that
+layer's backward has written them, as the eager backward calls it; a DistributedDataParallel
+model compiles through the module it wraps, its buckets' allreduces started by those hooks
+while the tape's backward goes on.
 
 The tape holds its own activation buffers (one output and one dL/dx per layer); the parameter
 gradients go where the eager backward writes them, into the flat gradient buffer.
@@ -25,6 +28,7 @@ gradients go where the eager backward writes them, into the flat gradient buffer
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -60,9 +64,19 @@ _ACTIVATIONS: dict[type[Any], Any] = {
 _SUPPORTED = (nn.Linear, nn.BatchNorm1d, nn.Identity, nn.Dropout, *_ACTIVATIONS)
 
 
+def unwrap(model: Any) -> tuple[Any, Any]:
+    """(the model whose layers compile, its data-parallel wrapper or None): a wrapper
+    (distributed.DistributedDataParallel, marked `compiled_wrapper`) is compiled through the
+    module it wraps, with its before_forward() and averaging() around the tape."""
+    if getattr(type(model), "compiled_wrapper", False):
+        return model.module, model
+    return model, None
+
+
 def unsupported(model: Any) -> str | None:
     """Why `model` cannot be compiled (None: it can). Checked once; what can change between
     steps (a child's training mode, a layer replaced) is part of the tape's key."""
+    model = unwrap(model)[0]
     if type(model) is not nn.Sequential:
         return f"the model is a {type(model).__name__}, not an nn.Sequential"
     seen: set[int] = set()
@@ -116,8 +130,10 @@ class CompiledStep:
         self.reason = unsupported(self.model)
         ok = self.reason is None
         self._generation = _calls.structure_generation()
-        self._children: list[Any] = list(self.model.children()) if ok else []
-        self._params: list[Any] = list(self.model.parameters()) if ok else []
+        self._inner, self._wrapper = unwrap(self.model)
+        inner = self._inner
+        self._children: list[Any] = list(inner.children()) if ok else []
+        self._params: list[Any] = list(inner.parameters()) if ok else []
         self._bns = [m for m in self._children if type(m) is nn.BatchNorm1d]
         self._read_stores()
 
@@ -153,7 +169,13 @@ class CompiledStep:
             self._tape = tape
             for bn in self._bns:
                 running_stats.before_update(bn)  # a skipped step can take the update back
-            loss = float(tape.run(x, y, self._seeds(tape)))
+            wrapper = self._wrapper
+            if wrapper is None:
+                loss = float(tape.run(x, y, self._seeds(tape)))
+            else:
+                wrapper.before_forward()
+                with wrapper.averaging():
+                    loss = float(tape.run(x, y, self._seeds(tape)))
             self.output = tape.output
             self._grads_written()
             return loss
@@ -192,6 +214,8 @@ class CompiledStep:
         else:
             for bn in self._bns:
                 running_stats.before_update(bn)  # a skipped step can take the update back
+            if self._wrapper is not None:
+                self._wrapper.before_forward()
             pred = tape.forward(x, self._seeds(tape))
         self.output = pred
         return pred
@@ -202,7 +226,11 @@ class CompiledStep:
         if tape is None:
             self.model.backward(grad_output, input_grad=False)
             return
-        tape.backward(grad_output)
+        if self._wrapper is None:
+            tape.backward(grad_output)
+        else:
+            with self._wrapper.averaging():
+                tape.backward(grad_output)
         self._grads_written()
 
     def _grads_written(self) -> None:
@@ -225,13 +253,14 @@ class CompiledStep:
         children = self._children
         for m in children:
             d = m.__dict__
-            if "forward" in d or "_backward" in d or "_grads_written" in d:
-                return None  # wrapped on the instance (layer taps) or hooked (data parallel)
+            if "forward" in d or "_backward" in d:
+                return None  # wrapped on the instance (the diagnostics' layer taps)
         # Where the parameters live: a move into another flat buffer (nn.flatten) bumps the
         # old buffer's generation, and every tape must then point at the new one.
         if tuple(s.generation for s in self._stores) != self._store_gens:
             self._read_stores()
-        key = (x.shape, x.dtype, x.flags.c_contiguous, tuple(_recorded(m) for m in children))
+        key = (x.shape, x.dtype, x.flags.c_contiguous,
+               tuple((_recorded(m), m.__dict__.get("_grads_written")) for m in children))
         tape = self._tapes.get(key, False)
         if tape is False:
             tape = self._record(x)
@@ -248,12 +277,12 @@ class CompiledStep:
         if x.dtype != np.float32 or x.shape[0] < 1 or not x.flags.c_contiguous:
             return None
         try:
-            self.model.output_shape(x.shape)
+            self._inner.output_shape(x.shape)
         except (ValueError, TypeError):
             return None
         tape = _core.StepTape(x.shape[0], x.shape[1])
         drops = 0
-        for lp, m in zip(self.model.plan(), self._children, strict=True):
+        for lp, m in zip(self._inner.plan(), self._children, strict=True):
             kind = type(m)
             if kind is nn.Dropout and m.training and m.p > 0.0:
                 tape.add_dropout(m.p)
@@ -262,10 +291,13 @@ class CompiledStep:
             if lp.absorbed or kind is nn.Identity or kind is nn.Dropout:
                 continue  # runs inside the layer before it / passes its input through
             relu = lp.epilogue == "relu"
+            hook = m.__dict__.get("_grads_written")
+            on_written = None if hook is None else functools.partial(hook, m)
             if kind is nn.Linear:
                 b = m.bias
                 tape.add_linear(m.weight.data, None if b is None else b.data, m.weight.grad_buffer,
-                                None if b is None else b.grad_buffer, relu=relu)
+                                None if b is None else b.grad_buffer, relu=relu,
+                                on_written=on_written)
             elif kind is nn.BatchNorm1d:
                 if not m.training or x.shape[0] < 2:
                     return None
@@ -276,7 +308,7 @@ class CompiledStep:
                     None if w is None else w.grad_buffer, None if b is None else b.grad_buffer,
                     m.running_mean if track else None, m.running_var if track else None,
                     m.num_batches_tracked if track else None, momentum=m.momentum, eps=m.eps,
-                    relu=relu)
+                    relu=relu, on_written=on_written)
             else:
                 name, args = _ACTIVATIONS[kind](m)
                 tape.add_activation(name, *args)

@@ -6,10 +6,13 @@
 // arrays as the layer's own binding does (the tape keeps them alive) and records closures that
 // call the same driver with the same arguments as that binding, so results are bitwise the
 // eager path's. Parameter gradients are written (beta = 0), as the first backward after
-// zero_grad does; the first layer computes no dL/dx.
+// zero_grad does; the first layer computes no dL/dx. A layer with parameters may carry a
+// Python callable, called (the GIL taken for it) as soon as its backward has written them:
+// the eager Module's gradients-written hook (data parallelism starts its allreduces there).
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +32,25 @@ namespace {
 
 using std::to_string;
 
+// A layer's gradients-written hook: None, or a callable run with the GIL held. Shared by the
+// closure's copies; created and destroyed with the GIL held (by the tape's owner).
+using Hook = std::shared_ptr<py::object>;
+
+Hook make_hook(const char* fn, py::handle obj) {
+  if (obj.is_none()) return nullptr;
+  if (!PyCallable_Check(obj.ptr())) {
+    type_error(fn, std::string("on_written must be callable or None, got ") +
+                       py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  return std::make_shared<py::object>(py::reinterpret_borrow<py::object>(obj));
+}
+
+void call_hook(const Hook& hook) {
+  if (!hook) return;
+  py::gil_scoped_acquire gil;
+  (*hook)();
+}
+
 class PyStepTape {
  public:
   PyStepTape(int64_t batch, int64_t in_features) : batch_(batch), cols_(in_features) {
@@ -42,8 +64,9 @@ class PyStepTape {
   }
 
   void add_linear(py::handle w_obj, py::handle b_obj, py::handle dw_obj, py::handle db_obj,
-                  bool relu) {
+                  bool relu, py::handle hook_obj) {
     const char* fn = "StepTape.add_linear";
+    const Hook hook = make_hook(fn, hook_obj);
     py::array w = f32_array(fn, "weight", w_obj, 2);
     require_shape(fn, "weight", w, {-1, cols_});
     const int64_t out_f = w.shape(0), in_f = cols_, n = batch_;
@@ -73,14 +96,16 @@ class PyStepTape {
         dy = mask;
       }
       linear_backward_f32(dx, dwp, dbp, dy, *xs, wp, n, in_f, out_f, 0.0f, 0.0f);
+      call_hook(hook);
     });
     keep_all({w, b, dw, db});
   }
 
   void add_batchnorm(py::handle g_obj, py::handle b_obj, py::handle dg_obj, py::handle db_obj,
                      py::handle rm_obj, py::handle rv_obj, py::handle nbt_obj,
-                     py::handle momentum_obj, double eps, bool relu) {
+                     py::handle momentum_obj, double eps, bool relu, py::handle hook_obj) {
     const char* fn = "StepTape.add_batchnorm";
+    const Hook hook = make_hook(fn, hook_obj);
     const int64_t c = cols_, n = batch_;
     if (n <= 1) {
       value_error(fn, "Expected more than 1 value per channel when training, got a batch of " +
@@ -150,6 +175,7 @@ class PyStepTape {
     tape_.backward_steps.push_back([=] {
       batchnorm_kernels().backward(dx, dgp, dbp, *dys, *xs, nullptr, sm, si, gp, bp, n, c, true,
                                    0.0f, 0.0f, relu, nullptr, n);
+      call_hook(hook);
     });
     keep_all({g, b, dg, db, rm, rv, t});
   }
@@ -379,11 +405,15 @@ void register_step_tape(py::module_& m) {
       .def(py::init<int64_t, int64_t>(), arg("batch"), arg("in_features"))
       .def("add_linear", &PyStepTape::add_linear, arg("weight"), arg("bias"),
            arg("grad_weight"), arg("grad_bias"), py::kw_only(), arg("relu") = false,
-           "A Linear (its ReLU fused into the GEMM's epilogue when relu=True).")
+           arg("on_written") = py::none(),
+           "A Linear (its ReLU fused into the GEMM's epilogue when relu=True); on_written() "
+           "is called once its backward has written the gradients.")
       .def("add_batchnorm", &PyStepTape::add_batchnorm, arg("weight"), arg("bias"),
            arg("grad_weight"), arg("grad_bias"), arg("running_mean"), arg("running_var"),
            arg("num_batches_tracked"), py::kw_only(), arg("momentum"), arg("eps"),
-           arg("relu") = false, "A training-mode BatchNorm1d on (batch, C), ReLU fused if asked.")
+           arg("relu") = false, arg("on_written") = py::none(),
+           "A training-mode BatchNorm1d on (batch, C), ReLU fused if asked; on_written() as "
+           "add_linear's.")
       .def("add_activation", &PyStepTape::add_activation, arg("name"), arg("a") = 0.0,
            arg("b") = 0.0, "An elementwise activation by kernel name, with its parameters.")
       .def("add_dropout", &PyStepTape::add_dropout, arg("p"),

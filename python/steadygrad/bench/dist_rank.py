@@ -48,7 +48,8 @@ def _steadygrad(cfg: Any, x: np.ndarray, y: np.ndarray, plan: dict[str, Any]) ->
         wrapped.append(dist.DistributedDataParallel(model))
         return wrapped[0]
 
-    built = build_steadygrad(cfg, x, y, wrap if comm.size > 1 else None)
+    # the compiled step (what sg.fit runs), of the DDP model on several ranks
+    built = build_steadygrad(cfg, x, y, wrap if comm.size > 1 else None, compiled=True)
 
     def sync(v: int) -> int:
         buf = np.array([v], np.int64)

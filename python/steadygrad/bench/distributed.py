@@ -113,6 +113,9 @@ class DistributedSuite(suite.BaseSuite):
             notes.append(f"{r['config']}: {CONFIGS[r['config']].describe()}")
         notes += ["AxB: A processes (MPI ranks) x B threads each; 2x1 ranks each train on half "
                   "the global batch",
+                  "sg: the compiled step (sg.compile_step, what sg.fit runs) in every layout; "
+                  "on 2 ranks its tape starts each bucket's allreduce as the layers finish, "
+                  "and a helper thread tests them while the backward runs",
                   "allreduce ms: the gradient buffer's allreduce alone (median); exposed ms: "
                   "what the step waited for it after its backward (DistributedDataParallel."
                   "last_wait_s); % hidden = 1 - exposed / allreduce",

@@ -34,7 +34,8 @@ class Request(Protocol):
 class Communicator(Protocol):
     """What the distributed layer needs of a process group. Buffers are C-contiguous numpy
     arrays, reduced (summed) or broadcast in place; every rank calls each collective in the
-    same order."""
+    same order. Optional: `threaded_progress` (default False), True when requests may be
+    tested from a thread other than the one that made them."""
 
     @property
     def rank(self) -> int: ...
@@ -99,7 +100,9 @@ class _MPIRequest:
 
 class MPICommunicator:
     """A Communicator over an mpi4py communicator (COMM_WORLD by default): buffer-protocol
-    calls (Allreduce with MPI.IN_PLACE, Iallreduce, Bcast), no pickling. `barrier()` waits
+    calls (Allreduce with MPI.IN_PLACE, Iallreduce, Bcast), no pickling. `threaded_progress`:
+    whether MPI runs at MPI_THREAD_MULTIPLE (mpi4py's default), so that
+    DistributedDataParallel's helper thread may test requests. `barrier()` waits
     on a non-blocking barrier with short sleeps, so a rank that waits long (for rank 0 writing
     a checkpoint) leaves its core to the others instead of spinning."""
 
@@ -109,6 +112,7 @@ class MPICommunicator:
         self._mpi = MPI
         self._comm = MPI.COMM_WORLD if comm is None else comm
         self._rank, self._size = int(self._comm.Get_rank()), int(self._comm.Get_size())
+        self.threaded_progress = MPI.Query_thread() == MPI.THREAD_MULTIPLE
 
     @property
     def rank(self) -> int:

@@ -7,10 +7,13 @@ The flat buffer is cut into contiguous buckets of whole parameters, from its end
 layer's gradients are written first). Module._on_grads_written tells the bucketing when a
 layer's backward has returned; a bucket's non-blocking allreduce starts as soon as every layer
 writing into it has, while the backward of the layers before it runs. The backward waits for
-them all and divides by the number of ranks before it returns."""
+them all and divides by the number of ranks before it returns. Between the first bucket and
+that wait a helper thread (progress.py) tests the requests, so MPI moves them on while the
+layers compute instead of in the final wait."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from steadygrad.distributed.comm import Communicator, Request, communicator
+from steadygrad.distributed.progress import Progress
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import FlatStorage
 
@@ -63,12 +67,19 @@ class DistributedDataParallel(Module):
     itself. forward, state_dict, load_state_dict and the names of parameters and layers are
     the wrapped module's: a checkpoint holds its keys (no "module." prefix, unlike torch), so
     it loads into the bare model too.
+    progress_thread (default True): a helper thread tests the allreduces in flight while the
+    backward runs (see steadygrad.distributed.progress), where the communicator allows it
+    (`threaded_progress`: MPI_THREAD_MULTIPLE); False, or a communicator without it, tests
+    them only between layers.
     `last_wait_s`: seconds the last backward waited for communication after its layers were
     done (the part of the allreduce the backward did not hide). The parameters stay bitwise
     equal on every rank as long as the MPI library's allreduce hands every rank the same sum
     (MPICH's and Open MPI's algorithms do; tests/distributed checks it with a checksum)."""
 
     skips_grad_input = True  # input_grad=False is passed on to the wrapped module
+    # steadygrad.compiled compiles `module` and runs before_forward() and averaging() around
+    # its tape, whose layers call the same gradients-written hooks as the eager backward
+    compiled_wrapper = True
     communicator: Communicator
     broadcast_buffers: bool
     last_wait_s: float
@@ -83,7 +94,8 @@ class DistributedDataParallel(Module):
     _unfinished: int  # the first request in _pending not yet seen complete
 
     def __init__(self, module: Module, communicator: Communicator | None = None, *,
-                 bucket_cap_mb: float = 1.0, broadcast_buffers: bool = True) -> None:
+                 bucket_cap_mb: float = 1.0, broadcast_buffers: bool = True,
+                 progress_thread: bool = True) -> None:
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError("DistributedDataParallel: module must be an nn.Module, got "
@@ -106,6 +118,8 @@ class DistributedDataParallel(Module):
         self.last_wait_s = 0.0
         self._active, self._pending, self._started, self._remaining = False, [], [], []
         self._done_layers, self._unfinished = set(), 0
+        threaded = bool(progress_thread) and bool(getattr(comm, "threaded_progress", False))
+        self._progress = Progress() if threaded and comm.size > 1 else None
         cap = max(int(bucket_cap_mb * 2**20) // 4, 1)
         self._buckets = None if storage is None else _Buckets(storage, module, cap)
         if comm.size > 1:
@@ -122,9 +136,14 @@ class DistributedDataParallel(Module):
 
     # -- what the wrapped module does --------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
+        self.before_forward()
+        return self.module._run_forward(x)
+
+    def before_forward(self) -> None:
+        """What a training forward does first (eager or compiled): with broadcast_buffers,
+        copy rank 0's buffers to every rank."""
         if self.training and self.broadcast_buffers and self.communicator.size > 1:
             self._broadcast_buffers()
-        return self.module._run_forward(x)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...] | None:
         return self.module.output_shape(shape)
@@ -155,17 +174,30 @@ class DistributedDataParallel(Module):
 
     # -- the gradient average ----------------------------------------------------------
     def _backward(self, grad_output: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        with self.averaging():
+            return self.module._run_backward(grad_output, input_grad)
+
+    @contextlib.contextmanager
+    def averaging(self) -> Iterator[None]:
+        """Around one backward of the wrapped module's layers (eager, or compiled:
+        steadygrad.compiled runs the layers' backward in one call that calls the same hooks):
+        buckets start as their layers finish; on leaving, the rest start and every bucket is
+        waited on and divided by the number of ranks. A backward that raises averages
+        nothing (its rank aborts the job)."""
         buckets = self._buckets
         if self.communicator.size == 1 or buckets is None:
-            return self.module._run_backward(grad_output, input_grad)
+            yield
+            return
         self._remaining = list(buckets.writers)
         self._started = [False] * len(buckets.ranges)
         self._done_layers, self._pending, self._active = set(), [], True
         self._unfinished = 0
         try:
-            g = self.module._run_backward(grad_output, input_grad)
+            yield
         except BaseException:
-            self._pending = []  # a failed backward: nothing is averaged (its rank aborts)
+            if self._progress is not None:
+                self._progress.end()
+            self._pending = []
             raise
         finally:
             self._active = False
@@ -173,6 +205,8 @@ class DistributedDataParallel(Module):
         for b in range(len(buckets.ranges)):  # layers whose backward did not run
             if not self._started[b]:
                 self._start(buckets, b)
+        if self._progress is not None:
+            self._progress.end()  # the thread tests nothing more: the waits below are ours
         size = self.communicator.size
         for b, req in self._pending:
             req.wait()
@@ -181,12 +215,14 @@ class DistributedDataParallel(Module):
             np.divide(view, size, out=view)
         self.last_wait_s = time.perf_counter() - t0
         self._pending = []
-        return g
 
     def _start(self, buckets: _Buckets, b: int) -> None:
         lo, hi = buckets.ranges[b]
         self._started[b] = True
-        self._pending.append((b, self.communicator.iallreduce_(buckets.storage.grad[lo:hi])))
+        req = self.communicator.iallreduce_(buckets.storage.grad[lo:hi])
+        self._pending.append((b, req))
+        if self._progress is not None:
+            self._progress.add(req)
 
     def _layer_done(self, m: Module) -> None:
         """A layer's backward returned: start each bucket all of whose layers have."""
@@ -198,6 +234,8 @@ class DistributedDataParallel(Module):
             self._remaining[b] -= 1
             if self._remaining[b] == 0 and not self._started[b]:
                 self._start(buckets, b)
+        if self._progress is not None:
+            return  # its thread drives MPI's progress
         # Drive MPI's progress (it moves non-blocking collectives only inside MPI calls) by
         # testing the oldest unfinished request, while the backward runs on.
         pending = self._pending

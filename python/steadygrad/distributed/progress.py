@@ -1,0 +1,74 @@
+"""A helper thread that moves a backward's allreduces on while its layers compute.
+
+MPI libraries (MPICH, Open MPI) advance a non-blocking collective only inside MPI calls. A
+bucket whose Iallreduce started before a long layer backward (one GEMM call of tens of ms,
+with no MPI call in it) sits still until the next call, so without help it finishes in the
+backward's final wait: exposed. The thread tests the oldest unfinished request every
+`interval` seconds from a backward's first bucket to the start of its final wait, and sleeps
+in between (a few microseconds of its core per test). It only runs where the communicator
+says its requests may be tested from another thread (MPI_THREAD_MULTIPLE: mpi4py's default).
+It changes no value: which algorithm reduces the buffer, and so the sum, does not depend on
+when it is driven."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from steadygrad.distributed.comm import Request
+
+__all__ = ["Progress"]
+
+INTERVAL_S = 3e-4  # between tests: short beside a bucket's ms, long beside a test's us
+
+
+class Progress:
+    """`add(req)` as each bucket starts (the first wakes the thread), `end()` before the
+    final wait: after it returns no test runs until the next `add`, so the caller may wait
+    on the requests itself (MPI forbids two threads testing one request at once).
+    `tests`: how many tests the thread made (diagnostics; tests of this module)."""
+
+    def __init__(self, interval: float = INTERVAL_S) -> None:
+        self.interval = interval
+        self.tests = 0
+        self._lock = threading.Lock()
+        self._run = threading.Event()
+        self._requests: list[Request] = []
+        self._next = 0  # the first request not yet seen complete
+        self._thread: threading.Thread | None = None
+        self._pid = 0  # the process the thread runs in (a forked child starts its own)
+
+    def add(self, req: Request) -> None:
+        self._requests.append(req)
+        if not self._run.is_set():
+            self._ensure_thread()
+            self._run.set()
+
+    def end(self) -> None:
+        self._run.clear()
+        with self._lock:  # a test in progress returns; the loop starts none after the clear
+            self._requests = []
+            self._next = 0
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._loop, name="steadygrad-mpi-progress",
+                                            daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._run.wait()
+            while self._run.is_set():
+                with self._lock:
+                    if not self._run.is_set():
+                        break
+                    reqs = self._requests
+                    while self._next < len(reqs):
+                        self.tests += 1
+                        if not reqs[self._next].test():
+                            break
+                        self._next += 1
+                time.sleep(self.interval)
