@@ -82,10 +82,9 @@ GradPre make_pre(const GradPreHyper& h) {
   return p;
 }
 
-}  // namespace
 
-double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg) {
-  // per_seg[i] accumulates segment i's chunk partials (in order), then becomes its norm.
+// per_seg[i] = segment i's chunk partials combined in order (the sum of squares, or max|g|).
+void grad_norms_accumulate(const float* g, Segments s, bool inf_norm, double* per_seg) {
   for (int64_t i = 0; i < s.count; ++i) per_seg[i] = 0.0;
   // A read-only pass over fewer elements than this is not worth a fork/join.
   chunked_reduce(
@@ -98,6 +97,12 @@ double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg) {
         if (inf_norm) max_or_nan(&per_seg[i], p);
         else per_seg[i] += p;
       });
+}
+
+}  // namespace
+
+double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg) {
+  grad_norms_accumulate(g, s, inf_norm, per_seg);
   // Fixed-order combine of the segments.
   double total = 0.0;
   for (int64_t i = 0; i < s.count; ++i) {
@@ -109,6 +114,13 @@ double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg) {
     }
   }
   return inf_norm ? total : std::sqrt(total);
+}
+
+double grad_norm_partial(const float* g, int64_t n, bool inf_norm) {
+  const int64_t off = 0;
+  double acc = 0.0;
+  grad_norms_accumulate(g, Segments{&off, &n, 1}, inf_norm, &acc);
+  return acc;
 }
 
 void adam_step(float* p, float* m, float* v, float* vmax, const float* g, Segments s,

@@ -61,6 +61,12 @@ struct NadamHyper {
 // per_seg and the result are bitwise identical for every thread count and ISA. A non-finite
 // gradient gives a non-finite segment norm. per_seg has `count` entries.
 double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg);
+// One segment's accumulation as grad_norms makes it, before any square root: the sum of squares
+// (inf_norm: max|g|, NaN if any NaN) of g[0, n), chunk by chunk in order, so that
+// grad_norms' per_seg[i] is sqrt(grad_norm_partial(g + off[i], len[i], false)) bitwise, and its
+// total the square root of these partials added in segment order. The compiled step computes
+// it as each layer's backward has written its gradients (still in cache).
+double grad_norm_partial(const float* g, int64_t n, bool inf_norm);
 
 void adam_step(float* p, float* m, float* v, float* vmax, const float* g, Segments s,
                const AdamHyper& h);

@@ -278,6 +278,10 @@ class CallbackList:
         self.active = active
         self.regular = [c for c in active if not c.saves_checkpoint]
         self.savers = [c for c in active if c.saves_checkpoint]
+        # whether a callback has an on_before_optimizer_step (which may change the gradients)
+        self.before_step = any(
+            type(c).on_before_optimizer_step is not Callback.on_before_optimizer_step
+            or "on_before_optimizer_step" in c.__dict__ for c in active)
         for c in self.callbacks:
             c.set_loop(loop)
 

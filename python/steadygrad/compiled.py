@@ -29,6 +29,7 @@ gradients go where the eager backward writes them, into the flat gradient buffer
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -119,6 +120,8 @@ class CompiledStep:
         self._tapes: dict[tuple[Any, ...], Any] = {}
         self._loss_keys: dict[int, tuple[Any, ...]] = {}  # id(tape) -> its loss's arguments
         self._drops: dict[int, int] = {}  # id(tape) -> its Dropout layers (seeds a step draws)
+        # id(tape) -> the parameters whose gradients it writes, in its grad_partials order
+        self._grads: dict[int, list[Any]] = {}
         self._contention = Contention()
         self._bind()
         if self.reason is not None and warn:
@@ -144,6 +147,7 @@ class CompiledStep:
         self._tapes.clear()
         self._loss_keys.clear()
         self._drops.clear()
+        self._grads.clear()
 
     @property
     def compiled(self) -> bool:
@@ -158,34 +162,51 @@ class CompiledStep:
         return loss
 
     def forward_backward(self, x: np.ndarray, y: Any, loss_of: LossOf | None = None,
-                         w: np.ndarray | None = None) -> float:
+                         w: np.ndarray | None = None, *, offer_norms: bool = True) -> float:
         """forward, loss and backward on (x, y) after the caller's zero_grad; returns the
         loss. A CrossEntropyLoss on class indices runs inside the tape's one call (the same
         kernel and arguments as the loss module's); any other loss is
         `loss_of(loss_fn, pred, y, w)` -> (loss, grad_output or None: loss_fn.backward()'s;
-        sg.fit passes its batch_loss), by default the loss module's own value."""
+        sg.fit passes its batch_loss), by default the loss module's own value.
+        offer_norms: the optimizer's next step may take its gradient norms from the tape's
+        backward (computed as each layer wrote its gradients) instead of a pass of its own:
+        pass False when something may change the gradients before that step."""
         tape = self._tape_for(x)
+        norm = self._norm_asked(tape) if offer_norms else 0.0
         if tape is not None and self._fuses_loss(tape, y):
             self._tape = tape
             for bn in self._bns:
                 running_stats.before_update(bn)  # a skipped step can take the update back
             wrapper = self._wrapper
             if wrapper is None:
-                loss = float(tape.run(x, y, self._seeds(tape)))
+                loss = float(tape.run(x, y, self._seeds(tape), norm))
             else:
                 wrapper.before_forward()
                 with wrapper.averaging():
                     loss = float(tape.run(x, y, self._seeds(tape)))
             self.output = tape.output
             self._grads_written()
+            if norm:
+                self.optimizer._offer_norms(norm, tape.grad_partials, self._grads[id(tape)])
             return loss
         pred = self._forward(x, tape)
         if loss_of is None:
             loss, g = float(self.loss_fn(pred, y)), None
         else:
             loss, g = loss_of(self.loss_fn, pred, y, w)
-        self.backward(self.loss_fn.backward() if g is None else self.loss_fn.backward(g))
+        self._backward(self.loss_fn.backward() if g is None else self.loss_fn.backward(g), norm)
         return loss
+
+    def _norm_asked(self, tape: Any) -> float:
+        """The norm the optimizer's next step computes (2 or inf; 0: none, or one the tape
+        cannot give, or no tape), which the tape's backward then computes for it."""
+        opt = self.optimizer
+        if tape is None or self._wrapper is not None or not hasattr(opt, "_offer_norms"):
+            return 0.0  # (averaged gradients are not those the tape's backward saw)
+        if not (opt.skip_nonfinite or opt.max_grad_norm is not None):
+            return 0.0
+        nt = opt.norm_type
+        return nt if nt == 2.0 or nt == math.inf else 0.0
 
     def _fuses_loss(self, tape: Any, y: object) -> bool:
         """Whether the loss runs in the tape: a CrossEntropyLoss (mean or sum) on an integer
@@ -222,16 +243,22 @@ class CompiledStep:
 
     def backward(self, grad_output: np.ndarray) -> None:
         """The backward of the last forward: parameter gradients written, no dL/dx of x."""
+        self._backward(grad_output, 0.0)
+
+    def _backward(self, grad_output: np.ndarray, norm: float) -> None:
+        """backward(), the tape's norm partials offered to the optimizer when norm is 2/inf."""
         tape = self._tape
         if tape is None:
             self.model.backward(grad_output, input_grad=False)
             return
         if self._wrapper is None:
-            tape.backward(grad_output)
+            tape.backward(grad_output, norm)
         else:
             with self._wrapper.averaging():
                 tape.backward(grad_output)
         self._grads_written()
+        if norm:
+            self.optimizer._offer_norms(norm, tape.grad_partials, self._grads[id(tape)])
 
     def _grads_written(self) -> None:
         for p in self._params:
@@ -263,11 +290,12 @@ class CompiledStep:
                tuple((_recorded(m), m.__dict__.get("_grads_written")) for m in children))
         tape = self._tapes.get(key, False)
         if tape is False:
-            tape = self._record(x)
             if len(self._tapes) >= 8:  # a few shapes (the last batch's) are the norm
                 self._tapes.clear()
                 self._loss_keys.clear()
                 self._drops.clear()
+                self._grads.clear()
+            tape = self._record(x)
             self._tapes[key] = tape
         return tape
 
@@ -282,6 +310,7 @@ class CompiledStep:
             return None
         tape = _core.StepTape(x.shape[0], x.shape[1])
         drops = 0
+        grads: list[Any] = []  # in the order the tape's partials are
         for lp, m in zip(self._inner.plan(), self._children, strict=True):
             kind = type(m)
             if kind is nn.Dropout and m.training and m.p > 0.0:
@@ -295,6 +324,7 @@ class CompiledStep:
             on_written = None if hook is None else functools.partial(hook, m)
             if kind is nn.Linear:
                 b = m.bias
+                grads += [m.weight] + ([] if b is None else [b])
                 tape.add_linear(m.weight.data, None if b is None else b.data, m.weight.grad_buffer,
                                 None if b is None else b.grad_buffer, relu=relu,
                                 on_written=on_written)
@@ -302,6 +332,7 @@ class CompiledStep:
                 if not m.training or x.shape[0] < 2:
                     return None
                 w, b = m.weight, m.bias
+                grads += [p for p in (w, b) if p is not None]
                 track = m.track_running_stats
                 tape.add_batchnorm(
                     None if w is None else w.data, None if b is None else b.data,
@@ -315,6 +346,7 @@ class CompiledStep:
         if not tape.layers:
             return None
         self._drops[id(tape)] = drops
+        self._grads[id(tape)] = grads
         return tape
 
 

@@ -9,8 +9,14 @@
 // zero_grad does; the first layer computes no dL/dx. A layer with parameters may carry a
 // Python callable, called (the GIL taken for it) as soon as its backward has written them:
 // the eager Module's gradients-written hook (data parallelism starts its allreduces there).
+// With a norm asked of run()/backward() (2 or inf), each layer's backward also leaves, for each
+// parameter gradient it wrote, the optimizer norm pass's partial of it (grad_norm_partial:
+// bitwise what that pass would compute) in `grad_partials`, one per gradient in recording
+// order, so the optimizer step reads no gradient twice.
 #include <cstdint>
 #include <deque>
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +31,7 @@
 #include "layers/linear.h"
 #include "layers/pointwise.h"
 #include "layers/softmax_xent.h"
+#include "optim/optim.h"
 #include "step/step_tape.h"
 
 namespace sg::bind {
@@ -87,6 +94,7 @@ class PyStepTape {
     const float** xs = l.x;
     const float** dys = l.dy;
     const Activation act = relu ? Activation::relu : Activation::none;
+    const int64_t slot = new_partials(bp ? 2 : 1);
     tape_.forward_steps.push_back(
         [=] { linear_forward_f32(y, *xs, wp, bp, n, in_f, out_f, act); });
     tape_.backward_steps.push_back([=] {
@@ -96,6 +104,8 @@ class PyStepTape {
         dy = mask;
       }
       linear_backward_f32(dx, dwp, dbp, dy, *xs, wp, n, in_f, out_f, 0.0f, 0.0f);
+      partial(slot, dwp, out_f * in_f);
+      if (dbp) partial(slot + 1, dbp, out_f);
       call_hook(hook);
     });
     keep_all({w, b, dw, db});
@@ -158,6 +168,7 @@ class PyStepTape {
     if (counter) counters_.push_back(counter);
     float* sm = f32_ptr(keep(new_f32({c})));
     float* si = f32_ptr(keep(new_f32({c})));
+    const int64_t slot = new_partials((gp ? 1 : 0) + (bp ? 1 : 0));
     const Layer l = begin_layer(c, /*needs_dx=*/true);
     float* y = l.out;
     float* dx = l.dx;
@@ -175,6 +186,8 @@ class PyStepTape {
     tape_.backward_steps.push_back([=] {
       batchnorm_kernels().backward(dx, dgp, dbp, *dys, *xs, nullptr, sm, si, gp, bp, n, c, true,
                                    0.0f, 0.0f, relu, nullptr, n);
+      if (dgp) partial(slot, dgp, c);
+      if (dbp) partial(slot + (dgp ? 1 : 0), dbp, c);
       call_hook(hook);
     });
     keep_all({g, b, dg, db, rm, rv, t});
@@ -252,9 +265,11 @@ class PyStepTape {
 
   // forward, the cross-entropy of the output against labels and its gradient, backward: one
   // call, the GIL released once. The labels are checked before anything runs. Returns the loss.
-  py::object run(py::handle x_obj, py::handle labels_obj, const std::vector<uint64_t>& seeds) {
+  py::object run(py::handle x_obj, py::handle labels_obj, const std::vector<uint64_t>& seeds,
+                 double norm) {
     const char* fn = "compiled step";
     if (!has_loss_) value_error(fn, "run() needs set_cross_entropy() first");
+    set_norm(norm);
     set_seeds(seeds);
     double count = 0.0;
     const py::array y = class_labels(fn, labels_obj, output_, "the model's output", xent_ignore_,
@@ -276,9 +291,10 @@ class PyStepTape {
     return loss_value(xent_red_, total, count, py::none());
   }
 
-  void backward(py::handle dy_obj) {
+  void backward(py::handle dy_obj, double norm) {
     const char* fn = "compiled step";
     if (x_keep_.is_none()) value_error(fn, "backward before forward");
+    set_norm(norm);
     py::array dy = batch_matrix(fn, "grad_output", dy_obj, "the output's shape", batch_,
                                 "features", cols_);
     *last_dy_ = f32_cptr(dy);
@@ -290,6 +306,7 @@ class PyStepTape {
   }
 
   py::array output() const { return output_; }
+  py::array grad_partials() const { return partials_; }
   py::object grad_output() const { return has_loss_ ? py::object(dlogits_) : py::object(py::none()); }
   int64_t batch() const { return batch_; }
   int64_t layers() const { return layers_; }
@@ -301,6 +318,29 @@ class PyStepTape {
     const float** x;
     const float** dy;
   };
+
+  // 0: no partials; 2: sums of squares; inf: max|g| (each run/backward says which).
+  void set_norm(double norm) {
+    if (!(norm == 0.0 || norm == 2.0 || norm == INFINITY)) {
+      value_error("compiled step", "norm must be 0 (none), 2 or inf, got " + to_string(norm));
+    }
+    norm_ = norm;
+    std::fill_n(partials_ptr_, partials_.size(), NAN);  // NaN: not asked for, or not written
+  }
+  void partial(int64_t slot, const float* g, int64_t n) {
+    if (norm_ == 0.0) return;
+    partials_ptr_[slot] = grad_norm_partial(g, n, norm_ != 2.0);  // (the GIL is released)
+  }
+  // count new partial slots; returns the first.
+  int64_t new_partials(int64_t count) {
+    const int64_t first = partials_.size();
+    py::array_t<double> grown(first + count);
+    if (first) std::copy_n(static_cast<const double*>(partials_.data()), first,
+                           static_cast<double*>(grown.mutable_data()));
+    partials_ = grown;
+    partials_ptr_ = static_cast<double*>(partials_.mutable_data());
+    return first;
+  }
 
   // One seed per Dropout layer, in layer order (checked before anything runs).
   void set_seeds(const std::vector<uint64_t>& seeds) {
@@ -382,6 +422,9 @@ class PyStepTape {
   const float** prev_dy_ = nullptr;
   const float** last_dy_ = nullptr;
   py::array output_;
+  py::array partials_ = py::array_t<double>(0);  // grad_norm_partial per gradient written
+  double* partials_ptr_ = nullptr;
+  double norm_ = 0.0;
   py::object x_keep_ = py::none();
   // the fused loss (set_cross_entropy)
   bool has_loss_ = false;
@@ -425,14 +468,17 @@ void register_step_tape(py::module_& m) {
            arg("ignore_index"), arg("reduction"), arg("label_smoothing"),
            "The loss run() computes: CrossEntropyLoss on class indices with these arguments.")
       .def("run", &PyStepTape::run, arg("input"), arg("labels"),
-           arg("seeds") = std::vector<uint64_t>{},
+           arg("seeds") = std::vector<uint64_t>{}, arg("norm") = 0.0,
            "forward, the cross-entropy against labels and its gradient, backward, in one call "
            "(the GIL released once); returns the loss. The labels are checked first.")
       .def_property_readonly("grad_output", &PyStepTape::grad_output,
                              "run()'s dL/d(output), or None before set_cross_entropy().")
-      .def("backward", &PyStepTape::backward, arg("grad_output"),
+      .def("backward", &PyStepTape::backward, arg("grad_output"), arg("norm") = 0.0,
            "Runs every layer's backward from dL/d(output), writing the parameter gradients.")
       .def_property_readonly("output", &PyStepTape::output)
+      .def_property_readonly("grad_partials", &PyStepTape::grad_partials,
+                             "The last run/backward's norm partial of each parameter gradient "
+                             "(recording order; NaN where none was asked or written).")
       .def_property_readonly("batch", &PyStepTape::batch)
       .def_property_readonly("layers", &PyStepTape::layers);
 }

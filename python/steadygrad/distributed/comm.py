@@ -168,6 +168,9 @@ def _abort_on_exception(comm: Communicator) -> None:
     def hook(kind: type[BaseException], err: BaseException, tb: TracebackType | None) -> None:
         previous(kind, err, tb)
         sys.stderr.flush()
+        # The launcher forwards our output from a pipe on its own time; Abort tears its proxies
+        # down, so without a pause the traceback was sometimes cut after its first line.
+        time.sleep(0.5)
         comm.abort(1)
 
     sys.excepthook = hook

@@ -36,6 +36,7 @@ from steadygrad.optim._norms import (
     NonFiniteGradientWarning,
     check_norm_type,
     clip_coefficient,
+    offered_norms,
     segment_norms,
 )
 from steadygrad.optim._state import StateDictMixin
@@ -117,6 +118,8 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         self.skipped_steps = 0
         self.consecutive_skips = 0
         self.last_grad_norm: float | None = None
+        self._offered: tuple[float, np.ndarray, list[Parameter]] | None = None
+        self._offer_order: tuple[Any, ...] = ()
         self._last_norms: np.ndarray | None = None
         self._last_active: list[int] | None = None
 
@@ -160,6 +163,7 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
     # -- gradients ---------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Mark every gradient stale (grad reads None); set_to_none=False writes zeros instead."""
+        self._offered = None
         for p in self._params:
             if set_to_none:
                 p.zero_grad()
@@ -213,7 +217,11 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         total: float | None = None
         if self.skip_nonfinite or self.max_grad_norm is not None:
             out = self._norm_out if active is None else None
-            total, per = segment_norms(grad, off, ln, self.norm_type, out)
+            offered = self._take_offered() if active is None else None
+            if offered is not None:
+                total, per = offered_norms(self.norm_type, offered, self._norm_out)
+            else:
+                total, per = segment_norms(grad, off, ln, self.norm_type, out)
             self._last_norms = per
             self._last_active = self._all_idx if active is None else active
             self.last_grad_norm = total
@@ -235,6 +243,31 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         self.consecutive_skips = 0
         running_stats.finish_step(self._param_ids(), skipped=False)
         return total
+
+    def _offer_norms(self, norm_type: float, partials: np.ndarray,
+                     params: list[Parameter]) -> None:
+        """For the next step only (zero_grad withdraws it): partials[i] is the norm pass's
+        partial (`_core` grad_norm_partial: the sum of squares, or max|g| for inf) of
+        params[i]'s gradient as it is now, computed by the compiled step's backward as it
+        wrote it. A step with every gradient fresh, the same norm_type and every parameter
+        among `params` uses them instead of reading the gradients again: bitwise the same
+        norms. The caller promises nothing changes the gradients before that step."""
+        self._offered = (norm_type, partials, params)
+
+    def _take_offered(self) -> np.ndarray | None:
+        """The offered partials in this optimizer's parameter order, or None (none offered,
+        another norm_type, or a parameter not among them); withdraws the offer."""
+        offered, self._offered = self._offered, None
+        if offered is None or offered[0] != self.norm_type:
+            return None
+        _, partials, params = offered
+        key = (id(params), len(params), id(self._params), len(self._params))
+        if self._offer_order[:4] != key:
+            slot = {id(p): i for i, p in enumerate(params)}
+            order = [slot.get(id(p), -1) for p in self._params]
+            self._offer_order = (*key, None if -1 in order else np.array(order, np.int64))
+        order = self._offer_order[4]
+        return None if order is None else partials[order]
 
     def _check_groups(self) -> None:
         """Validate every group and bring its kernel struct up to date, before anything

@@ -76,7 +76,8 @@ def _step(loop: Loop, xb: np.ndarray, yb: np.ndarray,
     scale = loop.run.grad_scale(state.batch, len(yb))
     comp = loop.compiled if scale == 1.0 else None
     if comp is not None:  # the compiled layers (or the eager ones, input_grad=False)
-        loss = comp.forward_backward(xb, yb, batch_loss, wb)
+        # the step may take its norms from the tape unless a callback may change the gradients
+        loss = comp.forward_backward(xb, yb, batch_loss, wb, offer_norms=not cb.before_step)
         pred = comp.output
         assert pred is not None
     else:
