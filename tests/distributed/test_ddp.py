@@ -209,3 +209,34 @@ def test_the_compiled_step_of_a_ddp_model_is_its_eager_step_bit_for_bit(cap_mb):
     # (the running statistics differ between ranks: each folds in its own batch after the
     # forward's broadcast of rank 0's, as in torch's DDP)
     assert same_on_every_rank(checksum([pc]))
+
+
+def test_a_training_forward_first_copies_rank_0s_buffers_in_one_broadcast():
+    """broadcast_buffers: the running statistics (float32) and batch counts (int64) of every
+    BatchNorm become rank 0's, through one coalesced broadcast of their bytes."""
+    r = dist.rank()
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8),
+                          nn.BatchNorm1d(8), nn.Linear(8, 4))
+    wrapped = dist.DistributedDataParallel(model)
+    calls = []
+    comm = wrapped.communicator
+    real = comm.bcast_
+
+    def counting(buf, root=0):
+        calls.append(buf.nbytes)
+        real(buf, root)
+
+    comm.bcast_ = counting  # type: ignore[method-assign]
+    try:
+        for i, bn in enumerate((model[1], model[4])):
+            bn.running_mean[...] = np.arange(8, dtype=np.float32) * (i + 1) if r == 0 else -1.0
+            bn.running_var[...] = 2.0 + i if r == 0 else 9.0
+            bn.num_batches_tracked[...] = 7 + i if r == 0 else 3
+        wrapped.before_forward()
+    finally:
+        del comm.bcast_
+    assert calls == [sum(b.nbytes for b in model.buffers())]
+    ok = all(np.array_equal(bn.running_mean, np.arange(8, dtype=np.float32) * (i + 1))
+             and np.all(bn.running_var == 2.0 + i) and int(bn.num_batches_tracked) == 7 + i
+             for i, bn in enumerate((model[1], model[4])))
+    assert agree(ok)

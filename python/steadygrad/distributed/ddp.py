@@ -92,6 +92,7 @@ class DistributedDataParallel(Module):
     _remaining: list[int]
     _done_layers: set[int]
     _unfinished: int  # the first request in _pending not yet seen complete
+    _staging: np.ndarray
 
     def __init__(self, module: Module, communicator: Communicator | None = None, *,
                  bucket_cap_mb: float = 1.0, broadcast_buffers: bool = True,
@@ -118,6 +119,7 @@ class DistributedDataParallel(Module):
         self.last_wait_s = 0.0
         self._active, self._pending, self._started, self._remaining = False, [], [], []
         self._done_layers, self._unfinished = set(), 0
+        self._staging = np.empty(0, np.uint8)  # the buffers' broadcast
         threaded = bool(progress_thread) and bool(getattr(comm, "threaded_progress", False))
         self._progress = Progress() if threaded and comm.size > 1 else None
         cap = max(int(bucket_cap_mb * 2**20) // 4, 1)
@@ -131,8 +133,27 @@ class DistributedDataParallel(Module):
                     m._on_grads_written(self._layer_done)
 
     def _broadcast_buffers(self) -> None:
-        for buf in self.module.buffers():
-            self.communicator.bcast_(buf)
+        """Rank 0's buffers to every rank in one broadcast (their bytes side by side in a
+        staging array, as torch coalesces them): a BatchNorm model's training forward made one
+        collective per running statistic."""
+        bufs = self.module.buffers()
+        if len(bufs) < 2 or not all(b.flags.c_contiguous for b in bufs):
+            for buf in bufs:
+                self.communicator.bcast_(buf)
+            return
+        raw = [b.reshape(-1).view(np.uint8) for b in bufs]
+        total = sum(r.size for r in raw)
+        if self._staging.size != total:
+            self._staging = np.empty(total, np.uint8)
+        staging, root = self._staging, self.communicator.rank == 0
+        if root:
+            np.concatenate(raw, out=staging)
+        self.communicator.bcast_(staging)
+        if not root:
+            o = 0
+            for r in raw:
+                r[...] = staging[o:o + r.size]
+                o += r.size
 
     # -- what the wrapped module does --------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -221,7 +242,9 @@ class DistributedDataParallel(Module):
         self._started[b] = True
         req = self.communicator.iallreduce_(buckets.storage.grad[lo:hi])
         self._pending.append((b, req))
-        if self._progress is not None:
+        # The last bucket to start has no backward left to hide behind: the final wait is
+        # next, and waking the thread for it would only make the waits contend with it.
+        if self._progress is not None and self._active and not all(self._started):
             self._progress.add(req)
 
     def _layer_done(self, m: Module) -> None:
