@@ -138,3 +138,19 @@ def test_fit_offers_the_tapes_norms_only_when_no_callback_may_change_the_gradien
         results.append((hist.history["loss"], storage.data.copy()))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_forward_backward_offers_norms_only_when_asked(norm_pass: _Counted) -> None:
+    """The public forward_backward, after which a caller may still change the gradients
+    (clip_grad_norm_, gradient surgery), offers nothing unless told offer_norms=True."""
+    comp, _ = _pair(ARCHS["mlp_bn_relu"], lambda p: optim.Adam(p, lr=1e-2, max_grad_norm=0.3))
+    step = sg.compile_step(comp[0], nn.CrossEntropyLoss(), comp[1])
+    x, y = _data()
+    for offer, passes in ((False, 1), (True, 0)):
+        before = norm_pass.calls
+        comp[1].zero_grad()
+        step.forward_backward(x, y, offer_norms=offer)
+        for p in comp[0].parameters():  # what a caller may do between the two
+            np.multiply(p.grad_buffer, 2.0, out=p.grad_buffer)
+        comp[1].step()
+        assert norm_pass.calls - before == passes

@@ -224,3 +224,44 @@ def test_fit_compiles_a_ddp_model() -> None:
     assert unsupported(ddp) is None
     assert unsupported(dist.DistributedDataParallel(nn.Sequential(nn.LogSoftmax(1)),
                                                     communicator=_TwoRanks(False))) is not None
+
+
+def test_a_hook_that_raises_in_the_compiled_backward_propagates_and_averages_nothing() -> None:
+    """The tape calls a layer's hook with the GIL taken; an error there (an MPI failure, say)
+    leaves the tape's call as the same exception, and DDP abandons that backward's requests."""
+    comm = _TwoRanks(threaded=True)
+    x, y = _data()
+    ddp = dist.DistributedDataParallel(_model(), communicator=comm, bucket_cap_mb=1e-3)
+    opt = optim.SGD(ddp.parameters(), lr=0.1)
+    step = sg.compile_step(ddp, nn.CrossEntropyLoss(), opt)
+    step(x, y)
+
+    def fail(buf: np.ndarray) -> None:
+        raise RuntimeError("the network went away")
+
+    comm.on_start = fail
+    with pytest.raises(RuntimeError, match="the network went away"):
+        step(x, y)
+    assert ddp._pending == [] and not ddp._active
+    comm.on_start = None
+    step(x, y)  # the next step runs as usual
+
+
+def test_a_forked_child_gets_a_fresh_progress_thread() -> None:
+    """After a fork the child's Progress has a new lock and no thread (the parent's lock may
+    have been held by its thread at the fork); it starts its own when a bucket comes."""
+    import os
+
+    from steadygrad.distributed.progress import Progress
+
+    p = Progress()
+    p.add(_Request(_TwoRanks(True, after=1), np.zeros(2, np.float32)))
+    p._lock.acquire()  # as if the thread were inside a test when the process forked
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the lock is free and no thread is recorded
+        ok = p._thread is None and p._lock.acquire(timeout=2.0)
+        os._exit(0 if ok else 1)
+    p._lock.release()
+    p.end()
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0

@@ -157,20 +157,21 @@ class CompiledStep:
         """One training step on (x, y); returns the loss."""
         with self._contention.step():  # fewer threads while other processes hold the cores
             self.optimizer.zero_grad()
-            loss = self.forward_backward(x, y)
+            loss = self.forward_backward(x, y, offer_norms=True)
             self.optimizer.step()
         return loss
 
     def forward_backward(self, x: np.ndarray, y: Any, loss_of: LossOf | None = None,
-                         w: np.ndarray | None = None, *, offer_norms: bool = True) -> float:
+                         w: np.ndarray | None = None, *, offer_norms: bool = False) -> float:
         """forward, loss and backward on (x, y) after the caller's zero_grad; returns the
         loss. A CrossEntropyLoss on class indices runs inside the tape's one call (the same
         kernel and arguments as the loss module's); any other loss is
         `loss_of(loss_fn, pred, y, w)` -> (loss, grad_output or None: loss_fn.backward()'s;
         sg.fit passes its batch_loss), by default the loss module's own value.
-        offer_norms: the optimizer's next step may take its gradient norms from the tape's
-        backward (computed as each layer wrote its gradients) instead of a pass of its own:
-        pass False when something may change the gradients before that step."""
+        offer_norms=True: the optimizer's next step takes its gradient norms from the tape's
+        backward (computed as each layer wrote its gradients) instead of a pass of its own;
+        only for a caller that changes no gradient before that step (the step's own call,
+        and fit when no callback has an on_before_optimizer_step)."""
         tape = self._tape_for(x)
         norm = self._norm_asked(tape) if offer_norms else 0.0
         if tape is not None and self._fuses_loss(tape, y):

@@ -179,7 +179,7 @@ def build_steadygrad(cfg: AnyConfig, x: np.ndarray, y: np.ndarray,
     def step() -> object:
         if comp is not None:  # forward, loss and backward in the tape's one call, as fit runs it
             opt.zero_grad()
-            comp.forward_backward(x, y)
+            comp.forward_backward(x, y, offer_norms=True)  # as fit runs it
         else:
             forward()
             loss()

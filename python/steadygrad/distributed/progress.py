@@ -15,12 +15,28 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 
 from steadygrad.distributed.comm import Request
 
 __all__ = ["Progress"]
 
 INTERVAL_S = 3e-4  # between tests: short beside a bucket's ms, long beside a test's us
+
+_ALL: weakref.WeakSet[Progress] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A fork copies the lock as it was (held, if the thread was testing then) but not the
+    # thread: the child starts afresh.
+    for p in list(_ALL):
+        p._lock = threading.Lock()
+        p._run = threading.Event()
+        p._thread = None
+        p._requests, p._next = [], 0
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Progress:
@@ -38,6 +54,7 @@ class Progress:
         self._next = 0  # the first request not yet seen complete
         self._thread: threading.Thread | None = None
         self._pid = 0  # the process the thread runs in (a forked child starts its own)
+        _ALL.add(self)
 
     def add(self, req: Request) -> None:
         self._requests.append(req)
