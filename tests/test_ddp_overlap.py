@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import pytest
+from test_compiled_step import _eager_step
 
 import steadygrad as sg
 import steadygrad.distributed as dist
@@ -194,13 +195,7 @@ def test_the_compiled_step_starts_buckets_inside_its_backward(threaded: bool) ->
         losses = []
         for _ in range(3):
             first.fill(np.nan)
-            if compiled:
-                losses.append(step(x, y))
-            else:
-                opt.zero_grad()
-                losses.append(float(loss_fn(ddp(x), y)))
-                ddp.backward(loss_fn.backward(), input_grad=False)
-                opt.step()
+            losses.append(step(x, y) if compiled else _eager_step(ddp, opt, loss_fn, x, y))
         n = len(ddp._buckets.ranges)
         assert n > 1 and len(unwritten) == 3 * n
         assert unwritten[:n - 1] == [True] * (n - 1)  # all but the first layer's bucket

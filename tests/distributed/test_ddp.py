@@ -19,6 +19,7 @@ from mpi_support import (
     torch_grads,
     torch_twin,
 )
+from test_compiled_step import _eager_step
 
 import steadygrad as sg
 import steadygrad.distributed as dist
@@ -192,13 +193,7 @@ def test_the_compiled_step_of_a_ddp_model_is_its_eager_step_bit_for_bit(cap_mb):
         losses = []
         for i in range(4):
             x, y = data("mlp", 12, seed=20 + 2 * i + r)
-            if compiled:
-                losses.append(step(x, y))
-            else:
-                opt.zero_grad()
-                losses.append(float(loss_fn(wrapped(x), y)))
-                wrapped.backward(loss_fn.backward(), input_grad=False)
-                opt.step()
+            losses.append(step(x, y) if compiled else _eager_step(wrapped, opt, loss_fn, x, y))
         assert model.flat_storage is not None
         runs.append((losses, model.flat_storage.data.copy(), model.flat_storage.grad.copy(),
                      [b.copy() for b in model.buffers()]))
