@@ -318,3 +318,19 @@ def test_a_layer_with_a_gradients_written_hook_runs_the_step_eagerly() -> None:
     model[3]._on_grads_written(None)
     step(x, y)
     assert seen == ["Linear"]  # unhooked: compiled again, no call
+
+
+def test_a_ninth_input_shape_recording_over_the_full_cache_keeps_its_dropout_seeds() -> None:
+    """The tape cache holds 8 shapes; the 9th clears it before recording (it cleared after,
+    which dropped the new tape's Dropout count and its seeds with it). 10 batch sizes in turn,
+    compiled against eager, bit for bit."""
+    comp, eager = _pair(ARCHS["dropout"], lambda p: optim.SGD(p, lr=0.1))
+    lc = nn.CrossEntropyLoss()
+    step = sg.compile_step(comp[0], lc, comp[1])
+    for n in range(3, 13):
+        x, y = _data(n=n)
+        sg.manual_seed(n)
+        a = step(x, y)
+        sg.manual_seed(n)
+        assert a == _eager_step(eager[0], eager[1], lc, x, y)
+    _assert_same(eager, comp, "after 10 shapes")
