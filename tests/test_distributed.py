@@ -108,6 +108,8 @@ def test_ddp_rejects_bad_arguments():
         dist.DistributedDataParallel(nn.Linear(2, 2), bucket_cap_mb=0)
     with pytest.raises(TypeError, match="already wrapped"):
         dist.DistributedDataParallel(dist.DistributedDataParallel(nn.Linear(2, 2)))
+    with pytest.raises(TypeError, match="progress_thread must be a bool, got str"):
+        dist.DistributedDataParallel(nn.Linear(2, 2), progress_thread="no")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="communicator must implement"):
         dist.DistributedDataParallel(nn.Linear(2, 2), communicator=3)  # type: ignore[arg-type]
 

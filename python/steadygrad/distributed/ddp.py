@@ -107,6 +107,9 @@ class DistributedDataParallel(Module):
                 or not bucket_cap_mb > 0):
             raise ValueError("DistributedDataParallel: bucket_cap_mb must be a positive number, "
                              f"got {bucket_cap_mb!r}")
+        if not isinstance(progress_thread, bool):
+            raise TypeError("DistributedDataParallel: progress_thread must be a bool, got "
+                            f"{type(progress_thread).__name__}")
         params = module.parameters()
         storage = module.flat_storage
         if params and storage is None:
@@ -120,7 +123,7 @@ class DistributedDataParallel(Module):
         self._active, self._pending, self._started, self._remaining = False, [], [], []
         self._done_layers, self._unfinished = set(), 0
         self._staging = np.empty(0, np.uint8)  # the buffers' broadcast
-        threaded = bool(progress_thread) and bool(getattr(comm, "threaded_progress", False))
+        threaded = progress_thread and bool(getattr(comm, "threaded_progress", False))
         self._progress = Progress() if threaded and comm.size > 1 else None
         cap = max(int(bucket_cap_mb * 2**20) // 4, 1)
         self._buckets = None if storage is None else _Buckets(storage, module, cap)
