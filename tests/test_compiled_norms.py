@@ -154,3 +154,26 @@ def test_forward_backward_offers_norms_only_when_asked(norm_pass: _Counted) -> N
             np.multiply(p.grad_buffer, 2.0, out=p.grad_buffer)
         comp[1].step()
         assert norm_pass.calls - before == passes
+
+
+@pytest.mark.parametrize("norm_type", [2.0, math.inf], ids=["l2", "inf"])
+def test_combine_norm_partials_is_grad_norms_combine(norm_type: float) -> None:
+    """combine_norm_partials on the segments' partials gives grad_norms' total and per-segment
+    norms bit for bit (1-element segments, whose partial is x*x or |x| in float64 exactly; a
+    NaN wins the inf-norm); bad arguments raise."""
+    from steadygrad import _core
+
+    rng = np.random.default_rng(2)
+    g = rng.standard_normal(7).astype(np.float32)
+    g[4] = np.nan if norm_type == math.inf else g[4]
+    off, ln = np.arange(7, dtype=np.int64), np.ones(7, np.int64)
+    total, per = _core.grad_norms(g, off, ln, norm_type)
+    g64 = g.astype(np.float64)
+    partials = np.abs(g64) if norm_type == math.inf else g64 * g64  # a 1-element segment's
+    got = _core.combine_norm_partials(partials, norm_type)
+    assert got == total or (math.isnan(got) and math.isnan(total))
+    np.testing.assert_array_equal(partials, per)
+    with pytest.raises(TypeError, match=r"partials must be a float64 numpy\.ndarray"):
+        _core.combine_norm_partials(np.zeros(3, np.float32), 2.0)
+    with pytest.raises(ValueError, match=r"norm_type must be 2\.0 or inf"):
+        _core.combine_norm_partials(np.zeros(3), 3.0)

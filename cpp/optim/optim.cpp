@@ -103,9 +103,13 @@ void grad_norms_accumulate(const float* g, Segments s, bool inf_norm, double* pe
 
 double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg) {
   grad_norms_accumulate(g, s, inf_norm, per_seg);
+  return combine_norm_partials(per_seg, s.count, inf_norm);
+}
+
+double combine_norm_partials(double* per_seg, int64_t count, bool inf_norm) {
   // Fixed-order combine of the segments.
   double total = 0.0;
-  for (int64_t i = 0; i < s.count; ++i) {
+  for (int64_t i = 0; i < count; ++i) {
     if (inf_norm) {
       max_or_nan(&total, per_seg[i]);
     } else {

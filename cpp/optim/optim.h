@@ -67,6 +67,9 @@ double grad_norms(const float* g, Segments s, bool inf_norm, double* per_seg);
 // total the square root of these partials added in segment order. The compiled step computes
 // it as each layer's backward has written its gradients (still in cache).
 double grad_norm_partial(const float* g, int64_t n, bool inf_norm);
+// grad_norms' last part, in place: per_seg[count] holds the segments' partials (in segment
+// order) and leaves as their norms; returns the total norm. grad_norms is accumulate + this.
+double combine_norm_partials(double* per_seg, int64_t count, bool inf_norm);
 
 void adam_step(float* p, float* m, float* v, float* vmax, const float* g, Segments s,
                const AdamHyper& h);

@@ -439,6 +439,7 @@ def global_norm(x: _F32, norm_type: float = 2.0) -> float:
 # Each step kernel takes its hyperparameters as one bound struct; its `pre` is the struct's
 # own GradPreHyper (reading it gives a view that writes through, assigning one copies it).
 
+def combine_norm_partials(partials: npt.NDArray[np.float64], norm_type: float = 2.0) -> float: ...
 def grad_norms(
     grad: _F32,
     seg_offsets: _I64,

@@ -163,32 +163,44 @@ void require_step(const char* fn, int64_t step) {
 
 std::string num(double x) { return py::repr(py::float_(x)).cast<std::string>(); }
 
+// true for the inf-norm, false for the 2-norm; anything else raises.
+bool fused_inf_norm(const char* fn, double norm_type) {
+  const bool inf = std::isinf(norm_type) && norm_type > 0;
+  if (!inf && norm_type != 2.0) {
+    value_error(fn, "norm_type must be 2.0 or inf for the fused kernel, got " + num(norm_type));
+  }
+  return inf;
+}
+
+// A writeable C-contiguous float64 array of `count` elements (count < 0: any) named `name`;
+// `optional`: the argument may also be None (the caller handles that), as the message says.
+py::array f64_vector(const char* fn, const char* name, py::handle obj, int64_t count,
+                     bool optional) {
+  if (!py::isinstance<py::array_t<double, 0>>(obj) ||
+      py::reinterpret_borrow<py::array>(obj).dtype().kind() != 'f' ||
+      py::reinterpret_borrow<py::array>(obj).itemsize() != 8) {
+    type_error(fn, std::string(name) + " must be a float64 numpy.ndarray" +
+                       (optional ? " or None" : ""));
+  }
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!(a.ndim() == 1 && (count < 0 || a.shape(0) == count) && (a.flags() & py::array::c_style))) {
+    value_error(fn, std::string(name) + " must be a C-contiguous float64 array of shape (" +
+                        (count < 0 ? std::string("n") : std::to_string(count)) + ",), got " +
+                        shape_str(a));
+  }
+  require_writeable(fn, name, a);
+  require_aligned(fn, name, a);
+  return a;
+}
+
 py::tuple grad_norms_py(py::handle grad_obj, py::handle off_obj, py::handle len_obj,
                         double norm_type, py::handle out_obj) {
   const char* fn = "grad_norms";
   py::array g = flat(fn, "grad", grad_obj, -1, false);
   SegArrays seg = segments(fn, off_obj, len_obj, g.shape(0), false);
-  const bool inf = std::isinf(norm_type) && norm_type > 0;
-  if (!inf && norm_type != 2.0) {
-    value_error(fn, "norm_type must be 2.0 or inf for the fused kernel, got " + num(norm_type));
-  }
-  py::array out;
-  if (out_obj.is_none()) {
-    out = py::array_t<double>(seg.s.count);
-  } else {
-    if (!py::isinstance<py::array_t<double, 0>>(out_obj) ||
-        py::reinterpret_borrow<py::array>(out_obj).dtype().kind() != 'f' ||
-        py::reinterpret_borrow<py::array>(out_obj).itemsize() != 8) {
-      type_error(fn, "out must be a float64 numpy.ndarray or None");
-    }
-    out = py::reinterpret_borrow<py::array>(out_obj);
-    if (!(out.ndim() == 1 && out.shape(0) == seg.s.count && (out.flags() & py::array::c_style))) {
-      value_error(fn, "out must be a C-contiguous float64 array of shape (" +
-                          std::to_string(seg.s.count) + ",), got " + shape_str(out));
-    }
-    require_writeable(fn, "out", out);
-    require_aligned(fn, "out", out);
-  }
+  const bool inf = fused_inf_norm(fn, norm_type);
+  py::array out = out_obj.is_none() ? py::array(py::array_t<double>(seg.s.count))
+                                    : f64_vector(fn, "out", out_obj, seg.s.count, true);
   const float* gp = f32_cptr(g);
   double* op = static_cast<double*>(out.mutable_data());
   double total;
@@ -197,6 +209,14 @@ py::tuple grad_norms_py(py::handle grad_obj, py::handle off_obj, py::handle len_
     total = grad_norms(gp, seg.s, inf, op);
   }
   return py::make_tuple(total, out);
+}
+
+// grad_norms' combine on partials made elsewhere (the compiled step's backward): in place.
+double combine_norm_partials_py(py::handle per_obj, double norm_type) {
+  const char* fn = "combine_norm_partials";
+  const bool inf = fused_inf_norm(fn, norm_type);
+  py::array per = f64_vector(fn, "partials", per_obj, -1, false);
+  return combine_norm_partials(static_cast<double*>(per.mutable_data()), per.shape(0), inf);
 }
 
 // Each step copies its struct before releasing the GIL: another thread may assign its fields.
@@ -284,6 +304,11 @@ void register_optim(py::module_& m) {
         "Read-only norm pass over segments of the flat gradient: returns (total_norm, per_segment "
         "norms as float64). norm_type 2.0 or inf. Bitwise identical for any thread count/ISA; a "
         "non-finite gradient gives a non-finite segment norm.");
+  m.def("combine_norm_partials", &combine_norm_partials_py, arg("partials"),
+        arg("norm_type") = 2.0,
+        "grad_norms' fixed-order combine, in place: partials (float64, one per segment in "
+        "segment order: sums of squares, or max|g| for inf) become the segments' norms; returns "
+        "the total norm, bitwise what grad_norms returns over the gradients they came from.");
   m.def("grad_scale_clamp", &scale_clamp_py, arg("grad"), arg("seg_offsets"), arg("seg_lengths"),
         arg("pre"),
         "In place over the segments: grad = clamp(grad * pre.grad_scale, -pre.clip_value, "

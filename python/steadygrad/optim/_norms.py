@@ -51,30 +51,6 @@ def segment_norms(
     return _np_norm(per, norm_type), per
 
 
-def offered_norms(norm_type: float, partials: np.ndarray,
-                  out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-    """(total norm, per-segment norms) from the segments' partials (the compiled step's, see
-    Optimizer._offer_norms), combined exactly as `_core.grad_norms` combines its own: the
-    2-norm's partials added in segment order, then square roots; inf's maxima in order, a NaN
-    winning. Bitwise segment_norms' result over the same gradients."""
-    per = partials if out is None or out.shape != partials.shape else out
-    if norm_type == math.inf:
-        total = 0.0
-        for p in partials.tolist():
-            if p != p or p > total:  # NaN stays (max_or_nan)
-                total = p
-                if p != p:
-                    break
-        if per is not partials:
-            per[...] = partials
-        return total, per
-    total = 0.0
-    for p in partials.tolist():
-        total += p
-    np.sqrt(partials, out=per)
-    return math.sqrt(total), per
-
-
 def _np_norm(x: np.ndarray, norm_type: float) -> float:
     if x.size == 0:
         return 0.0

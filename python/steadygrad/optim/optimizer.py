@@ -20,6 +20,7 @@ from typing import Any, Generic, TypedDict
 
 import numpy as np
 
+from steadygrad import _core
 from steadygrad.nn import running_stats
 from steadygrad.nn.parameter import FlatStorage, Parameter
 from steadygrad.optim._groups import ParamGroupsMixin
@@ -36,7 +37,6 @@ from steadygrad.optim._norms import (
     NonFiniteGradientWarning,
     check_norm_type,
     clip_coefficient,
-    offered_norms,
     segment_norms,
 )
 from steadygrad.optim._state import StateDictMixin
@@ -119,7 +119,10 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         self.consecutive_skips = 0
         self.last_grad_norm: float | None = None
         self._offered: tuple[float, np.ndarray, list[Parameter]] | None = None
-        self._offer_order: tuple[Any, ...] = ()
+        # which offered partial is each parameter's: for the offering tape's parameter list
+        # (its identity and length, and this optimizer's), None when one is missing there
+        self._offer_key: tuple[int, ...] = ()
+        self._offer_index: np.ndarray | None = None
         self._last_norms: np.ndarray | None = None
         self._last_active: list[int] | None = None
 
@@ -217,9 +220,9 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         total: float | None = None
         if self.skip_nonfinite or self.max_grad_norm is not None:
             out = self._norm_out if active is None else None
-            offered = self._take_offered() if active is None else None
-            if offered is not None:
-                total, per = offered_norms(self.norm_type, offered, self._norm_out)
+            if active is None and self._take_offered(self._norm_out):
+                per = self._norm_out  # the combine of grad_norms over the offered partials
+                total = _core.combine_norm_partials(per, self.norm_type)
             else:
                 total, per = segment_norms(grad, off, ln, self.norm_type, out)
             self._last_norms = per
@@ -254,20 +257,24 @@ class Optimizer(ParamGroupsMixin, StateDictMixin, Generic[HyperT]):
         norms. The caller promises nothing changes the gradients before that step."""
         self._offered = (norm_type, partials, params)
 
-    def _take_offered(self) -> np.ndarray | None:
-        """The offered partials in this optimizer's parameter order, or None (none offered,
-        another norm_type, or a parameter not among them); withdraws the offer."""
+    def _take_offered(self, out: np.ndarray) -> bool:
+        """Put the offered partials into `out` in this optimizer's parameter order; False
+        (out untouched) when none was offered, for another norm_type, or a parameter is not
+        among them. Withdraws the offer."""
         offered, self._offered = self._offered, None
         if offered is None or offered[0] != self.norm_type:
-            return None
+            return False
         _, partials, params = offered
         key = (id(params), len(params), id(self._params), len(self._params))
-        if self._offer_order[:4] != key:
+        if self._offer_key != key:
             slot = {id(p): i for i, p in enumerate(params)}
-            order = [slot.get(id(p), -1) for p in self._params]
-            self._offer_order = (*key, None if -1 in order else np.array(order, np.int64))
-        order = self._offer_order[4]
-        return None if order is None else partials[order]
+            index = [slot.get(id(p), -1) for p in self._params]
+            self._offer_key = key
+            self._offer_index = None if -1 in index else np.array(index, np.int64)
+        if self._offer_index is None:
+            return False
+        np.take(partials, self._offer_index, out=out)
+        return True
 
     def _check_groups(self) -> None:
         """Validate every group and bring its kernel struct up to date, before anything
