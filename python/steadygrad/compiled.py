@@ -28,6 +28,7 @@ gradients go where the eager backward writes them, into the flat gradient buffer
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
@@ -45,6 +46,9 @@ __all__ = ["CompileFallbackWarning", "CompiledStep", "compile_step"]
 
 # (loss_fn, prediction, targets, sample weights) -> (loss, grad_output or None)
 LossOf = Callable[[Any, np.ndarray, Any, "np.ndarray | None"], tuple[float, Any]]
+
+
+_NO_AVERAGING = contextlib.nullcontext()
 
 
 class CompileFallbackWarning(UserWarning):
@@ -94,16 +98,18 @@ def unsupported(model: Any) -> str | None:
 
 def _recorded(m: Any) -> tuple[Any, ...]:
     """What a tape bakes in of a layer besides its parameters (whose flat buffer is checked on
-    its own): its mode, settings and buffers; a change records a new tape."""
+    its own): its mode, settings and buffers, and its gradients-written hook (the tape calls
+    it); a change records a new tape."""
     d = m.__dict__
+    hook = d.get("_grads_written")
     if type(m) is nn.BatchNorm1d:
         return (m.training, m.momentum, m.eps, m.track_running_stats,
                 id(d["running_mean"]), id(d["running_var"]), id(d["num_batches_tracked"]),
-                id(m.weight), id(m.bias))
+                id(m.weight), id(m.bias), hook)
     if type(m) is nn.Dropout:
         return (m.training, m.p)
     if type(m) is nn.Linear:
-        return (id(m.weight), id(m.bias))
+        return (id(m.weight), id(m.bias), hook)
     return (m.training, _ACTIVATIONS[type(m)](m) if type(m) in _ACTIVATIONS else None)
 
 
@@ -175,20 +181,11 @@ class CompiledStep:
         tape = self._tape_for(x)
         norm = self._norm_asked(tape) if offer_norms else 0.0
         if tape is not None and self._fuses_loss(tape, y):
-            self._tape = tape
-            for bn in self._bns:
-                running_stats.before_update(bn)  # a skipped step can take the update back
-            wrapper = self._wrapper
-            if wrapper is None:
+            self._begin(tape)
+            with self._averaging():
                 loss = float(tape.run(x, y, self._seeds(tape), norm))
-            else:
-                wrapper.before_forward()
-                with wrapper.averaging():
-                    loss = float(tape.run(x, y, self._seeds(tape)))
             self.output = tape.output
-            self._grads_written()
-            if norm:
-                self.optimizer._offer_norms(norm, tape.grad_partials, self._grads[id(tape)])
+            self._written(tape, norm)
             return loss
         pred = self._forward(x, tape)
         if loss_of is None:
@@ -234,13 +231,32 @@ class CompiledStep:
         if tape is None:
             pred: np.ndarray = self.model(x)
         else:
-            for bn in self._bns:
-                running_stats.before_update(bn)  # a skipped step can take the update back
-            if self._wrapper is not None:
-                self._wrapper.before_forward()
+            self._begin(tape)
             pred = tape.forward(x, self._seeds(tape))
         self.output = pred
         return pred
+
+    def _begin(self, tape: Any) -> None:
+        """What a compiled training forward does before the tape runs (the eager forwards'
+        part outside the layers' kernels)."""
+        self._tape = tape
+        for bn in self._bns:
+            running_stats.before_update(bn)  # a skipped step can take the update back
+        if self._wrapper is not None:
+            self._wrapper.before_forward()  # rank 0's buffers, as DDP's forward
+
+    def _averaging(self) -> Any:
+        """Around the tape's backward: the data-parallel wrapper's gradient average, or
+        nothing (one reusable null context: no object made per step)."""
+        return _NO_AVERAGING if self._wrapper is None else self._wrapper.averaging()
+
+    def _written(self, tape: Any, norm: float) -> None:
+        """After the tape's backward: gradients fresh, and (norm 2/inf) its norm partials
+        offered to the optimizer's next step."""
+        for p in self._params:
+            p.mark_grad_fresh()
+        if norm:
+            self.optimizer._offer_norms(norm, tape.grad_partials, self._grads[id(tape)])
 
     def backward(self, grad_output: np.ndarray) -> None:
         """The backward of the last forward: parameter gradients written, no dL/dx of x."""
@@ -252,18 +268,9 @@ class CompiledStep:
         if tape is None:
             self.model.backward(grad_output, input_grad=False)
             return
-        if self._wrapper is None:
+        with self._averaging():
             tape.backward(grad_output, norm)
-        else:
-            with self._wrapper.averaging():
-                tape.backward(grad_output)
-        self._grads_written()
-        if norm:
-            self.optimizer._offer_norms(norm, tape.grad_partials, self._grads[id(tape)])
-
-    def _grads_written(self) -> None:
-        for p in self._params:
-            p.mark_grad_fresh()
+        self._written(tape, norm)
 
     def _seeds(self, tape: Any) -> tuple[int, ...]:
         """A seed per Dropout of the tape, drawn in layer order as their forwards draw them
@@ -287,8 +294,7 @@ class CompiledStep:
         # old buffer's generation, and every tape must then point at the new one.
         if tuple(s.generation for s in self._stores) != self._store_gens:
             self._read_stores()
-        key = (x.shape, x.dtype, x.flags.c_contiguous,
-               tuple((_recorded(m), m.__dict__.get("_grads_written")) for m in children))
+        key = (x.shape, x.dtype, x.flags.c_contiguous, tuple(_recorded(m) for m in children))
         tape = self._tapes.get(key, False)
         if tape is False:
             if len(self._tapes) >= 8:  # a few shapes (the last batch's) are the norm
