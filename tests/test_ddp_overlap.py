@@ -166,7 +166,7 @@ def test_without_a_helper_thread_requests_are_tested_between_layers(threaded: bo
     x, y = _data()
     ddp = dist.DistributedDataParallel(_model(), communicator=comm, bucket_cap_mb=1e-3,
                                        progress_thread=False)
-    assert ddp._progress is None
+    assert ddp._progress._thread is None
     _grads_of(ddp, x, y)
     assert {t for r in comm.requests for t in r.testers} <= {comm.main}
     assert any(r.testers for r in comm.requests)
@@ -237,7 +237,7 @@ def test_a_hook_that_raises_in_the_compiled_backward_propagates_and_averages_not
     comm.on_start = fail
     with pytest.raises(RuntimeError, match="the network went away"):
         step(x, y)
-    assert ddp._pending == [] and not ddp._active
+    assert ddp._order == [] and not ddp._active
     comm.on_start = None
     step(x, y)  # the next step runs as usual
 
@@ -249,8 +249,8 @@ def test_a_forked_child_gets_a_fresh_progress_thread() -> None:
 
     from steadygrad.distributed.progress import Progress
 
-    p = Progress()
-    p.add(_Request(_TwoRanks(True, after=1), np.zeros(2, np.float32)))
+    p = Progress(threaded=True)
+    p.add(_Request(_TwoRanks(True, after=1), np.zeros(2, np.float32)), wake=True)
     p._lock.acquire()  # as if the thread were inside a test when the process forked
     pid = os.fork()
     if pid == 0:  # the child: exit 0 only if the lock is free and no thread is recorded

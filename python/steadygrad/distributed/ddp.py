@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from steadygrad.distributed.comm import Communicator, Request, communicator
+from steadygrad.distributed.comm import Communicator, communicator
 from steadygrad.distributed.progress import Progress
 from steadygrad.nn.module import Module
 from steadygrad.nn.parameter import FlatStorage
@@ -87,11 +87,10 @@ class DistributedDataParallel(Module):
     # the backward in progress: the requests in flight by bucket, which buckets started, how
     # many of each bucket's layers are still to run, which layers ran
     _active: bool
-    _pending: list[tuple[int, Request]]
+    _order: list[int]  # the buckets in the order they started (their requests: _progress)
     _started: list[bool]
     _remaining: list[int]
     _done_layers: set[int]
-    _unfinished: int  # the first request in _pending not yet seen complete
     _staging: np.ndarray
 
     def __init__(self, module: Module, communicator: Communicator | None = None, *,
@@ -120,11 +119,11 @@ class DistributedDataParallel(Module):
         self.module = module
         self.communicator, self.broadcast_buffers = comm, bool(broadcast_buffers)
         self.last_wait_s = 0.0
-        self._active, self._pending, self._started, self._remaining = False, [], [], []
-        self._done_layers, self._unfinished = set(), 0
+        self._active, self._order, self._started, self._remaining = False, [], [], []
+        self._done_layers = set()
         self._staging = np.empty(0, np.uint8)  # the buffers' broadcast
         threaded = progress_thread and bool(getattr(comm, "threaded_progress", False))
-        self._progress = Progress() if threaded and comm.size > 1 else None
+        self._progress = Progress(threaded)
         cap = max(int(bucket_cap_mb * 2**20) // 4, 1)
         self._buckets = None if storage is None else _Buckets(storage, module, cap)
         if comm.size > 1:
@@ -214,14 +213,12 @@ class DistributedDataParallel(Module):
             return
         self._remaining = list(buckets.writers)
         self._started = [False] * len(buckets.ranges)
-        self._done_layers, self._pending, self._active = set(), [], True
-        self._unfinished = 0
+        self._done_layers, self._order, self._active = set(), [], True
         try:
             yield
         except BaseException:
-            if self._progress is not None:
-                self._progress.end()
-            self._pending = []
+            self._progress.end()  # a failed backward averages nothing (its rank aborts)
+            self._order = []
             raise
         finally:
             self._active = False
@@ -229,26 +226,24 @@ class DistributedDataParallel(Module):
         for b in range(len(buckets.ranges)):  # layers whose backward did not run
             if not self._started[b]:
                 self._start(buckets, b)
-        if self._progress is not None:
-            self._progress.end()  # the thread tests nothing more: the waits below are ours
         size = self.communicator.size
-        for b, req in self._pending:
+        # end(): the thread tests nothing more, the waits below are ours
+        for b, req in zip(self._order, self._progress.end(), strict=True):
             req.wait()
             lo, hi = buckets.ranges[b]
             view = buckets.storage.grad[lo:hi]
             np.divide(view, size, out=view)
         self.last_wait_s = time.perf_counter() - t0
-        self._pending = []
+        self._order = []
 
     def _start(self, buckets: _Buckets, b: int) -> None:
         lo, hi = buckets.ranges[b]
         self._started[b] = True
         req = self.communicator.iallreduce_(buckets.storage.grad[lo:hi])
-        self._pending.append((b, req))
+        self._order.append(b)
         # The last bucket to start has no backward left to hide behind: the final wait is
         # next, and waking the thread for it would only make the waits contend with it.
-        if self._progress is not None and self._active and not all(self._started):
-            self._progress.add(req)
+        self._progress.add(req, wake=self._active and not all(self._started))
 
     def _layer_done(self, m: Module) -> None:
         """A layer's backward returned: start each bucket all of whose layers have."""
@@ -260,13 +255,8 @@ class DistributedDataParallel(Module):
             self._remaining[b] -= 1
             if self._remaining[b] == 0 and not self._started[b]:
                 self._start(buckets, b)
-        if self._progress is not None:
-            return  # its thread drives MPI's progress
-        # Drive MPI's progress (it moves non-blocking collectives only inside MPI calls) by
-        # testing the oldest unfinished request, while the backward runs on.
-        pending = self._pending
-        while self._unfinished < len(pending) and pending[self._unfinished][1].test():
-            self._unfinished += 1
+        if not self._progress.threaded:  # (else its thread does) MPI moves non-blocking
+            self._progress.poll()  # collectives only inside MPI calls
 
 
 def _resolve(comm: Communicator | None) -> Communicator:

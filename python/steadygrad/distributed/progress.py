@@ -40,12 +40,16 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Progress:
-    """`add(req)` as each bucket starts (the first wakes the thread), `end()` before the
-    final wait: after it returns no test runs until the next `add`, so the caller may wait
-    on the requests itself (MPI forbids two threads testing one request at once).
-    `tests`: how many tests the thread made (diagnostics; tests of this module)."""
+    """One backward's requests, in the order their buckets started, and what moves them on.
+    `add(req, wake=)` as each bucket starts; `poll()` tests the oldest unfinished ones in
+    order (called between layers when there is no thread); with `threaded`, an add with
+    wake=True starts the thread polling every `interval` seconds. `end()` stops it and hands
+    the requests back for the final waits: after it returns no test runs until the next add
+    (MPI forbids two threads testing one request at once). `tests`: how many tests were made
+    (diagnostics; tests of this module)."""
 
-    def __init__(self, interval: float = INTERVAL_S) -> None:
+    def __init__(self, threaded: bool, interval: float = INTERVAL_S) -> None:
+        self.threaded = threaded
         self.interval = interval
         self.tests = 0
         self._lock = threading.Lock()
@@ -56,17 +60,25 @@ class Progress:
         self._pid = 0  # the process the thread runs in (a forked child starts its own)
         _ALL.add(self)
 
-    def add(self, req: Request) -> None:
+    def add(self, req: Request, *, wake: bool) -> None:
         self._requests.append(req)
-        if not self._run.is_set():
+        if wake and self.threaded and not self._run.is_set():
             self._ensure_thread()
             self._run.set()
 
-    def end(self) -> None:
+    def poll(self) -> None:
+        reqs = self._requests
+        while self._next < len(reqs):
+            self.tests += 1
+            if not reqs[self._next].test():
+                break
+            self._next += 1
+
+    def end(self) -> list[Request]:
         self._run.clear()
         with self._lock:  # a test in progress returns; the loop starts none after the clear
-            self._requests = []
-            self._next = 0
+            reqs, self._requests, self._next = self._requests, [], 0
+        return reqs
 
     def _ensure_thread(self) -> None:
         if self._thread is None or self._pid != os.getpid():
@@ -82,10 +94,5 @@ class Progress:
                 with self._lock:
                     if not self._run.is_set():
                         break
-                    reqs = self._requests
-                    while self._next < len(reqs):
-                        self.tests += 1
-                        if not reqs[self._next].test():
-                            break
-                        self._next += 1
+                    self.poll()
                 time.sleep(self.interval)
