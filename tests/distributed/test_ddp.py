@@ -189,7 +189,7 @@ def test_the_compiled_step_of_a_ddp_model_is_its_eager_step_bit_for_bit(cap_mb):
         opt = optim.Adam(wrapped.parameters(), lr=1e-2, max_grad_norm=1.0)
         loss_fn = nn.CrossEntropyLoss()
         step = sg.compile_step(wrapped, loss_fn, opt)
-        assert step.compiled == compiled or not compiled, step.reason
+        assert step.compiled, step.reason
         losses = []
         for i in range(4):
             x, y = data("mlp", 12, seed=20 + 2 * i + r)

@@ -56,11 +56,10 @@ class _Epochs(Callback):
         copy (a float64 copy of every weight per batch was a tenth of a digits step)."""
         ws = self.weights
         store = ws[0].storage
-        if self._norms is None or self._norms[0] is not store.data or any(
-                p.storage is not store for p in ws):
-            if any(p.storage is not store for p in ws):  # not one buffer: per matrix
-                return sum(float(np.dot(w, w)) for w in
-                           (p.data.ravel().astype(np.float64) for p in ws))
+        if any(p.storage is not store for p in ws):  # not one buffer: per matrix
+            return sum(float(np.dot(w, w)) for w in
+                       (p.data.ravel().astype(np.float64) for p in ws))
+        if self._norms is None or self._norms[0] is not store.data:
             off = np.array([p.offset for p in ws], np.int64)
             ln = np.array([p.size for p in ws], np.int64)
             self._norms = (store.data, off, ln, np.empty(len(ws), np.float64))
