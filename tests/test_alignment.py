@@ -146,6 +146,7 @@ CALLS: dict[str, Callable[[], dict[str, Any]]] = {
         grad_input=f32(2, 5, 4, 4)),
     "grad_norms": lambda: dict(grad=f32(10), seg_offsets=i64(0, 5), seg_lengths=i64(5, 5),
                                out=np.zeros(2)),
+    "combine_norm_partials": lambda: dict(partials=np.ones(3)),
     "max_pool2d_forward": lambda: dict(input=f32(1, 4, 4, 3), geom=_pool_geom(),
                                        out=f32(1, 2, 2, 3),
                                        indices=np.zeros((1, 2, 2, 3), np.int32)),
